@@ -1,0 +1,1 @@
+//! slimnet core (in progress)

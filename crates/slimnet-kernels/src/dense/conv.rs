@@ -1,0 +1,533 @@
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::depthwise::{
+    depthwise_backward_input, depthwise_backward_weight, depthwise_forward_unchecked,
+};
+use super::gemm::{sgemm_unchecked, MatRef};
+use super::im2col::{col2im, im2col};
+use crate::error::{check_len, KernelError, Result};
+use crate::threads;
+
+/// An activation fused into a kernel's epilogue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Activation {
+    /// No activation.
+    #[default]
+    Identity,
+    /// `max(x, 0)`.
+    Relu,
+    /// `min(max(x, 0), 6)`.
+    Relu6,
+}
+
+impl Activation {
+    #[inline]
+    pub(crate) fn apply(self, v: f32) -> f32 {
+        match self {
+            Activation::Identity => v,
+            Activation::Relu => v.max(0.0),
+            Activation::Relu6 => v.clamp(0.0, 6.0),
+        }
+    }
+}
+
+/// Shapes and hyper-parameters of a 2-D convolution over an NCHW batch with OIHW weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeometry {
+    /// Batch size N.
+    pub batch: usize,
+    /// Input channels C.
+    pub in_channels: usize,
+    /// Input height.
+    pub in_h: usize,
+    /// Input width.
+    pub in_w: usize,
+    /// Output channels O.
+    pub out_channels: usize,
+    /// Kernel height.
+    pub kernel_h: usize,
+    /// Kernel width.
+    pub kernel_w: usize,
+    /// Stride (rows, columns).
+    pub stride: (usize, usize),
+    /// Zero padding on each side (rows, columns).
+    pub padding: (usize, usize),
+    /// Dilation (rows, columns).
+    pub dilation: (usize, usize),
+    /// Groups: input and output channels are split into this many independent groups.
+    pub groups: usize,
+}
+
+impl ConvGeometry {
+    /// A convolution with stride 1, no padding, dilation 1 and one group.
+    pub fn new(
+        batch: usize,
+        in_channels: usize,
+        in_h: usize,
+        in_w: usize,
+        out_channels: usize,
+        kernel_h: usize,
+        kernel_w: usize,
+    ) -> Self {
+        Self {
+            batch,
+            in_channels,
+            in_h,
+            in_w,
+            out_channels,
+            kernel_h,
+            kernel_w,
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+        }
+    }
+
+    /// Sets the stride.
+    pub fn with_stride(mut self, sh: usize, sw: usize) -> Self {
+        self.stride = (sh, sw);
+        self
+    }
+
+    /// Sets the zero padding.
+    pub fn with_padding(mut self, ph: usize, pw: usize) -> Self {
+        self.padding = (ph, pw);
+        self
+    }
+
+    /// Sets the dilation.
+    pub fn with_dilation(mut self, dh: usize, dw: usize) -> Self {
+        self.dilation = (dh, dw);
+        self
+    }
+
+    /// Sets the number of groups.
+    pub fn with_groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+
+    fn out_dim(size: usize, k: usize, s: usize, p: usize, d: usize) -> Option<usize> {
+        let span = d.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+        let padded = size.checked_add(p.checked_mul(2)?)?;
+        Some(padded.checked_sub(span)? / s + 1)
+    }
+
+    /// Checks that the geometry is consistent and yields a non-empty output.
+    ///
+    /// # Errors
+    /// Zero sizes, strides or dilations; channels not divisible by `groups`; a kernel larger than
+    /// the padded input; sizes whose products overflow.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |what: &'static str, reason: String| Err(KernelError::Invalid { what, reason });
+        if self.kernel_h == 0 || self.kernel_w == 0 {
+            return bad(
+                "kernel size",
+                format!("{}x{}", self.kernel_h, self.kernel_w),
+            );
+        }
+        if self.stride.0 == 0 || self.stride.1 == 0 {
+            return bad("stride", format!("{:?}", self.stride));
+        }
+        if self.dilation.0 == 0 || self.dilation.1 == 0 {
+            return bad("dilation", format!("{:?}", self.dilation));
+        }
+        if self.groups == 0
+            || self.in_channels % self.groups != 0
+            || self.out_channels % self.groups != 0
+        {
+            return bad(
+                "groups",
+                format!(
+                    "{} groups do not divide {} input and {} output channels",
+                    self.groups, self.in_channels, self.out_channels
+                ),
+            );
+        }
+        let oh = Self::out_dim(
+            self.in_h,
+            self.kernel_h,
+            self.stride.0,
+            self.padding.0,
+            self.dilation.0,
+        );
+        let ow = Self::out_dim(
+            self.in_w,
+            self.kernel_w,
+            self.stride.1,
+            self.padding.1,
+            self.dilation.1,
+        );
+        let (Some(oh), Some(ow)) = (oh, ow) else {
+            return bad(
+                "input size",
+                format!(
+                    "{}x{} input with padding {:?} is smaller than the {}x{} kernel (dilation {:?})",
+                    self.in_h, self.in_w, self.padding, self.kernel_h, self.kernel_w, self.dilation
+                ),
+            );
+        };
+        let sizes = [
+            [self.batch, self.in_channels, self.in_h, self.in_w],
+            [self.batch, self.out_channels, oh, ow],
+            [
+                self.out_channels,
+                self.in_channels,
+                self.kernel_h,
+                self.kernel_w,
+            ],
+            [
+                self.in_channels,
+                self.kernel_h * self.kernel_w.max(1),
+                oh,
+                ow,
+            ],
+        ];
+        for s in sizes {
+            if s.iter()
+                .try_fold(1usize, |a, &b| a.checked_mul(b))
+                .is_none_or(|v| v > isize::MAX as usize / 8)
+            {
+                return bad("sizes", format!("{s:?} overflows"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Output height (call [`validate`](Self::validate) first for a meaningful value).
+    pub fn out_h(&self) -> usize {
+        Self::out_dim(
+            self.in_h,
+            self.kernel_h,
+            self.stride.0,
+            self.padding.0,
+            self.dilation.0,
+        )
+        .unwrap_or(0)
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        Self::out_dim(
+            self.in_w,
+            self.kernel_w,
+            self.stride.1,
+            self.padding.1,
+            self.dilation.1,
+        )
+        .unwrap_or(0)
+    }
+
+    /// Elements of the input batch.
+    pub fn input_len(&self) -> usize {
+        self.batch * self.in_channels * self.in_h * self.in_w
+    }
+
+    /// Elements of the output batch.
+    pub fn output_len(&self) -> usize {
+        self.batch * self.out_channels * self.out_h() * self.out_w()
+    }
+
+    /// Elements of the OIHW weight (`O * I/groups * kh * kw`).
+    pub fn weight_len(&self) -> usize {
+        self.out_channels * (self.in_channels / self.groups.max(1)) * self.kernel_h * self.kernel_w
+    }
+
+    /// Multiply-accumulates of one forward pass.
+    pub fn macs(&self) -> usize {
+        self.output_len() * (self.in_channels / self.groups.max(1)) * self.kernel_h * self.kernel_w
+    }
+
+    fn is_pointwise(&self) -> bool {
+        self.kernel_h == 1 && self.kernel_w == 1 && self.stride == (1, 1) && self.padding == (0, 0)
+    }
+
+    fn is_depthwise(&self) -> bool {
+        self.groups == self.in_channels && self.groups == self.out_channels && self.groups > 1
+    }
+
+    fn single(&self) -> Self {
+        Self { batch: 1, ..*self }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a thread-local scratch buffer of at least `len` elements (contents unspecified).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < len {
+            s.resize(len, 0.0);
+        }
+        f(&mut s[..len])
+    })
+}
+
+/// Runs `per_image(n, gemm_threads)` for every image, in parallel over images when the batch is
+/// large enough, otherwise letting GEMM use the threads.
+fn for_images<T: Send>(
+    batch: usize,
+    out: &mut [T],
+    chunk: usize,
+    per_image: impl Fn(usize, &mut [T], usize) + Sync,
+) {
+    let nt = threads::num_threads();
+    if nt > 1 && batch >= nt {
+        threads::with_pool(|| {
+            out.par_chunks_mut(chunk)
+                .enumerate()
+                .for_each(|(n, o)| per_image(n, o, 1));
+        });
+    } else {
+        for (n, o) in out.chunks_mut(chunk).enumerate() {
+            per_image(n, o, nt);
+        }
+    }
+}
+
+/// Convolution forward: `out = act(conv(input, weight) + bias)`.
+///
+/// Shapes: `input` `[N, C, H, W]`, `weight` `[O, C/groups, kh, kw]`, `bias` `[O]`,
+/// `out` `[N, O, oh, ow]`, all row-major.
+///
+/// # Errors
+/// An invalid geometry or a buffer of the wrong length.
+pub fn conv2d_forward(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<()> {
+    g.validate()?;
+    check_len("conv input", g.input_len(), input.len())?;
+    check_len("conv weight", g.weight_len(), weight.len())?;
+    check_len("conv output", g.output_len(), out.len())?;
+    if let Some(b) = bias {
+        check_len("conv bias", g.out_channels, b.len())?;
+    }
+    if g.batch == 0 || g.out_channels == 0 {
+        return Ok(());
+    }
+    if g.is_depthwise() {
+        depthwise_forward_unchecked(g, input, weight, bias, act, out);
+        return Ok(());
+    }
+    let plane = g.out_h() * g.out_w();
+    let in_img = g.in_channels * g.in_h * g.in_w;
+    let cig = g.in_channels / g.groups;
+    let cog = g.out_channels / g.groups;
+    let kk = cig * g.kernel_h * g.kernel_w;
+    let one = g.single();
+    let pointwise = g.is_pointwise();
+    for_images(g.batch, out, g.out_channels * plane, |n, o, nt| {
+        let x = &input[n * in_img..(n + 1) * in_img];
+        let mut run = |col: &[f32]| {
+            for grp in 0..g.groups {
+                let w = MatRef::row_major(&weight[grp * cog * kk..(grp + 1) * cog * kk], cog, kk)
+                    .expect("weight slice has cog*kk elements");
+                let c =
+                    MatRef::row_major(&col[grp * kk * plane..(grp + 1) * kk * plane], kk, plane)
+                        .expect("col slice has kk*plane elements");
+                sgemm_unchecked(
+                    1.0,
+                    w,
+                    c,
+                    0.0,
+                    &mut o[grp * cog * plane..(grp + 1) * cog * plane],
+                    nt,
+                );
+            }
+        };
+        if pointwise {
+            run(x);
+        } else {
+            with_scratch(g.in_channels * g.kernel_h * g.kernel_w * plane, |col| {
+                im2col(&one, x, col);
+                run(col);
+            });
+        }
+        epilogue(o, plane, bias, act);
+    });
+    Ok(())
+}
+
+/// Adds the bias per channel and applies the activation over one image `[O, plane]`.
+pub(crate) fn epilogue(o: &mut [f32], plane: usize, bias: Option<&[f32]>, act: Activation) {
+    if bias.is_none() && act == Activation::Identity {
+        return;
+    }
+    for (ch, row) in o.chunks_mut(plane).enumerate() {
+        let b = bias.map_or(0.0, |b| b[ch]);
+        for v in row.iter_mut() {
+            *v = act.apply(*v + b);
+        }
+    }
+}
+
+/// Convolution input gradient: `grad_input = conv_transpose(grad_out, weight)`.
+///
+/// `grad_input` `[N, C, H, W]` is overwritten.
+///
+/// # Errors
+/// An invalid geometry or a buffer of the wrong length.
+pub fn conv2d_backward_input(
+    g: &ConvGeometry,
+    grad_out: &[f32],
+    weight: &[f32],
+    grad_input: &mut [f32],
+) -> Result<()> {
+    g.validate()?;
+    check_len("conv grad_out", g.output_len(), grad_out.len())?;
+    check_len("conv weight", g.weight_len(), weight.len())?;
+    check_len("conv grad_input", g.input_len(), grad_input.len())?;
+    grad_input.fill(0.0);
+    if g.batch == 0 || g.out_channels == 0 {
+        return Ok(());
+    }
+    if g.is_depthwise() {
+        depthwise_backward_input(g, grad_out, weight, grad_input);
+        return Ok(());
+    }
+    let plane = g.out_h() * g.out_w();
+    let in_img = g.in_channels * g.in_h * g.in_w;
+    let cig = g.in_channels / g.groups;
+    let cog = g.out_channels / g.groups;
+    let kk = cig * g.kernel_h * g.kernel_w;
+    let one = g.single();
+    let pointwise = g.is_pointwise();
+    for_images(g.batch, grad_input, in_img, |n, dx, nt| {
+        let dy = &grad_out[n * g.out_channels * plane..(n + 1) * g.out_channels * plane];
+        let run = |dcol: &mut [f32]| {
+            for grp in 0..g.groups {
+                let w = MatRef::row_major(&weight[grp * cog * kk..(grp + 1) * cog * kk], cog, kk)
+                    .expect("weight slice")
+                    .t();
+                let d =
+                    MatRef::row_major(&dy[grp * cog * plane..(grp + 1) * cog * plane], cog, plane)
+                        .expect("grad slice");
+                sgemm_unchecked(
+                    1.0,
+                    w,
+                    d,
+                    0.0,
+                    &mut dcol[grp * kk * plane..(grp + 1) * kk * plane],
+                    nt,
+                );
+            }
+        };
+        if pointwise {
+            run(dx);
+        } else {
+            with_scratch(g.in_channels * g.kernel_h * g.kernel_w * plane, |dcol| {
+                run(dcol);
+                col2im(&one, dcol, dx);
+            });
+        }
+    });
+    Ok(())
+}
+
+/// Convolution weight (and bias) gradients, accumulated: `grad_weight += dW`, `grad_bias += db`.
+///
+/// # Errors
+/// An invalid geometry or a buffer of the wrong length.
+pub fn conv2d_backward_weight(
+    g: &ConvGeometry,
+    input: &[f32],
+    grad_out: &[f32],
+    grad_weight: &mut [f32],
+    grad_bias: Option<&mut [f32]>,
+) -> Result<()> {
+    g.validate()?;
+    check_len("conv input", g.input_len(), input.len())?;
+    check_len("conv grad_out", g.output_len(), grad_out.len())?;
+    check_len("conv grad_weight", g.weight_len(), grad_weight.len())?;
+    let plane = g.out_h() * g.out_w();
+    if let Some(db) = grad_bias {
+        check_len("conv grad_bias", g.out_channels, db.len())?;
+        for img in grad_out.chunks(g.out_channels * plane.max(1)) {
+            for (ch, row) in img.chunks(plane.max(1)).enumerate() {
+                db[ch] += row.iter().sum::<f32>();
+            }
+        }
+    }
+    if g.batch == 0 || g.out_channels == 0 {
+        return Ok(());
+    }
+    if g.is_depthwise() {
+        depthwise_backward_weight(g, input, grad_out, grad_weight);
+        return Ok(());
+    }
+    let in_img = g.in_channels * g.in_h * g.in_w;
+    let cig = g.in_channels / g.groups;
+    let cog = g.out_channels / g.groups;
+    let kk = cig * g.kernel_h * g.kernel_w;
+    let one = g.single();
+    let pointwise = g.is_pointwise();
+    let per_image = |n: usize, acc: &mut [f32], nt: usize| {
+        let x = &input[n * in_img..(n + 1) * in_img];
+        let dy = &grad_out[n * g.out_channels * plane..(n + 1) * g.out_channels * plane];
+        let run = |col: &[f32], acc: &mut [f32]| {
+            for grp in 0..g.groups {
+                let d =
+                    MatRef::row_major(&dy[grp * cog * plane..(grp + 1) * cog * plane], cog, plane)
+                        .expect("grad slice");
+                let c =
+                    MatRef::row_major(&col[grp * kk * plane..(grp + 1) * kk * plane], kk, plane)
+                        .expect("col slice")
+                        .t();
+                sgemm_unchecked(
+                    1.0,
+                    d,
+                    c,
+                    1.0,
+                    &mut acc[grp * cog * kk..(grp + 1) * cog * kk],
+                    nt,
+                );
+            }
+        };
+        if pointwise {
+            run(x, acc);
+        } else {
+            with_scratch(g.in_channels * g.kernel_h * g.kernel_w * plane, |col| {
+                im2col(&one, x, col);
+                run(col, acc);
+            });
+        }
+    };
+    let nt = threads::num_threads();
+    if nt > 1 && g.batch >= nt {
+        let chunk = g.batch.div_ceil(nt);
+        let partials: Vec<Vec<f32>> = threads::with_pool(|| {
+            (0..nt)
+                .into_par_iter()
+                .map(|t| {
+                    let mut acc = vec![0.0f32; grad_weight.len()];
+                    for n in t * chunk..((t + 1) * chunk).min(g.batch) {
+                        per_image(n, &mut acc, 1);
+                    }
+                    acc
+                })
+                .collect()
+        });
+        for p in partials {
+            for (a, b) in grad_weight.iter_mut().zip(p) {
+                *a += b;
+            }
+        }
+    } else {
+        for n in 0..g.batch {
+            per_image(n, grad_weight, nt);
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,173 @@
+use rayon::prelude::*;
+
+use super::conv::{epilogue, Activation, ConvGeometry};
+use super::im2col::valid_range;
+use crate::error::{check_len, KernelError, Result};
+use crate::threads;
+
+/// Depthwise convolution forward (`groups == in_channels == out_channels`), run directly
+/// without im2col.
+///
+/// Shapes as in [`conv2d_forward`](super::conv2d_forward) with a `[C, 1, kh, kw]` weight.
+///
+/// # Errors
+/// A geometry that is not depthwise, or a buffer of the wrong length.
+pub fn depthwise_forward(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<()> {
+    g.validate()?;
+    if g.groups != g.in_channels || g.groups != g.out_channels {
+        return Err(KernelError::Invalid {
+            what: "depthwise geometry",
+            reason: format!(
+                "groups {} must equal input {} and output {} channels",
+                g.groups, g.in_channels, g.out_channels
+            ),
+        });
+    }
+    check_len("conv input", g.input_len(), input.len())?;
+    check_len("conv weight", g.weight_len(), weight.len())?;
+    check_len("conv output", g.output_len(), out.len())?;
+    if let Some(b) = bias {
+        check_len("conv bias", g.out_channels, b.len())?;
+    }
+    depthwise_forward_unchecked(g, input, weight, bias, act, out);
+    Ok(())
+}
+
+/// Calls `f(plane_index, plane)` over output planes, in parallel when threads allow.
+fn for_planes(data: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if plane == 0 {
+        return;
+    }
+    if threads::num_threads() > 1 {
+        threads::with_pool(|| {
+            data.par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(i, p)| f(i, p))
+        });
+    } else {
+        data.chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, p)| f(i, p));
+    }
+}
+
+pub(crate) fn depthwise_forward_unchecked(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) {
+    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let c = g.in_channels;
+    for_planes(out, oh * ow, |pi, o| {
+        let ch = pi % c;
+        let x = &input[pi * h * w..(pi + 1) * h * w];
+        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        o.fill(0.0);
+        for ki in 0..kh {
+            let off_y = (ki * g.dilation.0) as isize - g.padding.0 as isize;
+            let (ylo, yhi) = valid_range(oh, g.stride.0, off_y, h);
+            for kj in 0..kw {
+                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
+                let wv = wk[ki * kw + kj];
+                for oy in ylo..yhi {
+                    let iy = ((oy * g.stride.0) as isize + off_y) as usize;
+                    let src = &x[iy * w..(iy + 1) * w];
+                    let dst = &mut o[oy * ow..(oy + 1) * ow];
+                    let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                    if g.stride.1 == 1 {
+                        for (d, s) in dst[xlo..xhi].iter_mut().zip(&src[x0..x0 + xhi - xlo]) {
+                            *d += wv * s;
+                        }
+                    } else {
+                        for (i, d) in dst[xlo..xhi].iter_mut().enumerate() {
+                            *d += wv * src[x0 + i * g.stride.1];
+                        }
+                    }
+                }
+            }
+        }
+        epilogue(o, oh * ow, bias.map(|b| &b[ch..ch + 1]), act);
+    });
+}
+
+pub(crate) fn depthwise_backward_input(
+    g: &ConvGeometry,
+    grad_out: &[f32],
+    weight: &[f32],
+    grad_input: &mut [f32],
+) {
+    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let c = g.in_channels;
+    for_planes(grad_input, h * w, |pi, dx| {
+        let ch = pi % c;
+        let dy = &grad_out[pi * oh * ow..(pi + 1) * oh * ow];
+        let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        for ki in 0..kh {
+            let off_y = (ki * g.dilation.0) as isize - g.padding.0 as isize;
+            let (ylo, yhi) = valid_range(oh, g.stride.0, off_y, h);
+            for kj in 0..kw {
+                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
+                let wv = wk[ki * kw + kj];
+                for oy in ylo..yhi {
+                    let iy = ((oy * g.stride.0) as isize + off_y) as usize;
+                    let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                    let src = &dy[oy * ow..(oy + 1) * ow];
+                    let dst = &mut dx[iy * w..(iy + 1) * w];
+                    for (i, s) in src[xlo..xhi].iter().enumerate() {
+                        dst[x0 + i * g.stride.1] += wv * s;
+                    }
+                }
+            }
+        }
+    });
+}
+
+pub(crate) fn depthwise_backward_weight(
+    g: &ConvGeometry,
+    input: &[f32],
+    grad_out: &[f32],
+    grad_weight: &mut [f32],
+) {
+    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let (kh, kw) = (g.kernel_h, g.kernel_w);
+    let c = g.in_channels;
+    for_planes(grad_weight, kh * kw, |ch, dw| {
+        for n in 0..g.batch {
+            let pi = n * c + ch;
+            let x = &input[pi * h * w..(pi + 1) * h * w];
+            let dy = &grad_out[pi * oh * ow..(pi + 1) * oh * ow];
+            for ki in 0..kh {
+                let off_y = (ki * g.dilation.0) as isize - g.padding.0 as isize;
+                let (ylo, yhi) = valid_range(oh, g.stride.0, off_y, h);
+                for kj in 0..kw {
+                    let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                    let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
+                    let mut s = 0.0f32;
+                    for oy in ylo..yhi {
+                        let iy = ((oy * g.stride.0) as isize + off_y) as usize;
+                        let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                        let src = &x[iy * w..(iy + 1) * w];
+                        for (i, d) in dy[oy * ow + xlo..oy * ow + xhi].iter().enumerate() {
+                            s += d * src[x0 + i * g.stride.1];
+                        }
+                    }
+                    dw[ki * kw + kj] += s;
+                }
+            }
+        }
+    });
+}

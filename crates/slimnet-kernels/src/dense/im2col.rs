@@ -1,0 +1,154 @@
+use super::conv::ConvGeometry;
+
+/// Output-column range `[lo, hi)` whose input coordinate `o * stride + offset` lies in `[0, size)`.
+#[inline]
+pub(crate) fn valid_range(out: usize, stride: usize, offset: isize, size: usize) -> (usize, usize) {
+    // smallest o with o*stride + offset >= 0
+    let lo = if offset >= 0 {
+        0
+    } else {
+        ((-offset) as usize).div_ceil(stride)
+    };
+    // largest o with o*stride + offset <= size-1
+    let hi = if (size as isize) - offset <= 0 {
+        0
+    } else {
+        (((size as isize - 1 - offset) as usize) / stride + 1).min(out)
+    };
+    (lo.min(hi), hi)
+}
+
+/// Unfolds one image `[C, H, W]` into columns `[C * kh * kw, oh * ow]` (row-major).
+///
+/// Rows are ordered by input channel, then kernel row, then kernel column, matching an OIHW
+/// weight reshaped to `[O, I * kh * kw]`. Padded positions are zero.
+///
+/// # Panics
+/// When `image` or `col` is shorter than the geometry implies (internal kernel; callers check).
+pub fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (h, w) = (g.in_h, g.in_w);
+    let plane = oh * ow;
+    assert!(image.len() >= g.in_channels * h * w);
+    assert!(col.len() >= g.in_channels * g.kernel_h * g.kernel_w * plane);
+    let mut row = 0;
+    for c in 0..g.in_channels {
+        let img = &image[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kernel_h {
+            let off_y = (ki * g.dilation.0) as isize - g.padding.0 as isize;
+            let (ylo, yhi) = valid_range(oh, g.stride.0, off_y, h);
+            for kj in 0..g.kernel_w {
+                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
+                let dst = &mut col[row * plane..(row + 1) * plane];
+                row += 1;
+                for oy in 0..oh {
+                    let d = &mut dst[oy * ow..(oy + 1) * ow];
+                    if oy < ylo || oy >= yhi || xlo >= xhi {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let iy = (oy * g.stride.0) as isize + off_y;
+                    let src = &img[iy as usize * w..(iy as usize + 1) * w];
+                    d[..xlo].fill(0.0);
+                    d[xhi..].fill(0.0);
+                    let x0 = (xlo * g.stride.1) as isize + off_x;
+                    if g.stride.1 == 1 {
+                        let x0 = x0 as usize;
+                        d[xlo..xhi].copy_from_slice(&src[x0..x0 + (xhi - xlo)]);
+                    } else {
+                        for (i, v) in d[xlo..xhi].iter_mut().enumerate() {
+                            *v = src[x0 as usize + i * g.stride.1];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds columns `[C * kh * kw, oh * ow]` back into an image `[C, H, W]`, adding overlaps.
+///
+/// This is the adjoint of [`im2col`]; `image` is accumulated into, not overwritten.
+///
+/// # Panics
+/// When `image` or `col` is shorter than the geometry implies (internal kernel; callers check).
+pub fn col2im(g: &ConvGeometry, col: &[f32], image: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (h, w) = (g.in_h, g.in_w);
+    let plane = oh * ow;
+    assert!(image.len() >= g.in_channels * h * w);
+    assert!(col.len() >= g.in_channels * g.kernel_h * g.kernel_w * plane);
+    let mut row = 0;
+    for c in 0..g.in_channels {
+        let img = &mut image[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kernel_h {
+            let off_y = (ki * g.dilation.0) as isize - g.padding.0 as isize;
+            let (ylo, yhi) = valid_range(oh, g.stride.0, off_y, h);
+            for kj in 0..g.kernel_w {
+                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
+                let src = &col[row * plane..(row + 1) * plane];
+                row += 1;
+                if xlo >= xhi {
+                    continue;
+                }
+                for oy in ylo..yhi {
+                    let iy = ((oy * g.stride.0) as isize + off_y) as usize;
+                    let s = &src[oy * ow..(oy + 1) * ow];
+                    let dst = &mut img[iy * w..(iy + 1) * w];
+                    let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                    for (i, v) in s[xlo..xhi].iter().enumerate() {
+                        dst[x0 + i * g.stride.1] += *v;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn valid_range_edges() {
+        assert_eq!(valid_range(5, 1, -1, 5), (1, 5));
+        assert_eq!(valid_range(5, 1, 1, 5), (0, 4));
+        assert_eq!(valid_range(3, 2, -1, 5), (1, 3));
+        assert_eq!(valid_range(3, 1, 10, 5), (0, 0));
+    }
+
+    #[test]
+    fn col2im_is_adjoint_of_im2col() {
+        // <im2col(x), c> == <x, col2im(c)> for random x, c.
+        let g = ConvGeometry::new(1, 3, 7, 6, 4, 3, 2)
+            .with_stride(2, 1)
+            .with_padding(1, 2)
+            .with_dilation(1, 2);
+        g.validate().unwrap();
+        let x: Vec<f32> = (0..3 * 7 * 6)
+            .map(|i| ((i * 37) % 17) as f32 / 17.0 - 0.5)
+            .collect();
+        let rows = 3 * 3 * 2;
+        let plane = g.out_h() * g.out_w();
+        let c: Vec<f32> = (0..rows * plane)
+            .map(|i| ((i * 13) % 19) as f32 / 19.0 - 0.5)
+            .collect();
+        let mut col = vec![0.0; rows * plane];
+        im2col(&g, &x, &mut col);
+        let mut back = vec![0.0; x.len()];
+        col2im(&g, &c, &mut back);
+        let lhs: f64 = col
+            .iter()
+            .zip(&c)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum();
+        let rhs: f64 = x
+            .iter()
+            .zip(&back)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum();
+        assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+    }
+}

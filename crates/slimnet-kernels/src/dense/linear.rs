@@ -1,0 +1,85 @@
+use super::conv::Activation;
+use super::gemm::{sgemm_unchecked, MatRef};
+use crate::error::{check_len, Result};
+use crate::threads;
+
+/// Linear forward: `y = act(x * W^T + b)`.
+///
+/// Shapes: `x` `[batch, in]`, `weight` `[out, in]`, `bias` `[out]`, `y` `[batch, out]`.
+///
+/// # Errors
+/// A buffer of the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_forward(
+    batch: usize,
+    in_features: usize,
+    out_features: usize,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    act: Activation,
+    y: &mut [f32],
+) -> Result<()> {
+    check_len("linear input", batch * in_features, x.len())?;
+    check_len("linear weight", out_features * in_features, weight.len())?;
+    check_len("linear output", batch * out_features, y.len())?;
+    if let Some(b) = bias {
+        check_len("linear bias", out_features, b.len())?;
+    }
+    let xm = MatRef::row_major(x, batch, in_features)?;
+    let wt = MatRef::row_major(weight, out_features, in_features)?.t();
+    sgemm_unchecked(1.0, xm, wt, 0.0, y, threads::num_threads());
+    if bias.is_some() || act != Activation::Identity {
+        for row in y.chunks_mut(out_features.max(1)) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = act.apply(*v + bias.map_or(0.0, |b| b[j]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Linear backward: `grad_x = grad_y * W` (overwritten, when given), `grad_w += grad_y^T * x`,
+/// `grad_b += sum over the batch of grad_y`.
+///
+/// # Errors
+/// A buffer of the wrong length.
+#[allow(clippy::too_many_arguments)]
+pub fn linear_backward(
+    batch: usize,
+    in_features: usize,
+    out_features: usize,
+    x: &[f32],
+    weight: &[f32],
+    grad_y: &[f32],
+    grad_x: Option<&mut [f32]>,
+    grad_w: &mut [f32],
+    grad_b: Option<&mut [f32]>,
+) -> Result<()> {
+    check_len("linear input", batch * in_features, x.len())?;
+    check_len("linear weight", out_features * in_features, weight.len())?;
+    check_len("linear grad_out", batch * out_features, grad_y.len())?;
+    check_len(
+        "linear grad_weight",
+        out_features * in_features,
+        grad_w.len(),
+    )?;
+    let nt = threads::num_threads();
+    let dy = MatRef::row_major(grad_y, batch, out_features)?;
+    if let Some(dx) = grad_x {
+        check_len("linear grad_input", batch * in_features, dx.len())?;
+        let w = MatRef::row_major(weight, out_features, in_features)?;
+        sgemm_unchecked(1.0, dy, w, 0.0, dx, nt);
+    }
+    let xm = MatRef::row_major(x, batch, in_features)?;
+    sgemm_unchecked(1.0, dy.t(), xm, 1.0, grad_w, nt);
+    if let Some(db) = grad_b {
+        check_len("linear grad_bias", out_features, db.len())?;
+        for row in grad_y.chunks(out_features.max(1)) {
+            for (d, g) in db.iter_mut().zip(row) {
+                *d += g;
+            }
+        }
+    }
+    Ok(())
+}

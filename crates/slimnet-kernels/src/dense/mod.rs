@@ -1,0 +1,17 @@
+//! Dense f32 kernels: GEMM glue, im2col / col2im, convolution and linear layers.
+//!
+//! Layouts follow PyTorch and ONNX: activations NCHW, convolution weights OIHW, linear weights `[out, in]`.
+
+mod conv;
+mod depthwise;
+mod gemm;
+mod im2col;
+mod linear;
+
+pub use conv::{
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Activation, ConvGeometry,
+};
+pub use depthwise::depthwise_forward;
+pub use gemm::{sgemm, MatRef};
+pub use im2col::{col2im, im2col};
+pub use linear::{linear_backward, linear_forward};

@@ -1,0 +1,47 @@
+//! The number of threads kernels may use.
+//!
+//! The setting is process-wide. It defaults to 1 so that results and timings are reproducible;
+//! raise it with [`set_num_threads`] for faster training or inference.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+static THREADS: AtomicUsize = AtomicUsize::new(1);
+
+/// Sets how many threads kernels may use (at least 1).
+pub fn set_num_threads(n: usize) {
+    THREADS.store(n.max(1), Ordering::Relaxed);
+}
+
+/// How many threads kernels may use.
+pub fn num_threads() -> usize {
+    THREADS.load(Ordering::Relaxed)
+}
+
+/// A rayon pool sized to [`num_threads`], rebuilt when the setting changes.
+pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    static POOL: OnceLock<std::sync::Mutex<Option<(usize, std::sync::Arc<rayon::ThreadPool>)>>> =
+        OnceLock::new();
+    let n = num_threads();
+    if n == 1 {
+        return f();
+    }
+    let cell = POOL.get_or_init(|| std::sync::Mutex::new(None));
+    let pool = {
+        let mut guard = cell.lock().unwrap_or_else(|e| e.into_inner());
+        match guard.as_ref() {
+            Some((k, p)) if *k == n => p.clone(),
+            _ => {
+                let p = std::sync::Arc::new(
+                    rayon::ThreadPoolBuilder::new()
+                        .num_threads(n)
+                        .build()
+                        .expect("building a rayon pool"),
+                );
+                *guard = Some((n, p.clone()));
+                p
+            }
+        }
+    };
+    pool.install(f)
+}
