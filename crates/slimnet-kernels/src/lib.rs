@@ -4,6 +4,8 @@
 //! Every kernel has a portable scalar path; faster variants are chosen at run time.
 //!
 //! - [`dense`]: f32 GEMM glue, im2col / col2im, convolution forward and backward, linear layers.
+//! - [`sparse`]: CSR, block-sparse and N:M sparse weights times dense activations.
+//! - [`isa`]: run-time choice of scalar, AVX2 or AVX-512 kernel variants.
 //! - [`threads`]: the thread count the kernels use.
 //!
 //! Safe entry points check lengths and shapes and return [`KernelError`]; they never panic on bad sizes.
@@ -22,6 +24,9 @@
 
 pub mod dense;
 mod error;
+pub mod isa;
+pub mod sparse;
 pub mod threads;
 
 pub use error::{KernelError, Result};
+pub use isa::Isa;

@@ -18,10 +18,12 @@ pub fn num_threads() -> usize {
     THREADS.load(Ordering::Relaxed)
 }
 
+/// The cached pool and the thread count it was built for.
+type PoolSlot = std::sync::Mutex<Option<(usize, std::sync::Arc<rayon::ThreadPool>)>>;
+
 /// A rayon pool sized to [`num_threads`], rebuilt when the setting changes.
 pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    static POOL: OnceLock<std::sync::Mutex<Option<(usize, std::sync::Arc<rayon::ThreadPool>)>>> =
-        OnceLock::new();
+    static POOL: OnceLock<PoolSlot> = OnceLock::new();
     let n = num_threads();
     if n == 1 {
         return f();

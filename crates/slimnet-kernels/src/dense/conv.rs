@@ -137,8 +137,8 @@ impl ConvGeometry {
             return bad("dilation", format!("{:?}", self.dilation));
         }
         if self.groups == 0
-            || self.in_channels % self.groups != 0
-            || self.out_channels % self.groups != 0
+            || !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
         {
             return bad(
                 "groups",

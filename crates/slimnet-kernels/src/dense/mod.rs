@@ -12,6 +12,7 @@ pub use conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Activation, ConvGeometry,
 };
 pub use depthwise::depthwise_forward;
+pub(crate) use gemm::sgemm_unchecked;
 pub use gemm::{sgemm, MatRef};
 pub use im2col::{col2im, im2col};
 pub use linear::{linear_backward, linear_forward};

@@ -1,0 +1,316 @@
+//! Every format and variant against a dense reference on seeded random ragged shapes.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::dense::ConvGeometry;
+
+/// Relative tolerance of f32 kernels that sum in a different order or fuse multiply-adds,
+/// scaled by the sum of absolute products.
+pub(crate) const F32_TOL: f32 = 1e-5;
+
+fn random(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+fn sparse_dense(rng: &mut ChaCha8Rng, rows: usize, cols: usize, density: f64) -> Vec<f32> {
+    (0..rows * cols)
+        .map(|_| {
+            if rng.random_bool(density) {
+                rng.random_range(-1.0f32..1.0)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
+/// Reference `act(W b + bias)` in f64 plus the per-entry scale sum |w * b|.
+fn reference(
+    w: &[f32],
+    rows: usize,
+    cols: usize,
+    b: &[f32],
+    n: usize,
+    bias: Option<&[f32]>,
+    act: Activation,
+) -> (Vec<f32>, Vec<f32>) {
+    let mut out = vec![0.0; rows * n];
+    let mut scale = vec![0.0; rows * n];
+    for r in 0..rows {
+        for j in 0..n {
+            let mut s = 0.0f64;
+            let mut a = 0.0f64;
+            for k in 0..cols {
+                let p = w[r * cols + k] as f64 * b[k * n + j] as f64;
+                s += p;
+                a += p.abs();
+            }
+            let bv = bias.map_or(0.0, |b| b[r]) as f64;
+            out[r * n + j] = act.apply((s + bv) as f32);
+            scale[r * n + j] = (a + bv.abs()) as f32 + 1.0;
+        }
+    }
+    (out, scale)
+}
+
+fn assert_close(got: &[f32], want: &[f32], scale: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len());
+    for (i, ((g, w), s)) in got.iter().zip(want).zip(scale).enumerate() {
+        assert!(
+            (g - w).abs() <= F32_TOL * s,
+            "{what}: entry {i}: got {g}, want {w} (scale {s})"
+        );
+    }
+}
+
+fn check_all_variants(m: &dyn SparseMatrix, dense: &[f32], rng: &mut ChaCha8Rng, what: &str) {
+    let (rows, cols) = (m.rows(), m.cols());
+    assert_eq!(m.to_dense(), dense, "{what}: to_dense");
+    for n in [1usize, 3, 8, 13, 16, 33, 64, 71, 150] {
+        let b = random(rng, cols * n);
+        let bias = random(rng, rows);
+        for (bias, act) in [
+            (None, Activation::Identity),
+            (Some(&bias[..]), Activation::Relu6),
+        ] {
+            let (want, scale) = reference(dense, rows, cols, &b, n, bias, act);
+            for isa in Isa::all_supported() {
+                let mut c = vec![f32::NAN; rows * n];
+                spmm_with_isa(isa, m, &b, n, bias, act, &mut c).unwrap();
+                assert_close(&c, &want, &scale, &format!("{what} n={n} {isa:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn csr_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (rows, cols, d) in [
+        (1, 1, 1.0),
+        (7, 13, 0.3),
+        (33, 70, 0.1),
+        (16, 129, 0.5),
+        (5, 40, 0.0),
+    ] {
+        let w = sparse_dense(&mut rng, rows, cols, d);
+        let m = CsrMatrix::from_dense(&w, rows, cols, None).unwrap();
+        check_all_variants(&m, &w, &mut rng, &format!("csr {rows}x{cols}"));
+    }
+}
+
+#[test]
+fn bsr_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for block in [(1, 1), (1, 4), (2, 1), (4, 1), (8, 1), (4, 4), (3, 2)] {
+        let (rows, cols) = (block.0 * 5, block.1 * 23);
+        let w = sparse_dense(&mut rng, rows, cols, 0.15);
+        let m = BsrMatrix::from_dense(&w, rows, cols, block, None).unwrap();
+        check_all_variants(&m, &w, &mut rng, &format!("bsr {block:?}"));
+    }
+}
+
+#[test]
+fn nm_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for ((n, m), rows, cols) in [
+        ((2, 4), 9, 68),
+        ((2, 4), 3, 4),
+        ((2, 4), 4, 36),
+        ((1, 4), 5, 12),
+        ((3, 8), 6, 40),
+    ] {
+        let w = random(&mut rng, rows * cols);
+        let nm = NmMatrix::prune_from_dense(&w, rows, cols, (n, m)).unwrap();
+        let pruned = nm.to_dense();
+        // every group keeps its n largest magnitudes
+        for g in pruned.chunks(m) {
+            assert!(g.iter().filter(|v| **v != 0.0).count() <= n);
+        }
+        let again = NmMatrix::from_dense(&pruned, rows, cols, (n, m), None).unwrap();
+        assert_eq!(again.to_dense(), pruned);
+        check_all_variants(&nm, &pruned, &mut rng, &format!("nm {n}:{m} {rows}x{cols}"));
+    }
+}
+
+#[test]
+fn mask_keeps_explicit_zeros_and_drops_masked_values() {
+    let w = [1.0, 2.0, 0.0, 4.0];
+    let mask = [true, false, true, true];
+    let m = CsrMatrix::from_dense(&w, 2, 2, Some(&mask)).unwrap();
+    assert_eq!(m.nnz(), 3);
+    assert_eq!(m.to_dense(), vec![1.0, 0.0, 0.0, 4.0]);
+    let b = BsrMatrix::from_dense(&w, 2, 2, (2, 1), Some(&mask)).unwrap();
+    assert_eq!(b.to_dense(), vec![1.0, 0.0, 0.0, 4.0]);
+    assert!(NmMatrix::from_dense(&[1.0, 2.0, 3.0, 0.0], 1, 4, (2, 4), None).is_err());
+}
+
+#[test]
+fn from_parts_round_trips_and_rejects_corruption() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let w = sparse_dense(&mut rng, 8, 12, 0.3);
+    let c = CsrMatrix::from_dense(&w, 8, 12, None).unwrap();
+    let back = CsrMatrix::from_parts(
+        8,
+        12,
+        c.row_ptr().into(),
+        c.col_idx().into(),
+        c.values().into(),
+    );
+    assert_eq!(back.unwrap(), c);
+    let mut bad_ptr = c.row_ptr().to_vec();
+    bad_ptr[3] = bad_ptr[4] + 1;
+    assert!(CsrMatrix::from_parts(8, 12, bad_ptr, c.col_idx().into(), c.values().into()).is_err());
+    let mut bad_col = c.col_idx().to_vec();
+    bad_col[0] = 12;
+    assert!(CsrMatrix::from_parts(8, 12, c.row_ptr().into(), bad_col, c.values().into()).is_err());
+    assert!(CsrMatrix::from_parts(8, 12, vec![0; 8], vec![], vec![]).is_err());
+    assert!(CsrMatrix::from_parts(8, 12, c.row_ptr().into(), c.col_idx().into(), vec![]).is_err());
+
+    let b = BsrMatrix::from_dense(&w, 8, 12, (4, 1), None).unwrap();
+    let parts =
+        |p: Vec<u32>, k: Vec<u32>, v: Vec<f32>| BsrMatrix::from_parts(8, 12, (4, 1), p, k, v);
+    assert_eq!(
+        parts(
+            b.block_row_ptr().into(),
+            b.block_col_idx().into(),
+            b.values().into()
+        )
+        .unwrap(),
+        b
+    );
+    let mut bad = b.block_col_idx().to_vec();
+    bad[0] = 99;
+    assert!(parts(b.block_row_ptr().into(), bad, b.values().into()).is_err());
+    assert!(parts(
+        b.block_row_ptr().into(),
+        b.block_col_idx().into(),
+        vec![0.0; 3]
+    )
+    .is_err());
+    assert!(BsrMatrix::from_parts(8, 12, (5, 1), vec![0, 0], vec![], vec![]).is_err());
+    assert!(BsrMatrix::from_parts(8, 12, (0, 1), vec![0], vec![], vec![]).is_err());
+
+    let nm = NmMatrix::prune_from_dense(&w, 8, 12, (2, 4)).unwrap();
+    let ok = NmMatrix::from_parts(8, 12, (2, 4), nm.values().into(), nm.indices().into());
+    assert_eq!(ok.unwrap(), nm);
+    let mut bad = nm.indices().to_vec();
+    bad[1] = bad[0];
+    assert!(NmMatrix::from_parts(8, 12, (2, 4), nm.values().into(), bad).is_err());
+    let mut bad = nm.indices().to_vec();
+    bad[1] = 4;
+    assert!(NmMatrix::from_parts(8, 12, (2, 4), nm.values().into(), bad).is_err());
+    assert!(NmMatrix::from_parts(8, 12, (5, 4), vec![], vec![]).is_err());
+}
+
+#[test]
+fn linear_and_conv_match_dense_kernels() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let (out, inp) = (24, 37);
+    let w = sparse_dense(&mut rng, out, inp, 0.2);
+    let bias = random(&mut rng, out);
+    for fmt in [
+        SparseFormat::Csr,
+        SparseFormat::Bsr { block: (8, 1) },
+        SparseFormat::Dense,
+    ] {
+        let sw = SparseWeight::from_dense(fmt, &w, out, inp, None).unwrap();
+        assert_eq!(sw.format(), fmt);
+        for batch in [1, 5, 19] {
+            let x = random(&mut rng, batch * inp);
+            let mut want = vec![0.0; batch * out];
+            crate::dense::linear_forward(
+                batch,
+                inp,
+                out,
+                &x,
+                &w,
+                Some(&bias),
+                Activation::Relu,
+                &mut want,
+            )
+            .unwrap();
+            let mut y = vec![0.0; batch * out];
+            sparse_linear_forward(&sw, batch, &x, Some(&bias), Activation::Relu, &mut y).unwrap();
+            let scale = vec![(inp as f32) * 10.0; y.len()];
+            assert_close(&y, &want, &scale, &format!("linear {fmt:?} batch {batch}"));
+        }
+    }
+    for (g, d) in [
+        (
+            ConvGeometry::new(2, 5, 9, 7, 12, 3, 3)
+                .with_padding(1, 1)
+                .with_stride(2, 1),
+            0.3,
+        ),
+        (ConvGeometry::new(1, 16, 6, 6, 8, 1, 1), 0.4),
+    ] {
+        let kk = g.in_channels * g.kernel_h * g.kernel_w;
+        let w = sparse_dense(&mut rng, g.out_channels, kk, d);
+        let x = random(&mut rng, g.input_len());
+        let bias = random(&mut rng, g.out_channels);
+        let mut want = vec![0.0; g.output_len()];
+        crate::dense::conv2d_forward(&g, &x, &w, Some(&bias), Activation::Relu6, &mut want)
+            .unwrap();
+        let sw = SparseWeight::from_dense_auto(&w, g.out_channels, kk, None, 1).unwrap();
+        let mut y = vec![0.0; g.output_len()];
+        sparse_conv2d_forward(&g, &x, &sw, Some(&bias), Activation::Relu6, &mut y).unwrap();
+        let scale = vec![(kk as f32) * 10.0; y.len()];
+        assert_close(&y, &want, &scale, "sparse conv");
+        assert!(sparse_conv2d_forward(
+            &g.with_groups(g.in_channels.min(1)),
+            &x,
+            &sw,
+            None,
+            Activation::Identity,
+            &mut y[1..]
+        )
+        .is_err());
+    }
+}
+
+#[test]
+fn threads_give_the_same_result() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let (rows, cols, n) = (96, 200, 40);
+    let w = sparse_dense(&mut rng, rows, cols, 0.3);
+    let b = random(&mut rng, cols * n);
+    for fmt in [SparseFormat::Csr, SparseFormat::Bsr { block: (4, 1) }] {
+        let m = SparseWeight::from_dense(fmt, &w, rows, cols, None).unwrap();
+        let mut one = vec![0.0; rows * n];
+        spmm(&m, &b, n, None, Activation::Identity, &mut one).unwrap();
+        crate::threads::set_num_threads(2);
+        let mut two = vec![0.0; rows * n];
+        let r = spmm(&m, &b, n, None, Activation::Identity, &mut two);
+        crate::threads::set_num_threads(1);
+        r.unwrap();
+        assert_eq!(one, two);
+    }
+}
+
+#[test]
+fn auto_format_picks_structure() {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let (rows, cols) = (64, 64);
+    // 8x1 blocks at 10% block density
+    let mut w = vec![0.0; rows * cols];
+    for bi in 0..rows / 8 {
+        for c in 0..cols {
+            if rng.random_bool(0.1) {
+                for r in 0..8 {
+                    w[(bi * 8 + r) * cols + c] = rng.random_range(0.5f32..1.0);
+                }
+            }
+        }
+    }
+    let sw = SparseWeight::from_dense_auto(&w, rows, cols, None, 1).unwrap();
+    assert_eq!(sw.format(), SparseFormat::Bsr { block: (8, 1) });
+    let dense = random(&mut rng, rows * cols);
+    let sw = SparseWeight::from_dense_auto(&dense, rows, cols, None, 64).unwrap();
+    assert_eq!(sw.format(), SparseFormat::Dense);
+    let unstructured = sparse_dense(&mut rng, rows, cols, 0.05);
+    let sw = SparseWeight::from_dense_auto(&unstructured, rows, cols, None, 1).unwrap();
+    assert_eq!(sw.format(), SparseFormat::Csr);
+}
