@@ -4,6 +4,7 @@
 //! Every kernel has a portable scalar path; faster variants are chosen at run time.
 //!
 //! - [`dense`]: f32 GEMM glue, im2col / col2im, convolution forward and backward, linear layers.
+//! - [`int8`]: u8 x i8 GEMM, convolution and depthwise with fixed-point requantization.
 //! - [`sparse`]: CSR, block-sparse and N:M sparse weights times dense activations.
 //! - [`isa`]: run-time choice of scalar, AVX2 or AVX-512 kernel variants.
 //! - [`threads`]: the thread count the kernels use.
@@ -24,6 +25,7 @@
 
 pub mod dense;
 mod error;
+pub mod int8;
 pub mod isa;
 pub mod sparse;
 pub mod threads;

@@ -14,5 +14,6 @@ pub use conv::{
 pub use depthwise::depthwise_forward;
 pub(crate) use gemm::sgemm_unchecked;
 pub use gemm::{sgemm, MatRef};
+pub(crate) use im2col::valid_range;
 pub use im2col::{col2im, im2col};
 pub use linear::{linear_backward, linear_forward};

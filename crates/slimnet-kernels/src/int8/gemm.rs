@@ -1,0 +1,294 @@
+//! u8 x i8 -> i32 matrix products on pre-packed weights.
+
+use rayon::prelude::*;
+
+use crate::error::{check_len, KernelError, Result};
+use crate::isa::Isa;
+use crate::threads;
+
+/// Rows of the weight micro-panel.
+pub(crate) const MR: usize = 4;
+/// Columns of the activation panel are padded to a multiple of this.
+pub(crate) const NPAD: usize = 16;
+/// Largest inner dimension: `255 * 128 * K` must fit an i32 accumulator.
+pub const MAX_INNER: usize = 65_536;
+
+/// Symmetric per-row (per-output-channel) quantized weights `[rows, cols]`, with the row sums
+/// and the packed layout the kernels read.
+///
+/// Row `r` stands for `values[r, :] * scales[r]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QMatrix {
+    rows: usize,
+    cols: usize,
+    values: Vec<i8>,
+    scales: Vec<f32>,
+    row_sums: Vec<i32>,
+    /// `[rows / MR][cols / 4][MR][4]`, zero-padded in rows and columns.
+    packed: Vec<i8>,
+}
+
+impl QMatrix {
+    /// Wraps row-major i8 values with one scale per row.
+    ///
+    /// # Errors
+    /// Wrong lengths, `cols > MAX_INNER`, or a scale that is not finite and positive.
+    pub fn new(rows: usize, cols: usize, values: Vec<i8>, scales: Vec<f32>) -> Result<Self> {
+        if cols > MAX_INNER {
+            return Err(KernelError::Invalid {
+                what: "int8 inner dimension",
+                reason: format!("{cols} > {MAX_INNER}"),
+            });
+        }
+        check_len(
+            "int8 weight",
+            rows.checked_mul(cols).ok_or(KernelError::Invalid {
+                what: "int8 weight shape",
+                reason: "overflow".into(),
+            })?,
+            values.len(),
+        )?;
+        check_len("int8 weight scales", rows, scales.len())?;
+        if let Some(s) = scales.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+            return Err(KernelError::Invalid {
+                what: "int8 weight scale",
+                reason: format!("{s} is not finite and positive"),
+            });
+        }
+        let row_sums = values
+            .chunks(cols.max(1))
+            .take(rows)
+            .map(|r| r.iter().map(|&v| v as i32).sum())
+            .chain(std::iter::repeat(0))
+            .take(rows)
+            .collect();
+        let k4 = cols.div_ceil(4);
+        let rb = rows.div_ceil(MR);
+        let mut packed = vec![0i8; rb * k4 * MR * 4];
+        for r in 0..rows {
+            for k in 0..cols {
+                let (b, rr) = (r / MR, r % MR);
+                packed[((b * k4 + k / 4) * MR + rr) * 4 + k % 4] = values[r * cols + k];
+            }
+        }
+        Ok(Self {
+            rows,
+            cols,
+            values,
+            scales,
+            row_sums,
+            packed,
+        })
+    }
+
+    /// Quantizes an f32 `[rows, cols]` weight per row (see
+    /// [`quantize_weights_per_channel`](super::quantize_weights_per_channel)).
+    ///
+    /// # Errors
+    /// Wrong lengths or non-finite weights.
+    pub fn quantize(w: &[f32], rows: usize, cols: usize) -> Result<Self> {
+        check_len("f32 weight", rows * cols, w.len())?;
+        if rows == 0 {
+            return Self::new(0, cols, vec![], vec![]);
+        }
+        let (q, s) = super::quantize_weights_per_channel(w, rows)?;
+        Self::new(rows, cols, q, s)
+    }
+
+    /// Number of rows (output channels).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (inner dimension).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Row-major i8 values.
+    pub fn values(&self) -> &[i8] {
+        &self.values
+    }
+
+    /// Per-row scales.
+    pub fn scales(&self) -> &[f32] {
+        &self.scales
+    }
+
+    /// Per-row sums of the i8 values (used to apply the activation zero point).
+    pub fn row_sums(&self) -> &[i32] {
+        &self.row_sums
+    }
+
+    pub(crate) fn packed_block(&self, b: usize) -> &[i8] {
+        let len = self.cols.div_ceil(4) * MR * 4;
+        &self.packed[b * len..(b + 1) * len]
+    }
+}
+
+/// A u8 matrix `[k, n]` given by strides: element `(i, j)` at `data[i * rs + j * cs]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct U8View<'a> {
+    pub data: &'a [u8],
+    pub k: usize,
+    pub n: usize,
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl U8View<'_> {
+    #[inline]
+    fn at(&self, i: usize, j: usize) -> u8 {
+        self.data[i * self.rs + j * self.cs]
+    }
+}
+
+/// Packs `a` into `[k/4][npad][4]` (quads of consecutive k per column), zero-padded.
+pub(crate) fn pack_a(a: &U8View<'_>, out: &mut Vec<u8>) -> usize {
+    let npad = a.n.div_ceil(NPAD) * NPAD;
+    let k4 = a.k.div_ceil(4);
+    out.clear();
+    out.resize(k4 * npad * 4, 0);
+    if a.rs == 1 && a.k.is_multiple_of(4) {
+        // quads are contiguous in memory (a transposed row-major matrix)
+        for kq in 0..k4 {
+            let dst = &mut out[kq * npad * 4..];
+            for j in 0..a.n {
+                let s = j * a.cs + 4 * kq;
+                dst[4 * j..4 * j + 4].copy_from_slice(&a.data[s..s + 4]);
+            }
+        }
+        return npad;
+    }
+    if a.cs == 1 {
+        for kq in 0..k4 {
+            let dst = &mut out[kq * npad * 4..(kq + 1) * npad * 4];
+            for t in 0..4 {
+                let i = 4 * kq + t;
+                if i >= a.k {
+                    break;
+                }
+                let row = &a.data[i * a.rs..i * a.rs + a.n];
+                for (j, v) in row.iter().enumerate() {
+                    dst[4 * j + t] = *v;
+                }
+            }
+        }
+        return npad;
+    }
+    for kq in 0..k4 {
+        for j in 0..a.n {
+            for t in 0..4 {
+                let i = 4 * kq + t;
+                if i < a.k {
+                    out[(kq * npad + j) * 4 + t] = a.at(i, j);
+                }
+            }
+        }
+    }
+    npad
+}
+
+/// Scalar reference: `c[r, j] = sum_k (a[k, j] - za) * w[r, k]` for rows `r0..r1`.
+pub(crate) fn gemm_scalar(
+    w: &QMatrix,
+    a: &U8View<'_>,
+    za: u8,
+    r0: usize,
+    r1: usize,
+    c: &mut [i32],
+) {
+    let n = a.n;
+    for r in r0..r1 {
+        let wr = &w.values[r * w.cols..(r + 1) * w.cols];
+        let cr = &mut c[(r - r0) * n..(r - r0 + 1) * n];
+        for (j, o) in cr.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for (k, &wv) in wr.iter().enumerate() {
+                s += (a.at(k, j) as i32 - za as i32) * wv as i32;
+            }
+            *o = s;
+        }
+    }
+}
+
+/// `c [rows, n] = (a - za) * W^T...`: the product `W [rows, k] x (A [k, n] - za)` into i32,
+/// with the best variant up to `isa`, threads over row blocks.
+pub(crate) fn gemm_u8i8(isa: Isa, w: &QMatrix, a: &U8View<'_>, za: u8, c: &mut [i32]) {
+    assert_eq!(a.k, w.cols);
+    assert!(c.len() >= w.rows * a.n);
+    let (rows, n) = (w.rows, a.n);
+    if rows == 0 || n == 0 {
+        return;
+    }
+    let isa = isa.or_supported();
+    let f = crate::isa::features();
+    let simd = cfg!(target_arch = "x86_64") && isa >= Isa::Avx2 && f.avx2_fma;
+    if !simd {
+        par_rows(rows, n, MR, c, |r0, r1, cc| {
+            gemm_scalar(w, a, za, r0, r1, cc)
+        });
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vnni = isa >= Isa::Avx512 && f.avx512_vnni;
+        if n == 1 {
+            // matrix-vector: rows of W against the (contiguous) vector
+            let x: Vec<u8> = (0..a.k).map(|i| a.at(i, 0)).collect();
+            par_rows(rows, 1, MR, c, |r0, r1, cc| {
+                for r in r0..r1 {
+                    let wr = &w.values[r * w.cols..(r + 1) * w.cols];
+                    // SAFETY: the required CPU features were detected above; `wr` and `x`
+                    // both hold `cols` elements.
+                    let dot = unsafe {
+                        if vnni {
+                            super::x86::dot_vnni(&x, wr)
+                        } else {
+                            super::x86::dot_avx2(&x, wr)
+                        }
+                    };
+                    cc[r - r0] = dot - za as i32 * w.row_sums[r];
+                }
+            });
+            return;
+        }
+        let mut ap = Vec::new();
+        let npad = pack_a(a, &mut ap);
+        par_rows(rows, n, MR, c, |r0, r1, cc| {
+            // SAFETY: the required CPU features were detected above; `ap` holds
+            // `k4 * npad * 4` bytes, the packed weight blocks `k4 * MR * 4`, and `cc` holds rows
+            // `r0..r1` of the `[rows, n]` output (only those rows and columns are written).
+            unsafe {
+                if vnni {
+                    super::x86::gemm_vnni(w, &ap, npad, n, za, r0, r1, cc)
+                } else {
+                    super::x86::gemm_avx2(w, &ap, npad, n, za, r0, r1, cc)
+                }
+            }
+        });
+    }
+}
+
+/// Splits rows (in multiples of `align`) across the configured threads.
+fn par_rows(
+    rows: usize,
+    n: usize,
+    align: usize,
+    c: &mut [i32],
+    f: impl Fn(usize, usize, &mut [i32]) + Sync,
+) {
+    let nt = threads::num_threads();
+    let c = &mut c[..rows * n];
+    if nt <= 1 || rows <= align {
+        f(0, rows, c);
+        return;
+    }
+    let chunk = rows.div_ceil(nt * 2).div_ceil(align) * align;
+    threads::with_pool(|| {
+        c.par_chunks_mut(chunk * n).enumerate().for_each(|(i, cc)| {
+            let r0 = i * chunk;
+            f(r0, (r0 + chunk).min(rows), cc)
+        })
+    });
+}

@@ -1,0 +1,28 @@
+//! int8 kernels: u8 activations (affine, with a zero point) times i8 weights (symmetric, per
+//! output channel) into i32 accumulators, then requantized to u8 with a fixed-point multiplier
+//! or dequantized to f32.
+//!
+//! - [`QuantParams`], [`quantize_u8`], [`dequantize_u8`]: activation quantization.
+//! - [`quantize_weights_per_channel`], [`QMatrix`]: weights, packed once for the kernels.
+//! - [`Requant`]: the fixed-point multiplier and shift for a real scale.
+//! - [`qlinear_forward`], [`qconv2d_forward`], [`qdepthwise_forward`]: the layers' kernels,
+//!   writing a [`QOutput`].
+//!
+//! Variants: scalar reference; AVX2 (u8 and i8 widened to i16, `vpmaddwd`: exact, unlike
+//! `vpmaddubsw` whose i16 pair sums saturate); AVX-512 VNNI (`vpdpbusd`). All are bit-exact
+//! with the reference.
+
+mod gemm;
+mod ops;
+mod quant;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+pub use gemm::{QMatrix, MAX_INNER};
+pub use ops::{
+    qconv2d_forward, qconv2d_forward_with_isa, qdepthwise_forward, qlinear_forward,
+    qlinear_forward_with_isa, QOutput,
+};
+pub use quant::{dequantize_u8, quantize_u8, quantize_weights_per_channel, QuantParams, Requant};

@@ -1,0 +1,383 @@
+//! int8 linear, convolution and depthwise convolution with requantized or f32 outputs.
+
+use super::gemm::{gemm_u8i8, QMatrix, U8View};
+use super::quant::{QuantParams, Requant};
+use crate::dense::ConvGeometry;
+use crate::error::{check_len, KernelError, Result};
+use crate::isa::Isa;
+
+/// Where an int8 kernel writes its result.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum QOutput<'a> {
+    /// Requantized u8: `clamp(zp + round((acc + bias) * s_in * s_w / s_out), lo, 255)` with
+    /// the fixed-point [`Requant`]; `lo` is the zero point when `relu`, else 0.
+    U8 {
+        /// Output buffer.
+        out: &'a mut [u8],
+        /// Output quantization.
+        params: QuantParams,
+        /// i32 bias per output channel, in units of `s_in * s_w[channel]`.
+        bias: Option<&'a [i32]>,
+        /// Clamp at real zero (fused ReLU).
+        relu: bool,
+    },
+    /// Dequantized f32: `acc * s_in * s_w + bias`.
+    F32 {
+        /// Output buffer.
+        out: &'a mut [f32],
+        /// f32 bias per output channel.
+        bias: Option<&'a [f32]>,
+    },
+}
+
+impl QOutput<'_> {
+    fn len(&self) -> usize {
+        match self {
+            QOutput::U8 { out, .. } => out.len(),
+            QOutput::F32 { out, .. } => out.len(),
+        }
+    }
+
+    fn check_bias(&self, channels: usize) -> Result<()> {
+        match self {
+            QOutput::U8 { bias: Some(b), .. } => check_len("int8 bias", channels, b.len()),
+            QOutput::F32 { bias: Some(b), .. } => check_len("int8 bias", channels, b.len()),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Per-channel requantization multipliers.
+fn multipliers(x: QuantParams, w_scales: &[f32], out: &QOutput<'_>) -> Result<Vec<Requant>> {
+    match out {
+        QOutput::U8 { params, .. } => w_scales
+            .iter()
+            .map(|s| Requant::from_scale(x.scale as f64 * *s as f64 / params.scale as f64))
+            .collect(),
+        QOutput::F32 { .. } => Ok(vec![]),
+    }
+}
+
+/// Writes `acc [channels, n]` into `out` at `base`, element `(c, j)` at `c * n + j`, or at
+/// `j * channels + c` when `transposed`.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    acc: &[i32],
+    channels: usize,
+    n: usize,
+    x: QuantParams,
+    w_scales: &[f32],
+    mult: &[Requant],
+    out: &mut QOutput<'_>,
+    base: usize,
+    transposed: bool,
+) {
+    let at = |c: usize, j: usize| {
+        base + if transposed {
+            j * channels + c
+        } else {
+            c * n + j
+        }
+    };
+    match out {
+        QOutput::U8 {
+            out,
+            params,
+            bias,
+            relu,
+        } => {
+            let zp = params.zero_point as i32;
+            let lo = if *relu { zp } else { 0 };
+            for c in 0..channels {
+                let b = bias.map_or(0, |b| b[c]);
+                let m = mult[c];
+                for j in 0..n {
+                    let v = zp.saturating_add(m.apply(acc[c * n + j].saturating_add(b)));
+                    out[at(c, j)] = v.clamp(lo, 255) as u8;
+                }
+            }
+        }
+        QOutput::F32 { out, bias } => {
+            for c in 0..channels {
+                let s = x.scale * w_scales[c];
+                let b = bias.map_or(0.0, |b| b[c]);
+                for j in 0..n {
+                    out[at(c, j)] = acc[c * n + j] as f32 * s + b;
+                }
+            }
+        }
+    }
+}
+
+/// int8 linear: `y = x * W^T` with `x` u8 `[batch, in]` (quantized by `xq`), `W` a
+/// [`QMatrix`] `[out, in]`, and `y` `[batch, out]` written as `out` says.
+///
+/// # Errors
+/// Wrong lengths, or a requantization scale out of range.
+///
+/// ```
+/// use slimnet_kernels::int8::{qlinear_forward, QMatrix, QOutput, QuantParams};
+/// let w = QMatrix::new(1, 2, vec![2, -1], vec![0.5])?;
+/// let xq = QuantParams { scale: 0.1, zero_point: 10 };
+/// let mut y = [0.0f32];
+/// // x = (20 - 10) * 0.1 = 1.0 and (15 - 10) * 0.1 = 0.5; y = 1.0 * 1.0 + 0.5 * -0.5
+/// qlinear_forward(&w, 1, &[20, 15], xq, QOutput::F32 { out: &mut y, bias: None })?;
+/// assert!((y[0] - 0.75).abs() < 1e-6);
+/// # Ok::<(), slimnet_kernels::KernelError>(())
+/// ```
+pub fn qlinear_forward(
+    w: &QMatrix,
+    batch: usize,
+    x: &[u8],
+    xq: QuantParams,
+    out: QOutput<'_>,
+) -> Result<()> {
+    qlinear_forward_with_isa(Isa::detected(), w, batch, x, xq, out)
+}
+
+/// [`qlinear_forward`] restricted to kernels of level `isa` or below (for tests and benches).
+///
+/// # Errors
+/// As [`qlinear_forward`].
+pub fn qlinear_forward_with_isa(
+    isa: Isa,
+    w: &QMatrix,
+    batch: usize,
+    x: &[u8],
+    xq: QuantParams,
+    mut out: QOutput<'_>,
+) -> Result<()> {
+    let (o, i) = (w.rows(), w.cols());
+    check_len("int8 linear input", batch * i, x.len())?;
+    check_len("int8 linear output", batch * o, out.len())?;
+    out.check_bias(o)?;
+    let mult = multipliers(xq, w.scales(), &out)?;
+    let a = U8View {
+        data: x,
+        k: i,
+        n: batch,
+        rs: 1,
+        cs: i,
+    };
+    let mut acc = vec![0i32; o * batch];
+    gemm_u8i8(isa, w, &a, xq.zero_point, &mut acc);
+    finish(&acc, o, batch, xq, w.scales(), &mult, &mut out, 0, true);
+    Ok(())
+}
+
+/// Unfolds one u8 image `[C, H, W]` into columns `[C * kh * kw, oh * ow]`, padding with `pad`.
+pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8]) {
+    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let plane = oh * ow;
+    let mut row = 0;
+    for c in 0..g.in_channels {
+        let img = &image[c * h * w..(c + 1) * h * w];
+        for ki in 0..g.kernel_h {
+            for kj in 0..g.kernel_w {
+                let dst = &mut col[row * plane..(row + 1) * plane];
+                row += 1;
+                for oy in 0..oh {
+                    let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                    let d = &mut dst[oy * ow..(oy + 1) * ow];
+                    if iy < 0 || iy >= h as isize {
+                        d.fill(pad);
+                        continue;
+                    }
+                    let src = &img[iy as usize * w..(iy as usize + 1) * w];
+                    for (ox, v) in d.iter_mut().enumerate() {
+                        let ix =
+                            (ox * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
+                        *v = if ix < 0 || ix >= w as isize {
+                            pad
+                        } else {
+                            src[ix as usize]
+                        };
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// int8 convolution (groups 1) on u8 im2col columns, padded with the activation zero point.
+///
+/// Shapes: `input` u8 `[N, C, H, W]`, `w` [`QMatrix`] `[O, C * kh * kw]` (an OIHW weight
+/// flattened), output `[N, O, oh, ow]` written as `out` says.
+///
+/// # Errors
+/// An invalid geometry, `groups != 1`, mismatched shapes or lengths, or a requantization scale
+/// out of range.
+pub fn qconv2d_forward(
+    g: &ConvGeometry,
+    input: &[u8],
+    xq: QuantParams,
+    w: &QMatrix,
+    out: QOutput<'_>,
+) -> Result<()> {
+    qconv2d_forward_with_isa(Isa::detected(), g, input, xq, w, out)
+}
+
+/// [`qconv2d_forward`] restricted to kernels of level `isa` or below.
+///
+/// # Errors
+/// As [`qconv2d_forward`].
+pub fn qconv2d_forward_with_isa(
+    isa: Isa,
+    g: &ConvGeometry,
+    input: &[u8],
+    xq: QuantParams,
+    w: &QMatrix,
+    mut out: QOutput<'_>,
+) -> Result<()> {
+    g.validate()?;
+    let kk = g.in_channels * g.kernel_h * g.kernel_w;
+    if g.groups != 1 || w.rows() != g.out_channels || w.cols() != kk {
+        return Err(KernelError::Invalid {
+            what: "int8 conv weight",
+            reason: format!(
+                "need groups 1 and a [{}, {kk}] weight, got groups {} and [{}, {}]",
+                g.out_channels,
+                g.groups,
+                w.rows(),
+                w.cols()
+            ),
+        });
+    }
+    check_len("int8 conv input", g.input_len(), input.len())?;
+    check_len("int8 conv output", g.output_len(), out.len())?;
+    out.check_bias(g.out_channels)?;
+    let mult = multipliers(xq, w.scales(), &out)?;
+    let plane = g.out_h() * g.out_w();
+    let in_img = g.in_channels * g.in_h * g.in_w;
+    let one = ConvGeometry { batch: 1, ..*g };
+    let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == (1, 1) && g.padding == (0, 0);
+    let mut col = if pointwise {
+        vec![]
+    } else {
+        vec![0u8; kk * plane]
+    };
+    let mut acc = vec![0i32; g.out_channels * plane];
+    for n in 0..g.batch {
+        let x = &input[n * in_img..(n + 1) * in_img];
+        let data = if pointwise {
+            x
+        } else {
+            im2col_u8(&one, x, xq.zero_point, &mut col);
+            &col[..]
+        };
+        let a = U8View {
+            data,
+            k: kk,
+            n: plane,
+            rs: plane,
+            cs: 1,
+        };
+        gemm_u8i8(isa, w, &a, xq.zero_point, &mut acc);
+        let base = n * g.out_channels * plane;
+        finish(
+            &acc,
+            g.out_channels,
+            plane,
+            xq,
+            w.scales(),
+            &mult,
+            &mut out,
+            base,
+            false,
+        );
+    }
+    Ok(())
+}
+
+/// int8 depthwise convolution (`groups == C == O`), computed directly; padded positions count
+/// as the zero point (contribute nothing).
+///
+/// Shapes: `input` u8 `[N, C, H, W]`, `w` [`QMatrix`] `[C, kh * kw]`, output `[N, C, oh, ow]`.
+///
+/// # Errors
+/// A geometry that is not depthwise, mismatched shapes or lengths, or a requantization scale
+/// out of range.
+pub fn qdepthwise_forward(
+    g: &ConvGeometry,
+    input: &[u8],
+    xq: QuantParams,
+    w: &QMatrix,
+    mut out: QOutput<'_>,
+) -> Result<()> {
+    g.validate()?;
+    let c = g.in_channels;
+    if g.groups != c || g.out_channels != c || w.rows() != c || w.cols() != g.kernel_h * g.kernel_w
+    {
+        return Err(KernelError::Invalid {
+            what: "int8 depthwise geometry",
+            reason: format!(
+                "need groups == in == out channels and a [C, kh*kw] weight, got groups {}, {c} \
+                 in, {} out, weight [{}, {}]",
+                g.groups,
+                g.out_channels,
+                w.rows(),
+                w.cols()
+            ),
+        });
+    }
+    check_len("int8 depthwise input", g.input_len(), input.len())?;
+    check_len("int8 depthwise output", g.output_len(), out.len())?;
+    out.check_bias(c)?;
+    let mult = multipliers(xq, w.scales(), &out)?;
+    let (oh, ow, h, wd) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let plane = oh * ow;
+    let za = xq.zero_point as i32;
+    let mut acc = vec![0i32; c * plane];
+    // input minus zero point, widened once per image
+    let mut xs = vec![0i32; h * wd];
+    for n in 0..g.batch {
+        for ch in 0..c {
+            let x = &input[(n * c + ch) * h * wd..(n * c + ch + 1) * h * wd];
+            for (d, s) in xs.iter_mut().zip(x) {
+                *d = *s as i32 - za;
+            }
+            let wk = &w.values()[ch * g.kernel_h * g.kernel_w..(ch + 1) * g.kernel_h * g.kernel_w];
+            let o = &mut acc[ch * plane..(ch + 1) * plane];
+            o.fill(0);
+            for ki in 0..g.kernel_h {
+                for kj in 0..g.kernel_w {
+                    let wv = wk[ki * g.kernel_w + kj] as i32;
+                    let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                    let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, wd);
+                    for oy in 0..oh {
+                        let iy =
+                            (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                        if iy < 0 || iy >= h as isize || xlo >= xhi {
+                            continue;
+                        }
+                        let src = &xs[iy as usize * wd..(iy as usize + 1) * wd];
+                        let dst = &mut o[oy * ow + xlo..oy * ow + xhi];
+                        let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                        if g.stride.1 == 1 {
+                            for (d, s) in dst.iter_mut().zip(&src[x0..]) {
+                                *d += wv * s;
+                            }
+                        } else {
+                            for (i, d) in dst.iter_mut().enumerate() {
+                                *d += wv * src[x0 + i * g.stride.1];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        finish(
+            &acc,
+            c,
+            plane,
+            xq,
+            w.scales(),
+            &mult,
+            &mut out,
+            n * c * plane,
+            false,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,223 @@
+//! Quantization parameters, weight quantization and fixed-point requantization.
+
+use crate::error::{check_len, KernelError, Result};
+
+/// Affine u8 quantization of activations: `q = clamp(round(x / scale) + zero_point, 0, 255)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantParams {
+    /// Real value of one step.
+    pub scale: f32,
+    /// The u8 code of real zero.
+    pub zero_point: u8,
+}
+
+impl QuantParams {
+    /// Parameters covering `[min, max]` (widened to include 0).
+    ///
+    /// ```
+    /// use slimnet_kernels::int8::QuantParams;
+    /// let p = QuantParams::from_range(-1.0, 3.0);
+    /// assert_eq!(p.zero_point, 64);
+    /// assert_eq!(p.quantize(3.0), 255);
+    /// ```
+    pub fn from_range(min: f32, max: f32) -> Self {
+        let (lo, hi) = (min.min(0.0), max.max(0.0));
+        let scale = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+        let zp = (-lo / scale).round().clamp(0.0, 255.0) as u8;
+        Self {
+            scale,
+            zero_point: zp,
+        }
+    }
+
+    /// Quantizes one value (round half away from zero, then clamp).
+    pub fn quantize(&self, x: f32) -> u8 {
+        ((x / self.scale).round() + self.zero_point as f32).clamp(0.0, 255.0) as u8
+    }
+
+    /// The real value of a code.
+    pub fn dequantize(&self, q: u8) -> f32 {
+        (q as i32 - self.zero_point as i32) as f32 * self.scale
+    }
+}
+
+/// Quantizes a slice of activations.
+///
+/// # Errors
+/// When `x` and `out` differ in length.
+pub fn quantize_u8(x: &[f32], p: QuantParams, out: &mut [u8]) -> Result<()> {
+    check_len("quantize output", x.len(), out.len())?;
+    for (o, v) in out.iter_mut().zip(x) {
+        *o = p.quantize(*v);
+    }
+    Ok(())
+}
+
+/// Dequantizes a slice of activations.
+///
+/// # Errors
+/// When `q` and `out` differ in length.
+pub fn dequantize_u8(q: &[u8], p: QuantParams, out: &mut [f32]) -> Result<()> {
+    check_len("dequantize output", q.len(), out.len())?;
+    for (o, v) in out.iter_mut().zip(q) {
+        *o = p.dequantize(*v);
+    }
+    Ok(())
+}
+
+/// Symmetric per-channel quantization of a weight whose first dimension is the output
+/// channel: `channels` rows of `w.len() / channels` values each. Returns the i8 values (in
+/// `-127..=127`) and one scale per channel (`max |w| / 127`, or 1 for an all-zero channel).
+///
+/// # Errors
+/// When `channels` is 0 or does not divide `w.len()`, or a weight is not finite.
+///
+/// ```
+/// use slimnet_kernels::int8::quantize_weights_per_channel;
+/// let (q, s) = quantize_weights_per_channel(&[0.5, -1.0, 2.0, 1.0], 2)?;
+/// assert_eq!(q, vec![64, -127, 127, 64]);
+/// assert_eq!(s, vec![1.0 / 127.0, 2.0 / 127.0]);
+/// # Ok::<(), slimnet_kernels::KernelError>(())
+/// ```
+pub fn quantize_weights_per_channel(w: &[f32], channels: usize) -> Result<(Vec<i8>, Vec<f32>)> {
+    if channels == 0 || !w.len().is_multiple_of(channels) {
+        return Err(KernelError::Invalid {
+            what: "weight channels",
+            reason: format!("{channels} channels do not divide {} weights", w.len()),
+        });
+    }
+    if let Some(i) = w.iter().position(|v| !v.is_finite()) {
+        return Err(KernelError::Invalid {
+            what: "weight value",
+            reason: format!("weight {i} is {}", w[i]),
+        });
+    }
+    let per = w.len() / channels;
+    let mut q = Vec::with_capacity(w.len());
+    let mut scales = Vec::with_capacity(channels);
+    for row in w.chunks(per.max(1)).take(channels) {
+        let m = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+        scales.push(s);
+        q.extend(
+            row.iter()
+                .map(|v| (v / s).round().clamp(-127.0, 127.0) as i8),
+        );
+    }
+    Ok((q, scales))
+}
+
+/// A real multiplier `M` in fixed point: `M ≈ multiplier * 2^-shift`, with `multiplier` in
+/// `[2^30, 2^31)` and `shift` in `1..=62`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Requant {
+    /// The Q31 mantissa.
+    pub multiplier: i32,
+    /// The right shift.
+    pub shift: u32,
+}
+
+impl Requant {
+    /// The fixed-point form of a positive real scale (typically `s_in * s_w / s_out`).
+    ///
+    /// # Errors
+    /// When `real` is not finite, not positive, or outside `[2^-31, 2^30)`.
+    ///
+    /// ```
+    /// use slimnet_kernels::int8::Requant;
+    /// let r = Requant::from_scale(0.25)?;
+    /// assert_eq!((r.multiplier, r.shift), (1 << 30, 32));
+    /// assert_eq!(r.apply(10), 3); // 2.5 rounds half up
+    /// assert_eq!(r.apply(-10), -2);
+    /// # Ok::<(), slimnet_kernels::KernelError>(())
+    /// ```
+    pub fn from_scale(real: f64) -> Result<Self> {
+        let bad = || KernelError::Invalid {
+            what: "requantization scale",
+            reason: format!("{real} is not in [2^-31, 2^30)"),
+        };
+        if !real.is_finite() || real <= 0.0 {
+            return Err(bad());
+        }
+        // real = q * 2^e with q in [0.5, 1)
+        let mut e = real.log2().floor() as i32 + 1;
+        let mut q = real / 2f64.powi(e);
+        if q >= 1.0 {
+            q /= 2.0;
+            e += 1;
+        } else if q < 0.5 {
+            q *= 2.0;
+            e -= 1;
+        }
+        let mut m = (q * (1u64 << 31) as f64).round() as i64;
+        if m == 1 << 31 {
+            m /= 2;
+            e += 1;
+        }
+        let shift = 31 - e;
+        if !(1..=62).contains(&shift) {
+            return Err(bad());
+        }
+        Ok(Self {
+            multiplier: m as i32,
+            shift: shift as u32,
+        })
+    }
+
+    /// `round(acc * M)`, rounding halves up, saturated to i32.
+    #[inline]
+    pub fn apply(self, acc: i32) -> i32 {
+        let p = acc as i64 * self.multiplier as i64;
+        let r = (p + (1i64 << (self.shift - 1))) >> self.shift;
+        r.clamp(i32::MIN as i64, i32::MAX as i64) as i32
+    }
+
+    /// The real value this multiplier stands for.
+    pub fn to_f64(self) -> f64 {
+        self.multiplier as f64 / 2f64.powi(self.shift as i32)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requant_matches_real_scale() {
+        for real in [
+            1e-6,
+            0.000_123,
+            0.0049,
+            0.37,
+            0.5,
+            0.999_999_9,
+            1.0,
+            3.7,
+            1000.0,
+        ] {
+            let r = Requant::from_scale(real).unwrap();
+            assert!((r.to_f64() - real).abs() <= real * 1e-9, "{real}");
+            assert!(r.multiplier >= 1 << 30);
+            for acc in [-100_000, -7, 0, 1, 13, 99_999] {
+                let want = (acc as f64 * real + 0.5).floor();
+                let got = r.apply(acc) as f64;
+                assert!((got - want).abs() <= 1.0, "{real} {acc}: {got} vs {want}");
+            }
+        }
+        assert!(Requant::from_scale(0.0).is_err());
+        assert!(Requant::from_scale(f64::NAN).is_err());
+        assert!(Requant::from_scale(1e12).is_err());
+        assert_eq!(Requant::from_scale(1.0).unwrap().apply(i32::MAX), i32::MAX);
+    }
+
+    #[test]
+    fn weight_quantization_is_symmetric_and_bounded() {
+        let w = [0.1f32, -0.3, 0.2, 0.0, 0.0, 0.0];
+        let (q, s) = quantize_weights_per_channel(&w, 2).unwrap();
+        assert_eq!(q[1], -127);
+        assert_eq!(&q[3..], &[0, 0, 0]);
+        assert_eq!(s[1], 1.0);
+        assert!(quantize_weights_per_channel(&w, 4).is_err());
+        assert!(quantize_weights_per_channel(&[f32::NAN], 1).is_err());
+    }
+}

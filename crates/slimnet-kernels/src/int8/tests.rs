@@ -1,0 +1,272 @@
+//! int8 variants against a plain reference on seeded random ragged shapes, bit-exact.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+use crate::dense::ConvGeometry;
+use crate::isa::Isa;
+
+fn u8s(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
+    (0..len).map(|_| rng.random()).collect()
+}
+
+/// Extreme weights (all of -127, 127) included on purpose: they would saturate
+/// `vpmaddubsw` with activations near 255.
+fn i8s(rng: &mut ChaCha8Rng, len: usize) -> Vec<i8> {
+    (0..len)
+        .map(|i| match i % 7 {
+            0 => 127,
+            1 => -127,
+            _ => rng.random_range(-127..=127),
+        })
+        .collect()
+}
+
+fn reference_acc(w: &QMatrix, x: impl Fn(usize, usize) -> u8, n: usize, za: u8) -> Vec<i32> {
+    let (rows, k) = (w.rows(), w.cols());
+    let mut acc = vec![0; rows * n];
+    for r in 0..rows {
+        for j in 0..n {
+            acc[r * n + j] = (0..k)
+                .map(|i| (x(i, j) as i32 - za as i32) * w.values()[r * k + i] as i32)
+                .sum();
+        }
+    }
+    acc
+}
+
+#[test]
+fn linear_all_variants_bit_exact() {
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    for (out, inp, batch) in [
+        (1, 1, 1),
+        (5, 7, 1),
+        (9, 130, 1),
+        (4, 64, 3),
+        (13, 67, 17),
+        (33, 200, 70),
+    ] {
+        let w = QMatrix::new(out, inp, i8s(&mut rng, out * inp), vec![0.01; out]).unwrap();
+        let x = u8s(&mut rng, batch * inp);
+        let xq = QuantParams {
+            scale: 0.02,
+            zero_point: rng.random(),
+        };
+        let acc = reference_acc(&w, |i, j| x[j * inp + i], batch, xq.zero_point);
+        let bias: Vec<i32> = (0..out).map(|_| rng.random_range(-5000..5000)).collect();
+        let oq = QuantParams {
+            scale: 0.5,
+            zero_point: 100,
+        };
+        let mut want = vec![0u8; batch * out];
+        for r in 0..out {
+            let m = Requant::from_scale(0.02 * 0.01 / 0.5).unwrap();
+            for j in 0..batch {
+                let v = 100 + m.apply(acc[r * batch + j] + bias[r]);
+                want[j * out + r] = v.clamp(100, 255) as u8;
+            }
+        }
+        for isa in Isa::all_supported() {
+            let mut y = vec![0u8; batch * out];
+            let o = QOutput::U8 {
+                out: &mut y,
+                params: oq,
+                bias: Some(&bias),
+                relu: true,
+            };
+            qlinear_forward_with_isa(isa, &w, batch, &x, xq, o).unwrap();
+            assert_eq!(y, want, "{isa:?} {out}x{inp} batch {batch}");
+            let mut f = vec![0f32; batch * out];
+            qlinear_forward_with_isa(
+                isa,
+                &w,
+                batch,
+                &x,
+                xq,
+                QOutput::F32 {
+                    out: &mut f,
+                    bias: None,
+                },
+            )
+            .unwrap();
+            for r in 0..out {
+                for j in 0..batch {
+                    assert_eq!(f[j * out + r], acc[r * batch + j] as f32 * (0.02f32 * 0.01));
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn conv_all_variants_bit_exact() {
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    for g in [
+        ConvGeometry::new(2, 3, 7, 9, 5, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 6, 8, 5, 7, 3, 2)
+            .with_stride(2, 1)
+            .with_padding(2, 0)
+            .with_dilation(1, 2),
+        ConvGeometry::new(1, 9, 6, 6, 4, 1, 1),
+    ] {
+        let kk = g.in_channels * g.kernel_h * g.kernel_w;
+        let w = QMatrix::new(
+            g.out_channels,
+            kk,
+            i8s(&mut rng, g.out_channels * kk),
+            vec![0.003; g.out_channels],
+        )
+        .unwrap();
+        let x = u8s(&mut rng, g.input_len());
+        let xq = QuantParams {
+            scale: 0.05,
+            zero_point: 37,
+        };
+        // reference straight from the definition, padding at the zero point
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut want = vec![0f32; g.output_len()];
+        for n in 0..g.batch {
+            for o in 0..g.out_channels {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut s = 0i32;
+                        for c in 0..g.in_channels {
+                            for ki in 0..g.kernel_h {
+                                for kj in 0..g.kernel_w {
+                                    let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize
+                                        - g.padding.0 as isize;
+                                    let ix = (ox * g.stride.1 + kj * g.dilation.1) as isize
+                                        - g.padding.1 as isize;
+                                    let v = if iy < 0
+                                        || ix < 0
+                                        || iy >= g.in_h as isize
+                                        || ix >= g.in_w as isize
+                                    {
+                                        xq.zero_point
+                                    } else {
+                                        x[((n * g.in_channels + c) * g.in_h + iy as usize) * g.in_w
+                                            + ix as usize]
+                                    };
+                                    let wv = w.values()
+                                        [o * kk + (c * g.kernel_h + ki) * g.kernel_w + kj];
+                                    s += (v as i32 - 37) * wv as i32;
+                                }
+                            }
+                        }
+                        want[((n * g.out_channels + o) * oh + oy) * ow + ox] =
+                            s as f32 * (0.05f32 * 0.003);
+                    }
+                }
+            }
+        }
+        for isa in Isa::all_supported() {
+            let mut y = vec![0f32; g.output_len()];
+            qconv2d_forward_with_isa(
+                isa,
+                &g,
+                &x,
+                xq,
+                &w,
+                QOutput::F32 {
+                    out: &mut y,
+                    bias: None,
+                },
+            )
+            .unwrap();
+            assert_eq!(y, want, "{isa:?} {g:?}");
+        }
+    }
+}
+
+#[test]
+fn depthwise_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(13);
+    let g = ConvGeometry::new(2, 5, 9, 7, 5, 3, 3)
+        .with_padding(1, 1)
+        .with_stride(2, 1)
+        .with_groups(5);
+    let w = QMatrix::new(5, 9, i8s(&mut rng, 45), vec![0.01; 5]).unwrap();
+    let x = u8s(&mut rng, g.input_len());
+    let xq = QuantParams {
+        scale: 0.1,
+        zero_point: 128,
+    };
+    let mut y = vec![0f32; g.output_len()];
+    qdepthwise_forward(
+        &g,
+        &x,
+        xq,
+        &w,
+        QOutput::F32 {
+            out: &mut y,
+            bias: None,
+        },
+    )
+    .unwrap();
+    let (oh, ow) = (g.out_h(), g.out_w());
+    for n in 0..2 {
+        for c in 0..5 {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut s = 0i32;
+                    for ki in 0..3 {
+                        for kj in 0..3 {
+                            let iy = (oy * 2 + ki) as isize - 1;
+                            let ix = ox as isize + kj as isize - 1;
+                            if iy >= 0 && ix >= 0 && iy < 9 && ix < 7 {
+                                let v = x[((n * 5 + c) * 9 + iy as usize) * 7 + ix as usize];
+                                s += (v as i32 - 128) * w.values()[c * 9 + ki * 3 + kj] as i32;
+                            }
+                        }
+                    }
+                    assert_eq!(
+                        y[((n * 5 + c) * oh + oy) * ow + ox],
+                        s as f32 * (0.1f32 * 0.01)
+                    );
+                }
+            }
+        }
+    }
+    assert!(qdepthwise_forward(
+        &g.with_groups(1),
+        &x,
+        xq,
+        &w,
+        QOutput::F32 {
+            out: &mut y,
+            bias: None
+        }
+    )
+    .is_err());
+}
+
+#[test]
+fn rejects_bad_inputs() {
+    assert!(QMatrix::new(2, 3, vec![0; 5], vec![1.0; 2]).is_err());
+    assert!(QMatrix::new(2, 3, vec![0; 6], vec![1.0, 0.0]).is_err());
+    assert!(QMatrix::new(1, MAX_INNER + 1, vec![0; MAX_INNER + 1], vec![1.0]).is_err());
+    let w = QMatrix::quantize(&[0.5, -0.25, 1.0, 0.0], 2, 2).unwrap();
+    assert_eq!(w.values(), &[127, -64, 127, 0]);
+    let xq = QuantParams::from_range(0.0, 1.0);
+    let mut y = [0u8; 3];
+    let o = QOutput::U8 {
+        out: &mut y,
+        params: xq,
+        bias: None,
+        relu: false,
+    };
+    assert!(qlinear_forward(&w, 1, &[1, 2], xq, o).is_err());
+    let mut y = [0u8; 2];
+    let tiny = QuantParams {
+        scale: 1e30,
+        zero_point: 0,
+    };
+    let o = QOutput::U8 {
+        out: &mut y,
+        params: tiny,
+        bias: None,
+        relu: false,
+    };
+    assert!(qlinear_forward(&w, 1, &[1, 2], xq, o).is_err());
+}

@@ -1,0 +1,240 @@
+//! x86-64 int8 kernels: AVX-512 VNNI (`vpdpbusd`, exact u8 x i8 -> i32) and AVX2 (widen to
+//! i16 then `vpmaddwd`, exact; `vpmaddubsw` is avoided because its i16 sums saturate).
+
+use std::arch::x86_64::*;
+
+use super::gemm::{QMatrix, MR};
+
+/// `sum x[i] * w[i]` (u8 x i8), VNNI.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn dot_vnni(x: &[u8], w: &[i8]) -> i32 {
+    let len = x.len().min(w.len());
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    let mut a0 = _mm512_setzero_si512();
+    let mut a1 = _mm512_setzero_si512();
+    let mut i = 0;
+    while i + 128 <= len {
+        a0 = _mm512_dpbusd_epi32(
+            a0,
+            _mm512_loadu_si512(xp.add(i) as *const __m512i),
+            _mm512_loadu_si512(wp.add(i) as *const __m512i),
+        );
+        a1 = _mm512_dpbusd_epi32(
+            a1,
+            _mm512_loadu_si512(xp.add(i + 64) as *const __m512i),
+            _mm512_loadu_si512(wp.add(i + 64) as *const __m512i),
+        );
+        i += 128;
+    }
+    while i < len {
+        let rem = (len - i).min(64);
+        let m: __mmask64 = if rem == 64 { !0 } else { (1u64 << rem) - 1 };
+        a0 = _mm512_dpbusd_epi32(
+            a0,
+            _mm512_maskz_loadu_epi8(m, xp.add(i) as *const i8),
+            _mm512_maskz_loadu_epi8(m, wp.add(i)),
+        );
+        i += rem;
+    }
+    _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1))
+}
+
+/// `sum x[i] * w[i]` (u8 x i8), AVX2 with exact i16 products.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_avx2(x: &[u8], w: &[i8]) -> i32 {
+    let len = x.len().min(w.len());
+    let (xp, wp) = (x.as_ptr(), w.as_ptr());
+    let mut a0 = _mm256_setzero_si256();
+    let mut a1 = _mm256_setzero_si256();
+    let mut i = 0;
+    while i + 32 <= len {
+        let x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(xp.add(i) as *const __m128i));
+        let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(i) as *const __m128i));
+        let x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(xp.add(i + 16) as *const __m128i));
+        let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(i + 16) as *const __m128i));
+        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, w0));
+        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x1, w1));
+        i += 32;
+    }
+    let s = _mm256_add_epi32(a0, a1);
+    let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+    let mut t = _mm_cvtsi128_si32(s);
+    while i < len {
+        t += *xp.add(i) as i32 * *wp.add(i) as i32;
+        i += 1;
+    }
+    t
+}
+
+/// Stores `MR` rows of a `16 * R`-column VNNI tile minus the zero-point term.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+unsafe fn vnni_tile<const R: usize>(
+    wb: *const i8,
+    ap: *const u8,
+    k4: usize,
+    npad: usize,
+    corr: &[i32; MR],
+    rows: usize,
+    cols: usize,
+    n: usize,
+    out: *mut i32,
+) {
+    let mut acc = [[_mm512_setzero_si512(); R]; MR];
+    for kq in 0..k4 {
+        let mut a = [_mm512_setzero_si512(); R];
+        for (q, a) in a.iter_mut().enumerate() {
+            *a = _mm512_loadu_si512(ap.add((kq * npad + 16 * q) * 4) as *const __m512i);
+        }
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let w = _mm512_set1_epi32((wb.add((kq * MR + r) * 4) as *const i32).read_unaligned());
+            for (x, a) in acc.iter_mut().zip(&a) {
+                *x = _mm512_dpbusd_epi32(*x, *a, w);
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate().take(rows) {
+        let cz = _mm512_set1_epi32(corr[r]);
+        for (q, x) in acc.iter().enumerate() {
+            let left = cols.saturating_sub(16 * q).min(16);
+            let m: __mmask16 = if left == 16 {
+                0xFFFF
+            } else {
+                (1u16 << left) - 1
+            };
+            _mm512_mask_storeu_epi32(
+                out.add(r * n + 16 * q) as *mut _,
+                m,
+                _mm512_sub_epi32(*x, cz),
+            );
+        }
+    }
+}
+
+/// Rows `r0..r1` (`r0` a multiple of `MR`) of the packed product, VNNI.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn gemm_vnni(
+    w: &QMatrix,
+    ap: &[u8],
+    npad: usize,
+    n: usize,
+    za: u8,
+    r0: usize,
+    r1: usize,
+    c: &mut [i32],
+) {
+    let k4 = w.cols().div_ceil(4);
+    let mut j = 0;
+    while j < n {
+        let width = (n - j).min(64);
+        let regs = width.div_ceil(16);
+        let mut rb = r0;
+        while rb < r1 {
+            let rows = (r1 - rb).min(MR);
+            let mut corr = [0i32; MR];
+            for (i, v) in corr.iter_mut().enumerate().take(rows) {
+                *v = za as i32 * w.row_sums()[rb + i];
+            }
+            let wb = w.packed_block(rb / MR).as_ptr();
+            let a = ap.as_ptr().add(j * 4);
+            let out = c.as_mut_ptr().add((rb - r0) * n + j);
+            match regs {
+                4 => vnni_tile::<4>(wb, a, k4, npad, &corr, rows, width, n, out),
+                3 => vnni_tile::<3>(wb, a, k4, npad, &corr, rows, width, n, out),
+                2 => vnni_tile::<2>(wb, a, k4, npad, &corr, rows, width, n, out),
+                _ => vnni_tile::<1>(wb, a, k4, npad, &corr, rows, width, n, out),
+            }
+            rb += MR;
+        }
+        j += width;
+    }
+}
+
+/// Stores `MR` rows of an 8-column AVX2 tile.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_tile(
+    wb: *const i8,
+    ap: *const u8,
+    k4: usize,
+    npad: usize,
+    corr: &[i32; MR],
+    rows: usize,
+    cols: usize,
+    n: usize,
+    out: *mut i32,
+) {
+    // acc[r][h]: columns 4h..4h+4, two partial sums per column
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for kq in 0..k4 {
+        let raw = _mm256_loadu_si256(ap.add(kq * npad * 4) as *const __m256i);
+        let a = [
+            _mm256_cvtepu8_epi16(_mm256_castsi256_si128(raw)),
+            _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(raw)),
+        ];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let q = (wb.add((kq * MR + r) * 4) as *const i32).read_unaligned();
+            let w16 = _mm256_broadcastq_epi64(_mm_cvtepi8_epi16(_mm_cvtsi32_si128(q)));
+            for (x, a) in acc.iter_mut().zip(&a) {
+                *x = _mm256_add_epi32(*x, _mm256_madd_epi16(*a, w16));
+            }
+        }
+    }
+    for (r, acc) in acc.iter().enumerate().take(rows) {
+        // [c0 c1 c4 c5 | c2 c3 c6 c7] -> c0..c7
+        let s = _mm256_hadd_epi32(acc[0], acc[1]);
+        let s = _mm256_permute4x64_epi64::<0b11_01_10_00>(s);
+        let s = _mm256_sub_epi32(s, _mm256_set1_epi32(corr[r]));
+        let mut tmp = [0i32; 8];
+        _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, s);
+        std::ptr::copy_nonoverlapping(tmp.as_ptr(), out.add(r * n), cols.min(8));
+    }
+}
+
+/// Rows `r0..r1` (`r0` a multiple of `MR`) of the packed product, AVX2.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn gemm_avx2(
+    w: &QMatrix,
+    ap: &[u8],
+    npad: usize,
+    n: usize,
+    za: u8,
+    r0: usize,
+    r1: usize,
+    c: &mut [i32],
+) {
+    let k4 = w.cols().div_ceil(4);
+    let mut j = 0;
+    while j < n {
+        let width = (n - j).min(8);
+        let mut rb = r0;
+        while rb < r1 {
+            let rows = (r1 - rb).min(MR);
+            let mut corr = [0i32; MR];
+            for (i, v) in corr.iter_mut().enumerate().take(rows) {
+                *v = za as i32 * w.row_sums()[rb + i];
+            }
+            let wb = w.packed_block(rb / MR).as_ptr();
+            let out = c.as_mut_ptr().add((rb - r0) * n + j);
+            avx2_tile(
+                wb,
+                ap.as_ptr().add(j * 4),
+                k4,
+                npad,
+                &corr,
+                rows,
+                width,
+                n,
+                out,
+            );
+            rb += MR;
+        }
+        j += width;
+    }
+}
