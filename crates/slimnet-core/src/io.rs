@@ -34,12 +34,11 @@ use crate::layer::{Layer, StoredTensor};
 use crate::layers::*;
 use crate::tensor::Tensor;
 
-/// Metadata key holding the graph JSON.
+/// Metadata key holding the graph JSON (the only metadata key, so files are byte-for-byte
+/// reproducible). The JSON's `format_version` field holds [`FORMAT_VERSION`].
 pub const GRAPH_KEY: &str = "slimnet.graph";
-/// Metadata key holding the format version.
-pub const VERSION_KEY: &str = "slimnet.version";
 /// The format version written by this crate.
-pub const FORMAT_VERSION: &str = "1";
+pub const FORMAT_VERSION: u64 = 1;
 
 impl View for &StoredTensor {
     fn dtype(&self) -> Dtype {
@@ -263,7 +262,7 @@ pub fn graph_to_json(g: &Graph) -> Value {
             }
         })
         .collect();
-    json!({"nodes": nodes, "output": g.nodes()[g.output().index()].name})
+    json!({"format_version": FORMAT_VERSION, "nodes": nodes, "output": g.nodes()[g.output().index()].name})
 }
 
 fn str_field<'v>(v: &'v Value, key: &str, at: &str) -> Result<&'v str> {
@@ -418,7 +417,6 @@ pub fn to_bytes(model: &Graph) -> Result<Vec<u8>> {
     }
     let mut meta = HashMap::new();
     meta.insert(GRAPH_KEY.to_string(), graph_to_json(model).to_string());
-    meta.insert(VERSION_KEY.to_string(), FORMAT_VERSION.to_string());
     safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
         .map_err(|e| Error::ModelFile(e.to_string()))
 }
@@ -437,19 +435,19 @@ pub fn from_bytes(bytes: &[u8], registry: &Registry) -> Result<Graph> {
         .metadata()
         .as_ref()
         .ok_or_else(|| Error::ModelFile("no metadata: not a slimnet model file".into()))?;
-    match info.get(VERSION_KEY).map(String::as_str) {
-        Some(FORMAT_VERSION) => {}
-        other => {
-            return Err(Error::ModelFile(format!(
-                "format version {other:?}, this build reads {FORMAT_VERSION:?}"
-            )))
-        }
-    }
     let graph = info
         .get(GRAPH_KEY)
         .ok_or_else(|| Error::ModelFile(format!("no `{GRAPH_KEY}` metadata")))?;
     let v: Value =
         serde_json::from_str(graph).map_err(|e| Error::ModelFile(format!("graph JSON: {e}")))?;
+    match v.get("format_version").and_then(Value::as_u64) {
+        Some(FORMAT_VERSION) => {}
+        other => {
+            return Err(Error::ModelFile(format!(
+                "format version {other:?}, this build reads {FORMAT_VERSION}"
+            )))
+        }
+    }
     let mut used = BTreeSet::new();
     let g = graph_from_json(&v, &st, registry, "", &mut used, 0)?;
     if let Some(extra) = st.names().into_iter().find(|n| !used.contains(*n)) {

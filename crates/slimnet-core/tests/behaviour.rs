@@ -1,0 +1,219 @@
+//! Errors that name layers, NaN detection, determinism, graph editing, and MNIST loading.
+
+use slimnet_core::data::{self, Dataset, Split};
+use slimnet_core::layers::*;
+use slimnet_core::optim::{Adam, Optimizer, Sgd};
+use slimnet_core::train::{TrainConfig, Trainer};
+use slimnet_core::{models, tensor, Error, Graph, Layer, Tensor};
+
+fn synthetic(n: usize, seed: u64) -> Dataset {
+    // Two classes: the top half of the image is bright (class 1) or dark (class 0), plus noise.
+    let mut rng = tensor::rng(seed);
+    let mut x = tensor::uniform(&[n, 1, 28, 28], -0.5, 0.5, &mut rng);
+    let labels: Vec<usize> = (0..n).map(|i| i % 2).collect();
+    for (mut img, &l) in x.outer_iter_mut().zip(&labels) {
+        img.slice_mut(ndarray::s![.., 0..14, ..])
+            .mapv_inplace(|v| v + if l == 1 { 1.0 } else { -1.0 });
+    }
+    Dataset::new(x, labels, 10).unwrap()
+}
+
+#[test]
+fn shape_errors_name_the_layer_and_both_shapes() {
+    let m = models::lenet5(&mut tensor::rng(0)).unwrap();
+    let e = m.forward(&tensor::zeros(&[1, 3, 28, 28])).unwrap_err();
+    let s = e.to_string();
+    assert!(
+        matches!(e, Error::Shape { ref layer, .. } if layer == "conv1"),
+        "{s}"
+    );
+    assert!(
+        s.contains("[N, 1, H, W]") && s.contains("[1, 3, 28, 28]"),
+        "{s}"
+    );
+
+    let e = m
+        .forward(&tensor::zeros(&[1, 1, 28]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("conv1") && e.contains("[1, 1, 28]"), "{e}");
+
+    // Deeper: a wrong spatial size reaches fc1 with the wrong feature count.
+    let e = m
+        .forward(&tensor::zeros(&[1, 1, 32, 32]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("fc1:") && e.contains("[N, 800]") && e.contains("[1, 1250]"),
+        "{e}"
+    );
+
+    // Nested graphs prefix the path.
+    let inner = models::lenet300(&mut tensor::rng(0)).unwrap();
+    let mut outer = Graph::new();
+    let x = outer.input();
+    outer.add_layer("body", inner, x).unwrap();
+    let e = outer
+        .forward(&tensor::zeros(&[2, 5]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("body.fc1:"), "{e}");
+}
+
+#[test]
+fn backward_without_forward_is_an_error() {
+    let mut c = Conv2dConfig::new(1, 1, 1)
+        .init(&mut tensor::rng(0))
+        .unwrap();
+    let e = c
+        .backward(&tensor::zeros(&[1, 1, 2, 2]))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("without a preceding forward_train"), "{e}");
+}
+
+#[test]
+fn nan_loss_stops_training_with_epoch_and_batch() {
+    let mut m = models::lenet300(&mut tensor::rng(0)).unwrap();
+    let train = synthetic(256, 1);
+    let e = Trainer::new(TrainConfig::default().with_epochs(3).with_progress(false))
+        .optimizer(Sgd::new(1e12))
+        .fit(&mut m, &train, None)
+        .unwrap_err();
+    match e {
+        Error::NonFinite { epoch, batch, .. } => {
+            assert_eq!(epoch, 0);
+            assert!(batch >= 1 && batch < 4, "batch {batch}");
+        }
+        other => panic!("expected a NonFinite error, got {other}"),
+    }
+}
+
+#[test]
+fn training_is_deterministic_and_learns() {
+    let train = synthetic(512, 2);
+    let run = || {
+        let mut m = models::lenet5(&mut tensor::rng(3)).unwrap();
+        let h = Trainer::new(
+            TrainConfig::default()
+                .with_epochs(2)
+                .with_seed(5)
+                .with_progress(false),
+        )
+        .optimizer(Adam::new(1e-3))
+        .fit(&mut m, &train, Some(&train))
+        .unwrap();
+        (m, h)
+    };
+    let (a, ha) = run();
+    let (b, hb) = run();
+    let numbers = |h: &[slimnet_core::train::EpochStats]| {
+        h.iter()
+            .map(|s| (s.train_loss, s.train_accuracy, s.test_loss, s.test_accuracy))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(numbers(&ha), numbers(&hb));
+    let mut wa = Vec::new();
+    a.visit_params(&mut |_, p| wa.extend(p.value.iter().copied()));
+    let mut wb = Vec::new();
+    b.visit_params(&mut |_, p| wb.extend(p.value.iter().copied()));
+    assert!(wa == wb, "same seed, different weights");
+    assert!(ha[1].test_accuracy.unwrap() > 0.9, "{:?}", ha[1]);
+}
+
+#[test]
+fn masks_keep_pruned_weights_at_zero_through_training() {
+    let train = synthetic(256, 4);
+    let mut m = models::lenet300(&mut tensor::rng(0)).unwrap();
+    let fc1 = m
+        .layer_mut("fc1")
+        .unwrap()
+        .downcast_mut::<Linear>()
+        .unwrap();
+    let mask = Tensor::from_shape_fn(fc1.weight.value.raw_dim(), |ix| (ix[1] % 2) as f32);
+    fc1.weight.set_mask(mask).unwrap();
+    for mut opt in [
+        Box::new(Sgd::new(0.1).with_momentum(0.9)) as Box<dyn Optimizer>,
+        Box::new(Adam::adamw(1e-2, 0.1)),
+    ] {
+        for _ in 0..3 {
+            let (x, y) = train.batch(&(0..64).collect::<Vec<_>>());
+            let out = m.forward_train(&x).unwrap();
+            let (_, g) = slimnet_core::loss::softmax_cross_entropy(&out, &y).unwrap();
+            m.backward(&g).unwrap();
+            opt.step(&mut m).unwrap();
+            (&mut m as &mut dyn Layer).zero_grad();
+        }
+    }
+    let fc1 = m.layer("fc1").unwrap().downcast_ref::<Linear>().unwrap();
+    let zeros = fc1
+        .weight
+        .value
+        .indexed_iter()
+        .filter(|(ix, _)| ix[1] % 2 == 0)
+        .all(|(_, v)| *v == 0.0);
+    assert!(zeros, "a masked weight moved");
+    assert!(fc1.weight.nonzeros() > 100_000);
+    let bad = fc1.weight.clone().set_mask(tensor::zeros(&[3, 3]));
+    assert!(bad.is_err());
+}
+
+#[test]
+fn graph_bypass_and_replace() {
+    let mut rng = tensor::rng(0);
+    let mut g = models::vgg_small(&mut rng).unwrap();
+    let x = tensor::uniform(&[1, 1, 28, 28], -1.0, 1.0, &mut rng);
+    let before = g.forward(&x).unwrap();
+    let n = g.nodes().len();
+    // BatchNorm in eval with default statistics is the identity up to eps.
+    g.bypass("bn1_1").unwrap();
+    assert_eq!(g.nodes().len(), n - 1);
+    let after = g.forward(&x).unwrap();
+    assert!(tensor::max_abs_diff(&before, &after) < 1e-3);
+    let old = g
+        .replace_layer("relu1_1", Box::new(Activation::relu6()))
+        .unwrap();
+    assert_eq!(old.kind(), "ReLU");
+    assert!(g.replace_layer("nope", Box::new(Flatten::new())).is_err());
+    assert!(
+        g.add_layer("conv1_1", Flatten::new(), g.output()).is_err(),
+        "duplicate name"
+    );
+}
+
+#[test]
+fn mnist_loads_with_checked_digests() {
+    let test = data::mnist(Split::Test).unwrap();
+    assert_eq!(test.len(), 10_000);
+    assert_eq!(test.example_shape(), &[1, 28, 28]);
+    let mut counts = [0usize; 10];
+    test.labels.iter().for_each(|&l| counts[l] += 1);
+    assert_eq!(
+        counts,
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
+    let mean = test.inputs.mean().unwrap();
+    assert!(mean.abs() < 0.05, "normalized mean {mean}");
+}
+
+#[test]
+fn fashion_mnist_loads_from_the_debian_package() {
+    let test = data::fashion_mnist(Split::Test).unwrap();
+    assert_eq!(test.len(), 10_000);
+    let mut counts = [0usize; 10];
+    test.labels.iter().for_each(|&l| counts[l] += 1);
+    assert_eq!(counts, [1000; 10]);
+}
+
+#[test]
+fn short_mnist_training_reaches_ninety_percent() {
+    slimnet_kernels::threads::set_num_threads(2);
+    let train = data::mnist(Split::Train).unwrap().take(10_000);
+    let test = data::mnist(Split::Test).unwrap().take(2_000);
+    let mut m = models::lenet300(&mut tensor::rng(0)).unwrap();
+    let h = Trainer::new(TrainConfig::default().with_epochs(1).with_progress(false))
+        .optimizer(Sgd::new(0.05).with_momentum(0.9))
+        .fit(&mut m, &train, Some(&test))
+        .unwrap();
+    assert!(h[0].test_accuracy.unwrap() > 0.9, "{:?}", h[0]);
+}
