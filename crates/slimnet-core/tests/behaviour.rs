@@ -83,7 +83,7 @@ fn nan_loss_stops_training_with_epoch_and_batch() {
     match e {
         Error::NonFinite { epoch, batch, .. } => {
             assert_eq!(epoch, 0);
-            assert!(batch >= 1 && batch < 4, "batch {batch}");
+            assert!((1..4).contains(&batch), "batch {batch}");
         }
         other => panic!("expected a NonFinite error, got {other}"),
     }

@@ -99,7 +99,7 @@ impl BatchNorm2d {
                 )));
             }
         }
-        if running_var.iter().any(|v| !(*v >= 0.0)) {
+        if running_var.iter().any(|v| v.is_nan() || *v < 0.0) {
             return Err(Error::config("running_var must be non-negative"));
         }
         Ok(Self {
