@@ -5,10 +5,18 @@
 //! | module | crate | what it holds |
 //! |---|---|---|
 //! | [`kernels`] | `slimnet-kernels` | dense, sparse and int8 compute kernels |
-//! | [`core`] | `slimnet-core` | tensors, layers, graphs, training, datasets, model files |
+//! | [`core`] | `slimnet-core` | tensors, layers, graphs, training, datasets, model files, rewrite passes |
+//! | [`decompose`] | `slimnet-decompose` | low-rank decompositions and layer rewrites |
+//! | [`prune`] | `slimnet-prune` | pruning criteria, masks, schedules, sparse layers |
+//! | [`quant`] | `slimnet-quant` | quantization schemes, calibration, QAT, int8 layers, weight sharing |
+//! | [`distill`] | `slimnet-distill` | distillation losses, stage-wise teacher-student, light blocks |
 //!
 //! No feature flags yet.
 #![warn(missing_docs)]
 
 pub use slimnet_core as core;
+pub use slimnet_decompose as decompose;
+pub use slimnet_distill as distill;
 pub use slimnet_kernels as kernels;
+pub use slimnet_prune as prune;
+pub use slimnet_quant as quant;

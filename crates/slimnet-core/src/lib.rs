@@ -26,6 +26,7 @@ pub mod loss;
 pub mod models;
 pub mod optim;
 mod param;
+pub mod rewrite;
 pub mod summary;
 pub mod tensor;
 pub mod train;

@@ -1,0 +1,2 @@
+//! slimnet-prune: see the crate description; under construction (no public items yet).
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! slimnet-quant: see the crate description; under construction (no public items yet).
+#![warn(missing_docs)]
