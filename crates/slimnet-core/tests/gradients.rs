@@ -251,3 +251,29 @@ fn lenet_shapes() {
         13,
     );
 }
+
+#[test]
+fn dropout_backward_uses_the_forward_mask() {
+    // Random in training, so not a finite-difference check: the gradient must pass exactly where
+    // the forward pass kept an element, scaled by 1 / (1 - p).
+    let mut d = Dropout::new(0.25, 7).unwrap();
+    let x = tensor::uniform(&[4, 50], 0.5, 1.0, &mut tensor::rng(1));
+    let y = d.forward_train(&x).unwrap();
+    let g = tensor::uniform(&[4, 50], -1.0, 1.0, &mut tensor::rng(2));
+    let dx = d.backward(&g).unwrap();
+    let mut dropped = 0;
+    for ((xv, yv), (gv, dv)) in x.iter().zip(&y).zip(g.iter().zip(&dx)) {
+        if *yv == 0.0 {
+            dropped += 1;
+            assert_eq!(*dv, 0.0);
+        } else {
+            assert!((yv / xv - 1.0 / 0.75).abs() < 1e-5);
+            assert!((dv / gv - 1.0 / 0.75).abs() < 1e-5);
+        }
+    }
+    assert!(
+        (20..80).contains(&dropped),
+        "{dropped} of 200 dropped at p = 0.25"
+    );
+    assert_eq!(d.forward(&x).unwrap(), x, "identity in evaluation");
+}
