@@ -27,6 +27,7 @@ pub mod dense;
 mod error;
 pub mod int8;
 pub mod isa;
+mod scratch;
 pub mod sparse;
 pub mod threads;
 

@@ -143,50 +143,59 @@ impl U8View<'_> {
     }
 }
 
-/// Packs `a` into `[k/4][npad][4]` (quads of consecutive k per column), zero-padded.
+/// Columns per tile of the packed activation panel.
+pub(crate) const NT: usize = 64;
+
+/// Packs `a` tile by tile: columns are padded to a multiple of [`NPAD`] and cut into tiles of
+/// up to [`NT`]; tile `t` (starting at column `j0 = NT * t`, `wt` columns wide) is stored at
+/// `j0 * k4 * 4` as `[k4][wt][4]` (quads of consecutive k per column), zero-padded. Returns the
+/// padded column count.
 pub(crate) fn pack_a(a: &U8View<'_>, out: &mut Vec<u8>) -> usize {
     let npad = a.n.div_ceil(NPAD) * NPAD;
     let k4 = a.k.div_ceil(4);
-    out.clear();
-    out.resize(k4 * npad * 4, 0);
-    if a.rs == 1 && a.k.is_multiple_of(4) {
-        // quads are contiguous in memory (a transposed row-major matrix)
+    let out = crate::scratch::sized(out, k4 * npad * 4);
+    for j0 in (0..npad).step_by(NT) {
+        let wt = NT.min(npad - j0);
+        let valid = wt.min(a.n.saturating_sub(j0));
+        let base = j0 * k4 * 4;
         for kq in 0..k4 {
-            let dst = &mut out[kq * npad * 4..];
-            for j in 0..a.n {
-                let s = j * a.cs + 4 * kq;
-                dst[4 * j..4 * j + 4].copy_from_slice(&a.data[s..s + 4]);
-            }
-        }
-        return npad;
-    }
-    if a.cs == 1 {
-        for kq in 0..k4 {
-            let dst = &mut out[kq * npad * 4..(kq + 1) * npad * 4];
-            for t in 0..4 {
-                let i = 4 * kq + t;
-                if i >= a.k {
-                    break;
+            let dst = &mut out[base + kq * wt * 4..base + (kq + 1) * wt * 4];
+            let full = 4 * kq + 4 <= a.k;
+            if full && a.cs == 1 {
+                let rows: [&[u8]; 4] =
+                    std::array::from_fn(|t| &a.data[(4 * kq + t) * a.rs + j0..][..valid]);
+                interleave4(rows, &mut dst[..4 * valid]);
+            } else if full && a.rs == 1 {
+                for jj in 0..valid {
+                    let s = (j0 + jj) * a.cs + 4 * kq;
+                    dst[4 * jj..4 * jj + 4].copy_from_slice(&a.data[s..s + 4]);
                 }
-                let row = &a.data[i * a.rs..i * a.rs + a.n];
-                for (j, v) in row.iter().enumerate() {
-                    dst[4 * j + t] = *v;
+            } else {
+                for jj in 0..valid {
+                    for t in 0..4 {
+                        let i = 4 * kq + t;
+                        dst[4 * jj + t] = if i < a.k { a.at(i, j0 + jj) } else { 0 };
+                    }
                 }
             }
-        }
-        return npad;
-    }
-    for kq in 0..k4 {
-        for j in 0..a.n {
-            for t in 0..4 {
-                let i = 4 * kq + t;
-                if i < a.k {
-                    out[(kq * npad + j) * 4 + t] = a.at(i, j);
-                }
-            }
+            dst[4 * valid..].fill(0);
         }
     }
     npad
+}
+
+/// `out[4 * j + t] = rows[t][j]`.
+fn interleave4(rows: [&[u8]; 4], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        super::x86::interleave4(rows, out);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    for (j, o) in out.chunks_mut(4).enumerate() {
+        for t in 0..4 {
+            o[t] = rows[t][j];
+        }
+    }
 }
 
 /// Scalar reference: `c[r, j] = sum_k (a[k, j] - za) * w[r, k]` for rows `r0..r1`.
@@ -253,19 +262,21 @@ pub(crate) fn gemm_u8i8(isa: Isa, w: &QMatrix, a: &U8View<'_>, za: u8, c: &mut [
             });
             return;
         }
-        let mut ap = Vec::new();
-        let npad = pack_a(a, &mut ap);
-        par_rows(rows, n, MR, c, |r0, r1, cc| {
-            // SAFETY: the required CPU features were detected above; `ap` holds
-            // `k4 * npad * 4` bytes, the packed weight blocks `k4 * MR * 4`, and `cc` holds rows
-            // `r0..r1` of the `[rows, n]` output (only those rows and columns are written).
-            unsafe {
-                if vnni {
-                    super::x86::gemm_vnni(w, &ap, npad, n, za, r0, r1, cc)
-                } else {
-                    super::x86::gemm_avx2(w, &ap, npad, n, za, r0, r1, cc)
+        crate::scratch::with(&crate::scratch::U8_B, |ap| {
+            let npad = pack_a(a, ap);
+            let ap = &ap[..];
+            par_rows(rows, n, MR, c, |r0, r1, cc| {
+                // SAFETY: the required CPU features were detected above; `ap` holds
+                // `k4 * npad * 4` bytes, the packed weight blocks `k4 * MR * 4`, and `cc` holds rows
+                // `r0..r1` of the `[rows, n]` output (only those rows and columns are written).
+                unsafe {
+                    if vnni {
+                        super::x86::gemm_vnni(w, ap, npad, n, za, r0, r1, cc)
+                    } else {
+                        super::x86::gemm_avx2(w, ap, npad, n, za, r0, r1, cc)
+                    }
                 }
-            }
+            });
         });
     }
 }

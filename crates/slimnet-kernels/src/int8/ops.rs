@@ -63,6 +63,7 @@ fn multipliers(x: QuantParams, w_scales: &[f32], out: &QOutput<'_>) -> Result<Ve
 /// `j * channels + c` when `transposed`.
 #[allow(clippy::too_many_arguments)]
 fn finish(
+    isa: Isa,
     acc: &[i32],
     channels: usize,
     n: usize,
@@ -73,13 +74,6 @@ fn finish(
     base: usize,
     transposed: bool,
 ) {
-    let at = |c: usize, j: usize| {
-        base + if transposed {
-            j * channels + c
-        } else {
-            c * n + j
-        }
-    };
     match out {
         QOutput::U8 {
             out,
@@ -91,10 +85,14 @@ fn finish(
             let lo = if *relu { zp } else { 0 };
             for c in 0..channels {
                 let b = bias.map_or(0, |b| b[c]);
-                let m = mult[c];
-                for j in 0..n {
-                    let v = zp.saturating_add(m.apply(acc[c * n + j].saturating_add(b)));
-                    out[at(c, j)] = v.clamp(lo, 255) as u8;
+                let row = &acc[c * n..(c + 1) * n];
+                if transposed {
+                    for (j, a) in row.iter().enumerate() {
+                        out[base + j * channels + c] = requant_one(*a, b, mult[c], zp, lo);
+                    }
+                } else {
+                    let dst = &mut out[base + c * n..base + (c + 1) * n];
+                    requant_row(isa, row, b, mult[c], zp, lo, dst);
                 }
             }
         }
@@ -102,11 +100,51 @@ fn finish(
             for c in 0..channels {
                 let s = x.scale * w_scales[c];
                 let b = bias.map_or(0.0, |b| b[c]);
-                for j in 0..n {
-                    out[at(c, j)] = acc[c * n + j] as f32 * s + b;
+                let row = &acc[c * n..(c + 1) * n];
+                if transposed {
+                    for (j, a) in row.iter().enumerate() {
+                        out[base + j * channels + c] = *a as f32 * s + b;
+                    }
+                } else {
+                    let dst = &mut out[base + c * n..base + (c + 1) * n];
+                    for (d, a) in dst.iter_mut().zip(row) {
+                        *d = *a as f32 * s + b;
+                    }
                 }
             }
         }
+    }
+}
+
+/// The scalar requantization every variant must match:
+/// `clamp(zp + requant(acc + bias), lo, 255)` with saturating i32 arithmetic.
+#[inline]
+pub(crate) fn requant_one(acc: i32, bias: i32, m: Requant, zp: i32, lo: i32) -> u8 {
+    zp.saturating_add(m.apply(acc.saturating_add(bias)))
+        .clamp(lo, 255) as u8
+}
+
+/// [`requant_one`] over a row, with the best variant up to `isa`.
+pub(crate) fn requant_row(
+    isa: Isa,
+    acc: &[i32],
+    bias: i32,
+    m: Requant,
+    zp: i32,
+    lo: i32,
+    out: &mut [u8],
+) {
+    #[allow(unused_mut)]
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa >= Isa::Avx512 && crate::isa::features().avx512 {
+        // SAFETY: AVX-512F is available; the kernel reads `acc[..len]` and writes
+        // `out[..len]` for `len = min(acc.len(), out.len())` rounded down to 8.
+        done = unsafe { super::x86::requant_row_avx512(acc, bias, m, zp, lo, out) };
+    }
+    let _ = isa;
+    for (o, a) in out[done..].iter_mut().zip(&acc[done..]) {
+        *o = requant_one(*a, bias, m, zp, lo);
     }
 }
 
@@ -160,9 +198,11 @@ pub fn qlinear_forward_with_isa(
         rs: 1,
         cs: i,
     };
-    let mut acc = vec![0i32; o * batch];
-    gemm_u8i8(isa, w, &a, xq.zero_point, &mut acc);
-    finish(&acc, o, batch, xq, w.scales(), &mult, &mut out, 0, true);
+    crate::scratch::with(&crate::scratch::I32_A, |acc| {
+        let acc = crate::scratch::sized(acc, o * batch);
+        gemm_u8i8(isa, w, &a, xq.zero_point, acc);
+        finish(isa, acc, o, batch, xq, w.scales(), &mult, &mut out, 0, true);
+    });
     Ok(())
 }
 
@@ -170,6 +210,7 @@ pub fn qlinear_forward_with_isa(
 pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8]) {
     let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
     let plane = oh * ow;
+    let same_width = g.stride == (1, 1) && g.dilation == (1, 1) && ow == w;
     let mut row = 0;
     for c in 0..g.in_channels {
         let img = &image[c * h * w..(c + 1) * h * w];
@@ -177,25 +218,65 @@ pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8])
             for kj in 0..g.kernel_w {
                 let dst = &mut col[row * plane..(row + 1) * plane];
                 row += 1;
+                if same_width {
+                    im2col_row_same(g, img, ki, kj, pad, dst);
+                    continue;
+                }
+                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, w);
                 for oy in 0..oh {
                     let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
                     let d = &mut dst[oy * ow..(oy + 1) * ow];
-                    if iy < 0 || iy >= h as isize {
+                    if iy < 0 || iy >= h as isize || xlo >= xhi {
                         d.fill(pad);
                         continue;
                     }
                     let src = &img[iy as usize * w..(iy as usize + 1) * w];
-                    for (ox, v) in d.iter_mut().enumerate() {
-                        let ix =
-                            (ox * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
-                        *v = if ix < 0 || ix >= w as isize {
-                            pad
-                        } else {
-                            src[ix as usize]
-                        };
+                    d[..xlo].fill(pad);
+                    d[xhi..].fill(pad);
+                    let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                    if g.stride.1 == 1 {
+                        d[xlo..xhi].copy_from_slice(&src[x0..x0 + xhi - xlo]);
+                    } else {
+                        for (i, v) in d[xlo..xhi].iter_mut().enumerate() {
+                            *v = src[x0 + i * g.stride.1];
+                        }
                     }
                 }
             }
+        }
+    }
+}
+
+/// One im2col row for stride 1, dilation 1 and `ow == w`: the valid output rows are one
+/// shifted copy of the image, then the few edge columns are set to `pad`.
+fn im2col_row_same(g: &ConvGeometry, img: &[u8], ki: usize, kj: usize, pad: u8, dst: &mut [u8]) {
+    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let off_y = ki as isize - g.padding.0 as isize;
+    let off_x = kj as isize - g.padding.1 as isize;
+    let (ylo, yhi) = crate::dense::valid_range(oh, 1, off_y, h);
+    let (xlo, xhi) = crate::dense::valid_range(ow, 1, off_x, w);
+    dst[..ylo * ow].fill(pad);
+    dst[yhi.max(ylo) * ow..].fill(pad);
+    if ylo >= yhi {
+        return;
+    }
+    // dst[oy * ow + ox] = img[(oy + off_y) * w + ox + off_x] over the valid rows, as one copy
+    // of the flat range (entries that wrap across a row edge are fixed below)
+    let d0 = ylo * ow;
+    let s0 = (ylo as isize + off_y) * w as isize + off_x;
+    let len = (yhi - ylo) * ow;
+    let (mut d, mut s, mut l) = (d0, s0, len);
+    if s < 0 {
+        d += (-s) as usize;
+        l -= (-s) as usize;
+        s = 0;
+    }
+    let l = l.min(img.len() - s as usize);
+    dst[d..d + l].copy_from_slice(&img[s as usize..s as usize + l]);
+    for x in (0..xlo).chain(xhi..ow) {
+        for oy in ylo..yhi {
+            dst[oy * ow + x] = pad;
         }
     }
 }
@@ -252,41 +333,32 @@ pub fn qconv2d_forward_with_isa(
     let in_img = g.in_channels * g.in_h * g.in_w;
     let one = ConvGeometry { batch: 1, ..*g };
     let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == (1, 1) && g.padding == (0, 0);
-    let mut col = if pointwise {
-        vec![]
-    } else {
-        vec![0u8; kk * plane]
-    };
-    let mut acc = vec![0i32; g.out_channels * plane];
-    for n in 0..g.batch {
-        let x = &input[n * in_img..(n + 1) * in_img];
-        let data = if pointwise {
-            x
-        } else {
-            im2col_u8(&one, x, xq.zero_point, &mut col);
-            &col[..]
-        };
-        let a = U8View {
-            data,
-            k: kk,
-            n: plane,
-            rs: plane,
-            cs: 1,
-        };
-        gemm_u8i8(isa, w, &a, xq.zero_point, &mut acc);
-        let base = n * g.out_channels * plane;
-        finish(
-            &acc,
-            g.out_channels,
-            plane,
-            xq,
-            w.scales(),
-            &mult,
-            &mut out,
-            base,
-            false,
-        );
-    }
+    crate::scratch::with(&crate::scratch::U8_A, |col| {
+        crate::scratch::with(&crate::scratch::I32_A, |acc| {
+            let col = crate::scratch::sized(col, if pointwise { 0 } else { kk * plane });
+            let acc = crate::scratch::sized(acc, g.out_channels * plane);
+            for n in 0..g.batch {
+                let x = &input[n * in_img..(n + 1) * in_img];
+                let data = if pointwise {
+                    x
+                } else {
+                    im2col_u8(&one, x, xq.zero_point, col);
+                    &col[..]
+                };
+                let a = U8View {
+                    data,
+                    k: kk,
+                    n: plane,
+                    rs: plane,
+                    cs: 1,
+                };
+                gemm_u8i8(isa, w, &a, xq.zero_point, acc);
+                let base = n * g.out_channels * plane;
+                let (oc, sc) = (g.out_channels, w.scales());
+                finish(isa, acc, oc, plane, xq, sc, &mult, &mut out, base, false);
+            }
+        })
+    });
     Ok(())
 }
 
@@ -368,6 +440,7 @@ pub fn qdepthwise_forward(
             }
         }
         finish(
+            Isa::detected(),
             &acc,
             c,
             plane,

@@ -270,3 +270,79 @@ fn rejects_bad_inputs() {
     };
     assert!(qlinear_forward(&w, 1, &[1, 2], xq, o).is_err());
 }
+
+#[test]
+fn requant_row_variants_bit_exact() {
+    let mut rng = ChaCha8Rng::seed_from_u64(14);
+    for real in [1e-9, 3.1e-4, 0.0123, 0.5, 0.99, 7.5, 1e6] {
+        let m = Requant::from_scale(real).unwrap();
+        for (bias, zp, relu) in [
+            (0, 0, false),
+            (-12345, 128, true),
+            (i32::MAX, 3, false),
+            (i32::MIN, 255, true),
+        ] {
+            let mut acc: Vec<i32> = (0..203)
+                .map(|_| rng.random_range(-2_000_000..2_000_000))
+                .collect();
+            acc[0] = i32::MAX;
+            acc[1] = i32::MIN;
+            acc[2] = 0;
+            let lo = if relu { zp } else { 0 };
+            let want: Vec<u8> = acc
+                .iter()
+                .map(|a| super::ops::requant_one(*a, bias, m, zp, lo))
+                .collect();
+            for isa in Isa::all_supported() {
+                let mut got = vec![0u8; acc.len()];
+                super::ops::requant_row(isa, &acc, bias, m, zp, lo, &mut got);
+                assert_eq!(got, want, "{isa:?} scale {real} bias {bias}");
+            }
+        }
+    }
+}
+
+#[test]
+fn im2col_u8_matches_definition() {
+    let mut rng = ChaCha8Rng::seed_from_u64(15);
+    for g in [
+        ConvGeometry::new(1, 2, 5, 6, 1, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 3, 7, 4, 1, 5, 5).with_padding(2, 2),
+        ConvGeometry::new(1, 2, 4, 5, 1, 3, 1).with_padding(0, 0),
+        ConvGeometry::new(1, 2, 6, 6, 1, 3, 3)
+            .with_padding(1, 1)
+            .with_stride(2, 2),
+        ConvGeometry::new(1, 1, 3, 3, 1, 3, 3).with_padding(2, 1),
+    ] {
+        let x = u8s(&mut rng, g.input_len());
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let kk = g.in_channels * g.kernel_h * g.kernel_w;
+        let mut col = vec![0u8; kk * oh * ow];
+        super::ops::im2col_u8(&g, &x, 7, &mut col);
+        for c in 0..g.in_channels {
+            for ki in 0..g.kernel_h {
+                for kj in 0..g.kernel_w {
+                    let row = (c * g.kernel_h + ki) * g.kernel_w + kj;
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let iy = (oy * g.stride.0 + ki) as isize - g.padding.0 as isize;
+                            let ix = (ox * g.stride.1 + kj) as isize - g.padding.1 as isize;
+                            let inside =
+                                iy >= 0 && ix >= 0 && iy < g.in_h as isize && ix < g.in_w as isize;
+                            let want = if inside {
+                                x[(c * g.in_h + iy as usize) * g.in_w + ix as usize]
+                            } else {
+                                7
+                            };
+                            assert_eq!(
+                                col[(row * oh + oy) * ow + ox],
+                                want,
+                                "{g:?} {row} {oy} {ox}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

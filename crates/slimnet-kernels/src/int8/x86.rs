@@ -3,7 +3,8 @@
 
 use std::arch::x86_64::*;
 
-use super::gemm::{QMatrix, MR};
+use super::gemm::{QMatrix, MR, NT};
+use super::quant::Requant;
 
 /// `sum x[i] * w[i]` (u8 x i8), VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -76,7 +77,7 @@ unsafe fn vnni_tile<const R: usize>(
     wb: *const i8,
     ap: *const u8,
     k4: usize,
-    npad: usize,
+    wt: usize,
     corr: &[i32; MR],
     rows: usize,
     cols: usize,
@@ -87,7 +88,7 @@ unsafe fn vnni_tile<const R: usize>(
     for kq in 0..k4 {
         let mut a = [_mm512_setzero_si512(); R];
         for (q, a) in a.iter_mut().enumerate() {
-            *a = _mm512_loadu_si512(ap.add((kq * npad + 16 * q) * 4) as *const __m512i);
+            *a = _mm512_loadu_si512(ap.add((kq * wt + 16 * q) * 4) as *const __m512i);
         }
         for (r, acc) in acc.iter_mut().enumerate() {
             let w = _mm512_set1_epi32((wb.add((kq * MR + r) * 4) as *const i32).read_unaligned());
@@ -130,7 +131,7 @@ pub(crate) unsafe fn gemm_vnni(
     let k4 = w.cols().div_ceil(4);
     let mut j = 0;
     while j < n {
-        let width = (n - j).min(64);
+        let width = (n - j).min(NT);
         let regs = width.div_ceil(16);
         let mut rb = r0;
         while rb < r1 {
@@ -140,13 +141,14 @@ pub(crate) unsafe fn gemm_vnni(
                 *v = za as i32 * w.row_sums()[rb + i];
             }
             let wb = w.packed_block(rb / MR).as_ptr();
-            let a = ap.as_ptr().add(j * 4);
+            let a = ap.as_ptr().add(j * k4 * 4);
+            let wt = NT.min(npad - j);
             let out = c.as_mut_ptr().add((rb - r0) * n + j);
             match regs {
-                4 => vnni_tile::<4>(wb, a, k4, npad, &corr, rows, width, n, out),
-                3 => vnni_tile::<3>(wb, a, k4, npad, &corr, rows, width, n, out),
-                2 => vnni_tile::<2>(wb, a, k4, npad, &corr, rows, width, n, out),
-                _ => vnni_tile::<1>(wb, a, k4, npad, &corr, rows, width, n, out),
+                4 => vnni_tile::<4>(wb, a, k4, wt, &corr, rows, width, n, out),
+                3 => vnni_tile::<3>(wb, a, k4, wt, &corr, rows, width, n, out),
+                2 => vnni_tile::<2>(wb, a, k4, wt, &corr, rows, width, n, out),
+                _ => vnni_tile::<1>(wb, a, k4, wt, &corr, rows, width, n, out),
             }
             rb += MR;
         }
@@ -162,7 +164,7 @@ unsafe fn avx2_tile(
     wb: *const i8,
     ap: *const u8,
     k4: usize,
-    npad: usize,
+    wt: usize,
     corr: &[i32; MR],
     rows: usize,
     cols: usize,
@@ -172,7 +174,7 @@ unsafe fn avx2_tile(
     // acc[r][h]: columns 4h..4h+4, two partial sums per column
     let mut acc = [[_mm256_setzero_si256(); 2]; MR];
     for kq in 0..k4 {
-        let raw = _mm256_loadu_si256(ap.add(kq * npad * 4) as *const __m256i);
+        let raw = _mm256_loadu_si256(ap.add(kq * wt * 4) as *const __m256i);
         let a = [
             _mm256_cvtepu8_epi16(_mm256_castsi256_si128(raw)),
             _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(raw)),
@@ -222,11 +224,12 @@ pub(crate) unsafe fn gemm_avx2(
             }
             let wb = w.packed_block(rb / MR).as_ptr();
             let out = c.as_mut_ptr().add((rb - r0) * n + j);
+            let (j0, jj) = (j / NT * NT, j % NT);
             avx2_tile(
                 wb,
-                ap.as_ptr().add(j * 4),
+                ap.as_ptr().add(j0 * k4 * 4 + jj * 4),
                 k4,
-                npad,
+                NT.min(npad - j0),
                 &corr,
                 rows,
                 width,
@@ -237,4 +240,81 @@ pub(crate) unsafe fn gemm_avx2(
         }
         j += width;
     }
+}
+
+/// Interleaves four equal-length byte rows into quads: `out[4 * j + t] = rows[t][j]`
+/// (SSE2, part of the x86-64 baseline).
+///
+/// # Panics
+/// When the rows differ in length or `out` is shorter than `4 * len`.
+pub(crate) fn interleave4(rows: [&[u8]; 4], out: &mut [u8]) {
+    let n = rows[0].len();
+    assert!(rows.iter().all(|r| r.len() == n) && out.len() >= 4 * n);
+    let mut j = 0;
+    while j + 16 <= n {
+        // SAFETY: SSE2 is always available on x86-64; the loads read 16 bytes at `j` from rows
+        // of length `n >= j + 16`, the stores write 64 bytes at `4 * j` into `out`, which holds
+        // at least `4 * n` bytes.
+        unsafe {
+            let r: [__m128i; 4] =
+                std::array::from_fn(|t| _mm_loadu_si128(rows[t].as_ptr().add(j) as *const __m128i));
+            let lo01 = _mm_unpacklo_epi8(r[0], r[1]);
+            let hi01 = _mm_unpackhi_epi8(r[0], r[1]);
+            let lo23 = _mm_unpacklo_epi8(r[2], r[3]);
+            let hi23 = _mm_unpackhi_epi8(r[2], r[3]);
+            let o = out.as_mut_ptr().add(4 * j) as *mut __m128i;
+            _mm_storeu_si128(o, _mm_unpacklo_epi16(lo01, lo23));
+            _mm_storeu_si128(o.add(1), _mm_unpackhi_epi16(lo01, lo23));
+            _mm_storeu_si128(o.add(2), _mm_unpacklo_epi16(hi01, hi23));
+            _mm_storeu_si128(o.add(3), _mm_unpackhi_epi16(hi01, hi23));
+        }
+        j += 16;
+    }
+    for j in j..n {
+        for t in 0..4 {
+            out[4 * j + t] = rows[t][j];
+        }
+    }
+}
+
+/// Bit-exact AVX-512 version of the scalar requantization over a row; returns how many
+/// elements it wrote (a multiple of 8; the caller finishes the rest).
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn requant_row_avx512(
+    acc: &[i32],
+    bias: i32,
+    m: Requant,
+    zp: i32,
+    lo: i32,
+    out: &mut [u8],
+) -> usize {
+    let len = acc.len().min(out.len()) / 8 * 8;
+    let (ap, op) = (acc.as_ptr(), out.as_mut_ptr());
+    let b = _mm512_set1_epi64(bias as i64);
+    let (imin, imax) = (
+        _mm512_set1_epi64(i32::MIN as i64),
+        _mm512_set1_epi64(i32::MAX as i64),
+    );
+    let mul = _mm512_set1_epi64(m.multiplier as i64);
+    let round = _mm512_set1_epi64(1i64 << (m.shift - 1));
+    let shift = _mm_cvtsi32_si128(m.shift as i32);
+    let (lo, hi, z) = (
+        _mm512_set1_epi64(lo as i64),
+        _mm512_set1_epi64(255),
+        _mm512_set1_epi64(zp as i64),
+    );
+    let mut i = 0;
+    while i < len {
+        let a = _mm512_cvtepi32_epi64(_mm256_loadu_si256(ap.add(i) as *const __m256i));
+        // saturating acc + bias, as i64 then clamped to the i32 range
+        let s = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(a, b), imin), imax);
+        // exact 32x32->64 product (low halves, sign-extended), rounding shift
+        let p = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(s, mul), round), shift);
+        // the scalar clamps to i32 and saturates zp + r before clamping to [lo, 255]; all
+        // monotone, so one clamp of zp + p is the same
+        let r = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(p, z), lo), hi);
+        _mm_storel_epi64(op.add(i) as *mut __m128i, _mm512_cvtepi64_epi8(r));
+        i += 8;
+    }
+    len
 }

@@ -1,0 +1,169 @@
+#!/usr/bin/env python3
+"""Compare slimnet's kernels with ONNX Runtime (one intra-op thread) on the same shapes.
+
+Setup (once):   pip install onnxruntime onnx numpy
+Run (from the workspace root):
+    OMP_NUM_THREADS=1 python3 benches/peers/run.py
+
+The script first runs `cargo run --release -p slimnet-kernels --example peer_cases`, which
+times slimnet on every case and writes `target/peers/slimnet.txt` (`case ms` lines); pass
+`--no-build` to reuse an existing file. It then builds an ONNX model of exactly the same shape
+and layout for each case (NCHW Conv, QLinearConv with per-channel int8 weights, Gemm with
+transB=1 for `[out, in]` weights, MatMulInteger), times ONNX Runtime, and prints one line per
+case:
+    peer <case> slimnet_ms=<f> ort_ms=<f> ratio=<ort_ms/slimnet_ms>
+A ratio above 1 means slimnet is faster. Sparse cases are compared with ORT's dense Gemm of
+the same shape (ORT has no sparse CPU kernel for this). Times are medians.
+"""
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse
+import subprocess
+import sys
+import time
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RNG = np.random.default_rng(0)
+
+
+def session(nodes, inputs, outputs, inits):
+    g = helper.make_graph(nodes, "g", inputs, outputs, inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+
+def time_ms(sess, feeds):
+    sess.run(None, feeds)
+    t = time.perf_counter()
+    sess.run(None, feeds)
+    once = time.perf_counter() - t
+    reps = int(min(max(0.5 / max(once, 1e-6), 5), 200))
+    ts = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        sess.run(None, feeds)
+        ts.append((time.perf_counter() - t) * 1e3)
+    return float(np.median(ts))
+
+
+def vi(name, ty, shape):
+    return helper.make_tensor_value_info(name, ty, shape)
+
+
+def conv(c, h, o, k, pad, depthwise=False):
+    group = c if depthwise else 1
+    w = RNG.standard_normal((o, c // group, k, k), dtype=np.float32)
+    b = RNG.standard_normal(o, dtype=np.float32)
+    oh = h + 2 * pad - k + 1
+    node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k, k],
+                            pads=[pad] * 4, group=group)
+    s = session([node], [vi("x", TensorProto.FLOAT, [1, c, h, h])],
+                [vi("y", TensorProto.FLOAT, [1, o, oh, oh])],
+                [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
+    return s, {"x": RNG.standard_normal((1, c, h, h), dtype=np.float32)}
+
+
+def gemm(out_f, in_f, batch):
+    w = RNG.standard_normal((out_f, in_f), dtype=np.float32)
+    node = helper.make_node("Gemm", ["x", "w"], ["y"], transB=1)
+    s = session([node], [vi("x", TensorProto.FLOAT, [batch, in_f])],
+                [vi("y", TensorProto.FLOAT, [batch, out_f])], [numpy_helper.from_array(w, "w")])
+    return s, {"x": RNG.standard_normal((batch, in_f), dtype=np.float32)}
+
+
+def qconv(c, h):
+    w = RNG.integers(-127, 128, (c, c, 3, 3), dtype=np.int8)
+    inits = [
+        numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
+        numpy_helper.from_array(np.array(128, np.uint8), "xz"),
+        numpy_helper.from_array(w, "w"),
+        numpy_helper.from_array(np.full(c, 0.003, np.float32), "ws"),
+        numpy_helper.from_array(np.zeros(c, np.int8), "wz"),
+        numpy_helper.from_array(np.array(0.05, np.float32), "ys"),
+        numpy_helper.from_array(np.array(128, np.uint8), "yz"),
+        numpy_helper.from_array(RNG.integers(-1000, 1000, c, dtype=np.int32), "b"),
+    ]
+    node = helper.make_node("QLinearConv", ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                            ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])
+    s = session([node], [vi("x", TensorProto.UINT8, [1, c, h, h])],
+                [vi("y", TensorProto.UINT8, [1, c, h, h])], inits)
+    return s, {"x": RNG.integers(0, 256, (1, c, h, h), dtype=np.uint8)}
+
+
+def matmul_integer(n):
+    b = RNG.integers(-127, 128, (n, n), dtype=np.int8)  # [in, out]
+    inits = [numpy_helper.from_array(b, "b"),
+             numpy_helper.from_array(np.array(128, np.uint8), "az"),
+             numpy_helper.from_array(np.array(0, np.int8), "bz")]
+    node = helper.make_node("MatMulInteger", ["a", "b", "az", "bz"], ["y"])
+    s = session([node], [vi("a", TensorProto.UINT8, [1, n])], [vi("y", TensorProto.INT32, [1, n])],
+                inits)
+    return s, {"a": RNG.integers(0, 256, (1, n), dtype=np.uint8)}
+
+
+CASES = {
+    "conv_64x56": lambda: conv(64, 56, 64, 3, 1),
+    "conv_128x28": lambda: conv(128, 28, 128, 3, 1),
+    "conv_256x14": lambda: conv(256, 14, 256, 3, 1),
+    "conv_512x7": lambda: conv(512, 7, 512, 3, 1),
+    "conv_vgg256x56": lambda: conv(256, 56, 256, 3, 1),
+    "conv_lenet20x12": lambda: conv(20, 12, 50, 5, 0),
+    "dw_128x56": lambda: conv(128, 56, 128, 3, 1, depthwise=True),
+    "linear_4096_b1": lambda: gemm(4096, 4096, 1),
+    "linear_4096_b64": lambda: gemm(4096, 4096, 64),
+    "linear_1024x4096_b1": lambda: gemm(1024, 4096, 1),
+    "sparse70_4096_b1": lambda: gemm(4096, 4096, 1),
+    "sparse70_4096_b64": lambda: gemm(4096, 4096, 64),
+    "sparse90_4096_b1": lambda: gemm(4096, 4096, 1),
+    "sparse90_4096_b64": lambda: gemm(4096, 4096, 64),
+    "sparse95_4096_b1": lambda: gemm(4096, 4096, 1),
+    "sparse95_4096_b64": lambda: gemm(4096, 4096, 64),
+    "qconv_64x56": lambda: qconv(64, 56),
+    "qconv_128x28": lambda: qconv(128, 28),
+    "qconv_256x14": lambda: qconv(256, 14),
+    "qconv_512x7": lambda: qconv(512, 7),
+    "qlinear_4096_b1": lambda: matmul_integer(4096),
+}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--no-build", action="store_true", help="reuse target/peers/slimnet.txt")
+    ap.add_argument("--file", default=os.path.join(ROOT, "target", "peers", "slimnet.txt"))
+    args = ap.parse_args()
+    if not args.no_build:
+        subprocess.run(["cargo", "run", "--release", "-q", "-p", "slimnet-kernels", "--example",
+                        "peer_cases", "--", args.file], cwd=ROOT, check=True,
+                       stdout=sys.stderr)
+    ours = {}
+    with open(args.file) as f:
+        for line in f:
+            name, ms = line.split()
+            ours[name] = float(ms)
+    print(f"# onnxruntime {ort.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    for name, build in CASES.items():
+        sess, feeds = build()
+        ort_ms = time_ms(sess, feeds)
+        s = ours[name]
+        print(f"peer {name} slimnet_ms={s:.3f} ort_ms={ort_ms:.3f} ratio={ort_ms / s:.2f}")
+    for name in sorted(k for k in ours if k.endswith("_t2")):
+        base = name[:-3]
+        print(f"threads {base} t1_ms={ours[base]:.3f} t2_ms={ours[name]:.3f} "
+              f"speedup={ours[base] / ours[name]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+//! Runs one case in a loop for profiling: `cargo run --release -p slimnet-kernels --example
+//! prof_case -- <qconv64|sparse90b64|sparse90b1|conv64> [seconds]`.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use slimnet_kernels::dense::{conv2d_forward, Activation, ConvGeometry};
+use slimnet_kernels::int8::{qconv2d_forward, QMatrix, QOutput, QuantParams};
+use slimnet_kernels::sparse::{sparse_linear_forward, SparseFormat, SparseWeight};
+
+fn main() {
+    let case = std::env::args().nth(1).unwrap_or_else(|| "qconv64".into());
+    let secs: f64 = std::env::args()
+        .nth(2)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    let mut run: Box<dyn FnMut()> = match case.as_str() {
+        "qconv64" => {
+            let g = ConvGeometry::new(1, 64, 56, 56, 64, 3, 3).with_padding(1, 1);
+            let x: Vec<u8> = (0..g.input_len()).map(|_| rng.random()).collect();
+            let wf: Vec<f32> = (0..g.weight_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let w = QMatrix::quantize(&wf, 64, 576).unwrap();
+            let mut y = vec![0u8; g.output_len()];
+            let q = QuantParams {
+                scale: 0.02,
+                zero_point: 128,
+            };
+            Box::new(move || {
+                let o = QOutput::U8 {
+                    out: &mut y,
+                    params: q,
+                    bias: None,
+                    relu: false,
+                };
+                qconv2d_forward(&g, &x, q, &w, o).unwrap()
+            })
+        }
+        "conv64" => {
+            let g = ConvGeometry::new(1, 64, 56, 56, 64, 3, 3).with_padding(1, 1);
+            let x: Vec<f32> = (0..g.input_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..g.weight_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mut y = vec![0.0; g.output_len()];
+            Box::new(move || {
+                conv2d_forward(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
+            })
+        }
+        s if s.starts_with("sparse90b") => {
+            let batch: usize = s["sparse90b".len()..].parse().unwrap();
+            let n = 4096;
+            let d: Vec<f32> = (0..n * n)
+                .map(|_| {
+                    if rng.random_bool(0.1) {
+                        rng.random_range(-1.0..1.0)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let w = SparseWeight::from_dense(SparseFormat::Csr, &d, n, n, None).unwrap();
+            let x: Vec<f32> = (0..batch * n)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mut y = vec![0.0; batch * n];
+            Box::new(move || {
+                sparse_linear_forward(&w, batch, &x, None, Activation::Identity, &mut y).unwrap()
+            })
+        }
+        other => panic!("unknown case {other}"),
+    };
+    run();
+    let t = Instant::now();
+    let mut k = 0;
+    while t.elapsed().as_secs_f64() < secs {
+        run();
+        k += 1;
+    }
+    println!(
+        "{case}: {:.3} ms",
+        t.elapsed().as_secs_f64() * 1e3 / k as f64
+    );
+}
