@@ -77,6 +77,47 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Element `(i, j)`.
+    ///
+    /// # Panics
+    /// When out of range.
+    #[inline]
+    pub(crate) fn at(&self, i: usize, j: usize) -> f32 {
+        self.data[i * self.rs + j * self.cs]
+    }
+
+    /// Row `i`, columns `j..j + w`, when they are contiguous.
+    #[inline]
+    pub(crate) fn row_slice(&self, i: usize, j: usize, w: usize) -> Option<&'a [f32]> {
+        if self.cs == 1 || w <= 1 {
+            let s = i * self.rs + j * self.cs;
+            Some(&self.data[s..s + w])
+        } else {
+            None
+        }
+    }
+
+    /// Row stride.
+    #[inline]
+    pub(crate) fn rs(&self) -> usize {
+        self.rs
+    }
+
+    /// Column stride.
+    #[inline]
+    pub(crate) fn cs(&self) -> usize {
+        self.cs
+    }
+
+    /// Pointer to element `(i, j)`.
+    ///
+    /// # Panics
+    /// When out of range.
+    #[inline]
+    pub(crate) fn ptr_at(&self, i: usize, j: usize) -> *const f32 {
+        &self.data[i * self.rs + j * self.cs]
+    }
+
     /// Number of rows.
     pub fn rows(&self) -> usize {
         self.rows
@@ -116,6 +157,24 @@ pub fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32])
     Ok(())
 }
 
+/// Which f32 GEMM implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Backend {
+    /// slimnet's AVX-512 kernel (when the CPU has AVX-512).
+    Own,
+    /// The `gemm` crate.
+    GemmCrate,
+}
+
+/// The backend, from `SLIMNET_GEMM=gemm` (the `gemm` crate) or the default (own kernel).
+pub(crate) fn gemm_backend() -> Backend {
+    static B: std::sync::OnceLock<Backend> = std::sync::OnceLock::new();
+    *B.get_or_init(|| match std::env::var("SLIMNET_GEMM").as_deref() {
+        Ok("gemm") => Backend::GemmCrate,
+        _ => Backend::Own,
+    })
+}
+
 /// [`sgemm`] after its checks, with an explicit thread count.
 pub(crate) fn sgemm_unchecked(
     alpha: f32,
@@ -135,6 +194,14 @@ pub(crate) fn sgemm_unchecked(
         } else {
             c.iter_mut().for_each(|v| *v *= beta);
         }
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::features().avx512 && m * n * k >= 32 * 32 * 32 && gemm_backend() == Backend::Own
+    {
+        // SAFETY: AVX-512F is available; the shapes were checked by the caller
+        // (`a.cols == b.rows`, `c.len() == m * n`).
+        unsafe { super::sgemm_x86::sgemm_avx512(alpha, a, b, beta, c, n_threads) };
         return;
     }
     let mut run = move || {
@@ -207,6 +274,91 @@ mod tests {
         sgemm(2.0, am, bt, 0.5, &mut c).unwrap();
         for (x, w) in c.iter().zip(&want) {
             assert!((x - (2.0 * w + 0.5)).abs() < 1e-3, "{x} vs {w}");
+        }
+    }
+
+    /// Relative tolerance of f32 GEMM against an f64 reference, scaled by `sum |a_ik b_kj|`.
+    const GEMM_TOL: f32 = 1e-5;
+
+    #[test]
+    fn large_ragged_shapes_transposes_alpha_beta_and_threads() {
+        let mut seed = 1u32;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for (m, k, n) in [
+            (37, 300, 70),
+            (8, 32, 128),
+            (9, 257, 33),
+            (1, 1000, 100),
+            (64, 40, 17),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();
+            let c0: Vec<f32> = (0..m * n).map(|_| rnd()).collect();
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                let am = if ta {
+                    // store A^T and view it transposed
+                    let mut t = vec![0.0; m * k];
+                    for i in 0..m {
+                        for p in 0..k {
+                            t[p * m + i] = a[i * k + p];
+                        }
+                    }
+                    t
+                } else {
+                    a.clone()
+                };
+                let bm = if tb {
+                    let mut t = vec![0.0; k * n];
+                    for p in 0..k {
+                        for j in 0..n {
+                            t[j * k + p] = b[p * n + j];
+                        }
+                    }
+                    t
+                } else {
+                    b.clone()
+                };
+                let av = if ta {
+                    MatRef::row_major(&am, k, m).unwrap().t()
+                } else {
+                    MatRef::row_major(&am, m, k).unwrap()
+                };
+                let bv = if tb {
+                    MatRef::row_major(&bm, n, k).unwrap().t()
+                } else {
+                    MatRef::row_major(&bm, k, n).unwrap()
+                };
+                for (alpha, beta, nt) in
+                    [(1.0, 0.0, 1), (0.5, 0.0, 1), (0.5, 2.0, 2), (1.0, 1.0, 1)]
+                {
+                    let mut c = c0.clone();
+                    crate::threads::set_num_threads(nt);
+                    let r = sgemm(alpha, av, bv, beta, &mut c);
+                    crate::threads::set_num_threads(1);
+                    r.unwrap();
+                    for i in 0..m {
+                        for j in 0..n {
+                            let (mut s, mut mag) = (0.0f64, 0.0f64);
+                            for p in 0..k {
+                                let t = a[i * k + p] as f64 * b[p * n + j] as f64;
+                                s += t;
+                                mag += t.abs();
+                            }
+                            let want = alpha as f64 * s + beta as f64 * c0[i * n + j] as f64;
+                            let got = c[i * n + j] as f64;
+                            let tol =
+                                GEMM_TOL as f64 * (mag + c0[i * n + j].abs() as f64 * 2.0 + 1.0);
+                            assert!(
+                                (got - want).abs() <= tol,
+                                "{m}x{k}x{n} ta={ta} tb={tb} a={alpha} b={beta} ({i},{j}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
         }
     }
 

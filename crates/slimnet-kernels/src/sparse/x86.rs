@@ -359,22 +359,30 @@ unsafe fn tile512<const R: usize, I: Iterator<Item = (f32, usize)>>(
     act: Activation,
     out: *mut f32,
 ) {
-    let mut acc = [_mm512_setzero_ps(); R];
-    for (v, k) in it {
-        let vb = _mm512_set1_ps(v);
-        let p = b.add(k * n);
-        for (q, a) in acc.iter_mut().enumerate() {
-            let x = if q + 1 == R {
-                _mm512_maskz_loadu_ps(last, p.add(16 * q))
-            } else {
-                _mm512_loadu_ps(p.add(16 * q))
+    // two accumulator sets (even and odd non-zeros) so consecutive FMAs do not wait on each
+    // other's latency
+    let mut acc = [[_mm512_setzero_ps(); R]; 2];
+    let mut it = it;
+    'outer: loop {
+        for set in acc.iter_mut() {
+            let Some((v, k)) = it.next() else {
+                break 'outer;
             };
-            *a = _mm512_fmadd_ps(vb, x, *a);
+            let vb = _mm512_set1_ps(v);
+            let p = b.add(k * n);
+            for (q, a) in set.iter_mut().enumerate() {
+                let x = if q + 1 == R {
+                    _mm512_maskz_loadu_ps(last, p.add(16 * q))
+                } else {
+                    _mm512_loadu_ps(p.add(16 * q))
+                };
+                *a = _mm512_fmadd_ps(vb, x, *a);
+            }
         }
     }
     let bb = _mm512_set1_ps(bias);
-    for (q, a) in acc.iter().enumerate() {
-        let r = act16(_mm512_add_ps(*a, bb), act);
+    for (q, (a0, a1)) in acc[0].iter().zip(&acc[1]).enumerate() {
+        let r = act16(_mm512_add_ps(_mm512_add_ps(*a0, *a1), bb), act);
         if q + 1 == R {
             _mm512_mask_storeu_ps(out.add(16 * q), last, r);
         } else {

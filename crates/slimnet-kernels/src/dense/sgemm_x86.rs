@@ -1,0 +1,218 @@
+//! An AVX-512 f32 GEMM: packed `8 x K` panels of `A`, packed `K x 32` panels of `B`, an
+//! `8 x 32` register tile (16 zmm accumulators), masked edges.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::gemm::MatRef;
+use crate::threads;
+
+const MR: usize = 8;
+const NR: usize = 32;
+const KC: usize = 256;
+
+/// `c[0..rows, 0..cols] (=|+=) alpha * A_panel * B_panel` for one `8 x 32` tile.
+///
+/// `a` is `[kc][MR]`, `b` is `kc` rows of `NR` with row stride `ldb`; `first` chooses `beta * c` (or nothing when
+/// `beta == 0`) as the starting value instead of `c`.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile(
+    kc: usize,
+    a: *const f32,
+    b: *const f32,
+    ldb: usize,
+    c: *mut f32,
+    ldc: usize,
+    rows: usize,
+    masks: [__mmask16; 2],
+    alpha: f32,
+    start: Option<f32>,
+) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for p in 0..kc {
+        let b0 = _mm512_loadu_ps(b.add(p * ldb));
+        let b1 = _mm512_loadu_ps(b.add(p * ldb + 16));
+        let ap = a.add(p * MR);
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let av = _mm512_set1_ps(*ap.add(r));
+            acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
+            acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+        }
+    }
+    let al = _mm512_set1_ps(alpha);
+    for (r, acc) in acc.iter().enumerate().take(rows) {
+        for (h, x) in acc.iter().enumerate() {
+            let cp = c.add(r * ldc + 16 * h);
+            let m = masks[h];
+            if m == 0 {
+                continue;
+            }
+            let v = match start {
+                Some(0.0) => _mm512_mul_ps(al, *x),
+                Some(beta) => _mm512_fmadd_ps(
+                    al,
+                    *x,
+                    _mm512_mul_ps(_mm512_set1_ps(beta), _mm512_maskz_loadu_ps(m, cp)),
+                ),
+                None => _mm512_fmadd_ps(al, *x, _mm512_maskz_loadu_ps(m, cp)),
+            };
+            _mm512_mask_storeu_ps(cp, m, v);
+        }
+    }
+}
+
+/// Packs rows `i0..i0+MR` (zero-padded past `a.rows()`), inner range `p0..p0+kc`, as
+/// `[kc][MR]`.
+fn pack_a(a: &MatRef<'_>, i0: usize, p0: usize, kc: usize, out: &mut [f32]) {
+    for p in 0..kc {
+        for r in 0..MR {
+            let i = i0 + r;
+            out[p * MR + r] = if i < a.rows() { a.at(i, p0 + p) } else { 0.0 };
+        }
+    }
+}
+
+/// Packs columns `j0..j0+NR` (zero-padded past `b.cols()`), inner range `p0..p0+kc`, as
+/// `[kc][NR]`.
+fn pack_b(b: &MatRef<'_>, j0: usize, p0: usize, kc: usize, out: &mut [f32]) {
+    let w = NR.min(b.cols() - j0);
+    for p in 0..kc {
+        let dst = &mut out[p * NR..(p + 1) * NR];
+        if let Some(row) = b.row_slice(p0 + p, j0, w) {
+            dst[..w].copy_from_slice(row);
+        } else {
+            for (j, d) in dst[..w].iter_mut().enumerate() {
+                *d = b.at(p0 + p, j0 + j);
+            }
+        }
+        dst[w..].fill(0.0);
+    }
+}
+
+/// Columns `j_lo..j_hi` of `C = alpha * A * B + beta * C` (`c` row-major with stride `ldc`,
+/// pointing at column 0).
+///
+/// # Safety
+/// AVX-512F must be available; `c` must address `a.rows()` rows of `ldc >= b.cols()` elements
+/// and only columns `j_lo..j_hi` of it may be touched by this call.
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn gemm_cols(
+    alpha: f32,
+    a: &MatRef<'_>,
+    b: &MatRef<'_>,
+    beta: f32,
+    c: *mut f32,
+    ldc: usize,
+    j_lo: usize,
+    j_hi: usize,
+) {
+    let (m, k) = (a.rows(), a.cols());
+    let mpan = m.div_ceil(MR);
+    let mut ap = vec![0.0f32; mpan * MR * KC.min(k)];
+    let mut bp = vec![0.0f32; NR * KC.min(k)];
+    let mut p0 = 0;
+    while p0 < k {
+        let kc = KC.min(k - p0);
+        for ip in 0..mpan {
+            pack_a(
+                a,
+                ip * MR,
+                p0,
+                kc,
+                &mut ap[ip * MR * kc..(ip + 1) * MR * kc],
+            );
+        }
+        let start = (p0 == 0).then_some(beta);
+        let mut j = j_lo;
+        while j < j_hi {
+            let w = NR.min(j_hi - j);
+            // a full-width tile of a row-major B is read in place; others are packed
+            // (in place: rows p0..p0+kc, columns j..j+NR all exist, so every read is inside
+            // the view's slice)
+            let (bptr, ldb) = if w == NR && b.cs() == 1 {
+                (b.ptr_at(p0, j), b.rs())
+            } else {
+                pack_b(b, j, p0, kc, &mut bp);
+                (bp.as_ptr(), NR)
+            };
+            let masks = [
+                if w >= 16 { 0xFFFF } else { (1u16 << w) - 1 },
+                if w >= 32 {
+                    0xFFFF
+                } else if w > 16 {
+                    (1u16 << (w - 16)) - 1
+                } else {
+                    0
+                },
+            ];
+            for ip in 0..mpan {
+                let rows = MR.min(m - ip * MR);
+                tile(
+                    kc,
+                    ap.as_ptr().add(ip * MR * kc),
+                    bptr,
+                    ldb,
+                    c.add(ip * MR * ldc + j),
+                    ldc,
+                    rows,
+                    masks,
+                    alpha,
+                    start,
+                );
+            }
+            j += w;
+        }
+        p0 += kc;
+    }
+}
+
+/// A raw pointer that may cross threads (each thread writes a disjoint column range).
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: the pointer is only used to write disjoint column ranges of one buffer, one range
+// per task, while the owning `&mut [f32]` is borrowed for the whole parallel section.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}
+
+/// `C = alpha * A * B + beta * C` with the AVX-512 kernel, columns split across `n_threads`.
+///
+/// # Safety
+/// AVX-512F must be available; `c.len() == a.rows() * b.cols()` and `a.cols() == b.rows()`
+/// (checked by the safe caller).
+pub(crate) unsafe fn sgemm_avx512(
+    alpha: f32,
+    a: MatRef<'_>,
+    b: MatRef<'_>,
+    beta: f32,
+    c: &mut [f32],
+    n_threads: usize,
+) {
+    let n = b.cols();
+    let ptr = SendPtr(c.as_mut_ptr());
+    let tiles = n.div_ceil(NR);
+    let parts = if n_threads > 1 {
+        n_threads.min(tiles)
+    } else {
+        1
+    };
+    if parts <= 1 {
+        gemm_cols(alpha, &a, &b, beta, ptr.0, n, 0, n);
+        return;
+    }
+    let per = tiles.div_ceil(parts) * NR;
+    threads::with_pool(|| {
+        (0..parts).into_par_iter().for_each(|t| {
+            let (lo, hi) = (t * per, ((t + 1) * per).min(n));
+            if lo < hi {
+                let p = ptr;
+                // SAFETY: AVX-512F is available (caller); each task writes its own columns.
+                unsafe { gemm_cols(alpha, &a, &b, beta, p.0, n, lo, hi) };
+            }
+        })
+    });
+}
