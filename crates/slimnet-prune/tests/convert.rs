@@ -1,0 +1,146 @@
+//! Convert masked layers to sparse deploy layers; model files round-trip them and shrink.
+
+use slimnet_core::rewrite::Selector;
+use slimnet_core::{io, models, tensor, Graph, Layer};
+use slimnet_kernels::sparse::{SparseFormat, SparseWeight};
+use slimnet_prune::sparse::{SparseConv2d, SparseLinear};
+use slimnet_prune::{convert, criterion::Magnitude, Pattern, Pruner, Scope};
+
+fn registry() -> io::Registry {
+    let mut r = io::Registry::core();
+    slimnet_prune::register(&mut r);
+    r
+}
+
+fn kinds(g: &Graph) -> Vec<&'static str> {
+    g.nodes().iter().skip(1).map(|n| n.op.name()).collect()
+}
+
+#[test]
+fn lenet5_converts_runs_the_same_and_round_trips_smaller() {
+    let mut g = models::lenet5(&mut tensor::rng(0)).unwrap();
+    Pruner::new(Magnitude)
+        .scope(Scope::Global)
+        .prune(&mut g, 0.92)
+        .unwrap();
+    let x = tensor::uniform(&[3, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(1));
+    let masked = g.forward(&x).unwrap();
+    let masked_bytes = io::to_bytes(&g).unwrap().len();
+    let report = convert::to_sparse(&mut g, &[1, 1, 28, 28], &Selector::All).unwrap();
+    assert!(report.changes.len() >= 3, "{report}");
+    let ks = kinds(&g);
+    assert!(
+        ks.contains(&"SparseLinear") && ks.contains(&"SparseConv2d"),
+        "{ks:?}"
+    );
+    // relu3 was fused into fc1
+    assert!(g.node_id("relu3").is_none(), "{ks:?}");
+    let sparse = g.forward(&x).unwrap();
+    assert!(tensor::max_abs_diff(&masked, &sparse) < 1e-4);
+
+    let bytes = io::to_bytes(&g).unwrap();
+    assert!(
+        bytes.len() * 4 < masked_bytes,
+        "{} vs {masked_bytes}",
+        bytes.len()
+    );
+    let back = io::from_bytes(&bytes, &registry()).unwrap();
+    assert_eq!(kinds(&back), ks);
+    assert_eq!(
+        back.forward(&x).unwrap(),
+        sparse,
+        "bit-identical after loading"
+    );
+    assert!(io::from_bytes(&bytes, &io::Registry::core())
+        .unwrap_err()
+        .to_string()
+        .contains("unknown layer kind `Sparse"));
+
+    let path =
+        std::env::temp_dir().join(format!("slimnet-prune-{}.safetensors", std::process::id()));
+    io::save(&g, &path).unwrap();
+    let loaded = io::load_with(&path, &registry()).unwrap();
+    assert_eq!(loaded.forward(&x).unwrap(), sparse);
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn every_format_round_trips() {
+    let mut rng = tensor::rng(2);
+    let mut g = models::lenet300(&mut tensor::rng(0)).unwrap();
+    Pruner::new(Magnitude)
+        .select(Selector::Paths(vec!["fc2".into()]))
+        .pattern(Pattern::NM { n: 2, m: 4 })
+        .prune(&mut g, 0.5)
+        .unwrap();
+    let dense: Vec<f32> = {
+        let l = g.layer("fc2").unwrap();
+        let mut v = Vec::new();
+        l.visit_params(&mut |n, p| {
+            if n == "weight" {
+                v = p.value.iter().copied().collect();
+            }
+        });
+        v
+    };
+    let x = tensor::uniform(&[2, 300], -1.0, 1.0, &mut rng);
+    let expect = g.layer("fc2").unwrap().forward(&x).unwrap();
+    let bias: Vec<f32> = (0..100).map(|i| i as f32 * 0.01).collect();
+    for format in [
+        SparseFormat::Csr,
+        SparseFormat::Bsr { block: (4, 1) },
+        SparseFormat::Nm { n: 2, m: 4 },
+        SparseFormat::Dense,
+    ] {
+        let w = SparseWeight::from_dense(format, &dense, 100, 300, None).unwrap();
+        let mut one = Graph::new();
+        let i = one.input();
+        let l = SparseLinear::new(w, Some(bias.clone())).unwrap();
+        one.add_layer("fc", l, i).unwrap();
+        let y = one.forward(&x).unwrap();
+        let mut want = expect.clone();
+        want.rows_mut()
+            .into_iter()
+            .for_each(|mut r| r.iter_mut().zip(&bias).for_each(|(v, b)| *v += b));
+        // fc2's own bias is zero at init, so adding ours gives the reference
+        assert!(tensor::max_abs_diff(&y, &want) < 1e-4, "{format:?}");
+        let back = io::from_bytes(&io::to_bytes(&one).unwrap(), &registry()).unwrap();
+        assert_eq!(back.forward(&x).unwrap(), y, "{format:?}");
+    }
+}
+
+#[test]
+fn deploy_layers_refuse_to_train_and_check_shapes() {
+    let mut g = models::lenet5(&mut tensor::rng(0)).unwrap();
+    Pruner::new(Magnitude).prune(&mut g, 0.9).unwrap();
+    convert::to_sparse(&mut g, &[1, 1, 28, 28], &Selector::All).unwrap();
+    let x = tensor::uniform(&[1, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(1));
+    let y = g.forward_train(&x).unwrap();
+    let e = g.backward(&y).unwrap_err().to_string();
+    assert!(e.contains("deploy layer and cannot be trained"), "{e}");
+    assert!(e.starts_with("fc2: ") || e.starts_with("fc1: "), "{e}");
+    let conv = g.layer("conv2").unwrap();
+    assert!(conv.downcast_ref::<SparseConv2d>().is_some());
+    let e = conv.forward(&tensor::zeros(&[1, 3, 8, 8])).unwrap_err();
+    assert!(e.to_string().contains("[N, 20, H, W]"), "{e}");
+    // cost counts stored values, not the dense size
+    let c = g.cost(&[1, 1, 28, 28]).unwrap();
+    let dense = models::lenet5(&mut tensor::rng(0))
+        .unwrap()
+        .cost(&[1, 1, 28, 28])
+        .unwrap();
+    assert!(
+        c.params * 5 < dense.params,
+        "{} vs {}",
+        c.params,
+        dense.params
+    );
+    assert!(c.macs * 3 < dense.macs, "{} vs {}", c.macs, dense.macs);
+}
+
+#[test]
+fn dense_layers_stay_dense() {
+    let mut g = models::lenet300(&mut tensor::rng(0)).unwrap();
+    let r = convert::to_sparse(&mut g, &[64, 1, 28, 28], &Selector::All).unwrap();
+    assert!(r.changes.is_empty(), "{r}");
+}
