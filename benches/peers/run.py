@@ -5,12 +5,12 @@ Setup (once):   pip install onnxruntime onnx numpy
 Run (from the workspace root):
     OMP_NUM_THREADS=1 python3 benches/peers/run.py
 
-The script first runs `cargo run --release -p slimnet-kernels --example peer_cases`, which
-times slimnet on every case and writes `target/peers/slimnet.txt` (`case ms` lines); pass
-`--no-build` to reuse an existing file. It then builds an ONNX model of exactly the same shape
-and layout for each case (NCHW Conv, QLinearConv with per-channel int8 weights, Gemm with
-transB=1 for `[out, in]` weights, MatMulInteger), times ONNX Runtime, and prints one line per
-case:
+The script builds `cargo build --release -p slimnet-kernels --example peer_cases`, then for
+each case, one after the other (so both sides see the same machine load), runs that example
+on the case (it writes `case ms` lines to `target/peers/slimnet.txt`), builds an ONNX model of
+exactly the same shape and layout (NCHW Conv, QLinearConv with per-channel int8 weights, Gemm
+with transB=1 for `[out, in]` weights, MatMulInteger), times ONNX Runtime, and prints one line
+per case:
     peer <case> slimnet_ms=<f> ort_ms=<f> ratio=<ort_ms/slimnet_ms>
 A ratio above 1 means slimnet is faster. Sparse cases are compared with ORT's dense Gemm of
 the same shape (ORT has no sparse CPU kernel for this). Times are medians.
@@ -141,28 +141,30 @@ CASES = {
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--no-build", action="store_true", help="reuse target/peers/slimnet.txt")
+    ap.add_argument("cases", nargs="*", help="case names (default: all)")
     ap.add_argument("--file", default=os.path.join(ROOT, "target", "peers", "slimnet.txt"))
     args = ap.parse_args()
-    if not args.no_build:
-        subprocess.run(["cargo", "run", "--release", "-q", "-p", "slimnet-kernels", "--example",
-                        "peer_cases", "--", args.file], cwd=ROOT, check=True,
-                       stdout=sys.stderr)
-    ours = {}
-    with open(args.file) as f:
-        for line in f:
-            name, ms = line.split()
-            ours[name] = float(ms)
+    subprocess.run(["cargo", "build", "--release", "-q", "-p", "slimnet-kernels", "--example",
+                    "peer_cases"], cwd=ROOT, check=True, stdout=sys.stderr)
+    exe = os.path.join(ROOT, "target", "release", "examples", "peer_cases")
     print(f"# onnxruntime {ort.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
-    for name, build in CASES.items():
-        sess, feeds = build()
+    threads = []
+    for name in args.cases or CASES:
+        subprocess.run([exe, args.file, name], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        ours = {}
+        with open(args.file) as f:
+            for line in f:
+                case, ms = line.split()
+                ours[case] = float(ms)
+        sess, feeds = CASES[name]()
         ort_ms = time_ms(sess, feeds)
         s = ours[name]
-        print(f"peer {name} slimnet_ms={s:.3f} ort_ms={ort_ms:.3f} ratio={ort_ms / s:.2f}")
-    for name in sorted(k for k in ours if k.endswith("_t2")):
-        base = name[:-3]
-        print(f"threads {base} t1_ms={ours[base]:.3f} t2_ms={ours[name]:.3f} "
-              f"speedup={ours[base] / ours[name]:.2f}")
+        print(f"peer {name} slimnet_ms={s:.3f} ort_ms={ort_ms:.3f} ratio={ort_ms / s:.2f}",
+              flush=True)
+        if name + "_t2" in ours:
+            threads.append((name, s, ours[name + "_t2"]))
+    for name, t1, t2 in threads:
+        print(f"threads {name} t1_ms={t1:.3f} t2_ms={t2:.3f} speedup={t1 / t2:.2f}")
 
 
 if __name__ == "__main__":

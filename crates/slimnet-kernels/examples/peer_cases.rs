@@ -1,7 +1,8 @@
 //! Times slimnet's kernels on the cases of `benches/peers/run.py` and writes `case ms` lines.
 //!
-//! `cargo run --release -p slimnet-kernels --example peer_cases -- [OUT_FILE]`
-//! (default `target/peers/slimnet.txt`). One thread unless a case name ends in `_t2`.
+//! `cargo run --release -p slimnet-kernels --example peer_cases -- [OUT_FILE] [CASE...]`
+//! (default `target/peers/slimnet.txt`, all cases). One thread unless a case name ends in
+//! `_t2` (the 56x56 convolutions are also timed with two threads).
 
 use std::fmt::Write as _;
 use std::time::Instant;
@@ -39,6 +40,8 @@ fn main() {
     let path = std::env::args()
         .nth(1)
         .unwrap_or_else(|| "target/peers/slimnet.txt".into());
+    let only: Vec<String> = std::env::args().skip(2).collect();
+    let want = |name: &str| only.is_empty() || only.iter().any(|o| o == name);
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let mut out = String::new();
     let mut record = |name: &str, ms: f64| {
@@ -56,6 +59,9 @@ fn main() {
         ("dw_128x56", 128, 56, 128, 3, 1, true),
     ];
     for (name, c, h, o, k, p, dw) in convs {
+        if !want(name) {
+            continue;
+        }
         let mut g = ConvGeometry::new(1, c, h, h, o, k, k).with_padding(p, p);
         if dw {
             g = g.with_groups(c);
@@ -88,6 +94,9 @@ fn main() {
         ("linear_4096_b64", 4096, 4096, 64),
         ("linear_1024x4096_b1", 1024, 4096, 1),
     ] {
+        if !want(name) {
+            continue;
+        }
         let x = randv(&mut rng, batch * in_f);
         let w = randv(&mut rng, out_f * in_f);
         let mut y = vec![0.0; batch * out_f];
@@ -108,6 +117,9 @@ fn main() {
     }
     const N: usize = 4096;
     for sp in [70, 90, 95] {
+        if !want(&format!("sparse{sp}_4096_b1")) && !want(&format!("sparse{sp}_4096_b64")) {
+            continue;
+        }
         let keep = 1.0 - sp as f64 / 100.0;
         let dense: Vec<f32> = (0..N * N)
             .map(|_| {
@@ -120,6 +132,9 @@ fn main() {
             .collect();
         let w = SparseWeight::from_dense(SparseFormat::Csr, &dense, N, N, None).unwrap();
         for batch in [1, 64] {
+            if !want(&format!("sparse{sp}_4096_b{batch}")) {
+                continue;
+            }
             let x = randv(&mut rng, batch * N);
             let mut y = vec![0.0; batch * N];
             let ms = time_ms(|| {
@@ -142,6 +157,9 @@ fn main() {
         ("qconv_256x14", 256, 14),
         ("qconv_512x7", 512, 7),
     ] {
+        if !want(name) {
+            continue;
+        }
         let g = ConvGeometry::new(1, c, h, h, c, 3, 3).with_padding(1, 1);
         let x: Vec<u8> = (0..g.input_len()).map(|_| rng.random()).collect();
         let wf = randv(&mut rng, g.weight_len());
@@ -159,7 +177,7 @@ fn main() {
         });
         record(name, ms);
     }
-    {
+    if want("qlinear_4096_b1") {
         let x: Vec<u8> = (0..N).map(|_| rng.random()).collect();
         let w = QMatrix::quantize(&randv(&mut rng, N * N), N, N).unwrap();
         let mut y = vec![0.0f32; N];

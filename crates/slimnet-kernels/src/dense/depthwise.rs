@@ -69,37 +69,107 @@ pub(crate) fn depthwise_forward_unchecked(
     let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
     let (kh, kw) = (g.kernel_h, g.kernel_w);
     let c = g.in_channels;
+    // per kernel column: valid output range and the input column of its first output
+    let cols: Vec<(usize, usize, usize)> = (0..kw)
+        .map(|kj| {
+            let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+            let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
+            let x0 = ((xlo * g.stride.1) as isize + off_x).max(0) as usize;
+            (xlo, xhi, x0)
+        })
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    let wide = crate::isa::features().avx512;
     for_planes(out, oh * ow, |pi, o| {
         let ch = pi % c;
         let x = &input[pi * h * w..(pi + 1) * h * w];
         let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
-        o.fill(0.0);
-        for ki in 0..kh {
-            let off_y = (ki * g.dilation.0) as isize - g.padding.0 as isize;
-            let (ylo, yhi) = valid_range(oh, g.stride.0, off_y, h);
-            for kj in 0..kw {
-                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
-                let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
+        #[cfg(target_arch = "x86_64")]
+        if wide {
+            // SAFETY: AVX-512F is available; the function only does safe slice work, compiled
+            // with wider vectors.
+            unsafe { plane_forward_avx512(g, &cols, x, wk, o) };
+        } else {
+            plane_forward(g, &cols, x, wk, o);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        plane_forward(g, &cols, x, wk, o);
+        epilogue(o, oh * ow, bias.map(|b| &b[ch..ch + 1]), act);
+    });
+}
+
+/// One output plane, output row by output row (the row stays in cache across the taps); each
+/// output sums its taps in kernel order, so every compilation of this gives the same bits.
+#[inline(always)]
+fn plane_forward(
+    g: &ConvGeometry,
+    cols: &[(usize, usize, usize)],
+    x: &[f32],
+    wk: &[f32],
+    o: &mut [f32],
+) {
+    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let kw = g.kernel_w;
+    o.fill(0.0);
+    for oy in 0..oh {
+        let d = &mut o[oy * ow..(oy + 1) * ow];
+        for ki in 0..g.kernel_h {
+            let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            let src = &x[iy as usize * w..(iy as usize + 1) * w];
+            for (kj, &(xlo, xhi, x0)) in cols.iter().enumerate() {
+                if xlo >= xhi {
+                    continue;
+                }
                 let wv = wk[ki * kw + kj];
-                for oy in ylo..yhi {
-                    let iy = ((oy * g.stride.0) as isize + off_y) as usize;
-                    let src = &x[iy * w..(iy + 1) * w];
-                    let dst = &mut o[oy * ow..(oy + 1) * ow];
-                    let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
-                    if g.stride.1 == 1 {
-                        for (d, s) in dst[xlo..xhi].iter_mut().zip(&src[x0..x0 + xhi - xlo]) {
-                            *d += wv * s;
-                        }
-                    } else {
-                        for (i, d) in dst[xlo..xhi].iter_mut().enumerate() {
-                            *d += wv * src[x0 + i * g.stride.1];
-                        }
+                if g.stride.1 == 1 {
+                    for (dv, s) in d[xlo..xhi].iter_mut().zip(&src[x0..x0 + xhi - xlo]) {
+                        *dv += wv * s;
+                    }
+                } else {
+                    for (i, dv) in d[xlo..xhi].iter_mut().enumerate() {
+                        *dv += wv * src[x0 + i * g.stride.1];
                     }
                 }
             }
         }
-        epilogue(o, oh * ow, bias.map(|b| &b[ch..ch + 1]), act);
-    });
+    }
+}
+
+/// Runs [`plane_forward`] scalar or (when `wide`) compiled for AVX-512.
+#[cfg(test)]
+pub(crate) fn plane_forward_for_test(
+    wide: bool,
+    g: &ConvGeometry,
+    cols: &[(usize, usize, usize)],
+    x: &[f32],
+    wk: &[f32],
+    o: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if wide {
+        assert!(crate::isa::features().avx512);
+        // SAFETY: AVX-512F checked above.
+        unsafe { plane_forward_avx512(g, cols, x, wk, o) };
+        return;
+    }
+    let _ = wide;
+    plane_forward(g, cols, x, wk, o);
+}
+
+/// [`plane_forward`] compiled for AVX-512 (same operations, wider vectors, no FMA contraction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx2,fma")]
+unsafe fn plane_forward_avx512(
+    g: &ConvGeometry,
+    cols: &[(usize, usize, usize)],
+    x: &[f32],
+    wk: &[f32],
+    o: &mut [f32],
+) {
+    plane_forward(g, cols, x, wk, o)
 }
 
 pub(crate) fn depthwise_backward_input(

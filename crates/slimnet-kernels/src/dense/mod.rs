@@ -9,6 +9,8 @@ mod im2col;
 mod linear;
 #[cfg(target_arch = "x86_64")]
 mod sgemm_x86;
+#[cfg(test)]
+mod tests;
 
 pub use conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Activation, ConvGeometry,

@@ -22,7 +22,7 @@ mod x86;
 
 pub use gemm::{QMatrix, MAX_INNER};
 pub use ops::{
-    qconv2d_forward, qconv2d_forward_with_isa, qdepthwise_forward, qlinear_forward,
-    qlinear_forward_with_isa, QOutput,
+    qconv2d_forward, qconv2d_forward_with_isa, qdepthwise_forward, qdepthwise_forward_with_isa,
+    qlinear_forward, qlinear_forward_with_isa, QOutput,
 };
 pub use quant::{dequantize_u8, quantize_u8, quantize_weights_per_channel, QuantParams, Requant};

@@ -362,6 +362,46 @@ pub fn qconv2d_forward_with_isa(
     Ok(())
 }
 
+/// One depthwise plane in i32: `o = sum over taps of w * (x - za)` (exact integers, so every
+/// compilation gives the same result).
+#[inline(always)]
+fn dw_plane(g: &ConvGeometry, xs: &[i32], wk: &[i8], o: &mut [i32]) {
+    let (oh, ow, h, wd) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    o.fill(0);
+    for ki in 0..g.kernel_h {
+        for kj in 0..g.kernel_w {
+            let wv = wk[ki * g.kernel_w + kj] as i32;
+            let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+            let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, wd);
+            for oy in 0..oh {
+                let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                if iy < 0 || iy >= h as isize || xlo >= xhi {
+                    continue;
+                }
+                let src = &xs[iy as usize * wd..(iy as usize + 1) * wd];
+                let dst = &mut o[oy * ow + xlo..oy * ow + xhi];
+                let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                if g.stride.1 == 1 {
+                    for (d, s) in dst.iter_mut().zip(&src[x0..]) {
+                        *d += wv * s;
+                    }
+                } else {
+                    for (i, d) in dst.iter_mut().enumerate() {
+                        *d += wv * src[x0 + i * g.stride.1];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`dw_plane`] compiled for AVX-512.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx2")]
+unsafe fn dw_plane_avx512(g: &ConvGeometry, xs: &[i32], wk: &[i8], o: &mut [i32]) {
+    dw_plane(g, xs, wk, o)
+}
+
 /// int8 depthwise convolution (`groups == C == O`), computed directly; padded positions count
 /// as the zero point (contribute nothing).
 ///
@@ -375,8 +415,24 @@ pub fn qdepthwise_forward(
     input: &[u8],
     xq: QuantParams,
     w: &QMatrix,
+    out: QOutput<'_>,
+) -> Result<()> {
+    qdepthwise_forward_with_isa(Isa::detected(), g, input, xq, w, out)
+}
+
+/// [`qdepthwise_forward`] restricted to kernels of level `isa` or below.
+///
+/// # Errors
+/// As [`qdepthwise_forward`].
+pub fn qdepthwise_forward_with_isa(
+    isa: Isa,
+    g: &ConvGeometry,
+    input: &[u8],
+    xq: QuantParams,
+    w: &QMatrix,
     mut out: QOutput<'_>,
 ) -> Result<()> {
+    let isa = isa.or_supported();
     g.validate()?;
     let c = g.in_channels;
     if g.groups != c || g.out_channels != c || w.rows() != c || w.cols() != g.kernel_h * g.kernel_w
@@ -411,36 +467,16 @@ pub fn qdepthwise_forward(
             }
             let wk = &w.values()[ch * g.kernel_h * g.kernel_w..(ch + 1) * g.kernel_h * g.kernel_w];
             let o = &mut acc[ch * plane..(ch + 1) * plane];
-            o.fill(0);
-            for ki in 0..g.kernel_h {
-                for kj in 0..g.kernel_w {
-                    let wv = wk[ki * g.kernel_w + kj] as i32;
-                    let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
-                    let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, wd);
-                    for oy in 0..oh {
-                        let iy =
-                            (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
-                        if iy < 0 || iy >= h as isize || xlo >= xhi {
-                            continue;
-                        }
-                        let src = &xs[iy as usize * wd..(iy as usize + 1) * wd];
-                        let dst = &mut o[oy * ow + xlo..oy * ow + xhi];
-                        let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
-                        if g.stride.1 == 1 {
-                            for (d, s) in dst.iter_mut().zip(&src[x0..]) {
-                                *d += wv * s;
-                            }
-                        } else {
-                            for (i, d) in dst.iter_mut().enumerate() {
-                                *d += wv * src[x0 + i * g.stride.1];
-                            }
-                        }
-                    }
-                }
+            #[cfg(target_arch = "x86_64")]
+            if isa >= Isa::Avx512 && crate::isa::features().avx512 {
+                // SAFETY: AVX-512F is available; the function only does safe slice work.
+                unsafe { dw_plane_avx512(g, &xs, wk, o) };
+                continue;
             }
+            dw_plane(g, &xs, wk, o);
         }
         finish(
-            Isa::detected(),
+            isa,
             &acc,
             c,
             plane,

@@ -204,6 +204,15 @@ fn depthwise_matches_reference() {
         },
     )
     .unwrap();
+    for isa in Isa::all_supported() {
+        let mut z = vec![0f32; g.output_len()];
+        let o = QOutput::F32 {
+            out: &mut z,
+            bias: None,
+        };
+        qdepthwise_forward_with_isa(isa, &g, &x, xq, &w, o).unwrap();
+        assert_eq!(z, y, "{isa:?}");
+    }
     let (oh, ow) = (g.out_h(), g.out_w());
     for n in 0..2 {
         for c in 0..5 {

@@ -1,0 +1,152 @@
+//! Convolution and depthwise kernels against a direct definition on seeded random shapes.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+/// Relative tolerance of f32 convolution against the f64 definition, scaled by the sum of
+/// absolute products.
+const CONV_TOL: f64 = 1e-5;
+
+fn randv(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Direct convolution in f64, plus the per-output magnitude for the tolerance.
+fn direct(g: &ConvGeometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> (Vec<f64>, Vec<f64>) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let cig = g.in_channels / g.groups;
+    let cog = g.out_channels / g.groups;
+    let mut out = vec![0.0; g.output_len()];
+    let mut mag = vec![0.0; g.output_len()];
+    for n in 0..g.batch {
+        for o in 0..g.out_channels {
+            let grp = o / cog;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut s, mut m) = (bias.map_or(0.0, |b| b[o] as f64), 0.0);
+                    for ci in 0..cig {
+                        let c = grp * cig + ci;
+                        for ki in 0..g.kernel_h {
+                            for kj in 0..g.kernel_w {
+                                let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize
+                                    - g.padding.0 as isize;
+                                let ix = (ox * g.stride.1 + kj * g.dilation.1) as isize
+                                    - g.padding.1 as isize;
+                                if iy < 0
+                                    || ix < 0
+                                    || iy >= g.in_h as isize
+                                    || ix >= g.in_w as isize
+                                {
+                                    continue;
+                                }
+                                let xv = x[((n * g.in_channels + c) * g.in_h + iy as usize)
+                                    * g.in_w
+                                    + ix as usize];
+                                let wv = w[((o * cig + ci) * g.kernel_h + ki) * g.kernel_w + kj];
+                                s += xv as f64 * wv as f64;
+                                m += (xv as f64 * wv as f64).abs();
+                            }
+                        }
+                    }
+                    let i = ((n * g.out_channels + o) * oh + oy) * ow + ox;
+                    out[i] = s;
+                    mag[i] = m + 1.0;
+                }
+            }
+        }
+    }
+    (out, mag)
+}
+
+#[test]
+fn conv_forward_matches_definition() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let shapes = [
+        ConvGeometry::new(2, 3, 9, 8, 5, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 16, 12, 12, 40, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 20, 12, 12, 50, 5, 5),
+        ConvGeometry::new(1, 24, 10, 9, 33, 1, 1),
+        ConvGeometry::new(3, 6, 11, 7, 4, 3, 2)
+            .with_stride(2, 1)
+            .with_padding(2, 0)
+            .with_dilation(1, 2),
+        ConvGeometry::new(1, 8, 9, 9, 12, 3, 3)
+            .with_groups(4)
+            .with_padding(1, 1),
+        ConvGeometry::new(2, 12, 13, 10, 12, 3, 3)
+            .with_groups(12)
+            .with_padding(1, 1),
+        ConvGeometry::new(1, 5, 11, 11, 5, 5, 3)
+            .with_groups(5)
+            .with_stride(2, 2)
+            .with_padding(2, 1),
+    ];
+    for g in shapes {
+        g.validate().unwrap();
+        let x = randv(&mut rng, g.input_len());
+        let w = randv(&mut rng, g.weight_len());
+        let b = randv(&mut rng, g.out_channels);
+        let (want, mag) = direct(&g, &x, &w, Some(&b));
+        for nt in [1, 2] {
+            crate::threads::set_num_threads(nt);
+            let mut y = vec![f32::NAN; g.output_len()];
+            let r = conv2d_forward(&g, &x, &w, Some(&b), Activation::Relu, &mut y);
+            crate::threads::set_num_threads(1);
+            r.unwrap();
+            for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
+                let w = w.max(0.0);
+                assert!(
+                    ((*y as f64) - w).abs() <= CONV_TOL * m,
+                    "{g:?} threads {nt} at {i}: {y} vs {w}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn depthwise_variants_are_identical() {
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    for g in [
+        ConvGeometry::new(1, 7, 19, 21, 7, 3, 3)
+            .with_groups(7)
+            .with_padding(1, 1),
+        ConvGeometry::new(2, 3, 10, 33, 3, 5, 5)
+            .with_groups(3)
+            .with_padding(2, 2)
+            .with_stride(1, 2),
+    ] {
+        let x = randv(&mut rng, g.input_len());
+        let w = randv(&mut rng, g.weight_len());
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let cols: Vec<(usize, usize, usize)> = (0..g.kernel_w)
+            .map(|kj| {
+                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+                let (xlo, xhi) = super::im2col::valid_range(ow, g.stride.1, off_x, g.in_w);
+                (
+                    xlo,
+                    xhi,
+                    ((xlo * g.stride.1) as isize + off_x).max(0) as usize,
+                )
+            })
+            .collect();
+        let plane = g.in_h * g.in_w;
+        let kk = g.kernel_h * g.kernel_w;
+        let mut a = vec![0.0; oh * ow];
+        super::depthwise::plane_forward_for_test(false, &g, &cols, &x[..plane], &w[..kk], &mut a);
+        if crate::isa::Isa::Avx512.is_supported() {
+            let mut b = vec![1.0; oh * ow];
+            super::depthwise::plane_forward_for_test(
+                true,
+                &g,
+                &cols,
+                &x[..plane],
+                &w[..kk],
+                &mut b,
+            );
+            assert_eq!(a, b);
+        }
+    }
+}
