@@ -39,6 +39,21 @@ fn main() {
                 qconv2d_forward(&g, &x, q, &w, o).unwrap()
             })
         }
+        "dw128" => {
+            let g = ConvGeometry::new(1, 128, 56, 56, 128, 3, 3)
+                .with_padding(1, 1)
+                .with_groups(128);
+            let x: Vec<f32> = (0..g.input_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..g.weight_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mut y = vec![0.0; g.output_len()];
+            Box::new(move || {
+                conv2d_forward(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
+            })
+        }
         "conv64" => {
             let g = ConvGeometry::new(1, 64, 56, 56, 64, 3, 3).with_padding(1, 1);
             let x: Vec<f32> = (0..g.input_len())

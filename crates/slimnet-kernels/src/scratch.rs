@@ -12,6 +12,7 @@ thread_local! {
     pub(crate) static U8_B: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     pub(crate) static I32_A: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     pub(crate) static I32_B: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static F32_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with the buffer behind `key` (contents unspecified, length unspecified; callers

@@ -85,7 +85,17 @@ pub(crate) fn depthwise_forward_unchecked(
         let x = &input[pi * h * w..(pi + 1) * h * w];
         let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
         #[cfg(target_arch = "x86_64")]
-        if wide {
+        if wide && g.stride == (1, 1) && g.dilation == (1, 1) {
+            // SAFETY: AVX-512F is available; stride and dilation are 1; `x`, `wk` and `o` are
+            // one channel's input plane, weights and output plane.
+            unsafe {
+                crate::scratch::with(&crate::scratch::F32_A, |buf| {
+                    let b = bias.map_or(0.0, |b| b[ch]);
+                    super::depthwise_x86::plane_s1_avx512(g, x, wk, b, act, o, buf)
+                })
+            };
+            return;
+        } else if wide {
             // SAFETY: AVX-512F is available; the function only does safe slice work, compiled
             // with wider vectors.
             unsafe { plane_forward_avx512(g, &cols, x, wk, o) };

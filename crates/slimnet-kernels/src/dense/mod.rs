@@ -4,6 +4,8 @@
 
 mod conv;
 mod depthwise;
+#[cfg(target_arch = "x86_64")]
+mod depthwise_x86;
 mod gemm;
 mod im2col;
 mod linear;

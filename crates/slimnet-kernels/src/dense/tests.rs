@@ -82,6 +82,16 @@ fn conv_forward_matches_definition() {
             .with_groups(5)
             .with_stride(2, 2)
             .with_padding(2, 1),
+        ConvGeometry::new(1, 3, 20, 37, 3, 5, 5)
+            .with_groups(3)
+            .with_padding(2, 2),
+        ConvGeometry::new(2, 4, 9, 18, 4, 3, 3).with_groups(4),
+        ConvGeometry::new(1, 2, 6, 17, 2, 3, 4)
+            .with_groups(2)
+            .with_padding(0, 3),
+        ConvGeometry::new(1, 2, 11, 16, 2, 3, 3)
+            .with_groups(2)
+            .with_padding(1, 1),
     ];
     for g in shapes {
         g.validate().unwrap();
