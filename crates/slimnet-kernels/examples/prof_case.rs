@@ -54,6 +54,25 @@ fn main() {
                 conv2d_forward(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
             })
         }
+        "lin64" => {
+            let n = 4096;
+            let x: Vec<f32> = (0..64 * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let w: Vec<f32> = (0..n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let mut y = vec![0.0; 64 * n];
+            Box::new(move || {
+                slimnet_kernels::dense::linear_forward(
+                    64,
+                    n,
+                    n,
+                    &x,
+                    &w,
+                    None,
+                    Activation::Identity,
+                    &mut y,
+                )
+                .unwrap()
+            })
+        }
         "conv64" => {
             let g = ConvGeometry::new(1, 64, 56, 56, 64, 3, 3).with_padding(1, 1);
             let x: Vec<f32> = (0..g.input_len())

@@ -175,6 +175,18 @@ pub(crate) fn gemm_backend() -> Backend {
     })
 }
 
+/// Whether the AVX-512 kernel should run: the CPU has it, the product is not tiny, `A` has at
+/// least one full 8-row panel, and `B` is row-major (packing a strided `B` costs as much as a
+/// matrix-vector product; those shapes go to the `gemm` crate).
+fn own_kernel_fits(a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
+    cfg!(target_arch = "x86_64")
+        && crate::isa::features().avx512
+        && gemm_backend() == Backend::Own
+        && a.rows >= 8
+        && b.cs == 1
+        && a.rows * a.cols * b.cols >= 32 * 32 * 32
+}
+
 /// [`sgemm`] after its checks, with an explicit thread count.
 pub(crate) fn sgemm_unchecked(
     alpha: f32,
@@ -197,8 +209,7 @@ pub(crate) fn sgemm_unchecked(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if crate::isa::features().avx512 && m * n * k >= 32 * 32 * 32 && gemm_backend() == Backend::Own
-    {
+    if own_kernel_fits(&a, &b) {
         // SAFETY: AVX-512F is available; the shapes were checked by the caller
         // (`a.cols == b.rows`, `c.len() == m * n`).
         unsafe { super::sgemm_x86::sgemm_avx512(alpha, a, b, beta, c, n_threads) };
