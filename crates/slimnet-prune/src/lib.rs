@@ -40,6 +40,7 @@ mod pattern;
 mod pruner;
 pub mod schedule;
 pub mod sparse;
+pub mod structured;
 mod walk;
 
 pub use error::{PruneError, Result};
