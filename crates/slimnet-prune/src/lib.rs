@@ -39,6 +39,7 @@ mod error;
 mod pattern;
 mod pruner;
 pub mod schedule;
+pub mod sensitivity;
 pub mod sparse;
 pub mod structured;
 mod walk;

@@ -103,90 +103,14 @@ impl Pruner {
     /// layer — each naming the layer.
     pub fn masks(&self, graph: &Graph, sparsity: f32) -> Result<Vec<(String, Tensor)>> {
         let paths = self.layers(graph);
-        if !(0.0..1.0).contains(&sparsity) {
-            return Err(PruneError::Sparsity {
-                layer: paths.join(", "),
-                sparsity,
-            });
-        }
-        if let Pattern::NM { n, m } = self.pattern {
-            let want = 1.0 - n as f32 / m as f32;
-            if (sparsity - want).abs() > 1e-6 {
-                return Err(PruneError::Sparsity {
-                    layer: format!("{} ({n}:{m} pattern fixes it at {want})", paths.join(", ")),
-                    sparsity,
-                });
-            }
-        }
-        let mut layers = Vec::with_capacity(paths.len());
-        let mut shapes = Vec::with_capacity(paths.len());
-        for path in &paths {
-            let l = walk::layer(graph, path).expect("listed by prunable_layers");
-            let p = walk::weight_of(l).expect("prunable layers have a weight");
-            let wpath = format!("{path}.weight");
-            let s = self.criterion.weight_scores(&wpath, &p)?;
-            if s.shape() != p.value.shape() {
-                return Err(PruneError::MaskShape {
-                    layer: wpath,
-                    expected: p.value.shape().to_vec(),
-                    actual: s.shape().to_vec(),
-                });
-            }
-            let rows = p.value.shape()[0];
-            let cols = p.len() / rows.max(1);
-            pattern::check_fit(self.pattern, &wpath, rows, cols)?;
-            let mut scores: Vec<f32> = s.iter().copied().collect();
-            if let Some(m) = p.mask() {
-                for (s, k) in scores.iter_mut().zip(m.iter()) {
-                    if *k == 0.0 {
-                        *s = f32::NEG_INFINITY;
-                    }
-                }
-            }
-            // NaN scores would make the order meaningless; treat them as least important
-            scores
-                .iter_mut()
-                .filter(|s| s.is_nan())
-                .for_each(|s| *s = f32::NEG_INFINITY);
-            shapes.push(p.value.shape().to_vec());
-            layers.push(LayerScores {
-                path: wpath,
-                rows,
-                cols,
-                scores,
-            });
-        }
-        let global = self.scope == Scope::Global;
-        let keeps: Vec<Vec<bool>> = match self.pattern {
-            Pattern::Unstructured => pattern::lowest_keep(&layers, sparsity, global)?,
-            Pattern::Block { rows, cols } => {
-                let blocks: Vec<LayerScores> = layers
-                    .iter()
-                    .map(|l| pattern::block_scores(l, rows, cols))
-                    .collect();
-                let bk = pattern::lowest_keep(&blocks, sparsity, global)?;
-                layers
-                    .iter()
-                    .zip(&bk)
-                    .map(|(l, k)| pattern::expand_blocks(k, l, rows, cols))
-                    .collect()
-            }
-            Pattern::NM { n, m } => layers.iter().map(|l| pattern::nm_keep(l, n, m)).collect(),
-        };
-        let mut out = Vec::with_capacity(layers.len());
-        for ((l, keep), shape) in layers.iter().zip(keeps).zip(shapes) {
-            if !keep.iter().any(|&k| k) {
-                return Err(PruneError::EmptyLayer {
-                    layer: l.path.clone(),
-                    what: "weights",
-                    total: keep.len(),
-                });
-            }
-            let data = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
-            let mask = slimnet_core::tensor::from_vec(&shape, data)?;
-            out.push((l.path.clone(), mask));
-        }
-        Ok(out)
+        compute_masks(
+            graph,
+            &paths,
+            self.criterion.as_ref(),
+            self.scope,
+            self.pattern,
+            sparsity,
+        )
     }
 
     /// Computes the masks and sets them; returns the sparsity of the selected layers after.
@@ -198,6 +122,101 @@ impl Pruner {
         apply_masks(graph, &masks)?;
         Ok(sparsity_report(graph, &self.selector))
     }
+}
+
+/// The masks of the layers at `paths` for one criterion, scope, pattern and sparsity.
+pub(crate) fn compute_masks(
+    graph: &Graph,
+    paths: &[String],
+    criterion: &dyn Criterion,
+    scope: Scope,
+    pattern: Pattern,
+    sparsity: f32,
+) -> Result<Vec<(String, Tensor)>> {
+    if !(0.0..1.0).contains(&sparsity) {
+        return Err(PruneError::Sparsity {
+            layer: paths.join(", "),
+            sparsity,
+        });
+    }
+    if let Pattern::NM { n, m } = pattern {
+        let want = 1.0 - n as f32 / m as f32;
+        if (sparsity - want).abs() > 1e-6 {
+            return Err(PruneError::Sparsity {
+                layer: format!("{} ({n}:{m} pattern fixes it at {want})", paths.join(", ")),
+                sparsity,
+            });
+        }
+    }
+    let mut layers = Vec::with_capacity(paths.len());
+    let mut shapes = Vec::with_capacity(paths.len());
+    for path in paths {
+        let l = walk::layer(graph, path).expect("listed by prunable_layers");
+        let p = walk::weight_of(l).expect("prunable layers have a weight");
+        let wpath = format!("{path}.weight");
+        let s = criterion.weight_scores(&wpath, &p)?;
+        if s.shape() != p.value.shape() {
+            return Err(PruneError::MaskShape {
+                layer: wpath,
+                expected: p.value.shape().to_vec(),
+                actual: s.shape().to_vec(),
+            });
+        }
+        let rows = p.value.shape()[0];
+        let cols = p.len() / rows.max(1);
+        pattern::check_fit(pattern, &wpath, rows, cols)?;
+        let mut scores: Vec<f32> = s.iter().copied().collect();
+        if let Some(m) = p.mask() {
+            for (s, k) in scores.iter_mut().zip(m.iter()) {
+                if *k == 0.0 {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+        }
+        // NaN scores would make the order meaningless; treat them as least important
+        scores
+            .iter_mut()
+            .filter(|s| s.is_nan())
+            .for_each(|s| *s = f32::NEG_INFINITY);
+        shapes.push(p.value.shape().to_vec());
+        layers.push(LayerScores {
+            path: wpath,
+            rows,
+            cols,
+            scores,
+        });
+    }
+    let global = scope == Scope::Global;
+    let keeps: Vec<Vec<bool>> = match pattern {
+        Pattern::Unstructured => pattern::lowest_keep(&layers, sparsity, global)?,
+        Pattern::Block { rows, cols } => {
+            let blocks: Vec<LayerScores> = layers
+                .iter()
+                .map(|l| pattern::block_scores(l, rows, cols))
+                .collect();
+            let bk = pattern::lowest_keep(&blocks, sparsity, global)?;
+            layers
+                .iter()
+                .zip(&bk)
+                .map(|(l, k)| pattern::expand_blocks(k, l, rows, cols))
+                .collect()
+        }
+        Pattern::NM { n, m } => layers.iter().map(|l| pattern::nm_keep(l, n, m)).collect(),
+    };
+    let mut out = Vec::with_capacity(layers.len());
+    for ((l, keep), shape) in layers.iter().zip(keeps).zip(shapes) {
+        if !keep.iter().any(|&k| k) {
+            return Err(PruneError::EmptyLayer {
+                layer: l.path.clone(),
+                what: "weights",
+                total: keep.len(),
+            });
+        }
+        let data = keep.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+        let mask = slimnet_core::tensor::from_vec(&shape, data)?;
+        out.push((l.path.clone(), mask));
+    }
+    Ok(out)
 }
 
 /// Sets masks given as `(parameter path, mask)` pairs (`fc1.weight`, `block.conv1.weight`),
