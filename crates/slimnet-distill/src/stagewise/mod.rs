@@ -1,0 +1,330 @@
+//! Stage-wise multi-layer teacher-student training.
+//!
+//! The teacher is split at K-1 cut points into stages `T1..TK` ([`crate::stages::split`]); the
+//! student has one stage `Sk` per teacher stage with the same boundary shapes (or an adapter
+//! after it that restores them). Phase 1 trains every `Sk` on the sub-task "teacher features
+//! `F(k-1)` -> teacher features `F(k)`" with a mean squared error, the targets coming from the
+//! frozen teacher (cached once or computed per batch); the stages do not depend on each other,
+//! so they train in parallel. Phase 2 stitches `S1..SK` and fine-tunes end to end with
+//! cross-entropy plus Hinton KD. The report holds each stage's feature-loss curve and the
+//! stitched student's test accuracy against wall-clock time.
+
+mod phase1;
+
+use std::time::Instant;
+
+use slimnet_core::data::Dataset;
+use slimnet_core::{Graph, Layer};
+
+use crate::designer::Student;
+use crate::error::{Error, Result};
+use crate::loss::{CachedKdLoss, KdConfig, KdLoss};
+use crate::stages::{boundary_shapes, split};
+use crate::teacher::FrozenTeacher;
+use crate::train::{eval_point, fit, FitConfig, OptimizerKind, TimePoint};
+
+/// Where phase 1 gets the teacher's features.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum FeatureSource {
+    /// Run the teacher once over the training set and keep every boundary's features in memory
+    /// (fast for several epochs; memory grows with the training set).
+    #[default]
+    Cached,
+    /// Run the teacher on every batch (no memory cost; the teacher runs every epoch).
+    OnTheFly,
+}
+
+/// Settings of a stage-wise run.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct StageWiseConfig {
+    /// Phase 1 (per-stage feature regression): epochs, batch, optimizer, learning rate; its
+    /// `evals_per_epoch` sets how often the stitched student is evaluated.
+    pub phase1: FitConfig,
+    /// Phase 2 (end-to-end fine-tuning with cross-entropy + KD); 0 epochs skips it.
+    pub phase2: FitConfig,
+    /// Distillation settings of phase 2.
+    pub kd: KdConfig,
+    /// Where the teacher's features come from.
+    pub features: FeatureSource,
+    /// Whether the stages of phase 1 train in parallel (rayon).
+    pub parallel: bool,
+    /// Steps between points of the per-stage loss curves.
+    pub log_every: usize,
+}
+
+impl Default for StageWiseConfig {
+    /// Phase 1: 1 epoch, Adam lr 2e-3; phase 2: 1 epoch, SGD lr 0.01; KD T=4, alpha=0.5;
+    /// cached features; parallel stages; a loss point every 50 steps.
+    fn default() -> Self {
+        Self {
+            phase1: FitConfig::default()
+                .with_optimizer(OptimizerKind::Adam)
+                .with_lr(2e-3)
+                .with_weight_decay(0.0),
+            phase2: FitConfig::default().with_lr(0.01),
+            kd: KdConfig::new(4.0, 0.5),
+            features: FeatureSource::Cached,
+            parallel: true,
+            log_every: 50,
+        }
+    }
+}
+
+/// One student stage: the network and an optional adapter that maps its output to the
+/// teacher's boundary shape (the adapter stays in the stitched student).
+#[derive(Debug, Clone)]
+pub struct StudentStage {
+    /// The stage network.
+    pub net: Graph,
+    /// Adapter from the network's output to the teacher's boundary shape.
+    pub adapter: Option<Graph>,
+}
+
+impl StudentStage {
+    /// A stage without adapter.
+    pub fn new(net: Graph) -> Self {
+        Self { net, adapter: None }
+    }
+
+    /// A stage with an adapter after it.
+    pub fn with_adapter(net: Graph, adapter: Graph) -> Self {
+        Self {
+            net,
+            adapter: Some(adapter),
+        }
+    }
+}
+
+/// A point of a stage's feature-loss curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LossPoint {
+    /// Seconds since the run started.
+    pub seconds: f64,
+    /// Phase-1 steps so far.
+    pub step: usize,
+    /// Mean feature MSE over the steps since the previous point.
+    pub loss: f32,
+}
+
+/// What a stage-wise run did.
+#[derive(Debug, Clone)]
+pub struct StageWiseReport {
+    /// Per stage, its phase-1 feature-loss curve.
+    pub stage_losses: Vec<Vec<LossPoint>>,
+    /// Test accuracy of the stitched student against time (phase 1, then phase 2).
+    pub timeline: Vec<TimePoint>,
+    /// Seconds spent in phase 1 (teacher features included).
+    pub phase1_seconds: f64,
+    /// Seconds of the whole run.
+    pub seconds: f64,
+    /// The trained, stitched student.
+    pub student: Graph,
+}
+
+/// A teacher split into stages and a student with one stage per teacher stage.
+#[derive(Debug, Clone)]
+pub struct StageWise {
+    teacher: FrozenTeacher,
+    teacher_stages: Vec<Graph>,
+    students: Vec<StudentStage>,
+    cfg: StageWiseConfig,
+}
+
+impl StageWise {
+    /// Pairs the teacher, split at `cuts`, with the student stages, checking every boundary
+    /// for examples of shape `example` (without the batch axis).
+    ///
+    /// # Errors
+    /// Bad cuts (as [`split`]); a number of student stages other than `cuts.len() + 1`; an
+    /// empty student stage ([`Error::EmptyStage`]); a student stage that rejects the teacher's
+    /// input boundary or does not reach its output boundary, adapter included
+    /// ([`Error::BoundaryShape`]); each naming the stage.
+    pub fn new(
+        teacher: &FrozenTeacher,
+        cuts: &[&str],
+        students: Vec<StudentStage>,
+        example: &[usize],
+        cfg: StageWiseConfig,
+    ) -> Result<Self> {
+        let teacher_stages = split(teacher.graph(), cuts)?;
+        if students.len() != teacher_stages.len() {
+            return Err(Error::Config(format!(
+                "{} cut points make {} teacher stages, but {} student stages were given",
+                cuts.len(),
+                teacher_stages.len(),
+                students.len()
+            )));
+        }
+        let mut input = vec![1];
+        input.extend_from_slice(example);
+        let shapes = boundary_shapes(&teacher_stages, &input)?;
+        for (k, s) in students.iter().enumerate() {
+            let stage = k + 1;
+            if s.net.nodes().len() <= 1 {
+                return Err(Error::EmptyStage {
+                    stage,
+                    reason: "the student stage is an empty graph".into(),
+                });
+            }
+            let out = s
+                .net
+                .output_shape(&shapes[k])
+                .map_err(|_| Error::BoundaryShape {
+                    stage,
+                    side: "input",
+                    expected: shapes[k].clone(),
+                    actual: vec![],
+                })?;
+            let out = match &s.adapter {
+                Some(a) => a.output_shape(&out).map_err(|_| Error::BoundaryShape {
+                    stage,
+                    side: "output",
+                    expected: shapes[k + 1].clone(),
+                    actual: out.clone(),
+                })?,
+                None => out,
+            };
+            if out != shapes[k + 1] {
+                return Err(Error::BoundaryShape {
+                    stage,
+                    side: "output",
+                    expected: shapes[k + 1].clone(),
+                    actual: out,
+                });
+            }
+        }
+        if cfg.log_every == 0 {
+            return Err(Error::Config("log_every must be positive".into()));
+        }
+        Ok(Self {
+            teacher: teacher.clone(),
+            teacher_stages,
+            students,
+            cfg,
+        })
+    }
+
+    /// [`new`](Self::new) with the stages of a designed [`Student`].
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn from_student(
+        teacher: &FrozenTeacher,
+        cuts: &[&str],
+        student: Student,
+        example: &[usize],
+        cfg: StageWiseConfig,
+    ) -> Result<Self> {
+        let stages = student.stages.into_iter().map(StudentStage::new).collect();
+        Self::new(teacher, cuts, stages, example, cfg)
+    }
+
+    /// The teacher's stages.
+    pub fn teacher_stages(&self) -> &[Graph] {
+        &self.teacher_stages
+    }
+
+    /// The student's stages.
+    pub fn student_stages(&self) -> &[StudentStage] {
+        &self.students
+    }
+
+    /// The student stages chained into one model: nodes `stage1`, (`adapter1`,) `stage2`, ...
+    ///
+    /// # Errors
+    /// Never for a validated `StageWise`; kept for uniformity.
+    pub fn stitch(&self) -> Result<Graph> {
+        Self::stitch_stages(&self.students)
+    }
+
+    fn stitch_stages(students: &[StudentStage]) -> Result<Graph> {
+        let mut g = Graph::new();
+        let mut last = g.input();
+        for (k, s) in students.iter().enumerate() {
+            last = g.add_layer(&format!("stage{}", k + 1), s.net.clone(), last)?;
+            if let Some(a) = &s.adapter {
+                last = g.add_layer(&format!("adapter{}", k + 1), a.clone(), last)?;
+            }
+        }
+        Ok(g)
+    }
+
+    /// Runs phase 1 and phase 2 on `train`, evaluating the stitched student on `test`.
+    ///
+    /// # Errors
+    /// A stage that fails to train (named), or errors of the training loop.
+    pub fn run(&mut self, train: &Dataset, test: Option<&Dataset>) -> Result<StageWiseReport> {
+        let start = Instant::now();
+        let p1 = phase1::run(self, train, test, start)?;
+        let phase1_seconds = start.elapsed().as_secs_f64();
+        let mut timeline = p1.timeline;
+        let mut student = self.stitch()?;
+        if self.cfg.phase2.epochs > 0 {
+            let pts = match p1.logits {
+                Some(logits) => {
+                    let mut obj = CachedKdLoss::new(logits, self.cfg.kd)?;
+                    fit(
+                        &mut student,
+                        &mut obj,
+                        train,
+                        test,
+                        &self.cfg.phase2,
+                        start,
+                        "phase2",
+                    )?
+                }
+                None => {
+                    let mut obj = KdLoss::new(self.teacher.clone(), self.cfg.kd)?;
+                    fit(
+                        &mut student,
+                        &mut obj,
+                        train,
+                        test,
+                        &self.cfg.phase2,
+                        start,
+                        "phase2",
+                    )?
+                }
+            };
+            timeline.extend(pts);
+            self.unstitch(&student)?;
+        } else if let Some(t) = test {
+            if timeline.is_empty() {
+                timeline.push(eval_point(&student, t, start, 0, "phase1")?);
+            }
+        }
+        Ok(StageWiseReport {
+            stage_losses: p1.losses,
+            timeline,
+            phase1_seconds,
+            seconds: start.elapsed().as_secs_f64(),
+            student,
+        })
+    }
+
+    /// Copies the stitched student's trained stages back into `self`.
+    fn unstitch(&mut self, stitched: &Graph) -> Result<()> {
+        for (k, s) in self.students.iter_mut().enumerate() {
+            let get = |name: String| {
+                stitched
+                    .layer(&name)
+                    .and_then(|l| l.downcast_ref::<Graph>())
+                    .cloned()
+                    .ok_or_else(|| Error::EmptyStage {
+                        stage: k + 1,
+                        reason: format!("`{name}` missing from the stitched student"),
+                    })
+            };
+            s.net = get(format!("stage{}", k + 1))?;
+            if s.adapter.is_some() {
+                s.adapter = Some(get(format!("adapter{}", k + 1))?);
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests;

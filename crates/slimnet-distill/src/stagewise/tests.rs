@@ -1,0 +1,134 @@
+use super::*;
+use crate::adapter::{make_adapter, AdapterConfig};
+use crate::designer::{design_student, StudentSpec};
+use slimnet_core::{models, tensor};
+
+const CUTS: [&str; 3] = ["block1_relu2", "block2_relu2", "block3_relu2"];
+
+fn teacher() -> FrozenTeacher {
+    FrozenTeacher::new(models::resnet_small(&mut tensor::rng(0)).unwrap()).unwrap()
+}
+
+fn student(w: f32) -> Student {
+    design_student(
+        teacher().graph(),
+        &CUTS,
+        &[1, 1, 28, 28],
+        &StudentSpec::width(w),
+        &mut tensor::rng(1),
+    )
+    .unwrap()
+}
+
+fn data(n: usize, seed: u64) -> Dataset {
+    let x = tensor::uniform(&[n, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(seed));
+    Dataset::new(x, (0..n).map(|i| i % 10).collect(), 10).unwrap()
+}
+
+fn quick() -> StageWiseConfig {
+    let mut cfg = StageWiseConfig::default();
+    cfg.phase1 = cfg.phase1.with_epochs(3).with_batch_size(16).with_lr(3e-3);
+    cfg.phase2 = cfg.phase2.with_epochs(1).with_batch_size(16);
+    cfg.log_every = 4;
+    cfg
+}
+
+#[test]
+fn bad_students_are_rejected_naming_the_stage() {
+    let t = teacher();
+    let s = student(0.5);
+    let mut stages: Vec<StudentStage> = s.stages.iter().cloned().map(StudentStage::new).collect();
+    let e = StageWise::new(&t, &CUTS, stages[..3].to_vec(), &[1, 28, 28], quick()).unwrap_err();
+    assert!(matches!(e, Error::Config(_)), "{e}");
+
+    let mut empty = stages.clone();
+    empty[2] = StudentStage::new(Graph::new());
+    let e = StageWise::new(&t, &CUTS, empty, &[1, 28, 28], quick()).unwrap_err();
+    assert!(matches!(e, Error::EmptyStage { stage: 3, .. }), "{e}");
+
+    // Stage 2 of a different split outputs 32 x 14 x 14, not stage 2's 16 x 28 x 28 input.
+    let mut swapped = stages.clone();
+    swapped.swap(1, 2);
+    let e = StageWise::new(&t, &CUTS, swapped, &[1, 28, 28], quick()).unwrap_err();
+    assert!(matches!(e, Error::BoundaryShape { stage: 2, .. }), "{e}");
+    assert!(e.to_string().contains("stage 2"), "{e}");
+
+    // A stage 2 that outputs 8 channels at 28 x 28 needs an adapter to reach 32 x 14 x 14.
+    let mut narrow = Graph::new();
+    let x0 = narrow.input();
+    crate::blocks::depthwise_separable(&mut narrow, "b", x0, 16, 8, 1, &mut tensor::rng(2))
+        .unwrap();
+    stages[1] = StudentStage::new(narrow.clone());
+    let e = StageWise::new(&t, &CUTS, stages.clone(), &[1, 28, 28], quick()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::BoundaryShape {
+                stage: 2,
+                side: "output",
+                ..
+            }
+        ),
+        "{e}"
+    );
+    let a = make_adapter(
+        &[1, 8, 28, 28],
+        &[1, 32, 14, 14],
+        &AdapterConfig::default(),
+        &mut tensor::rng(3),
+    )
+    .unwrap();
+    stages[1] = StudentStage::with_adapter(narrow, a);
+    let sw = StageWise::new(&t, &CUTS, stages, &[1, 28, 28], quick()).unwrap();
+    let x = tensor::uniform(&[2, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(4));
+    assert_eq!(sw.stitch().unwrap().forward(&x).unwrap().shape(), &[2, 10]);
+}
+
+#[test]
+fn phase_one_lowers_every_stage_loss_and_cached_equals_on_the_fly() {
+    let t = teacher();
+    let train = data(96, 5);
+    let mut curves = Vec::new();
+    for features in [FeatureSource::Cached, FeatureSource::OnTheFly] {
+        let mut cfg = quick();
+        cfg.features = features;
+        cfg.parallel = features == FeatureSource::Cached;
+        cfg.phase1 = cfg.phase1.with_epochs(4).with_batch_size(8);
+        cfg.phase2 = cfg.phase2.with_epochs(0);
+        let mut sw = StageWise::from_student(&t, &CUTS, student(0.5), &[1, 28, 28], cfg).unwrap();
+        let r = sw.run(&train, None).unwrap();
+        assert_eq!(r.stage_losses.len(), 4);
+        for (k, c) in r.stage_losses.iter().enumerate() {
+            let (first, last) = (c[0].loss, c[c.len() - 1].loss);
+            assert!(last < 0.9 * first, "stage {}: {first} -> {last}", k + 1);
+        }
+        curves.push(r.stage_losses);
+    }
+    for (a, b) in curves[0].iter().zip(&curves[1]) {
+        for (p, q) in a.iter().zip(b) {
+            assert!(
+                (p.loss - q.loss).abs() <= 1e-4 * p.loss.abs().max(1e-3),
+                "{} vs {}",
+                p.loss,
+                q.loss
+            );
+        }
+    }
+}
+
+#[test]
+fn a_full_run_reports_accuracy_over_time_and_keeps_trained_stages() {
+    let t = teacher();
+    let (train, test) = (data(32, 6), data(20, 7));
+    let mut cfg = quick();
+    cfg.phase1 = cfg.phase1.with_epochs(1).with_evals_per_epoch(2);
+    let mut sw = StageWise::from_student(&t, &CUTS, student(0.5), &[1, 28, 28], cfg).unwrap();
+    let r = sw.run(&train, Some(&test)).unwrap();
+    let phases: Vec<&str> = r.timeline.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(phases, ["phase1", "phase1", "phase2"]);
+    assert!(r.phase1_seconds <= r.seconds);
+    let x = tensor::uniform(&[3, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(8));
+    let a = r.student.forward(&x).unwrap();
+    let b = sw.stitch().unwrap().forward(&x).unwrap();
+    assert!(tensor::max_abs_diff(&a, &b) < 1e-6);
+}

@@ -1,0 +1,324 @@
+//! A training loop that records test accuracy against wall-clock time, with objectives that see
+//! the batch's example indices (so cached teacher outputs can be looked up).
+
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use slimnet_core::data::Dataset;
+use slimnet_core::loss::Loss;
+use slimnet_core::optim::{Adam, CosineLr, LrSchedule, Optimizer, Sgd};
+use slimnet_core::train::{count_correct, evaluate};
+use slimnet_core::{Graph, Layer, Tensor};
+
+use crate::error::{Error, Result};
+use crate::loss::CachedKdLoss;
+
+/// One training batch: example indices into the training set, inputs and labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Indices of the examples in the training set.
+    pub indices: &'a [usize],
+    /// Inputs `[N, ...]`.
+    pub input: &'a Tensor,
+    /// Labels.
+    pub labels: &'a [usize],
+}
+
+/// A training objective: the mean loss of a batch and its gradient with respect to the output.
+/// Every [`Loss`] is one; [`CachedKdLoss`] uses the indices to find the teacher's logits.
+pub trait Objective {
+    /// Loss and `d loss / d output`.
+    ///
+    /// # Errors
+    /// When shapes do not fit.
+    fn loss(&mut self, batch: &Batch<'_>, output: &Tensor) -> slimnet_core::Result<(f32, Tensor)>;
+}
+
+impl<L: Loss> Objective for L {
+    fn loss(&mut self, batch: &Batch<'_>, output: &Tensor) -> slimnet_core::Result<(f32, Tensor)> {
+        Loss::loss(self, batch.input, output, batch.labels)
+    }
+}
+
+impl Objective for CachedKdLoss {
+    fn loss(&mut self, batch: &Batch<'_>, output: &Tensor) -> slimnet_core::Result<(f32, Tensor)> {
+        Ok(self.loss_at(batch.indices, output, batch.labels)?)
+    }
+}
+
+/// The optimizer of a [`FitConfig`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub enum OptimizerKind {
+    /// SGD with Nesterov momentum.
+    Sgd {
+        /// Momentum.
+        momentum: f32,
+    },
+    /// Adam with coupled L2 weight decay.
+    Adam,
+}
+
+/// Settings of [`fit`]: cosine learning-rate decay over the epochs, evaluation points.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FitConfig {
+    /// Passes over the training set.
+    pub epochs: usize,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Peak learning rate (cosine decay to zero).
+    pub lr: f32,
+    /// L2 weight decay.
+    pub weight_decay: f32,
+    /// The optimizer.
+    pub optimizer: OptimizerKind,
+    /// Seed of the shuffle.
+    pub seed: u64,
+    /// Test evaluations per epoch, evenly spaced (at least one, at the end of the epoch).
+    pub evals_per_epoch: usize,
+    /// Batch size for evaluation.
+    pub eval_batch: usize,
+}
+
+impl Default for FitConfig {
+    /// 1 epoch, batch 64, SGD (lr 0.05, Nesterov momentum 0.9, weight decay 5e-4), 1
+    /// evaluation per epoch.
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            batch_size: 64,
+            lr: 0.05,
+            weight_decay: 5e-4,
+            optimizer: OptimizerKind::Sgd { momentum: 0.9 },
+            seed: 0,
+            evals_per_epoch: 1,
+            eval_batch: 500,
+        }
+    }
+}
+
+impl FitConfig {
+    /// Sets the epochs.
+    pub fn with_epochs(mut self, e: usize) -> Self {
+        self.epochs = e;
+        self
+    }
+    /// Sets the batch size.
+    pub fn with_batch_size(mut self, b: usize) -> Self {
+        self.batch_size = b;
+        self
+    }
+    /// Sets the peak learning rate.
+    pub fn with_lr(mut self, lr: f32) -> Self {
+        self.lr = lr;
+        self
+    }
+    /// Sets the weight decay.
+    pub fn with_weight_decay(mut self, wd: f32) -> Self {
+        self.weight_decay = wd;
+        self
+    }
+    /// Sets the optimizer.
+    pub fn with_optimizer(mut self, o: OptimizerKind) -> Self {
+        self.optimizer = o;
+        self
+    }
+    /// Sets the shuffle seed.
+    pub fn with_seed(mut self, s: u64) -> Self {
+        self.seed = s;
+        self
+    }
+    /// Sets the evaluations per epoch.
+    pub fn with_evals_per_epoch(mut self, n: usize) -> Self {
+        self.evals_per_epoch = n;
+        self
+    }
+
+    pub(crate) fn optimizer(&self) -> Box<dyn Optimizer> {
+        match self.optimizer {
+            OptimizerKind::Sgd { momentum } => Box::new(
+                Sgd::new(self.lr)
+                    .with_momentum(momentum)
+                    .with_nesterov(momentum > 0.0)
+                    .with_weight_decay(self.weight_decay),
+            ),
+            OptimizerKind::Adam => {
+                Box::new(Adam::new(self.lr).with_weight_decay(self.weight_decay))
+            }
+        }
+    }
+}
+
+/// Test accuracy at a moment of a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimePoint {
+    /// Wall-clock seconds since the run started (evaluations included).
+    pub seconds: f64,
+    /// Optimizer steps taken in this phase.
+    pub step: usize,
+    /// The phase that produced it (e.g. `"scratch"`, `"phase1"`, `"phase2"`).
+    pub phase: String,
+    /// Test accuracy in `[0, 1]`.
+    pub test_accuracy: f32,
+}
+
+/// The first time a run reached `target` accuracy.
+pub fn seconds_to(points: &[TimePoint], target: f32) -> Option<f64> {
+    points
+        .iter()
+        .find(|p| p.test_accuracy >= target)
+        .map(|p| p.seconds)
+}
+
+/// Evaluates `model` on `test` and stamps the result with the time since `start`.
+///
+/// # Errors
+/// When the model rejects the inputs.
+pub fn eval_point(
+    model: &dyn Layer,
+    test: &Dataset,
+    start: Instant,
+    step: usize,
+    phase: &str,
+) -> Result<TimePoint> {
+    let (_, acc) = evaluate(model, test, 500)?;
+    Ok(TimePoint {
+        seconds: start.elapsed().as_secs_f64(),
+        step,
+        phase: phase.to_string(),
+        test_accuracy: acc,
+    })
+}
+
+/// Trains `model` on `train` with `objective`, evaluating on `test` `evals_per_epoch` times an
+/// epoch; returns the evaluation points, timed from `start` (pass the start of the whole run,
+/// so that earlier phases count).
+///
+/// # Errors
+/// Zero epochs or batch size, an empty training set, a model that rejects the inputs, or a
+/// non-finite loss (with epoch and batch).
+pub fn fit(
+    model: &mut Graph,
+    objective: &mut dyn Objective,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    cfg: &FitConfig,
+    start: Instant,
+    phase: &str,
+) -> Result<Vec<TimePoint>> {
+    if cfg.batch_size == 0 || train.is_empty() || cfg.epochs == 0 {
+        return Err(Error::Config(format!(
+            "{phase}: training needs epochs ({}), a batch size ({}) and examples ({})",
+            cfg.epochs,
+            cfg.batch_size,
+            train.len()
+        )));
+    }
+    let spe = train.len().div_ceil(cfg.batch_size);
+    let evals = cfg.evals_per_epoch.clamp(1, spe);
+    let schedule = CosineLr::new(cfg.lr, cfg.epochs);
+    let mut opt = cfg.optimizer();
+    let mut rng = slimnet_core::tensor::rng(cfg.seed);
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    let mut points = Vec::new();
+    let mut step = 0;
+    for epoch in 0..cfg.epochs {
+        order.shuffle(&mut rng);
+        let mut next_eval = 1;
+        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+            opt.set_lr(schedule.lr_at(step, spe));
+            let (x, y) = train.batch(idx);
+            let out = model.forward_train(&x)?;
+            let batch = Batch {
+                indices: idx,
+                input: &x,
+                labels: &y,
+            };
+            let (loss, grad) = objective.loss(&batch, &out)?;
+            if !loss.is_finite() {
+                return Err(slimnet_core::Error::NonFinite {
+                    what: format!("{phase} loss"),
+                    value: loss,
+                    epoch,
+                    batch: b,
+                }
+                .into());
+            }
+            model.backward(&grad)?;
+            opt.step(model)?;
+            (model as &mut dyn Layer).zero_grad();
+            step += 1;
+            if let Some(t) = test {
+                if b + 1 >= (spe * next_eval).div_ceil(evals) {
+                    points.push(eval_point(model, t, start, step, phase)?);
+                    next_eval += 1;
+                }
+            }
+        }
+    }
+    Ok(points)
+}
+
+/// Training accuracy of `[N, C]` logits (a convenience re-export of the core counter).
+pub fn batch_accuracy(logits: &Tensor, labels: &[usize]) -> f32 {
+    count_correct(logits, labels) as f32 / labels.len().max(1) as f32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slimnet_core::loss::CrossEntropy;
+    use slimnet_core::{models, tensor};
+
+    /// A separable toy problem: the class is which of two halves of the image is brighter.
+    fn toy(n: usize, seed: u64) -> Dataset {
+        let mut x = tensor::uniform(&[n, 1, 28, 28], 0.0, 0.5, &mut tensor::rng(seed));
+        let mut labels = Vec::new();
+        for (i, mut img) in x.outer_iter_mut().enumerate() {
+            let c = i % 2;
+            for r in 0..28 {
+                for col in (c * 14)..(c * 14 + 14) {
+                    img[[0, r, col]] += 0.5;
+                }
+            }
+            labels.push(c);
+        }
+        Dataset::new(x, labels, 10).unwrap()
+    }
+
+    #[test]
+    fn fit_learns_and_records_points() {
+        let mut m = models::lenet300(&mut tensor::rng(0)).unwrap();
+        let (tr, te) = (toy(256, 1), toy(64, 2));
+        let cfg = FitConfig::default()
+            .with_epochs(2)
+            .with_batch_size(32)
+            .with_evals_per_epoch(2)
+            .with_lr(0.02);
+        let pts = fit(
+            &mut m,
+            &mut CrossEntropy,
+            &tr,
+            Some(&te),
+            &cfg,
+            Instant::now(),
+            "t",
+        )
+        .unwrap();
+        assert_eq!(pts.len(), 4);
+        assert!(pts.windows(2).all(|w| w[0].seconds <= w[1].seconds));
+        assert!(pts.last().unwrap().test_accuracy > 0.95, "{pts:?}");
+        assert_eq!(seconds_to(&pts, 2.0), None);
+        assert!(fit(
+            &mut m,
+            &mut CrossEntropy,
+            &tr,
+            None,
+            &cfg.with_epochs(0),
+            Instant::now(),
+            "t"
+        )
+        .is_err());
+    }
+}
