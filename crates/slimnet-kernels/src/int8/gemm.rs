@@ -246,7 +246,18 @@ pub(crate) fn gemm_u8i8(isa: Isa, w: &QMatrix, a: &U8View<'_>, za: u8, c: &mut [
             // matrix-vector: rows of W against the (contiguous) vector
             let x: Vec<u8> = (0..a.k).map(|i| a.at(i, 0)).collect();
             par_rows(rows, 1, MR, c, |r0, r1, cc| {
-                for r in r0..r1 {
+                let mut r = r0;
+                while vnni && r + 4 <= r1 {
+                    let wr: [&[i8]; 4] =
+                        std::array::from_fn(|q| &w.values[(r + q) * w.cols..(r + q + 1) * w.cols]);
+                    // SAFETY: VNNI was detected above; every row and `x` hold `cols` bytes.
+                    let d = unsafe { super::x86::dot4_vnni(&x, wr) };
+                    for q in 0..4 {
+                        cc[r + q - r0] = d[q] - za as i32 * w.row_sums[r + q];
+                    }
+                    r += 4;
+                }
+                for r in r..r1 {
                     let wr = &w.values[r * w.cols..(r + 1) * w.cols];
                     // SAFETY: the required CPU features were detected above; `wr` and `x`
                     // both hold `cols` elements.

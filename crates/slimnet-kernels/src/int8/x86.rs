@@ -318,3 +318,30 @@ pub(crate) unsafe fn requant_row_avx512(
     }
     len
 }
+
+/// Four dot products `sum x[i] * w_r[i]` (u8 x i8) sharing the loads of `x`, VNNI.
+///
+/// Needs `x.len() == w_r.len()` for every row.
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+pub(crate) unsafe fn dot4_vnni(x: &[u8], w: [&[i8]; 4]) -> [i32; 4] {
+    let len = x.len();
+    let xp = x.as_ptr();
+    let wp = w.map(|r| r.as_ptr());
+    let mut acc = [_mm512_setzero_si512(); 4];
+    let mut i = 0;
+    while i + 64 <= len {
+        let xv = _mm512_loadu_si512(xp.add(i) as *const __m512i);
+        for (a, p) in acc.iter_mut().zip(&wp) {
+            *a = _mm512_dpbusd_epi32(*a, xv, _mm512_loadu_si512(p.add(i) as *const __m512i));
+        }
+        i += 64;
+    }
+    if i < len {
+        let m: __mmask64 = (1u64 << (len - i)) - 1;
+        let xv = _mm512_maskz_loadu_epi8(m, xp.add(i) as *const i8);
+        for (a, p) in acc.iter_mut().zip(&wp) {
+            *a = _mm512_dpbusd_epi32(*a, xv, _mm512_maskz_loadu_epi8(m, p.add(i)));
+        }
+    }
+    acc.map(|a| _mm512_reduce_add_epi32(a))
+}
