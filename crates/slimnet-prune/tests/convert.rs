@@ -144,3 +144,64 @@ fn dense_layers_stay_dense() {
     let r = convert::to_sparse(&mut g, &[64, 1, 28, 28], &Selector::All).unwrap();
     assert!(r.changes.is_empty(), "{r}");
 }
+
+#[test]
+fn corrupt_sparse_arrays_are_rejected_on_load() {
+    use safetensors::tensor::{SafeTensors, TensorView};
+    let mut g = models::lenet300(&mut tensor::rng(0)).unwrap();
+    Pruner::new(Magnitude).prune(&mut g, 0.9).unwrap();
+    convert::to_sparse(&mut g, &[1, 1, 28, 28], &Selector::All).unwrap();
+    let bytes = io::to_bytes(&g).unwrap();
+    let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    let mut owned: Vec<(String, safetensors::Dtype, Vec<usize>, Vec<u8>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(n, t)| (n, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+        .collect();
+    let col = owned
+        .iter_mut()
+        .find(|t| t.0 == "fc2.weight.col_idx")
+        .expect("fc2 is stored as CSR");
+    col.3[..4].copy_from_slice(&100_000u32.to_le_bytes());
+    let views: Vec<(String, TensorView<'_>)> = owned
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
+    let bad = safetensors::serialize(views, meta.metadata().clone()).unwrap();
+    let e = io::from_bytes(&bad, &registry()).unwrap_err().to_string();
+    assert!(
+        e.contains("SparseLinear weight") && e.contains("col_idx"),
+        "{e}"
+    );
+}
+
+#[test]
+fn taylor_scores_come_from_accumulated_gradients() {
+    use slimnet_prune::criterion::Taylor;
+    let mut g = models::lenet300(&mut tensor::rng(0)).unwrap();
+    let x = tensor::uniform(&[32, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(5));
+    let data = slimnet_core::data::Dataset::new(x, (0..32).map(|i| i % 10).collect(), 10).unwrap();
+    let pruner = Pruner::new(Taylor);
+    let e = pruner.prune(&mut g, 0.5).unwrap_err();
+    assert!(e.to_string().starts_with("fc1.weight: Taylor"), "{e}");
+    slimnet_prune::accumulate_gradients(&mut g, &data, 16, 2).unwrap();
+    let masks = pruner.masks(&g, 0.5).unwrap();
+    // the kept weights of fc1 have |g * w| no smaller than any pruned one
+    let l = g.layer("fc1").unwrap();
+    let mut score = Vec::new();
+    l.visit_params(&mut |n, p| {
+        if n == "weight" {
+            score = (&p.value * &p.grad).iter().map(|v| v.abs()).collect();
+        }
+    });
+    let (mut pruned, mut kept) = (0.0f32, f32::INFINITY);
+    for (m, s) in masks[0].1.iter().zip(&score) {
+        if *m == 0.0 {
+            pruned = pruned.max(*s);
+        } else {
+            kept = kept.min(*s);
+        }
+    }
+    assert!(pruned <= kept, "{pruned} > {kept}");
+}
