@@ -50,4 +50,46 @@ pub(crate) mod tests {
         let s = ndarray::Array1::from_shape_fn(k, |i| decay.powi(i as i32));
         (&q1 * &s.view().insert_axis(ndarray::Axis(0))).dot(&q2.t())
     }
+
+    /// A random CP tensor of `rank` with Gaussian factors, plus `noise` times its norm of
+    /// Gaussian noise (relative).
+    pub(crate) fn cp_tensor(shape: &[usize], rank: usize, noise: f64, seed: u64) -> ndarray::ArrayD<f32> {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let f: Vec<Array2<f64>> = shape
+            .iter()
+            .map(|&d| Array2::from_shape_simple_fn((d, rank), || gaussian(&mut rng)))
+            .collect();
+        let mut x = ndarray::ArrayD::<f64>::zeros(ndarray::IxDyn(shape));
+        for (idx, v) in x.indexed_iter_mut() {
+            *v = (0..rank)
+                .map(|r| f.iter().enumerate().map(|(n, a)| a[[idx[n], r]]).product::<f64>())
+                .sum();
+        }
+        if noise > 0.0 {
+            let nx = x.iter().map(|v| v * v).sum::<f64>().sqrt();
+            let e = ndarray::ArrayD::from_shape_simple_fn(ndarray::IxDyn(shape), || gaussian(&mut rng));
+            let ne = e.iter().map(|v| v * v).sum::<f64>().sqrt();
+            x = x + e * (noise * nx / ne);
+        }
+        x.mapv(|v| v as f32)
+    }
+
+    /// A random tensor of exact multilinear rank `ranks` (Gaussian core and factors) plus
+    /// relative Gaussian noise.
+    pub(crate) fn tucker_tensor(shape: &[usize], ranks: &[usize], noise: f64, seed: u64) -> ndarray::ArrayD<f32> {
+        let core = cp_tensor(ranks, ranks.iter().product(), 0.0, seed);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed + 100);
+        let mut t = crate::dense::Dense::from_view(&core.view());
+        for (n, (&d, &r)) in shape.iter().zip(ranks).enumerate() {
+            let u = faer::Mat::<f64>::from_fn(d, r, |_, _| gaussian(&mut rng));
+            t = t.mode_product(n, u.as_ref());
+        }
+        let x = t.to_array();
+        if noise == 0.0 {
+            return x;
+        }
+        let e = cp_tensor(shape, 1, 0.0, seed + 7);
+        let (nx, ne) = (x.iter().map(|v| v * v).sum::<f32>().sqrt(), e.iter().map(|v| v * v).sum::<f32>().sqrt());
+        x + e * (noise as f32 * nx / ne)
+    }
 }

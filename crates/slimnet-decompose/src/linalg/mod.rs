@@ -138,23 +138,8 @@ pub(crate) fn solve_psd<T: Elem>(g: MatRef<'_, T>, b: MatRef<'_, T>) -> Result<M
     Ok(matmul(q.as_ref(), scaled.as_ref()))
 }
 
-/// A column-major `faer` matrix from a row-major slice.
-pub(crate) fn from_row_major<T: Elem>(data: &[T], rows: usize, cols: usize) -> Mat<T> {
-    Mat::from_fn(rows, cols, |i, j| data[i * cols + j])
-}
-
-/// Row-major data of a matrix.
-pub(crate) fn to_row_major<T: Elem>(m: MatRef<'_, T>) -> Vec<T> {
-    let mut out = Vec::with_capacity(m.nrows() * m.ncols());
-    for i in 0..m.nrows() {
-        for j in 0..m.ncols() {
-            out.push(m[(i, j)]);
-        }
-    }
-    out
-}
-
 /// Frobenius norm in f64.
+#[cfg(test)]
 pub(crate) fn fro<T: Elem>(m: MatRef<'_, T>) -> f64 {
     let mut s = 0.0f64;
     for c in m.col_iter() {

@@ -1,0 +1,347 @@
+//! The ALS iteration.
+
+use faer::{Mat, MatRef};
+use ndarray::{Array1, Array2, ArrayViewD};
+use rand::SeedableRng;
+
+use super::{max_cp_rank, Cp, CpConfig, CpInit};
+use crate::dense::{khatri_rao, Dense};
+use crate::error::{check_finite, check_rank, Error, Result};
+use crate::linalg;
+use crate::util::gaussian;
+
+/// Fits a rank-`rank` CP model to `x` (order >= 2) by alternating least squares.
+///
+/// Each sweep solves, for every mode `n`, the normal equations
+/// `A_n (∗_{m≠n} A_m^T A_m) = X_(n) · khatri_rao(A_m, m≠n)` (the MTTKRP) by Cholesky, falling
+/// back to a pseudo-inverse when the Gram product is singular, then moves the column norms into
+/// `λ`. The error is tracked without forming the model:
+/// `||X - X̂||² = ||X||² - 2⟨X, X̂⟩ + λ^T (∗_n A_n^T A_n) λ`.
+///
+/// # Errors
+/// Order below 2, an empty tensor, NaN or infinite entries, `rank` of 0 or above
+/// [`max_cp_rank`], a non-finite iterate, or — with `strict` and `tol > 0` — no convergence
+/// within `max_iterations` (the error reports the sweeps run and the error reached).
+pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp> {
+    let shape = x.shape().to_vec();
+    if shape.len() < 2 || shape.contains(&0) {
+        return Err(Error::invalid(format!(
+            "CP needs a non-empty tensor of order >= 2, got shape {shape:?}"
+        )));
+    }
+    check_finite(x.iter(), "tensor")?;
+    check_rank(rank, max_cp_rank(&shape), || {
+        format!("a CP model of a {shape:?} tensor")
+    })?;
+    let xd = Dense::from_view(&x);
+    let norm_x = xd.norm();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    if norm_x == 0.0 {
+        // the zero tensor: any unit factors with zero weights
+        let factors = shape
+            .iter()
+            .map(|&d| Array2::from_shape_fn((d, rank), |(i, _)| (i == 0) as u8 as f32))
+            .collect();
+        return Ok(Cp {
+            weights: Array1::zeros(rank),
+            factors,
+            iterations: 0,
+            rel_error: 0.0,
+            converged: true,
+            line_search_accepted: 0,
+        });
+    }
+    let order = shape.len();
+    let unfoldings: Vec<Mat<f64>> = (0..order).map(|n| xd.unfold(n)).collect();
+    let mut factors: Vec<Mat<f64>> = match cfg.init {
+        CpInit::Random => shape
+            .iter()
+            .map(|&d| Mat::from_fn(d, rank, |_, _| gaussian(&mut rng)))
+            .collect(),
+        CpInit::Svd => {
+            let mut f = Vec::with_capacity(order);
+            for (n, &d) in shape.iter().enumerate() {
+                let svd = linalg::svd(unfoldings[n].as_ref())?;
+                let k = svd.u.ncols();
+                f.push(Mat::from_fn(d, rank, |i, j| {
+                    if j < k {
+                        svd.u[(i, j)]
+                    } else {
+                        0.0
+                    }
+                }));
+                // columns beyond the mode size: Gaussian
+                for j in k..rank {
+                    for i in 0..d {
+                        f[n][(i, j)] = gaussian(&mut rng);
+                    }
+                }
+            }
+            f
+        }
+    };
+    let mut weights = vec![1.0f64; rank];
+    for f in factors.iter_mut() {
+        let norms = normalize(f);
+        for (w, v) in weights.iter_mut().zip(norms) {
+            *w *= v;
+        }
+    }
+    let mut grams: Vec<Mat<f64>> = factors
+        .iter()
+        .map(|f| linalg::matmul(f.transpose(), f.as_ref()))
+        .collect();
+
+    let mut err = f64::INFINITY;
+    let mut prev: Option<(Vec<Mat<f64>>, Vec<f64>)> = None;
+    let mut converged = cfg.tol == 0.0;
+    let mut change = f64::NAN;
+    let mut iterations = 0;
+    let mut accepted = 0;
+    for it in 1..=cfg.max_iterations {
+        iterations = it;
+        let snapshot = cfg.line_search.then(|| (factors.clone(), weights.clone()));
+        let mut inner = 0.0;
+        for n in 0..order {
+            let others: Vec<MatRef<'_, f64>> = (0..order)
+                .filter(|&m| m != n)
+                .map(|m| factors[m].as_ref())
+                .collect();
+            let kr = khatri_rao(&others);
+            let mttkrp = linalg::matmul(unfoldings[n].as_ref(), kr.as_ref());
+            let mut v = Mat::<f64>::from_fn(rank, rank, |_, _| 1.0);
+            for (m, g) in grams.iter().enumerate() {
+                if m != n {
+                    v = Mat::from_fn(rank, rank, |i, j| v[(i, j)] * g[(i, j)]);
+                }
+            }
+            // A_n^T = V^{-1} M^T
+            let at = linalg::solve_psd(v.as_ref(), mttkrp.transpose())?;
+            let mut a = at.transpose().to_owned();
+            let norms = normalize(&mut a);
+            weights = norms;
+            if n + 1 == order {
+                // <X, X̂> = Σ_{i,r} M[i,r] A[i,r] λ_r
+                for r in 0..rank {
+                    let mut s = 0.0;
+                    for i in 0..shape[n] {
+                        s += mttkrp[(i, r)] * a[(i, r)];
+                    }
+                    inner += s * weights[r];
+                }
+            }
+            grams[n] = linalg::matmul(a.transpose(), a.as_ref());
+            factors[n] = a;
+        }
+        let mut new_err = model_error(norm_x, inner, &grams, &weights);
+        if !new_err.is_finite() {
+            return Err(Error::NoConvergence {
+                layer: String::new(),
+                method: "CP-ALS".into(),
+                iterations: it,
+                error: new_err,
+                change: f64::NAN,
+                tol: cfg.tol,
+            });
+        }
+        if let (Some((pf, pw)), true) = (&prev, it > 2) {
+            // extrapolate from the previous sweep's end point
+            let step = (it as f64).powf(1.0 / 3.0);
+            let cand = extrapolate(&factors, &weights, pf, pw, step);
+            let cand_err = full_error(&xd, &cand, norm_x);
+            if cand_err < new_err {
+                let (f, w) = split_weights(cand);
+                factors = f;
+                weights = w;
+                grams = factors
+                    .iter()
+                    .map(|f| linalg::matmul(f.transpose(), f.as_ref()))
+                    .collect();
+                new_err = cand_err;
+                accepted += 1;
+            }
+        }
+        if cfg.line_search {
+            prev = snapshot.map(|_| (factors.clone(), weights.clone()));
+        }
+        change = if err.is_finite() {
+            (err - new_err).abs() / err.max(f64::MIN_POSITIVE)
+        } else {
+            f64::INFINITY
+        };
+        err = new_err;
+        if err < cfg.error_floor || (cfg.tol > 0.0 && change < cfg.tol) {
+            converged = true;
+            break;
+        }
+    }
+    if !converged && cfg.strict {
+        return Err(Error::NoConvergence {
+            layer: String::new(),
+            method: "CP-ALS".into(),
+            iterations,
+            error: err,
+            change,
+            tol: cfg.tol,
+        });
+    }
+    Ok(Cp {
+        weights: Array1::from_iter(weights.iter().map(|&w| w as f32)),
+        factors: factors
+            .iter()
+            .map(|f| Array2::from_shape_fn((f.nrows(), f.ncols()), |(i, j)| f[(i, j)] as f32))
+            .collect(),
+        iterations,
+        rel_error: err,
+        converged: converged || err < cfg.error_floor,
+        line_search_accepted: accepted,
+    })
+}
+
+/// Scales every column to unit norm and returns the norms (zero columns stay zero, norm 0).
+fn normalize(a: &mut Mat<f64>) -> Vec<f64> {
+    (0..a.ncols())
+        .map(|j| {
+            let n = a.col(j).iter().map(|v| v * v).sum::<f64>().sqrt();
+            if n > 0.0 {
+                for v in a.col_mut(j).iter_mut() {
+                    *v /= n;
+                }
+            }
+            n
+        })
+        .collect()
+}
+
+/// `||X - X̂|| / ||X||` from `<X, X̂>` and the factor Gram matrices.
+fn model_error(norm_x: f64, inner: f64, grams: &[Mat<f64>], w: &[f64]) -> f64 {
+    let r = w.len();
+    let mut model = 0.0;
+    for i in 0..r {
+        for j in 0..r {
+            let mut p = w[i] * w[j];
+            for g in grams {
+                p *= g[(i, j)];
+            }
+            model += p;
+        }
+    }
+    let sq = (norm_x * norm_x - 2.0 * inner + model).max(0.0);
+    sq.sqrt() / norm_x
+}
+
+/// Factors with the weights folded into the first one, moved `step` further along the last
+/// sweep's direction.
+fn extrapolate(
+    f: &[Mat<f64>],
+    w: &[f64],
+    pf: &[Mat<f64>],
+    pw: &[f64],
+    step: f64,
+) -> Vec<Mat<f64>> {
+    f.iter()
+        .zip(pf)
+        .enumerate()
+        .map(|(n, (a, p))| {
+            Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
+                let (cur, old) = if n == 0 {
+                    (a[(i, j)] * w[j], p[(i, j)] * pw[j])
+                } else {
+                    (a[(i, j)], p[(i, j)])
+                };
+                cur + step * (cur - old)
+            })
+        })
+        .collect()
+}
+
+/// Normalises factors, returning them with the product of column norms as weights.
+fn split_weights(mut f: Vec<Mat<f64>>) -> (Vec<Mat<f64>>, Vec<f64>) {
+    let r = f[0].ncols();
+    let mut w = vec![1.0; r];
+    for a in f.iter_mut() {
+        for (x, n) in w.iter_mut().zip(normalize(a)) {
+            *x *= n;
+        }
+    }
+    (f, w)
+}
+
+/// `||X - A_0 · khatri_rao(A_1, …)^T|| / ||X||` by forming the model (used by the line search).
+fn full_error(x: &Dense, f: &[Mat<f64>], norm_x: f64) -> f64 {
+    let rest: Vec<MatRef<'_, f64>> = f[1..].iter().map(|a| a.as_ref()).collect();
+    let kr = khatri_rao(&rest);
+    let model = linalg::matmul(f[0].as_ref(), kr.transpose());
+    let cols = model.ncols();
+    let mut s = 0.0;
+    for j in 0..cols {
+        for (i, m) in model.col(j).iter().enumerate() {
+            let d = x.data[i * cols + j] - m;
+            s += d * d;
+        }
+    }
+    s.sqrt() / norm_x
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::ArrayD;
+
+    use super::*;
+    use crate::util::tests::cp_tensor;
+
+    #[test]
+    fn exact_rank_reconstructs() {
+        for (shape, r) in [(vec![6, 5, 4], 3), (vec![8, 6, 3, 3], 4), (vec![10, 7], 5)] {
+            let x = cp_tensor(&shape, r, 0.0, 7);
+            let cp = cp_als(x.view(), r, &CpConfig::default().with_tol(1e-12).with_strict(false)).unwrap();
+            assert!(cp.rel_error < 1e-5, "{shape:?}: {}", cp.rel_error);
+            assert!((cp.relative_error(x.view()) - cp.rel_error).abs() < 1e-5);
+            assert_eq!(cp.n_params(), r + shape.iter().sum::<usize>() * r);
+        }
+    }
+
+    #[test]
+    fn error_falls_as_rank_grows() {
+        let x = cp_tensor(&[10, 9, 3, 3], 12, 0.0, 3);
+        let mut last = f64::INFINITY;
+        for r in [1, 3, 6, 12] {
+            let cp = cp_als(x.view(), r, &CpConfig::default().with_strict(false).with_max_iterations(300)).unwrap();
+            assert!(cp.rel_error < last, "rank {r}: {} >= {last}", cp.rel_error);
+            last = cp.rel_error;
+        }
+        assert!(last < 1e-3, "{last}");
+    }
+
+    #[test]
+    fn random_init_and_noise_reach_the_noise_floor() {
+        let x = cp_tensor(&[12, 10, 3, 3], 5, 0.01, 11);
+        let cp = cp_als(x.view(), 5, &CpConfig::default().with_init(CpInit::Random).with_seed(2)).unwrap();
+        assert!(cp.converged);
+        assert!(cp.rel_error < 0.02, "{}", cp.rel_error);
+        let deterministic = cp_als(x.view(), 5, &CpConfig::default().with_init(CpInit::Random).with_seed(2)).unwrap();
+        assert_eq!(cp, deterministic);
+    }
+
+    #[test]
+    fn bad_input_and_non_convergence() {
+        let x = cp_tensor(&[5, 4, 3], 2, 0.0, 0);
+        let e = cp_als(x.view(), 0, &CpConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("rank 0 is out of range 1..=12"), "{e}");
+        let e = cp_als(x.view(), 13, &CpConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("rank 13"), "{e}");
+        let mut y = x.clone();
+        y[[1, 1, 1]] = f32::NEG_INFINITY;
+        let e = cp_als(y.view(), 2, &CpConfig::default()).unwrap_err().to_string();
+        assert!(e.contains("non-finite value (-inf)"), "{e}");
+        let noisy = cp_tensor(&[9, 8, 7], 6, 0.3, 1);
+        let e = cp_als(noisy.view(), 4, &CpConfig::default().with_max_iterations(2).with_tol(1e-12))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CP-ALS did not converge: 2 iterations, relative error"), "{e}");
+        let e = cp_als(ArrayD::<f32>::zeros(vec![3]).view(), 1, &CpConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("order >= 2"));
+        let z = cp_als(ArrayD::<f32>::zeros(vec![3, 2]).view(), 1, &CpConfig::default()).unwrap();
+        assert_eq!(z.reconstruct(), ArrayD::<f32>::zeros(vec![3, 2]));
+    }
+}

@@ -1,0 +1,170 @@
+//! CANDECOMP/PARAFAC (CP) decomposition by alternating least squares.
+//!
+//! A rank-`R` CP model writes a tensor as a sum of `R` outer products,
+//! `X ≈ Σ_r λ_r · a_r^(0) ∘ a_r^(1) ∘ … ∘ a_r^(N-1)`, with unit-norm factor columns and the scales
+//! in `λ`. [`cp_als`] fits it by alternating least squares with SVD or random initialisation,
+//! column normalisation, a stopping rule on the relative change of the relative error, and an
+//! extrapolating line search against stalls (swamps).
+//!
+//! ```
+//! use ndarray::ArrayD;
+//! use slimnet_decompose::cp::{cp_als, CpConfig};
+//! // an exact rank-1 tensor
+//! let x = ArrayD::from_shape_fn(vec![4, 3, 2], |i| (1 + i[0]) as f32 * (2 + i[1]) as f32 * (1 + 2 * i[2]) as f32);
+//! let cp = cp_als(x.view(), 1, &CpConfig::default())?;
+//! assert!(cp.rel_error < 1e-5 && cp.converged);
+//! assert_eq!(cp.n_params(), 1 + 4 + 3 + 2);
+//! # Ok::<(), slimnet_decompose::Error>(())
+//! ```
+
+mod als;
+
+use ndarray::{Array1, Array2, ArrayD, ArrayViewD};
+
+pub use als::cp_als;
+
+/// How [`cp_als`] initialises the factors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CpInit {
+    /// Leading left singular vectors of each unfolding (HOSVD-style); columns beyond the mode size
+    /// are seeded Gaussian.
+    Svd,
+    /// Seeded Gaussian factors.
+    Random,
+}
+
+/// Settings of [`cp_als`].
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct CpConfig {
+    /// Maximum ALS sweeps (default 500).
+    pub max_iterations: usize,
+    /// Stop when the relative error changes by less than this fraction in one sweep (default
+    /// `1e-6`). `0` disables the test: exactly `max_iterations` sweeps run and the result is
+    /// returned without a convergence check.
+    pub tol: f64,
+    /// Stop as soon as the relative error falls below this (default `1e-7`).
+    pub error_floor: f64,
+    /// Initialisation (default SVD).
+    pub init: CpInit,
+    /// Seed for random initialisation and random padding columns.
+    pub seed: u64,
+    /// Extrapolating line search against stalls (default on): after each sweep, try
+    /// `A + s (A - A_prev)` with `s = k^(1/3)` and keep it when it lowers the error.
+    pub line_search: bool,
+    /// Fail with [`Error::NoConvergence`](crate::Error::NoConvergence) when `max_iterations` is
+    /// reached with `tol > 0` unmet (default true). When false, the result says `converged: false`.
+    pub strict: bool,
+}
+
+impl Default for CpConfig {
+    fn default() -> Self {
+        Self {
+            max_iterations: 500,
+            tol: 1e-6,
+            error_floor: 1e-7,
+            init: CpInit::Svd,
+            seed: 0,
+            line_search: true,
+            strict: true,
+        }
+    }
+}
+
+impl CpConfig {
+    /// Sets the maximum number of sweeps.
+    pub fn with_max_iterations(mut self, n: usize) -> Self {
+        self.max_iterations = n;
+        self
+    }
+
+    /// Sets the tolerance on the relative change of the error (0: run every sweep).
+    pub fn with_tol(mut self, tol: f64) -> Self {
+        self.tol = tol;
+        self
+    }
+
+    /// Sets the initialisation.
+    pub fn with_init(mut self, init: CpInit) -> Self {
+        self.init = init;
+        self
+    }
+
+    /// Sets the seed.
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Turns the line search on or off.
+    pub fn with_line_search(mut self, on: bool) -> Self {
+        self.line_search = on;
+        self
+    }
+
+    /// Sets whether an unmet tolerance is an error.
+    pub fn with_strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}
+
+/// A fitted CP model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cp {
+    /// Scales `λ_r`, length `R`.
+    pub weights: Array1<f32>,
+    /// One factor per mode, `I_n x R`, unit-norm columns.
+    pub factors: Vec<Array2<f32>>,
+    /// ALS sweeps run.
+    pub iterations: usize,
+    /// Relative reconstruction error `||X - X̂|| / ||X||` at the end.
+    pub rel_error: f64,
+    /// Whether the stopping rule was met (always true when `tol` is 0).
+    pub converged: bool,
+    /// Line-search steps accepted.
+    pub line_search_accepted: usize,
+}
+
+impl Cp {
+    /// The rank `R`.
+    pub fn rank(&self) -> usize {
+        self.weights.len()
+    }
+
+    /// The tensor `Σ_r λ_r a_r^(0) ∘ …`.
+    pub fn reconstruct(&self) -> ArrayD<f32> {
+        let shape: Vec<usize> = self.factors.iter().map(|f| f.nrows()).collect();
+        let mut out = ArrayD::<f32>::zeros(ndarray::IxDyn(&shape));
+        for (idx, v) in out.indexed_iter_mut() {
+            let mut s = 0.0f64;
+            for r in 0..self.rank() {
+                let mut p = self.weights[r] as f64;
+                for (n, f) in self.factors.iter().enumerate() {
+                    p *= f[[idx[n], r]] as f64;
+                }
+                s += p;
+            }
+            *v = s as f32;
+        }
+        out
+    }
+
+    /// Stored values: the weights and every factor.
+    pub fn n_params(&self) -> usize {
+        self.weights.len() + self.factors.iter().map(|f| f.len()).sum::<usize>()
+    }
+
+    /// `||x - reconstruct()|| / ||x||`.
+    pub fn relative_error(&self, x: ArrayViewD<'_, f32>) -> f64 {
+        crate::util::relative_error(x.iter().copied(), self.reconstruct().iter().copied())
+    }
+}
+
+/// The largest rank accepted for a tensor of `shape`: the product of all mode sizes but the
+/// largest, a bound on the rank of any tensor of that shape.
+pub fn max_cp_rank(shape: &[usize]) -> usize {
+    let largest = shape.iter().copied().max().unwrap_or(0);
+    shape.iter().product::<usize>() / largest.max(1)
+}
