@@ -29,6 +29,9 @@ use crate::graph::{Graph, Op};
 use crate::layer::Layer;
 use crate::layers::{BatchNorm2d, Conv2d, Conv2dConfig};
 
+/// A predicate over a layer's dotted path and the layer.
+pub type LayerPredicate = Box<dyn Fn(&str, &dyn Layer) -> bool>;
+
 /// Which layers a pass may touch.
 pub enum Selector {
     /// Every layer.
@@ -38,7 +41,7 @@ pub enum Selector {
     /// Layers whose kind is in the list (e.g. `"Conv2d"`).
     Kinds(Vec<String>),
     /// Layers for which the predicate, given the path and the layer, is true.
-    Predicate(Box<dyn Fn(&str, &dyn Layer) -> bool>),
+    Predicate(LayerPredicate),
 }
 
 impl fmt::Debug for Selector {

@@ -140,7 +140,7 @@ fn split(bytes: &[u8]) -> (serde_json::Value, Vec<u8>) {
 
 fn join(header: &serde_json::Value, data: &[u8]) -> Vec<u8> {
     let mut h = serde_json::to_vec(header).unwrap();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();

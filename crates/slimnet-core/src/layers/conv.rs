@@ -109,7 +109,10 @@ impl Conv2dConfig {
                 c.kernel, c.stride, c.dilation
             )));
         }
-        if c.groups == 0 || c.in_channels % c.groups != 0 || c.out_channels % c.groups != 0 {
+        if c.groups == 0
+            || !c.in_channels.is_multiple_of(c.groups)
+            || !c.out_channels.is_multiple_of(c.groups)
+        {
             return Err(Error::config(format!(
                 "{} groups do not divide {} input and {} output channels",
                 c.groups, c.in_channels, c.out_channels
