@@ -10,10 +10,14 @@
 //!
 //! ```text
 //! cargo run --release --example prune_lenet -- [--model lenet300|lenet5|both|resnet] [--sparsity F]
-//!     [--prune-epochs N] [--finetune-epochs N] [--baseline-epochs N] [--threads N] [--seed N]
+//!     [--prune-epochs N] [--finetune-epochs N] [--baseline-epochs N] [--lr F] [--threads N]
+//!     [--seed N] [--sensitivity]
 //! ```
 //! The dense baseline is loaded from `target/slimnet/<model>.safetensors` when present (as
 //! written by `cargo run --release --example train_lenet -- --model <model>`), else trained here.
+//! `--sensitivity` first sweeps each layer's sparsity against test accuracy (for analysis only:
+//! the pruning run below does not use it), printing a table and writing
+//! `target/slimnet/sensitivity_<model>.svg`.
 //! The last line per model reads
 //! `prune <model> mnist acc_before=<f> acc_after=<f> sparsity=<f> file_bytes_before=<n>
 //! file_bytes_after=<n> speedup=<f>`, where sparsity is the fraction of zero conv/linear weights
@@ -27,6 +31,7 @@ use slimnet::core::rewrite::Selector;
 use slimnet::core::{io, models, optim, tensor, train, Graph, Layer};
 use slimnet::prune::criterion::{L1Norm, Magnitude};
 use slimnet::prune::schedule::{Agp, PruneCallback, Unit};
+use slimnet::prune::sensitivity::sensitivity;
 use slimnet::prune::structured::StructuredPruner;
 use slimnet::prune::{convert, sparsity_report, Pruner, Scope};
 
@@ -37,6 +42,7 @@ struct Args {
     finetune_epochs: Option<usize>,
     baseline_epochs: Option<usize>,
     lr: Option<f32>,
+    sensitivity: bool,
     threads: usize,
     seed: u64,
 }
@@ -49,6 +55,7 @@ fn parse_args() -> Result<Args, String> {
         finetune_epochs: None,
         baseline_epochs: None,
         lr: None,
+        sensitivity: false,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         seed: 1,
     };
@@ -70,12 +77,13 @@ fn parse_args() -> Result<Args, String> {
             "--baseline-epochs" => a.baseline_epochs = Some(num(val()?)?),
             "--lr" => a.lr = Some(val()?.parse().map_err(|e| format!("{flag}: {e}"))?),
             "--threads" => a.threads = num(val()?)?,
+            "--sensitivity" => a.sensitivity = true,
             "--seed" => a.seed = num(val()?)? as u64,
             "-h" | "--help" => {
                 return Err(
                     "usage: prune_lenet [--model lenet300|lenet5|both|resnet] [--sparsity F] \
                             [--prune-epochs N] [--finetune-epochs N] [--baseline-epochs N] \
-                            [--lr F] [--threads N] [--seed N]"
+                            [--lr F] [--threads N] [--seed N] [--sensitivity]"
                         .into(),
                 )
             }
@@ -158,6 +166,9 @@ fn run(args: &Args, model: &str) -> slimnet::core::Result<String> {
     let dense = baseline(args, model, &tr, &te)?;
     let acc_before = train::accuracy(&dense, &te)?;
     let bytes_before = io::to_bytes(&dense)?.len();
+    if args.sensitivity {
+        sweep(model, &dense, &te)?;
+    }
 
     // AGP from 0 to the target over `prune` epochs (pruning 20 times), then fine-tuning.
     let ((_, _, wd), prune, finetune, lr) = recipe(model);
@@ -239,6 +250,20 @@ fn run(args: &Args, model: &str) -> slimnet::core::Result<String> {
         t_dense / t_sparse
     );
     Ok(line)
+}
+
+/// Per-layer sensitivity on the test set: table and SVG plot.
+fn sweep(model: &str, dense: &Graph, val: &Dataset) -> slimnet::core::Result<()> {
+    let sparsities = [0.5, 0.7, 0.8, 0.9, 0.95, 0.98];
+    let s = sensitivity(dense, &Selector::All, &Magnitude, &sparsities, &mut |g| {
+        train::accuracy(g, val)
+    })?;
+    println!("{s}");
+    let path = format!("target/slimnet/sensitivity_{model}.svg");
+    std::fs::create_dir_all("target/slimnet")?;
+    s.save_svg(&path)?;
+    println!("wrote {path}");
+    Ok(())
 }
 
 /// Structured pruning: remove half the channels, fine-tune the smaller dense model.
