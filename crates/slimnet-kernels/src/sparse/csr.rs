@@ -182,6 +182,7 @@ impl CsrMatrix {
 }
 
 /// One CSR row as `(value, column)` pairs.
+#[derive(Clone)]
 pub(crate) struct CsrRow<'a> {
     v: std::slice::Iter<'a, f32>,
     k: std::slice::Iter<'a, u32>,

@@ -13,7 +13,7 @@ use crate::threads;
 /// A format whose rows are lists of `(value, column)` pairs (CSR, N:M).
 pub(crate) trait RowSource: Sync {
     /// Iterator over one row's `(value, column)` pairs, columns increasing.
-    type Row<'a>: Iterator<Item = (f32, usize)>
+    type Row<'a>: Iterator<Item = (f32, usize)> + Clone
     where
         Self: 'a;
     /// The pairs of row `r`.

@@ -206,6 +206,7 @@ impl NmMatrix {
 }
 
 /// One N:M row as `(value, column)` pairs.
+#[derive(Clone)]
 pub(crate) struct NmRow<'a> {
     v: std::slice::Iter<'a, f32>,
     p: std::slice::Iter<'a, u8>,

@@ -334,6 +334,9 @@ pub(crate) unsafe fn store8(v: __m256, bias: Option<&[f32]>, act: Activation, ou
     _mm256_storeu_ps(out.as_mut_ptr(), act8(_mm256_add_ps(v, b), act));
 }
 
+/// How many non-zeros ahead the AVX-512 tile prefetches operand rows.
+const PREFETCH: usize = 16;
+
 #[inline]
 #[target_feature(enable = "avx512f")]
 fn act16(v: __m512, act: Activation) -> __m512 {
@@ -350,7 +353,7 @@ fn act16(v: __m512, act: Activation) -> __m512 {
 #[inline]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile512<const R: usize, I: Iterator<Item = (f32, usize)>>(
+unsafe fn tile512<const R: usize, I: Iterator<Item = (f32, usize)> + Clone>(
     it: I,
     b: *const f32,
     n: usize,
@@ -363,11 +366,19 @@ unsafe fn tile512<const R: usize, I: Iterator<Item = (f32, usize)>>(
     // other's latency
     let mut acc = [[_mm512_setzero_ps(); R]; 2];
     let mut it = it;
+    // prefetch the operand rows PREFETCH non-zeros ahead
+    let mut ahead = it.clone().skip(PREFETCH);
     'outer: loop {
         for set in acc.iter_mut() {
             let Some((v, k)) = it.next() else {
                 break 'outer;
             };
+            if let Some((_, k2)) = ahead.next() {
+                let p2 = b.add(k2 * n) as *const i8;
+                for q in 0..R {
+                    _mm_prefetch::<_MM_HINT_T0>(p2.add(64 * q));
+                }
+            }
             let vb = _mm512_set1_ps(v);
             let p = b.add(k * n);
             for (q, a) in set.iter_mut().enumerate() {
