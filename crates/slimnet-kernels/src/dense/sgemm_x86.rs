@@ -10,11 +10,11 @@ use crate::threads;
 
 const MR: usize = 8;
 const NR: usize = 32;
-const KC: usize = 256;
+const KC: usize = 128;
 
 /// `c[0..rows, 0..cols] (=|+=) alpha * A_panel * B_panel` for one `8 x 32` tile.
 ///
-/// `a` is `[kc][MR]`, `b` is `kc` rows of `NR` with row stride `ldb`; `first` chooses `beta * c` (or nothing when
+/// `a` is `MR x kc` with strides `(a_rs, a_cs)` (packed: `(1, MR)`), `b` is `kc` rows of `NR` with row stride `ldb`; `first` chooses `beta * c` (or nothing when
 /// `beta == 0`) as the starting value instead of `c`.
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -22,6 +22,8 @@ const KC: usize = 256;
 unsafe fn tile(
     kc: usize,
     a: *const f32,
+    a_rs: usize,
+    a_cs: usize,
     b: *const f32,
     ldb: usize,
     c: *mut f32,
@@ -35,9 +37,9 @@ unsafe fn tile(
     for p in 0..kc {
         let b0 = _mm512_loadu_ps(b.add(p * ldb));
         let b1 = _mm512_loadu_ps(b.add(p * ldb + 16));
-        let ap = a.add(p * MR);
+        let ap = a.add(p * a_cs);
         for (r, acc) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*ap.add(r));
+            let av = _mm512_set1_ps(*ap.add(r * a_rs));
             acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
             acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
         }
@@ -117,14 +119,18 @@ unsafe fn gemm_cols(
     let mut p0 = 0;
     while p0 < k {
         let kc = KC.min(k - p0);
+        // full panels of a row-major A are read in place; others are packed
+        let in_place = a.cs() == 1;
         for ip in 0..mpan {
-            pack_a(
-                a,
-                ip * MR,
-                p0,
-                kc,
-                &mut ap[ip * MR * kc..(ip + 1) * MR * kc],
-            );
+            if !in_place || (ip + 1) * MR > m {
+                pack_a(
+                    a,
+                    ip * MR,
+                    p0,
+                    kc,
+                    &mut ap[ip * MR * kc..(ip + 1) * MR * kc],
+                );
+            }
         }
         let start = (p0 == 0).then_some(beta);
         let mut j = j_lo;
@@ -151,9 +157,17 @@ unsafe fn gemm_cols(
             ];
             for ip in 0..mpan {
                 let rows = MR.min(m - ip * MR);
+                // (in place: rows ip*MR..ip*MR+8 and columns p0..p0+kc all exist)
+                let (apan, a_rs, a_cs) = if in_place && (ip + 1) * MR <= m {
+                    (a.ptr_at(ip * MR, p0), a.rs(), 1)
+                } else {
+                    (ap.as_ptr().add(ip * MR * kc), 1, MR)
+                };
                 tile(
                     kc,
-                    ap.as_ptr().add(ip * MR * kc),
+                    apan,
+                    a_rs,
+                    a_cs,
                     bptr,
                     ldb,
                     c.add(ip * MR * ldc + j),
