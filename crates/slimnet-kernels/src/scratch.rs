@@ -13,6 +13,7 @@ thread_local! {
     pub(crate) static I32_A: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     pub(crate) static I32_B: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     pub(crate) static F32_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static F32_B: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` with the buffer behind `key` (contents unspecified, length unspecified; callers

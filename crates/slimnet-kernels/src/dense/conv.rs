@@ -328,8 +328,16 @@ pub fn conv2d_forward(
     let kk = cig * g.kernel_h * g.kernel_w;
     let one = g.single();
     let pointwise = g.is_pointwise();
+    #[cfg(target_arch = "x86_64")]
+    let blocked = !pointwise && super::sgemm_x86::conv_blocked_fits(g);
     for_images(g.batch, out, g.out_channels * plane, |n, o, nt| {
         let x = &input[n * in_img..(n + 1) * in_img];
+        #[cfg(target_arch = "x86_64")]
+        if blocked {
+            super::sgemm_x86::conv_blocked_avx512(&one, x, weight, o, nt);
+            epilogue(o, plane, bias, act);
+            return;
+        }
         let mut run = |col: &[f32]| {
             for grp in 0..g.groups {
                 let w = MatRef::row_major(&weight[grp * cog * kk..(grp + 1) * cog * kk], cog, kk)

@@ -26,9 +26,25 @@ pub(crate) fn valid_range(out: usize, stride: usize, offset: isize, size: usize)
 /// # Panics
 /// When `image` or `col` is shorter than the geometry implies (internal kernel; callers check).
 pub fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
-    let (oh, ow) = (g.out_h(), g.out_w());
+    im2col_rows(g, image, 0, g.out_h(), col)
+}
+
+/// [`im2col`] restricted to output rows `oy0..oy1`: columns `[C * kh * kw, (oy1 - oy0) * ow]`.
+///
+/// # Panics
+/// When `image` or `col` is too short, or the row range is out of order.
+pub(crate) fn im2col_rows(
+    g: &ConvGeometry,
+    image: &[f32],
+    oy0: usize,
+    oy1: usize,
+    col: &mut [f32],
+) {
+    let ow = g.out_w();
+    let oh = g.out_h();
     let (h, w) = (g.in_h, g.in_w);
-    let plane = oh * ow;
+    assert!(oy0 <= oy1 && oy1 <= oh);
+    let plane = (oy1 - oy0) * ow;
     assert!(image.len() >= g.in_channels * h * w);
     assert!(col.len() >= g.in_channels * g.kernel_h * g.kernel_w * plane);
     let mut row = 0;
@@ -42,8 +58,8 @@ pub fn im2col(g: &ConvGeometry, image: &[f32], col: &mut [f32]) {
                 let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
                 let dst = &mut col[row * plane..(row + 1) * plane];
                 row += 1;
-                for oy in 0..oh {
-                    let d = &mut dst[oy * ow..(oy + 1) * ow];
+                for oy in oy0..oy1 {
+                    let d = &mut dst[(oy - oy0) * ow..(oy - oy0 + 1) * ow];
                     if oy < ylo || oy >= yhi || xlo >= xhi {
                         d.fill(0.0);
                         continue;

@@ -5,6 +5,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use super::conv::ConvGeometry;
 use super::gemm::MatRef;
 use crate::threads;
 
@@ -229,4 +230,64 @@ pub(crate) unsafe fn sgemm_avx512(
             }
         })
     });
+}
+
+/// Output columns per block of [`conv_blocked_avx512`]: the block's im2col panel
+/// (`C * kh * kw` rows) then stays in L2.
+const CONV_BLOCK_COLS: usize = 256;
+
+/// Whether [`conv_blocked_avx512`] applies: AVX-512, the own GEMM backend, one group, a
+/// spatial kernel, at least 8 output channels and a plane worth splitting.
+pub(crate) fn conv_blocked_fits(g: &ConvGeometry) -> bool {
+    crate::isa::features().avx512
+        && super::gemm::gemm_backend() == super::gemm::Backend::Own
+        && g.groups == 1
+        && g.out_channels >= 8
+        && g.out_h() * g.out_w() >= 2 * CONV_BLOCK_COLS
+}
+
+/// One image of a convolution (no bias or activation): blocks of whole output rows are unfolded
+/// (`im2col_rows`) into an L2-sized panel and multiplied straight into their columns of `out`
+/// `[O, oh * ow]`; with threads, blocks run in parallel (each unfolds its own panel).
+///
+/// # Panics
+/// When the buffers do not match the geometry (checked by the safe caller).
+pub(crate) fn conv_blocked_avx512(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    out: &mut [f32],
+    n_threads: usize,
+) {
+    assert!(crate::isa::features().avx512);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let plane = oh * ow;
+    let kk = g.in_channels * g.kernel_h * g.kernel_w;
+    assert!(out.len() >= g.out_channels * plane && weight.len() >= g.out_channels * kk);
+    let a = MatRef::row_major(&weight[..g.out_channels * kk], g.out_channels, kk)
+        .expect("weight length checked");
+    let rpb = (CONV_BLOCK_COLS / ow).max(1);
+    let blocks: Vec<(usize, usize)> = (0..oh)
+        .step_by(rpb)
+        .map(|y0| (y0, (y0 + rpb).min(oh)))
+        .collect();
+    let ptr = SendPtr(out.as_mut_ptr());
+    let run = |&(y0, y1): &(usize, usize)| {
+        let nb = (y1 - y0) * ow;
+        crate::scratch::with(&crate::scratch::F32_B, |col| {
+            let col = crate::scratch::sized(col, kk * nb);
+            super::im2col::im2col_rows(g, x, y0, y1, col);
+            let b = MatRef::row_major(col, kk, nb).expect("panel length");
+            let p = ptr;
+            // SAFETY: AVX-512F is available (asserted); `p` points at `out`, which holds
+            // `O * plane` elements; this block writes only its columns `y0 * ow..y1 * ow` of
+            // every row (row stride `plane`), disjoint from other blocks.
+            unsafe { gemm_cols(1.0, &a, &b, 0.0, p.0.add(y0 * ow), plane, 0, nb) };
+        })
+    };
+    if n_threads > 1 && blocks.len() > 1 {
+        threads::with_pool(|| blocks.par_iter().for_each(run));
+    } else {
+        blocks.iter().for_each(run);
+    }
 }

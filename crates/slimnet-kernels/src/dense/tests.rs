@@ -66,6 +66,10 @@ fn conv_forward_matches_definition() {
     let shapes = [
         ConvGeometry::new(2, 3, 9, 8, 5, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 16, 12, 12, 40, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 3, 30, 25, 9, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(2, 4, 60, 50, 8, 3, 3)
+            .with_stride(2, 2)
+            .with_padding(1, 1),
         ConvGeometry::new(1, 20, 12, 12, 50, 5, 5),
         ConvGeometry::new(1, 24, 10, 9, 33, 1, 1),
         ConvGeometry::new(3, 6, 11, 7, 4, 3, 2)
