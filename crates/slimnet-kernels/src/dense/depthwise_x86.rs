@@ -27,16 +27,29 @@ pub(crate) unsafe fn plane_s1_avx512(
     let (ph, pw) = (g.padding.0, g.padding.1);
     // padded row: pw zeros, the input row, then zeros up to a whole extra register
     let wp = w + 2 * pw + 16;
-    buf.clear();
-    buf.resize(h * wp, 0.0);
+    if buf.len() < h * wp {
+        buf.resize(h * wp, 0.0);
+    }
+    // every element of the h x wp window is written: border zeros, then the row
     for (iy, src) in x.chunks_exact(w).enumerate().take(h) {
-        buf[iy * wp + pw..iy * wp + pw + w].copy_from_slice(src);
+        let row = &mut buf[iy * wp..(iy + 1) * wp];
+        row[..pw].fill(0.0);
+        row[pw..pw + w].copy_from_slice(src);
+        row[pw + w..].fill(0.0);
     }
     let bp = buf.as_ptr();
     let mut ox0 = 0;
     while ox0 < ow {
         let cols = (ow - ox0).min(16);
         let mut oy = 0;
+        if (kh, kw) == (3, 3) {
+            let wv: [[__m512; 3]; 3] =
+                std::array::from_fn(|ki| std::array::from_fn(|kj| _mm512_set1_ps(wk[ki * 3 + kj])));
+            while oy + 4 <= oh {
+                rows3x3::<4>(bp, wp, h, ph, &wv, oy, ox0, bias, act, cols, ow, o);
+                oy += 4;
+            }
+        }
         while oy + 4 <= oh {
             rows::<4>(bp, wp, h, ph, kh, kw, wk, oy, ox0, bias, act, cols, ow, o);
             oy += 4;
@@ -89,6 +102,65 @@ unsafe fn rows<const RB: usize>(
                 }
             }
         }
+    }
+    let zero = _mm512_setzero_ps();
+    for (q, a) in acc.iter().enumerate() {
+        let r = match act {
+            Activation::Identity => *a,
+            Activation::Relu => _mm512_max_ps(*a, zero),
+            Activation::Relu6 => _mm512_min_ps(_mm512_max_ps(*a, zero), _mm512_set1_ps(6.0)),
+        };
+        let dst = o.as_mut_ptr().add((oy + q) * ow + ox0);
+        if cols == 16 {
+            _mm512_storeu_ps(dst, r);
+        } else {
+            let mut tmp = [0.0f32; 16];
+            _mm512_storeu_ps(tmp.as_mut_ptr(), r);
+            std::ptr::copy_nonoverlapping(tmp.as_ptr(), dst, cols);
+        }
+    }
+}
+
+/// [`rows`] for a 3x3 kernel with the weights already broadcast, so every loop unrolls.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f")]
+unsafe fn rows3x3<const RB: usize>(
+    bp: *const f32,
+    wp: usize,
+    h: usize,
+    ph: usize,
+    wv: &[[__m512; 3]; 3],
+    oy: usize,
+    ox0: usize,
+    bias: f32,
+    act: Activation,
+    cols: usize,
+    ow: usize,
+    o: &mut [f32],
+) {
+    let mut acc = [_mm512_set1_ps(bias); RB];
+    let mut r = 0;
+    while r < RB + 2 {
+        let iy = oy + r;
+        if iy >= ph && iy < h + ph {
+            // same bounds as in `rows`: the highest lane read is below wp
+            let row = bp.add((iy - ph) * wp + ox0);
+            let v = [
+                _mm512_loadu_ps(row),
+                _mm512_loadu_ps(row.add(1)),
+                _mm512_loadu_ps(row.add(2)),
+            ];
+            for (q, a) in acc.iter_mut().enumerate() {
+                if r >= q && r - q < 3 {
+                    let w = &wv[r - q];
+                    *a = _mm512_fmadd_ps(w[0], v[0], *a);
+                    *a = _mm512_fmadd_ps(w[1], v[1], *a);
+                    *a = _mm512_fmadd_ps(w[2], v[2], *a);
+                }
+            }
+        }
+        r += 1;
     }
     let zero = _mm512_setzero_ps();
     for (q, a) in acc.iter().enumerate() {
