@@ -47,6 +47,9 @@ pub(crate) fn im2col_rows(
     let plane = (oy1 - oy0) * ow;
     assert!(image.len() >= g.in_channels * h * w);
     assert!(col.len() >= g.in_channels * g.kernel_h * g.kernel_w * plane);
+    // stride 1, dilation 1 and ow == w: an im2col row is the image shifted, so valid output
+    // rows come from one contiguous copy
+    let same_width = g.stride == (1, 1) && g.dilation == (1, 1) && ow == w;
     let mut row = 0;
     for c in 0..g.in_channels {
         let img = &image[c * h * w..(c + 1) * h * w];
@@ -58,6 +61,19 @@ pub(crate) fn im2col_rows(
                 let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
                 let dst = &mut col[row * plane..(row + 1) * plane];
                 row += 1;
+                if same_width {
+                    shifted_rows(
+                        img,
+                        w,
+                        (ylo, yhi),
+                        (xlo, xhi),
+                        (off_y, off_x),
+                        oy0,
+                        oy1,
+                        dst,
+                    );
+                    continue;
+                }
                 for oy in oy0..oy1 {
                     let d = &mut dst[(oy - oy0) * ow..(oy - oy0 + 1) * ow];
                     if oy < ylo || oy >= yhi || xlo >= xhi {
@@ -79,6 +95,46 @@ pub(crate) fn im2col_rows(
                     }
                 }
             }
+        }
+    }
+}
+
+/// One im2col row over output rows `oy0..oy1` when `ow == w`, stride 1, dilation 1:
+/// `dst[(oy - oy0) * w + ox] = img[(oy + off_y) * w + ox + off_x]`, zero outside the image.
+#[allow(clippy::too_many_arguments)]
+fn shifted_rows(
+    img: &[f32],
+    w: usize,
+    (ylo, yhi): (usize, usize),
+    (xlo, xhi): (usize, usize),
+    (off_y, off_x): (isize, isize),
+    oy0: usize,
+    oy1: usize,
+    dst: &mut [f32],
+) {
+    let (a, b) = (ylo.max(oy0), yhi.min(oy1));
+    if a >= b || xlo >= xhi {
+        dst.fill(0.0);
+        return;
+    }
+    dst[..(a - oy0) * w].fill(0.0);
+    dst[(b - oy0) * w..].fill(0.0);
+    // flat copy of the valid rows; entries that wrap across a row edge are fixed below
+    let (mut d, mut src, mut len) = (
+        (a - oy0) * w,
+        (a as isize + off_y) * w as isize + off_x,
+        (b - a) * w,
+    );
+    if src < 0 {
+        d += (-src) as usize;
+        len = len.saturating_sub((-src) as usize);
+        src = 0;
+    }
+    let len = len.min(img.len().saturating_sub(src as usize));
+    dst[d..d + len].copy_from_slice(&img[src as usize..src as usize + len]);
+    for x in (0..xlo).chain(xhi..w) {
+        for oy in a..b {
+            dst[(oy - oy0) * w + x] = 0.0;
         }
     }
 }

@@ -67,6 +67,8 @@ fn conv_forward_matches_definition() {
         ConvGeometry::new(2, 3, 9, 8, 5, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 16, 12, 12, 40, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 3, 30, 25, 9, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 2, 5, 1, 3, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 2, 4, 2, 3, 5, 5).with_padding(2, 2),
         ConvGeometry::new(2, 4, 60, 50, 8, 3, 3)
             .with_stride(2, 2)
             .with_padding(1, 1),
