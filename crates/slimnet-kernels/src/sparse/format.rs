@@ -81,7 +81,13 @@ impl DenseMatrix {
     /// # Errors
     /// When `values.len() != rows * cols`.
     pub fn new(rows: usize, cols: usize, values: Vec<f32>) -> Result<Self> {
-        check_len("dense matrix", rows * cols, values.len())?;
+        let len = rows
+            .checked_mul(cols)
+            .ok_or_else(|| crate::KernelError::Invalid {
+                what: "dense matrix shape",
+                reason: format!("{rows}x{cols} overflows"),
+            })?;
+        check_len("dense matrix", len, values.len())?;
         Ok(Self { rows, cols, values })
     }
 

@@ -314,3 +314,77 @@ fn auto_format_picks_structure() {
     let sw = SparseWeight::from_dense_auto(&unstructured, rows, cols, None, 1).unwrap();
     assert_eq!(sw.format(), SparseFormat::Csr);
 }
+
+/// Randomly corrupted parts either fail validation or give a matrix every kernel runs on.
+#[test]
+fn corrupted_parts_are_rejected_or_safe() {
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let (rows, cols) = (16, 40);
+    let w = sparse_dense(&mut rng, rows, cols, 0.3);
+    let csr = CsrMatrix::from_dense(&w, rows, cols, None).unwrap();
+    let bsr = BsrMatrix::from_dense(&w, rows, cols, (4, 1), None).unwrap();
+    let nm = NmMatrix::prune_from_dense(&w, rows, cols, (2, 4)).unwrap();
+    let b = random(&mut rng, cols * 9);
+    let mut ok = 0;
+    let run = |m: &dyn SparseMatrix| {
+        for n in [1, 9] {
+            let mut c = vec![0.0; rows * n];
+            for isa in Isa::all_supported() {
+                spmm_with_isa(
+                    isa,
+                    m,
+                    &b[..cols * n],
+                    n,
+                    None,
+                    Activation::Identity,
+                    &mut c,
+                )
+                .unwrap();
+            }
+        }
+        let _ = m.to_dense();
+    };
+    for _ in 0..300 {
+        let mut p = csr.row_ptr().to_vec();
+        let mut k = csr.col_idx().to_vec();
+        match rng.random_range(0..3) {
+            0 => {
+                let i = rng.random_range(0..p.len());
+                p[i] = rng.random_range(0..(csr.nnz() as u32 + 3));
+            }
+            1 if !k.is_empty() => {
+                let i = rng.random_range(0..k.len());
+                k[i] = rng.random_range(0..(cols as u32 + 3));
+            }
+            _ => {
+                k.pop();
+            }
+        }
+        if let Ok(m) = CsrMatrix::from_parts(rows, cols, p, k, csr.values().to_vec()) {
+            run(&m);
+            ok += 1;
+        }
+        let mut p = bsr.block_row_ptr().to_vec();
+        let mut k = bsr.block_col_idx().to_vec();
+        if rng.random_bool(0.5) {
+            let i = rng.random_range(0..p.len());
+            p[i] = rng.random_range(0..(bsr.num_blocks() as u32 + 3));
+        } else if !k.is_empty() {
+            let i = rng.random_range(0..k.len());
+            k[i] = rng.random_range(0..(cols as u32 + 3));
+        }
+        if let Ok(m) = BsrMatrix::from_parts(rows, cols, (4, 1), p, k, bsr.values().to_vec()) {
+            run(&m);
+            ok += 1;
+        }
+        let mut idx = nm.indices().to_vec();
+        let i = rng.random_range(0..idx.len());
+        idx[i] = rng.random_range(0..6);
+        if let Ok(m) = NmMatrix::from_parts(rows, cols, (2, 4), nm.values().to_vec(), idx) {
+            run(&m);
+            ok += 1;
+        }
+    }
+    // some corruptions happen to stay valid (e.g. an index replaced by itself)
+    assert!(ok > 0);
+}
