@@ -131,8 +131,11 @@ impl BsrMatrix {
         let nbc = cols / bc;
         for i in 0..nbr {
             let (lo, hi) = (block_row_ptr[i] as usize, block_row_ptr[i + 1] as usize);
-            if lo > hi {
-                return Err(invalid("bsr block_row_ptr", format!("decreases at {i}")));
+            if lo > hi || hi > nb {
+                return Err(invalid(
+                    "bsr block_row_ptr",
+                    format!("decreases at {i} or exceeds {nb} blocks"),
+                ));
             }
             let mut prev: Option<u32> = None;
             for &c in &block_col_idx[lo..hi] {

@@ -118,8 +118,11 @@ impl CsrMatrix {
         }
         for r in 0..rows {
             let (lo, hi) = (row_ptr[r] as usize, row_ptr[r + 1] as usize);
-            if lo > hi {
-                return Err(invalid("csr row_ptr", format!("decreases at row {r}")));
+            if lo > hi || hi > values.len() {
+                return Err(invalid(
+                    "csr row_ptr",
+                    format!("decreases at row {r} or exceeds {} values", values.len()),
+                ));
             }
             let mut prev: Option<u32> = None;
             for &c in &col_idx[lo..hi] {
