@@ -178,6 +178,29 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
 
 /// Transposes a row-major `[rows, cols]` matrix into `dst` `[cols, rows]`.
 pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::features().avx2_fma {
+        // SAFETY: AVX2 is available; both buffers hold `rows * cols` elements (asserted).
+        let (rf, cf) = unsafe { super::x86::transpose8_avx2(src, rows, cols, dst) };
+        // ragged edges: rows rf.. (all columns), then columns cf.. of rows ..rf
+        for i in rf..rows {
+            for j in 0..cols {
+                dst[j * rows + i] = src[i * cols + j];
+            }
+        }
+        for i in 0..rf {
+            for j in cf..cols {
+                dst[j * rows + i] = src[i * cols + j];
+            }
+        }
+        return;
+    }
+    transpose_scalar(src, rows, cols, dst)
+}
+
+/// Portable [`transpose`].
+pub(crate) fn transpose_scalar(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const T: usize = 16;
     for i0 in (0..rows).step_by(T) {
         for j0 in (0..cols).step_by(T) {

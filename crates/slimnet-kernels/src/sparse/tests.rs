@@ -388,3 +388,25 @@ fn corrupted_parts_are_rejected_or_safe() {
     // some corruptions happen to stay valid (e.g. an index replaced by itself)
     assert!(ok > 0);
 }
+
+#[test]
+fn transpose_matches_scalar() {
+    let mut rng = ChaCha8Rng::seed_from_u64(10);
+    for (r, c) in [
+        (1, 1),
+        (8, 8),
+        (64, 4096),
+        (13, 29),
+        (16, 7),
+        (7, 16),
+        (33, 65),
+    ] {
+        let x = random(&mut rng, r * c);
+        let mut a = vec![0.0; r * c];
+        let mut b = vec![1.0; r * c];
+        super::driver::transpose_scalar(&x, r, c, &mut a);
+        super::driver::transpose(&x, r, c, &mut b);
+        assert_eq!(a, b, "{r}x{c}");
+        assert_eq!(a[(c - 1) * r], x[c - 1]);
+    }
+}

@@ -471,3 +471,55 @@ pub(crate) unsafe fn csr_dot_avx512(v: &[f32], k: &[u32], x: &[f32]) -> f32 {
     }
     s
 }
+
+/// Transposes the full 8x8 blocks of a row-major `[rows, cols]` matrix into `dst`
+/// `[cols, rows]`; returns `(rows / 8 * 8, cols / 8 * 8)`, the part done (the caller does the
+/// ragged edges).
+///
+/// Needs `src.len() >= rows * cols` and `dst.len() >= rows * cols`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn transpose8_avx2(
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+) -> (usize, usize) {
+    let (rf, cf) = (rows / 8 * 8, cols / 8 * 8);
+    let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+    for i0 in (0..rf).step_by(8) {
+        for j0 in (0..cf).step_by(8) {
+            let r: [__m256; 8] =
+                std::array::from_fn(|q| _mm256_loadu_ps(sp.add((i0 + q) * cols + j0)));
+            let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+            let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+            let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+            let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+            let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+            let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+            let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+            let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+            let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+            let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+            let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+            let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+            let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+            let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+            let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+            let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+            let o = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (q, v) in o.iter().enumerate() {
+                _mm256_storeu_ps(dp.add((j0 + q) * rows + i0), *v);
+            }
+        }
+    }
+    (rf, cf)
+}
