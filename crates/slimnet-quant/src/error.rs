@@ -1,0 +1,104 @@
+//! The error type of slimnet-quant.
+
+use thiserror::Error;
+
+/// Result type of slimnet-quant.
+pub type Result<T> = std::result::Result<T, QuantError>;
+
+/// Errors of slimnet-quant. Variants that concern one layer or graph node name its dotted path.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum QuantError {
+    /// A bit width outside the supported range.
+    #[error("{layer}: bit width {bits} is outside {min}..={max}")]
+    BitWidth {
+        /// Layer path (empty for a free-standing scheme).
+        layer: String,
+        /// The rejected width.
+        bits: u32,
+        /// Smallest supported width.
+        min: u32,
+        /// Largest supported width.
+        max: u32,
+    },
+    /// NaN or infinity met while observing values (calibration, QAT observers).
+    #[error(
+        "{layer}: non-finite value {value} met during calibration (check the inputs and the model)"
+    )]
+    NonFinite {
+        /// Node path whose values were observed.
+        layer: String,
+        /// The offending value.
+        value: f32,
+    },
+    /// An observer was asked for a range before it saw any value.
+    #[error("{layer}: the observer saw no values (empty calibration set?)")]
+    NoData {
+        /// Node path of the observer.
+        layer: String,
+    },
+    /// Calibration was given no batches.
+    #[error("calibration needs at least one batch, got none")]
+    EmptyCalibration,
+    /// An argument or layer that the requested step cannot handle.
+    #[error("{layer}: {reason}")]
+    Invalid {
+        /// Layer path.
+        layer: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An error of slimnet-core (shapes, graphs, model files, kernels).
+    #[error(transparent)]
+    Core(#[from] slimnet_core::Error),
+}
+
+impl QuantError {
+    /// An [`QuantError::Invalid`] for `layer`.
+    pub fn invalid(layer: impl Into<String>, reason: impl Into<String>) -> Self {
+        QuantError::Invalid {
+            layer: layer.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// Prefixes the layer path with `prefix`.
+    pub fn in_layer(mut self, prefix: &str) -> Self {
+        let join = |p: &mut String| {
+            *p = if p.is_empty() {
+                prefix.to_string()
+            } else {
+                format!("{prefix}.{p}")
+            }
+        };
+        match &mut self {
+            QuantError::BitWidth { layer, .. }
+            | QuantError::NonFinite { layer, .. }
+            | QuantError::NoData { layer }
+            | QuantError::Invalid { layer, .. } => join(layer),
+            QuantError::Core(e) => {
+                let inner = std::mem::replace(e, slimnet_core::Error::Invalid(String::new()));
+                *e = inner.in_layer(prefix);
+            }
+            QuantError::EmptyCalibration => {}
+        }
+        self
+    }
+}
+
+impl From<slimnet_kernels::KernelError> for QuantError {
+    fn from(e: slimnet_kernels::KernelError) -> Self {
+        QuantError::Core(e.into())
+    }
+}
+
+/// Converts a quantization error into a core error (for code behind the `Layer` trait).
+pub(crate) fn to_core(e: QuantError) -> slimnet_core::Error {
+    match e {
+        QuantError::Core(c) => c,
+        other => slimnet_core::Error::Config {
+            layer: String::new(),
+            reason: other.to_string(),
+        },
+    }
+}
