@@ -94,17 +94,22 @@ pub(crate) fn khatri_rao<T: Elem>(factors: &[MatRef<'_, T>]) -> Mat<T> {
     let r = factors[0].ncols();
     let rows: usize = factors.iter().map(|f| f.nrows()).product();
     let mut out = Mat::<T>::zeros(rows, r);
+    let mut scratch = vec![T::of(0.0); rows];
     for c in 0..r {
-        let col = out.col_mut(c).try_as_col_major_mut().expect("owned column").as_slice_mut();
+        let col = out
+            .col_mut(c)
+            .try_as_col_major_mut()
+            .expect("owned column")
+            .as_slice_mut();
         col[0] = T::of(1.0);
         let mut len = 1;
         for f in factors {
-            let k = f.nrows();
-            // expand in place from the back: new[i * k + j] = old[i] * f[j]
-            for i in (0..len).rev() {
-                let base = col[i];
-                for j in (0..k).rev() {
-                    col[i * k + j] = base * f[(j, c)];
+            let fc: Vec<T> = f.col(c).iter().copied().collect();
+            let k = fc.len();
+            scratch[..len].copy_from_slice(&col[..len]);
+            for (i, &base) in scratch[..len].iter().enumerate() {
+                for (dst, &v) in col[i * k..(i + 1) * k].iter_mut().zip(&fc) {
+                    *dst = base * v;
                 }
             }
             len *= k;

@@ -52,7 +52,12 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         });
     }
     let order = shape.len();
-    let unfoldings: Vec<Mat<f64>> = (0..order).map(|n| xd.unfold(n)).collect();
+    // The largest mode is the pivot: its MTTKRP is a product with the full unfolding; then
+    // P = X_(p)^T A_p contracts the pivot once, and every other mode's MTTKRP is a cheap
+    // contraction of P (a two-level dimension tree).
+    let pivot = (0..order).max_by_key(|&n| (shape[n], usize::MAX - n)).expect("order >= 2");
+    let others: Vec<usize> = (0..order).filter(|&n| n != pivot).collect();
+    let x_pivot = xd.unfold(pivot);
     let mut factors: Vec<Mat<f64>> = match cfg.init {
         CpInit::Random => shape
             .iter()
@@ -61,7 +66,7 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         CpInit::Svd => {
             let mut f = Vec::with_capacity(order);
             for (n, &d) in shape.iter().enumerate() {
-                let svd = linalg::svd(unfoldings[n].as_ref())?;
+                let svd = linalg::svd(xd.unfold(n).as_ref())?;
                 let k = svd.u.ncols();
                 f.push(Mat::from_fn(d, rank, |i, j| {
                     if j < k {
@@ -102,13 +107,14 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         iterations = it;
         let snapshot = cfg.line_search.then(|| (factors.clone(), weights.clone()));
         let mut inner = 0.0;
-        for n in 0..order {
-            let others: Vec<MatRef<'_, f64>> = (0..order)
-                .filter(|&m| m != n)
-                .map(|m| factors[m].as_ref())
-                .collect();
-            let kr = khatri_rao(&others);
-            let mttkrp = linalg::matmul(unfoldings[n].as_ref(), kr.as_ref());
+        let mut pt = Mat::<f64>::zeros(0, 0);
+        for (step, &n) in std::iter::once(&pivot).chain(&others).enumerate() {
+            let mttkrp = if step == 0 {
+                let kr_in: Vec<MatRef<'_, f64>> = others.iter().map(|&m| factors[m].as_ref()).collect();
+                linalg::matmul(x_pivot.as_ref(), khatri_rao(&kr_in).as_ref())
+            } else {
+                contract_pivot(&pt, &shape, &others, n, &factors)
+            };
             let mut v = Mat::<f64>::from_fn(rank, rank, |_, _| 1.0);
             for (m, g) in grams.iter().enumerate() {
                 if m != n {
@@ -118,20 +124,19 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
             // A_n^T = V^{-1} M^T
             let at = linalg::solve_psd(v.as_ref(), mttkrp.transpose())?;
             let mut a = at.transpose().to_owned();
-            let norms = normalize(&mut a);
-            weights = norms;
-            if n + 1 == order {
+            weights = normalize(&mut a);
+            if step + 1 == order {
                 // <X, X̂> = Σ_{i,r} M[i,r] A[i,r] λ_r
                 for r in 0..rank {
-                    let mut s = 0.0;
-                    for i in 0..shape[n] {
-                        s += mttkrp[(i, r)] * a[(i, r)];
-                    }
+                    let s: f64 = mttkrp.col(r).iter().zip(a.col(r).iter()).map(|(x, y)| x * y).sum();
                     inner += s * weights[r];
                 }
             }
             grams[n] = linalg::matmul(a.transpose(), a.as_ref());
             factors[n] = a;
+            if step == 0 {
+                pt = linalg::matmul(x_pivot.transpose(), factors[pivot].as_ref());
+            }
         }
         let mut new_err = model_error(norm_x, inner, &grams, &weights);
         if !new_err.is_finite() {
@@ -196,6 +201,53 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         converged: converged || err < cfg.error_floor,
         line_search_accepted: accepted,
     })
+}
+
+/// The MTTKRP of mode `n` from `pt = X_(p)^T A_p` (`rest x R`, rest = the non-pivot modes in
+/// row-major order): `M[i_n, r] = Σ_j pt[j, r] Π_{m ∈ others, m ≠ n} A_m[i_m(j), r]`.
+fn contract_pivot(
+    pt: &Mat<f64>,
+    shape: &[usize],
+    others: &[usize],
+    n: usize,
+    factors: &[Mat<f64>],
+) -> Mat<f64> {
+    let rank = pt.ncols();
+    let rest = pt.nrows();
+    let pos = others.iter().position(|&m| m == n).expect("n is not the pivot");
+    let stride: usize = others[pos + 1..].iter().map(|&m| shape[m]).product();
+    let dim = shape[n];
+    let mut out = Mat::<f64>::zeros(dim, rank);
+    let mut w = vec![0.0f64; rest];
+    for r in 0..rank {
+        // w = Khatri-Rao column r of the other non-pivot modes, mode n replaced by ones
+        w[0] = 1.0;
+        let mut len = 1;
+        for &m in others {
+            let k = shape[m];
+            let col: Vec<f64> = if m == n {
+                vec![1.0; k]
+            } else {
+                factors[m].col(r).iter().copied().collect()
+            };
+            for i in (0..len).rev() {
+                let base = w[i];
+                for (j, &c) in col.iter().enumerate() {
+                    w[i * k + j] = base * c;
+                }
+            }
+            len *= k;
+        }
+        let p = pt.col(r).try_as_col_major().expect("owned column").as_slice();
+        let o = out.col_mut(r).try_as_col_major_mut().expect("owned column").as_slice_mut();
+        for (outer, (pc, wc)) in p.chunks_exact(stride * dim).zip(w.chunks_exact(stride * dim)).enumerate() {
+            let _ = outer;
+            for (i, (pb, wb)) in pc.chunks_exact(stride).zip(wc.chunks_exact(stride)).enumerate() {
+                o[i] += pb.iter().zip(wb).map(|(a, b)| a * b).sum::<f64>();
+            }
+        }
+    }
+    out
 }
 
 /// Scales every column to unit norm and returns the norms (zero columns stay zero, norm 0).
@@ -267,18 +319,23 @@ fn split_weights(mut f: Vec<Mat<f64>>) -> (Vec<Mat<f64>>, Vec<f64>) {
     (f, w)
 }
 
-/// `||X - A_0 · khatri_rao(A_1, …)^T|| / ||X||` by forming the model (used by the line search).
-fn full_error(x: &Dense, f: &[Mat<f64>], norm_x: f64) -> f64 {
+/// The model `X_(0) = A_0 · khatri_rao(A_1, …)^T`, returned transposed (`rest x I_0`, column
+/// `i` contiguous) so that its column-major data is the row-major tensor.
+pub(crate) fn model_transposed(f: &[Mat<f64>]) -> Mat<f64> {
     let rest: Vec<MatRef<'_, f64>> = f[1..].iter().map(|a| a.as_ref()).collect();
     let kr = khatri_rao(&rest);
-    let model = linalg::matmul(f[0].as_ref(), kr.transpose());
-    let cols = model.ncols();
+    linalg::matmul(kr.as_ref(), f[0].transpose())
+}
+
+/// `||X - X̂|| / ||X||` by forming the model (used by the line search).
+fn full_error(x: &Dense, f: &[Mat<f64>], norm_x: f64) -> f64 {
+    let model = model_transposed(f);
+    let rows = model.nrows();
     let mut s = 0.0;
-    for j in 0..cols {
-        for (i, m) in model.col(j).iter().enumerate() {
-            let d = x.data[i * cols + j] - m;
-            s += d * d;
-        }
+    for i in 0..model.ncols() {
+        let m = model.col(i).try_as_col_major().expect("owned").as_slice();
+        let xi = &x.data[i * rows..(i + 1) * rows];
+        s += m.iter().zip(xi).map(|(a, b)| (b - a) * (b - a)).sum::<f64>();
     }
     s.sqrt() / norm_x
 }

@@ -136,19 +136,23 @@ impl Cp {
     /// The tensor `Σ_r λ_r a_r^(0) ∘ …`.
     pub fn reconstruct(&self) -> ArrayD<f32> {
         let shape: Vec<usize> = self.factors.iter().map(|f| f.nrows()).collect();
-        let mut out = ArrayD::<f32>::zeros(ndarray::IxDyn(&shape));
-        for (idx, v) in out.indexed_iter_mut() {
-            let mut s = 0.0f64;
-            for r in 0..self.rank() {
-                let mut p = self.weights[r] as f64;
-                for (n, f) in self.factors.iter().enumerate() {
-                    p *= f[[idx[n], r]] as f64;
-                }
-                s += p;
-            }
-            *v = s as f32;
+        let f: Vec<faer::Mat<f64>> = self
+            .factors
+            .iter()
+            .enumerate()
+            .map(|(n, a)| {
+                faer::Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
+                    let w = if n == 0 { self.weights[j] as f64 } else { 1.0 };
+                    a[[i, j]] as f64 * w
+                })
+            })
+            .collect();
+        let m = als::model_transposed(&f);
+        let mut data = Vec::with_capacity(m.nrows() * m.ncols());
+        for i in 0..m.ncols() {
+            data.extend(m.col(i).iter().map(|&v| v as f32));
         }
-        out
+        ArrayD::from_shape_vec(ndarray::IxDyn(&shape), data).expect("shape matches")
     }
 
     /// Stored values: the weights and every factor.
