@@ -5,6 +5,7 @@ pub mod cp;
 mod dense;
 mod error;
 mod linalg;
+pub mod rank;
 pub mod svd;
 pub mod tucker;
 mod util;
