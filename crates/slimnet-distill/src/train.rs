@@ -1,6 +1,7 @@
 //! A training loop that records test accuracy against wall-clock time, with objectives that see
 //! the batch's example indices (so cached teacher outputs can be looked up).
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use rand::seq::SliceRandom;
@@ -163,6 +164,44 @@ pub struct TimePoint {
     pub test_accuracy: f32,
 }
 
+/// A run's wall clock that leaves out the time spent evaluating on the test set, so that runs
+/// evaluated at different rates compare fairly.
+#[derive(Debug, Clone)]
+pub struct Clock {
+    start: Instant,
+    excluded: Cell<f64>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::start()
+    }
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Self {
+            start: Instant::now(),
+            excluded: Cell::new(0.0),
+        }
+    }
+
+    /// Seconds since the start, evaluations excluded.
+    pub fn seconds(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() - self.excluded.get()
+    }
+
+    /// Runs `f` without counting its time.
+    pub fn paused<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let r = f();
+        self.excluded
+            .set(self.excluded.get() + t.elapsed().as_secs_f64());
+        r
+    }
+}
+
 /// The first time a run reached `target` accuracy.
 pub fn seconds_to(points: &[TimePoint], target: f32) -> Option<f64> {
     points
@@ -171,20 +210,21 @@ pub fn seconds_to(points: &[TimePoint], target: f32) -> Option<f64> {
         .map(|p| p.seconds)
 }
 
-/// Evaluates `model` on `test` and stamps the result with the time since `start`.
+/// Evaluates `model` on `test` (on a paused `clock`) and stamps the result with the clock's
+/// time.
 ///
 /// # Errors
 /// When the model rejects the inputs.
 pub fn eval_point(
     model: &dyn Layer,
     test: &Dataset,
-    start: Instant,
+    clock: &Clock,
     step: usize,
     phase: &str,
 ) -> Result<TimePoint> {
-    let (_, acc) = evaluate(model, test, 500)?;
+    let (_, acc) = clock.paused(|| evaluate(model, test, 500))?;
     Ok(TimePoint {
-        seconds: start.elapsed().as_secs_f64(),
+        seconds: clock.seconds(),
         step,
         phase: phase.to_string(),
         test_accuracy: acc,
@@ -192,8 +232,8 @@ pub fn eval_point(
 }
 
 /// Trains `model` on `train` with `objective`, evaluating on `test` `evals_per_epoch` times an
-/// epoch; returns the evaluation points, timed from `start` (pass the start of the whole run,
-/// so that earlier phases count).
+/// epoch; returns the evaluation points, timed by `clock` (pass the clock of the whole run, so
+/// that earlier phases count; evaluations are not counted).
 ///
 /// # Errors
 /// Zero epochs or batch size, an empty training set, a model that rejects the inputs, or a
@@ -204,7 +244,7 @@ pub fn fit(
     train: &Dataset,
     test: Option<&Dataset>,
     cfg: &FitConfig,
-    start: Instant,
+    clock: &Clock,
     phase: &str,
 ) -> Result<Vec<TimePoint>> {
     if cfg.batch_size == 0 || train.is_empty() || cfg.epochs == 0 {
@@ -251,7 +291,7 @@ pub fn fit(
             step += 1;
             if let Some(t) = test {
                 if b + 1 >= (spe * next_eval).div_ceil(evals) {
-                    points.push(eval_point(model, t, start, step, phase)?);
+                    points.push(eval_point(model, t, clock, step, phase)?);
                     next_eval += 1;
                 }
             }
@@ -302,7 +342,7 @@ mod tests {
             &tr,
             Some(&te),
             &cfg,
-            Instant::now(),
+            &Clock::start(),
             "t",
         )
         .unwrap();
@@ -316,7 +356,7 @@ mod tests {
             &tr,
             None,
             &cfg.with_epochs(0),
-            Instant::now(),
+            &Clock::start(),
             "t"
         )
         .is_err());

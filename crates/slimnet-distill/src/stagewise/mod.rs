@@ -11,8 +11,6 @@
 
 mod phase1;
 
-use std::time::Instant;
-
 use slimnet_core::data::Dataset;
 use slimnet_core::{Graph, Layer};
 
@@ -21,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::loss::{CachedKdLoss, KdConfig, KdLoss};
 use crate::stages::{boundary_shapes, split};
 use crate::teacher::FrozenTeacher;
-use crate::train::{eval_point, fit, FitConfig, OptimizerKind, TimePoint};
+use crate::train::{eval_point, fit, Clock, FitConfig, OptimizerKind, TimePoint};
 
 /// Where phase 1 gets the teacher's features.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -48,15 +46,18 @@ pub struct StageWiseConfig {
     pub kd: KdConfig,
     /// Where the teacher's features come from.
     pub features: FeatureSource,
-    /// Whether the stages of phase 1 train in parallel (rayon).
-    pub parallel: bool,
+    /// Threads that train the stages of phase 1 side by side (a rayon pool); 1 trains them one
+    /// after the other. Each stage's kernels still use
+    /// `slimnet_kernels::threads::num_threads()` threads.
+    pub stage_threads: usize,
     /// Steps between points of the per-stage loss curves.
     pub log_every: usize,
 }
 
 impl Default for StageWiseConfig {
     /// Phase 1: 1 epoch, Adam lr 2e-3; phase 2: 1 epoch, SGD lr 0.01; KD T=4, alpha=0.5;
-    /// cached features; parallel stages; a loss point every 50 steps.
+    /// cached features; stages trained one after the other (1 thread, so timings compare with
+    /// single-threaded training); a loss point every 50 steps.
     fn default() -> Self {
         Self {
             phase1: FitConfig::default()
@@ -66,7 +67,7 @@ impl Default for StageWiseConfig {
             phase2: FitConfig::default().with_lr(0.01),
             kd: KdConfig::new(4.0, 0.5),
             features: FeatureSource::Cached,
-            parallel: true,
+            stage_threads: 1,
             log_every: 50,
         }
     }
@@ -115,7 +116,7 @@ pub struct StageWiseReport {
     pub stage_losses: Vec<Vec<LossPoint>>,
     /// Test accuracy of the stitched student against time (phase 1, then phase 2).
     pub timeline: Vec<TimePoint>,
-    /// Seconds spent in phase 1 (teacher features included).
+    /// Seconds spent in phase 1 (teacher features included; evaluations excluded, as everywhere).
     pub phase1_seconds: f64,
     /// Seconds of the whole run.
     pub seconds: f64,
@@ -256,9 +257,9 @@ impl StageWise {
     /// # Errors
     /// A stage that fails to train (named), or errors of the training loop.
     pub fn run(&mut self, train: &Dataset, test: Option<&Dataset>) -> Result<StageWiseReport> {
-        let start = Instant::now();
-        let p1 = phase1::run(self, train, test, start)?;
-        let phase1_seconds = start.elapsed().as_secs_f64();
+        let clock = Clock::start();
+        let p1 = phase1::run(self, train, test, &clock)?;
+        let phase1_seconds = clock.seconds();
         let mut timeline = p1.timeline;
         let mut student = self.stitch()?;
         if self.cfg.phase2.epochs > 0 {
@@ -271,7 +272,7 @@ impl StageWise {
                         train,
                         test,
                         &self.cfg.phase2,
-                        start,
+                        &clock,
                         "phase2",
                     )?
                 }
@@ -283,7 +284,7 @@ impl StageWise {
                         train,
                         test,
                         &self.cfg.phase2,
-                        start,
+                        &clock,
                         "phase2",
                     )?
                 }
@@ -292,14 +293,14 @@ impl StageWise {
             self.unstitch(&student)?;
         } else if let Some(t) = test {
             if timeline.is_empty() {
-                timeline.push(eval_point(&student, t, start, 0, "phase1")?);
+                timeline.push(eval_point(&student, t, &clock, 0, "phase1")?);
             }
         }
         Ok(StageWiseReport {
             stage_losses: p1.losses,
             timeline,
             phase1_seconds,
-            seconds: start.elapsed().as_secs_f64(),
+            seconds: clock.seconds(),
             student,
         })
     }

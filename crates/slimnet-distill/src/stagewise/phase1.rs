@@ -1,8 +1,6 @@
 //! Phase 1: every student stage regresses the teacher's next boundary features from the
 //! teacher's previous ones.
 
-use std::time::Instant;
-
 use ndarray::Axis;
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
@@ -14,7 +12,7 @@ use slimnet_core::{Layer, Tensor};
 use super::{FeatureSource, LossPoint, StageWise, StudentStage};
 use crate::error::{Error, Result};
 use crate::teacher::forward_chunked;
-use crate::train::{eval_point, TimePoint};
+use crate::train::{eval_point, Clock, TimePoint};
 
 pub(super) struct Phase1Out {
     pub losses: Vec<Vec<LossPoint>>,
@@ -77,10 +75,19 @@ pub(super) fn run(
     sw: &mut StageWise,
     train: &Dataset,
     test: Option<&Dataset>,
-    start: Instant,
+    clock: &Clock,
 ) -> Result<Phase1Out> {
     let cfg = sw.cfg.phase1.clone();
-    let (parallel, log_every) = (sw.cfg.parallel, sw.cfg.log_every);
+    let log_every = sw.cfg.log_every;
+    let pool = match sw.cfg.stage_threads {
+        0 | 1 => None,
+        n => Some(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| Error::Config(format!("cannot start {n} stage threads: {e}")))?,
+        ),
+    };
     let k_stages = sw.teacher_stages.len();
     let mut losses = vec![Vec::new(); k_stages];
     let mut timeline = Vec::new();
@@ -149,12 +156,14 @@ pub(super) fn run(
                     }
                     Ok(l)
                 };
-                let ls: Vec<f32> = if parallel {
-                    trainers
-                        .par_iter_mut()
-                        .enumerate()
-                        .map(work)
-                        .collect::<Result<_>>()?
+                let ls: Vec<f32> = if let Some(pool) = &pool {
+                    pool.install(|| {
+                        trainers
+                            .par_iter_mut()
+                            .enumerate()
+                            .map(work)
+                            .collect::<Result<_>>()
+                    })?
                 } else {
                     trainers
                         .iter_mut()
@@ -168,7 +177,7 @@ pub(super) fn run(
                     t.count += 1;
                 }
                 if step % log_every == 0 || (epoch + 1 == cfg.epochs && b + 1 == spe) {
-                    let seconds = start.elapsed().as_secs_f64();
+                    let seconds = clock.seconds();
                     for (curve, t) in losses.iter_mut().zip(trainers.iter_mut()) {
                         curve.push(LossPoint {
                             seconds,
@@ -183,7 +192,7 @@ pub(super) fn run(
                     if b + 1 >= (spe * next_eval).div_ceil(evals) {
                         let nets: Vec<_> = trainers.iter().map(|t| t.stage.clone()).collect();
                         let stitched = StageWise::stitch_stages(&nets)?;
-                        timeline.push(eval_point(&stitched, t, start, step, "phase1")?);
+                        timeline.push(eval_point(&stitched, t, clock, step, "phase1")?);
                         next_eval += 1;
                     }
                 }

@@ -92,7 +92,11 @@ fn phase_one_lowers_every_stage_loss_and_cached_equals_on_the_fly() {
     for features in [FeatureSource::Cached, FeatureSource::OnTheFly] {
         let mut cfg = quick();
         cfg.features = features;
-        cfg.parallel = features == FeatureSource::Cached;
+        cfg.stage_threads = if features == FeatureSource::Cached {
+            3
+        } else {
+            1
+        };
         cfg.phase1 = cfg.phase1.with_epochs(4).with_batch_size(8);
         cfg.phase2 = cfg.phase2.with_epochs(0);
         let mut sw = StageWise::from_student(&t, &CUTS, student(0.5), &[1, 28, 28], cfg).unwrap();
