@@ -6,6 +6,7 @@ mod dense;
 mod error;
 mod linalg;
 pub mod rank;
+pub mod rewrite;
 pub mod svd;
 pub mod tucker;
 mod util;

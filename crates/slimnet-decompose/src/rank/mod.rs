@@ -5,8 +5,8 @@
 //! ```
 //! use slimnet_decompose::rank::{select_rank, RankPolicy};
 //! let s = [10.0, 5.0, 1.0, 0.1];
-//! // 99% of the energy (sum of squares) needs three values
-//! assert_eq!(select_rank(&s, &RankPolicy::Energy(0.99), &|r| (r, r), (4, 4))?, 3);
+//! // 99.5% of the energy (sum of squares) needs three values
+//! assert_eq!(select_rank(&s, &RankPolicy::Energy(0.995), &|r| (r, r), (4, 4))?, 3);
 //! // at most half the parameters, where rank r costs r
 //! assert_eq!(select_rank(&s, &RankPolicy::ParamRatio(0.5), &|r| (r, r), (4, 4))?, 2);
 //! # Ok::<(), slimnet_decompose::Error>(())

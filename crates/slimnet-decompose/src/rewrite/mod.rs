@@ -1,0 +1,239 @@
+//! Layer rewrites: a [`LowRank`] rule replaces `Linear` and `Conv2d` layers by chains of smaller
+//! layers, optionally keeping a rewrite only when it measurably runs faster.
+//!
+//! | method | `Conv2d(I -> O, kh x kw)` becomes |
+//! |---|---|
+//! | [`ConvMethod::Spatial`] | `kh x 1` (I -> r), then `1 x kw` (r -> O) (Jaderberg et al. 2014, scheme 2) |
+//! | [`ConvMethod::Channel`] | `kh x kw` (I -> r), then `1 x 1` (r -> O) (channel SVD) |
+//! | [`ConvMethod::Tucker2`] | `1 x 1` (I -> r_in), `kh x kw` (r_in -> r_out), `1 x 1` (r_out -> O) |
+//! | [`ConvMethod::Cp`] | `1 x 1` (I -> R), depthwise `kh x 1`, depthwise `1 x kw`, `1 x 1` (R -> O) (Lebedev et al. 2015) |
+//!
+//! `Linear(I -> O)` becomes `Linear(I -> r)` then `Linear(r -> O)` by truncated SVD, whatever the
+//! convolution method. Stride, padding, dilation and bias carry over; the replacement is a chain
+//! [`Graph`] of core layers, so models save and load without a new loader.
+//!
+//! ```
+//! use slimnet_core::{models, rewrite::Selector, tensor};
+//! use slimnet_decompose::rank::RankPolicy;
+//! use slimnet_decompose::rewrite::{decompose, ConvMethod, LowRank};
+//! let mut g = models::lenet5(&mut tensor::rng(0))?;
+//! let rule = LowRank::new(ConvMethod::Tucker2, RankPolicy::ParamRatio(0.3));
+//! let report = decompose(&mut g, &[1, 1, 28, 28], &Selector::Paths(vec!["conv2".into(), "fc1".into()]), &rule)?;
+//! assert_eq!(report.layers.len(), 2);
+//! assert!(report.layers.iter().all(|l| l.params.1 * 3 <= l.params.0 + 10));
+//! println!("{report}");
+//! # Ok::<(), slimnet_decompose::Error>(())
+//! ```
+
+mod chain;
+mod methods;
+mod report;
+mod speed;
+
+use std::sync::Mutex;
+
+use slimnet_core::layers::{Conv2d, Linear};
+use slimnet_core::rewrite::{rewrite, Rule, Selector};
+use slimnet_core::{Graph, Layer};
+
+pub use report::{DecomposeReport, LayerReport};
+pub use speed::{time_layer, SpeedCheck};
+
+use crate::cp::CpConfig;
+use crate::error::{Error, Result};
+use crate::rank::RankPolicy;
+use crate::tucker::TuckerConfig;
+
+/// How a `Conv2d` is factorised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConvMethod {
+    /// `kh x 1` then `1 x kw` with `r` intermediate channels (Jaderberg et al. 2014, scheme 2),
+    /// by the SVD of the kernel reshaped to `(I·kh) x (O·kw)`.
+    Spatial,
+    /// `kh x kw` with `r` filters then `1 x 1`, by the SVD of the kernel reshaped to `O x (I·kh·kw)`.
+    Channel,
+    /// `1 x 1`, `kh x kw` core, `1 x 1`, by Tucker-2 (HOOI) on the channel modes.
+    Tucker2,
+    /// `1 x 1`, depthwise `kh x 1`, depthwise `1 x kw`, `1 x 1`, by CP-ALS on the kernel.
+    Cp,
+}
+
+impl ConvMethod {
+    /// A short name for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConvMethod::Spatial => "spatial-svd",
+            ConvMethod::Channel => "channel-svd",
+            ConvMethod::Tucker2 => "tucker2",
+            ConvMethod::Cp => "cp",
+        }
+    }
+}
+
+/// The low-rank rewrite rule: `Conv2d` by a [`ConvMethod`], `Linear` by truncated SVD, ranks by
+/// a [`RankPolicy`], optionally checked against measured speed. Layers without parameters are
+/// left alone; other layers with parameters are an error naming their path.
+///
+/// Use it with [`decompose`] for a detailed report, or with `slimnet_core::rewrite::rewrite`.
+#[derive(Debug)]
+pub struct LowRank {
+    /// The convolution factorisation.
+    pub conv: ConvMethod,
+    /// The rank policy.
+    pub rank: RankPolicy,
+    /// Settings of CP-ALS (for [`ConvMethod::Cp`]).
+    pub cp: CpConfig,
+    /// Settings of HOOI (for [`ConvMethod::Tucker2`]).
+    pub tucker: TuckerConfig,
+    /// When set, time the original and the replacement and keep the replacement only if faster.
+    pub speed_check: Option<SpeedCheck>,
+    log: Mutex<Vec<LayerReport>>,
+}
+
+impl Clone for LowRank {
+    fn clone(&self) -> Self {
+        Self {
+            conv: self.conv,
+            rank: self.rank.clone(),
+            cp: self.cp.clone(),
+            tucker: self.tucker.clone(),
+            speed_check: self.speed_check.clone(),
+            log: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl LowRank {
+    /// A rule with the default CP (at most 500 sweeps, tolerance `1e-5`, non-convergence
+    /// reported rather than an error) and Tucker settings and no speed check.
+    pub fn new(conv: ConvMethod, rank: RankPolicy) -> Self {
+        Self {
+            conv,
+            rank,
+            cp: CpConfig::default().with_tol(1e-5).with_strict(false),
+            tucker: TuckerConfig::default(),
+            speed_check: None,
+            log: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets the CP-ALS settings.
+    pub fn with_cp(mut self, cp: CpConfig) -> Self {
+        self.cp = cp;
+        self
+    }
+
+    /// Sets the HOOI settings.
+    pub fn with_tucker(mut self, t: TuckerConfig) -> Self {
+        self.tucker = t;
+        self
+    }
+
+    /// Keeps a rewrite only when the check finds it faster.
+    pub fn with_speed_check(mut self, check: SpeedCheck) -> Self {
+        self.speed_check = Some(check);
+        self
+    }
+
+    /// Takes the per-layer records of the layers seen since the last call.
+    pub fn take_log(&self) -> Vec<LayerReport> {
+        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// The replacement for one layer (or `None` to keep it), with its record.
+    ///
+    /// # Errors
+    /// As [`decompose`]; the error carries no path (the caller adds it).
+    pub fn replacement(
+        &self,
+        path: &str,
+        layer: &dyn Layer,
+        input: &[usize],
+    ) -> Result<Option<(Box<dyn Layer>, LayerReport)>> {
+        let built = if let Some(c) = layer.downcast_ref::<Conv2d>() {
+            methods::conv(c, input, self.conv, &self.rank, &self.cp, &self.tucker)?
+        } else if let Some(l) = layer.downcast_ref::<Linear>() {
+            methods::linear_svd(l, input, &self.rank)?
+        } else if layer.num_params() == 0 {
+            return Ok(None);
+        } else {
+            return Err(Error::Unsupported {
+                layer: String::new(),
+                reason: format!(
+                    "layer kind `{}` has no low-rank rewrite (Conv2d and Linear do); select \
+                     layers with Selector::Kinds([\"Conv2d\", \"Linear\"])",
+                    layer.kind()
+                ),
+            });
+        };
+        let method = if layer.kind() == "Linear" { "svd" } else { self.conv.name() };
+        let before = layer.cost(input)?;
+        let after = built.layer.cost(input)?;
+        let mut rec = LayerReport {
+            path: path.to_string(),
+            method: method.to_string(),
+            ranks: built.ranks,
+            params: (before.params, after.params),
+            macs: (before.macs, after.macs),
+            time_us: None,
+            rel_error: built.rel_error,
+            kept: true,
+            note: built.note,
+        };
+        if let Some(check) = &self.speed_check {
+            let (t0, t1) = check.compare(layer, &built.layer, input)?;
+            rec.time_us = Some((t0, t1));
+            if t1 * check.margin > t0 {
+                rec.kept = false;
+                let note = format!("kept the original: {t1:.1} us x margin {} > {t0:.1} us", check.margin);
+                rec.note = if rec.note.is_empty() { note } else { format!("{}; {note}", rec.note) };
+            }
+        }
+        Ok(Some((Box::new(built.layer), rec)))
+    }
+}
+
+impl Rule for LowRank {
+    fn name(&self) -> &str {
+        self.conv.name()
+    }
+
+    fn apply(
+        &self,
+        path: &str,
+        layer: &dyn Layer,
+        input: &[usize],
+    ) -> slimnet_core::Result<Option<Box<dyn Layer>>> {
+        match self.replacement(path, layer, input) {
+            Ok(Some((new, rec))) => {
+                let kept = rec.kept;
+                self.log.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
+                Ok(kept.then_some(new))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(e.into_core()),
+        }
+    }
+}
+
+/// Applies `rule` to the selected layers of `graph` (input shape `input`) and reports, per
+/// layer, the method, ranks, parameters, MACs, measured times and reconstruction error.
+///
+/// # Errors
+/// A rank out of range, NaN or infinite weights, a grouped convolution, a layer kind with
+/// parameters but no rewrite, a CP fit that fails (with `strict`), or a budget that cannot be
+/// met — each naming the layer path.
+pub fn decompose(
+    graph: &mut Graph,
+    input: &[usize],
+    selector: &Selector,
+    rule: &LowRank,
+) -> Result<DecomposeReport> {
+    rule.take_log();
+    rewrite(graph, input, selector, rule)?;
+    Ok(DecomposeReport { layers: rule.take_log() })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! Measured speed of a layer and of its replacement.
+
+use std::time::Instant;
+
+use slimnet_core::{tensor, Layer};
+
+use crate::error::Result;
+
+/// Settings of the speed check: both layers run on the layer's input shape with batch 1 on one
+/// thread; the replacement is kept when `time_after * margin <= time_before`.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct SpeedCheck {
+    /// Required speed-up factor (default 1.05: at least 5% faster).
+    pub margin: f64,
+    /// Timed runs per layer; the minimum is used (default 20).
+    pub runs: usize,
+}
+
+impl Default for SpeedCheck {
+    fn default() -> Self {
+        Self { margin: 1.05, runs: 20 }
+    }
+}
+
+impl SpeedCheck {
+    /// A check with this margin.
+    pub fn with_margin(mut self, margin: f64) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// Sets the number of timed runs.
+    pub fn with_runs(mut self, runs: usize) -> Self {
+        self.runs = runs.max(1);
+        self
+    }
+
+    /// (before, after) microseconds on `input` with its batch set to 1, one thread.
+    ///
+    /// # Errors
+    /// When a layer rejects the input.
+    pub fn compare(&self, before: &dyn Layer, after: &dyn Layer, input: &[usize]) -> Result<(f64, f64)> {
+        let mut shape = input.to_vec();
+        shape[0] = 1;
+        let x = tensor::uniform(&shape, -1.0, 1.0, &mut tensor::rng(0));
+        // interleave to share any drift in machine load fairly
+        let (mut a, mut b) = (f64::INFINITY, f64::INFINITY);
+        for _ in 0..self.runs.div_ceil(5).max(1) {
+            a = a.min(time_layer(before, &x, 5)?);
+            b = b.min(time_layer(after, &x, 5)?);
+        }
+        Ok((a, b))
+    }
+}
+
+/// The minimum over `runs` of one inference forward pass of `layer` on `x`, in microseconds, on
+/// one thread (the kernel thread setting is restored afterwards). One untimed warm-up run first.
+///
+/// # Errors
+/// When the layer rejects the input.
+pub fn time_layer(layer: &dyn Layer, x: &tensor::Tensor, runs: usize) -> Result<f64> {
+    let threads = slimnet_kernels::threads::num_threads();
+    slimnet_kernels::threads::set_num_threads(1);
+    let result = (|| {
+        layer.forward(x)?;
+        let mut best = f64::INFINITY;
+        for _ in 0..runs.max(1) {
+            let t = Instant::now();
+            std::hint::black_box(layer.forward(x)?);
+            best = best.min(t.elapsed().as_secs_f64() * 1e6);
+        }
+        Ok(best)
+    })();
+    slimnet_kernels::threads::set_num_threads(threads);
+    result
+}
