@@ -97,7 +97,7 @@ fn parse_args() -> Result<Args, String> {
 fn recipe(model: &str) -> ((usize, f32, f32), usize, usize, f32) {
     match model {
         "lenet300" => ((20, 0.05, 1e-4), 10, 10, 0.05),
-        "resnet" => ((8, 0.05, 5e-4), 0, 3, 0.01),
+        "resnet" => ((8, 0.05, 5e-4), 0, 4, 0.01),
         _ => ((15, 0.01, 5e-4), 4, 4, 0.01),
     }
 }
