@@ -514,11 +514,20 @@ impl Graph {
         Ok(values[self.output.0].take().expect("output computed"))
     }
 
-    /// Visits every layer node with its name, recursing into nested graphs (dotted names).
+    /// Visits every layer node with its dotted path, recursing into nested graphs (the nested
+    /// graph itself is visited too, before its layers).
     pub fn visit_layers(&self, f: &mut dyn FnMut(&str, &dyn Layer)) {
+        self.visit_layers_in("", f);
+    }
+
+    fn visit_layers_in(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Layer)) {
         for n in &self.nodes {
             if let Op::Layer(l) = &n.op {
-                f(&n.name, l.as_ref());
+                let path = format!("{prefix}{}", n.name);
+                f(&path, l.as_ref());
+                if let Some(inner) = l.downcast_ref::<Graph>() {
+                    inner.visit_layers_in(&format!("{path}."), f);
+                }
             }
         }
     }

@@ -128,6 +128,17 @@ pub trait Callback {
     }
 }
 
+/// A callback borrowed mutably is a callback, so callers can read its state after training.
+impl<C: Callback + ?Sized> Callback for &mut C {
+    fn on_step_end(&mut self, model: &mut Graph, info: &StepInfo) -> Result<()> {
+        (**self).on_step_end(model, info)
+    }
+
+    fn on_epoch_end(&mut self, model: &mut Graph, stats: &EpochStats) -> Result<()> {
+        (**self).on_epoch_end(model, stats)
+    }
+}
+
 /// Loss and accuracy of a model on a dataset, in evaluation mode.
 ///
 /// # Errors

@@ -217,3 +217,27 @@ fn short_mnist_training_reaches_ninety_percent() {
         .unwrap();
     assert!(h[0].test_accuracy.unwrap() > 0.9, "{:?}", h[0]);
 }
+
+#[test]
+fn visit_layers_recurses_into_nested_graphs() {
+    let inner = models::lenet300(&mut tensor::rng(0)).unwrap();
+    let mut outer = Graph::new();
+    let x = outer.input();
+    let b = outer.add_layer("body", inner, x).unwrap();
+    outer.add_layer("out", Activation::relu(), b).unwrap();
+    let mut paths = Vec::new();
+    outer.visit_layers(&mut |p, l| paths.push(format!("{p}:{}", l.kind())));
+    assert_eq!(
+        paths,
+        [
+            "body:Graph",
+            "body.flatten:Flatten",
+            "body.fc1:Linear",
+            "body.relu1:ReLU",
+            "body.fc2:Linear",
+            "body.relu2:ReLU",
+            "body.fc3:Linear",
+            "out:ReLU"
+        ]
+    );
+}

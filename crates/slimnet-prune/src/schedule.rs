@@ -209,13 +209,3 @@ impl Callback for PruneCallback {
         Ok(())
     }
 }
-
-impl Callback for &mut PruneCallback {
-    fn on_step_end(&mut self, model: &mut Graph, info: &StepInfo) -> slimnet_core::Result<()> {
-        (**self).on_step_end(model, info)
-    }
-
-    fn on_epoch_end(&mut self, model: &mut Graph, stats: &EpochStats) -> slimnet_core::Result<()> {
-        (**self).on_epoch_end(model, stats)
-    }
-}

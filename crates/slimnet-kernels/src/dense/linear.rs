@@ -1,6 +1,8 @@
 use super::conv::Activation;
 use super::gemm::{sgemm_unchecked, MatRef};
+use super::matvec::{small_batch_linear, MATVEC_MAX_BATCH};
 use crate::error::{check_len, Result};
+use crate::isa::Isa;
 use crate::threads;
 
 /// Linear forward: `y = act(x * W^T + b)`.
@@ -26,9 +28,21 @@ pub fn linear_forward(
     if let Some(b) = bias {
         check_len("linear bias", out_features, b.len())?;
     }
-    let xm = MatRef::row_major(x, batch, in_features)?;
-    let wt = MatRef::row_major(weight, out_features, in_features)?.t();
-    sgemm_unchecked(1.0, xm, wt, 0.0, y, threads::num_threads());
+    if batch <= MATVEC_MAX_BATCH {
+        small_batch_linear(
+            Isa::detected(),
+            batch,
+            in_features,
+            out_features,
+            x,
+            weight,
+            y,
+        );
+    } else {
+        let xm = MatRef::row_major(x, batch, in_features)?;
+        let wt = MatRef::row_major(weight, out_features, in_features)?.t();
+        sgemm_unchecked(1.0, xm, wt, 0.0, y, threads::num_threads());
+    }
     if bias.is_some() || act != Activation::Identity {
         for row in y.chunks_mut(out_features.max(1)) {
             for (j, v) in row.iter_mut().enumerate() {

@@ -9,6 +9,7 @@ mod depthwise_x86;
 mod gemm;
 mod im2col;
 mod linear;
+mod matvec;
 #[cfg(target_arch = "x86_64")]
 mod sgemm_x86;
 #[cfg(test)]
