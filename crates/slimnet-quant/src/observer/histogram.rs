@@ -270,3 +270,22 @@ mod tests {
         assert!(hi > 3.0 && hi < 50.0, "{hi}");
     }
 }
+
+#[cfg(test)]
+mod entropy_tests {
+    use super::*;
+
+    #[test]
+    fn entropy_keeps_a_uniform_range() {
+        let x: Vec<f32> = (0..100_000).map(|i| (i % 1000) as f32 / 999.0).collect();
+        let mut h = HistogramObserver::new(RangeMethod::Entropy);
+        h.observe(&x).unwrap();
+        let (lo, hi) = h.range().unwrap();
+        assert!(lo == 0.0 && hi > 0.95, "{lo} {hi}");
+        let y: Vec<f32> = x.iter().map(|v| 2.0 * v - 1.0).collect();
+        let mut h = HistogramObserver::new(RangeMethod::Entropy);
+        h.observe(&y).unwrap();
+        let (lo, hi) = h.range().unwrap();
+        assert!(lo < -0.95 && hi > 0.95, "{lo} {hi}");
+    }
+}
