@@ -270,6 +270,7 @@ fn run(args: &Args) -> Res<()> {
                 cfg.phase1 = cfg
                     .phase1
                     .with_epochs(args.phase1_epochs)
+                    .with_lr(5e-3)
                     .with_batch_size(32)
                     .with_seed(args.seed)
                     .with_evals_per_epoch(1);
