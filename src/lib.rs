@@ -20,3 +20,30 @@ pub use slimnet_distill as distill;
 pub use slimnet_kernels as kernels;
 pub use slimnet_prune as prune;
 pub use slimnet_quant as quant;
+
+use std::path::Path;
+
+/// A model-file registry that knows every layer kind of every slimnet crate: the core layers,
+/// sparse layers (prune), int8 and fake-quant layers (quant) and light blocks (distill).
+///
+/// ```
+/// let reg = slimnet::registry();
+/// for kind in ["Conv2d", "SparseLinear", "ChannelShuffle"] {
+///     assert!(reg.contains(kind), "{kind}");
+/// }
+/// ```
+pub fn registry() -> core::io::Registry {
+    let mut r = core::io::Registry::core();
+    prune::register(&mut r);
+    quant::register(&mut r);
+    distill::blocks::register(&mut r);
+    r
+}
+
+/// Loads a model file holding layers of any slimnet crate (see [`registry`]).
+///
+/// # Errors
+/// As [`core::io::load_with`].
+pub fn load(path: impl AsRef<Path>) -> core::Result<core::Graph> {
+    core::io::load_with(path, &registry())
+}
