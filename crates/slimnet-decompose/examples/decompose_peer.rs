@@ -27,7 +27,10 @@ fn dims(s: &str) -> Vec<usize> {
 }
 
 fn best<T>(mut f: impl FnMut() -> T) -> (f64, T) {
-    let repeat: usize = std::env::var("REPEAT").ok().and_then(|v| v.parse().ok()).unwrap_or(3);
+    let repeat: usize = std::env::var("REPEAT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3);
     let mut best = f64::INFINITY;
     let mut out = None;
     for _ in 0..repeat.max(1) {
@@ -54,7 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let shape = dims(&args[2]);
             let (rank, iters): (usize, usize) = (args[3].parse()?, args[4].parse()?);
             let x = ArrayD::from_shape_vec(IxDyn(&shape), read_f32(&args[1]))?;
-            let cfg = cp::CpConfig::default().with_max_iterations(iters).with_tol(0.0);
+            let cfg = cp::CpConfig::default()
+                .with_max_iterations(iters)
+                .with_tol(0.0);
             let (ms, d) = best(|| cp::cp_als(x.view(), rank, &cfg));
             let d = d?;
             println!(
@@ -70,7 +75,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let x = ArrayD::from_shape_vec(IxDyn(&shape), read_f32(&args[1]))?;
             let (ms, d) = best(|| tucker::hooi(x.view(), &ranks, &tucker::TuckerConfig::default()));
             let d = d?;
-            println!("ms={ms:.3} relerr={:.4e} iterations={}", d.rel_error, d.iterations);
+            println!(
+                "ms={ms:.3} relerr={:.4e} iterations={}",
+                d.rel_error, d.iterations
+            );
         }
         _ => return Err("usage: decompose_peer svd|cp|tucker ...".into()),
     }

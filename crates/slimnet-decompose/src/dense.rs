@@ -135,7 +135,7 @@ mod tests {
         }
         // mode-1 unfolding, column (i0, i2) = i0 * 4 + i2
         let m1 = x.unfold(1);
-        assert_eq!(m1[(2, 4 + 3)], x.data[(1 * 3 + 2) * 4 + 3]);
+        assert_eq!(m1[(2, 4 + 3)], x.data[(3 + 2) * 4 + 3]);
         // multiplying by the identity keeps the tensor; by a row of ones sums the mode
         let eye = Mat::<f64>::identity(3, 3);
         assert_eq!(x.mode_product(1, eye.as_ref()), x);

@@ -23,7 +23,10 @@ pub enum Error {
         what: String,
     },
     /// An input holds NaN or an infinity.
-    #[error("{}{what} holds a non-finite value ({value}) at flat index {index}", prefix(layer))]
+    #[error(
+        "{}{what} holds a non-finite value ({value}) at flat index {index}",
+        prefix(layer)
+    )]
     NonFinite {
         /// Layer path.
         layer: String,

@@ -54,7 +54,9 @@ impl Svd {
     /// # Errors
     /// [`Error::Rank`](crate::Error::Rank) when `rank` is 0 or above [`rank`](Self::rank).
     pub fn truncate(&self, rank: usize) -> Result<Svd> {
-        check_rank(rank, self.rank(), || format!("an SVD of rank {}", self.rank()))?;
+        check_rank(rank, self.rank(), || {
+            format!("an SVD of rank {}", self.rank())
+        })?;
         Ok(Svd {
             u: self.u.slice(ndarray::s![.., ..rank]).to_owned(),
             s: self.s.slice(ndarray::s![..rank]).to_owned(),
@@ -64,10 +66,7 @@ impl Svd {
 
     /// `||a - reconstruct()||_F / ||a||_F` (0 for a zero `a` reconstructed exactly).
     pub fn relative_error(&self, a: ArrayView2<'_, f32>) -> f64 {
-        crate::util::relative_error(
-            a.iter().copied(),
-            self.reconstruct().iter().copied(),
-        )
+        crate::util::relative_error(a.iter().copied(), self.reconstruct().iter().copied())
     }
 
     /// `u · diag(sqrt(s))` and `diag(sqrt(s)) · vt`: the two factors of a balanced split
@@ -244,7 +243,8 @@ mod tests {
         let (et, er) = (t.relative_error(a.view()), r.relative_error(a.view()));
         assert!(er <= et * 1.01 + 1e-6, "{er} vs {et}");
         // same seed, same result
-        let r2 = randomized_svd(a.view(), 10, &RandomizedSvdConfig::default().with_seed(9)).unwrap();
+        let r2 =
+            randomized_svd(a.view(), 10, &RandomizedSvdConfig::default().with_seed(9)).unwrap();
         assert_eq!(r, r2);
     }
 
@@ -252,7 +252,10 @@ mod tests {
     fn bad_input() {
         let a = low_rank_matrix(6, 4, 2, 0);
         let e = truncated_svd(a.view(), 0).unwrap_err().to_string();
-        assert!(e.contains("rank 0 is out of range 1..=4 for a 6x4 matrix"), "{e}");
+        assert!(
+            e.contains("rank 0 is out of range 1..=4 for a 6x4 matrix"),
+            "{e}"
+        );
         let e = truncated_svd(a.view(), 5).unwrap_err().to_string();
         assert!(e.contains("rank 5 is out of range"), "{e}");
         let mut b = a.clone();
@@ -262,6 +265,9 @@ mod tests {
         b[[2, 1]] = f32::INFINITY;
         assert!(randomized_svd(b.view(), 1, &RandomizedSvdConfig::default()).is_err());
         let empty = Array2::<f32>::zeros((0, 3));
-        assert!(svd(empty.view()).unwrap_err().to_string().contains("empty 0x3"));
+        assert!(svd(empty.view())
+            .unwrap_err()
+            .to_string()
+            .contains("empty 0x3"));
     }
 }

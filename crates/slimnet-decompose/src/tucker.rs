@@ -84,12 +84,21 @@ impl Tucker {
 
     /// Stored values: the core and the factors.
     pub fn n_params(&self) -> usize {
-        self.core.len() + self.factors.iter().flatten().map(|u| u.len()).sum::<usize>()
+        self.core.len()
+            + self
+                .factors
+                .iter()
+                .flatten()
+                .map(|u| u.len())
+                .sum::<usize>()
     }
 
     /// The ranks of the decomposed modes (`None` for kept modes).
     pub fn ranks(&self) -> Vec<Option<usize>> {
-        self.factors.iter().map(|f| f.as_ref().map(|u| u.ncols())).collect()
+        self.factors
+            .iter()
+            .map(|f| f.as_ref().map(|u| u.ncols()))
+            .collect()
     }
 }
 
@@ -211,8 +220,9 @@ pub fn partial_tucker(
         factors: factors
             .iter()
             .map(|f| {
-                f.as_ref()
-                    .map(|u| Array2::from_shape_fn((u.nrows(), u.ncols()), |(i, j)| u[(i, j)] as f32))
+                f.as_ref().map(|u| {
+                    Array2::from_shape_fn((u.nrows(), u.ncols()), |(i, j)| u[(i, j)] as f32)
+                })
             })
             .collect(),
         iterations,
@@ -249,8 +259,19 @@ mod tests {
         for r in [1, 2, 4, 7, 10] {
             let t = tucker2(x.view(), r, r, &TuckerConfig::default()).unwrap();
             assert!(t.rel_error < last);
-            let h = tucker2(x.view(), r, r, &TuckerConfig::default().with_max_iterations(0)).unwrap();
-            assert!(t.rel_error <= h.rel_error + 1e-9, "{} > {}", t.rel_error, h.rel_error);
+            let h = tucker2(
+                x.view(),
+                r,
+                r,
+                &TuckerConfig::default().with_max_iterations(0),
+            )
+            .unwrap();
+            assert!(
+                t.rel_error <= h.rel_error + 1e-9,
+                "{} > {}",
+                t.rel_error,
+                h.rel_error
+            );
             last = t.rel_error;
         }
         let full = tucker2(x.view(), 12, 10, &TuckerConfig::default()).unwrap();
@@ -266,7 +287,10 @@ mod tests {
         assert!(hosvd(x.view(), &[0, 2, 2]).is_err());
         let mut y = x.clone();
         y[[0, 0, 0]] = f32::NAN;
-        assert!(hosvd(y.view(), &[1, 1, 1]).unwrap_err().to_string().contains("NaN"));
+        assert!(hosvd(y.view(), &[1, 1, 1])
+            .unwrap_err()
+            .to_string()
+            .contains("NaN"));
         assert!(tucker2(x.view(), 1, 1, &TuckerConfig::default()).is_err());
     }
 }

@@ -55,7 +55,9 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
     // The largest mode is the pivot: its MTTKRP is a product with the full unfolding; then
     // P = X_(p)^T A_p contracts the pivot once, and every other mode's MTTKRP is a cheap
     // contraction of P (a two-level dimension tree).
-    let pivot = (0..order).max_by_key(|&n| (shape[n], usize::MAX - n)).expect("order >= 2");
+    let pivot = (0..order)
+        .max_by_key(|&n| (shape[n], usize::MAX - n))
+        .expect("order >= 2");
     let others: Vec<usize> = (0..order).filter(|&n| n != pivot).collect();
     let x_pivot = xd.unfold(pivot);
     let mut factors: Vec<Mat<f64>> = match cfg.init {
@@ -110,7 +112,8 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         let mut pt = Mat::<f64>::zeros(0, 0);
         for (step, &n) in std::iter::once(&pivot).chain(&others).enumerate() {
             let mttkrp = if step == 0 {
-                let kr_in: Vec<MatRef<'_, f64>> = others.iter().map(|&m| factors[m].as_ref()).collect();
+                let kr_in: Vec<MatRef<'_, f64>> =
+                    others.iter().map(|&m| factors[m].as_ref()).collect();
                 linalg::matmul(x_pivot.as_ref(), khatri_rao(&kr_in).as_ref())
             } else {
                 contract_pivot(&pt, &shape, &others, n, &factors)
@@ -127,9 +130,14 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
             weights = normalize(&mut a);
             if step + 1 == order {
                 // <X, X̂> = Σ_{i,r} M[i,r] A[i,r] λ_r
-                for r in 0..rank {
-                    let s: f64 = mttkrp.col(r).iter().zip(a.col(r).iter()).map(|(x, y)| x * y).sum();
-                    inner += s * weights[r];
+                for (r, w) in weights.iter().enumerate() {
+                    let s: f64 = mttkrp
+                        .col(r)
+                        .iter()
+                        .zip(a.col(r).iter())
+                        .map(|(x, y)| x * y)
+                        .sum();
+                    inner += s * w;
                 }
             }
             grams[n] = linalg::matmul(a.transpose(), a.as_ref());
@@ -214,7 +222,10 @@ fn contract_pivot(
 ) -> Mat<f64> {
     let rank = pt.ncols();
     let rest = pt.nrows();
-    let pos = others.iter().position(|&m| m == n).expect("n is not the pivot");
+    let pos = others
+        .iter()
+        .position(|&m| m == n)
+        .expect("n is not the pivot");
     let stride: usize = others[pos + 1..].iter().map(|&m| shape[m]).product();
     let dim = shape[n];
     let mut out = Mat::<f64>::zeros(dim, rank);
@@ -238,11 +249,27 @@ fn contract_pivot(
             }
             len *= k;
         }
-        let p = pt.col(r).try_as_col_major().expect("owned column").as_slice();
-        let o = out.col_mut(r).try_as_col_major_mut().expect("owned column").as_slice_mut();
-        for (outer, (pc, wc)) in p.chunks_exact(stride * dim).zip(w.chunks_exact(stride * dim)).enumerate() {
+        let p = pt
+            .col(r)
+            .try_as_col_major()
+            .expect("owned column")
+            .as_slice();
+        let o = out
+            .col_mut(r)
+            .try_as_col_major_mut()
+            .expect("owned column")
+            .as_slice_mut();
+        for (outer, (pc, wc)) in p
+            .chunks_exact(stride * dim)
+            .zip(w.chunks_exact(stride * dim))
+            .enumerate()
+        {
             let _ = outer;
-            for (i, (pb, wb)) in pc.chunks_exact(stride).zip(wc.chunks_exact(stride)).enumerate() {
+            for (i, (pb, wb)) in pc
+                .chunks_exact(stride)
+                .zip(wc.chunks_exact(stride))
+                .enumerate()
+            {
                 o[i] += pb.iter().zip(wb).map(|(a, b)| a * b).sum::<f64>();
             }
         }
@@ -284,13 +311,7 @@ fn model_error(norm_x: f64, inner: f64, grams: &[Mat<f64>], w: &[f64]) -> f64 {
 
 /// Factors with the weights folded into the first one, moved `step` further along the last
 /// sweep's direction.
-fn extrapolate(
-    f: &[Mat<f64>],
-    w: &[f64],
-    pf: &[Mat<f64>],
-    pw: &[f64],
-    step: f64,
-) -> Vec<Mat<f64>> {
+fn extrapolate(f: &[Mat<f64>], w: &[f64], pf: &[Mat<f64>], pw: &[f64], step: f64) -> Vec<Mat<f64>> {
     f.iter()
         .zip(pf)
         .enumerate()
@@ -335,7 +356,11 @@ fn full_error(x: &Dense, f: &[Mat<f64>], norm_x: f64) -> f64 {
     for i in 0..model.ncols() {
         let m = model.col(i).try_as_col_major().expect("owned").as_slice();
         let xi = &x.data[i * rows..(i + 1) * rows];
-        s += m.iter().zip(xi).map(|(a, b)| (b - a) * (b - a)).sum::<f64>();
+        s += m
+            .iter()
+            .zip(xi)
+            .map(|(a, b)| (b - a) * (b - a))
+            .sum::<f64>();
     }
     s.sqrt() / norm_x
 }
@@ -351,7 +376,12 @@ mod tests {
     fn exact_rank_reconstructs() {
         for (shape, r) in [(vec![6, 5, 4], 3), (vec![8, 6, 3, 3], 4), (vec![10, 7], 5)] {
             let x = cp_tensor(&shape, r, 0.0, 7);
-            let cp = cp_als(x.view(), r, &CpConfig::default().with_tol(1e-12).with_strict(false)).unwrap();
+            let cp = cp_als(
+                x.view(),
+                r,
+                &CpConfig::default().with_tol(1e-12).with_strict(false),
+            )
+            .unwrap();
             assert!(cp.rel_error < 1e-5, "{shape:?}: {}", cp.rel_error);
             assert!((cp.relative_error(x.view()) - cp.rel_error).abs() < 1e-5);
             assert_eq!(cp.n_params(), r + shape.iter().sum::<usize>() * r);
@@ -363,7 +393,14 @@ mod tests {
         let x = cp_tensor(&[10, 9, 3, 3], 12, 0.0, 3);
         let mut last = f64::INFINITY;
         for r in [1, 3, 6, 12] {
-            let cp = cp_als(x.view(), r, &CpConfig::default().with_strict(false).with_max_iterations(300)).unwrap();
+            let cp = cp_als(
+                x.view(),
+                r,
+                &CpConfig::default()
+                    .with_strict(false)
+                    .with_max_iterations(300),
+            )
+            .unwrap();
             assert!(cp.rel_error < last, "rank {r}: {} >= {last}", cp.rel_error);
             last = cp.rel_error;
         }
@@ -373,32 +410,65 @@ mod tests {
     #[test]
     fn random_init_and_noise_reach_the_noise_floor() {
         let x = cp_tensor(&[12, 10, 3, 3], 5, 0.01, 11);
-        let cp = cp_als(x.view(), 5, &CpConfig::default().with_init(CpInit::Random).with_seed(2)).unwrap();
+        let cp = cp_als(
+            x.view(),
+            5,
+            &CpConfig::default().with_init(CpInit::Random).with_seed(2),
+        )
+        .unwrap();
         assert!(cp.converged);
         assert!(cp.rel_error < 0.02, "{}", cp.rel_error);
-        let deterministic = cp_als(x.view(), 5, &CpConfig::default().with_init(CpInit::Random).with_seed(2)).unwrap();
+        let deterministic = cp_als(
+            x.view(),
+            5,
+            &CpConfig::default().with_init(CpInit::Random).with_seed(2),
+        )
+        .unwrap();
         assert_eq!(cp, deterministic);
     }
 
     #[test]
     fn bad_input_and_non_convergence() {
         let x = cp_tensor(&[5, 4, 3], 2, 0.0, 0);
-        let e = cp_als(x.view(), 0, &CpConfig::default()).unwrap_err().to_string();
+        let e = cp_als(x.view(), 0, &CpConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rank 0 is out of range 1..=12"), "{e}");
-        let e = cp_als(x.view(), 13, &CpConfig::default()).unwrap_err().to_string();
+        let e = cp_als(x.view(), 13, &CpConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("rank 13"), "{e}");
         let mut y = x.clone();
         y[[1, 1, 1]] = f32::NEG_INFINITY;
-        let e = cp_als(y.view(), 2, &CpConfig::default()).unwrap_err().to_string();
-        assert!(e.contains("non-finite value (-inf)"), "{e}");
-        let noisy = cp_tensor(&[9, 8, 7], 6, 0.3, 1);
-        let e = cp_als(noisy.view(), 4, &CpConfig::default().with_max_iterations(2).with_tol(1e-12))
+        let e = cp_als(y.view(), 2, &CpConfig::default())
             .unwrap_err()
             .to_string();
-        assert!(e.contains("CP-ALS did not converge: 2 iterations, relative error"), "{e}");
-        let e = cp_als(ArrayD::<f32>::zeros(vec![3]).view(), 1, &CpConfig::default()).unwrap_err();
+        assert!(e.contains("non-finite value (-inf)"), "{e}");
+        let noisy = cp_tensor(&[9, 8, 7], 6, 0.3, 1);
+        let e = cp_als(
+            noisy.view(),
+            4,
+            &CpConfig::default().with_max_iterations(2).with_tol(1e-12),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("CP-ALS did not converge: 2 iterations, relative error"),
+            "{e}"
+        );
+        let e = cp_als(
+            ArrayD::<f32>::zeros(vec![3]).view(),
+            1,
+            &CpConfig::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("order >= 2"));
-        let z = cp_als(ArrayD::<f32>::zeros(vec![3, 2]).view(), 1, &CpConfig::default()).unwrap();
+        let z = cp_als(
+            ArrayD::<f32>::zeros(vec![3, 2]).view(),
+            1,
+            &CpConfig::default(),
+        )
+        .unwrap();
         assert_eq!(z.reconstruct(), ArrayD::<f32>::zeros(vec![3, 2]));
     }
 }

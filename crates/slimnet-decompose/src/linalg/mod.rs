@@ -20,7 +20,9 @@ mod lapack_backend;
 use lapack_backend as backend;
 
 /// A real scalar the decompositions compute in (`f32` or `f64`).
-pub(crate) trait Elem: faer::traits::RealField + Copy + Send + Sync + std::fmt::Debug + 'static + backend::Factor {
+pub(crate) trait Elem:
+    faer::traits::RealField + Copy + Send + Sync + std::fmt::Debug + 'static + backend::Factor
+{
     /// From `f64` (rounding for `f32`).
     fn of(v: f64) -> Self;
     /// To `f64`.
@@ -156,7 +158,9 @@ mod tests {
 
     #[test]
     fn svd_qr_eigh_solve_identities() {
-        let a = Mat::<f64>::from_fn(7, 4, |i, j| ((i * 3 + j * 5) % 7) as f64 - 2.5 + (i == j) as u8 as f64);
+        let a = Mat::<f64>::from_fn(7, 4, |i, j| {
+            ((i * 3 + j * 5) % 7) as f64 - 2.5 + (i == j) as u8 as f64
+        });
         let d = svd(a.as_ref()).unwrap();
         assert_eq!((d.u.ncols(), d.s.len(), d.v.ncols()), (4, 4, 4));
         assert!(d.s.windows(2).all(|w| w[0] >= w[1]));

@@ -62,7 +62,9 @@ pub fn select_rank(
         }
         RankPolicy::Energy(e) => {
             if !(e > 0.0 && e <= 1.0) {
-                return Err(Error::invalid(format!("energy threshold {e} is not in (0, 1]")));
+                return Err(Error::invalid(format!(
+                    "energy threshold {e} is not in (0, 1]"
+                )));
             }
             Ok((1..=max)
                 .find(|&r| total == 0.0 || tail_ok(r, &|k| k >= e * total * (1.0 - 1e-12)))
@@ -70,16 +72,20 @@ pub fn select_rank(
         }
         RankPolicy::ErrorBudget(eps) => {
             if !(0.0..1.0).contains(&eps) {
-                return Err(Error::invalid(format!("error budget {eps} is not in [0, 1)")));
+                return Err(Error::invalid(format!(
+                    "error budget {eps} is not in [0, 1)"
+                )));
             }
             Ok((1..=max)
-                .find(|&r| total == 0.0 || tail_ok(r, &|k| ((total - k).max(0.0) / total).sqrt() <= eps))
+                .find(|&r| {
+                    total == 0.0 || tail_ok(r, &|k| ((total - k).max(0.0) / total).sqrt() <= eps)
+                })
                 .unwrap_or(max))
         }
         RankPolicy::ParamRatio(q) | RankPolicy::MacRatio(q) => {
             let params = matches!(policy, RankPolicy::ParamRatio(_));
             let what = if params { "parameter" } else { "MAC" };
-            if !(q > 0.0) {
+            if q.is_nan() || q <= 0.0 {
                 return Err(Error::invalid(format!("{what} ratio {q} must be positive")));
             }
             let limit = q * if params { original.0 } else { original.1 } as f64;

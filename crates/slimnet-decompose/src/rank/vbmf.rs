@@ -43,10 +43,16 @@ pub fn evbmf(s: &[f64], m: usize, n: usize) -> Result<Vbmf> {
     let g2: Vec<f64> = s.iter().map(|v| v * v).collect();
     let total: f64 = g2.iter().sum();
     if total == 0.0 {
-        return Ok(Vbmf { rank: 0, sigma2: 0.0, threshold: 0.0 });
+        return Ok(Vbmf {
+            rank: 0,
+            sigma2: 0.0,
+            threshold: 0.0,
+        });
     }
     // at most this many components can be kept (paper's bound on the rank)
-    let h_bar = ((lf / (1.0 + alpha)).ceil() as usize).saturating_sub(1).min(l - 1);
+    let h_bar = ((lf / (1.0 + alpha)).ceil() as usize)
+        .saturating_sub(1)
+        .min(l - 1);
     let upper = total / (lf * big);
     let tail: f64 = g2[h_bar..].iter().sum::<f64>() / (l - h_bar) as f64;
     let lower = (g2[h_bar] / (big * x_bar)).max(tail / big).min(upper);
@@ -85,7 +91,11 @@ pub fn evbmf(s: &[f64], m: usize, n: usize) -> Result<Vbmf> {
     let sigma2 = 0.5 * (a + b);
     let threshold = (big * sigma2 * x_bar).sqrt();
     let rank = s.iter().filter(|&&v| v > threshold).count();
-    Ok(Vbmf { rank, sigma2, threshold })
+    Ok(Vbmf {
+        rank,
+        sigma2,
+        threshold,
+    })
 }
 
 #[cfg(test)]
@@ -95,14 +105,23 @@ mod tests {
 
     #[test]
     fn recovers_rank_and_noise_of_a_noisy_low_rank_matrix() {
-        for &(m, n, r, sigma) in &[(80usize, 60usize, 5usize, 0.1f32), (50, 120, 8, 0.05), (100, 100, 3, 0.2)] {
+        for &(m, n, r, sigma) in &[
+            (80usize, 60usize, 5usize, 0.1f32),
+            (50, 120, 8, 0.05),
+            (100, 100, 3, 0.2),
+        ] {
             let signal = low_rank_matrix(m, n, r, 1);
             let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(2);
             let noise = ndarray::Array2::from_shape_simple_fn((m, n), || {
                 crate::util::gaussian(&mut rng) as f32
             });
             let a = &signal + &(noise * sigma);
-            let s: Vec<f64> = crate::svd::svd(a.view()).unwrap().s.iter().map(|&v| v as f64).collect();
+            let s: Vec<f64> = crate::svd::svd(a.view())
+                .unwrap()
+                .s
+                .iter()
+                .map(|&v| v as f64)
+                .collect();
             let v = evbmf(&s, m, n).unwrap();
             assert_eq!(v.rank, r, "{m}x{n}");
             let rel = (v.sigma2.sqrt() - sigma as f64).abs() / sigma as f64;

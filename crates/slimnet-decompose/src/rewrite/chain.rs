@@ -46,7 +46,8 @@ pub(crate) fn chain_cost(cfgs: &[Conv2dConfig], input: &[usize]) -> (usize, usiz
             .with_dilation(cfg.dilation[0], cfg.dilation[1])
             .with_groups(cfg.groups);
         macs += g.macs();
-        params += cfg.weight_shape().iter().product::<usize>() + if cfg.bias { cfg.out_channels } else { 0 };
+        params += cfg.weight_shape().iter().product::<usize>()
+            + if cfg.bias { cfg.out_channels } else { 0 };
         (n, c, h, w) = (n, cfg.out_channels, g.out_h(), g.out_w());
     }
     (params, macs)
@@ -69,6 +70,9 @@ pub(crate) fn build_chain(
 }
 
 /// An OIHW weight from a function of (o, i, y, x).
-pub(crate) fn weight(shape: [usize; 4], f: impl Fn(usize, usize, usize, usize) -> f32) -> ArrayD<f32> {
+pub(crate) fn weight(
+    shape: [usize; 4],
+    f: impl Fn(usize, usize, usize, usize) -> f32,
+) -> ArrayD<f32> {
     ArrayD::from_shape_fn(IxDyn(&shape), |i| f(i[0], i[1], i[2], i[3]))
 }

@@ -44,7 +44,10 @@ pub(crate) fn linear_svd(l: &Linear, input: &[usize], policy: &RankPolicy) -> Re
     if let Some(b) = &l.bias {
         check_finite(b.value.iter(), "bias")?;
     }
-    let wm = w.view().into_shape_with_order((o, i)).map_err(|e| Error::invalid(e.to_string()))?;
+    let wm = w
+        .view()
+        .into_shape_with_order((o, i))
+        .map_err(|e| Error::invalid(e.to_string()))?;
     let d = svd(wm)?;
     let s = singular_values(&d);
     let n = input[0];
@@ -63,8 +66,16 @@ pub(crate) fn linear_svd(l: &Linear, input: &[usize], policy: &RankPolicy) -> Re
         left.into_dyn(),
         l.bias.as_ref().map(|b| b.value.clone()),
     )?;
-    let layer = Sequential::new().push("reduce", reduce).push("restore", restore).build()?;
-    Ok(Built { layer, ranks: vec![r], rel_error: tail_error(&s, r), note: String::new() })
+    let layer = Sequential::new()
+        .push("reduce", reduce)
+        .push("restore", restore)
+        .build()?;
+    Ok(Built {
+        layer,
+        ranks: vec![r],
+        rel_error: tail_error(&s, r),
+        note: String::new(),
+    })
 }
 
 /// Checks a convolution can be decomposed and returns its weight and bias.
@@ -115,7 +126,16 @@ pub(crate) fn conv(
             let cfgs = |r: usize| {
                 [
                     conv_cfg(i, r, [kh, 1], [st[0], 1], [pd[0], 0], [dl[0], 1], 1, false),
-                    conv_cfg(r, o, [1, kw], [1, st[1]], [0, pd[1]], [1, dl[1]], 1, cfg.bias),
+                    conv_cfg(
+                        r,
+                        o,
+                        [1, kw],
+                        [1, st[1]],
+                        [0, pd[1]],
+                        [1, dl[1]],
+                        1,
+                        cfg.bias,
+                    ),
                 ]
             };
             let r = select_rank(&s, policy, &|r| chain_cost(&cfgs(r), input), orig)?;
@@ -123,15 +143,31 @@ pub(crate) fn conv(
             let [cv, ch] = cfgs(r);
             let layer = build_chain(
                 vec![
-                    ("vertical", cv, weight([r, i, kh, 1], |k, ci, y, _| left[[ci * kh + y, k]])),
-                    ("horizontal", ch, weight([o, r, 1, kw], |oo, k, _, x| right[[k, oo * kw + x]])),
+                    (
+                        "vertical",
+                        cv,
+                        weight([r, i, kh, 1], |k, ci, y, _| left[[ci * kh + y, k]]),
+                    ),
+                    (
+                        "horizontal",
+                        ch,
+                        weight([o, r, 1, kw], |oo, k, _, x| right[[k, oo * kw + x]]),
+                    ),
                 ],
                 bias,
             )?;
-            Ok(Built { layer, ranks: vec![r], rel_error: tail_error(&s, r), note: String::new() })
+            Ok(Built {
+                layer,
+                ranks: vec![r],
+                rel_error: tail_error(&s, r),
+                note: String::new(),
+            })
         }
         ConvMethod::Channel => {
-            let m = w.view().into_shape_with_order((o, i * kh * kw)).map_err(|e| Error::invalid(e.to_string()))?;
+            let m = w
+                .view()
+                .into_shape_with_order((o, i * kh * kw))
+                .map_err(|e| Error::invalid(e.to_string()))?;
             let d = svd(m)?;
             let s = singular_values(&d);
             let cfgs = |r: usize| {
@@ -143,15 +179,27 @@ pub(crate) fn conv(
             let r = select_rank(&s, policy, &|r| chain_cost(&cfgs(r), input), orig)?;
             let (left, right) = d.truncate(r)?.balanced();
             let [ca, cb] = cfgs(r);
-            let right = right.into_shape_with_order((r, i, kh, kw)).expect("sizes match").into_dyn();
+            let right = right
+                .into_shape_with_order((r, i, kh, kw))
+                .expect("sizes match")
+                .into_dyn();
             let layer = build_chain(
                 vec![
                     ("conv", ca, right),
-                    ("project", cb, weight([o, r, 1, 1], |oo, k, _, _| left[[oo, k]])),
+                    (
+                        "project",
+                        cb,
+                        weight([o, r, 1, 1], |oo, k, _, _| left[[oo, k]]),
+                    ),
                 ],
                 bias,
             )?;
-            Ok(Built { layer, ranks: vec![r], rel_error: tail_error(&s, r), note: String::new() })
+            Ok(Built {
+                layer,
+                ranks: vec![r],
+                rel_error: tail_error(&s, r),
+                note: String::new(),
+            })
         }
         ConvMethod::Tucker2 => {
             let cfgs = |ro: usize, ri: usize| {
@@ -161,16 +209,25 @@ pub(crate) fn conv(
                     pointwise(ro, o, cfg.bias),
                 ]
             };
-            let (ro, ri) = tucker_ranks(w, policy, &|ro, ri| chain_cost(&cfgs(ro, ri), input), orig)?;
+            let (ro, ri) =
+                tucker_ranks(w, policy, &|ro, ri| chain_cost(&cfgs(ro, ri), input), orig)?;
             let t = tucker2(w.view(), ro, ri, tucker)?;
             let uo = t.factors[0].as_ref().expect("mode 0 decomposed");
             let ui = t.factors[1].as_ref().expect("mode 1 decomposed");
             let [ca, cb, cc] = cfgs(ro, ri);
             let layer = build_chain(
                 vec![
-                    ("reduce", ca, weight([ri, i, 1, 1], |b, ci, _, _| ui[[ci, b]])),
+                    (
+                        "reduce",
+                        ca,
+                        weight([ri, i, 1, 1], |b, ci, _, _| ui[[ci, b]]),
+                    ),
                     ("core", cb, t.core.clone()),
-                    ("restore", cc, weight([o, ro, 1, 1], |oo, a, _, _| uo[[oo, a]])),
+                    (
+                        "restore",
+                        cc,
+                        weight([o, ro, 1, 1], |oo, a, _, _| uo[[oo, a]]),
+                    ),
                 ],
                 bias,
             )?;
@@ -193,7 +250,9 @@ pub(crate) fn conv(
             let max = max_cp_rank(&[o, i, kh, kw]);
             let r = match policy {
                 RankPolicy::Fixed(r) => {
-                    crate::error::check_rank(*r, max, || format!("a CP model of a {o}x{i}x{kh}x{kw} kernel"))?;
+                    crate::error::check_rank(*r, max, || {
+                        format!("a CP model of a {o}x{i}x{kh}x{kw} kernel")
+                    })?;
                     *r
                 }
                 RankPolicy::ParamRatio(_) | RankPolicy::MacRatio(_) => {
@@ -208,14 +267,35 @@ pub(crate) fn conv(
             };
             let fit = cp_als(w.view(), r, cp)?;
             let lam = &fit.weights;
-            let (fa, fb, fy, fx) = (&fit.factors[0], &fit.factors[1], &fit.factors[2], &fit.factors[3]);
+            let (fa, fb, fy, fx) = (
+                &fit.factors[0],
+                &fit.factors[1],
+                &fit.factors[2],
+                &fit.factors[3],
+            );
             let [ca, cv, chz, cd] = cfgs(r);
             let layer = build_chain(
                 vec![
-                    ("reduce", ca, weight([r, i, 1, 1], |k, ci, _, _| fb[[ci, k]])),
-                    ("vertical", cv, weight([r, 1, kh, 1], |k, _, y, _| fy[[y, k]])),
-                    ("horizontal", chz, weight([r, 1, 1, kw], |k, _, _, x| fx[[x, k]])),
-                    ("restore", cd, weight([o, r, 1, 1], |oo, k, _, _| fa[[oo, k]] * lam[k])),
+                    (
+                        "reduce",
+                        ca,
+                        weight([r, i, 1, 1], |k, ci, _, _| fb[[ci, k]]),
+                    ),
+                    (
+                        "vertical",
+                        cv,
+                        weight([r, 1, kh, 1], |k, _, y, _| fy[[y, k]]),
+                    ),
+                    (
+                        "horizontal",
+                        chz,
+                        weight([r, 1, 1, kw], |k, _, _, x| fx[[x, k]]),
+                    ),
+                    (
+                        "restore",
+                        cd,
+                        weight([o, r, 1, 1], |oo, k, _, _| fa[[oo, k]] * lam[k]),
+                    ),
                 ],
                 bias,
             )?;
@@ -250,12 +330,22 @@ fn tucker_ranks(
         RankPolicy::ParamRatio(_) | RankPolicy::MacRatio(_) => {
             // scale both ranks with the channel counts
             let big = o.max(i);
-            let at = |t: usize| (((t * o) as f64 / big as f64).ceil() as usize, ((t * i) as f64 / big as f64).ceil() as usize);
+            let at = |t: usize| {
+                (
+                    ((t * o) as f64 / big as f64).ceil() as usize,
+                    ((t * i) as f64 / big as f64).ceil() as usize,
+                )
+            };
             let fake = vec![1.0; big];
-            let t = select_rank(&fake, policy, &|t| {
-                let (a, b) = at(t);
-                cost(a, b)
-            }, orig)?;
+            let t = select_rank(
+                &fake,
+                policy,
+                &|t| {
+                    let (a, b) = at(t);
+                    cost(a, b)
+                },
+                orig,
+            )?;
             Ok(at(t))
         }
         _ => {
@@ -268,7 +358,11 @@ fn tucker_ranks(
                 Array2::from_shape_fn((sh[mode], other), |(a, j)| {
                     // the remaining indices in row-major order
                     let (b, yx) = (j / (sh[2] * sh[3]), j % (sh[2] * sh[3]));
-                    let idx = if mode == 0 { [a, b, yx / sh[3], yx % sh[3]] } else { [b, a, yx / sh[3], yx % sh[3]] };
+                    let idx = if mode == 0 {
+                        [a, b, yx / sh[3], yx % sh[3]]
+                    } else {
+                        [b, a, yx / sh[3], yx % sh[3]]
+                    };
                     w[IxDyn(&idx)]
                 })
             };

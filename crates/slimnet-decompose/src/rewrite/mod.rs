@@ -167,7 +167,11 @@ impl LowRank {
                 ),
             });
         };
-        let method = if layer.kind() == "Linear" { "svd" } else { self.conv.name() };
+        let method = if layer.kind() == "Linear" {
+            "svd"
+        } else {
+            self.conv.name()
+        };
         let before = layer.cost(input)?;
         let after = built.layer.cost(input)?;
         let mut rec = LayerReport {
@@ -186,8 +190,15 @@ impl LowRank {
             rec.time_us = Some((t0, t1));
             if t1 * check.margin > t0 {
                 rec.kept = false;
-                let note = format!("kept the original: {t1:.1} us x margin {} > {t0:.1} us", check.margin);
-                rec.note = if rec.note.is_empty() { note } else { format!("{}; {note}", rec.note) };
+                let note = format!(
+                    "kept the original: {t1:.1} us x margin {} > {t0:.1} us",
+                    check.margin
+                );
+                rec.note = if rec.note.is_empty() {
+                    note
+                } else {
+                    format!("{}; {note}", rec.note)
+                };
             }
         }
         Ok(Some((Box::new(built.layer), rec)))
@@ -232,7 +243,9 @@ pub fn decompose(
 ) -> Result<DecomposeReport> {
     rule.take_log();
     rewrite(graph, input, selector, rule)?;
-    Ok(DecomposeReport { layers: rule.take_log() })
+    Ok(DecomposeReport {
+        layers: rule.take_log(),
+    })
 }
 
 #[cfg(test)]

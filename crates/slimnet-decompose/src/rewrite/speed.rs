@@ -19,7 +19,10 @@ pub struct SpeedCheck {
 
 impl Default for SpeedCheck {
     fn default() -> Self {
-        Self { margin: 1.05, runs: 20 }
+        Self {
+            margin: 1.05,
+            runs: 20,
+        }
     }
 }
 
@@ -40,7 +43,12 @@ impl SpeedCheck {
     ///
     /// # Errors
     /// When a layer rejects the input.
-    pub fn compare(&self, before: &dyn Layer, after: &dyn Layer, input: &[usize]) -> Result<(f64, f64)> {
+    pub fn compare(
+        &self,
+        before: &dyn Layer,
+        after: &dyn Layer,
+        input: &[usize],
+    ) -> Result<(f64, f64)> {
         let mut shape = input.to_vec();
         shape[0] = 1;
         let x = tensor::uniform(&shape, -1.0, 1.0, &mut tensor::rng(0));

@@ -37,7 +37,11 @@ fn full_rank_rewrites_reproduce_the_layer() {
         let rule = LowRank::new(method, RankPolicy::Fixed(rank));
         let r = decompose(&mut g, &input, &Selector::All, &rule).unwrap();
         assert_eq!(r.layers.len(), 1);
-        assert!(r.layers[0].rel_error < 1e-5, "{method:?}: {}", r.layers[0].rel_error);
+        assert!(
+            r.layers[0].rel_error < 1e-5,
+            "{method:?}: {}",
+            r.layers[0].rel_error
+        );
         let y1 = g.forward(&x).unwrap();
         assert_eq!(y0.shape(), y1.shape());
         assert!(rel(&y0, &y1) < 1e-4, "{method:?}: {}", rel(&y0, &y1));
@@ -47,8 +51,12 @@ fn full_rank_rewrites_reproduce_the_layer() {
     c.weight.value = cp_tensor(&[8, 6, 3, 3], 5, 0.0, 3);
     let mut g = single("conv", c);
     let y0 = g.forward(&x).unwrap();
-    let rule = LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(5))
-        .with_cp(crate::cp::CpConfig::default().with_tol(1e-12).with_strict(false).with_max_iterations(2000));
+    let rule = LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(5)).with_cp(
+        crate::cp::CpConfig::default()
+            .with_tol(1e-12)
+            .with_strict(false)
+            .with_max_iterations(2000),
+    );
     let r = decompose(&mut g, &input, &Selector::All, &rule).unwrap();
     assert!(r.layers[0].rel_error < 1e-5, "{}", r.layers[0].rel_error);
     assert!(rel(&y0, &g.forward(&x).unwrap()) < 1e-4);
@@ -58,7 +66,13 @@ fn full_rank_rewrites_reproduce_the_layer() {
     let mut g = single("fc", fc);
     let x = tensor::uniform(&[3, 12], -1.0, 1.0, &mut tensor::rng(7));
     let y0 = g.forward(&x).unwrap();
-    let r = decompose(&mut g, &[3, 12], &Selector::All, &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(7))).unwrap();
+    let r = decompose(
+        &mut g,
+        &[3, 12],
+        &Selector::All,
+        &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(7)),
+    )
+    .unwrap();
     assert_eq!(r.layers[0].method, "svd");
     assert!(rel(&y0, &g.forward(&x).unwrap()) < 1e-5);
 }
@@ -66,15 +80,28 @@ fn full_rank_rewrites_reproduce_the_layer() {
 #[test]
 fn error_falls_and_budgets_hold() {
     let input = [1, 6, 11, 13];
-    for method in [ConvMethod::Spatial, ConvMethod::Channel, ConvMethod::Tucker2, ConvMethod::Cp] {
+    for method in [
+        ConvMethod::Spatial,
+        ConvMethod::Channel,
+        ConvMethod::Tucker2,
+        ConvMethod::Cp,
+    ] {
         let mut last = f64::INFINITY;
         for q in [0.2, 0.5, 0.9] {
             let mut g = single("conv", odd_conv(1));
             let rule = LowRank::new(method, RankPolicy::MacRatio(q));
             let r = decompose(&mut g, &input, &Selector::All, &rule).unwrap();
             let l = &r.layers[0];
-            assert!(l.macs.1 as f64 <= q * l.macs.0 as f64, "{method:?} {q}: {:?}", l.macs);
-            assert!(l.rel_error <= last + 1e-9, "{method:?} {q}: {} > {last}", l.rel_error);
+            assert!(
+                l.macs.1 as f64 <= q * l.macs.0 as f64,
+                "{method:?} {q}: {:?}",
+                l.macs
+            );
+            assert!(
+                l.rel_error <= last + 1e-9,
+                "{method:?} {q}: {} > {last}",
+                l.rel_error
+            );
             last = l.rel_error;
         }
     }
@@ -83,25 +110,70 @@ fn error_falls_and_budgets_hold() {
 #[test]
 fn bad_input_names_the_layer() {
     let input = [1, 6, 11, 13];
-    let run = |g: &mut Graph, rule: &LowRank| decompose(g, &input, &Selector::All, rule).unwrap_err().to_string();
-    let e = run(&mut single("conv", odd_conv(1)), &LowRank::new(ConvMethod::Spatial, RankPolicy::Fixed(0)));
-    assert!(e.contains("conv") && e.contains("rank 0 is out of range 1..=18"), "{e}");
-    let e = run(&mut single("conv", odd_conv(1)), &LowRank::new(ConvMethod::Channel, RankPolicy::Fixed(9)));
+    let run = |g: &mut Graph, rule: &LowRank| {
+        decompose(g, &input, &Selector::All, rule)
+            .unwrap_err()
+            .to_string()
+    };
+    let e = run(
+        &mut single("conv", odd_conv(1)),
+        &LowRank::new(ConvMethod::Spatial, RankPolicy::Fixed(0)),
+    );
+    assert!(
+        e.contains("conv") && e.contains("rank 0 is out of range 1..=18"),
+        "{e}"
+    );
+    let e = run(
+        &mut single("conv", odd_conv(1)),
+        &LowRank::new(ConvMethod::Channel, RankPolicy::Fixed(9)),
+    );
     assert!(e.contains("rank 9 is out of range 1..=8"), "{e}");
     let mut c = odd_conv(1);
     c.weight.value[[1, 2, 0, 1]] = f32::NAN;
-    let e = run(&mut single("conv", c), &LowRank::new(ConvMethod::Tucker2, RankPolicy::Fixed(2)));
-    assert!(e.contains("conv") && e.contains("weight holds a non-finite value (NaN)"), "{e}");
-    let grouped = Conv2dConfig::new(6, 8, 3).with_groups(2).init(&mut tensor::rng(0)).unwrap();
-    let e = run(&mut single("gconv", grouped), &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(2)));
-    assert!(e.contains("gconv") && e.contains("grouped convolutions (2 groups)"), "{e}");
+    let e = run(
+        &mut single("conv", c),
+        &LowRank::new(ConvMethod::Tucker2, RankPolicy::Fixed(2)),
+    );
+    assert!(
+        e.contains("conv") && e.contains("weight holds a non-finite value (NaN)"),
+        "{e}"
+    );
+    let grouped = Conv2dConfig::new(6, 8, 3)
+        .with_groups(2)
+        .init(&mut tensor::rng(0))
+        .unwrap();
+    let e = run(
+        &mut single("gconv", grouped),
+        &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(2)),
+    );
+    assert!(
+        e.contains("gconv") && e.contains("grouped convolutions (2 groups)"),
+        "{e}"
+    );
     let bn = BatchNormConfig::new(6).init().unwrap();
-    let e = run(&mut single("bn", bn), &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(2)));
-    assert!(e.contains("bn") && e.contains("`BatchNorm2d` has no low-rank rewrite"), "{e}");
-    let strict = crate::cp::CpConfig::default().with_max_iterations(2).with_tol(1e-12);
-    let e = run(&mut single("conv", odd_conv(1)), &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(4)).with_cp(strict));
-    assert!(e.contains("conv") && e.contains("CP-ALS did not converge: 2 iterations"), "{e}");
-    let e = run(&mut single("conv", odd_conv(1)), &LowRank::new(ConvMethod::Channel, RankPolicy::ParamRatio(0.001)));
+    let e = run(
+        &mut single("bn", bn),
+        &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(2)),
+    );
+    assert!(
+        e.contains("bn") && e.contains("`BatchNorm2d` has no low-rank rewrite"),
+        "{e}"
+    );
+    let strict = crate::cp::CpConfig::default()
+        .with_max_iterations(2)
+        .with_tol(1e-12);
+    let e = run(
+        &mut single("conv", odd_conv(1)),
+        &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(4)).with_cp(strict),
+    );
+    assert!(
+        e.contains("conv") && e.contains("CP-ALS did not converge: 2 iterations"),
+        "{e}"
+    );
+    let e = run(
+        &mut single("conv", odd_conv(1)),
+        &LowRank::new(ConvMethod::Channel, RankPolicy::ParamRatio(0.001)),
+    );
     assert!(e.contains("budget"), "{e}");
 }
 
@@ -112,13 +184,25 @@ fn speed_check_can_reject_and_models_round_trip() {
     // an impossible margin: every rewrite is measured and rejected
     let rule = LowRank::new(ConvMethod::Channel, RankPolicy::Fixed(3))
         .with_speed_check(SpeedCheck::default().with_margin(1e6).with_runs(2));
-    let r = decompose(&mut g, &input, &Selector::Kinds(vec!["Conv2d".into()]), &rule).unwrap();
+    let r = decompose(
+        &mut g,
+        &input,
+        &Selector::Kinds(vec!["Conv2d".into()]),
+        &rule,
+    )
+    .unwrap();
     assert_eq!(r.layers.len(), 2);
     assert!(r.layers.iter().all(|l| !l.kept && l.time_us.is_some()));
     assert_eq!(g.layer("conv1").unwrap().kind(), "Conv2d");
     // a real rewrite saves and loads through the core registry
     let rule = LowRank::new(ConvMethod::Tucker2, RankPolicy::Energy(0.9));
-    decompose(&mut g, &input, &Selector::Kinds(vec!["Conv2d".into(), "Linear".into()]), &rule).unwrap();
+    decompose(
+        &mut g,
+        &input,
+        &Selector::Kinds(vec!["Conv2d".into(), "Linear".into()]),
+        &rule,
+    )
+    .unwrap();
     assert_eq!(g.layer("conv2").unwrap().kind(), "Graph");
     let x = tensor::uniform(&input, 0.0, 1.0, &mut tensor::rng(1));
     let back = io::from_bytes(&io::to_bytes(&g).unwrap(), &io::Registry::core()).unwrap();
