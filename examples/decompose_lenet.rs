@@ -27,7 +27,7 @@ struct Args {
 fn parse_args() -> std::result::Result<Args, String> {
     let mut a = Args {
         model: "target/slimnet/lenet5.safetensors".into(),
-        epochs: 2,
+        epochs: 3,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     let mut it = std::env::args().skip(1);
@@ -137,11 +137,11 @@ fn run(args: &Args) -> Result<()> {
         ),
         (
             "conv2",
-            LowRank::new(ConvMethod::Tucker2, RankPolicy::MacRatio(0.4)),
+            LowRank::new(ConvMethod::Tucker2, RankPolicy::MacRatio(0.45)),
         ),
         (
             "fc1",
-            LowRank::new(ConvMethod::Channel, RankPolicy::ParamRatio(0.15)),
+            LowRank::new(ConvMethod::Channel, RankPolicy::ParamRatio(0.18)),
         ),
     ];
     let mut report = DecomposeReport::default();
@@ -157,7 +157,7 @@ fn run(args: &Args) -> Result<()> {
         report.layers.extend(r.layers);
     }
     let acc_decomposed = train::accuracy(&model, &test_set)?;
-    let lr = 0.002;
+    let lr = 0.005;
     let history = train::Trainer::new(
         train::TrainConfig::default()
             .with_epochs(args.epochs)
