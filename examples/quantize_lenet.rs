@@ -16,8 +16,8 @@
 use std::time::Instant;
 
 use slimnet::core::data::{self, Dataset};
-use slimnet::core::{io, models, optim, tensor, train, Graph, Layer, Tensor};
 use slimnet::core::rewrite::Selector;
+use slimnet::core::{io, models, optim, tensor, train, Graph, Layer, Tensor};
 use slimnet::quant::{self, observer, ptq, qat, share};
 
 struct Args {
@@ -125,10 +125,19 @@ fn float_model(name: &str, tr: &Dataset, te: &Dataset, threads: usize) -> Res<Gr
     println!("cannot load {path} ({why}): training {name} for {epochs} epochs");
     slimnet::kernels::threads::set_num_threads(threads);
     let mut g = models::by_name(name, &mut tensor::rng(1))?;
-    train::Trainer::new(train::TrainConfig::default().with_epochs(epochs).with_seed(1))
-        .optimizer(optim::Sgd::new(lr).with_momentum(0.9).with_nesterov(true).with_weight_decay(wd))
-        .schedule(optim::CosineLr::new(lr, epochs))
-        .fit(&mut g, tr, Some(te))?;
+    train::Trainer::new(
+        train::TrainConfig::default()
+            .with_epochs(epochs)
+            .with_seed(1),
+    )
+    .optimizer(
+        optim::Sgd::new(lr)
+            .with_momentum(0.9)
+            .with_nesterov(true)
+            .with_weight_decay(wd),
+    )
+    .schedule(optim::CosineLr::new(lr, epochs))
+    .fit(&mut g, tr, Some(te))?;
     io::save(&g, &path)?;
     Ok(g)
 }
@@ -177,7 +186,11 @@ fn kinds(g: &Graph) -> String {
     for n in g.nodes() {
         *counts.entry(n.op.name()).or_default() += 1;
     }
-    counts.iter().map(|(k, v)| format!("{k} x{v}")).collect::<Vec<_>>().join(", ")
+    counts
+        .iter()
+        .map(|(k, v)| format!("{k} x{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn int8_run(args: &Args, method: &str, name: &str, tr: &Dataset, te: &Dataset) -> Res<()> {
@@ -207,10 +220,31 @@ fn int8_run(args: &Args, method: &str, name: &str, tr: &Dataset, te: &Dataset) -
     let folded = ptq::fold(&model)?;
     let (t_fold, t_q2) = latencies(&folded, &q, te)?;
     println!("{method} {name}: {} s; graph: {}", fmt(secs), kinds(&q));
-    println!("{:<28} {:>10} {:>12} {:>14}", "model", "accuracy", "file bytes", "latency (us)");
-    println!("{:<28} {:>10.4} {:>12} {:>14.1}", "f32", acc_before, bytes_before, t_f32 * 1e6);
-    println!("{:<28} {:>10} {:>12} {:>14.1}", "f32, BatchNorm folded", "", "", t_fold * 1e6);
-    println!("{:<28} {:>10.4} {:>12} {:>14.1}", format!("int8 ({method})"), acc_after, bytes_after, t_q * 1e6);
+    println!(
+        "{:<28} {:>10} {:>12} {:>14}",
+        "model", "accuracy", "file bytes", "latency (us)"
+    );
+    println!(
+        "{:<28} {:>10.4} {:>12} {:>14.1}",
+        "f32",
+        acc_before,
+        bytes_before,
+        t_f32 * 1e6
+    );
+    println!(
+        "{:<28} {:>10} {:>12} {:>14.1}",
+        "f32, BatchNorm folded",
+        "",
+        "",
+        t_fold * 1e6
+    );
+    println!(
+        "{:<28} {:>10.4} {:>12} {:>14.1}",
+        format!("int8 ({method})"),
+        acc_after,
+        bytes_after,
+        t_q * 1e6
+    );
     println!(
         "speedup over the BatchNorm-folded f32 model: {:.2}",
         t_fold / t_q2
@@ -232,26 +266,42 @@ fn fmt(s: f64) -> String {
 fn qat_train(args: &Args, model: &Graph, tr: &Dataset, te: &Dataset) -> Res<Graph> {
     let mut g = qat::prepare(model, &qat::QatConfig::default())?;
     let n = ((tr.len() as f32 * args.qat_epochs) as usize).clamp(64, tr.len());
-    let sub = Dataset::new(tr.batch(&(0..n).collect::<Vec<_>>()).0, tr.labels[..n].to_vec(), tr.classes)?;
+    let sub = Dataset::new(
+        tr.batch(&(0..n).collect::<Vec<_>>()).0,
+        tr.labels[..n].to_vec(),
+        tr.classes,
+    )?;
     let bs = 64;
     let steps = n.div_ceil(bs);
     slimnet::kernels::threads::set_num_threads(args.threads);
     let lr = 1e-3;
-    train::Trainer::new(train::TrainConfig::default().with_epochs(1).with_batch_size(bs).with_seed(7))
-        .optimizer(optim::Sgd::new(lr).with_momentum(0.9))
-        .schedule(optim::CosineLr::new(lr, 1))
-        .callback(qat::FreezeAfter(steps * 2 / 3))
-        .fit(&mut g, &sub, None)?;
-    println!("qat: {n} training images, fake-quantized accuracy {:.4}", train::accuracy(&g, te)?);
+    train::Trainer::new(
+        train::TrainConfig::default()
+            .with_epochs(1)
+            .with_batch_size(bs)
+            .with_seed(7),
+    )
+    .optimizer(optim::Sgd::new(lr).with_momentum(0.9))
+    .schedule(optim::CosineLr::new(lr, 1))
+    .callback(qat::FreezeAfter(steps * 2 / 3))
+    .fit(&mut g, &sub, None)?;
+    println!(
+        "qat: {n} training images, fake-quantized accuracy {:.4}",
+        train::accuracy(&g, te)?
+    );
     Ok(qat::convert(&g)?)
 }
 
 /// Fine-tunes `g` on the training set for `epochs` epochs with SGD + momentum at `lr`.
 fn fine_tune(g: &mut Graph, tr: &Dataset, epochs: usize, lr: f32, seed: u64) -> Res<()> {
-    train::Trainer::new(train::TrainConfig::default().with_epochs(epochs).with_seed(seed))
-        .optimizer(optim::Sgd::new(lr).with_momentum(0.9))
-        .schedule(optim::CosineLr::new(lr, epochs))
-        .fit(g, tr, None)?;
+    train::Trainer::new(
+        train::TrainConfig::default()
+            .with_epochs(epochs)
+            .with_seed(seed),
+    )
+    .optimizer(optim::Sgd::new(lr).with_momentum(0.9))
+    .schedule(optim::CosineLr::new(lr, epochs))
+    .fit(g, tr, None)?;
     Ok(())
 }
 
@@ -290,7 +340,11 @@ fn share_run(args: &Args, name: &str, tr: &Dataset, te: &Dataset) -> Res<()> {
         prune(&mut g, &rates)?;
         let epochs = if *frac < 1.0 { 2 } else { 6 };
         fine_tune(&mut g, tr, epochs, 0.02, 10 + step as u64)?;
-        println!("pruned {:.0}% of the target, accuracy {:.4}", frac * 100.0, train::accuracy(&g, te)?);
+        println!(
+            "pruned {:.0}% of the target, accuracy {:.4}",
+            frac * 100.0,
+            train::accuracy(&g, te)?
+        );
     }
     let acc_pruned = train::accuracy(&g, te)?;
     let cfg = share::ShareConfig::new(5)?.with_huffman(true);
@@ -308,11 +362,26 @@ fn share_run(args: &Args, name: &str, tr: &Dataset, te: &Dataset) -> Res<()> {
     let (t_f32, t_s) = latencies(&model, &back, te)?;
     println!("{report}");
     println!("{:<36} {:>10} {:>12}", "model", "accuracy", "file bytes");
-    println!("{:<36} {:>10.4} {:>12}", "dense f32", acc_before, bytes_before);
-    println!("{:<36} {:>10.4} {:>12}", "pruned (93/91/75%), fine-tuned", acc_pruned, "");
-    println!("{:<36} {:>10.4} {:>12}", "+ 5-bit sharing (k-means)", acc_shared, "");
-    println!("{:<36} {:>10.4} {:>12}", "+ centroid fine-tuning, Huffman", acc_after, bytes_after);
-    println!("compression {:.1}x", bytes_before as f64 / bytes_after as f64);
+    println!(
+        "{:<36} {:>10.4} {:>12}",
+        "dense f32", acc_before, bytes_before
+    );
+    println!(
+        "{:<36} {:>10.4} {:>12}",
+        "pruned (93/91/75%), fine-tuned", acc_pruned, ""
+    );
+    println!(
+        "{:<36} {:>10.4} {:>12}",
+        "+ 5-bit sharing (k-means)", acc_shared, ""
+    );
+    println!(
+        "{:<36} {:>10.4} {:>12}",
+        "+ centroid fine-tuning, Huffman", acc_after, bytes_after
+    );
+    println!(
+        "compression {:.1}x",
+        bytes_before as f64 / bytes_after as f64
+    );
     println!(
         "quant share {name} mnist acc_before={acc_before:.4} acc_after={acc_after:.4} \
          file_bytes_before={bytes_before} file_bytes_after={bytes_after} speedup={:.2}",

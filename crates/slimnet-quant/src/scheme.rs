@@ -309,8 +309,10 @@ mod tests {
             QScheme::affine(1),
             Err(QuantError::BitWidth { bits: 1, .. })
         ));
-        let mut s = QScheme::default();
-        s.bits = 12;
+        let s = QScheme {
+            bits: 12,
+            ..QScheme::default()
+        };
         let w = tensor::zeros(&[2, 2]);
         assert!(quantize(&w, s).is_err());
         let nan = tensor::from_vec(&[1, 2], vec![1.0, f32::NAN]).unwrap();

@@ -65,7 +65,10 @@ fn resnet_plan_places_boundaries_and_keeps_adds_in_f32() {
         }
         let mean_err = (&y - &yq).mapv(f32::abs).mean().unwrap();
         let mean_abs = y.mapv(f32::abs).mean().unwrap();
-        assert!(mean_err <= 0.1 * mean_abs, "{obs:?}: {mean_err} vs {mean_abs}");
+        assert!(
+            mean_err <= 0.1 * mean_abs,
+            "{obs:?}: {mean_err} vs {mean_abs}"
+        );
         let back = io::from_bytes(&io::to_bytes(&q).unwrap(), &registry()).unwrap();
         assert_eq!(back.forward(&x).unwrap(), q.forward(&x).unwrap());
     }
@@ -78,7 +81,17 @@ fn lenet5_runs_int8_end_to_end() {
     // one Quantize at the input, no Dequantize: codes flow conv -> pool -> conv -> fc -> fc
     assert_eq!(
         kinds(&q),
-        ["Input", "Quantize", "QConv2d", "MaxPool2d", "QConv2d", "MaxPool2d", "Flatten", "QLinear", "QLinear"]
+        [
+            "Input",
+            "Quantize",
+            "QConv2d",
+            "MaxPool2d",
+            "QConv2d",
+            "MaxPool2d",
+            "Flatten",
+            "QLinear",
+            "QLinear"
+        ]
     );
     let x = tensor::uniform(&[3, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(4));
     assert!(close(&model.forward(&x).unwrap(), &q.forward(&x).unwrap()));
@@ -97,7 +110,10 @@ fn bad_calibration_input_gives_clear_errors() {
     bad[0][[0, 0, 3, 3]] = f32::NAN;
     let e = ptq::quantize_static(&model, bad, &PtqConfig::default()).unwrap_err();
     // named by the first node where the NaN is observed
-    assert!(matches!(&e, QuantError::NonFinite { layer, .. } if layer == "flatten"), "{e}");
+    assert!(
+        matches!(&e, QuantError::NonFinite { layer, .. } if layer == "flatten"),
+        "{e}"
+    );
     let inf = vec![tensor::zeros(&[2, 1, 28, 28]).mapv(|_| f32::INFINITY)];
     assert!(ptq::quantize_static(&model, inf, &PtqConfig::default()).is_err());
     let wrong = vec![tensor::zeros(&[2, 3, 28, 28])];
@@ -105,7 +121,11 @@ fn bad_calibration_input_gives_clear_errors() {
     // a constant (zero-range) calibration set is handled: scale 1 at zero, nothing divides by 0
     let zeros = vec![tensor::zeros(&[2, 1, 28, 28])];
     let q = ptq::quantize_static(&model, zeros, &PtqConfig::default()).unwrap();
-    assert!(q.forward(&tensor::zeros(&[1, 1, 28, 28])).unwrap().iter().all(|v| v.is_finite()));
+    assert!(q
+        .forward(&tensor::zeros(&[1, 1, 28, 28]))
+        .unwrap()
+        .iter()
+        .all(|v| v.is_finite()));
 }
 
 #[test]
@@ -171,15 +191,39 @@ fn sharing_respects_masks_and_round_trips_with_huffman() {
     let model = pruned_lenet300();
     for huffman in [false, true] {
         let mut g = model.clone();
-        let cfg = ShareConfig::new(5).unwrap().with_huffman(huffman).with_layer_bits("fc3", 3).unwrap();
+        let cfg = ShareConfig::new(5)
+            .unwrap()
+            .with_huffman(huffman)
+            .with_layer_bits("fc3", 3)
+            .unwrap();
         share_weights(&mut g, &[1, 1, 28, 28], &Selector::All, &cfg).unwrap();
-        let fc1 = g.layer("fc1").unwrap().downcast_ref::<SharedWeights>().unwrap();
+        let fc1 = g
+            .layer("fc1")
+            .unwrap()
+            .downcast_ref::<SharedWeights>()
+            .unwrap();
         assert_eq!(fc1.codebook().len(), 32);
-        assert_eq!(g.layer("fc3").unwrap().downcast_ref::<SharedWeights>().unwrap().codebook().len(), 8);
+        assert_eq!(
+            g.layer("fc3")
+                .unwrap()
+                .downcast_ref::<SharedWeights>()
+                .unwrap()
+                .codebook()
+                .len(),
+            8
+        );
         // masked weights stay zero, kept ones take a shared value
         let (mut orig, mut shared) = (None, None);
-        model.visit_params(&mut |n, p| if n == "fc1.weight" { orig = Some(p.clone()) });
-        fc1.inner().visit_params(&mut |n, p| if n == "weight" { shared = Some(p.value.clone()) });
+        model.visit_params(&mut |n, p| {
+            if n == "fc1.weight" {
+                orig = Some(p.clone())
+            }
+        });
+        fc1.inner().visit_params(&mut |n, p| {
+            if n == "weight" {
+                shared = Some(p.value.clone())
+            }
+        });
         let (orig, shared) = (orig.unwrap(), shared.unwrap());
         let mask = orig.mask().unwrap();
         for ((m, s), o) in mask.iter().zip(shared.iter()).zip(orig.value.iter()) {
@@ -196,22 +240,38 @@ fn sharing_respects_masks_and_round_trips_with_huffman() {
         let x = tensor::uniform(&[2, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(9));
         assert_eq!(back.forward(&x).unwrap(), g.forward(&x).unwrap());
         assert_eq!(io::to_bytes(&back).unwrap(), bytes);
-        let dense = io::to_bytes(&models::lenet300(&mut tensor::rng(0)).unwrap()).unwrap().len();
+        let dense = io::to_bytes(&models::lenet300(&mut tensor::rng(0)).unwrap())
+            .unwrap()
+            .len();
         let ratio = dense as f64 / bytes.len() as f64;
-        assert!(ratio > if huffman { 20.0 } else { 12.0 }, "{huffman}: {ratio}");
+        assert!(
+            ratio > if huffman { 20.0 } else { 12.0 },
+            "{huffman}: {ratio}"
+        );
     }
 }
 
 #[test]
 fn centroid_gradients_are_summed_per_cluster() {
     let mut g = pruned_lenet300();
-    share_weights(&mut g, &[1, 1, 28, 28], &Selector::All, &ShareConfig::new(2).unwrap()).unwrap();
+    share_weights(
+        &mut g,
+        &[1, 1, 28, 28],
+        &Selector::All,
+        &ShareConfig::new(2).unwrap(),
+    )
+    .unwrap();
     let mut float = g.clone();
     let x = tensor::uniform(&[3, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(2));
     let y = g.forward_train(&x).unwrap();
     g.backward(&y.mapv(|_| 1.0)).unwrap();
     // the same gradients from the plain float layer, summed by cluster by hand
-    let fc3 = float.layer_mut("fc3").unwrap().downcast_mut::<SharedWeights>().unwrap().clone();
+    let fc3 = float
+        .layer_mut("fc3")
+        .unwrap()
+        .downcast_mut::<SharedWeights>()
+        .unwrap()
+        .clone();
     let mut inner = fc3.inner().clone_box();
     let h = float.forward(&x).unwrap();
     let _ = h;
@@ -223,11 +283,19 @@ fn centroid_gradients_are_summed_per_cluster() {
     inner.forward_train(&a).unwrap();
     inner.backward(&y.mapv(|_| 1.0)).unwrap();
     let mut wg = None;
-    inner.visit_params(&mut |n, p| if n == "weight" { wg = Some(p.grad.clone()) });
+    inner.visit_params(&mut |n, p| {
+        if n == "weight" {
+            wg = Some(p.grad.clone())
+        }
+    });
     let (wg, cb) = (wg.unwrap(), fc3.codebook().to_vec());
     let mut want = [0.0f32; 4];
     let mut w = None;
-    inner.visit_params(&mut |n, p| if n == "weight" { w = Some((p.value.clone(), p.mask().cloned())) });
+    inner.visit_params(&mut |n, p| {
+        if n == "weight" {
+            w = Some((p.value.clone(), p.mask().cloned()))
+        }
+    });
     let (w, m) = w.unwrap();
     for ((v, gr), k) in w.iter().zip(wg.iter()).zip(m.unwrap().iter()) {
         if *k != 0.0 {
@@ -235,14 +303,26 @@ fn centroid_gradients_are_summed_per_cluster() {
         }
     }
     let mut got = None;
-    g.layer("fc3").unwrap().visit_params(&mut |n, p| if n == "codebook" { got = Some(p.grad.clone()) });
+    g.layer("fc3").unwrap().visit_params(&mut |n, p| {
+        if n == "codebook" {
+            got = Some(p.grad.clone())
+        }
+    });
     let got = got.unwrap();
     for (a, b) in got.iter().zip(&want) {
-        assert!((a - b).abs() <= 1e-3 * b.abs().max(1.0), "{got:?} vs {want:?}");
+        assert!(
+            (a - b).abs() <= 1e-3 * b.abs().max(1.0),
+            "{got:?} vs {want:?}"
+        );
     }
     // a step on the codebook moves every weight of a cluster together
     float.visit_params_mut(&mut |_, _| {});
-    let mut s = g.layer("fc3").unwrap().downcast_ref::<SharedWeights>().unwrap().clone();
+    let mut s = g
+        .layer("fc3")
+        .unwrap()
+        .downcast_ref::<SharedWeights>()
+        .unwrap()
+        .clone();
     s.visit_params_mut(&mut |n, p| {
         if n == "codebook" {
             p.value[[0]] += 1.0;

@@ -5,7 +5,7 @@ use slimnet_core::io::TensorSource;
 use slimnet_core::{Cost, Layer, Result, StoredTensor, Tensor};
 use slimnet_kernels::int8::QuantParams;
 
-use super::store::{load_params, store_params};
+use super::store::{dequantize_tensor, load_params, quantize_tensor, store_params};
 
 /// f32 -> u8 codes: `q = clamp(round(x / scale) + zero_point, 0, 255)` (NaN becomes code 0).
 ///
@@ -48,8 +48,7 @@ impl Layer for Quantize {
 
     /// Any shape -> the same shape (codes).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let p = self.params;
-        Ok(x.mapv(|v| p.quantize(v) as f32))
+        Ok(quantize_tensor(x, self.params))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -99,8 +98,7 @@ impl Layer for Dequantize {
 
     /// Any shape (codes) -> the same shape (f32).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let p = self.params;
-        Ok(x.mapv(|v| p.dequantize(v as u8)))
+        Ok(dequantize_tensor(x, self.params))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

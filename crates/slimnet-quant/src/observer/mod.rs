@@ -57,21 +57,16 @@ impl Clone for Box<dyn Observer> {
 }
 
 /// Which observer to build.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum ObserverKind {
     /// [`MinMax`].
+    #[default]
     MinMax,
     /// [`MovingAverageMinMax`] with the given averaging constant in `(0, 1]`.
     MovingAverage(f32),
     /// [`HistogramObserver`] with a range method.
     Histogram(RangeMethod),
-}
-
-impl Default for ObserverKind {
-    fn default() -> Self {
-        ObserverKind::MinMax
-    }
 }
 
 impl ObserverKind {

@@ -120,7 +120,10 @@ impl Layer for FakeQuantize {
             reason: "FakeQuantize: backward called without a preceding forward_train".into(),
         })?;
         if inside.len() != grad_out.len() {
-            return Err(Error::shape(format!("a gradient of {} values", inside.len()), grad_out.shape()));
+            return Err(Error::shape(
+                format!("a gradient of {} values", inside.len()),
+                grad_out.shape(),
+            ));
         }
         let mut g = grad_out.as_standard_layout().into_owned();
         for (v, &k) in g.iter_mut().zip(&inside) {
@@ -148,18 +151,31 @@ impl Layer for FakeQuantize {
 
     fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {
         if let Some((lo, hi)) = self.range {
-            f("range", StoredTensor::from_f32(&Tensor::from_shape_vec(vec![2], vec![lo, hi]).expect("2 values")));
+            f(
+                "range",
+                StoredTensor::from_f32(
+                    &Tensor::from_shape_vec(vec![2], vec![lo, hi]).expect("2 values"),
+                ),
+            );
         }
     }
 }
 
-pub(crate) fn load_fake_quantize(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+pub(crate) fn load_fake_quantize(
+    cfg: &serde_json::Value,
+    t: &mut TensorSource<'_>,
+) -> Result<Box<dyn Layer>> {
     let key = cfg.get("key").and_then(|v| v.as_str()).unwrap_or_default();
-    let averaging = cfg.get("averaging").and_then(|v| v.as_f64()).unwrap_or(0.01) as f32;
+    let averaging = cfg
+        .get("averaging")
+        .and_then(|v| v.as_f64())
+        .unwrap_or(0.01) as f32;
     let mut fq = FakeQuantize::new(key, averaging);
     if let Some(r) = t.f32_opt("range")? {
         if r.len() != 2 || !r.iter().all(|v| v.is_finite()) {
-            return Err(Error::ModelFile("FakeQuantize range must hold two finite values".into()));
+            return Err(Error::ModelFile(
+                "FakeQuantize range must hold two finite values".into(),
+            ));
         }
         fq.range = Some((r[0], r[1]));
         // resume averaging from the stored range

@@ -98,7 +98,13 @@ pub fn prepare(model: &Graph, cfg: &QatConfig) -> Result<Graph> {
     let mut quant: Vec<NodeId> = vec![g.input(); n];
     for (i, node) in f.nodes().iter().enumerate() {
         let int8 = matches!(plan.roles[i], Role::Int8 { .. });
-        let read = |s: &NodeId| if int8 { quant[s.index()] } else { plain[s.index()] };
+        let read = |s: &NodeId| {
+            if int8 {
+                quant[s.index()]
+            } else {
+                plain[s.index()]
+            }
+        };
         let ins: Vec<NodeId> = node.inputs.iter().map(read).collect();
         let id = match &node.op {
             Op::Input => g.input(),
@@ -107,7 +113,12 @@ pub fn prepare(model: &Graph, cfg: &QatConfig) -> Result<Graph> {
             Op::Add => g.add(&node.name, ins[0], ins[1])?,
             Op::Mul => g.mul(&node.name, ins[0], ins[1])?,
             Op::Concat => g.concat(&node.name, &ins)?,
-            other => return Err(QuantError::invalid(&node.name, format!("unsupported op {other:?}"))),
+            other => {
+                return Err(QuantError::invalid(
+                    &node.name,
+                    format!("unsupported op {other:?}"),
+                ))
+            }
         };
         plain[i] = id;
         quant[i] = id;
@@ -128,7 +139,10 @@ pub fn prepare(model: &Graph, cfg: &QatConfig) -> Result<Graph> {
 pub fn freeze(g: &mut Graph) {
     let names: Vec<String> = g.nodes().iter().map(|n| n.name.clone()).collect();
     for name in names {
-        if let Some(fq) = g.layer_mut(&name).and_then(|l| l.downcast_mut::<FakeQuantize>()) {
+        if let Some(fq) = g
+            .layer_mut(&name)
+            .and_then(|l| l.downcast_mut::<FakeQuantize>())
+        {
             fq.freeze();
         }
     }
@@ -160,7 +174,9 @@ pub fn convert(qat: &Graph) -> Result<Graph> {
     for name in names {
         let Some(l) = f.layer(&name) else { continue };
         if let Some(fq) = l.downcast_ref::<FakeQuantize>() {
-            let r = fq.range().ok_or(QuantError::NoData { layer: name.clone() })?;
+            let r = fq.range().ok_or(QuantError::NoData {
+                layer: name.clone(),
+            })?;
             ranges.insert(fq.key().to_string(), r);
             f.bypass(&name)?;
         } else if let Some(w) = l.downcast_ref::<QatWeights>() {

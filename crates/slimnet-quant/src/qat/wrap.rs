@@ -55,7 +55,10 @@ impl QatWeights {
     /// Another layer kind.
     pub fn new(inner: Box<dyn Layer>) -> Result<Self> {
         if weight(inner.as_ref()).is_none() {
-            return Err(Error::config(format!("QAT wraps Conv2d or Linear, not {}", inner.kind())));
+            return Err(Error::config(format!(
+                "QAT wraps Conv2d or Linear, not {}",
+                inner.kind()
+            )));
         }
         Ok(Self {
             inner,
@@ -80,7 +83,11 @@ impl QatWeights {
     }
 
     /// Runs `f` on the inner layer with weight `wq`, then puts the float weight back.
-    fn with_quantized<T>(&mut self, wq: Tensor, f: impl FnOnce(&mut dyn Layer) -> Result<T>) -> Result<T> {
+    fn with_quantized<T>(
+        &mut self,
+        wq: Tensor,
+        f: impl FnOnce(&mut dyn Layer) -> Result<T>,
+    ) -> Result<T> {
         let p = weight_mut(self.inner.as_mut()).expect("checked at construction");
         let wf = std::mem::replace(&mut p.value, wq);
         let r = f(self.inner.as_mut());
@@ -138,13 +145,24 @@ impl Layer for QatWeights {
     }
 }
 
-pub(crate) fn load_qat_weights(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+pub(crate) fn load_qat_weights(
+    cfg: &serde_json::Value,
+    t: &mut TensorSource<'_>,
+) -> Result<Box<dyn Layer>> {
     let inner_cfg = cfg.get("config").unwrap_or(&json!(null));
     let w = t.f32("weight")?;
     let b = t.f32_opt("bias")?;
     let inner: Box<dyn Layer> = match cfg.get("inner").and_then(|v| v.as_str()) {
-        Some("Conv2d") => Box::new(Conv2d::from_parts(parse_config("Conv2d", inner_cfg)?, w, b)?),
-        Some("Linear") => Box::new(Linear::from_parts(parse_config("Linear", inner_cfg)?, w, b)?),
+        Some("Conv2d") => Box::new(Conv2d::from_parts(
+            parse_config("Conv2d", inner_cfg)?,
+            w,
+            b,
+        )?),
+        Some("Linear") => Box::new(Linear::from_parts(
+            parse_config("Linear", inner_cfg)?,
+            w,
+            b,
+        )?),
         other => return Err(Error::ModelFile(format!("QatWeights around {other:?}"))),
     };
     Ok(Box::new(QatWeights::new(inner)?))

@@ -38,8 +38,11 @@ fn unlimited_lengths(f: &[u64]) -> Vec<u8> {
     }
     // nodes: leaves 0..n, internal nodes after; parent links give depths
     let mut parent: Vec<usize> = vec![usize::MAX; used.len()];
-    let mut heap: BinaryHeap<Reverse<(u64, usize)>> =
-        used.iter().enumerate().map(|(k, &i)| Reverse((f[i], k))).collect();
+    let mut heap: BinaryHeap<Reverse<(u64, usize)>> = used
+        .iter()
+        .enumerate()
+        .map(|(k, &i)| Reverse((f[i], k)))
+        .collect();
     while heap.len() > 1 {
         let Reverse((fa, a)) = heap.pop().expect("two nodes");
         let Reverse((fb, b)) = heap.pop().expect("two nodes");
@@ -99,7 +102,10 @@ pub fn encode(symbols: &[u8], lens: &[u8]) -> Result<Vec<u8>> {
     for &s in symbols {
         let (code, len) = codes.get(s as usize).copied().unwrap_or((0, 0));
         if len == 0 {
-            return Err(QuantError::invalid("", format!("symbol {s} has no Huffman code")));
+            return Err(QuantError::invalid(
+                "",
+                format!("symbol {s} has no Huffman code"),
+            ));
         }
         acc = (acc << len) | code as u64;
         n += len as u32;
@@ -180,7 +186,11 @@ mod tests {
             let data: Vec<u8> = (0..5000u64)
                 .map(|i| {
                     let h = (i.wrapping_mul(6_364_136_223_846_793_005) ^ seed) >> 40;
-                    if seed % 2 == 0 { (h % 32) as u8 } else { (h as u32).trailing_zeros().min(20) as u8 }
+                    if seed % 2 == 0 {
+                        (h % 32) as u8
+                    } else {
+                        (h as u32).trailing_zeros().min(20) as u8
+                    }
                 })
                 .collect();
             let mut f = vec![0u64; 256];
@@ -213,6 +223,9 @@ mod tests {
         assert!(encode(&[5], &[1, 1]).is_err());
         let single = code_lengths(&[0, 7, 0]);
         assert_eq!(single, vec![0, 1, 0]);
-        assert_eq!(decode(&encode(&[1, 1, 1], &single).unwrap(), &single, 3).unwrap(), vec![1, 1, 1]);
+        assert_eq!(
+            decode(&encode(&[1, 1, 1], &single).unwrap(), &single, 3).unwrap(),
+            vec![1, 1, 1]
+        );
     }
 }

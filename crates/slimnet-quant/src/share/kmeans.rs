@@ -21,10 +21,16 @@ use crate::error::{QuantError, Result};
 /// ```
 pub fn kmeans(values: &[f32], k: usize, iters: usize) -> Result<(Vec<f32>, Vec<u8>)> {
     if !(1..=256).contains(&k) {
-        return Err(QuantError::invalid("", format!("k-means with {k} clusters (1..=256)")));
+        return Err(QuantError::invalid(
+            "",
+            format!("k-means with {k} clusters (1..=256)"),
+        ));
     }
     if let Some(v) = values.iter().find(|v| !v.is_finite()) {
-        return Err(QuantError::invalid("", format!("cannot cluster the value {v}")));
+        return Err(QuantError::invalid(
+            "",
+            format!("cannot cluster the value {v}"),
+        ));
     }
     if values.is_empty() {
         return Ok((vec![0.0; k], vec![]));

@@ -79,7 +79,12 @@ impl SharedWeights {
     /// Another layer kind, `bits` outside `1..=8`, or non-finite weights.
     pub fn new(layer: Box<dyn Layer>, bits: u32, huffman: bool) -> Result<Self> {
         if !(1..=8).contains(&bits) {
-            return Err(to_core(QuantError::BitWidth { layer: String::new(), bits, min: 1, max: 8 }));
+            return Err(to_core(QuantError::BitWidth {
+                layer: String::new(),
+                bits,
+                min: 1,
+                max: 8,
+            }));
         }
         let w = weight_param(layer.as_ref())
             .ok_or_else(|| Error::config(format!("weight sharing of a {}", layer.kind())))?;
@@ -98,7 +103,16 @@ impl SharedWeights {
         };
         let (c, index) = kmeans(&kept, 1 << bits, 100).map_err(to_core)?;
         let codebook = Param::new(Tensor::from_shape_vec(vec![c.len()], c).expect("k values"));
-        let mut s = Self { inner: layer, bits, huffman, codebook, index, positions, built: vec![], shape };
+        let mut s = Self {
+            inner: layer,
+            bits,
+            huffman,
+            codebook,
+            index,
+            positions,
+            built: vec![],
+            shape,
+        };
         s.rebuild()?;
         Ok(s)
     }
@@ -123,8 +137,14 @@ impl SharedWeights {
         let n: usize = self.shape.iter().product();
         let mut w = vec![0.0f32; n];
         match &self.positions {
-            Some(p) => p.iter().zip(&self.index).for_each(|(&i, &k)| w[i as usize] = c[k as usize]),
-            None => w.iter_mut().zip(&self.index).for_each(|(v, &k)| *v = c[k as usize]),
+            Some(p) => p
+                .iter()
+                .zip(&self.index)
+                .for_each(|(&i, &k)| w[i as usize] = c[k as usize]),
+            None => w
+                .iter_mut()
+                .zip(&self.index)
+                .for_each(|(v, &k)| *v = c[k as usize]),
         }
         Tensor::from_shape_vec(self.shape.clone(), w).expect("weight shape")
     }
@@ -201,8 +221,14 @@ impl Layer for SharedWeights {
         wp.zero_grad();
         let cg = self.codebook.grad.as_slice_mut().expect("1-d");
         match &self.positions {
-            Some(p) => p.iter().zip(&self.index).for_each(|(&i, &k)| cg[k as usize] += g[i as usize]),
-            None => g.iter().zip(&self.index).for_each(|(v, &k)| cg[k as usize] += v),
+            Some(p) => p
+                .iter()
+                .zip(&self.index)
+                .for_each(|(&i, &k)| cg[k as usize] += g[i as usize]),
+            None => g
+                .iter()
+                .zip(&self.index)
+                .for_each(|(v, &k)| cg[k as usize] += v),
         }
         Ok(gx)
     }
@@ -253,14 +279,21 @@ impl Layer for SharedWeights {
     }
 
     fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {
-        let u8t = |b: Vec<u8>| StoredTensor { dtype: Dtype::U8, shape: vec![b.len()], bytes: b };
+        let u8t = |b: Vec<u8>| StoredTensor {
+            dtype: Dtype::U8,
+            shape: vec![b.len()],
+            bytes: b,
+        };
         f("codebook", StoredTensor::from_f32(&self.codebook.value));
         if self.huffman {
             let (lens, bits) = huff(&self.index, 1 << self.bits);
             f("index", u8t(bits));
             f("index_code_lengths", u8t(lens));
         } else {
-            f("index", u8t(pack_bits(&self.index, self.bits).expect("indices fit")));
+            f(
+                "index",
+                u8t(pack_bits(&self.index, self.bits).expect("indices fit")),
+            );
         }
         if self.positions.is_some() {
             let gaps = self.gaps();
@@ -280,16 +313,27 @@ impl Layer for SharedWeights {
     }
 }
 
-pub(crate) fn load_shared(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+pub(crate) fn load_shared(
+    cfg: &serde_json::Value,
+    t: &mut TensorSource<'_>,
+) -> Result<Box<dyn Layer>> {
     let bad = |r: String| Error::ModelFile(format!("SharedWeights: {r}"));
     let get_u = |k: &str| cfg.get(k).and_then(|v| v.as_u64());
-    let bits = get_u("bits").filter(|b| (1..=8).contains(b)).ok_or_else(|| bad("bits must be 1..=8".into()))? as u32;
-    let huffman = cfg.get("huffman").and_then(|v| v.as_bool()).unwrap_or(false);
+    let bits = get_u("bits")
+        .filter(|b| (1..=8).contains(b))
+        .ok_or_else(|| bad("bits must be 1..=8".into()))? as u32;
+    let huffman = cfg
+        .get("huffman")
+        .and_then(|v| v.as_bool())
+        .unwrap_or(false);
     let kept = get_u("kept").ok_or_else(|| bad("missing `kept`".into()))? as usize;
     let inner_cfg = cfg.get("config").unwrap_or(&json!(null));
     let codebook = t.f32("codebook")?;
     if codebook.len() != 1 << bits || codebook.iter().any(|v| !v.is_finite()) {
-        return Err(bad(format!("codebook of {} values for {bits} bits", codebook.len())));
+        return Err(bad(format!(
+            "codebook of {} values for {bits} bits",
+            codebook.len()
+        )));
     }
     let b = t.f32_opt("bias")?;
     // the layer with a zero weight: validates the configuration and gives the weight shape
@@ -300,7 +344,14 @@ pub(crate) fn load_shared(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> 
             if kept > n || n > 1 << 28 {
                 return Err(bad(format!("{kept} kept weights of {n}")));
             }
-            (Box::new(Conv2d::from_parts(c.clone(), slimnet_core::tensor::zeros(&c.weight_shape()), b)?), n)
+            (
+                Box::new(Conv2d::from_parts(
+                    c.clone(),
+                    slimnet_core::tensor::zeros(&c.weight_shape()),
+                    b,
+                )?),
+                n,
+            )
         }
         Some("Linear") => {
             let c: LinearConfig = parse_config("Linear", inner_cfg)?;
@@ -308,7 +359,14 @@ pub(crate) fn load_shared(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> 
             if kept > n || n > 1 << 28 {
                 return Err(bad(format!("{kept} kept weights of {n}")));
             }
-            (Box::new(Linear::from_parts(c.clone(), slimnet_core::tensor::zeros(&[c.out_features, c.in_features]), b)?), n)
+            (
+                Box::new(Linear::from_parts(
+                    c.clone(),
+                    slimnet_core::tensor::zeros(&[c.out_features, c.in_features]),
+                    b,
+                )?),
+                n,
+            )
         }
         other => return Err(bad(format!("unknown inner kind {other:?}"))),
     };
@@ -318,7 +376,10 @@ pub(crate) fn load_shared(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> 
         huffman::decode(&stream, &lens, kept).map_err(to_core)?
     } else {
         if stream.len() != packed_len(kept, bits) {
-            return Err(bad(format!("{} index bytes for {kept} indices", stream.len())));
+            return Err(bad(format!(
+                "{} index bytes for {kept} indices",
+                stream.len()
+            )));
         }
         unpack_bits(&stream, bits, kept).map_err(to_core)?
     };
@@ -327,7 +388,11 @@ pub(crate) fn load_shared(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> 
     }
     let positions = match get_u("gap_symbols") {
         None if kept == n => None,
-        None => return Err(bad(format!("{kept} of {n} weights kept but no gaps stored"))),
+        None => {
+            return Err(bad(format!(
+                "{kept} of {n} weights kept but no gaps stored"
+            )))
+        }
         Some(ng) => {
             let (_, g) = t.raw("gaps", Dtype::U8)?;
             let gaps = if huffman {
@@ -349,12 +414,19 @@ pub(crate) fn load_shared(cfg: &serde_json::Value, t: &mut TensorSource<'_>) -> 
                 }
             }
             if pos.len() != kept {
-                return Err(bad(format!("{} positions for {kept} kept weights", pos.len())));
+                return Err(bad(format!(
+                    "{} positions for {kept} kept weights",
+                    pos.len()
+                )));
             }
             Some(pos)
         }
     };
-    let shape = weight_param(layer.as_ref()).expect("a weight").value.shape().to_vec();
+    let shape = weight_param(layer.as_ref())
+        .expect("a weight")
+        .value
+        .shape()
+        .to_vec();
     let mut s = SharedWeights {
         inner: layer,
         bits,
