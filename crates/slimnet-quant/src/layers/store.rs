@@ -17,6 +17,8 @@ pub(crate) fn codes_of(x: &Tensor) -> Vec<u8> {
 
 /// One code: clamped into `[0, 255]` (NaN to 0), rounded to the nearest integer by adding
 /// 2^23 (whose low mantissa byte is then the code). Branch-free, so it vectorizes.
+// `max`/`min` rather than `clamp`: they map NaN to the bound, `clamp` keeps NaN
+#[allow(clippy::manual_clamp)]
 #[inline(always)]
 fn code(v: f32) -> u8 {
     (v.max(0.0).min(255.0) + 8_388_608.0).to_bits() as u8
@@ -25,6 +27,7 @@ fn code(v: f32) -> u8 {
 /// [`QuantParams::quantize`] without a libm call or an integer conversion, so that it
 /// vectorizes: `clamp(round(x / scale) + zp, 0, 255)` with rounding half away from zero, NaN to
 /// code 0. Equal to `p.quantize(x)` for every input (tested exhaustively on ties and extremes).
+#[allow(clippy::manual_clamp)] // NaN handling, as in `code`
 #[inline(always)]
 pub(crate) fn quantize_one(p: QuantParams, x: f32) -> u8 {
     const MAGIC: f32 = 8_388_608.0; // 2^23
