@@ -229,26 +229,14 @@ fn contract_pivot(
     let stride: usize = others[pos + 1..].iter().map(|&m| shape[m]).product();
     let dim = shape[n];
     let mut out = Mat::<f64>::zeros(dim, rank);
-    let mut w = vec![0.0f64; rest];
+    // w(j) = L(modes before n) · R(modes after n): contract the right part by dot products and
+    // scale by the left part, never expanding the full Khatri-Rao column
+    let (before, after) = (&others[..pos], &others[pos + 1..]);
+    let mut lvec = Vec::new();
+    let mut rvec = Vec::new();
     for r in 0..rank {
-        // w = Khatri-Rao column r of the other non-pivot modes, mode n replaced by ones
-        w[0] = 1.0;
-        let mut len = 1;
-        for &m in others {
-            let k = shape[m];
-            let col: Vec<f64> = if m == n {
-                vec![1.0; k]
-            } else {
-                factors[m].col(r).iter().copied().collect()
-            };
-            for i in (0..len).rev() {
-                let base = w[i];
-                for (j, &c) in col.iter().enumerate() {
-                    w[i * k + j] = base * c;
-                }
-            }
-            len *= k;
-        }
+        kr_column(before, shape, factors, r, &mut lvec);
+        kr_column(after, shape, factors, r, &mut rvec);
         let p = pt
             .col(r)
             .try_as_col_major()
@@ -259,22 +247,29 @@ fn contract_pivot(
             .try_as_col_major_mut()
             .expect("owned column")
             .as_slice_mut();
-        for (outer, (pc, wc)) in p
-            .chunks_exact(stride * dim)
-            .zip(w.chunks_exact(stride * dim))
-            .enumerate()
-        {
-            let _ = outer;
-            for (i, (pb, wb)) in pc
-                .chunks_exact(stride)
-                .zip(wc.chunks_exact(stride))
-                .enumerate()
-            {
-                o[i] += pb.iter().zip(wb).map(|(a, b)| a * b).sum::<f64>();
+        debug_assert_eq!(lvec.len() * dim * stride, rest);
+        for (block, &lv) in p.chunks_exact(dim * stride).zip(&lvec) {
+            for (oi, seg) in o.iter_mut().zip(block.chunks_exact(stride)) {
+                let d: f64 = seg.iter().zip(&rvec).map(|(a, b)| a * b).sum();
+                *oi += lv * d;
             }
         }
     }
     out
+}
+
+/// Column `r` of the Khatri-Rao product of the factors of `modes` (a single 1 when empty).
+fn kr_column(modes: &[usize], shape: &[usize], factors: &[Mat<f64>], r: usize, out: &mut Vec<f64>) {
+    out.clear();
+    out.push(1.0);
+    for &m in modes {
+        let col = factors[m].col(r);
+        let prev = std::mem::take(out);
+        out.reserve(prev.len() * shape[m]);
+        for &a in &prev {
+            out.extend(col.iter().map(|&c| a * c));
+        }
+    }
 }
 
 /// Scales every column to unit norm and returns the norms (zero columns stay zero, norm 0).
