@@ -152,11 +152,17 @@ impl HistogramObserver {
             let j = ((self.centre(i).abs() / w) as usize).min(BINS - 1);
             mag[j] += c;
         }
+        if one_sided {
+            // exact zeros (the ReLU spike) are represented exactly by the zero point; left in,
+            // their spike would dominate the divergence and drag the threshold down
+            mag[0] = 0.0;
+        }
         let mut best = (f64::INFINITY, BINS);
         for t in levels..=BINS {
             let mut p: Vec<f64> = mag[..t].to_vec();
             p[t - 1] += mag[t..].iter().sum::<f64>();
-            // q: p's first t bins merged into `levels` chunks, spread over their non-empty bins
+            // q: the first t bins *without* the outliers merged into `levels` chunks, each spread
+            // evenly over its non-empty bins (as in TensorRT's entropy calibration)
             let mut q = vec![0.0f64; t];
             for l in 0..levels {
                 let (s, e) = (l * t / levels, (l + 1) * t / levels);
