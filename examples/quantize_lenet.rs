@@ -333,13 +333,13 @@ fn share_run(args: &Args, name: &str, tr: &Dataset, te: &Dataset) -> Res<()> {
     let acc_before = train::accuracy(&model, te)?;
     let bytes_before = io::to_bytes(&model)?.len();
     slimnet::kernels::threads::set_num_threads(args.threads);
-    let target = [("fc1", 0.93f32), ("fc2", 0.91), ("fc3", 0.75)];
+    let target = [("fc1", 0.92f32), ("fc2", 0.90), ("fc3", 0.70)];
     let mut g = model.clone();
     for (step, frac) in [0.5f32, 0.75, 0.9, 1.0].iter().enumerate() {
         let rates: Vec<(&str, f32)> = target.iter().map(|(l, r)| (*l, r * frac)).collect();
         prune(&mut g, &rates)?;
-        let epochs = if *frac < 1.0 { 2 } else { 6 };
-        fine_tune(&mut g, tr, epochs, 0.02, 10 + step as u64)?;
+        let (epochs, lr) = if *frac < 1.0 { (2, 0.02) } else { (12, 0.01) };
+        fine_tune(&mut g, tr, epochs, lr, 10 + step as u64)?;
         println!(
             "pruned {:.0}% of the target, accuracy {:.4}",
             frac * 100.0,
@@ -350,7 +350,7 @@ fn share_run(args: &Args, name: &str, tr: &Dataset, te: &Dataset) -> Res<()> {
     let cfg = share::ShareConfig::new(5)?.with_huffman(true);
     let report = share::share_weights(&mut g, &[1, 1, 28, 28], &Selector::All, &cfg)?;
     let acc_shared = train::accuracy(&g, te)?;
-    fine_tune(&mut g, tr, 2, 0.005, 20)?;
+    fine_tune(&mut g, tr, 1, 0.001, 20)?;
     let acc_after = train::accuracy(&g, te)?;
     let path = format!("target/slimnet/{name}_shared.safetensors");
     io::save(&g, &path)?;
@@ -368,7 +368,7 @@ fn share_run(args: &Args, name: &str, tr: &Dataset, te: &Dataset) -> Res<()> {
     );
     println!(
         "{:<36} {:>10.4} {:>12}",
-        "pruned (93/91/75%), fine-tuned", acc_pruned, ""
+        "pruned (92/90/70%), fine-tuned", acc_pruned, ""
     );
     println!(
         "{:<36} {:>10.4} {:>12}",
