@@ -207,7 +207,6 @@ fn fashion_mnist_loads_from_the_debian_package() {
 
 #[test]
 fn short_mnist_training_reaches_ninety_percent() {
-    slimnet_kernels::threads::set_num_threads(2);
     let train = data::mnist(Split::Train).unwrap().take(10_000);
     let test = data::mnist(Split::Test).unwrap().take(2_000);
     let mut m = models::lenet300(&mut tensor::rng(0)).unwrap();
