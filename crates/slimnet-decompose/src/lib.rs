@@ -3,7 +3,7 @@
 //!
 //! - [`svd`]: truncated and randomized SVD of `f32` matrices.
 //! - [`cp`]: CP by alternating least squares (SVD or random start, normalisation, line search,
-//!   stopping on the relative error).
+//!   random restarts, stopping on the relative error), and its Levenberg-Marquardt refinement.
 //! - [`tucker`]: HOSVD, HOOI, partial Tucker and Tucker-2 of convolution kernels.
 //! - [`rank`]: rank policies (fixed, energy, error budget, parameter or MAC budget) and EVBMF.
 //! - [`rewrite`]: the [`LowRank`](rewrite::LowRank) rule for `slimnet_core::rewrite`, the

@@ -22,6 +22,9 @@ use crate::util::gaussian;
 /// Order below 2, an empty tensor, NaN or infinite entries, `rank` of 0 or above
 /// [`max_cp_rank`], a non-finite iterate, or — with `strict` and `tol > 0` — no convergence
 /// within `max_iterations` (the error reports the sweeps run and the error reached).
+///
+/// With `restarts > 0`, that many further runs start from seeded random factors and the fit with
+/// the lowest error is returned (the strict check applies to it).
 pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp> {
     let shape = x.shape().to_vec();
     if shape.len() < 2 || shape.contains(&0) {
@@ -34,22 +37,51 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         format!("a CP model of a {shape:?} tensor")
     })?;
     let xd = Dense::from_view(&x);
+    let (mut best, mut change) = fit(&xd, rank, cfg, cfg.init, cfg.seed)?;
+    for k in 0..cfg.restarts {
+        let seed = cfg.seed.wrapping_add(1 + k as u64);
+        // a restart that breaks down is skipped: the first run already succeeded
+        if let Ok((cp, ch)) = fit(&xd, rank, cfg, CpInit::Random, seed) {
+            if cp.rel_error < best.rel_error {
+                (best, change) = (cp, ch);
+            }
+        }
+    }
+    if !best.converged && cfg.strict {
+        return Err(Error::NoConvergence {
+            layer: String::new(),
+            method: "CP-ALS".into(),
+            iterations: best.iterations,
+            error: best.rel_error,
+            change,
+            tol: cfg.tol,
+        });
+    }
+    Ok(best)
+}
+
+/// One ALS run from `init` with `seed`; returns the model and the last relative change of the
+/// error (the strict check is the caller's).
+fn fit(xd: &Dense, rank: usize, cfg: &CpConfig, init: CpInit, seed: u64) -> Result<(Cp, f64)> {
+    let shape = xd.shape.clone();
     let norm_x = xd.norm();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     if norm_x == 0.0 {
         // the zero tensor: any unit factors with zero weights
         let factors = shape
             .iter()
             .map(|&d| Array2::from_shape_fn((d, rank), |(i, _)| (i == 0) as u8 as f32))
             .collect();
-        return Ok(Cp {
+        let cp = Cp {
             weights: Array1::zeros(rank),
             factors,
             iterations: 0,
             rel_error: 0.0,
             converged: true,
             line_search_accepted: 0,
-        });
+            refinement: None,
+        };
+        return Ok((cp, 0.0));
     }
     let order = shape.len();
     // The largest mode is the pivot: its MTTKRP is a product with the full unfolding; then
@@ -60,7 +92,7 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         .expect("order >= 2");
     let others: Vec<usize> = (0..order).filter(|&n| n != pivot).collect();
     let x_pivot = xd.unfold(pivot);
-    let mut factors: Vec<Mat<f64>> = match cfg.init {
+    let mut factors: Vec<Mat<f64>> = match init {
         CpInit::Random => shape
             .iter()
             .map(|&d| Mat::from_fn(d, rank, |_, _| gaussian(&mut rng)))
@@ -161,7 +193,7 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
             // extrapolate from the previous sweep's end point
             let step = (it as f64).powf(1.0 / 3.0);
             let cand = extrapolate(&factors, &weights, pf, pw, step);
-            let cand_err = full_error(&xd, &cand, norm_x);
+            let cand_err = full_error(xd, &cand, norm_x);
             if cand_err < new_err {
                 let (f, w) = split_weights(cand);
                 factors = f;
@@ -188,17 +220,7 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
             break;
         }
     }
-    if !converged && cfg.strict {
-        return Err(Error::NoConvergence {
-            layer: String::new(),
-            method: "CP-ALS".into(),
-            iterations,
-            error: err,
-            change,
-            tol: cfg.tol,
-        });
-    }
-    Ok(Cp {
+    let cp = Cp {
         weights: Array1::from_iter(weights.iter().map(|&w| w as f32)),
         factors: factors
             .iter()
@@ -208,7 +230,9 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         rel_error: err,
         converged: converged || err < cfg.error_floor,
         line_search_accepted: accepted,
-    })
+        refinement: None,
+    };
+    Ok((cp, change))
 }
 
 /// The MTTKRP of mode `n` from `pt = X_(p)^T A_p` (`rest x R`, rest = the non-pivot modes in
@@ -423,6 +447,28 @@ mod tests {
     }
 
     #[test]
+    fn restarts_keep_the_best_run() {
+        let x = cp_tensor(&[9, 8, 3, 3], 4, 0.05, 13);
+        let cfg = CpConfig::default()
+            .with_init(CpInit::Random)
+            .with_max_iterations(6)
+            .with_strict(false);
+        let single = cp_als(x.view(), 4, &cfg).unwrap();
+        let runs: Vec<f64> = (0..4)
+            .map(|k| {
+                cp_als(x.view(), 4, &cfg.clone().with_seed(k))
+                    .unwrap()
+                    .rel_error
+            })
+            .collect();
+        let best = cp_als(x.view(), 4, &cfg.clone().with_restarts(3)).unwrap();
+        let lowest = runs.iter().copied().fold(f64::INFINITY, f64::min);
+        assert_eq!(best.rel_error, lowest);
+        assert!(best.rel_error <= single.rel_error);
+        assert!((best.relative_error(x.view()) - best.rel_error).abs() < 1e-5);
+    }
+
+    #[test]
     fn bad_input_and_non_convergence() {
         let x = cp_tensor(&[5, 4, 3], 2, 0.0, 0);
         let e = cp_als(x.view(), 0, &CpConfig::default())
@@ -458,6 +504,18 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("order >= 2"));
+        // restarts: the strict check applies to the best run
+        let e = cp_als(
+            noisy.view(),
+            4,
+            &CpConfig::default()
+                .with_max_iterations(2)
+                .with_tol(1e-12)
+                .with_restarts(2),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("CP-ALS did not converge: 2 iterations"), "{e}");
         let z = cp_als(
             ArrayD::<f32>::zeros(vec![3, 2]).view(),
             1,

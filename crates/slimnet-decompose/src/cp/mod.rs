@@ -1,4 +1,5 @@
-//! CANDECOMP/PARAFAC (CP) decomposition by alternating least squares.
+//! CANDECOMP/PARAFAC (CP) decomposition by alternating least squares, and its refinement by
+//! Levenberg-Marquardt ([`cp_refine_lm`]).
 //!
 //! A rank-`R` CP model writes a tensor as a sum of `R` outer products,
 //! `X ≈ Σ_r λ_r · a_r^(0) ∘ a_r^(1) ∘ … ∘ a_r^(N-1)`, with unit-norm factor columns and the scales
@@ -18,10 +19,12 @@
 //! ```
 
 mod als;
+mod lm;
 
 use ndarray::{Array1, Array2, ArrayD, ArrayViewD};
 
 pub use als::cp_als;
+pub use lm::{cp_refine_lm, LmConfig, LmStats};
 
 /// How [`cp_als`] initialises the factors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,9 @@ pub struct CpConfig {
     /// Fail with [`Error::NoConvergence`](crate::Error::NoConvergence) when `max_iterations` is
     /// reached with `tol > 0` unmet (default true). When false, the result says `converged: false`.
     pub strict: bool,
+    /// Extra runs from seeded random starts (default 0), a defence against stalls and poor local
+    /// minima: every run gets the full sweep budget and the fit with the lowest error is kept.
+    pub restarts: usize,
 }
 
 impl Default for CpConfig {
@@ -68,6 +74,7 @@ impl Default for CpConfig {
             seed: 0,
             line_search: true,
             strict: true,
+            restarts: 0,
         }
     }
 }
@@ -108,6 +115,12 @@ impl CpConfig {
         self.strict = strict;
         self
     }
+
+    /// Sets the number of extra random restarts.
+    pub fn with_restarts(mut self, n: usize) -> Self {
+        self.restarts = n;
+        self
+    }
 }
 
 /// A fitted CP model.
@@ -125,6 +138,8 @@ pub struct Cp {
     pub converged: bool,
     /// Line-search steps accepted.
     pub line_search_accepted: usize,
+    /// What [`cp_refine_lm`] did, when the model comes from it (`None` from [`cp_als`]).
+    pub refinement: Option<LmStats>,
 }
 
 impl Cp {

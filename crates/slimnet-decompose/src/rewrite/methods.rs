@@ -6,7 +6,7 @@ use slimnet_core::{Graph, Layer, Sequential};
 
 use super::chain::{build_chain, chain_cost, conv_cfg, pointwise, weight};
 use super::ConvMethod;
-use crate::cp::{cp_als, max_cp_rank, CpConfig};
+use crate::cp::{cp_als, cp_refine_lm, max_cp_rank, CpConfig, LmConfig};
 use crate::error::{check_finite, Error, Result};
 use crate::rank::{select_rank, RankPolicy};
 use crate::svd::{svd, Svd};
@@ -104,7 +104,7 @@ pub(crate) fn conv(
     input: &[usize],
     method: ConvMethod,
     policy: &RankPolicy,
-    cp: &CpConfig,
+    (cp, cp_refine): (&CpConfig, Option<&LmConfig>),
     tucker: &TuckerConfig,
 ) -> Result<Built> {
     let (w, bias) = conv_parts(c)?;
@@ -265,7 +265,29 @@ pub(crate) fn conv(
                     ro.max(ri)
                 }
             };
-            let fit = cp_als(w.view(), r, cp)?;
+            let als = cp_als(w.view(), r, cp)?;
+            let mut note = format!(
+                "CP-ALS {} sweeps{}",
+                als.iterations,
+                if als.converged { "" } else { ", not converged" }
+            );
+            let fit = match cp_refine {
+                Some(lm) => {
+                    let fit = cp_refine_lm(w.view(), &als, lm)?;
+                    if let Some(st) = &fit.refinement {
+                        note.push_str(&format!(
+                            "; LM {} iterations (damping {:.2e}), error {:.4e} -> {:.4e}{}",
+                            st.iterations,
+                            st.damping,
+                            st.initial_error,
+                            st.final_error,
+                            if st.converged { "" } else { ", not converged" }
+                        ));
+                    }
+                    fit
+                }
+                None => als,
+            };
             let lam = &fit.weights;
             let (fa, fb, fy, fx) = (
                 &fit.factors[0],
@@ -303,11 +325,7 @@ pub(crate) fn conv(
                 layer,
                 ranks: vec![r],
                 rel_error: fit.rel_error,
-                note: format!(
-                    "CP-ALS {} sweeps{}",
-                    fit.iterations,
-                    if fit.converged { "" } else { ", not converged" }
-                ),
+                note,
             })
         }
     }

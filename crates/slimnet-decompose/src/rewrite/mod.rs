@@ -39,7 +39,7 @@ use slimnet_core::{Graph, Layer};
 pub use report::{DecomposeReport, LayerReport};
 pub use speed::{time_layer, SpeedCheck};
 
-use crate::cp::CpConfig;
+use crate::cp::{CpConfig, LmConfig};
 use crate::error::{Error, Result};
 use crate::rank::RankPolicy;
 use crate::tucker::TuckerConfig;
@@ -84,6 +84,9 @@ pub struct LowRank {
     pub rank: RankPolicy,
     /// Settings of CP-ALS (for [`ConvMethod::Cp`]).
     pub cp: CpConfig,
+    /// When set, the CP-ALS fit is refined by Levenberg-Marquardt
+    /// ([`cp_refine_lm`](crate::cp::cp_refine_lm)) with these settings (default none).
+    pub cp_refine: Option<LmConfig>,
     /// Settings of HOOI (for [`ConvMethod::Tucker2`]).
     pub tucker: TuckerConfig,
     /// When set, time the original and the replacement and keep the replacement only if faster.
@@ -97,6 +100,7 @@ impl Clone for LowRank {
             conv: self.conv,
             rank: self.rank.clone(),
             cp: self.cp.clone(),
+            cp_refine: self.cp_refine.clone(),
             tucker: self.tucker.clone(),
             speed_check: self.speed_check.clone(),
             log: Mutex::new(Vec::new()),
@@ -112,6 +116,7 @@ impl LowRank {
             conv,
             rank,
             cp: CpConfig::default().with_tol(1e-5).with_strict(false),
+            cp_refine: None,
             tucker: TuckerConfig::default(),
             speed_check: None,
             log: Mutex::new(Vec::new()),
@@ -121,6 +126,13 @@ impl LowRank {
     /// Sets the CP-ALS settings.
     pub fn with_cp(mut self, cp: CpConfig) -> Self {
         self.cp = cp;
+        self
+    }
+
+    /// Refines CP-ALS fits by Levenberg-Marquardt with these settings (the report's note gives
+    /// its iterations and the error before and after).
+    pub fn with_cp_refine(mut self, lm: LmConfig) -> Self {
+        self.cp_refine = Some(lm);
         self
     }
 
@@ -152,7 +164,14 @@ impl LowRank {
         input: &[usize],
     ) -> Result<Option<(Box<dyn Layer>, LayerReport)>> {
         let built = if let Some(c) = layer.downcast_ref::<Conv2d>() {
-            methods::conv(c, input, self.conv, &self.rank, &self.cp, &self.tucker)?
+            methods::conv(
+                c,
+                input,
+                self.conv,
+                &self.rank,
+                (&self.cp, self.cp_refine.as_ref()),
+                &self.tucker,
+            )?
         } else if let Some(l) = layer.downcast_ref::<Linear>() {
             methods::linear_svd(l, input, &self.rank)?
         } else if layer.num_params() == 0 {

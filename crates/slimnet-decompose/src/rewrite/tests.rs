@@ -60,6 +60,30 @@ fn full_rank_rewrites_reproduce_the_layer() {
     let r = decompose(&mut g, &input, &Selector::All, &rule).unwrap();
     assert!(r.layers[0].rel_error < 1e-5, "{}", r.layers[0].rel_error);
     assert!(rel(&y0, &g.forward(&x).unwrap()) < 1e-4);
+    // CP with LM refinement: an exact rank-5 kernel from a few ALS sweeps
+    let mut c = odd_conv(2);
+    c.weight.value = cp_tensor(&[8, 6, 3, 3], 5, 0.0, 3);
+    let mut g = single("conv", c);
+    let rule = LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(5))
+        .with_cp(
+            crate::cp::CpConfig::default()
+                .with_strict(false)
+                .with_max_iterations(3),
+        )
+        .with_cp_refine(
+            crate::cp::LmConfig::default()
+                .with_tol(1e-12)
+                .with_max_iterations(300),
+        );
+    let r = decompose(&mut g, &input, &Selector::All, &rule).unwrap();
+    let l = &r.layers[0];
+    assert!(l.rel_error < 1e-5, "{}", l.rel_error);
+    assert!(
+        l.note.contains("CP-ALS 3 sweeps, not converged; LM "),
+        "{}",
+        l.note
+    );
+    assert!(rel(&y0, &g.forward(&x).unwrap()) < 1e-4);
     // Linear at full rank
     let mut fc = LinearConfig::new(12, 7).init(&mut tensor::rng(4)).unwrap();
     fc.bias.as_mut().unwrap().value = tensor::uniform(&[7], -1.0, 1.0, &mut tensor::rng(6));
@@ -168,6 +192,18 @@ fn bad_input_names_the_layer() {
     );
     assert!(
         e.contains("conv") && e.contains("CP-ALS did not converge: 2 iterations"),
+        "{e}"
+    );
+    let e = run(
+        &mut single("conv", odd_conv(1)),
+        &LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(4)).with_cp_refine(
+            crate::cp::LmConfig::default()
+                .with_max_iterations(1)
+                .with_tol(1e-12),
+        ),
+    );
+    assert!(
+        e.contains("conv") && e.contains("CP-LM did not converge: 1 iterations"),
         "{e}"
     );
     let e = run(
