@@ -109,6 +109,44 @@ fn every_format_round_trips() {
     }
 }
 
+/// At batch 1 a CSR layer walks only the columns of inputs that differ from zero or from the
+/// first input (a normalized image's background); the result must equal the masked dense
+/// layer whichever path runs.
+#[test]
+fn batch_one_column_walk_matches_the_masked_linear() {
+    let mut g = models::lenet300(&mut tensor::rng(3)).unwrap();
+    Pruner::new(Magnitude).prune(&mut g, 0.9).unwrap();
+    let masked = g.clone();
+    convert::to_sparse(&mut g, &[1, 1, 28, 28], &Selector::All).unwrap();
+    let fc1 = g
+        .layer("fc1")
+        .unwrap()
+        .downcast_ref::<SparseLinear>()
+        .unwrap();
+    assert!(matches!(fc1.weight(), SparseWeight::Csr(_)));
+    let mut rng = tensor::rng(4);
+    let noise = tensor::uniform(&[1, 1, 28, 28], -1.0, 1.0, &mut rng);
+    for background in [0.0f32, -0.42, 0.7] {
+        // a digit-like input: a 10x10 block of values on a constant background
+        let x = noise.mapv(|_| background);
+        let mut x = x.clone();
+        for (i, v) in x.iter_mut().enumerate() {
+            let (r, c) = (i / 28, i % 28);
+            if (9..19).contains(&r) && (9..19).contains(&c) {
+                *v = noise.as_slice().unwrap()[i];
+            }
+        }
+        let want = masked.forward(&x).unwrap();
+        let got = g.forward(&x).unwrap();
+        assert!(
+            tensor::max_abs_diff(&got, &want) < 1e-4,
+            "background {background}"
+        );
+    }
+    let got = g.forward(&noise).unwrap();
+    assert!(tensor::max_abs_diff(&got, &masked.forward(&noise).unwrap()) < 1e-4);
+}
+
 #[test]
 fn deploy_layers_refuse_to_train_and_check_shapes() {
     let mut g = models::lenet5(&mut tensor::rng(0)).unwrap();

@@ -28,6 +28,7 @@
 //! ```
 
 mod bsr;
+mod csc;
 mod csr;
 mod driver;
 mod format;
@@ -38,6 +39,7 @@ mod tests;
 mod x86;
 
 pub use bsr::BsrMatrix;
+pub use csc::{csc_matvec, CscMatrix};
 pub use csr::CsrMatrix;
 pub use driver::{sparse_conv2d_forward, sparse_linear_forward, spmm, spmm_with_isa};
 pub use format::{choose_format, DenseMatrix, SparseFormat, SparseWeight, CSR_MAX_DENSITY};

@@ -410,3 +410,76 @@ fn transpose_matches_scalar() {
         assert_eq!(a[(c - 1) * r], x[c - 1]);
     }
 }
+
+/// The column walk against the dense reference, for inputs with zeros, with a repeated
+/// background value, and with neither; every skip value gives the same product.
+#[test]
+fn csc_matvec_matches_reference_for_any_skip_value() {
+    let mut rng = ChaCha8Rng::seed_from_u64(41);
+    for &(rows, cols, density) in &[
+        (1, 1, 1.0),
+        (7, 300, 0.08),
+        (300, 784, 0.075),
+        (33, 517, 0.3),
+    ] {
+        let w = sparse_dense(&mut rng, rows, cols, density);
+        let csr = CsrMatrix::from_dense(&w, rows, cols, None).unwrap();
+        let csc = CscMatrix::from_csr(&csr);
+        assert_eq!(csc.nnz(), csr.nnz());
+        let bias = random(&mut rng, rows);
+        let background = -0.4242;
+        let mut x = random(&mut rng, cols);
+        for (i, v) in x.iter_mut().enumerate() {
+            match i % 5 {
+                0 | 1 => *v = 0.0,
+                2 => *v = background,
+                _ => {}
+            }
+        }
+        for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+            let (want, scale) = reference(&w, rows, cols, &x, 1, Some(&bias), act);
+            for skip in [0.0, background, 0.5] {
+                let mut y = vec![f32::NAN; rows];
+                csc_matvec(&csc, &x, skip, Some(&bias), act, &mut y).unwrap();
+                assert_close(&y, &want, &scale, &format!("csc {rows}x{cols} skip {skip}"));
+            }
+        }
+        // the work counted is the stored values of the columns not skipped
+        let active: usize = (0..cols)
+            .filter(|&c| x[c] != 0.0)
+            .map(|c| (0..rows).filter(|&r| w[r * cols + c] != 0.0).count())
+            .sum();
+        assert_eq!(csc.active_nnz(&x, 0.0), active);
+    }
+}
+
+#[test]
+fn csc_skip_value_picks_the_cheaper_background_or_none() {
+    let mut rng = ChaCha8Rng::seed_from_u64(42);
+    let (rows, cols) = (20, 100);
+    let w = sparse_dense(&mut rng, rows, cols, 0.5);
+    let csc = CscMatrix::from_csr(&CsrMatrix::from_dense(&w, rows, cols, None).unwrap());
+    let dense_input = random(&mut rng, cols);
+    assert_eq!(csc.skip_value(&dense_input), None);
+    let mut zeros = dense_input.clone();
+    zeros.iter_mut().skip(10).for_each(|v| *v = 0.0);
+    assert_eq!(csc.skip_value(&zeros), Some(0.0));
+    let mut background = dense_input.clone();
+    background.iter_mut().skip(10).for_each(|v| *v = -0.5);
+    background[0] = -0.5;
+    assert_eq!(csc.skip_value(&background), Some(-0.5));
+    assert_eq!(csc.skip_value(&[]), None);
+}
+
+#[test]
+fn csc_matvec_rejects_wrong_lengths() {
+    let csr = CsrMatrix::from_dense(&[1.0, 0.0, 2.0, 3.0], 2, 2, None).unwrap();
+    let csc = CscMatrix::from_csr(&csr);
+    let mut y = [0.0; 2];
+    let id = Activation::Identity;
+    assert!(csc_matvec(&csc, &[1.0], 0.0, None, id, &mut y).is_err());
+    assert!(csc_matvec(&csc, &[1.0, 2.0], 0.0, None, id, &mut [0.0; 3]).is_err());
+    assert!(csc_matvec(&csc, &[1.0, 2.0], 0.0, Some(&[1.0]), id, &mut y).is_err());
+    csc_matvec(&csc, &[1.0, 2.0], 0.0, None, id, &mut y).unwrap();
+    assert_eq!(y, [1.0, 8.0]);
+}

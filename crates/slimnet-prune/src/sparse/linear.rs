@@ -6,7 +6,9 @@ use slimnet_core::io::TensorSource;
 use slimnet_core::layers::Linear;
 use slimnet_core::tensor::contiguous;
 use slimnet_core::{Cost, Error, Layer, StoredTensor, Tensor};
-use slimnet_kernels::sparse::{sparse_linear_forward, SparseMatrix, SparseWeight};
+use slimnet_kernels::sparse::{
+    csc_matvec, sparse_linear_forward, CscMatrix, SparseMatrix, SparseWeight,
+};
 
 use super::{activation_of, layer_json, load_bias, load_weight, store_weight, FusedActivation};
 use crate::error::{PruneError, Result};
@@ -14,6 +16,10 @@ use crate::error::{PruneError, Result};
 /// A fully-connected layer whose `[out, in]` weight is sparse (CSR, block-sparse, N:M or, when
 /// sparsity does not pay, dense), running on the sparse kernels. Inference only: `backward`
 /// returns an error (fine-tune the masked [`Linear`] before converting).
+///
+/// A CSR weight also keeps a column-major copy in memory (not in the file): at batch 1, when
+/// the input has enough zeros (pixels, ReLU outputs), the product walks only the columns of
+/// the non-zero inputs ([`CscMatrix::skip_value`]).
 ///
 /// ```
 /// use slimnet_core::layers::LinearConfig;
@@ -30,6 +36,8 @@ use crate::error::{PruneError, Result};
 #[derive(Debug, Clone)]
 pub struct SparseLinear {
     weight: SparseWeight,
+    /// Column-major copy of a CSR weight, for batch-1 inputs with many zeros.
+    columns: Option<CscMatrix>,
     bias: Option<Vec<f32>>,
     activation: FusedActivation,
 }
@@ -48,8 +56,13 @@ impl SparseLinear {
                 ));
             }
         }
+        let columns = match &weight {
+            SparseWeight::Csr(m) => Some(CscMatrix::from_csr(m)),
+            _ => None,
+        };
         Ok(Self {
             weight,
+            columns,
             bias,
             activation: FusedActivation::Identity,
         })
@@ -113,6 +126,18 @@ impl Layer for SparseLinear {
         let out = self.weight.rows();
         let xs = contiguous(x);
         let mut y = vec![0.0; n * out];
+        let by_columns = self.columns.as_ref().filter(|_| n == 1);
+        if let Some((cols, skip)) = by_columns.and_then(|c| Some((c, c.skip_value(&xs)?))) {
+            csc_matvec(
+                cols,
+                &xs,
+                skip,
+                self.bias.as_deref(),
+                self.activation.kernel(),
+                &mut y,
+            )?;
+            return Ok(Tensor::from_shape_vec(IxDyn(&[n, out]), y).expect("output length"));
+        }
         sparse_linear_forward(
             &self.weight,
             n,
