@@ -6,7 +6,8 @@ use crate::error::{check_len, KernelError, Result};
 use crate::threads;
 
 /// Depthwise convolution forward (`groups == in_channels == out_channels`), run directly
-/// without im2col.
+/// without im2col. Stride-1 `kh x 1` and `1 x kw` kernels take dedicated AVX-512 / AVX2 paths
+/// when the CPU has them.
 ///
 /// Shapes as in [`conv2d_forward`](super::conv2d_forward) with a `[C, 1, kh, kw]` weight.
 ///
@@ -69,21 +70,31 @@ pub(crate) fn depthwise_forward_unchecked(
     let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
     let (kh, kw) = (g.kernel_h, g.kernel_w);
     let c = g.in_channels;
-    // per kernel column: valid output range and the input column of its first output
-    let cols: Vec<(usize, usize, usize)> = (0..kw)
-        .map(|kj| {
-            let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
-            let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
-            let x0 = ((xlo * g.stride.1) as isize + off_x).max(0) as usize;
-            (xlo, xhi, x0)
-        })
-        .collect();
+    let cols = columns(g);
     #[cfg(target_arch = "x86_64")]
-    let wide = crate::isa::features().avx512;
+    let (wide, avx2) = (
+        crate::isa::features().avx512,
+        crate::isa::features().avx2_fma,
+    );
+    #[cfg(target_arch = "x86_64")]
+    let line = super::depthwise_x86::Line::of(g);
     for_planes(out, oh * ow, |pi, o| {
         let ch = pi % c;
         let x = &input[pi * h * w..(pi + 1) * h * w];
         let wk = &weight[ch * kh * kw..(ch + 1) * kh * kw];
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(line), true) = (line, wide || avx2) {
+            let b = bias.map_or(0.0, |b| b[ch]);
+            if wide {
+                // SAFETY: AVX-512F is available; `line` is the line shape of `g`; `x`, `wk` and
+                // `o` are one channel's input plane, weights and output plane.
+                unsafe { super::depthwise_x86::line_plane_avx512(g, line, x, wk, b, act, o) };
+            } else {
+                // SAFETY: AVX2 and FMA are available; otherwise as above.
+                unsafe { super::depthwise_x86::line_plane_avx2(g, line, x, wk, b, act, o) };
+            }
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         if wide && g.stride == (1, 1) && g.dilation == (1, 1) {
             // SAFETY: AVX-512F is available; stride and dilation are 1; `x`, `wk` and `o` are
@@ -106,6 +117,18 @@ pub(crate) fn depthwise_forward_unchecked(
         plane_forward(g, &cols, x, wk, o);
         epilogue(o, oh * ow, bias.map(|b| &b[ch..ch + 1]), act);
     });
+}
+
+/// Per kernel column: the valid output range and the input column of its first output.
+fn columns(g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
+    (0..g.kernel_w)
+        .map(|kj| {
+            let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+            let (xlo, xhi) = valid_range(g.out_w(), g.stride.1, off_x, g.in_w);
+            let x0 = ((xlo * g.stride.1) as isize + off_x).max(0) as usize;
+            (xlo, xhi, x0)
+        })
+        .collect()
 }
 
 /// One output plane, output row by output row (the row stays in cache across the taps); each
@@ -250,4 +273,154 @@ pub(crate) fn depthwise_backward_weight(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    use super::*;
+
+    /// Direct f64 reference of one plane: (value after bias and activation, Σ |terms|).
+    fn reference(
+        g: &ConvGeometry,
+        x: &[f32],
+        wk: &[f32],
+        b: f32,
+        act: Activation,
+    ) -> Vec<(f64, f64)> {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut out = Vec::with_capacity(oh * ow);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let (mut s, mut m) = (b as f64, (b as f64).abs());
+                for ki in 0..g.kernel_h {
+                    for kj in 0..g.kernel_w {
+                        let iy =
+                            (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+                        let ix =
+                            (ox * g.stride.1 + kj * g.dilation.1) as isize - g.padding.1 as isize;
+                        if iy >= 0 && ix >= 0 && (iy as usize) < g.in_h && (ix as usize) < g.in_w {
+                            let t = wk[ki * g.kernel_w + kj] as f64
+                                * x[iy as usize * g.in_w + ix as usize] as f64;
+                            s += t;
+                            m += t.abs();
+                        }
+                    }
+                }
+                let s = match act {
+                    Activation::Identity => s,
+                    Activation::Relu => s.max(0.0),
+                    Activation::Relu6 => s.clamp(0.0, 6.0),
+                };
+                out.push((s, m));
+            }
+        }
+        out
+    }
+
+    /// Ragged `kh x 1` and `1 x kw` geometries, including padding wider than the kernel reach.
+    fn line_shapes() -> Vec<ConvGeometry> {
+        let mut v = Vec::new();
+        for &(h, w) in &[(1, 1), (5, 7), (9, 15), (6, 17), (13, 33), (4, 56)] {
+            for &(k, p) in &[(1, 0), (2, 0), (3, 1), (3, 0), (5, 2), (4, 3), (7, 1)] {
+                let c = 3;
+                let vert = ConvGeometry::new(2, c, h, w, c, k, 1)
+                    .with_groups(c)
+                    .with_padding(p, 0);
+                if vert.validate().is_ok() {
+                    v.push(vert);
+                }
+                let hor = ConvGeometry::new(1, c, h, w, c, 1, k)
+                    .with_groups(c)
+                    .with_padding(0, p);
+                if hor.validate().is_ok() {
+                    v.push(hor);
+                }
+            }
+        }
+        v
+    }
+
+    fn check(g: &ConvGeometry, got: &[f32], want: &[(f64, f64)], what: &str) {
+        for (i, (y, (w, m))) in got.iter().zip(want).enumerate() {
+            assert!(
+                ((*y as f64) - w).abs() <= 1e-5 * (m + 1e-3),
+                "{what} {g:?} at {i}: {y} vs {w}"
+            );
+        }
+    }
+
+    #[test]
+    fn line_paths_match_the_reference_on_ragged_shapes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let shapes = line_shapes();
+        assert!(shapes.len() > 40);
+        for g in shapes {
+            assert!(
+                super::super::depthwise_x86::Line::of(&g).is_some()
+                    || cfg!(not(target_arch = "x86_64")),
+                "{g:?}"
+            );
+            let x: Vec<f32> = (0..g.input_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..g.weight_len())
+                .map(|_| rng.random_range(-2.0..2.0))
+                .collect();
+            let b: Vec<f32> = (0..g.out_channels)
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let (c, plane_in, plane_out) = (g.in_channels, g.in_h * g.in_w, g.out_h() * g.out_w());
+            let kk = g.kernel_h * g.kernel_w;
+            for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+                let want: Vec<(f64, f64)> = (0..g.batch * c)
+                    .flat_map(|pi| {
+                        let ch = pi % c;
+                        reference(
+                            &g,
+                            &x[pi * plane_in..(pi + 1) * plane_in],
+                            &w[ch * kk..(ch + 1) * kk],
+                            b[ch],
+                            act,
+                        )
+                    })
+                    .collect();
+                // the public entry point (the best variant this CPU has)
+                let mut y = vec![f32::NAN; g.output_len()];
+                depthwise_forward(&g, &x, &w, Some(&b), act, &mut y).unwrap();
+                check(&g, &y, &want, "dispatch");
+                // the scalar path
+                let mut y = vec![f32::NAN; plane_out];
+                let cols = columns(&g);
+                plane_forward(&g, &cols, &x[..plane_in], &w[..kk], &mut y);
+                epilogue(&mut y, plane_out, Some(&b[..1]), act);
+                check(&g, &y, &want[..plane_out], "scalar");
+                // every SIMD variant the CPU supports
+                #[cfg(target_arch = "x86_64")]
+                {
+                    use super::super::depthwise_x86::{line_plane_avx2, line_plane_avx512, Line};
+                    let line = Line::of(&g).expect("a line shape");
+                    let f = crate::isa::features();
+                    if f.avx2_fma {
+                        let mut y = vec![f32::NAN; plane_out];
+                        // SAFETY: AVX2 and FMA detected; one channel's planes.
+                        unsafe {
+                            line_plane_avx2(&g, line, &x[..plane_in], &w[..kk], b[0], act, &mut y)
+                        };
+                        check(&g, &y, &want[..plane_out], "avx2");
+                    }
+                    if f.avx512 {
+                        let mut y = vec![f32::NAN; plane_out];
+                        // SAFETY: AVX-512F detected; one channel's planes.
+                        unsafe {
+                            line_plane_avx512(&g, line, &x[..plane_in], &w[..kk], b[0], act, &mut y)
+                        };
+                        check(&g, &y, &want[..plane_out], "avx512");
+                    }
+                }
+            }
+        }
+    }
 }
