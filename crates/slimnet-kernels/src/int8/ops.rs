@@ -207,9 +207,15 @@ pub fn qlinear_forward_with_isa(
 }
 
 /// Unfolds one u8 image `[C, H, W]` into columns `[C * kh * kw, oh * ow]`, padding with `pad`.
+///
+/// The whole buffer is first set to `pad` in one pass, then only the valid spans are copied:
+/// padding spans are one or two bytes wide, and filling them one by one costs more than the
+/// copies.
 pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8]) {
     let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
     let plane = oh * ow;
+    let rows = g.in_channels * g.kernel_h * g.kernel_w;
+    col[..rows * plane].fill(pad);
     let same_width = g.stride == (1, 1) && g.dilation == (1, 1) && ow == w;
     let mut row = 0;
     for c in 0..g.in_channels {
@@ -224,22 +230,26 @@ pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8])
                 }
                 let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
                 let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, w);
+                if xlo >= xhi {
+                    continue;
+                }
+                let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
                 for oy in 0..oh {
                     let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
-                    let d = &mut dst[oy * ow..(oy + 1) * ow];
-                    if iy < 0 || iy >= h as isize || xlo >= xhi {
-                        d.fill(pad);
+                    if iy < 0 || iy >= h as isize {
                         continue;
                     }
-                    let src = &img[iy as usize * w..(iy as usize + 1) * w];
-                    d[..xlo].fill(pad);
-                    d[xhi..].fill(pad);
-                    let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+                    let src = &img[iy as usize * w + x0..(iy as usize + 1) * w];
+                    let d = &mut dst[oy * ow + xlo..oy * ow + xhi];
                     if g.stride.1 == 1 {
-                        d[xlo..xhi].copy_from_slice(&src[x0..x0 + xhi - xlo]);
+                        d.copy_from_slice(&src[..d.len()]);
                     } else {
-                        for (i, v) in d[xlo..xhi].iter_mut().enumerate() {
-                            *v = src[x0 + i * g.stride.1];
+                        let st = g.stride.1;
+                        // the last valid output column reads input column x0 + (len - 1) * st
+                        let src = &src[..(d.len() - 1) * st + 1];
+                        for (i, v) in d.iter_mut().enumerate() {
+                            // SAFETY: i < d.len(), so i * st <= (d.len() - 1) * st < src.len().
+                            *v = unsafe { *src.get_unchecked(i * st) };
                         }
                     }
                 }
@@ -248,16 +258,15 @@ pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8])
     }
 }
 
-/// One im2col row for stride 1, dilation 1 and `ow == w`: the valid output rows are one
-/// shifted copy of the image, then the few edge columns are set to `pad`.
+/// One im2col row for stride 1, dilation 1 and `ow == w`, into a row already set to `pad`:
+/// the valid output rows are one shifted copy of the image, then the few edge columns the
+/// flat copy wrapped into are set back to `pad`.
 fn im2col_row_same(g: &ConvGeometry, img: &[u8], ki: usize, kj: usize, pad: u8, dst: &mut [u8]) {
     let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
     let off_y = ki as isize - g.padding.0 as isize;
     let off_x = kj as isize - g.padding.1 as isize;
     let (ylo, yhi) = crate::dense::valid_range(oh, 1, off_y, h);
     let (xlo, xhi) = crate::dense::valid_range(ow, 1, off_x, w);
-    dst[..ylo * ow].fill(pad);
-    dst[yhi.max(ylo) * ow..].fill(pad);
     if ylo >= yhi {
         return;
     }
@@ -274,9 +283,10 @@ fn im2col_row_same(g: &ConvGeometry, img: &[u8], ki: usize, kj: usize, pad: u8, 
     }
     let l = l.min(img.len() - s as usize);
     dst[d..d + l].copy_from_slice(&img[s as usize..s as usize + l]);
+    let valid = &mut dst[ylo * ow..yhi * ow];
     for x in (0..xlo).chain(xhi..ow) {
-        for oy in ylo..yhi {
-            dst[oy * ow + x] = pad;
+        for v in valid[x..].iter_mut().step_by(ow) {
+            *v = pad;
         }
     }
 }

@@ -322,6 +322,12 @@ fn im2col_u8_matches_definition() {
             .with_padding(1, 1)
             .with_stride(2, 2),
         ConvGeometry::new(1, 1, 3, 3, 1, 3, 3).with_padding(2, 1),
+        ConvGeometry::new(1, 2, 7, 9, 1, 3, 3)
+            .with_padding(1, 1)
+            .with_stride(1, 2),
+        ConvGeometry::new(1, 2, 9, 7, 1, 3, 2)
+            .with_padding(2, 0)
+            .with_stride(3, 2),
     ] {
         let x = u8s(&mut rng, g.input_len());
         let (oh, ow) = (g.out_h(), g.out_w());
