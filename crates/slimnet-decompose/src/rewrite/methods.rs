@@ -106,7 +106,9 @@ pub(crate) fn conv(
     policy: &RankPolicy,
     (cp, cp_refine): (&CpConfig, Option<&LmConfig>),
     tucker: &TuckerConfig,
+    multiple: usize,
 ) -> Result<Built> {
+    let round = |r: usize, max: usize| round_rank(r, multiple, policy, max);
     let (w, bias) = conv_parts(c)?;
     let cfg = c.config();
     let [o, i, kh, kw] = cfg.weight_shape();
@@ -138,7 +140,10 @@ pub(crate) fn conv(
                     ),
                 ]
             };
-            let r = select_rank(&s, policy, &|r| chain_cost(&cfgs(r), input), orig)?;
+            let r = round(
+                select_rank(&s, policy, &|r| chain_cost(&cfgs(r), input), orig)?,
+                s.len(),
+            );
             let (left, right) = d.truncate(r)?.balanced();
             let [cv, ch] = cfgs(r);
             let layer = build_chain(
@@ -176,7 +181,10 @@ pub(crate) fn conv(
                     pointwise(r, o, cfg.bias),
                 ]
             };
-            let r = select_rank(&s, policy, &|r| chain_cost(&cfgs(r), input), orig)?;
+            let r = round(
+                select_rank(&s, policy, &|r| chain_cost(&cfgs(r), input), orig)?,
+                s.len(),
+            );
             let (left, right) = d.truncate(r)?.balanced();
             let [ca, cb] = cfgs(r);
             let right = right
@@ -211,6 +219,7 @@ pub(crate) fn conv(
             };
             let (ro, ri) =
                 tucker_ranks(w, policy, &|ro, ri| chain_cost(&cfgs(ro, ri), input), orig)?;
+            let (ro, ri) = (round(ro, o), round(ri, i));
             let t = tucker2(w.view(), ro, ri, tucker)?;
             let uo = t.factors[0].as_ref().expect("mode 0 decomposed");
             let ui = t.factors[1].as_ref().expect("mode 1 decomposed");
@@ -265,6 +274,7 @@ pub(crate) fn conv(
                     ro.max(ri)
                 }
             };
+            let r = round(r, max);
             let als = cp_als(w.view(), r, cp)?;
             let mut note = format!(
                 "CP-ALS {} sweeps{}",
@@ -328,6 +338,18 @@ pub(crate) fn conv(
                 note,
             })
         }
+    }
+}
+
+/// `r` rounded to a multiple of `m` as [`LowRank::rank_multiple`](super::LowRank) describes.
+fn round_rank(r: usize, m: usize, policy: &RankPolicy, max: usize) -> usize {
+    if m <= 1 || r < m || r.is_multiple_of(m) {
+        return r;
+    }
+    match policy {
+        RankPolicy::Fixed(_) => r,
+        RankPolicy::ParamRatio(_) | RankPolicy::MacRatio(_) => r - r % m,
+        _ => (r + m - r % m).min(max),
     }
 }
 

@@ -91,6 +91,12 @@ pub struct LowRank {
     pub tucker: TuckerConfig,
     /// When set, time the original and the replacement and keep the replacement only if faster.
     pub speed_check: Option<SpeedCheck>,
+    /// Convolution ranks chosen by a policy are rounded to a multiple of this (default 1: no
+    /// rounding), so the chain's GEMMs fill whole register tiles (8 rows in slimnet-kernels'
+    /// AVX-512 GEMM). Budget policies (`ParamRatio`, `MacRatio`) round down, so the budget still
+    /// holds; `Energy`, `ErrorBudget` and `Vbmf` round up (capped at the largest rank), so the
+    /// error only falls. Fixed ranks and ranks below the multiple are kept as they are.
+    pub rank_multiple: usize,
     log: Mutex<Vec<LayerReport>>,
 }
 
@@ -103,6 +109,7 @@ impl Clone for LowRank {
             cp_refine: self.cp_refine.clone(),
             tucker: self.tucker.clone(),
             speed_check: self.speed_check.clone(),
+            rank_multiple: self.rank_multiple,
             log: Mutex::new(Vec::new()),
         }
     }
@@ -119,6 +126,7 @@ impl LowRank {
             cp_refine: None,
             tucker: TuckerConfig::default(),
             speed_check: None,
+            rank_multiple: 1,
             log: Mutex::new(Vec::new()),
         }
     }
@@ -139,6 +147,13 @@ impl LowRank {
     /// Sets the HOOI settings.
     pub fn with_tucker(mut self, t: TuckerConfig) -> Self {
         self.tucker = t;
+        self
+    }
+
+    /// Rounds policy-chosen convolution ranks to a multiple of `m` (see
+    /// [`rank_multiple`](Self::rank_multiple)); 0 is taken as 1.
+    pub fn with_rank_multiple(mut self, m: usize) -> Self {
+        self.rank_multiple = m.max(1);
         self
     }
 
@@ -171,6 +186,7 @@ impl LowRank {
                 &self.rank,
                 (&self.cp, self.cp_refine.as_ref()),
                 &self.tucker,
+                self.rank_multiple,
             )?
         } else if let Some(l) = layer.downcast_ref::<Linear>() {
             methods::linear_svd(l, input, &self.rank)?

@@ -246,3 +246,49 @@ fn speed_check_can_reject_and_models_round_trip() {
     let text = format!("{r}");
     assert!(text.contains("conv1") && text.contains("channel-svd"));
 }
+
+#[test]
+fn rank_multiple_rounds_within_the_policy() {
+    let conv = Conv2dConfig::new(32, 32, 3)
+        .with_padding(1)
+        .init(&mut tensor::rng(3))
+        .unwrap();
+    let input = [1, 32, 8, 8];
+    for method in [
+        ConvMethod::Spatial,
+        ConvMethod::Channel,
+        ConvMethod::Tucker2,
+        ConvMethod::Cp,
+    ] {
+        let plain = LowRank::new(method, RankPolicy::MacRatio(0.4));
+        let rounded = plain.clone().with_rank_multiple(8);
+        let (_, a) = plain.replacement("c", &conv, &input).unwrap().unwrap();
+        let (_, b) = rounded.replacement("c", &conv, &input).unwrap().unwrap();
+        for (&ra, &rb) in a.ranks.iter().zip(&b.ranks) {
+            assert_eq!(
+                rb,
+                ra - ra % 8,
+                "{method:?}: {:?} -> {:?}",
+                a.ranks,
+                b.ranks
+            );
+        }
+        // the budget still holds
+        assert!(b.macs.1 as f64 <= 0.4 * b.macs.0 as f64, "{method:?}");
+    }
+    // error policies round up, fixed ranks stay
+    let plain = LowRank::new(ConvMethod::Channel, RankPolicy::Energy(0.5));
+    let (_, a) = plain.replacement("c", &conv, &input).unwrap().unwrap();
+    let (_, b) = plain
+        .clone()
+        .with_rank_multiple(8)
+        .replacement("c", &conv, &input)
+        .unwrap()
+        .unwrap();
+    assert!(a.ranks[0] % 8 != 0, "{:?}", a.ranks);
+    assert_eq!(b.ranks[0], a.ranks[0] + 8 - a.ranks[0] % 8);
+    assert!(b.rel_error < a.rel_error);
+    let fixed = LowRank::new(ConvMethod::Channel, RankPolicy::Fixed(5)).with_rank_multiple(8);
+    let (_, f) = fixed.replacement("c", &conv, &input).unwrap().unwrap();
+    assert_eq!(f.ranks, vec![5]);
+}
