@@ -2,7 +2,10 @@
 """Peers for slimnet-decompose: SVD vs numpy/scipy, CP-ALS and Tucker vs TensorLy, one thread each.
 
     pip install numpy scipy tensorly
-    python3 benches/peers/decompose.py [--quick]
+    python3 benches/peers/decompose.py [--quick] [--lapack]
+
+`--lapack` builds the slimnet side with the `lapack` feature (factorizations on the system
+OpenBLAS, one thread through OPENBLAS_NUM_THREADS=1 as set below) and tags every case `_lapack`.
 
 Generates seeded data, writes it as raw little-endian f32 files, times the slimnet side through
 `cargo run --release -p slimnet-decompose --example decompose_peer` (the decomposition alone,
@@ -30,8 +33,13 @@ import scipy.linalg  # noqa: E402
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+LAPACK = "--lapack" in sys.argv
+
+
 def slimnet(*args):
-    cmd = ["cargo", "run", "-q", "--release", "-p", "slimnet-decompose", "--example", "decompose_peer", "--", *args]
+    features = ["--features", "lapack"] if LAPACK else []
+    cmd = ["cargo", "run", "-q", "--release", "-p", "slimnet-decompose", *features, "--example", "decompose_peer",
+           "--", *args]
     out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
     fields = dict(kv.split("=") for kv in out.split())
     return float(fields["ms"]), float(fields["relerr"])
@@ -52,6 +60,8 @@ def relerr(x, y):
 
 
 def line(case, s_ms, p_ms, s_err, p_err):
+    if LAPACK:
+        case += "_lapack"
     print(f"peer {case} slimnet_ms={s_ms:.3f} peer_ms={p_ms:.3f} ratio={p_ms / s_ms:.3f} "
           f"slimnet_relerr={s_err:.4e} peer_relerr={p_err:.4e}", flush=True)
 
@@ -96,6 +106,10 @@ def main():
     xt = tl.tensor(x.astype(np.float64))
     p_ms, cp = best_ms(lambda: parafac(xt, 64, n_iter_max=iters, init="svd", tol=0.0), 1)
     line("cp_128x128x3x3_r64_it100_tensorly", s_ms, p_ms, s_err, relerr(x, tl.cp_to_tensor(cp)))
+    # the same 100 ALS sweeps followed by the Levenberg-Marquardt refinement (slimnet only; the
+    # peer column repeats TensorLy's 100 sweeps)
+    s_ms, s_err = slimnet("cp-lm", path, "128,128,3,3", "64", str(iters))
+    line("cp_128x128x3x3_r64_it100_plus_lm_vs_tensorly_it100", s_ms, p_ms, s_err, relerr(x, tl.cp_to_tensor(cp)))
 
     s_ms, s_err = slimnet("tucker", path, "128,128,3,3", "64,64,3,3")
     p_ms, tk = best_ms(lambda: tucker(xt, rank=[64, 64, 3, 3], init="svd", n_iter_max=50, tol=1e-7), 3)

@@ -4,6 +4,7 @@
 //! ```text
 //! decompose_peer svd FILE M N
 //! decompose_peer cp FILE D0,D1,... RANK ITERATIONS
+//! decompose_peer cp-lm FILE D0,D1,... RANK ITERATIONS   (ALS, then Levenberg-Marquardt)
 //! decompose_peer tucker FILE D0,D1,... R0,R1,...
 //! ```
 //! The timed region is the decomposition alone (reading the file and the error check are not
@@ -67,6 +68,27 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 d.relative_error(x.view()),
                 d.iterations,
                 d.line_search_accepted
+            );
+        }
+        Some("cp-lm") => {
+            let shape = dims(&args[2]);
+            let (rank, iters): (usize, usize) = (args[3].parse()?, args[4].parse()?);
+            let x = ArrayD::from_shape_vec(IxDyn(&shape), read_f32(&args[1]))?;
+            let cfg = cp::CpConfig::default()
+                .with_max_iterations(iters)
+                .with_tol(0.0);
+            let lm = cp::LmConfig::default().with_strict(false);
+            let (ms, d) = best(|| {
+                cp::cp_als(x.view(), rank, &cfg).and_then(|a| cp::cp_refine_lm(x.view(), &a, &lm))
+            });
+            let d = d?;
+            let st = d.refinement.clone().expect("refined");
+            println!(
+                "ms={ms:.3} relerr={:.4e} lm_iterations={} lm_converged={} als_relerr={:.4e}",
+                d.relative_error(x.view()),
+                st.iterations,
+                st.converged,
+                st.initial_error
             );
         }
         Some("tucker") => {
