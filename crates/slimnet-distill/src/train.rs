@@ -80,6 +80,11 @@ pub struct FitConfig {
     pub evals_per_epoch: usize,
     /// Batch size for evaluation.
     pub eval_batch: usize,
+    /// When set, training stops as soon as the run's clock reaches this many seconds (the
+    /// clock passed to [`fit`], so earlier phases of the run count), and the cosine decay
+    /// follows whichever is further along: the steps of `epochs` or the time of the budget.
+    /// `epochs` is then an upper bound. Runs with a budget depend on the machine's speed.
+    pub time_budget: Option<f64>,
 }
 
 impl Default for FitConfig {
@@ -95,6 +100,7 @@ impl Default for FitConfig {
             seed: 0,
             evals_per_epoch: 1,
             eval_batch: 500,
+            time_budget: None,
         }
     }
 }
@@ -133,6 +139,13 @@ impl FitConfig {
     /// Sets the evaluations per epoch.
     pub fn with_evals_per_epoch(mut self, n: usize) -> Self {
         self.evals_per_epoch = n;
+        self
+    }
+
+    /// Stops training when the run's clock reaches `seconds` (see
+    /// [`time_budget`](Self::time_budget)).
+    pub fn with_time_budget(mut self, seconds: f64) -> Self {
+        self.time_budget = Some(seconds);
         self
     }
 
@@ -233,11 +246,13 @@ pub fn eval_point(
 
 /// Trains `model` on `train` with `objective`, evaluating on `test` `evals_per_epoch` times an
 /// epoch; returns the evaluation points, timed by `clock` (pass the clock of the whole run, so
-/// that earlier phases count; evaluations are not counted).
+/// that earlier phases count; evaluations are not counted). With a
+/// [`time_budget`](FitConfig::time_budget), training stops when the clock reaches it, and the
+/// last point is taken there.
 ///
 /// # Errors
-/// Zero epochs or batch size, an empty training set, a model that rejects the inputs, or a
-/// non-finite loss (with epoch and batch).
+/// Zero epochs or batch size, an empty training set, a budget the clock has already passed, a
+/// model that rejects the inputs, or a non-finite loss (with epoch and batch).
 pub fn fit(
     model: &mut Graph,
     objective: &mut dyn Objective,
@@ -255,6 +270,14 @@ pub fn fit(
             train.len()
         )));
     }
+    let start = clock.seconds();
+    if let Some(budget) = cfg.time_budget {
+        if budget.is_nan() || budget <= start {
+            return Err(Error::Config(format!(
+                "{phase}: the time budget ({budget:.1} s) is already used up ({start:.1} s)"
+            )));
+        }
+    }
     let spe = train.len().div_ceil(cfg.batch_size);
     let evals = cfg.evals_per_epoch.clamp(1, spe);
     let schedule = CosineLr::new(cfg.lr, cfg.epochs);
@@ -263,11 +286,19 @@ pub fn fit(
     let mut order: Vec<usize> = (0..train.len()).collect();
     let mut points = Vec::new();
     let mut step = 0;
-    for epoch in 0..cfg.epochs {
+    'epochs: for epoch in 0..cfg.epochs {
         order.shuffle(&mut rng);
         let mut next_eval = 1;
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            opt.set_lr(schedule.lr_at(step, spe));
+            let lr = match cfg.time_budget {
+                None => schedule.lr_at(step, spe),
+                Some(budget) => {
+                    let by_steps = step as f64 / (cfg.epochs * spe) as f64;
+                    let by_time = (clock.seconds() - start) / (budget - start);
+                    budget_cosine(cfg.lr, by_steps.max(by_time))
+                }
+            };
+            opt.set_lr(lr);
             let (x, y) = train.batch(idx);
             let out = model.forward_train(&x)?;
             let batch = Batch {
@@ -289,15 +320,32 @@ pub fn fit(
             opt.step(model)?;
             (model as &mut dyn Layer).zero_grad();
             step += 1;
-            if let Some(t) = test {
-                if b + 1 >= (spe * next_eval).div_ceil(evals) {
+            let evaluated = match test {
+                Some(t) if b + 1 >= (spe * next_eval).div_ceil(evals) => {
                     points.push(eval_point(model, t, clock, step, phase)?);
                     next_eval += 1;
+                    true
                 }
+                _ => false,
+            };
+            if cfg
+                .time_budget
+                .is_some_and(|budget| clock.seconds() >= budget)
+            {
+                if let (Some(t), false) = (test, evaluated) {
+                    points.push(eval_point(model, t, clock, step, phase)?);
+                }
+                break 'epochs;
             }
         }
     }
     Ok(points)
+}
+
+/// Cosine decay from `base` to zero at `progress` in `[0, 1]` (clamped).
+fn budget_cosine(base: f32, progress: f64) -> f32 {
+    let t = progress.clamp(0.0, 1.0);
+    (0.5 * base as f64 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
 }
 
 /// Training accuracy of `[N, C]` logits (a convenience re-export of the core counter).
@@ -355,10 +403,33 @@ mod tests {
             &mut CrossEntropy,
             &tr,
             None,
-            &cfg.with_epochs(0),
+            &cfg.clone().with_epochs(0),
             &Clock::start(),
             "t"
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_time_budget_stops_training_and_takes_a_last_point() {
+        let mut m = models::lenet300(&mut tensor::rng(0)).unwrap();
+        let (tr, te) = (toy(256, 1), toy(64, 2));
+        let clock = Clock::start();
+        // A budget that ends during the first epoch of many: one point, at the stop.
+        let budget = 1e-3;
+        let cfg = FitConfig::default()
+            .with_epochs(1000)
+            .with_batch_size(8)
+            .with_time_budget(budget);
+        let pts = fit(&mut m, &mut CrossEntropy, &tr, Some(&te), &cfg, &clock, "t").unwrap();
+        assert_eq!(pts.len(), 1, "{pts:?}");
+        assert!(pts[0].step < 1000 * 32, "{pts:?}");
+        assert!(pts[0].seconds >= budget);
+        // The budget has been used up: a second call is refused.
+        let e = fit(&mut m, &mut CrossEntropy, &tr, None, &cfg, &clock, "t").unwrap_err();
+        assert!(e.to_string().contains("time budget"), "{e}");
+        assert_eq!(budget_cosine(1.0, 0.0), 1.0);
+        assert!((budget_cosine(1.0, 0.5) - 0.5).abs() < 1e-6);
+        assert_eq!(budget_cosine(1.0, 2.0), 0.0);
     }
 }
