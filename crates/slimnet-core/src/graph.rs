@@ -1,5 +1,6 @@
 //! [`Graph`]: a DAG of named layers and merge nodes, itself a [`Layer`]; [`Sequential`] builds chains.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use ndarray::{Axis, IxDyn};
@@ -492,17 +493,18 @@ impl Graph {
     /// Inference without `&mut` (layers run in evaluation mode).
     fn run_eval(&self, x: &Tensor) -> Result<Tensor> {
         let last = self.last_use();
-        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        // the input is borrowed, not copied
+        let mut values: Vec<Option<Cow<'_, Tensor>>> = vec![None; self.nodes.len()];
         for (i, node) in self.nodes.iter().enumerate().take(self.output.0 + 1) {
             let ins: Vec<&Tensor> = node
                 .inputs
                 .iter()
-                .map(|j| values[j.0].as_ref().expect("inputs computed before use"))
+                .map(|j| values[j.0].as_deref().expect("inputs computed before use"))
                 .collect();
             let y = match &node.op {
-                Op::Input => x.clone(),
-                Op::Layer(l) => l.forward(ins[0]).map_err(|e| e.in_layer(&node.name))?,
-                _ => self.merge(node, &ins)?,
+                Op::Input => Cow::Borrowed(x),
+                Op::Layer(l) => Cow::Owned(l.forward(ins[0]).map_err(|e| e.in_layer(&node.name))?),
+                _ => Cow::Owned(self.merge(node, &ins)?),
             };
             values[i] = Some(y);
             for j in 0..i {
@@ -511,7 +513,10 @@ impl Graph {
                 }
             }
         }
-        Ok(values[self.output.0].take().expect("output computed"))
+        Ok(values[self.output.0]
+            .take()
+            .expect("output computed")
+            .into_owned())
     }
 
     /// Visits every layer node with its dotted path, recursing into nested graphs (the nested

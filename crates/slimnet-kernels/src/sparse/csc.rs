@@ -105,13 +105,24 @@ impl CscMatrix {
     /// than a gathered one on the machines measured). `None` when neither pays.
     pub fn skip_value(&self, x: &[f32]) -> Option<f32> {
         let first = *x.first()?;
-        let mut best = (self.active_nnz(x, 0.0), 0.0);
-        if first != 0.0 && first.is_finite() {
-            let other = self.active_nnz(x, first);
-            if other < best.0 {
-                best = (other, first);
-            }
-        }
+        let first = if first.is_finite() { first } else { 0.0 };
+        // both candidates in one branch-free pass
+        let ptr = &self.col_ptr[..x.len().min(self.cols) + 1];
+        let (zero, background) =
+            x.iter()
+                .zip(ptr.iter().zip(&ptr[1..]))
+                .fold((0u64, 0u64), |(z, b), (v, (lo, hi))| {
+                    let len = u64::from(hi - lo);
+                    (
+                        z + u64::from(*v != 0.0) * len,
+                        b + u64::from(*v != first) * len,
+                    )
+                });
+        let best = if background < zero {
+            (background as usize, first)
+        } else {
+            (zero as usize, 0.0)
+        };
         (best.0 * 4 < self.nnz() * 3).then_some(best.1)
     }
 }
