@@ -237,7 +237,7 @@ fn fit(xd: &Dense, rank: usize, cfg: &CpConfig, init: CpInit, seed: u64) -> Resu
 
 /// The MTTKRP of mode `n` from `pt = X_(p)^T A_p` (`rest x R`, rest = the non-pivot modes in
 /// row-major order): `M[i_n, r] = Σ_j pt[j, r] Π_{m ∈ others, m ≠ n} A_m[i_m(j), r]`.
-fn contract_pivot(
+pub(super) fn contract_pivot(
     pt: &Mat<f64>,
     shape: &[usize],
     others: &[usize],

@@ -20,7 +20,7 @@ use crate::linalg;
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct LmConfig {
-    /// Maximum outer (Gauss-Newton) iterations (default 100).
+    /// Maximum outer (Gauss-Newton) iterations (default 200).
     pub max_iterations: usize,
     /// Stop when an accepted step changes the relative error by less than this fraction
     /// (default `1e-6`).
@@ -29,8 +29,12 @@ pub struct LmConfig {
     pub error_floor: f64,
     /// Initial damping relative to the largest diagonal entry of `J^T J` (default `1e-3`).
     pub damping: f64,
-    /// Conjugate-gradient iterations per step (default 25).
+    /// Conjugate-gradient iterations per step (default 50).
     pub max_cg_iterations: usize,
+    /// Conjugate gradients stop once the residual falls below this fraction of the right-hand
+    /// side (default `1e-4`). A step counts towards convergence only when its solve got there:
+    /// a truncated solve can make tiny progress in a swamp without being near a minimum.
+    pub cg_tol: f64,
     /// Fail with [`Error::NoConvergence`] when the tolerance is unmet after `max_iterations`
     /// (default true). When false, the result's [`LmStats::converged`] says so.
     pub strict: bool,
@@ -39,11 +43,12 @@ pub struct LmConfig {
 impl Default for LmConfig {
     fn default() -> Self {
         Self {
-            max_iterations: 100,
+            max_iterations: 200,
             tol: 1e-6,
             error_floor: 1e-7,
             damping: 1e-3,
-            max_cg_iterations: 25,
+            max_cg_iterations: 50,
+            cg_tol: 1e-4,
             strict: true,
         }
     }
@@ -71,6 +76,12 @@ impl LmConfig {
     /// Sets the conjugate-gradient iterations per step.
     pub fn with_max_cg_iterations(mut self, n: usize) -> Self {
         self.max_cg_iterations = n;
+        self
+    }
+
+    /// Sets the relative residual at which conjugate gradients stop.
+    pub fn with_cg_tol(mut self, tol: f64) -> Self {
+        self.cg_tol = tol;
         self
     }
 
@@ -143,10 +154,16 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
             "every CP factor needs {rank} columns (the number of weights)"
         )));
     }
-    if !(cfg.damping > 0.0 && cfg.damping.is_finite()) || cfg.tol < 0.0 || cfg.tol.is_nan() {
+    if !(cfg.damping > 0.0 && cfg.damping.is_finite())
+        || cfg.tol.is_nan()
+        || cfg.tol < 0.0
+        || cfg.cg_tol.is_nan()
+        || cfg.cg_tol < 0.0
+    {
         return Err(Error::invalid(format!(
-            "LM damping must be positive and finite and tol non-negative, got damping {} and tol {}",
-            cfg.damping, cfg.tol
+            "LM damping must be positive and finite and the tolerances non-negative, got \
+             damping {}, tol {} and cg_tol {}",
+            cfg.damping, cfg.tol, cfg.cg_tol
         )));
     }
     check_finite(x.iter(), "tensor")?;
@@ -184,7 +201,16 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
     if stats.converged {
         return Ok(finish(a, stats));
     }
-    let unfoldings: Vec<Mat<f64>> = (0..order).map(|n| xd.unfold(n)).collect();
+    // only the largest mode's unfolding is used (see State::new)
+    let unfoldings: Vec<Mat<f64>> = (0..order)
+        .map(|n| {
+            if n == largest_mode(&shape) {
+                xd.unfold(n)
+            } else {
+                Mat::zeros(0, 0)
+            }
+        })
+        .collect();
     let mut err = initial;
     let mut mu = f64::NAN;
     let mut nu = 2.0;
@@ -202,7 +228,7 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
             mu = cfg.damping * diag.max(f64::MIN_POSITIVE);
         }
         let neg_g: Vec<Mat<f64>> = state.grad.iter().map(|g| -g).collect();
-        let (p, cg_its) = pcg(&state, &a, &neg_g, mu, cfg.max_cg_iterations)?;
+        let (p, cg_its, cg_res) = pcg(&state, &a, &neg_g, mu, cfg.max_cg_iterations, cfg.cg_tol)?;
         stats.cg_iterations += cg_its;
         // predicted decrease of 0.5 ||r||^2: -g.p - 0.5 p.(J^T J) p
         let jp = state.jtj(&a, &p);
@@ -223,7 +249,7 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
             mu *= (1.0 - (2.0 * rho - 1.0).powi(3)).max(1.0 / 3.0);
             nu = 2.0;
             state = State::new(&unfoldings, &a);
-            if err < cfg.error_floor || change < cfg.tol {
+            if err < cfg.error_floor || (change < cfg.tol && cg_res <= cfg.cg_tol) {
                 stats.converged = true;
                 break;
             }
@@ -326,13 +352,21 @@ impl State {
                 }
             })
             .collect();
+        // MTTKRPs by a two-level dimension tree as in CP-ALS: the largest mode's from its
+        // unfolding, then P = X_(p)^T A_p once and every other mode's as a contraction of P
+        let shape: Vec<usize> = a.iter().map(|f| f.nrows()).collect();
+        let pivot = largest_mode(&shape);
+        let others: Vec<usize> = (0..order).filter(|&n| n != pivot).collect();
+        let kr_in: Vec<MatRef<'_, f64>> = others.iter().map(|&m| a[m].as_ref()).collect();
+        let m_pivot = linalg::matmul(unfoldings[pivot].as_ref(), khatri_rao(&kr_in).as_ref());
+        let pt = linalg::matmul(unfoldings[pivot].transpose(), a[pivot].as_ref());
         let grad = (0..order)
             .map(|n| {
-                let others: Vec<MatRef<'_, f64>> = (0..order)
-                    .filter(|&k| k != n)
-                    .map(|k| a[k].as_ref())
-                    .collect();
-                let mttkrp = linalg::matmul(unfoldings[n].as_ref(), khatri_rao(&others).as_ref());
+                let mttkrp = if n == pivot {
+                    m_pivot.clone()
+                } else {
+                    super::als::contract_pivot(&pt, &shape, &others, n, a)
+                };
                 linalg::matmul(a[n].as_ref(), gamma[n].as_ref()) - mttkrp
             })
             .collect();
@@ -366,14 +400,16 @@ impl State {
 }
 
 /// Solves `(J^T J + μ I) p = b` approximately by conjugate gradients preconditioned with the
-/// block diagonal `(Γ_n + μ I)`; returns the step and the iterations run.
+/// block diagonal `(Γ_n + μ I)`, until the residual is below `tol` times `||b||`; returns the
+/// step, the iterations run and the final relative residual.
 fn pcg(
     s: &State,
     a: &[Mat<f64>],
     b: &[Mat<f64>],
     mu: f64,
     max_its: usize,
-) -> Result<(Vec<Mat<f64>>, usize)> {
+    tol: f64,
+) -> Result<(Vec<Mat<f64>>, usize, f64)> {
     let rank = a[0].ncols();
     let eye = Mat::<f64>::identity(rank, rank);
     // inverse blocks (Γ_n + μ I)^{-1}, symmetric
@@ -398,7 +434,11 @@ fn pcg(
     let mut rz = dot(&r, &z);
     let b_norm = dot(b, b).sqrt();
     let mut its = 0;
+    let mut res = if b_norm > 0.0 { 1.0 } else { 0.0 };
     for _ in 0..max_its.max(1) {
+        if res <= tol {
+            break;
+        }
         its += 1;
         let ap = apply(&p);
         let pap = dot(&p, &ap);
@@ -412,7 +452,8 @@ fn pcg(
         for (ri, api) in r.iter_mut().zip(&ap) {
             *ri -= api * alpha;
         }
-        if dot(&r, &r).sqrt() <= 1e-10 * b_norm {
+        res = dot(&r, &r).sqrt() / b_norm;
+        if res <= tol {
             break;
         }
         z = precond(&r);
@@ -423,7 +464,14 @@ fn pcg(
             *pi = zi + &*pi * beta;
         }
     }
-    Ok((x, its))
+    Ok((x, its, res))
+}
+
+/// The largest mode (the first of equals), the pivot of the MTTKRP dimension tree.
+fn largest_mode(shape: &[usize]) -> usize {
+    (0..shape.len())
+        .max_by_key(|&n| (shape[n], usize::MAX - n))
+        .unwrap_or(0)
 }
 
 /// `Σ_n <a_n, b_n>`.
