@@ -2,73 +2,48 @@
 
 use safetensors::Dtype;
 use slimnet_core::io::TensorSource;
+use slimnet_core::tensor::contiguous;
 use slimnet_core::{Error, StoredTensor, Tensor};
-use slimnet_kernels::int8::QuantParams;
+use slimnet_kernels::int8::{self, QuantParams};
 
 /// Activation codes travel between graph nodes as exact integers `0..=255` held in f32 (the
 /// graph moves f32 tensors); this reads them back as u8, saturating out-of-range values and
 /// mapping NaN to 0.
 pub(crate) fn codes_of(x: &Tensor) -> Vec<u8> {
-    match x.as_slice() {
-        Some(s) => s.iter().map(|&v| code(v)).collect(),
-        None => x.iter().map(|&v| code(v)).collect(),
-    }
+    let x = contiguous(x);
+    let mut out = vec![0u8; x.len()];
+    int8::codes_from_f32(&x, &mut out).expect("same length");
+    out
 }
 
-/// One code: clamped into `[0, 255]` (NaN to 0), rounded to the nearest integer by adding
-/// 2^23 (whose low mantissa byte is then the code). Branch-free, so it vectorizes.
-// `max`/`min` rather than `clamp`: they map NaN to the bound, `clamp` keeps NaN
-#[allow(clippy::manual_clamp)]
-#[inline(always)]
-fn code(v: f32) -> u8 {
-    (v.max(0.0).min(255.0) + 8_388_608.0).to_bits() as u8
-}
-
-/// [`QuantParams::quantize`] without a libm call or an integer conversion, so that it
-/// vectorizes: `clamp(round(x / scale) + zp, 0, 255)` with rounding half away from zero, NaN to
-/// code 0. Equal to `p.quantize(x)` for every input (tested exhaustively on ties and extremes).
-#[allow(clippy::manual_clamp)] // NaN handling, as in `code`
-#[inline(always)]
-pub(crate) fn quantize_one(p: QuantParams, x: f32) -> u8 {
-    const MAGIC: f32 = 8_388_608.0; // 2^23
-                                    // beyond ±300 steps every value saturates; NaN becomes -300 (f32::max returns the other
-                                    // operand), hence code 0
-    let t = (x / p.scale).max(-300.0).min(300.0);
-    let a = t.abs();
-    let n = (a + MAGIC) - MAGIC; // round half to even, exact for a < 2^22
-                                 // a tie rounded down to even goes up instead (a - n is exact by Sterbenz's lemma)
-    let r = n + if a - n == 0.5 { 1.0 } else { 0.0 };
-    let q = r.copysign(t) + p.zero_point as f32;
-    code(q)
+/// Runs an f32 -> f32 element-wise kernel over a tensor into a new tensor of the same shape.
+fn map_tensor(
+    x: &Tensor,
+    f: impl FnOnce(&[f32], &mut [f32]) -> slimnet_kernels::Result<()>,
+) -> Tensor {
+    let xs = contiguous(x);
+    let mut out = vec![0f32; xs.len()];
+    f(&xs, &mut out).expect("same length");
+    Tensor::from_shape_vec(x.shape().to_vec(), out).expect("same shape")
 }
 
 /// Quantizes a tensor to codes held in an f32 tensor of the same shape.
 pub(crate) fn quantize_tensor(x: &Tensor, p: QuantParams) -> Tensor {
-    let data: Vec<f32> = match x.as_slice() {
-        Some(s) => s.iter().map(|&v| quantize_one(p, v) as f32).collect(),
-        None => x.iter().map(|&v| quantize_one(p, v) as f32).collect(),
-    };
-    Tensor::from_shape_vec(x.shape().to_vec(), data).expect("same shape")
+    map_tensor(x, |x, out| int8::quantize_to_f32_codes(p, x, out))
 }
 
 /// Dequantizes codes held in an f32 tensor.
 pub(crate) fn dequantize_tensor(x: &Tensor, p: QuantParams) -> Tensor {
-    let (s, zp) = (p.scale, p.zero_point as i32);
-    let f = |v: f32| (code(v) as i32 - zp) as f32 * s;
-    let data: Vec<f32> = match x.as_slice() {
-        Some(sl) => sl.iter().map(|&v| f(v)).collect(),
-        None => x.iter().map(|&v| f(v)).collect(),
-    };
-    Tensor::from_shape_vec(x.shape().to_vec(), data).expect("same shape")
+    map_tensor(x, |x, out| int8::dequantize_f32_codes(p, x, out))
 }
 
 /// u8 codes as a tensor of the given shape.
 pub(crate) fn tensor_of_codes(shape: &[usize], codes: &[u8]) -> Tensor {
-    Tensor::from_shape_vec(shape.to_vec(), codes.iter().map(|&c| c as f32).collect())
-        .expect("codes fill the shape")
+    let mut out = vec![0f32; codes.len()];
+    int8::codes_to_f32(codes, &mut out).expect("same length");
+    Tensor::from_shape_vec(shape.to_vec(), out).expect("codes fill the shape")
 }
 
-/// A stored tensor of raw bytes.
 pub(crate) fn stored(dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>) -> StoredTensor {
     StoredTensor {
         dtype,
@@ -161,52 +136,4 @@ pub(crate) fn load_u8(
 /// A model-file error for a tensor that does not fit.
 pub(crate) fn bad(what: impl Into<String>) -> Error {
     Error::ModelFile(what.into())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fast_quantize_matches_the_kernel_definition() {
-        let mut xs: Vec<f32> = (-20_000..20_000).map(|i| i as f32 * 0.0125).collect();
-        xs.extend([
-            0.5,
-            -0.5,
-            1.5,
-            -1.5,
-            2.5,
-            1e30,
-            -1e30,
-            f32::INFINITY,
-            f32::NEG_INFINITY,
-            f32::NAN,
-            8_388_607.5,
-            -8_388_609.0,
-            f32::MIN_POSITIVE,
-            -0.0,
-        ]);
-        for p in [
-            QuantParams {
-                scale: 0.1,
-                zero_point: 0,
-            },
-            QuantParams {
-                scale: 0.05,
-                zero_point: 128,
-            },
-            QuantParams {
-                scale: 1.0,
-                zero_point: 37,
-            },
-            QuantParams {
-                scale: 3e-5,
-                zero_point: 255,
-            },
-        ] {
-            for &x in &xs {
-                assert_eq!(quantize_one(p, x), p.quantize(x), "{x} {p:?}");
-            }
-        }
-    }
 }
