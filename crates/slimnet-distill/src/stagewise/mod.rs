@@ -18,7 +18,7 @@ use crate::designer::Student;
 use crate::error::{Error, Result};
 use crate::loss::{CachedKdLoss, KdConfig, KdLoss};
 use crate::stages::{boundary_shapes, split};
-use crate::teacher::FrozenTeacher;
+use crate::teacher::{forward_chunked, FrozenTeacher};
 use crate::train::{eval_point, fit, Clock, FitConfig, OptimizerKind, TimePoint};
 
 /// Where phase 1 gets the teacher's features.
@@ -52,12 +52,22 @@ pub struct StageWiseConfig {
     pub stage_threads: usize,
     /// Steps between points of the per-stage loss curves.
     pub log_every: usize,
+    /// Start a student stage (without adapter) that has exactly its teacher stage's structure
+    /// (same nodes, layer kinds and hyper-parameters, e.g. a shared pooling + classifier head)
+    /// from a copy of the teacher stage: the exact minimizer of its feature loss, so phase 1
+    /// leaves it as it is (phase 2 fine-tunes it with the rest).
+    pub copy_identical_stages: bool,
+    /// Phase 1 learns from the first this-many training examples only (the stage sub-tasks
+    /// need fewer examples than the end-to-end task); phase 2 uses the whole training set.
+    /// `None`: both phases use every example.
+    pub phase1_examples: Option<usize>,
 }
 
 impl Default for StageWiseConfig {
     /// Phase 1: 1 epoch, Adam lr 2e-3; phase 2: 1 epoch, SGD lr 0.01; KD T=4, alpha=0.5;
     /// cached features; stages trained one after the other (1 thread, so timings compare with
-    /// single-threaded training); a loss point every 50 steps.
+    /// single-threaded training); a loss point every 50 steps; stages identical to the
+    /// teacher's copied.
     fn default() -> Self {
         Self {
             phase1: FitConfig::default()
@@ -69,6 +79,8 @@ impl Default for StageWiseConfig {
             features: FeatureSource::Cached,
             stage_threads: 1,
             log_every: 50,
+            copy_identical_stages: true,
+            phase1_examples: None,
         }
     }
 }
@@ -120,6 +132,9 @@ pub struct StageWiseReport {
     pub phase1_seconds: f64,
     /// Seconds of the whole run.
     pub seconds: f64,
+    /// Stages (1-based) that started as a copy of their teacher stage
+    /// ([`StageWiseConfig::copy_identical_stages`]).
+    pub copied_stages: Vec<usize>,
     /// The trained, stitched student.
     pub student: Graph,
 }
@@ -252,18 +267,54 @@ impl StageWise {
         Ok(g)
     }
 
-    /// Runs phase 1 and phase 2 on `train`, evaluating the stitched student on `test`.
+    /// Runs phase 1 and phase 2 on `train` (phase 1 on its first
+    /// [`phase1_examples`](StageWiseConfig::phase1_examples)), evaluating the stitched student
+    /// on `test`.
     ///
     /// # Errors
     /// A stage that fails to train (named), or errors of the training loop.
     pub fn run(&mut self, train: &Dataset, test: Option<&Dataset>) -> Result<StageWiseReport> {
         let clock = Clock::start();
-        let p1 = phase1::run(self, train, test, &clock)?;
+        let copied_stages = if self.cfg.copy_identical_stages {
+            self.copy_identical_stages()
+        } else {
+            Vec::new()
+        };
+        let frozen: Vec<bool> = (1..=self.students.len())
+            .map(|k| copied_stages.contains(&k))
+            .collect();
+        let subset;
+        let p1_train = match self.cfg.phase1_examples {
+            Some(n) if n < train.len() => {
+                subset = train.take(n);
+                &subset
+            }
+            _ => train,
+        };
+        let p1 = phase1::run(self, p1_train, test, &clock, &frozen)?;
         let phase1_seconds = clock.seconds();
         let mut timeline = p1.timeline;
         let mut student = self.stitch()?;
         if self.cfg.phase2.epochs > 0 {
-            let pts = match p1.logits {
+            let logits = match p1.logits {
+                // Teacher logits of the examples phase 1 did not see.
+                Some(head) if head.shape()[0] < train.len() => {
+                    let rest = train
+                        .inputs
+                        .slice_axis(ndarray::Axis(0), (head.shape()[0]..train.len()).into())
+                        .to_owned();
+                    let tail =
+                        forward_chunked(self.teacher.graph(), &rest, self.cfg.phase2.eval_batch)?;
+                    Some(
+                        ndarray::concatenate(ndarray::Axis(0), &[head.view(), tail.view()])
+                            .map_err(|e| {
+                                Error::Config(format!("cannot join teacher logits: {e}"))
+                            })?,
+                    )
+                }
+                other => other,
+            };
+            let pts = match logits {
                 Some(logits) => {
                     let mut obj = CachedKdLoss::new(logits, self.cfg.kd)?;
                     fit(
@@ -301,8 +352,27 @@ impl StageWise {
             timeline,
             phase1_seconds,
             seconds: clock.seconds(),
+            copied_stages,
             student,
         })
+    }
+
+    /// Replaces every adapter-less student stage whose structure is its teacher stage's by a
+    /// copy of the teacher stage; returns the stages replaced (1-based).
+    fn copy_identical_stages(&mut self) -> Vec<usize> {
+        let mut copied = Vec::new();
+        for (k, (s, t)) in self
+            .students
+            .iter_mut()
+            .zip(&self.teacher_stages)
+            .enumerate()
+        {
+            if s.adapter.is_none() && same_structure(&s.net, t) {
+                s.net = t.clone();
+                copied.push(k + 1);
+            }
+        }
+        copied
     }
 
     /// Copies the stitched student's trained stages back into `self`.
@@ -325,6 +395,23 @@ impl StageWise {
         }
         Ok(())
     }
+}
+
+/// Whether two graphs compute the same function family: the same nodes in the same order with
+/// the same inputs, layer kinds and hyper-parameters (weights aside).
+fn same_structure(a: &Graph, b: &Graph) -> bool {
+    use slimnet_core::graph::Op;
+    a.nodes().len() == b.nodes().len()
+        && a.output().index() == b.output().index()
+        && a.nodes().iter().zip(b.nodes()).all(|(x, y)| {
+            x.inputs == y.inputs
+                && match (&x.op, &y.op) {
+                    (Op::Layer(l), Op::Layer(m)) => {
+                        l.kind() == m.kind() && l.config_json() == m.config_json()
+                    }
+                    (p, q) => p.name() == q.name(),
+                }
+        })
 }
 
 #[cfg(test)]

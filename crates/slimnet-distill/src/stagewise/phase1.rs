@@ -23,6 +23,8 @@ pub(super) struct Phase1Out {
 
 struct StageTrainer<'a> {
     stage: &'a mut StudentStage,
+    /// A stage copied from the teacher: evaluated, not trained.
+    frozen: bool,
     opt: Box<dyn Optimizer>,
     opt_adapter: Box<dyn Optimizer>,
     sum: f64,
@@ -32,6 +34,13 @@ struct StageTrainer<'a> {
 impl StageTrainer<'_> {
     /// One step on `x -> y`; returns the feature MSE.
     fn step(&mut self, x: &Tensor, y: &Tensor, lr: f32) -> slimnet_core::Result<f32> {
+        if self.frozen {
+            let mut out = self.stage.net.forward(x)?;
+            if let Some(a) = &self.stage.adapter {
+                out = a.forward(&out)?;
+            }
+            return Ok(mse(&out, y)?.0);
+        }
         let out = self.stage.net.forward_train(x)?;
         let (loss, grad) = match &mut self.stage.adapter {
             Some(a) => {
@@ -76,6 +85,7 @@ pub(super) fn run(
     train: &Dataset,
     test: Option<&Dataset>,
     clock: &Clock,
+    frozen: &[bool],
 ) -> Result<Phase1Out> {
     let cfg = sw.cfg.phase1.clone();
     let log_every = sw.cfg.log_every;
@@ -120,8 +130,10 @@ pub(super) fn run(
     let result = (|| -> Result<()> {
         let mut trainers: Vec<StageTrainer<'_>> = stages
             .iter_mut()
-            .map(|stage| StageTrainer {
+            .zip(frozen.iter().chain(std::iter::repeat(&false)))
+            .map(|(stage, &frozen)| StageTrainer {
                 stage,
+                frozen,
                 opt: cfg.optimizer(),
                 opt_adapter: cfg.optimizer(),
                 sum: 0.0,

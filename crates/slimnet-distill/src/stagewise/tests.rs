@@ -99,6 +99,8 @@ fn phase_one_lowers_every_stage_loss_and_cached_equals_on_the_fly() {
         };
         cfg.phase1 = cfg.phase1.with_epochs(4).with_batch_size(8);
         cfg.phase2 = cfg.phase2.with_epochs(0);
+        // The head stage is learned here, not copied from the teacher.
+        cfg.copy_identical_stages = false;
         let mut sw = StageWise::from_student(&t, &CUTS, student(0.5), &[1, 28, 28], cfg).unwrap();
         let r = sw.run(&train, None).unwrap();
         assert_eq!(r.stage_losses.len(), 4);
@@ -135,4 +137,63 @@ fn a_full_run_reports_accuracy_over_time_and_keeps_trained_stages() {
     let a = r.student.forward(&x).unwrap();
     let b = sw.stitch().unwrap().forward(&x).unwrap();
     assert!(tensor::max_abs_diff(&a, &b) < 1e-6);
+}
+
+#[test]
+fn stages_identical_to_the_teacher_start_as_its_copy() {
+    let t = teacher();
+    let train = data(32, 9);
+    let mut cfg = quick();
+    cfg.phase1 = cfg.phase1.with_epochs(1);
+    cfg.phase2 = cfg.phase2.with_epochs(0);
+    // The designer's head (pooling, flatten, fresh classifier) has the teacher head's structure;
+    // the convolution stages are lighter and stay the student's.
+    let mut sw = StageWise::from_student(&t, &CUTS, student(0.5), &[1, 28, 28], cfg).unwrap();
+    let r = sw.run(&train, None).unwrap();
+    assert_eq!(r.copied_stages, vec![4]);
+    assert!(
+        r.stage_losses[3].iter().all(|p| p.loss < 1e-10),
+        "{:?}",
+        r.stage_losses[3]
+    );
+    assert!(r.stage_losses[0][0].loss > 1e-4);
+    let x = tensor::uniform(&[2, 64, 7, 7], 0.0, 1.0, &mut tensor::rng(10));
+    let head = &sw.teacher_stages()[3];
+    let got = sw.student_stages()[3].net.forward(&x).unwrap();
+    assert!(tensor::max_abs_diff(&got, &head.forward(&x).unwrap()) < 1e-6);
+    assert!(!same_structure(
+        &sw.student_stages()[0].net,
+        &sw.teacher_stages()[0]
+    ));
+}
+
+#[test]
+fn phase_one_can_learn_from_fewer_examples_than_phase_two() {
+    let t = teacher();
+    let (train, test) = (data(48, 11), data(10, 12));
+    let mut cfg = quick();
+    cfg.phase1 = cfg.phase1.with_epochs(2);
+    cfg.phase1_examples = Some(16);
+    let mut runs = Vec::new();
+    for features in [FeatureSource::Cached, FeatureSource::OnTheFly] {
+        let mut cfg = cfg.clone();
+        cfg.features = features;
+        let mut sw = StageWise::from_student(&t, &CUTS, student(0.5), &[1, 28, 28], cfg).unwrap();
+        let r = sw.run(&train, Some(&test)).unwrap();
+        let steps = |phase: &str| {
+            r.timeline
+                .iter()
+                .filter(|p| p.phase == phase)
+                .map(|p| p.step)
+                .max()
+        };
+        // 16 examples at batch 16 for 2 epochs, then 48 at batch 16 for 1 epoch.
+        assert_eq!((steps("phase1"), steps("phase2")), (Some(2), Some(3)));
+        runs.push(r.student);
+    }
+    // Cached teacher logits (phase-1 examples joined with the rest) give the same phase 2 as
+    // the teacher run on the fly.
+    let x = tensor::uniform(&[2, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(13));
+    let (a, b) = (runs[0].forward(&x).unwrap(), runs[1].forward(&x).unwrap());
+    assert!(tensor::max_abs_diff(&a, &b) < 1e-3);
 }
