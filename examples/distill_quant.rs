@@ -8,9 +8,9 @@
 //!    (`slimnet::quant::qat::prepare`: BatchNorm folded, weights fake-quantized, activations
 //!    fake-quantized where the int8 graph quantizes them) and trained again on the teacher's
 //!    features `F(k-1) -> F(k)` (Adam at a small rate, `--qat-lr`, so it refines the f32
-//!    solution), then stitched and fine-tuned end to end with cross-entropy + KD
-//!    (`--qat-finetune-lr`; BatchNorm is folded, so the rate is lower than in f32), the
-//!    observers learning their ranges throughout.
+//!    solution), then stitched and fine-tuned end to end with cross-entropy + KD (Adam,
+//!    `--qat-finetune-lr`: BatchNorm is folded, and SGD at the f32 rate blew the unnormalized
+//!    network up), the observers learning their ranges throughout.
 //! 3. The observers are frozen, each stage is converted to int8 (`qat::convert`), and the stages
 //!    are composed.
 //!
@@ -32,6 +32,7 @@ use common::{CommonArgs, Res, CUTS, INPUT};
 use slimnet::core::{io, tensor, Graph, Layer};
 use slimnet::distill::stages::{compose, macs};
 use slimnet::distill::stagewise::{StageWise, StudentStage};
+use slimnet::distill::train::OptimizerKind;
 use slimnet::distill::FrozenTeacher;
 use slimnet::quant::qat;
 
@@ -49,7 +50,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let (mut stage_examples, mut phase1_epochs, mut epochs) = (12_000, 2, 1);
     let (mut qat_phase1_epochs, mut qat_epochs) = (1, 1);
-    let (mut qat_lr, mut qat_finetune_lr) = (2e-4, 2e-3);
+    let (mut qat_lr, mut qat_finetune_lr) = (2e-4, 1e-4);
     let common = common::parse_args(
         "distill_quant [--stage-examples N] [--phase1-epochs N] [--epochs N] \
          [--qat-phase1-epochs N] [--qat-epochs N] [--qat-lr F] [--qat-finetune-lr F]",
@@ -123,7 +124,13 @@ fn run(args: &Args) -> Res<()> {
         .collect::<Res<Vec<_>>>()?;
     let mut cfg =
         common::stagewise_config(args.qat_phase1_epochs, args.qat_lr, args.qat_epochs, c.seed);
-    cfg.phase2 = cfg.phase2.with_lr(args.qat_finetune_lr);
+    // BatchNorm is folded in the QAT graph, so plain SGD at the f32 rate can blow the
+    // unnormalized activations up; Adam's steps stay near the rate whatever the scale.
+    cfg.phase2 = cfg
+        .phase2
+        .with_optimizer(OptimizerKind::Adam)
+        .with_weight_decay(0.0)
+        .with_lr(args.qat_finetune_lr);
     let mut swq = StageWise::new(&teacher, &CUTS, qat_stages, &INPUT[1..], cfg)?;
     let rq = swq.run(&subset, Some(&test))?;
     common::print_stage_losses(&rq);
