@@ -146,7 +146,7 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
         )));
     }
     let rank = start.rank();
-    check_rank(rank, usize::MAX, || {
+    check_rank(rank, super::max_cp_rank(&shape).max(rank), || {
         format!("a CP model of a {shape:?} tensor")
     })?;
     if start.factors.iter().any(|f| f.ncols() != rank) {
@@ -198,6 +198,14 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
         damping: 0.0,
         converged: norm_x == 0.0 || initial < cfg.error_floor,
     };
+    if norm_x == 0.0 {
+        // the zero tensor: the zero model fits it exactly
+        stats.final_error = 0.0;
+        let mut cp = finish(a, stats);
+        cp.weights.fill(0.0);
+        cp.rel_error = 0.0;
+        return Ok(cp);
+    }
     if stats.converged {
         return Ok(finish(a, stats));
     }
@@ -669,7 +677,14 @@ mod tests {
             .map(|f| Array2::zeros((f.nrows(), 0)))
             .collect();
         let e = cp_refine_lm(x.view(), &empty, &LmConfig::default()).unwrap_err();
-        assert!(e.to_string().contains("rank 0 is out of range"), "{e}");
+        assert!(
+            e.to_string().contains("rank 0 is out of range 1..=12"),
+            "{e}"
+        );
+        let zero = ndarray::ArrayD::<f32>::zeros(vec![5, 4, 3]);
+        let z = cp_refine_lm(zero.view(), &als, &LmConfig::default()).unwrap();
+        assert_eq!(z.rel_error, 0.0);
+        assert_eq!(z.reconstruct(), zero);
         let other = cp_tensor(&[5, 4, 2], 2, 0.0, 0);
         let e = cp_refine_lm(other.view(), &als, &LmConfig::default()).unwrap_err();
         assert!(e.to_string().contains("mode sizes [5, 4, 3]"), "{e}");
