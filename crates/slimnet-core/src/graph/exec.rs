@@ -138,7 +138,10 @@ impl Graph {
             values[i] = Some(y);
             for j in 0..i {
                 if last[j] == i {
-                    values[j] = None;
+                    // large intermediates go back to the pool for later layers' outputs
+                    if let Some(Cow::Owned(t)) = values[j].take() {
+                        crate::buffers::recycle(t);
+                    }
                 }
             }
         }

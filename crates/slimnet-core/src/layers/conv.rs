@@ -234,7 +234,8 @@ impl Conv2d {
     fn run(&self, x: &Tensor) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
         let xs = contiguous(x);
-        let mut out = vec![0.0; g.output_len()];
+        // the kernel writes every output value
+        let mut out = crate::buffers::output(g.output_len());
         dense::conv2d_forward(
             &g,
             &xs,
