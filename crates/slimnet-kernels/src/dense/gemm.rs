@@ -304,6 +304,13 @@ mod tests {
             (9, 257, 33),
             (1, 1000, 100),
             (64, 40, 17),
+            // every row count left over after full 8-row panels
+            (19, 150, 50),
+            (22, 33, 64),
+            (15, 129, 31),
+            (4, 70, 96),
+            (2, 10, 300),
+            (12, 260, 40),
         ] {
             let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rnd()).collect();

@@ -13,14 +13,17 @@ const MR: usize = 8;
 const NR: usize = 32;
 const KC: usize = 128;
 
-/// `c[0..rows, 0..cols] (=|+=) alpha * A_panel * B_panel` for one `8 x 32` tile.
+/// `c[0..R, 0..cols] (=|+=) alpha * A_panel * B_panel` for one `R x 32` tile (`R <= MR`;
+/// the last row panel of a matrix whose rows are not a multiple of [`MR`] runs with its own
+/// `R`, so no multiply-adds are spent on padding rows).
 ///
-/// `a` is `MR x kc` with strides `(a_rs, a_cs)` (packed: `(1, MR)`), `b` is `kc` rows of `NR` with row stride `ldb`; `first` chooses `beta * c` (or nothing when
-/// `beta == 0`) as the starting value instead of `c`.
+/// `a` is `R x kc` with strides `(a_rs, a_cs)` (packed: `(1, MR)`), `b` is `kc` rows of `NR`
+/// with row stride `ldb`; `start` chooses `beta * c` (or nothing when `beta == 0`) as the
+/// starting value instead of `c`.
 #[inline]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile(
+unsafe fn tile<const R: usize>(
     kc: usize,
     a: *const f32,
     a_rs: usize,
@@ -29,12 +32,11 @@ unsafe fn tile(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
-    rows: usize,
     masks: [__mmask16; 2],
     alpha: f32,
     start: Option<f32>,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    let mut acc = [[_mm512_setzero_ps(); 2]; R];
     for p in 0..kc {
         let b0 = _mm512_loadu_ps(b.add(p * ldb));
         let b1 = _mm512_loadu_ps(b.add(p * ldb + 16));
@@ -46,7 +48,7 @@ unsafe fn tile(
         }
     }
     let al = _mm512_set1_ps(alpha);
-    for (r, acc) in acc.iter().enumerate().take(rows) {
+    for (r, acc) in acc.iter().enumerate() {
         for (h, x) in acc.iter().enumerate() {
             let cp = c.add(r * ldc + 16 * h);
             let m = masks[h];
@@ -164,20 +166,24 @@ unsafe fn gemm_cols(
                 } else {
                     (ap.as_ptr().add(ip * MR * kc), 1, MR)
                 };
-                tile(
-                    kc,
-                    apan,
-                    a_rs,
-                    a_cs,
-                    bptr,
-                    ldb,
-                    c.add(ip * MR * ldc + j),
-                    ldc,
-                    rows,
-                    masks,
-                    alpha,
-                    start,
-                );
+                let cp = c.add(ip * MR * ldc + j);
+                macro_rules! tile_of {
+                    ($r:literal) => {
+                        tile::<$r>(
+                            kc, apan, a_rs, a_cs, bptr, ldb, cp, ldc, masks, alpha, start,
+                        )
+                    };
+                }
+                match rows {
+                    8 => tile_of!(8),
+                    7 => tile_of!(7),
+                    6 => tile_of!(6),
+                    5 => tile_of!(5),
+                    4 => tile_of!(4),
+                    3 => tile_of!(3),
+                    2 => tile_of!(2),
+                    _ => tile_of!(1),
+                }
             }
             j += w;
         }
