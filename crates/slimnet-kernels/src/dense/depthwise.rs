@@ -77,7 +77,7 @@ pub(crate) fn depthwise_forward_unchecked(
         crate::isa::features().avx2_fma,
     );
     #[cfg(target_arch = "x86_64")]
-    let line = super::depthwise_x86::Line::of(g);
+    let line = super::depthwise_line_x86::Line::of(g);
     for_planes(out, oh * ow, |pi, o| {
         let ch = pi % c;
         let x = &input[pi * h * w..(pi + 1) * h * w];
@@ -88,10 +88,10 @@ pub(crate) fn depthwise_forward_unchecked(
             if wide {
                 // SAFETY: AVX-512F is available; `line` is the line shape of `g`; `x`, `wk` and
                 // `o` are one channel's input plane, weights and output plane.
-                unsafe { super::depthwise_x86::line_plane_avx512(g, line, x, wk, b, act, o) };
+                unsafe { super::depthwise_line_x86::line_plane_avx512(g, line, x, wk, b, act, o) };
             } else {
                 // SAFETY: AVX2 and FMA are available; otherwise as above.
-                unsafe { super::depthwise_x86::line_plane_avx2(g, line, x, wk, b, act, o) };
+                unsafe { super::depthwise_line_x86::line_plane_avx2(g, line, x, wk, b, act, o) };
             }
             return;
         }
@@ -359,7 +359,7 @@ mod tests {
         assert!(shapes.len() > 40);
         for g in shapes {
             assert!(
-                super::super::depthwise_x86::Line::of(&g).is_some()
+                super::super::depthwise_line_x86::Line::of(&g).is_some()
                     || cfg!(not(target_arch = "x86_64")),
                 "{g:?}"
             );
@@ -400,7 +400,9 @@ mod tests {
                 // every SIMD variant the CPU supports
                 #[cfg(target_arch = "x86_64")]
                 {
-                    use super::super::depthwise_x86::{line_plane_avx2, line_plane_avx512, Line};
+                    use super::super::depthwise_line_x86::{
+                        line_plane_avx2, line_plane_avx512, Line,
+                    };
                     let line = Line::of(&g).expect("a line shape");
                     let f = crate::isa::features();
                     if f.avx2_fma {

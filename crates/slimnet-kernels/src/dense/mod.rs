@@ -5,6 +5,8 @@
 mod conv;
 mod depthwise;
 #[cfg(target_arch = "x86_64")]
+mod depthwise_line_x86;
+#[cfg(target_arch = "x86_64")]
 mod depthwise_x86;
 mod gemm;
 mod im2col;
