@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! cargo run --release --example distill_mnist -- [--dataset mnist|fashion] [--epochs N]
-//!     [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] [--teacher-epochs N]
+//!     [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] [--phase1-batch N]
+//!     [--phase2-evals N] [--teacher-epochs N]
 //!     [--threads N] [--seed N] [--runs scratch,kd,stagewise] [--out-dir DIR] [--teacher-only]
 //!     [--train-examples N]
 //! ```
@@ -36,23 +37,28 @@ struct Args {
     stage_examples: usize,
     phase1_epochs: usize,
     phase1_lr: f32,
+    phase1_batch: usize,
+    phase2_evals: usize,
     runs: Vec<String>,
     teacher_only: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
     let (mut epochs, mut stage_examples, mut phase1_epochs, mut phase1_lr) = (3, 12_000, 2, 5e-3);
+    let (mut phase1_batch, mut phase2_evals) = (32, 8);
     let mut runs: Vec<String> = vec!["scratch".into(), "kd".into(), "stagewise".into()];
     let mut teacher_only = false;
     let common = common::parse_args(
         "distill_mnist [--epochs N] [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] \
-         [--runs scratch,kd,stagewise] [--teacher-only]",
+         [--phase1-batch N] [--phase2-evals N] [--runs scratch,kd,stagewise] [--teacher-only]",
         |flag, val| {
             match flag {
                 "--epochs" => epochs = common::num(flag, val()?)?,
                 "--stage-examples" => stage_examples = common::num(flag, val()?)?,
                 "--phase1-epochs" => phase1_epochs = common::num(flag, val()?)?,
                 "--phase1-lr" => phase1_lr = common::num(flag, val()?)?,
+                "--phase1-batch" => phase1_batch = common::num(flag, val()?)?,
+                "--phase2-evals" => phase2_evals = common::num(flag, val()?)?,
                 "--runs" => runs = val()?.split(',').map(str::to_string).collect(),
                 "--teacher-only" => teacher_only = true,
                 _ => return Ok(false),
@@ -72,6 +78,8 @@ fn parse_args() -> Result<Args, String> {
         stage_examples,
         phase1_epochs,
         phase1_lr,
+        phase1_batch,
+        phase2_evals,
         runs,
         teacher_only,
     })
@@ -152,10 +160,15 @@ fn run(args: &Args) -> Res<()> {
                 (pts, acc, clock.seconds())
             }
             _ => {
-                let subset = train.take(args.stage_examples);
-                let cfg = common::stagewise_config(args.phase1_epochs, args.phase1_lr, 1, c.seed);
+                // Phase 1 on the first --stage-examples images at --phase1-batch; phase 2 one
+                // epoch over the whole training set, evaluated often enough to time the target.
+                let mut cfg =
+                    common::stagewise_config(args.phase1_epochs, args.phase1_lr, 1, c.seed);
+                cfg.phase1 = cfg.phase1.with_batch_size(args.phase1_batch);
+                cfg.phase1_examples = Some(args.stage_examples);
+                cfg.phase2 = cfg.phase2.with_evals_per_epoch(args.phase2_evals);
                 let mut sw = StageWise::from_student(&teacher, &CUTS, design()?, &INPUT[1..], cfg)?;
-                let r = sw.run(&subset, Some(&test))?;
+                let r = sw.run(&train, Some(&test))?;
                 let pts = r.timeline.clone();
                 let acc = pts.last().map_or(0.0, |p| p.test_accuracy);
                 common::print_stage_losses(&r);
