@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! decompose_peer svd FILE M N
-//! decompose_peer cp FILE D0,D1,... RANK ITERATIONS
+//! decompose_peer cp FILE D0,D1,... RANK ITERATIONS [SEED]
 //! decompose_peer cp-lm FILE D0,D1,... RANK ITERATIONS   (ALS, then Levenberg-Marquardt)
 //! decompose_peer tucker FILE D0,D1,... R0,R1,...
 //! ```
@@ -58,9 +58,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let shape = dims(&args[2]);
             let (rank, iters): (usize, usize) = (args[3].parse()?, args[4].parse()?);
             let x = ArrayD::from_shape_vec(IxDyn(&shape), read_f32(&args[1]))?;
+            // the seed fills the SVD start's columns beyond the 3x3 modes' sizes
+            let seed: u64 = args.get(5).map_or(Ok(0), |s| s.parse())?;
             let cfg = cp::CpConfig::default()
                 .with_max_iterations(iters)
-                .with_tol(0.0);
+                .with_tol(0.0)
+                .with_seed(seed);
             let (ms, d) = best(|| cp::cp_als(x.view(), rank, &cfg));
             let d = d?;
             println!(
