@@ -32,7 +32,7 @@ use slimnet::decompose::rank::RankPolicy;
 use slimnet::decompose::rewrite::{decompose, ConvMethod, DecomposeReport, LowRank};
 use slimnet::distill::stages::{boundary_shapes, compose, macs, split};
 use slimnet::distill::stagewise::{StageWise, StudentStage};
-use slimnet::distill::train::{fit, Clock, TimePoint};
+use slimnet::distill::train::{fit, Clock};
 use slimnet::distill::FrozenTeacher;
 
 struct Args {
@@ -135,21 +135,15 @@ fn decompose_stages(
     Ok((out, report))
 }
 
-struct RunResult {
-    name: &'static str,
-    points: Vec<TimePoint>,
-    seconds: f64,
-    final_acc: f32,
-}
-
 fn run(args: &Args) -> Res<()> {
     let c = &args.common;
-    slimnet::kernels::threads::set_num_threads(c.threads);
-    let (train, test) = common::datasets(c)?;
-    let t_graph = common::teacher(c, &train, &test)?;
-    let teacher_acc = common::accuracy(&t_graph, &test)?;
-    let teacher_macs = macs(&t_graph, &INPUT)?;
-    println!("teacher: test_acc={teacher_acc:.4} macs={teacher_macs}");
+    let common::Setup {
+        train,
+        test,
+        teacher: t_graph,
+        teacher_acc,
+        teacher_macs,
+    } = common::setup(c)?;
     let teacher = FrozenTeacher::new(t_graph)?;
 
     let (decomposed, report) =
@@ -165,7 +159,7 @@ fn run(args: &Args) -> Res<()> {
         teacher_macs as f64 / student_macs as f64
     );
 
-    let mut results: Vec<RunResult> = Vec::new();
+    let mut results: Vec<common::RunResult> = Vec::new();
     let mut budget = args.budget_seconds;
     for name in ["stagewise", "finetune"] {
         if !args.runs.iter().any(|r| r == name) {
@@ -214,7 +208,7 @@ fn run(args: &Args) -> Res<()> {
         };
         common::print_points(&points);
         let final_acc = points.last().map_or(acc_before, |p| p.test_accuracy);
-        results.push(RunResult {
+        results.push(common::RunResult {
             name,
             points,
             seconds,

@@ -26,9 +26,8 @@ use common::{CommonArgs, Res, CUTS, INPUT};
 use slimnet::core::loss::CrossEntropy;
 use slimnet::distill::loss::{CachedKdLoss, KdConfig};
 use slimnet::distill::report::{line_chart, Series};
-use slimnet::distill::stages::macs;
 use slimnet::distill::stagewise::{StageWise, StageWiseReport};
-use slimnet::distill::train::{fit, Clock, TimePoint};
+use slimnet::distill::train::{fit, Clock};
 use slimnet::distill::FrozenTeacher;
 
 struct Args {
@@ -89,21 +88,15 @@ fn main() {
     common::main_with(parse_args(), run);
 }
 
-struct RunResult {
-    name: &'static str,
-    points: Vec<TimePoint>,
-    seconds: f64,
-    final_acc: f32,
-}
-
 fn run(args: &Args) -> Res<()> {
     let c = &args.common;
-    slimnet::kernels::threads::set_num_threads(c.threads);
-    let (train, test) = common::datasets(c)?;
-    let t_graph = common::teacher(c, &train, &test)?;
-    let teacher_acc = common::accuracy(&t_graph, &test)?;
-    let teacher_macs = macs(&t_graph, &INPUT)?;
-    println!("teacher: test_acc={teacher_acc:.4} macs={teacher_macs}");
+    let common::Setup {
+        train,
+        test,
+        teacher: t_graph,
+        teacher_acc,
+        teacher_macs,
+    } = common::setup(c)?;
     if args.teacher_only {
         return Ok(());
     }
@@ -119,7 +112,7 @@ fn run(args: &Args) -> Res<()> {
     );
     let student_fit = common::student_fit(args.epochs, c.seed);
 
-    let mut results: Vec<RunResult> = Vec::new();
+    let mut results: Vec<common::RunResult> = Vec::new();
     let mut stage_report: Option<StageWiseReport> = None;
     for name in ["scratch", "kd", "stagewise"] {
         if !args.runs.iter().any(|r| r == name) {
@@ -178,7 +171,7 @@ fn run(args: &Args) -> Res<()> {
             }
         };
         common::print_points(&points);
-        results.push(RunResult {
+        results.push(common::RunResult {
             name,
             seconds,
             points,

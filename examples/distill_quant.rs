@@ -30,7 +30,7 @@ mod common;
 
 use common::{CommonArgs, Res, CUTS, INPUT};
 use slimnet::core::{io, tensor, Graph, Layer};
-use slimnet::distill::stages::{compose, macs};
+use slimnet::distill::stages::compose;
 use slimnet::distill::stagewise::{StageWise, StudentStage};
 use slimnet::distill::train::OptimizerKind;
 use slimnet::distill::FrozenTeacher;
@@ -86,12 +86,13 @@ fn main() {
 
 fn run(args: &Args) -> Res<()> {
     let c = &args.common;
-    slimnet::kernels::threads::set_num_threads(c.threads);
-    let (train, test) = common::datasets(c)?;
-    let t_graph = common::teacher(c, &train, &test)?;
-    let teacher_acc = common::accuracy(&t_graph, &test)?;
-    let teacher_macs = macs(&t_graph, &INPUT)?;
-    println!("teacher: test_acc={teacher_acc:.4} macs={teacher_macs}");
+    let common::Setup {
+        train,
+        test,
+        teacher: t_graph,
+        teacher_acc,
+        teacher_macs,
+    } = common::setup(c)?;
     let teacher = FrozenTeacher::new(t_graph)?;
     let design = common::design(teacher.graph(), c.seed)?;
     let student_macs = design.macs(&INPUT)?;

@@ -161,6 +161,50 @@ pub fn teacher(args: &CommonArgs, train: &Dataset, test: &Dataset) -> Res<Graph>
     Ok(g)
 }
 
+/// What every distillation example starts from: the data, the teacher and its figures.
+pub struct Setup {
+    /// Training images (`--train-examples` of them).
+    pub train: Dataset,
+    /// Test images.
+    pub test: Dataset,
+    /// The teacher network.
+    pub teacher: Graph,
+    /// Its test accuracy.
+    pub teacher_acc: f32,
+    /// Its MACs per image.
+    pub teacher_macs: usize,
+}
+
+/// Sets the kernel thread count, loads the datasets and the teacher (training it when it is
+/// not cached), and prints the teacher's accuracy and MACs.
+pub fn setup(args: &CommonArgs) -> Res<Setup> {
+    slimnet::kernels::threads::set_num_threads(args.threads);
+    let (train, test) = datasets(args)?;
+    let teacher = teacher(args, &train, &test)?;
+    let teacher_acc = accuracy(&teacher, &test)?;
+    let teacher_macs = slimnet::distill::stages::macs(&teacher, &INPUT)?;
+    println!("teacher: test_acc={teacher_acc:.4} macs={teacher_macs}");
+    Ok(Setup {
+        train,
+        test,
+        teacher,
+        teacher_acc,
+        teacher_macs,
+    })
+}
+
+/// One training run's outcome, for the summary table and plot.
+pub struct RunResult {
+    /// The run's name.
+    pub name: &'static str,
+    /// Test accuracy against wall-clock time.
+    pub points: Vec<TimePoint>,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+    /// Final test accuracy.
+    pub final_acc: f32,
+}
+
 /// The light student of the examples: the widest depthwise-separable student within a fifth of
 /// the teacher's MACs, one stage per teacher stage, initialized from `seed`.
 pub fn design(teacher: &Graph, seed: u64) -> Res<Student> {
