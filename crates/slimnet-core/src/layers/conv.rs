@@ -32,6 +32,33 @@ pub struct Conv2dConfig {
 }
 
 impl Conv2dConfig {
+    /// The kernel geometry for an input shape: what the dense, sparse and int8 convolution
+    /// layers hand their kernels.
+    ///
+    /// # Errors
+    /// When the input is not `[N, in_channels, H, W]` or too small for the kernel.
+    pub fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
+        let (n, _, h, w) = expect_nchw(input, Some(self.in_channels))?;
+        let c = self;
+        let g = ConvGeometry::new(
+            n,
+            c.in_channels,
+            h,
+            w,
+            c.out_channels,
+            c.kernel[0],
+            c.kernel[1],
+        )
+        .with_stride(c.stride[0], c.stride[1])
+        .with_padding(c.padding[0], c.padding[1])
+        .with_dilation(c.dilation[0], c.dilation[1])
+        .with_groups(c.groups);
+        g.validate().map_err(|e| {
+            Error::shape(format!("an input large enough for the kernel ({e})"), input)
+        })?;
+        Ok(g)
+    }
+
     /// A square `k x k` convolution with stride 1, no padding, one group and a bias.
     pub fn new(in_channels: usize, out_channels: usize, k: usize) -> Self {
         Self {
@@ -205,30 +232,12 @@ impl Conv2d {
         &self.cfg
     }
 
-    /// The kernel geometry for an input shape.
+    /// The kernel geometry for an input shape (see [`Conv2dConfig::geometry`]).
     ///
     /// # Errors
     /// When the input is not `[N, in_channels, H, W]` or too small for the kernel.
     pub fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
-        let (n, _, h, w) = expect_nchw(input, Some(self.cfg.in_channels))?;
-        let c = &self.cfg;
-        let g = ConvGeometry::new(
-            n,
-            c.in_channels,
-            h,
-            w,
-            c.out_channels,
-            c.kernel[0],
-            c.kernel[1],
-        )
-        .with_stride(c.stride[0], c.stride[1])
-        .with_padding(c.padding[0], c.padding[1])
-        .with_dilation(c.dilation[0], c.dilation[1])
-        .with_groups(c.groups);
-        g.validate().map_err(|e| {
-            Error::shape(format!("an input large enough for the kernel ({e})"), input)
-        })?;
-        Ok(g)
+        self.cfg.geometry(input)
     }
 
     fn run(&self, x: &Tensor) -> Result<Tensor> {

@@ -4,7 +4,7 @@ use ndarray::IxDyn;
 use serde_json::{json, Value};
 use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Conv2dConfig};
-use slimnet_core::tensor::{contiguous, expect_nchw};
+use slimnet_core::tensor::contiguous;
 use slimnet_core::{Cost, Error, Layer, StoredTensor, Tensor};
 use slimnet_kernels::dense::ConvGeometry;
 use slimnet_kernels::sparse::{sparse_conv2d_forward, SparseMatrix, SparseWeight};
@@ -119,24 +119,7 @@ impl SparseConv2d {
     }
 
     fn geometry(&self, input: &[usize]) -> slimnet_core::Result<ConvGeometry> {
-        let (n, _, h, w) = expect_nchw(input, Some(self.cfg.in_channels))?;
-        let c = &self.cfg;
-        let g = ConvGeometry::new(
-            n,
-            c.in_channels,
-            h,
-            w,
-            c.out_channels,
-            c.kernel[0],
-            c.kernel[1],
-        )
-        .with_stride(c.stride[0], c.stride[1])
-        .with_padding(c.padding[0], c.padding[1])
-        .with_dilation(c.dilation[0], c.dilation[1]);
-        g.validate().map_err(|e| {
-            Error::shape(format!("an input large enough for the kernel ({e})"), input)
-        })?;
-        Ok(g)
+        self.cfg.geometry(input)
     }
 }
 

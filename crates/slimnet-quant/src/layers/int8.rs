@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Conv2dConfig, Linear, LinearConfig};
-use slimnet_core::tensor::{expect_nchw, zeros};
+use slimnet_core::tensor::zeros;
 use slimnet_core::{Cost, Error, Layer, Result, StoredTensor, Tensor};
 use slimnet_kernels::dense::ConvGeometry;
 use slimnet_kernels::int8::{
@@ -238,25 +238,7 @@ impl QConv2d {
     }
 
     fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
-        let (n, _, h, w) = expect_nchw(input, Some(self.cfg.in_channels))?;
-        let c = &self.cfg;
-        let g = ConvGeometry::new(
-            n,
-            c.in_channels,
-            h,
-            w,
-            c.out_channels,
-            c.kernel[0],
-            c.kernel[1],
-        )
-        .with_stride(c.stride[0], c.stride[1])
-        .with_padding(c.padding[0], c.padding[1])
-        .with_dilation(c.dilation[0], c.dilation[1])
-        .with_groups(c.groups);
-        g.validate().map_err(|e| {
-            Error::shape(format!("an input large enough for the kernel ({e})"), input)
-        })?;
-        Ok(g)
+        self.cfg.geometry(input)
     }
 }
 
