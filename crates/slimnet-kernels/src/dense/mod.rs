@@ -11,7 +11,7 @@ mod depthwise_x86;
 mod gemm;
 mod im2col;
 mod linear;
-mod matvec;
+pub(crate) mod matvec;
 #[cfg(target_arch = "x86_64")]
 mod sgemm_x86;
 #[cfg(test)]

@@ -184,6 +184,65 @@ impl BsrMatrix {
         self.block_col_idx.len()
     }
 
+    /// `c = act(W x + bias)` over block rows `b0..b1` for one vector `x`, with `BR == self.br`:
+    /// each block row sums its blocks in a `BR`-wide accumulator.
+    fn gemv_rows<const BR: usize>(
+        &self,
+        b0: usize,
+        b1: usize,
+        x: &[f32],
+        bias: Option<&[f32]>,
+        act: Activation,
+        c: &mut [f32],
+    ) {
+        debug_assert_eq!(self.br, BR);
+        let bc = self.bc;
+        for (bi, out) in (b0..b1).zip(c.chunks_exact_mut(BR)) {
+            let (lo, hi) = (
+                self.block_row_ptr[bi] as usize,
+                self.block_row_ptr[bi + 1] as usize,
+            );
+            let mut acc = [0f32; BR];
+            let blocks = self.values[lo * BR * bc..hi * BR * bc].chunks_exact(BR * bc);
+            if bc == 1 {
+                // two accumulators, so consecutive blocks do not wait on each other's adds
+                let mut odd = [0f32; BR];
+                let (vals, ks) = (&self.values[lo * BR..hi * BR], &self.block_col_idx[lo..hi]);
+                let mut pairs = vals.chunks_exact(2 * BR).zip(ks.chunks_exact(2));
+                for (w, k) in &mut pairs {
+                    let (x0, x1) = (x[k[0] as usize], x[k[1] as usize]);
+                    for r in 0..BR {
+                        acc[r] += w[r] * x0;
+                        odd[r] += w[BR + r] * x1;
+                    }
+                }
+                if ks.len() % 2 == 1 {
+                    let xk = x[ks[ks.len() - 1] as usize];
+                    for (a, w) in acc.iter_mut().zip(&vals[vals.len() - BR..]) {
+                        *a += w * xk;
+                    }
+                }
+                for (a, o) in acc.iter_mut().zip(odd) {
+                    *a += o;
+                }
+                for (r, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+                    *o = act.apply(a + bias.map_or(0.0, |b| b[bi * BR + r]));
+                }
+                continue;
+            }
+            for (block, &k) in blocks.zip(&self.block_col_idx[lo..hi]) {
+                let xs = &x[k as usize * bc..(k as usize + 1) * bc];
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let row = &block[r * bc..(r + 1) * bc];
+                    *a += row.iter().zip(xs).map(|(w, x)| w * x).sum::<f32>();
+                }
+            }
+            for (r, (o, a)) in out.iter_mut().zip(acc).enumerate() {
+                *o = act.apply(a + bias.map_or(0.0, |b| b[bi * BR + r]));
+            }
+        }
+    }
+
     /// Scalar reference over block rows `b0..b1` and columns `j0..n` of `c` (row stride `n`).
     #[allow(clippy::too_many_arguments)]
     fn rows_scalar(
@@ -198,6 +257,16 @@ impl BsrMatrix {
         c: &mut [f32],
     ) {
         let (br, bc) = (self.br, self.bc);
+        if n == 1 && j0 == 0 {
+            // one vector: the per-row slicing below would cost more than the arithmetic
+            match br {
+                1 => return self.gemv_rows::<1>(b0, b1, b, bias, act, c),
+                2 => return self.gemv_rows::<2>(b0, b1, b, bias, act, c),
+                4 => return self.gemv_rows::<4>(b0, b1, b, bias, act, c),
+                8 => return self.gemv_rows::<8>(b0, b1, b, bias, act, c),
+                _ => {}
+            }
+        }
         for bi in b0..b1 {
             let (lo, hi) = (
                 self.block_row_ptr[bi] as usize,

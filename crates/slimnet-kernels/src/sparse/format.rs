@@ -1,6 +1,7 @@
 //! Format choice and a wrapper over every format.
 
 use super::{sealed, BsrMatrix, CsrMatrix, NmMatrix, SparseMatrix};
+use crate::dense::matvec::small_batch_linear;
 use crate::dense::{sgemm_unchecked, Activation, MatRef};
 use crate::error::{check_len, Result};
 use crate::isa::Isa;
@@ -117,7 +118,7 @@ impl SparseMatrix for DenseMatrix {
     }
     fn spmm_rows(
         &self,
-        _isa: Isa,
+        isa: Isa,
         r0: usize,
         r1: usize,
         b: &[f32],
@@ -126,6 +127,16 @@ impl SparseMatrix for DenseMatrix {
         act: Activation,
         c: &mut [f32],
     ) {
+        if n == 1 {
+            // one vector: dot products, not a GEMM that packs the whole matrix for one column
+            let w = &self.values[r0 * self.cols..r1 * self.cols];
+            let c = &mut c[..r1 - r0];
+            small_batch_linear(isa, 1, self.cols, r1 - r0, &b[..self.cols], w, c);
+            for (i, v) in c.iter_mut().enumerate() {
+                *v = act.apply(*v + bias.map_or(0.0, |b| b[r0 + i]));
+            }
+            return;
+        }
         let w = MatRef::row_major(
             &self.values[r0 * self.cols..r1 * self.cols],
             r1 - r0,
@@ -157,9 +168,18 @@ pub enum SparseWeight {
     Nm(NmMatrix),
 }
 
-/// Fraction of the dense work a stored BSR block value costs relative to a CSR non-zero
-/// (a BSR value needs no index and shares its input load across the block's rows).
-const BSR_VALUE_COST: f64 = 0.45;
+/// What a stored BSR block value costs relative to a CSR non-zero (a BSR value needs no index
+/// and shares its input load across the block's rows), by batch: at batch 1 there is no row of
+/// operand columns to amortize the block's bookkeeping over, and a 4x1 block value cost 0.65 of
+/// a CSR non-zero on the 4096x4096 layer (`cargo run --release -p slimnet-kernels --example
+/// batch1_formats`).
+fn bsr_value_cost(batch: usize) -> f64 {
+    if batch <= 1 {
+        0.65
+    } else {
+        0.45
+    }
+}
 
 impl SparseWeight {
     /// Builds the given format from a dense row-major `[rows, cols]` matrix and an optional
@@ -235,7 +255,7 @@ impl SparseWeight {
                         .count()
                 })
                 .sum::<usize>();
-            let cost = blocks as f64 * br as f64 / total as f64 * BSR_VALUE_COST;
+            let cost = blocks as f64 * br as f64 / total as f64 * bsr_value_cost(batch);
             if cost < best.1 {
                 best = (SparseFormat::Bsr { block: (br, 1) }, cost);
             }
