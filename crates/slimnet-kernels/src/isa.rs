@@ -84,6 +84,41 @@ impl Isa {
     }
 }
 
+/// Defines a function whose body is compiled three times — for AVX-512, for AVX2 and
+/// for the baseline — and picks the widest the CPU supports at run time.
+macro_rules! vectorized {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) -> Result<()> {
+            #[inline(always)]
+            fn body($($arg: $ty),*) -> Result<()> $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw")]
+                unsafe fn wide($($arg: $ty),*) -> Result<()> {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) -> Result<()> {
+                    body($($arg),*)
+                }
+                let f = crate::isa::features();
+                if f.avx512 {
+                    // SAFETY: AVX-512 F/BW were detected at run time.
+                    return unsafe { wide($($arg),*) };
+                }
+                if f.avx2_fma {
+                    // SAFETY: AVX2 and FMA were detected at run time.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+pub(crate) use vectorized;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -53,11 +53,14 @@ fn node_inputs(g: &Graph, xs: &[Tensor]) -> Res<NodeInputs> {
     Ok(out)
 }
 
-/// "walked of stored" weights per input for a CSR layer, averaged over `xs`.
+/// "walked of stored" weights per input for a CSR layer, averaged over `xs`, and how many of
+/// its columns the walk reads in dense form.
 fn walked(layer: &dyn Layer, xs: &[Tensor]) -> String {
-    let Some(SparseWeight::Csr(m)) = layer.downcast_ref::<SparseLinear>().map(|l| l.weight())
-    else {
+    let Some(weight) = layer.downcast_ref::<SparseLinear>().map(|l| l.weight()) else {
         return "-".into();
+    };
+    let SparseWeight::Csr(m) = weight else {
+        return format!("{:?}, every weight", weight.format());
     };
     let c = CscMatrix::from_csr(m);
     let active: usize = xs
@@ -67,7 +70,13 @@ fn walked(layer: &dyn Layer, xs: &[Tensor]) -> String {
             c.skip_value(v).map_or(c.nnz(), |s| c.active_nnz(v, s))
         })
         .sum();
-    format!("{:.0} of {}", active as f64 / xs.len() as f64, c.nnz())
+    format!(
+        "{:.0} of {} ({} of {} columns dense)",
+        active as f64 / xs.len() as f64,
+        c.nnz(),
+        c.dense_columns(),
+        c.cols()
+    )
 }
 
 fn main() -> Res<()> {
@@ -93,8 +102,8 @@ fn main() -> Res<()> {
     // a sparse layer carries the ReLU that followed it; the dense column times the dense layer
     // of the same name alone, and the dense ReLUs get rows of their own
     println!(
-        "{:<8} {:>14} {:>12} {:>12} {:>16}",
-        "layer", "sparse kind", "dense (us)", "sparse (us)", "weights walked"
+        "{:<8} {:>14} {:>12} {:>12}  weights walked",
+        "layer", "sparse kind", "dense (us)", "sparse (us)"
     );
     let sparse_inputs = node_inputs(&sparse, &xs)?;
     for (name, dx) in node_inputs(&dense, &xs)? {
@@ -103,16 +112,13 @@ fn main() -> Res<()> {
             Some((_, sx)) => {
                 let sl = sparse.layer(&name).ok_or("a chain")?;
                 println!(
-                    "{name:<8} {:>14} {t_dense:>12.2} {:>12.2} {:>16}",
+                    "{name:<8} {:>14} {t_dense:>12.2} {:>12.2}  {}",
                     sl.kind(),
                     per_input_us(sl, sx)?,
                     walked(sl, sx)
                 );
             }
-            None => println!(
-                "{name:<8} {:>14} {t_dense:>12.2} {:>12} {:>16}",
-                "(fused)", "-", "-"
-            ),
+            None => println!("{name:<8} {:>14} {t_dense:>12.2} {:>12}  -", "(fused)", "-"),
         }
     }
     let (td, ts) = (per_input_us(&dense, &xs)?, per_input_us(&sparse, &xs)?);

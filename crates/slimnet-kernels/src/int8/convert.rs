@@ -6,6 +6,7 @@
 
 use super::QuantParams;
 use crate::error::{check_len, Result};
+use crate::isa::vectorized;
 
 /// One code from an f32: clamped into `[0, 255]` (NaN to 0), rounded to the nearest integer by
 /// adding 2^23 (whose low mantissa byte is then the code).
@@ -32,39 +33,6 @@ fn quantize_one(p: QuantParams, x: f32) -> u8 {
     let r = n + if a - n == 0.5 { 1.0 } else { 0.0 };
     let q = r.copysign(t) + p.zero_point as f32;
     code(q)
-}
-
-/// Defines a public function whose body is compiled three times — for AVX-512, for AVX2 and
-/// for the baseline — and picks the widest the CPU supports at run time.
-macro_rules! vectorized {
-    ($(#[$m:meta])* pub fn $name:ident($($arg:ident: $ty:ty),*) $body:block) => {
-        $(#[$m])*
-        pub fn $name($($arg: $ty),*) -> Result<()> {
-            #[inline(always)]
-            fn body($($arg: $ty),*) -> Result<()> $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx512bw")]
-                unsafe fn wide($($arg: $ty),*) -> Result<()> {
-                    body($($arg),*)
-                }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) -> Result<()> {
-                    body($($arg),*)
-                }
-                let f = crate::isa::features();
-                if f.avx512 {
-                    // SAFETY: AVX-512 F/BW were detected at run time.
-                    return unsafe { wide($($arg),*) };
-                }
-                if f.avx2_fma {
-                    // SAFETY: AVX2 and FMA were detected at run time.
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
 }
 
 vectorized! {

@@ -112,6 +112,17 @@ fn bsr_matches_reference() {
     }
 }
 
+/// The dense member of [`SparseWeight`] (dot products at batch 1, GEMM above).
+#[test]
+fn dense_member_matches_reference() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (rows, cols) in [(1, 1), (7, 13), (33, 70), (100, 300)] {
+        let w = random(&mut rng, rows * cols);
+        let m = DenseMatrix::new(rows, cols, w.clone()).unwrap();
+        check_all_variants(&m, &w, &mut rng, &format!("dense {rows}x{cols}"));
+    }
+}
+
 #[test]
 fn nm_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -412,7 +423,8 @@ fn transpose_matches_scalar() {
 }
 
 /// The column walk against the dense reference, for inputs with zeros, with a repeated
-/// background value, and with neither; every skip value gives the same product.
+/// background value, and with neither; every skip value gives the same product, with every
+/// column sparse, every column dense, the default choice, and a budget that keeps only some.
 #[test]
 fn csc_matvec_matches_reference_for_any_skip_value() {
     let mut rng = ChaCha8Rng::seed_from_u64(41);
@@ -421,11 +433,32 @@ fn csc_matvec_matches_reference_for_any_skip_value() {
         (7, 300, 0.08),
         (300, 784, 0.075),
         (33, 517, 0.3),
+        (17, 2100, 0.2),
     ] {
         let w = sparse_dense(&mut rng, rows, cols, density);
         let csr = CsrMatrix::from_dense(&w, rows, cols, None).unwrap();
-        let csc = CscMatrix::from_csr(&csr);
-        assert_eq!(csc.nnz(), csr.nnz());
+        let column_bytes = rows.div_ceil(16) * 64;
+        let variants = [
+            (
+                "sparse",
+                CscMatrix::with_dense_columns(&csr, f32::INFINITY, usize::MAX),
+            ),
+            (
+                "dense",
+                CscMatrix::with_dense_columns(&csr, 0.0, usize::MAX),
+            ),
+            ("default", CscMatrix::from_csr(&csr)),
+            (
+                "budget 5",
+                CscMatrix::with_dense_columns(&csr, 0.0, 5 * column_bytes),
+            ),
+        ];
+        let nonempty = (0..cols)
+            .filter(|&c| (0..rows).any(|r| w[r * cols + c] != 0.0))
+            .count();
+        assert_eq!(variants[0].1.dense_columns(), 0);
+        assert_eq!(variants[1].1.dense_columns(), nonempty);
+        assert_eq!(variants[3].1.dense_columns(), nonempty.min(5));
         let bias = random(&mut rng, rows);
         let background = -0.4242;
         let mut x = random(&mut rng, cols);
@@ -436,20 +469,24 @@ fn csc_matvec_matches_reference_for_any_skip_value() {
                 _ => {}
             }
         }
-        for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
-            let (want, scale) = reference(&w, rows, cols, &x, 1, Some(&bias), act);
-            for skip in [0.0, background, 0.5] {
-                let mut y = vec![f32::NAN; rows];
-                csc_matvec(&csc, &x, skip, Some(&bias), act, &mut y).unwrap();
-                assert_close(&y, &want, &scale, &format!("csc {rows}x{cols} skip {skip}"));
+        for (name, csc) in &variants {
+            assert_eq!(csc.nnz(), csr.nnz());
+            for act in [Activation::Identity, Activation::Relu, Activation::Relu6] {
+                let (want, scale) = reference(&w, rows, cols, &x, 1, Some(&bias), act);
+                for skip in [0.0, background, 0.5] {
+                    let mut y = vec![f32::NAN; rows];
+                    csc_matvec(csc, &x, skip, Some(&bias), act, &mut y).unwrap();
+                    let what = format!("csc {name} {rows}x{cols} skip {skip}");
+                    assert_close(&y, &want, &scale, &what);
+                }
             }
+            // the work counted is the stored values of the columns not skipped
+            let active: usize = (0..cols)
+                .filter(|&c| x[c] != 0.0)
+                .map(|c| (0..rows).filter(|&r| w[r * cols + c] != 0.0).count())
+                .sum();
+            assert_eq!(csc.active_nnz(&x, 0.0), active);
         }
-        // the work counted is the stored values of the columns not skipped
-        let active: usize = (0..cols)
-            .filter(|&c| x[c] != 0.0)
-            .map(|c| (0..rows).filter(|&r| w[r * cols + c] != 0.0).count())
-            .sum();
-        assert_eq!(csc.active_nnz(&x, 0.0), active);
     }
 }
 
@@ -458,9 +495,15 @@ fn csc_skip_value_picks_the_cheaper_background_or_none() {
     let mut rng = ChaCha8Rng::seed_from_u64(42);
     let (rows, cols) = (20, 100);
     let w = sparse_dense(&mut rng, rows, cols, 0.5);
-    let csc = CscMatrix::from_csr(&CsrMatrix::from_dense(&w, rows, cols, None).unwrap());
+    let csr = CsrMatrix::from_dense(&w, rows, cols, None).unwrap();
+    // every column sparse: with no input to skip, scattering loses to the row-major product
+    let csc = CscMatrix::with_dense_columns(&csr, f32::INFINITY, 0);
     let dense_input = random(&mut rng, cols);
     assert_eq!(csc.skip_value(&dense_input), None);
+    // half-full columns kept dense beat it even then (2 blocks against 10 gathers a column)
+    let hybrid = CscMatrix::from_csr(&csr);
+    assert_eq!(hybrid.dense_columns(), cols);
+    assert!(hybrid.skip_value(&dense_input).is_some());
     let mut zeros = dense_input.clone();
     zeros.iter_mut().skip(10).for_each(|v| *v = 0.0);
     assert_eq!(csc.skip_value(&zeros), Some(0.0));
