@@ -1,5 +1,5 @@
 //! Runs one case in a loop for profiling: `cargo run --release -p slimnet-kernels --example
-//! prof_case -- <qconv64|sparse90b64|sparse90b1|conv64> [seconds]`.
+//! prof_case -- <qconv64|sparse90b64|sparse90b1|conv64|conv<C>x<H>> [seconds]`.
 
 use std::time::Instant;
 
@@ -73,8 +73,13 @@ fn main() {
                 .unwrap()
             })
         }
-        "conv64" => {
-            let g = ConvGeometry::new(1, 64, 56, 56, 64, 3, 3).with_padding(1, 1);
+        s if s.starts_with("conv") => {
+            // conv64 (64 channels at 56x56), or conv<C>x<H>: C to C channels at HxH
+            let (c, h) = match s["conv".len()..].split_once('x') {
+                Some((c, h)) => (c.parse().unwrap(), h.parse().unwrap()),
+                None => (64, 56),
+            };
+            let g = ConvGeometry::new(1, c, h, h, c, 3, 3).with_padding(1, 1);
             let x: Vec<f32> = (0..g.input_len())
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();

@@ -16,6 +16,7 @@ pub(crate) mod matvec;
 mod sgemm_x86;
 #[cfg(test)]
 mod tests;
+mod winograd;
 
 pub use conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Activation, ConvGeometry,

@@ -66,6 +66,10 @@ fn conv_forward_matches_definition() {
     let shapes = [
         ConvGeometry::new(2, 3, 9, 8, 5, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 16, 12, 12, 40, 3, 3).with_padding(1, 1),
+        // Winograd F(2x2, 3x3): odd output sizes, no and double padding, several tile blocks
+        ConvGeometry::new(2, 16, 70, 9, 17, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 20, 15, 21, 16, 3, 3),
+        ConvGeometry::new(1, 16, 10, 11, 24, 3, 3).with_padding(2, 2),
         ConvGeometry::new(1, 3, 30, 25, 9, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 2, 5, 1, 3, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 2, 4, 2, 3, 5, 5).with_padding(2, 2),
