@@ -340,8 +340,7 @@ pub fn conv2d_forward(
     for_images(g.batch, out, g.out_channels * plane, |n, o, nt| {
         let x = &input[n * in_img..(n + 1) * in_img];
         if let Some(u) = &winograd {
-            super::winograd::conv_winograd(&one, x, u, o, nt);
-            epilogue(o, plane, bias, act);
+            super::winograd::conv_winograd(&one, x, u, (bias, act), o, nt);
             return;
         }
         #[cfg(target_arch = "x86_64")]

@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use super::conv::ConvGeometry;
+use super::conv::{Activation, ConvGeometry};
 use super::gemm::{sgemm_unchecked, MatRef};
 use crate::error::Result;
 use crate::isa::vectorized;
@@ -50,10 +50,22 @@ pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
 
 /// The transformed weights `U = G g Gᵀ` of an OIHW 3x3 weight, `[O][16][C]` (each output
 /// channel's are written together; the GEMMs read them with a row stride).
+/// With threads, output channels are shared among them.
 pub(crate) fn transform_weights(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     let (o, c) = (g.out_channels, g.in_channels);
     let mut u = vec![0f32; 16 * o * c];
-    transform_weights_into(weight, (o, c), &mut u).expect("lengths");
+    let nt = threads::num_threads();
+    let per = o.div_ceil(nt);
+    let run = |(i, u): (usize, &mut [f32])| {
+        let ko = i * per;
+        let n = u.len() / (16 * c);
+        transform_weights_into(&weight[ko * c * 9..(ko + n) * c * 9], (n, c), u).expect("lengths");
+    };
+    if nt > 1 && o > 1 {
+        threads::with_pool(|| u.par_chunks_mut(16 * c * per).enumerate().for_each(run));
+    } else {
+        run((0, &mut u));
+    }
     u
 }
 
@@ -99,8 +111,9 @@ unsafe impl Send for SendPtr {}
 // SAFETY: as above.
 unsafe impl Sync for SendPtr {}
 
-/// One image of a convolution (no bias or activation) by Winograd F(2x2, 3x3): `x` is
-/// `[C, H, W]`, `u` the output of [`transform_weights`], `out` `[O, oh, ow]` (overwritten).
+/// One image of `out = act(conv(x, weight) + bias)` by Winograd F(2x2, 3x3): `x` is
+/// `[C, H, W]`, `u` the output of [`transform_weights`], `bias` `[O]`, `out` `[O, oh, ow]`
+/// (overwritten).
 ///
 /// # Panics
 /// When the geometry does not fit ([`winograd_fits`]) or a buffer is too short.
@@ -108,10 +121,12 @@ pub(crate) fn conv_winograd(
     g: &ConvGeometry,
     x: &[f32],
     u: &[f32],
+    epilogue: (Option<&[f32]>, Activation),
     out: &mut [f32],
     n_threads: usize,
 ) {
     assert!(winograd_fits(g));
+    let (bias, act) = epilogue;
     let (c, o) = (g.in_channels, g.out_channels);
     let (oh, ow) = (g.out_h(), g.out_w());
     assert!(x.len() >= c * g.in_h * g.in_w && u.len() >= 16 * o * c && out.len() >= o * oh * ow);
@@ -120,14 +135,16 @@ pub(crate) fn conv_winograd(
     // transform as flat arrays; the extra tile of each row is computed and thrown away
     let tw1 = ow.div_ceil(2) + 1;
     let block_tiles = (BLOCK_VALUES / (16 * (c + o))).clamp(32, 1024);
-    // as many blocks as that size asks for, rounded up to a multiple of the threads, of equal
-    // numbers of tile rows
+    // as many blocks as that size asks for, rounded up to a multiple of the threads (at least two
+    // a thread, so a slow one can be helped), with tile rows shared out evenly
     let nt = n_threads.max(1);
-    let n_blocks = th.div_ceil((block_tiles / tw1).max(1)).div_ceil(nt) * nt;
-    let rows_per_block = th.div_ceil(n_blocks.min(th));
-    let blocks: Vec<(usize, usize)> = (0..th)
-        .step_by(rows_per_block)
-        .map(|t0| (t0, (t0 + rows_per_block).min(th)))
+    let mut n_blocks = th.div_ceil((block_tiles / tw1).max(1));
+    if nt > 1 {
+        n_blocks = n_blocks.max(2 * nt).div_ceil(nt) * nt;
+    }
+    let n_blocks = n_blocks.min(th);
+    let blocks: Vec<(usize, usize)> = (0..n_blocks)
+        .map(|b| (b * th / n_blocks, (b + 1) * th / n_blocks))
         .collect();
     let ptr = SendPtr(out.as_mut_ptr());
     let run = |&(t0, t1): &(usize, usize)| {
@@ -154,17 +171,23 @@ pub(crate) fn conv_winograd(
                             continue;
                         }
                         let src = &ys[r * 2 * nb + 2 * ty * tw1..][..ow];
+                        let b = bias.map_or(0.0, |b| b[ko]);
                         let p = ptr;
                         // SAFETY: `p` points at `out`, which holds `O * oh * ow` elements
                         // (asserted); row `y < oh` of channel `ko < O` lies inside it, and this
                         // block alone writes output rows `2 * t0..2 * t1`.
-                        unsafe {
-                            std::ptr::copy_nonoverlapping(
-                                src.as_ptr(),
-                                p.0.add((ko * oh + y) * ow),
-                                ow,
-                            )
+                        let dst = unsafe {
+                            std::slice::from_raw_parts_mut(p.0.add((ko * oh + y) * ow), ow)
                         };
+                        // one loop per activation, so each vectorizes
+                        let pairs = dst.iter_mut().zip(src);
+                        match act {
+                            Activation::Identity => pairs.for_each(|(d, &v)| *d = v + b),
+                            Activation::Relu => pairs.for_each(|(d, &v)| *d = (v + b).max(0.0)),
+                            Activation::Relu6 => {
+                                pairs.for_each(|(d, &v)| *d = (v + b).clamp(0.0, 6.0))
+                            }
+                        }
                     }
                 }
             }
