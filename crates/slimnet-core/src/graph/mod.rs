@@ -385,6 +385,24 @@ impl Graph {
         self.visit_layers_in("", f);
     }
 
+    /// [`visit_layers`](Self::visit_layers) with mutable access to each layer (nested graphs
+    /// are visited after the graph layer itself).
+    pub fn visit_layers_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Layer)) {
+        self.visit_layers_mut_in("", f);
+    }
+
+    fn visit_layers_mut_in(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Layer)) {
+        for n in &mut self.nodes {
+            if let Op::Layer(l) = &mut n.op {
+                let path = format!("{prefix}{}", n.name);
+                f(&path, l.as_mut());
+                if let Some(inner) = l.downcast_mut::<Graph>() {
+                    inner.visit_layers_mut_in(&format!("{path}."), f);
+                }
+            }
+        }
+    }
+
     fn visit_layers_in(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Layer)) {
         for n in &self.nodes {
             if let Op::Layer(l) = &n.op {

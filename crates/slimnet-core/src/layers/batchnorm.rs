@@ -112,6 +112,31 @@ impl BatchNorm2d {
         })
     }
 
+    /// Sets the weight of each new batch in the running statistics (`momentum` in `[0, 1]`;
+    /// `1 / (b + 1)` for batch `b` gives their plain average over a pass, as when
+    /// re-estimating them).
+    ///
+    /// ```
+    /// use slimnet_core::layers::BatchNormConfig;
+    /// let mut bn = BatchNormConfig::new(4).init()?;
+    /// bn.set_momentum(0.5)?;
+    /// assert_eq!(bn.config().momentum, 0.5);
+    /// assert!(bn.set_momentum(1.5).is_err() && bn.set_momentum(f32::NAN).is_err());
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A momentum outside `[0, 1]` (or NaN).
+    pub fn set_momentum(&mut self, momentum: f32) -> Result<()> {
+        if !(0.0..=1.0).contains(&momentum) {
+            return Err(Error::config(format!(
+                "BatchNorm momentum {momentum} must be in [0, 1]"
+            )));
+        }
+        self.cfg.momentum = momentum;
+        Ok(())
+    }
+
     /// The configuration.
     pub fn config(&self) -> &BatchNormConfig {
         &self.cfg
