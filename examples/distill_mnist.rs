@@ -5,7 +5,7 @@
 //! ```text
 //! cargo run --release --example distill_mnist -- [--dataset mnist|fashion] [--epochs N]
 //!     [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] [--phase1-batch N]
-//!     [--phase2-evals N] [--teacher-epochs N]
+//!     [--phase2-evals N] [--bn-recalibration N] [--teacher-epochs N]
 //!     [--threads N] [--seed N] [--runs scratch,kd,stagewise] [--out-dir DIR] [--teacher-only]
 //!     [--train-examples N]
 //! ```
@@ -38,6 +38,7 @@ struct Args {
     phase1_lr: f32,
     phase1_batch: usize,
     phase2_evals: usize,
+    bn_recalibration: usize,
     runs: Vec<String>,
     teacher_only: bool,
 }
@@ -45,11 +46,13 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let (mut epochs, mut stage_examples, mut phase1_epochs, mut phase1_lr) = (3, 12_000, 2, 5e-3);
     let (mut phase1_batch, mut phase2_evals) = (32, 8);
+    let mut bn_recalibration = 0;
     let mut runs: Vec<String> = vec!["scratch".into(), "kd".into(), "stagewise".into()];
     let mut teacher_only = false;
     let common = common::parse_args(
         "distill_mnist [--epochs N] [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] \
-         [--phase1-batch N] [--phase2-evals N] [--runs scratch,kd,stagewise] [--teacher-only]",
+         [--phase1-batch N] [--phase2-evals N] [--bn-recalibration N] [--runs scratch,kd,stagewise] \
+         [--teacher-only]",
         |flag, val| {
             match flag {
                 "--epochs" => epochs = common::num(flag, val()?)?,
@@ -58,6 +61,7 @@ fn parse_args() -> Result<Args, String> {
                 "--phase1-lr" => phase1_lr = common::num(flag, val()?)?,
                 "--phase1-batch" => phase1_batch = common::num(flag, val()?)?,
                 "--phase2-evals" => phase2_evals = common::num(flag, val()?)?,
+                "--bn-recalibration" => bn_recalibration = common::num(flag, val()?)?,
                 "--runs" => runs = val()?.split(',').map(str::to_string).collect(),
                 "--teacher-only" => teacher_only = true,
                 _ => return Ok(false),
@@ -79,6 +83,7 @@ fn parse_args() -> Result<Args, String> {
         phase1_lr,
         phase1_batch,
         phase2_evals,
+        bn_recalibration,
         runs,
         teacher_only,
     })
@@ -160,6 +165,7 @@ fn run(args: &Args) -> Res<()> {
                 cfg.phase1 = cfg.phase1.with_batch_size(args.phase1_batch);
                 cfg.phase1_examples = Some(args.stage_examples);
                 cfg.phase2 = cfg.phase2.with_evals_per_epoch(args.phase2_evals);
+                cfg.bn_recalibration_batches = args.bn_recalibration;
                 let mut sw = StageWise::from_student(&teacher, &CUTS, design()?, &INPUT[1..], cfg)?;
                 let r = sw.run(&train, Some(&test))?;
                 let pts = r.timeline.clone();

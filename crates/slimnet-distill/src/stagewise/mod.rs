@@ -12,6 +12,7 @@
 mod phase1;
 
 use slimnet_core::data::Dataset;
+use slimnet_core::layers::BatchNorm2d;
 use slimnet_core::{Graph, Layer};
 
 use crate::designer::Student;
@@ -61,6 +62,11 @@ pub struct StageWiseConfig {
     /// need fewer examples than the end-to-end task); phase 2 uses the whole training set.
     /// `None`: both phases use every example.
     pub phase1_examples: Option<usize>,
+    /// Batches (of the phase-2 batch size) the stitched student runs in training mode, without
+    /// any weight update, between the phases, so its BatchNorm running statistics describe the
+    /// features its own stages produce rather than the teacher's features each stage was
+    /// trained on. 0 skips it.
+    pub bn_recalibration_batches: usize,
 }
 
 impl Default for StageWiseConfig {
@@ -81,6 +87,7 @@ impl Default for StageWiseConfig {
             log_every: 50,
             copy_identical_stages: true,
             phase1_examples: None,
+            bn_recalibration_batches: 0,
         }
     }
 }
@@ -295,6 +302,17 @@ impl StageWise {
         let phase1_seconds = clock.seconds();
         let mut timeline = p1.timeline;
         let mut student = self.stitch()?;
+        if self.cfg.bn_recalibration_batches > 0 {
+            recalibrate_batchnorm(
+                &mut student,
+                train,
+                self.cfg.bn_recalibration_batches,
+                self.cfg.phase2.batch_size,
+            )?;
+            if let Some(t) = test {
+                timeline.push(eval_point(&student, t, &clock, 0, "recalibrated")?);
+            }
+        }
         if self.cfg.phase2.epochs > 0 {
             let logits = match p1.logits {
                 // Teacher logits of the examples phase 1 did not see.
@@ -395,6 +413,48 @@ impl StageWise {
         }
         Ok(())
     }
+}
+
+/// Re-estimates the BatchNorm running statistics of `net` from `batches` batches of `batch`
+/// training examples (from the start of `train`, wrapping): each batch runs in training mode
+/// with momentum `1 / (b + 1)`, so the statistics end as the plain average over the batches;
+/// the momenta are restored afterwards. Weights do not change.
+fn recalibrate_batchnorm(
+    net: &mut Graph,
+    train: &Dataset,
+    batches: usize,
+    batch: usize,
+) -> Result<()> {
+    let n = train.len();
+    if n == 0 || batch == 0 {
+        return Ok(());
+    }
+    let mut momenta = Vec::new();
+    net.visit_layers_mut(&mut |_, l| {
+        if let Some(bn) = l.downcast_mut::<BatchNorm2d>() {
+            momenta.push(bn.config().momentum);
+        }
+    });
+    let set = |net: &mut Graph, m: &dyn Fn(usize) -> f32| -> Result<()> {
+        let mut i = 0;
+        let mut res = Ok(());
+        net.visit_layers_mut(&mut |_, l| {
+            if let Some(bn) = l.downcast_mut::<BatchNorm2d>() {
+                if res.is_ok() {
+                    res = bn.set_momentum(m(i));
+                }
+                i += 1;
+            }
+        });
+        res.map_err(Error::from)
+    };
+    for b in 0..batches {
+        set(net, &|_| 1.0 / (b + 1) as f32)?;
+        let idx: Vec<usize> = (0..batch).map(|i| (b * batch + i) % n).collect();
+        let (x, _) = train.batch(&idx);
+        net.forward_train(&x)?;
+    }
+    set(net, &|i| momenta[i])
 }
 
 /// Whether two graphs compute the same function family: the same nodes in the same order with

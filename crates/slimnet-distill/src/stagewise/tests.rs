@@ -197,3 +197,49 @@ fn phase_one_can_learn_from_fewer_examples_than_phase_two() {
     let (a, b) = (runs[0].forward(&x).unwrap(), runs[1].forward(&x).unwrap());
     assert!(tensor::max_abs_diff(&a, &b) < 1e-3);
 }
+
+/// Recalibration leaves every BatchNorm's running mean at the plain average of its batch means
+/// (the mean of the data when the batches cover it evenly), keeps the momenta and the weights.
+#[test]
+fn batchnorm_recalibration_averages_the_batches_and_restores_momenta() {
+    use slimnet_core::layers::{BatchNormConfig, Conv2dConfig};
+    let conv = Conv2dConfig::new(1, 3, 3)
+        .init(&mut tensor::rng(5))
+        .unwrap();
+    let bn = BatchNormConfig::new(3).init().unwrap();
+    let mut inner = slimnet_core::Sequential::new()
+        .push("conv", conv.clone())
+        .push("bn", bn)
+        .build()
+        .unwrap();
+    inner.visit_layers_mut(&mut |_, l| {
+        if let Some(b) = l.downcast_mut::<BatchNorm2d>() {
+            b.set_momentum(0.25).unwrap();
+        }
+    });
+    // nested, as stages are in a stitched student
+    let mut net = slimnet_core::Sequential::new()
+        .push("stage1", inner)
+        .build()
+        .unwrap();
+    let train = data(8, 9);
+    recalibrate_batchnorm(&mut net, &train, 2, 4).unwrap();
+    let y = conv.forward(&train.inputs).unwrap();
+    let mut seen = 0;
+    net.visit_layers(&mut |_, l| {
+        if let Some(b) = l.downcast_ref::<BatchNorm2d>() {
+            seen += 1;
+            assert_eq!(b.config().momentum, 0.25);
+            for ch in 0..3 {
+                let lane = y.index_axis(ndarray::Axis(1), ch);
+                let want = lane.mean().unwrap();
+                assert!(
+                    (b.running_mean[ch] - want).abs() < 1e-5,
+                    "channel {ch}: {} vs {want}",
+                    b.running_mean[ch]
+                );
+            }
+        }
+    });
+    assert_eq!(seen, 1);
+}
