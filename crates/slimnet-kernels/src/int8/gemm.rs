@@ -185,7 +185,7 @@ pub(crate) fn pack_a(a: &U8View<'_>, out: &mut Vec<u8>) -> usize {
 }
 
 /// `out[4 * j + t] = rows[t][j]`.
-fn interleave4(rows: [&[u8]; 4], out: &mut [u8]) {
+pub(crate) fn interleave4(rows: [&[u8]; 4], out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     {
         super::x86::interleave4(rows, out);
@@ -275,19 +275,49 @@ pub(crate) fn gemm_u8i8(isa: Isa, w: &QMatrix, a: &U8View<'_>, za: u8, c: &mut [
         }
         crate::scratch::with(&crate::scratch::U8_B, |ap| {
             let npad = pack_a(a, ap);
-            let ap = &ap[..];
-            par_rows(rows, n, MR, c, |r0, r1, cc| {
-                // SAFETY: the required CPU features were detected above; `ap` holds
-                // `k4 * npad * 4` bytes, the packed weight blocks `k4 * MR * 4`, and `cc` holds rows
-                // `r0..r1` of the `[rows, n]` output (only those rows and columns are written).
-                unsafe {
-                    if vnni {
-                        super::x86::gemm_vnni(w, ap, npad, n, za, r0, r1, cc)
-                    } else {
-                        super::x86::gemm_avx2(w, ap, npad, n, za, r0, r1, cc)
-                    }
+            gemm_u8i8_packed(isa, w, ap, npad, n, za, c);
+        });
+    }
+}
+
+/// Whether [`gemm_u8i8_packed`] has a kernel for `isa` on this CPU.
+pub(crate) fn packed_kernel_fits(isa: Isa) -> bool {
+    cfg!(target_arch = "x86_64")
+        && isa.or_supported() >= Isa::Avx2
+        && crate::isa::features().avx2_fma
+}
+
+/// [`gemm_u8i8`] on an operand already packed as [`pack_a`] packs it (`npad` padded columns,
+/// `n` real ones), with the SIMD kernels.
+///
+/// # Panics
+/// When [`packed_kernel_fits`] is false for `isa`, or the buffers are too short.
+pub(crate) fn gemm_u8i8_packed(
+    isa: Isa,
+    w: &QMatrix,
+    ap: &[u8],
+    npad: usize,
+    n: usize,
+    za: u8,
+    c: &mut [i32],
+) {
+    assert!(packed_kernel_fits(isa), "no SIMD int8 kernel on this CPU");
+    let k4 = w.cols.div_ceil(4);
+    assert!(ap.len() >= k4 * npad * 4 && npad >= n && c.len() >= w.rows * n);
+    #[cfg(target_arch = "x86_64")]
+    {
+        let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
+        par_rows(w.rows, n, MR, c, |r0, r1, cc| {
+            // SAFETY: the required CPU features were checked above; `ap` holds `k4 * npad * 4`
+            // bytes, the packed weight blocks `k4 * MR * 4`, and `cc` holds rows `r0..r1` of the
+            // `[rows, n]` output (only those rows and columns are written).
+            unsafe {
+                if vnni {
+                    super::x86::gemm_vnni(w, ap, npad, n, za, r0, r1, cc)
+                } else {
+                    super::x86::gemm_avx2(w, ap, npad, n, za, r0, r1, cc)
                 }
-            });
+            }
         });
     }
 }

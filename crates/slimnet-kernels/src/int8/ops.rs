@@ -1,6 +1,8 @@
 //! int8 linear, convolution and depthwise convolution with requantized or f32 outputs.
 
-use super::gemm::{gemm_u8i8, QMatrix, U8View};
+use super::gemm::{
+    gemm_u8i8, gemm_u8i8_packed, interleave4, packed_kernel_fits, QMatrix, U8View, NPAD, NT,
+};
 use super::quant::{QuantParams, Requant};
 use crate::dense::ConvGeometry;
 use crate::error::{check_len, KernelError, Result};
@@ -207,52 +209,88 @@ pub fn qlinear_forward_with_isa(
 }
 
 /// Unfolds one u8 image `[C, H, W]` into columns `[C * kh * kw, oh * ow]`, padding with `pad`.
-///
-/// The whole buffer is first set to `pad` in one pass, then only the valid spans are copied:
-/// padding spans are one or two bytes wide, and filling them one by one costs more than the
-/// copies.
 pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8]) {
-    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
-    let plane = oh * ow;
+    let plane = g.out_h() * g.out_w();
     let rows = g.in_channels * g.kernel_h * g.kernel_w;
-    col[..rows * plane].fill(pad);
-    let same_width = g.stride == (1, 1) && g.dilation == (1, 1) && ow == w;
-    let mut row = 0;
-    for c in 0..g.in_channels {
-        let img = &image[c * h * w..(c + 1) * h * w];
-        for ki in 0..g.kernel_h {
-            for kj in 0..g.kernel_w {
-                let dst = &mut col[row * plane..(row + 1) * plane];
-                row += 1;
-                if same_width {
-                    im2col_row_same(g, img, ki, kj, pad, dst);
-                    continue;
+    for (k, dst) in col[..rows * plane].chunks_exact_mut(plane).enumerate() {
+        im2col_u8_row(g, image, k, pad, dst);
+    }
+}
+
+/// [`im2col_u8`] straight into the tile-major panel that [`gemm::pack_a`] would make of its
+/// result (see there), four rows at a time through a small buffer that stays in cache, so the
+/// full column matrix is never written. Returns the padded column count.
+///
+/// [`gemm::pack_a`]: super::gemm::pack_a
+pub(crate) fn im2col_pack_u8(g: &ConvGeometry, image: &[u8], pad: u8, out: &mut Vec<u8>) -> usize {
+    let plane = g.out_h() * g.out_w();
+    let k = g.in_channels * g.kernel_h * g.kernel_w;
+    let npad = plane.div_ceil(NPAD) * NPAD;
+    let k4 = k.div_ceil(4);
+    let out = crate::scratch::sized(out, k4 * npad * 4);
+    crate::scratch::with(&crate::scratch::U8_A, |quad| {
+        let quad = crate::scratch::sized(quad, 4 * plane);
+        for kq in 0..k4 {
+            for (t, row) in quad.chunks_exact_mut(plane).enumerate() {
+                let kk = 4 * kq + t;
+                if kk < k {
+                    im2col_u8_row(g, image, kk, pad, row);
+                } else {
+                    // past the last row, as `pack_a` pads
+                    row.fill(0);
                 }
-                let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
-                let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, w);
-                if xlo >= xhi {
-                    continue;
-                }
-                let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
-                for oy in 0..oh {
-                    let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
-                    if iy < 0 || iy >= h as isize {
-                        continue;
-                    }
-                    let src = &img[iy as usize * w + x0..(iy as usize + 1) * w];
-                    let d = &mut dst[oy * ow + xlo..oy * ow + xhi];
-                    if g.stride.1 == 1 {
-                        d.copy_from_slice(&src[..d.len()]);
-                    } else {
-                        let st = g.stride.1;
-                        // the last valid output column reads input column x0 + (len - 1) * st
-                        let src = &src[..(d.len() - 1) * st + 1];
-                        for (i, v) in d.iter_mut().enumerate() {
-                            // SAFETY: i < d.len(), so i * st <= (d.len() - 1) * st < src.len().
-                            *v = unsafe { *src.get_unchecked(i * st) };
-                        }
-                    }
-                }
+            }
+            for j0 in (0..npad).step_by(NT) {
+                let wt = NT.min(npad - j0);
+                let valid = wt.min(plane.saturating_sub(j0));
+                let base = j0 * k4 * 4 + kq * wt * 4;
+                let dst = &mut out[base..base + wt * 4];
+                let rows: [&[u8]; 4] = std::array::from_fn(|t| &quad[t * plane + j0..][..valid]);
+                interleave4(rows, &mut dst[..4 * valid]);
+                dst[4 * valid..].fill(0);
+            }
+        }
+    });
+    npad
+}
+
+/// Row `k` (channel `k / (kh * kw)`, tap `k % (kh * kw)`) of [`im2col_u8`] into `dst`
+/// (`oh * ow` bytes).
+///
+/// The row is first set to `pad` in one pass, then only the valid spans are copied: padding
+/// spans are one or two bytes wide, and filling them one by one costs more than the copies.
+fn im2col_u8_row(g: &ConvGeometry, image: &[u8], k: usize, pad: u8, dst: &mut [u8]) {
+    let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
+    let taps = g.kernel_h * g.kernel_w;
+    let (c, ki, kj) = (k / taps, k % taps / g.kernel_w, k % g.kernel_w);
+    let img = &image[c * h * w..(c + 1) * h * w];
+    dst.fill(pad);
+    if g.stride == (1, 1) && g.dilation == (1, 1) && ow == w {
+        im2col_row_same(g, img, ki, kj, pad, dst);
+        return;
+    }
+    let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
+    let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, w);
+    if xlo >= xhi {
+        return;
+    }
+    let x0 = ((xlo * g.stride.1) as isize + off_x) as usize;
+    for oy in 0..oh {
+        let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+        if iy < 0 || iy >= h as isize {
+            continue;
+        }
+        let src = &img[iy as usize * w + x0..(iy as usize + 1) * w];
+        let d = &mut dst[oy * ow + xlo..oy * ow + xhi];
+        if g.stride.1 == 1 {
+            d.copy_from_slice(&src[..d.len()]);
+        } else {
+            let st = g.stride.1;
+            // the last valid output column reads input column x0 + (len - 1) * st
+            let src = &src[..(d.len() - 1) * st + 1];
+            for (i, v) in d.iter_mut().enumerate() {
+                // SAFETY: i < d.len(), so i * st <= (d.len() - 1) * st < src.len().
+                *v = unsafe { *src.get_unchecked(i * st) };
             }
         }
     }
@@ -343,6 +381,24 @@ pub fn qconv2d_forward_with_isa(
     let in_img = g.in_channels * g.in_h * g.in_w;
     let one = ConvGeometry { batch: 1, ..*g };
     let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == (1, 1) && g.padding == (0, 0);
+    // with a SIMD kernel, spatial convolutions unfold straight into the packed panel
+    let fused = !pointwise && plane > 1 && packed_kernel_fits(isa);
+    if fused {
+        crate::scratch::with(&crate::scratch::U8_B, |ap| {
+            crate::scratch::with(&crate::scratch::I32_A, |acc| {
+                let acc = crate::scratch::sized(acc, g.out_channels * plane);
+                for n in 0..g.batch {
+                    let x = &input[n * in_img..(n + 1) * in_img];
+                    let npad = im2col_pack_u8(&one, x, xq.zero_point, ap);
+                    gemm_u8i8_packed(isa, w, ap, npad, plane, xq.zero_point, acc);
+                    let base = n * g.out_channels * plane;
+                    let (oc, sc) = (g.out_channels, w.scales());
+                    finish(isa, acc, oc, plane, xq, sc, &mult, &mut out, base, false);
+                }
+            })
+        });
+        return Ok(());
+    }
     crate::scratch::with(&crate::scratch::U8_A, |col| {
         crate::scratch::with(&crate::scratch::I32_A, |acc| {
             let col = crate::scratch::sized(col, if pointwise { 0 } else { kk * plane });

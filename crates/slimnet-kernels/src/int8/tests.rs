@@ -361,3 +361,45 @@ fn im2col_u8_matches_definition() {
         }
     }
 }
+
+/// The fused unfold-and-pack gives the bytes of `pack_a` over `im2col_u8`, including the zero
+/// padding of the last k quad and of the columns past the plane.
+#[test]
+fn im2col_pack_u8_equals_pack_of_im2col() {
+    let mut rng = ChaCha8Rng::seed_from_u64(16);
+    for g in [
+        ConvGeometry::new(1, 3, 9, 9, 1, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 2, 12, 11, 1, 5, 5).with_padding(2, 2),
+        ConvGeometry::new(1, 5, 10, 13, 1, 3, 3)
+            .with_padding(1, 1)
+            .with_stride(2, 2),
+        ConvGeometry::new(1, 1, 20, 20, 1, 3, 2)
+            .with_padding(2, 0)
+            .with_stride(3, 2),
+        ConvGeometry::new(1, 4, 14, 14, 1, 3, 3)
+            .with_padding(2, 2)
+            .with_dilation(2, 2),
+    ] {
+        let x = u8s(&mut rng, g.input_len());
+        let plane = g.out_h() * g.out_w();
+        let kk = g.in_channels * g.kernel_h * g.kernel_w;
+        let mut col = vec![0u8; kk * plane];
+        super::ops::im2col_u8(&g, &x, 9, &mut col);
+        let view = super::gemm::U8View {
+            data: &col,
+            k: kk,
+            n: plane,
+            rs: plane,
+            cs: 1,
+        };
+        let (mut want, mut got) = (Vec::new(), vec![0xAAu8; 7]);
+        let npad = super::gemm::pack_a(&view, &mut want);
+        assert_eq!(
+            super::ops::im2col_pack_u8(&g, &x, 9, &mut got),
+            npad,
+            "{g:?}"
+        );
+        let len = kk.div_ceil(4) * npad * 4;
+        assert_eq!(&got[..len], &want[..len], "{g:?}");
+    }
+}
