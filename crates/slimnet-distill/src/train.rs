@@ -4,6 +4,7 @@
 use std::cell::Cell;
 use std::time::Instant;
 
+use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use slimnet_core::data::Dataset;
 use slimnet_core::loss::Loss;
@@ -289,7 +290,9 @@ pub fn fit(
     'epochs: for epoch in 0..cfg.epochs {
         order.shuffle(&mut rng);
         let mut next_eval = 1;
+        let bar = epoch_bar(phase, epoch, cfg.epochs, spe);
         for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+            bar.inc(1);
             let lr = match cfg.time_budget {
                 None => schedule.lr_at(step, spe),
                 Some(budget) => {
@@ -308,6 +311,7 @@ pub fn fit(
             };
             let (loss, grad) = objective.loss(&batch, &out)?;
             if !loss.is_finite() {
+                bar.abandon();
                 return Err(slimnet_core::Error::NonFinite {
                     what: format!("{phase} loss"),
                     value: loss,
@@ -335,11 +339,25 @@ pub fn fit(
                 if let (Some(t), false) = (test, evaluated) {
                     points.push(eval_point(model, t, clock, step, phase)?);
                 }
+                bar.finish_and_clear();
                 break 'epochs;
             }
         }
+        bar.finish_and_clear();
     }
     Ok(points)
+}
+
+/// A progress bar over one epoch's `steps` batches, labelled with the phase and epoch; drawn on
+/// standard error when it is a terminal, hidden otherwise (so logs stay clean).
+pub(crate) fn epoch_bar(phase: &str, epoch: usize, epochs: usize, steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} {elapsed_precise} {msg}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(format!("{phase} epoch {}/{epochs}", epoch + 1));
+    bar
 }
 
 /// Cosine decay from `base` to zero at `progress` in `[0, 1]` (clamped).

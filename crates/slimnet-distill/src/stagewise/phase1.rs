@@ -12,7 +12,7 @@ use slimnet_core::{Layer, Tensor};
 use super::{FeatureSource, LossPoint, StageWise, StudentStage};
 use crate::error::{Error, Result};
 use crate::teacher::forward_chunked;
-use crate::train::{eval_point, Clock, TimePoint};
+use crate::train::{epoch_bar, eval_point, Clock, TimePoint};
 
 pub(super) struct Phase1Out {
     pub losses: Vec<Vec<LossPoint>>,
@@ -143,7 +143,9 @@ pub(super) fn run(
         for epoch in 0..cfg.epochs {
             order.shuffle(&mut rng);
             let mut next_eval = 1;
+            let bar = epoch_bar("phase1", epoch, cfg.epochs, spe);
             for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
+                bar.inc(1);
                 let (x, _) = train.batch(idx);
                 let feats = match &cached {
                     Some(all) => all.iter().map(|f| f.select(Axis(0), idx)).collect(),
@@ -209,6 +211,7 @@ pub(super) fn run(
                     }
                 }
             }
+            bar.finish_and_clear();
         }
         Ok(())
     })();
