@@ -179,12 +179,16 @@ pub(crate) fn gemm_backend() -> Backend {
 /// least one full 8-row panel, and `B` is row-major (packing a strided `B` costs as much as a
 /// matrix-vector product; those shapes go to the `gemm` crate).
 fn own_kernel_fits(a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
+    b.cs == 1 && own_kernel_fits_shape(a.rows, a.cols, b.cols)
+}
+
+/// Whether the own AVX-512 kernel runs an `[m, k] x [k, n]` product whose `B` is row-major.
+pub(crate) fn own_kernel_fits_shape(m: usize, k: usize, n: usize) -> bool {
     cfg!(target_arch = "x86_64")
         && crate::isa::features().avx512
         && gemm_backend() == Backend::Own
-        && a.rows >= 8
-        && b.cs == 1
-        && a.rows * a.cols * b.cols >= 32 * 32 * 32
+        && m >= 8
+        && m * k * n >= 32 * 32 * 32
 }
 
 /// [`sgemm`] after its checks, with an explicit thread count.

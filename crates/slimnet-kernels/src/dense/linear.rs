@@ -1,6 +1,7 @@
 use super::conv::Activation;
-use super::gemm::{sgemm_unchecked, MatRef};
+use super::gemm::{own_kernel_fits_shape, sgemm_unchecked, MatRef};
 use super::matvec::{small_batch_linear, MATVEC_MAX_BATCH};
+use super::transpose::transpose;
 use crate::error::{check_len, Result};
 use crate::isa::Isa;
 use crate::threads;
@@ -39,9 +40,23 @@ pub fn linear_forward(
             y,
         );
     } else {
-        let xm = MatRef::row_major(x, batch, in_features)?;
-        let wt = MatRef::row_major(weight, out_features, in_features)?.t();
-        sgemm_unchecked(1.0, xm, wt, 0.0, y, threads::num_threads());
+        let wm = MatRef::row_major(weight, out_features, in_features)?;
+        // `x W^T` reads W column-wise, which only the `gemm` crate handles well; the own AVX-512
+        // kernel runs `y^T = W x^T` with both operands row-major, at the cost of transposing
+        // the (small) input and output
+        if own_kernel_fits_shape(out_features, in_features, batch) {
+            crate::scratch::with(&crate::scratch::F32_A, |buf| {
+                let buf = crate::scratch::sized(buf, batch * (in_features + out_features));
+                let (xt, yt) = buf.split_at_mut(batch * in_features);
+                transpose(x, batch, in_features, xt);
+                let xm = MatRef::row_major(xt, in_features, batch).expect("transposed input");
+                sgemm_unchecked(1.0, wm, xm, 0.0, yt, threads::num_threads());
+                transpose(yt, out_features, batch, y);
+            });
+        } else {
+            let xm = MatRef::row_major(x, batch, in_features)?;
+            sgemm_unchecked(1.0, xm, wm.t(), 0.0, y, threads::num_threads());
+        }
     }
     if bias.is_some() || act != Activation::Identity {
         for row in y.chunks_mut(out_features.max(1)) {

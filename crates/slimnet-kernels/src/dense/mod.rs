@@ -16,6 +16,7 @@ pub(crate) mod matvec;
 mod sgemm_x86;
 #[cfg(test)]
 mod tests;
+mod transpose;
 mod winograd;
 
 pub use conv::{
@@ -27,3 +28,4 @@ pub use gemm::{sgemm, MatRef};
 pub(crate) use im2col::valid_range;
 pub use im2col::{col2im, im2col};
 pub use linear::{linear_backward, linear_forward};
+pub(crate) use transpose::transpose;

@@ -170,3 +170,39 @@ fn depthwise_variants_are_identical() {
         }
     }
 }
+
+/// Batched linear forward (the transposed own-kernel path above 32^3 multiply-adds, the `gemm`
+/// crate below it) against the f64 definition, with bias and activation.
+#[test]
+fn linear_forward_matches_definition() {
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    for (batch, inf, outf) in [(37, 70, 50), (9, 4, 3), (64, 129, 17), (20, 300, 100)] {
+        let x = randv(&mut rng, batch * inf);
+        let w = randv(&mut rng, outf * inf);
+        let b = randv(&mut rng, outf);
+        for act in [Activation::Identity, Activation::Relu] {
+            let mut y = vec![f32::NAN; batch * outf];
+            linear_forward(batch, inf, outf, &x, &w, Some(&b), act, &mut y).unwrap();
+            for n in 0..batch {
+                for o in 0..outf {
+                    let (mut s, mut m) = (b[o] as f64, 1.0);
+                    for k in 0..inf {
+                        let p = x[n * inf + k] as f64 * w[o * inf + k] as f64;
+                        s += p;
+                        m += p.abs();
+                    }
+                    let want = if act == Activation::Relu {
+                        s.max(0.0)
+                    } else {
+                        s
+                    };
+                    let got = y[n * outf + o] as f64;
+                    assert!(
+                        (got - want).abs() <= CONV_TOL * m,
+                        "{batch}x{inf}->{outf} {act:?} at ({n}, {o}): {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+}

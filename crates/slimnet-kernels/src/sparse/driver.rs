@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::SparseMatrix;
-use crate::dense::{im2col, Activation, ConvGeometry};
+use crate::dense::{im2col, transpose, Activation, ConvGeometry};
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
 use crate::threads;
@@ -174,43 +174,6 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
         }
         Err(_) => f(&mut vec![0.0; len]),
     })
-}
-
-/// Transposes a row-major `[rows, cols]` matrix into `dst` `[cols, rows]`.
-pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
-    #[cfg(target_arch = "x86_64")]
-    if crate::isa::features().avx2_fma {
-        // SAFETY: AVX2 is available; both buffers hold `rows * cols` elements (asserted).
-        let (rf, cf) = unsafe { super::x86::transpose8_avx2(src, rows, cols, dst) };
-        // ragged edges: rows rf.. (all columns), then columns cf.. of rows ..rf
-        for i in rf..rows {
-            for j in 0..cols {
-                dst[j * rows + i] = src[i * cols + j];
-            }
-        }
-        for i in 0..rf {
-            for j in cf..cols {
-                dst[j * rows + i] = src[i * cols + j];
-            }
-        }
-        return;
-    }
-    transpose_scalar(src, rows, cols, dst)
-}
-
-/// Portable [`transpose`].
-pub(crate) fn transpose_scalar(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const T: usize = 16;
-    for i0 in (0..rows).step_by(T) {
-        for j0 in (0..cols).step_by(T) {
-            for i in i0..(i0 + T).min(rows) {
-                for j in j0..(j0 + T).min(cols) {
-                    dst[j * rows + i] = src[i * cols + j];
-                }
-            }
-        }
-    }
 }
 
 /// Sparse linear forward: `y = act(x * W^T + b)` with `W` sparse `[out, in]`.

@@ -400,28 +400,6 @@ fn corrupted_parts_are_rejected_or_safe() {
     assert!(ok > 0);
 }
 
-#[test]
-fn transpose_matches_scalar() {
-    let mut rng = ChaCha8Rng::seed_from_u64(10);
-    for (r, c) in [
-        (1, 1),
-        (8, 8),
-        (64, 4096),
-        (13, 29),
-        (16, 7),
-        (7, 16),
-        (33, 65),
-    ] {
-        let x = random(&mut rng, r * c);
-        let mut a = vec![0.0; r * c];
-        let mut b = vec![1.0; r * c];
-        super::driver::transpose_scalar(&x, r, c, &mut a);
-        super::driver::transpose(&x, r, c, &mut b);
-        assert_eq!(a, b, "{r}x{c}");
-        assert_eq!(a[(c - 1) * r], x[c - 1]);
-    }
-}
-
 /// The column walk against the dense reference, for inputs with zeros, with a repeated
 /// background value, and with neither; every skip value gives the same product, with every
 /// column sparse, every column dense, the default choice, and a budget that keeps only some.
