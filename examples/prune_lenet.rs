@@ -72,7 +72,15 @@ fn parse_args() -> Result<Args, String> {
                 }
             }
             "--sparsity" => a.sparsity = val()?.parse().map_err(|e| format!("{flag}: {e}"))?,
-            "--prune-epochs" => a.prune_epochs = Some(num(val()?)?),
+            "--prune-epochs" => {
+                let n = num(val()?)?;
+                if n == 0 {
+                    return Err(format!(
+                        "{flag}: pruning runs during its epochs; give at least 1"
+                    ));
+                }
+                a.prune_epochs = Some(n);
+            }
             "--finetune-epochs" => a.finetune_epochs = Some(num(val()?)?),
             "--baseline-epochs" => a.baseline_epochs = Some(num(val()?)?),
             "--lr" => a.lr = Some(val()?.parse().map_err(|e| format!("{flag}: {e}"))?),
@@ -173,7 +181,7 @@ fn run(args: &Args, model: &str) -> slimnet::core::Result<String> {
     // AGP from 0 to the target over `prune` epochs (pruning 20 times), then fine-tuning.
     let ((_, _, wd), prune, finetune, lr) = recipe(model);
     let lr = args.lr.unwrap_or(lr);
-    let prune = args.prune_epochs.unwrap_or(prune).max(1);
+    let prune = args.prune_epochs.unwrap_or(prune);
     let epochs = prune + args.finetune_epochs.unwrap_or(finetune);
     let spe = tr.len().div_ceil(64);
     let end = prune * spe;
@@ -283,18 +291,21 @@ fn run_structured(args: &Args, model: &str) -> slimnet::core::Result<String> {
         train::accuracy(&small, &te)?
     );
     let ((_, _, wd), _, finetune, lr) = recipe(model);
-    let epochs = args.finetune_epochs.unwrap_or(finetune).max(1);
+    // 0 fine-tuning epochs measures the pruned model as it is (sizes and speed do not change)
+    let epochs = args.finetune_epochs.unwrap_or(finetune);
     let lr = args.lr.unwrap_or(lr);
-    train::Trainer::new(cfg(epochs, args.seed + 1))
-        .optimizer(
-            optim::Sgd::new(lr)
-                .with_momentum(0.9)
-                .with_nesterov(true)
-                .with_weight_decay(wd),
-        )
-        .schedule(optim::CosineLr::new(lr, epochs))
-        .callback(Printer)
-        .fit(&mut small, &tr, Some(&te))?;
+    if epochs > 0 {
+        train::Trainer::new(cfg(epochs, args.seed + 1))
+            .optimizer(
+                optim::Sgd::new(lr)
+                    .with_momentum(0.9)
+                    .with_nesterov(true)
+                    .with_weight_decay(wd),
+            )
+            .schedule(optim::CosineLr::new(lr, epochs))
+            .callback(Printer)
+            .fit(&mut small, &tr, Some(&te))?;
+    }
     let acc_after = train::accuracy(&small, &te)?;
     let bytes_after = io::to_bytes(&small)?.len();
     slimnet::kernels::threads::set_num_threads(1);
