@@ -299,8 +299,9 @@ fn for_images<T: Send>(
 ///
 /// The algorithm follows the shape: depthwise kernels for depthwise convolutions, a plain GEMM
 /// for 1x1, Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least 16 channels in and
-/// out and an output of at least 8x8 (2.25x fewer multiplications; results differ from im2col
-/// by rounding only), and im2col with GEMM otherwise.
+/// out and an output of at least 8x8, larger for layers with many channels (2.25x fewer
+/// multiplications; results differ from im2col by rounding only), and im2col with GEMM
+/// otherwise.
 ///
 /// # Errors
 /// An invalid geometry or a buffer of the wrong length.

@@ -33,11 +33,20 @@ use crate::threads;
 /// to 256 channels (`prof_case conv<C>x<H>` of the kernels crate's examples).
 const BLOCK_VALUES: usize = 1 << 20;
 
+/// Transformed weights (`64 * O * C` bytes) beyond which they no longer stay in cache between
+/// their transform and the GEMMs, and cost several times more per filter.
+const CACHED_WEIGHT_BYTES: usize = 8 << 20;
+
 /// Whether [`conv_winograd`] applies and is expected to pay: a 3x3, stride-1, undilated,
-/// ungrouped convolution with at least 16 input and output channels and an output of at least
-/// 8x8 (smaller planes leave too few tiles to pay for the weight transform and to run the GEMMs
-/// at speed: 512 channels at 7x7 took 4.7 ms against im2col's 1.3).
+/// ungrouped convolution with at least 16 input and output channels, an output of at least
+/// 8x8, and a plane large enough to pay for the per-call weight transform: outputs of at
+/// least 400 pixels when the transformed weights do not fit in [`CACHED_WEIGHT_BYTES`].
+/// Measured with `prof_case` (one thread): 512 channels at 7x7 took 4.7 ms against im2col's
+/// 1.3, at 14x14 5.3-6.4 against 4.6, at 28x28 14.4 against 17.0; 256 channels at 14x14 0.90
+/// against 1.12.
 pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
+    let spilled = 64 * g.out_channels * g.in_channels > CACHED_WEIGHT_BYTES;
+    let min_plane = if spilled { 400 } else { 64 };
     g.groups == 1
         && (g.kernel_h, g.kernel_w) == (3, 3)
         && g.stride == (1, 1)
@@ -46,6 +55,7 @@ pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
         && g.out_channels >= 16
         && g.out_h() >= 8
         && g.out_w() >= 8
+        && g.out_h() * g.out_w() >= min_plane
 }
 
 /// The transformed weights `U = G g Gᵀ` of an OIHW 3x3 weight, `[O][16][C]` (each output
