@@ -47,3 +47,14 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     };
     pool.install(f)
 }
+
+/// A raw pointer to an output buffer that parallel tasks write through, each to its own
+/// disjoint part, while the owning `&mut` slice stays borrowed for the whole parallel section
+/// (each user states which parts in its `SAFETY` comment).
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr(pub(crate) *mut f32);
+// SAFETY: tasks only write disjoint parts of the buffer (see the users), and the buffer
+// outlives the parallel section that holds the pointer.
+unsafe impl Send for SendPtr {}
+// SAFETY: as above.
+unsafe impl Sync for SendPtr {}

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::conv::ConvGeometry;
 use super::gemm::MatRef;
-use crate::threads;
+use crate::threads::{self, SendPtr};
 
 const MR: usize = 8;
 const NR: usize = 32;
@@ -190,15 +190,6 @@ unsafe fn gemm_cols(
         p0 += kc;
     }
 }
-
-/// A raw pointer that may cross threads (each thread writes a disjoint column range).
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the pointer is only used to write disjoint column ranges of one buffer, one range
-// per task, while the owning `&mut [f32]` is borrowed for the whole parallel section.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
 
 /// `C = alpha * A * B + beta * C` with the AVX-512 kernel, columns split across `n_threads`.
 ///

@@ -26,7 +26,7 @@ use super::conv::{Activation, ConvGeometry};
 use super::gemm::{sgemm_unchecked, MatRef};
 use crate::error::Result;
 use crate::isa::vectorized;
-use crate::threads;
+use crate::threads::{self, SendPtr};
 
 /// Transformed inputs and products a block aims to hold (`16 * (C + O) * tiles` values, 4 MiB):
 /// larger blocks run longer GEMMs, smaller ones stay in cache; this size measured best from 64
@@ -112,14 +112,6 @@ fn transform_weights_into(weight: &[f32], oc: (usize, usize), u: &mut [f32]) {
     Ok(())
 }
 }
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-// SAFETY: the pointer is only used to write disjoint output rows of one buffer, one range of
-// rows per task, while the owning `&mut [f32]` is borrowed for the whole parallel section.
-unsafe impl Send for SendPtr {}
-// SAFETY: as above.
-unsafe impl Sync for SendPtr {}
 
 /// One image of `out = act(conv(x, weight) + bias)` by Winograd F(2x2, 3x3): `x` is
 /// `[C, H, W]`, `u` the output of [`transform_weights`], `bias` `[O]`, `out` `[O, oh, ow]`
