@@ -44,7 +44,14 @@ const CACHED_WEIGHT_BYTES: usize = 8 << 20;
 /// Measured with `prof_case` (one thread): 512 channels at 7x7 took 4.7 ms against im2col's
 /// 1.3, at 14x14 5.3-6.4 against 4.6, at 28x28 14.4 against 17.0; 256 channels at 14x14 0.90
 /// against 1.12.
+///
+/// `SLIMNET_CONV=im2col` in the environment (read once) turns Winograd off, to compare the two
+/// paths on the same build (the `SLIMNET_GEMM` switch does the same for the GEMM).
 pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
+    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    if *OFF.get_or_init(|| std::env::var("SLIMNET_CONV").as_deref() == Ok("im2col")) {
+        return false;
+    }
     let spilled = 64 * g.out_channels * g.in_channels > CACHED_WEIGHT_BYTES;
     let min_plane = if spilled { 400 } else { 64 };
     g.groups == 1
