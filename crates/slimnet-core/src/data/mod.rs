@@ -97,4 +97,27 @@ impl Dataset {
             classes: self.classes,
         }
     }
+
+    /// The first `n` examples and the rest, as two datasets (`n` is clamped to the length).
+    ///
+    /// ```
+    /// use slimnet_core::{data::Dataset, tensor};
+    /// let d = Dataset::new(tensor::zeros(&[5, 2]), vec![0, 1, 0, 1, 1], 2)?;
+    /// let (train, val) = d.split_at(3);
+    /// assert_eq!((train.len(), val.len()), (3, 2));
+    /// assert_eq!(val.labels, vec![1, 1]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    pub fn split_at(&self, n: usize) -> (Dataset, Dataset) {
+        let n = n.min(self.len());
+        let rest = Dataset {
+            inputs: self
+                .inputs
+                .slice_axis(Axis(0), (n..self.len()).into())
+                .to_owned(),
+            labels: self.labels[n..].to_vec(),
+            classes: self.classes,
+        };
+        (self.take(n), rest)
+    }
 }
