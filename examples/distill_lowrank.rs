@@ -238,7 +238,7 @@ fn run(args: &Args) -> Res<()> {
         println!(
             "distill lowrank-{} {} acc_before={acc_before:.4} student_acc={:.4} teacher_acc={teacher_acc:.4} seconds={:.1} seconds_to_target={} student_macs={student_macs} teacher_macs={teacher_macs}",
             r.name,
-            c.dataset,
+            c.eval_label(),
             r.final_acc,
             r.seconds,
             common::to_target(&r.points, target)

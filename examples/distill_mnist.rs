@@ -5,10 +5,15 @@
 //! ```text
 //! cargo run --release --example distill_mnist -- [--dataset mnist|fashion] [--epochs N]
 //!     [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] [--phase1-batch N]
-//!     [--phase2-evals N] [--bn-recalibration N] [--teacher-epochs N]
-//!     [--threads N] [--seed N] [--runs scratch,kd,stagewise] [--out-dir DIR] [--teacher-only]
-//!     [--train-examples N]
+//!     [--phase2-evals N] [--bn-recalibration N] [--kd-temperature F] [--kd-alpha F]
+//!     [--teacher-epochs N] [--threads N] [--seed N] [--runs scratch,kd,stagewise]
+//!     [--out-dir DIR] [--teacher-only] [--train-examples N] [--validation N]
 //! ```
+//! `--kd-temperature` and `--kd-alpha` (defaults 6 and 0.95, chosen with `--validation 10000`)
+//! set the KD run's loss; the stage-wise run's phase 2 keeps its own (T = 4, alpha = 0.7).
+//! `--validation N` evaluates every run on the last N training images instead of the test set
+//! and trains the students on the rest, so settings can be chosen without the test set; the
+//! output lines then name the dataset `<dataset>-validation`.
 //! The teacher (`models::resnet_small`) is trained once and cached under the output directory.
 //! Every run uses the same single-threaded kernels (`--threads`), the same student
 //! architecture and initialization, and counts its wall-clock from its own start, teacher
@@ -39,6 +44,7 @@ struct Args {
     phase1_batch: usize,
     phase2_evals: usize,
     bn_recalibration: usize,
+    kd: KdConfig,
     runs: Vec<String>,
     teacher_only: bool,
 }
@@ -47,12 +53,14 @@ fn parse_args() -> Result<Args, String> {
     let (mut epochs, mut stage_examples, mut phase1_epochs, mut phase1_lr) = (3, 12_000, 2, 5e-3);
     let (mut phase1_batch, mut phase2_evals) = (32, 8);
     let mut bn_recalibration = 0;
+    // chosen on a validation split (docs/results.md, "Choosing the KD settings")
+    let mut kd = KdConfig::new(6.0, 0.95);
     let mut runs: Vec<String> = vec!["scratch".into(), "kd".into(), "stagewise".into()];
     let mut teacher_only = false;
     let common = common::parse_args(
         "distill_mnist [--epochs N] [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] \
-         [--phase1-batch N] [--phase2-evals N] [--bn-recalibration N] [--runs scratch,kd,stagewise] \
-         [--teacher-only]",
+         [--phase1-batch N] [--phase2-evals N] [--bn-recalibration N] [--kd-temperature F] \
+         [--kd-alpha F] [--runs scratch,kd,stagewise] [--teacher-only]",
         |flag, val| {
             match flag {
                 "--epochs" => epochs = common::num(flag, val()?)?,
@@ -62,6 +70,8 @@ fn parse_args() -> Result<Args, String> {
                 "--phase1-batch" => phase1_batch = common::num(flag, val()?)?,
                 "--phase2-evals" => phase2_evals = common::num(flag, val()?)?,
                 "--bn-recalibration" => bn_recalibration = common::num(flag, val()?)?,
+                "--kd-temperature" => kd.temperature = common::num(flag, val()?)?,
+                "--kd-alpha" => kd.alpha = common::num(flag, val()?)?,
                 "--runs" => runs = val()?.split(',').map(str::to_string).collect(),
                 "--teacher-only" => teacher_only = true,
                 _ => return Ok(false),
@@ -75,6 +85,7 @@ fn parse_args() -> Result<Args, String> {
     {
         return Err(format!("--runs: unknown run `{r}`"));
     }
+    kd.validate().map_err(|e| e.to_string())?;
     Ok(Args {
         common,
         epochs,
@@ -84,6 +95,7 @@ fn parse_args() -> Result<Args, String> {
         phase1_batch,
         phase2_evals,
         bn_recalibration,
+        kd,
         runs,
         teacher_only,
     })
@@ -142,9 +154,13 @@ fn run(args: &Args) -> Res<()> {
             }
             "kd" => {
                 let mut m = design()?.stitch()?;
-                let mut kd =
-                    CachedKdLoss::from_teacher(&teacher, &train.inputs, KdConfig::new(4.0, 0.7))?;
-                println!("  teacher logits cached in {:.1}s", clock.seconds());
+                let mut kd = CachedKdLoss::from_teacher(&teacher, &train.inputs, args.kd)?;
+                println!(
+                    "  teacher logits cached in {:.1}s (T={} alpha={})",
+                    clock.seconds(),
+                    args.kd.temperature,
+                    args.kd.alpha
+                );
                 let pts = fit(
                     &mut m,
                     &mut kd,
@@ -194,13 +210,13 @@ fn run(args: &Args) -> Res<()> {
         .iter()
         .map(|r| Series::accuracy(r.name, &r.points))
         .collect();
-    let plot = c.out_dir.join(format!("distill_{}.svg", c.dataset));
+    let plot = c.out_dir.join(format!("distill_{}.svg", c.eval_label()));
     // Show the last few points below the target; earlier points are clamped to the floor.
     let floor = target.map(|t| 100.0 * t as f64 - 3.0);
     std::fs::write(
         &plot,
         line_chart(
-            &format!("student test accuracy vs wall-clock ({})", c.dataset),
+            &format!("student accuracy vs wall-clock ({})", c.eval_label()),
             "seconds",
             "test accuracy (%)",
             &series,
@@ -216,7 +232,9 @@ fn run(args: &Args) -> Res<()> {
             .enumerate()
             .map(|(k, c)| Series::loss(&format!("stage {}", k + 1), c))
             .collect();
-        let p = c.out_dir.join(format!("distill_{}_stages.svg", c.dataset));
+        let p = c
+            .out_dir
+            .join(format!("distill_{}_stages.svg", c.eval_label()));
         std::fs::write(
             &p,
             line_chart(
@@ -234,7 +252,10 @@ fn run(args: &Args) -> Res<()> {
         let to_target = common::to_target(&r.points, target);
         println!(
             "distill {} {} student_acc={:.4} teacher_acc={teacher_acc:.4} seconds={:.1} seconds_to_target={to_target} student_macs={student_macs} teacher_macs={teacher_macs}",
-            r.name, c.dataset, r.final_acc, r.seconds
+            r.name,
+            c.eval_label(),
+            r.final_acc,
+            r.seconds
         );
     }
     Ok(())

@@ -213,7 +213,7 @@ fn run(args: &Args) -> Res<()> {
     );
     println!(
         "distill quant-stagewise {} f32_acc={f32_acc:.4} fakequant_acc={fq_acc:.4} int8_acc={int8_acc:.4} teacher_acc={teacher_acc:.4} seconds={:.1} f32_bytes={f32_bytes} int8_bytes={int8_bytes} student_macs={student_macs} teacher_macs={teacher_macs}",
-        c.dataset,
+        c.eval_label(),
         r32.seconds + qat_seconds
     );
     Ok(())

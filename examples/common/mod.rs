@@ -38,11 +38,27 @@ pub struct CommonArgs {
     pub seed: u64,
     /// Where the teacher, plots and models go.
     pub out_dir: PathBuf,
+    /// When non-zero, the last this-many training images replace the test set for evaluation
+    /// (for choosing settings without looking at the test set); the teacher still trains on
+    /// all of them.
+    pub validation: usize,
+}
+
+impl CommonArgs {
+    /// The name of the evaluation set in the output lines: the dataset, with `-validation`
+    /// appended when `--validation` replaced the test set.
+    pub fn eval_label(&self) -> String {
+        if self.validation > 0 {
+            format!("{}-validation", self.dataset)
+        } else {
+            self.dataset.clone()
+        }
+    }
 }
 
 /// Usage text of the common flags.
 pub const COMMON_USAGE: &str = "[--dataset mnist|fashion] [--train-examples N] \
-    [--teacher-epochs N] [--threads N] [--seed N] [--out-dir DIR]";
+    [--teacher-epochs N] [--threads N] [--seed N] [--out-dir DIR] [--validation N]";
 
 /// Parses a number for `flag`.
 pub fn num<T: FromStr>(flag: &str, v: String) -> Result<T, String>
@@ -65,6 +81,7 @@ where
         threads: 1,
         seed: 1,
         out_dir: PathBuf::from("target/slimnet"),
+        validation: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -76,6 +93,7 @@ where
             "--threads" => a.threads = num(&flag, val()?)?,
             "--seed" => a.seed = num(&flag, val()?)?,
             "--out-dir" => a.out_dir = PathBuf::from(val()?),
+            "--validation" => a.validation = num(&flag, val()?)?,
             "-h" | "--help" => return Err(format!("usage: {usage} {COMMON_USAGE}")),
             other => {
                 if !extra(other, &mut val)? {
@@ -179,11 +197,33 @@ pub struct Setup {
 /// not cached), and prints the teacher's accuracy and MACs.
 pub fn setup(args: &CommonArgs) -> Res<Setup> {
     slimnet::kernels::threads::set_num_threads(args.threads);
-    let (train, test) = datasets(args)?;
+    let (mut train, mut test) = datasets(args)?;
     let teacher = teacher(args, &train, &test)?;
+    if args.validation > 0 {
+        if args.validation >= train.len() {
+            return Err(format!(
+                "--validation {} leaves no training images out of {}",
+                args.validation,
+                train.len()
+            )
+            .into());
+        }
+        (train, test) = train.split_at(train.len() - args.validation);
+        println!(
+            "validation mode: students train on the first {} images and are evaluated on the \
+             last {} training images, not on the test set (the teacher trained on all of them)",
+            train.len(),
+            test.len()
+        );
+    }
     let teacher_acc = accuracy(&teacher, &test)?;
     let teacher_macs = slimnet::distill::stages::macs(&teacher, &INPUT)?;
-    println!("teacher: test_acc={teacher_acc:.4} macs={teacher_macs}");
+    let set = if args.validation > 0 {
+        "validation"
+    } else {
+        "test"
+    };
+    println!("teacher: {set}_acc={teacher_acc:.4} macs={teacher_macs}");
     Ok(Setup {
         train,
         test,
