@@ -90,10 +90,17 @@ impl Dataset {
 
     /// The first `n` examples (all if fewer).
     pub fn take(&self, n: usize) -> Dataset {
-        let n = n.min(self.len());
+        self.range(0, n.min(self.len()))
+    }
+
+    /// Examples `start..end` (in range: callers clamp).
+    fn range(&self, start: usize, end: usize) -> Dataset {
         Dataset {
-            inputs: self.inputs.slice_axis(Axis(0), (0..n).into()).to_owned(),
-            labels: self.labels[..n].to_vec(),
+            inputs: self
+                .inputs
+                .slice_axis(Axis(0), (start..end).into())
+                .to_owned(),
+            labels: self.labels[start..end].to_vec(),
             classes: self.classes,
         }
     }
@@ -110,14 +117,40 @@ impl Dataset {
     /// ```
     pub fn split_at(&self, n: usize) -> (Dataset, Dataset) {
         let n = n.min(self.len());
-        let rest = Dataset {
-            inputs: self
-                .inputs
-                .slice_axis(Axis(0), (n..self.len()).into())
-                .to_owned(),
-            labels: self.labels[n..].to_vec(),
-            classes: self.classes,
-        };
-        (self.take(n), rest)
+        (self.range(0, n), self.range(n, self.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_at_keeps_inputs_with_their_labels() {
+        // example i holds the values 10i and 10i + 1, and label i % 3
+        let inputs = Tensor::from_shape_vec(
+            IxDyn(&[5, 2]),
+            (0..5)
+                .flat_map(|i| [10.0 * i as f32, 10.0 * i as f32 + 1.0])
+                .collect(),
+        )
+        .unwrap();
+        let d = Dataset::new(inputs, (0..5).map(|i| i % 3).collect(), 3).unwrap();
+        let (a, b) = d.split_at(2);
+        assert_eq!(a.inputs.shape(), &[2, 2]);
+        assert_eq!(b.inputs.shape(), &[3, 2]);
+        assert_eq!(
+            a.inputs.iter().copied().collect::<Vec<_>>(),
+            [0.0, 1.0, 10.0, 11.0]
+        );
+        assert_eq!(b.inputs[[0, 0]], 20.0);
+        assert_eq!(b.inputs[[2, 1]], 41.0);
+        assert_eq!((a.labels, b.labels), (vec![0, 1], vec![2, 0, 1]));
+        // past the end: everything on the left
+        let (all, none) = d.split_at(9);
+        assert_eq!(
+            (all.len(), none.len(), none.example_shape()),
+            (5, 0, &[2][..])
+        );
     }
 }
