@@ -3,6 +3,10 @@
 //! Kernels come in a portable scalar version and x86-64 variants. The best variant the CPU
 //! supports is detected once (with `is_x86_feature_detected!`) and cached; callers and tests may
 //! also ask for a specific variant, which falls back to scalar when the CPU lacks it.
+//!
+//! AMX (the tile unit of Intel Xeon processors since Sapphire Rapids) needs more than a CPUID
+//! bit: the OS must enable the tile state, and Linux hands it to a process only on request
+//! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which detection makes once.
 
 use std::sync::OnceLock;
 
@@ -16,6 +20,9 @@ pub enum Isa {
     Avx2,
     /// x86-64 AVX-512 F/BW/VL (implies AVX2 and FMA).
     Avx512,
+    /// x86-64 AMX tiles with int8 products (AMX-TILE and AMX-INT8, with AVX-512 VNNI and the
+    /// OS's permission to use the tile state); only the int8 kernels have a variant for it.
+    Amx,
 }
 
 /// CPU features the kernels care about, detected once.
@@ -26,6 +33,7 @@ pub(crate) struct Features {
     pub avx512: bool,
     pub avx512_vnni: bool,
     pub avx_vnni: bool,
+    pub amx_int8: bool,
 }
 
 pub(crate) fn features() -> &'static Features {
@@ -38,11 +46,13 @@ pub(crate) fn features() -> &'static Features {
                 && is_x86_feature_detected!("avx512f")
                 && is_x86_feature_detected!("avx512bw")
                 && is_x86_feature_detected!("avx512vl");
+            let avx512_vnni = avx512 && is_x86_feature_detected!("avx512vnni");
             Features {
                 avx2_fma,
                 avx512,
-                avx512_vnni: avx512 && is_x86_feature_detected!("avx512vnni"),
+                avx512_vnni,
                 avx_vnni: avx2_fma && is_x86_feature_detected!("avxvnni"),
+                amx_int8: avx512_vnni && amx_int8_usable(),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -52,11 +62,65 @@ pub(crate) fn features() -> &'static Features {
     })
 }
 
+/// Whether the CPU has AMX-TILE and AMX-INT8, the OS saves the tile state, and (on Linux) this
+/// process may use it. Called once, from [`features`].
+#[cfg(target_arch = "x86_64")]
+fn amx_int8_usable() -> bool {
+    use std::arch::x86_64::__cpuid_count;
+    // CPUID leaf 7: EDX bit 24 is AMX-TILE, bit 25 AMX-INT8; leaf 1: ECX bit 27 is OSXSAVE
+    #[allow(unused_unsafe)]
+    // SAFETY: CPUID exists on every x86-64 CPU.
+    let (l7, l1) = unsafe { (__cpuid_count(7, 0), __cpuid_count(1, 0)) };
+    if (l7.edx >> 24) & 3 != 3 || (l1.ecx >> 27) & 1 != 1 {
+        return false;
+    }
+    let xcr0: u32;
+    // SAFETY: OSXSAVE is set, so XGETBV is enabled; it reads XCR0 and touches no memory.
+    unsafe {
+        std::arch::asm!("xgetbv", in("ecx") 0u32, out("eax") xcr0, out("edx") _,
+            options(nomem, nostack, preserves_flags));
+    }
+    // bits 17 and 18: the OS saves the tile configuration and the tile data
+    if (xcr0 >> 17) & 3 != 3 {
+        return false;
+    }
+    request_tile_permission()
+}
+
+/// Asks Linux for the tile data state (`arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA)`);
+/// without it the first tile instruction kills the process.
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+fn request_tile_permission() -> bool {
+    const SYS_ARCH_PRCTL: i64 = 158;
+    const ARCH_REQ_XCOMP_PERM: i64 = 0x1023;
+    const XFEATURE_XTILEDATA: i64 = 18;
+    let ret: i64;
+    // SAFETY: the arch_prctl system call with these arguments only changes which register
+    // state the kernel lets this process use; the syscall instruction clobbers rcx and r11.
+    unsafe {
+        std::arch::asm!("syscall",
+            inlateout("rax") SYS_ARCH_PRCTL => ret,
+            in("rdi") ARCH_REQ_XCOMP_PERM,
+            in("rsi") XFEATURE_XTILEDATA,
+            lateout("rcx") _, lateout("r11") _,
+            options(nostack));
+    }
+    ret == 0
+}
+
+/// Other systems: no known way to ask, so AMX stays off.
+#[cfg(all(target_arch = "x86_64", not(target_os = "linux")))]
+fn request_tile_permission() -> bool {
+    false
+}
+
 impl Isa {
     /// The best level this CPU supports (detected once, then cached).
     pub fn detected() -> Isa {
         let f = features();
-        if f.avx512 {
+        if f.amx_int8 {
+            Isa::Amx
+        } else if f.avx512 {
             Isa::Avx512
         } else if f.avx2_fma {
             Isa::Avx2
@@ -77,7 +141,7 @@ impl Isa {
 
     /// All levels this CPU supports, scalar first (handy for testing every variant).
     pub fn all_supported() -> Vec<Isa> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512]
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512, Isa::Amx]
             .into_iter()
             .filter(|i| i.is_supported())
             .collect()
@@ -126,7 +190,8 @@ mod tests {
     #[test]
     fn scalar_always_supported_and_ordering() {
         assert!(Isa::Scalar.is_supported());
-        assert_eq!(Isa::Avx512.or_supported(), Isa::detected());
+        assert_eq!(Isa::Amx.or_supported(), Isa::detected());
+        assert!(Isa::Avx512.or_supported() <= Isa::Avx512);
         assert_eq!(Isa::all_supported()[0], Isa::Scalar);
     }
 }

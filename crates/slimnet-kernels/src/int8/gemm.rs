@@ -19,6 +19,8 @@ pub const MAX_INNER: usize = 65_536;
 /// Row `r` stands for `values[r, :] * scales[r]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QMatrix {
+    /// The AMX kernel's layout, made on its first use (derived from `values`).
+    amx: AmxWeights,
     rows: usize,
     cols: usize,
     values: Vec<i8>,
@@ -72,6 +74,7 @@ impl QMatrix {
             }
         }
         Ok(Self {
+            amx: AmxWeights::default(),
             rows,
             cols,
             values,
@@ -120,9 +123,50 @@ impl QMatrix {
         &self.row_sums
     }
 
+    /// The weights in the AMX kernel's layout, packed on first use.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn amx_packed(&self) -> &[u8] {
+        self.amx
+            .panel
+            .get_or_init(|| super::amx::pack_weights(self))
+    }
+
+    /// The weights in the tap-major layout of the AMX direct convolution, packed on first
+    /// use (and kept for the `taps` of that use; another tap count gets a fresh copy).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn amx_tap_major(&self, taps: usize) -> std::borrow::Cow<'_, [u8]> {
+        let pack = || super::amx::pack_weights_tap_major(self, taps);
+        let (t, v) = self.amx.tap_major.get_or_init(|| (taps, pack()));
+        if *t == taps {
+            std::borrow::Cow::Borrowed(v)
+        } else {
+            std::borrow::Cow::Owned(pack())
+        }
+    }
+
     pub(crate) fn packed_block(&self, b: usize) -> &[i8] {
         let len = self.cols.div_ceil(4) * MR * 4;
         &self.packed[b * len..(b + 1) * len]
+    }
+}
+
+/// Lazily made copies of a [`QMatrix`] in the AMX kernels' layouts: not part of its value, so
+/// they are left out of comparisons and debug output.
+#[derive(Clone, Default)]
+struct AmxWeights {
+    panel: std::sync::OnceLock<Vec<u8>>,
+    tap_major: std::sync::OnceLock<(usize, Vec<u8>)>,
+}
+
+impl PartialEq for AmxWeights {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for AmxWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("..")
     }
 }
 
@@ -145,15 +189,20 @@ impl U8View<'_> {
 
 /// Columns per tile of the packed activation panel.
 pub(crate) const NT: usize = 64;
+/// Bytes after a packed panel that kernels may read past its end (see `amx::PANEL_SLACK`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) use super::amx::PANEL_SLACK;
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const PANEL_SLACK: usize = 0;
 
 /// Packs `a` tile by tile: columns are padded to a multiple of [`NPAD`] and cut into tiles of
 /// up to [`NT`]; tile `t` (starting at column `j0 = NT * t`, `wt` columns wide) is stored at
-/// `j0 * k4 * 4` as `[k4][wt][4]` (quads of consecutive k per column), zero-padded. Returns the
-/// padded column count.
+/// `j0 * k4 * 4` as `[k4][wt][4]` (quads of consecutive k per column), zero-padded, and
+/// followed by [`PANEL_SLACK`] bytes the AMX kernel may read. Returns the padded column count.
 pub(crate) fn pack_a(a: &U8View<'_>, out: &mut Vec<u8>) -> usize {
     let npad = a.n.div_ceil(NPAD) * NPAD;
     let k4 = a.k.div_ceil(4);
-    let out = crate::scratch::sized(out, k4 * npad * 4);
+    let out = crate::scratch::sized(out, k4 * npad * 4 + PANEL_SLACK);
     for j0 in (0..npad).step_by(NT) {
         let wt = NT.min(npad - j0);
         let valid = wt.min(a.n.saturating_sub(j0));
@@ -288,7 +337,8 @@ pub(crate) fn packed_kernel_fits(isa: Isa) -> bool {
 }
 
 /// [`gemm_u8i8`] on an operand already packed as [`pack_a`] packs it (`npad` padded columns,
-/// `n` real ones), with the SIMD kernels.
+/// `n` real ones, and the slack after them), with the SIMD kernels: AMX tiles when `isa`
+/// allows and the CPU has them, else AVX-512 VNNI, else AVX2.
 ///
 /// # Panics
 /// When [`packed_kernel_fits`] is false for `isa`, or the buffers are too short.
@@ -303,10 +353,22 @@ pub(crate) fn gemm_u8i8_packed(
 ) {
     assert!(packed_kernel_fits(isa), "no SIMD int8 kernel on this CPU");
     let k4 = w.cols.div_ceil(4);
-    assert!(ap.len() >= k4 * npad * 4 && npad >= n && c.len() >= w.rows * n);
+    assert!(ap.len() >= k4 * npad * 4 + PANEL_SLACK && npad >= n && c.len() >= w.rows * n);
     #[cfg(target_arch = "x86_64")]
     {
-        let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
+        let isa = isa.or_supported();
+        if isa >= Isa::Amx && w.cols <= super::amx::AMX_MAX_INNER && w.rows >= 16 {
+            let wp = w.amx_packed();
+            par_rows(w.rows, n, super::amx::BLOCK_ROWS, c, |r0, r1, cc| {
+                // SAFETY: `Isa::Amx` is supported (AMX-INT8, AVX-512 VNNI and the tile state),
+                // the inner dimension is in range, `wp` is the AMX packing of `w`, `ap` has the
+                // slack of `pack_a` (checked above), `r0` is a multiple of the block rows, and
+                // `cc` holds rows `r0..r1` of the `[rows, n]` output.
+                unsafe { super::amx::gemm_amx(w, wp, ap, npad, n, za, r0, r1, cc) }
+            });
+            return;
+        }
+        let vnni = isa >= Isa::Avx512 && crate::isa::features().avx512_vnni;
         par_rows(w.rows, n, MR, c, |r0, r1, cc| {
             // SAFETY: the required CPU features were checked above; `ap` holds `k4 * npad * 4`
             // bytes, the packed weight blocks `k4 * MR * 4`, and `cc` holds rows `r0..r1` of the
@@ -323,7 +385,7 @@ pub(crate) fn gemm_u8i8_packed(
 }
 
 /// Splits rows (in multiples of `align`) across the configured threads.
-fn par_rows(
+pub(crate) fn par_rows(
     rows: usize,
     n: usize,
     align: usize,

@@ -11,9 +11,11 @@
 //!   writing a [`QOutput`].
 //!
 //! Variants: scalar reference; AVX2 (u8 and i8 widened to i16, `vpmaddwd`: exact, unlike
-//! `vpmaddubsw` whose i16 pair sums saturate); AVX-512 VNNI (`vpdpbusd`). All are bit-exact
-//! with the reference.
+//! `vpmaddubsw` whose i16 pair sums saturate); AVX-512 VNNI (`vpdpbusd`); AMX tiles
+//! (`tdpbuud`, for products with more than one column). All are bit-exact with the reference.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 mod convert;
 mod gemm;
 mod ops;

@@ -2,6 +2,7 @@
 
 use super::gemm::{
     gemm_u8i8, gemm_u8i8_packed, interleave4, packed_kernel_fits, QMatrix, U8View, NPAD, NT,
+    PANEL_SLACK,
 };
 use super::quant::{QuantParams, Requant};
 use crate::dense::ConvGeometry;
@@ -218,8 +219,8 @@ pub(crate) fn im2col_u8(g: &ConvGeometry, image: &[u8], pad: u8, col: &mut [u8])
 }
 
 /// [`im2col_u8`] straight into the tile-major panel that [`gemm::pack_a`] would make of its
-/// result (see there), four rows at a time through a small buffer that stays in cache, so the
-/// full column matrix is never written. Returns the padded column count.
+/// result (see there, slack included), four rows at a time through a small buffer that stays
+/// in cache, so the full column matrix is never written. Returns the padded column count.
 ///
 /// [`gemm::pack_a`]: super::gemm::pack_a
 pub(crate) fn im2col_pack_u8(g: &ConvGeometry, image: &[u8], pad: u8, out: &mut Vec<u8>) -> usize {
@@ -227,7 +228,7 @@ pub(crate) fn im2col_pack_u8(g: &ConvGeometry, image: &[u8], pad: u8, out: &mut 
     let k = g.in_channels * g.kernel_h * g.kernel_w;
     let npad = plane.div_ceil(NPAD) * NPAD;
     let k4 = k.div_ceil(4);
-    let out = crate::scratch::sized(out, k4 * npad * 4);
+    let out = crate::scratch::sized(out, k4 * npad * 4 + PANEL_SLACK);
     crate::scratch::with(&crate::scratch::U8_A, |quad| {
         let quad = crate::scratch::sized(quad, 4 * plane);
         for kq in 0..k4 {
@@ -381,6 +382,21 @@ pub fn qconv2d_forward_with_isa(
     let in_img = g.in_channels * g.in_h * g.in_w;
     let one = ConvGeometry { batch: 1, ..*g };
     let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == (1, 1) && g.padding == (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    if isa.or_supported() >= Isa::Amx && super::amx::direct_fits(g) {
+        let wd = w.amx_tap_major(g.kernel_h * g.kernel_w);
+        crate::scratch::with(&crate::scratch::I32_A, |acc| {
+            let acc = crate::scratch::sized(acc, g.out_channels * plane);
+            for n in 0..g.batch {
+                let x = &input[n * in_img..(n + 1) * in_img];
+                super::amx::conv_direct(&one, x, xq.zero_point, w, &wd, acc);
+                let base = n * g.out_channels * plane;
+                let (oc, sc) = (g.out_channels, w.scales());
+                finish(isa, acc, oc, plane, xq, sc, &mult, &mut out, base, false);
+            }
+        });
+        return Ok(());
+    }
     // with a SIMD kernel, spatial convolutions unfold straight into the packed panel
     let fused = !pointwise && plane > 1 && packed_kernel_fits(isa);
     if fused {

@@ -109,6 +109,15 @@ fn conv_all_variants_bit_exact() {
             .with_padding(2, 0)
             .with_dilation(1, 2),
         ConvGeometry::new(1, 9, 6, 6, 4, 1, 1),
+        // enough output channels for the AMX kernel: 37 (a 5-row last block), k = 171 (three
+        // 64-byte steps, the last partial), 143 columns (tiles of 64, 64 and 16 columns)
+        ConvGeometry::new(2, 19, 11, 13, 37, 3, 3).with_padding(1, 1),
+        // a pointwise layer through the plain packing, 1 x 1 over 40 input channels
+        ConvGeometry::new(1, 40, 5, 7, 48, 1, 1),
+        // the AMX direct convolution: 128 input channels (two steps per tap), 40 output
+        // channels, uneven padding of a 3 x 5 kernel, rows shorter than one 16-pixel tile
+        ConvGeometry::new(2, 128, 9, 6, 40, 3, 5).with_padding(2, 1),
+        ConvGeometry::new(1, 64, 1, 1, 16, 1, 1),
     ] {
         let kk = g.in_channels * g.kernel_h * g.kernel_w;
         let w = QMatrix::new(
