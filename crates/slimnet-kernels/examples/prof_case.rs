@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::{conv2d_forward, Activation, ConvGeometry};
+use slimnet_kernels::dense::{
+    conv2d_forward, conv2d_forward_prepared, Activation, ConvGeometry, ConvWeights,
+};
 use slimnet_kernels::int8::{qconv2d_forward, QMatrix, QOutput, QuantParams};
 use slimnet_kernels::sparse::{sparse_linear_forward, SparseFormat, SparseWeight};
 
@@ -83,12 +85,14 @@ fn main() {
             let x: Vec<f32> = (0..g.input_len())
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();
-            let w: Vec<f32> = (0..g.weight_len())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
+            let w = ConvWeights::new(
+                (0..g.weight_len())
+                    .map(|_| rng.random_range(-1.0..1.0))
+                    .collect(),
+            );
             let mut y = vec![0.0; g.output_len()];
             Box::new(move || {
-                conv2d_forward(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
+                conv2d_forward_prepared(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
             })
         }
         s if s.starts_with("sparse90b") => {

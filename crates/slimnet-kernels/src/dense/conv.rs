@@ -1,4 +1,6 @@
+use std::borrow::Cow;
 use std::cell::RefCell;
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -301,7 +303,8 @@ fn for_images<T: Send>(
 /// for 1x1, Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least 16 channels in and
 /// out and an output of at least 8x8, larger for layers with many channels (2.25x fewer
 /// multiplications; results differ from im2col by rounding only), and im2col with GEMM
-/// otherwise.
+/// otherwise. Winograd transforms the weights on every call; [`conv2d_forward_prepared`]
+/// keeps that transform for weights that do not change.
 ///
 /// # Errors
 /// An invalid geometry or a buffer of the wrong length.
@@ -313,9 +316,89 @@ pub fn conv2d_forward(
     act: Activation,
     out: &mut [f32],
 ) -> Result<()> {
+    check_len("conv weight", g.weight_len(), weight.len())?;
+    conv_forward(g, input, weight, None, bias, act, out)
+}
+
+/// Convolution weights prepared for repeated inference: the OIHW weights and, made on first use
+/// and kept, the Winograd transform of them, so that a layer whose weights stay put pays for it
+/// once (as ONNX Runtime prepacks constant weights when it creates a session).
+///
+/// ```
+/// use slimnet_kernels::dense::{conv2d_forward, conv2d_forward_prepared, Activation, ConvGeometry, ConvWeights};
+/// let g = ConvGeometry::new(1, 16, 8, 8, 16, 3, 3).with_padding(1, 1);
+/// let x: Vec<f32> = (0..g.input_len()).map(|i| (i % 7) as f32 - 3.0).collect();
+/// let w = ConvWeights::new((0..g.weight_len()).map(|i| (i % 5) as f32 * 0.1).collect());
+/// let (mut a, mut b) = (vec![0.0; g.output_len()], vec![0.0; g.output_len()]);
+/// conv2d_forward_prepared(&g, &x, &w, None, Activation::Identity, &mut a)?;
+/// conv2d_forward(&g, &x, w.weight(), None, Activation::Identity, &mut b)?;
+/// assert_eq!(a, b);
+/// # Ok::<(), slimnet_kernels::KernelError>(())
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct ConvWeights {
+    weight: Vec<f32>,
+    /// `(O, C)` of the transform and the transform, `[O][16][C]`.
+    winograd: OnceLock<((usize, usize), Vec<f32>)>,
+}
+
+impl ConvWeights {
+    /// Wraps OIHW weights.
+    pub fn new(weight: Vec<f32>) -> Self {
+        ConvWeights {
+            weight,
+            winograd: OnceLock::new(),
+        }
+    }
+
+    /// The OIHW weights.
+    pub fn weight(&self) -> &[f32] {
+        &self.weight
+    }
+
+    /// The Winograd transform for `g`, made on first use; a geometry that splits the same
+    /// weights into other channel counts gets a fresh one.
+    fn winograd(&self, g: &ConvGeometry) -> Cow<'_, [f32]> {
+        let oc = (g.out_channels, g.in_channels);
+        let make = || super::winograd::transform_weights(g, &self.weight);
+        let (key, u) = self.winograd.get_or_init(|| (oc, make()));
+        if *key == oc {
+            Cow::Borrowed(u)
+        } else {
+            Cow::Owned(make())
+        }
+    }
+}
+
+/// [`conv2d_forward`] with prepared weights: the same result, without transforming the weights
+/// again on every call.
+///
+/// # Errors
+/// An invalid geometry or a buffer of the wrong length.
+pub fn conv2d_forward_prepared(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &ConvWeights,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<()> {
+    check_len("conv weight", g.weight_len(), weight.weight.len())?;
+    conv_forward(g, input, &weight.weight, Some(weight), bias, act, out)
+}
+
+/// Both forward entry points, once the weight's length is checked.
+fn conv_forward(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    prepared: Option<&ConvWeights>,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) -> Result<()> {
     g.validate()?;
     check_len("conv input", g.input_len(), input.len())?;
-    check_len("conv weight", g.weight_len(), weight.len())?;
     check_len("conv output", g.output_len(), out.len())?;
     if let Some(b) = bias {
         check_len("conv bias", g.out_channels, b.len())?;
@@ -336,8 +419,10 @@ pub fn conv2d_forward(
     let pointwise = g.is_pointwise();
     #[cfg(target_arch = "x86_64")]
     let blocked = !pointwise && super::sgemm_x86::conv_blocked_fits(g);
-    let winograd =
-        super::winograd::winograd_fits(g).then(|| super::winograd::transform_weights(g, weight));
+    let winograd = super::winograd::winograd_pays(g, prepared.is_some()).then(|| match prepared {
+        Some(p) => p.winograd(g),
+        None => Cow::Owned(super::winograd::transform_weights(g, weight)),
+    });
     for_images(g.batch, out, g.out_channels * plane, |n, o, nt| {
         let x = &input[n * in_img..(n + 1) * in_img];
         if let Some(u) = &winograd {

@@ -20,7 +20,8 @@ mod transpose;
 mod winograd;
 
 pub use conv::{
-    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, Activation, ConvGeometry,
+    conv2d_backward_input, conv2d_backward_weight, conv2d_forward, conv2d_forward_prepared,
+    Activation, ConvGeometry, ConvWeights,
 };
 pub use depthwise::depthwise_forward;
 pub(crate) use gemm::sgemm_unchecked;

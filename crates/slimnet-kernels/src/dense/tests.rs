@@ -109,21 +109,52 @@ fn conv_forward_matches_definition() {
         let w = randv(&mut rng, g.weight_len());
         let b = randv(&mut rng, g.out_channels);
         let (want, mag) = direct(&g, &x, &w, Some(&b));
-        for nt in [1, 2] {
+        // one prepared weight for every run, so later runs use what the first one cached
+        let prepared = ConvWeights::new(w.clone());
+        for (nt, prep) in [(1, false), (2, false), (1, true), (2, true)] {
             crate::threads::set_num_threads(nt);
             let mut y = vec![f32::NAN; g.output_len()];
-            let r = conv2d_forward(&g, &x, &w, Some(&b), Activation::Relu, &mut y);
+            let r = if prep {
+                conv2d_forward_prepared(&g, &x, &prepared, Some(&b), Activation::Relu, &mut y)
+            } else {
+                conv2d_forward(&g, &x, &w, Some(&b), Activation::Relu, &mut y)
+            };
             crate::threads::set_num_threads(1);
             r.unwrap();
             for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
                 let w = w.max(0.0);
                 assert!(
                     ((*y as f64) - w).abs() <= CONV_TOL * m,
-                    "{g:?} threads {nt} at {i}: {y} vs {w}"
+                    "{g:?} threads {nt} prepared {prep} at {i}: {y} vs {w}"
                 );
             }
         }
     }
+}
+
+#[test]
+fn prepared_weights_follow_the_geometry_they_are_used_with() {
+    // the same 16 x 32 x 3 x 3 values as 16 -> 32 and as 32 -> 16 channels: the second use
+    // must not reuse the first one's Winograd transform
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let w = ConvWeights::new(randv(&mut rng, 16 * 32 * 9));
+    for (c, o) in [(16, 32), (32, 16), (16, 32)] {
+        let g = ConvGeometry::new(1, c, 10, 10, o, 3, 3).with_padding(1, 1);
+        let x = randv(&mut rng, g.input_len());
+        let (want, mag) = direct(&g, &x, w.weight(), None);
+        let mut y = vec![f32::NAN; g.output_len()];
+        conv2d_forward_prepared(&g, &x, &w, None, Activation::Identity, &mut y).unwrap();
+        for ((y, w), m) in y.iter().zip(&want).zip(&mag) {
+            assert!(
+                ((*y as f64) - w).abs() <= CONV_TOL * m,
+                "{c}->{o}: {y} vs {w}"
+            );
+        }
+    }
+    let g = ConvGeometry::new(1, 16, 10, 10, 16, 3, 3);
+    let mut y = vec![0.0; g.output_len()];
+    let r = conv2d_forward_prepared(&g, &[0.0; 1600], &w, None, Activation::Identity, &mut y);
+    assert!(r.is_err(), "a weight of the wrong length is an error");
 }
 
 #[test]

@@ -15,10 +15,11 @@
 //! convolution to a few ulps of the accumulated magnitude (tested against the f64 definition
 //! with the convolution tests' tolerance).
 //!
-//! The weights are transformed on every call (the kernels do not know when a layer's weights
-//! change); that costs `16 / 9` of the weight's size in writes, which is why outputs under
-//! 8x8 (ResNet's 512-channel 7x7 stage: 4 tiles a row, 1 in 5 of them thrown away) stay on
-//! im2col.
+//! [`conv2d_forward`](super::conv2d_forward) transforms the weights on every call (it cannot
+//! know whether a layer's weights changed), which costs `16 / 9` of the weight's size in
+//! writes; [`ConvWeights`](super::ConvWeights) keeps the transform for the layers whose weights
+//! stay put. Outputs under 8x8 (ResNet's 512-channel 7x7 stage: 4 tiles a row, 1 in 5 of them
+//! thrown away) stay on im2col.
 
 use rayon::prelude::*;
 
@@ -37,13 +38,9 @@ const BLOCK_VALUES: usize = 1 << 20;
 /// their transform and the GEMMs, and cost several times more per filter.
 const CACHED_WEIGHT_BYTES: usize = 8 << 20;
 
-/// Whether [`conv_winograd`] applies and is expected to pay: a 3x3, stride-1, undilated,
-/// ungrouped convolution with at least 16 input and output channels, an output of at least
-/// 8x8, and a plane large enough to pay for the per-call weight transform: outputs of at
-/// least 400 pixels when the transformed weights do not fit in [`CACHED_WEIGHT_BYTES`].
-/// Measured with `prof_case` (one thread): 512 channels at 7x7 took 4.7 ms against im2col's
-/// 1.3, at 14x14 5.3-6.4 against 4.6, at 28x28 14.4 against 17.0; 256 channels at 14x14 0.90
-/// against 1.12.
+/// Whether [`conv_winograd`] applies: a 3x3, stride-1, undilated, ungrouped convolution with
+/// at least 16 input and output channels and an output of at least 8x8 (below that, 1 in 5 or
+/// more of the tiles are thrown away).
 ///
 /// `SLIMNET_CONV=im2col` in the environment (read once) turns Winograd off, to compare the two
 /// paths on the same build (the `SLIMNET_GEMM` switch does the same for the GEMM).
@@ -52,8 +49,6 @@ pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
     if *OFF.get_or_init(|| std::env::var("SLIMNET_CONV").as_deref() == Ok("im2col")) {
         return false;
     }
-    let spilled = 64 * g.out_channels * g.in_channels > CACHED_WEIGHT_BYTES;
-    let min_plane = if spilled { 400 } else { 64 };
     g.groups == 1
         && (g.kernel_h, g.kernel_w) == (3, 3)
         && g.stride == (1, 1)
@@ -62,7 +57,17 @@ pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
         && g.out_channels >= 16
         && g.out_h() >= 8
         && g.out_w() >= 8
-        && g.out_h() * g.out_w() >= min_plane
+}
+
+/// Whether Winograd is expected to beat im2col: it fits ([`winograd_fits`]) and, when the
+/// weights are transformed on this call (`transformed == false`), the plane is large enough to
+/// pay for that: outputs of at least 400 pixels when the transformed weights do not fit in
+/// [`CACHED_WEIGHT_BYTES`]. Measured with `prof_case` (one thread): 512 channels at 7x7 took
+/// 4.7 ms against im2col's 1.3, at 14x14 5.3-6.4 against 4.6, at 28x28 14.4 against 17.0; 256
+/// channels at 14x14 0.90 against 1.12.
+pub(crate) fn winograd_pays(g: &ConvGeometry, transformed: bool) -> bool {
+    let spilled = 64 * g.out_channels * g.in_channels > CACHED_WEIGHT_BYTES;
+    winograd_fits(g) && (transformed || !spilled || g.out_h() * g.out_w() >= 400)
 }
 
 /// The transformed weights `U = G g Gᵀ` of an OIHW 3x3 weight, `[O][16][C]` (each output
