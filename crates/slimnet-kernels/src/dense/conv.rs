@@ -321,8 +321,10 @@ pub fn conv2d_forward(
 }
 
 /// Convolution weights prepared for repeated inference: the OIHW weights and, made on first use
-/// and kept, the Winograd transform of them, so that a layer whose weights stay put pays for it
-/// once (as ONNX Runtime prepacks constant weights when it creates a session).
+/// and kept, the forms the kernels transform them into (the Winograd transform; for small
+/// output planes, output channels along the vector lanes), so that a layer whose weights stay
+/// put pays for them once (as ONNX Runtime prepacks constant weights when it creates a
+/// session).
 ///
 /// ```
 /// use slimnet_kernels::dense::{conv2d_forward, conv2d_forward_prepared, Activation, ConvGeometry, ConvWeights};
@@ -340,6 +342,10 @@ pub struct ConvWeights {
     weight: Vec<f32>,
     /// `(O, C)` of the transform and the transform, `[O][16][C]`.
     winograd: OnceLock<((usize, usize), Vec<f32>)>,
+    /// `(O, K)` of the layout and the weights with output channels along the lanes
+    /// (`lanes_x86::pack_lanes`), for small output planes.
+    #[cfg(target_arch = "x86_64")]
+    lanes: OnceLock<((usize, usize), Vec<f32>)>,
 }
 
 impl ConvWeights {
@@ -348,6 +354,8 @@ impl ConvWeights {
         ConvWeights {
             weight,
             winograd: OnceLock::new(),
+            #[cfg(target_arch = "x86_64")]
+            lanes: OnceLock::new(),
         }
     }
 
@@ -368,10 +376,25 @@ impl ConvWeights {
             Cow::Owned(make())
         }
     }
+
+    /// The weights with output channels along the lanes for `[O, K]`, made on first use (a
+    /// different shape gets a fresh copy).
+    #[cfg(target_arch = "x86_64")]
+    fn lanes(&self, o: usize, k: usize) -> Cow<'_, [f32]> {
+        let make = || super::lanes_x86::pack_lanes(&self.weight, o, k);
+        let (key, wt) = self.lanes.get_or_init(|| ((o, k), make()));
+        if *key == (o, k) {
+            Cow::Borrowed(wt)
+        } else {
+            Cow::Owned(make())
+        }
+    }
 }
 
-/// [`conv2d_forward`] with prepared weights: the same result, without transforming the weights
-/// again on every call.
+/// [`conv2d_forward`] with prepared weights: the same result up to rounding, without
+/// transforming the weights again on every call. With AVX-512, layers of at least 64 output
+/// channels and at most 64 output pixels also run on a layout of the weights with output
+/// channels along the vector lanes, which the plain call would have to make every time.
 ///
 /// # Errors
 /// An invalid geometry or a buffer of the wrong length.
@@ -423,10 +446,36 @@ fn conv_forward(
         Some(p) => p.winograd(g),
         None => Cow::Owned(super::winograd::transform_weights(g, weight)),
     });
+    // prepared weights of a layer with a small output plane: output channels along the lanes
+    #[cfg(target_arch = "x86_64")]
+    let lanes = match prepared {
+        Some(p)
+            if winograd.is_none()
+                && g.groups == 1
+                && super::lanes_x86::lanes_fit(g.out_channels, plane) =>
+        {
+            Some(p.lanes(g.out_channels, kk))
+        }
+        _ => None,
+    };
     for_images(g.batch, out, g.out_channels * plane, |n, o, nt| {
         let x = &input[n * in_img..(n + 1) * in_img];
         if let Some(u) = &winograd {
             super::winograd::conv_winograd(&one, x, u, (bias, act), o, nt);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if let Some(wt) = &lanes {
+            let oc = g.out_channels;
+            if pointwise {
+                super::lanes_x86::conv_lanes(wt, oc, kk, x, plane, o, nt);
+            } else {
+                with_scratch(kk * plane, |col| {
+                    im2col(&one, x, col);
+                    super::lanes_x86::conv_lanes(wt, oc, kk, col, plane, o, nt);
+                });
+            }
+            epilogue(o, plane, bias, act);
             return;
         }
         #[cfg(target_arch = "x86_64")]

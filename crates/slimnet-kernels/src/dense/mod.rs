@@ -10,6 +10,8 @@ mod depthwise_line_x86;
 mod depthwise_x86;
 mod gemm;
 mod im2col;
+#[cfg(target_arch = "x86_64")]
+mod lanes_x86;
 mod linear;
 pub(crate) mod matvec;
 #[cfg(target_arch = "x86_64")]

@@ -102,6 +102,14 @@ fn conv_forward_matches_definition() {
         ConvGeometry::new(1, 2, 11, 16, 2, 3, 3)
             .with_groups(2)
             .with_padding(1, 1),
+        // small planes with at least 64 output channels: prepared weights take the kernel with
+        // output channels along the lanes (a partial second block of 6 channels; pointwise;
+        // strided with a batch of two)
+        ConvGeometry::new(1, 24, 7, 7, 70, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 33, 5, 6, 64, 1, 1),
+        ConvGeometry::new(2, 8, 9, 9, 65, 3, 3)
+            .with_stride(2, 2)
+            .with_padding(1, 1),
     ];
     for g in shapes {
         g.validate().unwrap();
