@@ -1,5 +1,6 @@
 //! Runs one case in a loop for profiling: `cargo run --release -p slimnet-kernels --example
-//! prof_case -- <qconv64|sparse90b64|sparse90b1|conv64|conv<C>x<H>> [seconds]`.
+//! prof_case -- <qconv64|sparse90b64|sparse90b1|conv64|conv<C>x<H>|pw<C>x<O>x<H>> [seconds]`
+//! (`pw`: a 1x1 convolution from C to O channels on an HxH image).
 
 use std::time::Instant;
 
@@ -39,6 +40,20 @@ fn main() {
                     relu: false,
                 };
                 qconv2d_forward(&g, &x, q, &w, o).unwrap()
+            })
+        }
+        s if s.starts_with("pw") => {
+            let v: Vec<usize> = s[2..].split('x').map(|t| t.parse().unwrap()).collect();
+            let g = ConvGeometry::new(1, v[0], v[2], v[2], v[1], 1, 1);
+            let x: Vec<f32> = (0..g.input_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let w: Vec<f32> = (0..g.weight_len())
+                .map(|_| rng.random_range(-1.0..1.0))
+                .collect();
+            let mut y = vec![0.0; g.output_len()];
+            Box::new(move || {
+                conv2d_forward(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
             })
         }
         "dw128" => {

@@ -6,7 +6,7 @@
 //! - [`dense`]: f32 GEMM glue, im2col / col2im, convolution forward and backward, linear layers.
 //! - [`int8`]: u8 x i8 GEMM, convolution and depthwise with fixed-point requantization.
 //! - [`sparse`]: CSR, block-sparse and N:M sparse weights times dense activations.
-//! - [`isa`]: run-time choice of scalar, AVX2 or AVX-512 kernel variants.
+//! - [`isa`]: run-time choice of scalar, AVX2, AVX-512 or (int8) AMX kernel variants.
 //! - [`threads`]: the thread count the kernels use.
 //!
 //! Safe entry points check lengths and shapes and return [`KernelError`]; they never panic on bad sizes.
