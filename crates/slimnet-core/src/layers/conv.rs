@@ -1,8 +1,10 @@
 //! 2-D convolution.
 
+use std::sync::{Arc, PoisonError, RwLock};
+
 use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
-use slimnet_kernels::dense::{self, Activation, ConvGeometry};
+use slimnet_kernels::dense::{self, Activation, ConvGeometry, ConvWeights};
 
 use crate::error::{Error, Result};
 use crate::layer::{no_cache, Cost, Layer};
@@ -175,6 +177,12 @@ impl Conv2dConfig {
 /// 2-D convolution over NCHW input with an OIHW weight; stride, padding, dilation, groups
 /// (including depthwise) and an optional bias.
 ///
+/// Inference ([`Layer::forward`]) keeps the weights prepared for the kernels (see
+/// [`ConvWeights`]) when that saves work, such as a Winograd transform it would otherwise redo on
+/// every call. The prepared copy is checked against the weights on every call (a comparison,
+/// cheaper than the transform it saves) and made again when they changed, so the public
+/// `weight` can be edited freely.
+///
 /// ```
 /// use slimnet_core::layers::{Conv2d, Conv2dConfig};
 /// use slimnet_core::{tensor, Layer};
@@ -191,6 +199,52 @@ pub struct Conv2d {
     /// Bias `[O]`.
     pub bias: Option<Param>,
     cache: Option<Tensor>,
+    prepared: PreparedWeights,
+}
+
+/// The weights as last prepared for inference; a clone starts empty.
+#[derive(Default)]
+struct PreparedWeights(RwLock<Option<Arc<ConvWeights>>>);
+
+impl PreparedWeights {
+    /// The prepared form of `w`, made again when `w` differs (bit for bit) from the last one.
+    fn of(&self, w: &[f32]) -> Arc<ConvWeights> {
+        if let Some(p) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+        {
+            if same_bits(p.weight(), w) {
+                return Arc::clone(p);
+            }
+        }
+        let p = Arc::new(ConvWeights::new(w.to_vec()));
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&p));
+        p
+    }
+}
+
+impl Clone for PreparedWeights {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for PreparedWeights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreparedWeights")
+    }
+}
+
+/// Whether two slices hold the same bits (so `-0.0` differs from `0.0` and a NaN equals itself).
+fn same_bits(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len()
+        && a.chunks(256).zip(b.chunks(256)).all(|(x, y)| {
+            x.iter()
+                .zip(y)
+                .fold(true, |same, (p, q)| same & (p.to_bits() == q.to_bits()))
+        })
 }
 
 impl Conv2d {
@@ -224,6 +278,7 @@ impl Conv2d {
             weight: Param::new(weight.as_standard_layout().into_owned()),
             bias: bias.map(Param::new),
             cache: None,
+            prepared: PreparedWeights::default(),
         })
     }
 
@@ -240,24 +295,27 @@ impl Conv2d {
         self.cfg.geometry(input)
     }
 
-    fn run(&self, x: &Tensor) -> Result<Tensor> {
+    /// The forward pass; `prepare` lets inference use (and keep) prepared weights.
+    fn run(&self, x: &Tensor, prepare: bool) -> Result<Tensor> {
         let g = self.geometry(x.shape())?;
         let xs = contiguous(x);
         // the kernel writes every output value
         let mut out = crate::buffers::output(g.output_len());
-        dense::conv2d_forward(
-            &g,
-            &xs,
-            self.weight
-                .value
-                .as_slice()
-                .expect("weights are contiguous"),
-            self.bias
-                .as_ref()
-                .map(|b| b.value.as_slice().expect("contiguous")),
-            Activation::Identity,
-            &mut out,
-        )?;
+        let w = self
+            .weight
+            .value
+            .as_slice()
+            .expect("weights are contiguous");
+        let bias = self
+            .bias
+            .as_ref()
+            .map(|b| b.value.as_slice().expect("contiguous"));
+        if prepare && ConvWeights::pays(&g) {
+            let p = self.prepared.of(w);
+            dense::conv2d_forward_prepared(&g, &xs, &p, bias, Activation::Identity, &mut out)?;
+        } else {
+            dense::conv2d_forward(&g, &xs, w, bias, Activation::Identity, &mut out)?;
+        }
         Ok(
             Tensor::from_shape_vec(IxDyn(&[g.batch, g.out_channels, g.out_h(), g.out_w()]), out)
                 .expect("output length matches geometry"),
@@ -272,11 +330,12 @@ impl Layer for Conv2d {
 
     /// `[N, C, H, W]` -> `[N, O, OH, OW]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run(x)
+        self.run(x, true)
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
-        let y = self.run(x)?;
+        // the weights change after every step: nothing to keep
+        let y = self.run(x, false)?;
         self.cache = Some(x.as_standard_layout().into_owned());
         Ok(y)
     }
@@ -341,5 +400,50 @@ impl Layer for Conv2d {
 
     fn config_json(&self) -> serde_json::Value {
         serde_json::to_value(&self.cfg).expect("config serializes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::rng;
+
+    /// Inference with prepared weights gives what a fresh layer gives, before and after the
+    /// public weight is edited in place, and in a clone.
+    #[test]
+    fn prepared_weights_follow_edits_of_the_weight() {
+        let mut r = rng(5);
+        let cfg = Conv2dConfig::new(16, 32, 3).with_padding(1);
+        let mut conv = cfg.clone().init(&mut r).unwrap();
+        let x = normal(&[2, 16, 10, 10], 0.0, 1.0, &mut r);
+        let g = conv.geometry(x.shape()).unwrap();
+        assert!(
+            ConvWeights::pays(&g),
+            "the test needs a shape with something to prepare"
+        );
+        let fresh = |c: &Conv2d| {
+            let w = c.weight.value.clone();
+            let b = c.bias.as_ref().map(|b| b.value.clone());
+            Conv2d::from_parts(cfg.clone(), w, b)
+                .unwrap()
+                .forward(&x)
+                .unwrap()
+        };
+        let y0 = conv.forward(&x).unwrap();
+        assert_eq!(y0, fresh(&conv));
+        assert_eq!(
+            conv.forward(&x).unwrap(),
+            y0,
+            "a second call reuses the prepared weights"
+        );
+        conv.weight.value.mapv_inplace(|v| -2.0 * v);
+        let y1 = conv.forward(&x).unwrap();
+        assert_eq!(y1, fresh(&conv));
+        assert!((&y1 + &(&y0 * 2.0)).iter().all(|v| v.abs() < 1e-4));
+        let copy = conv.clone();
+        assert_eq!(copy.forward(&x).unwrap(), y1);
+        // training runs the plain kernels and leaves inference consistent
+        let yt = conv.forward_train(&x).unwrap();
+        assert!((&yt - &y1).iter().all(|v| v.abs() < 1e-5));
     }
 }

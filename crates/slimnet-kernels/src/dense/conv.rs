@@ -364,6 +364,24 @@ impl ConvWeights {
         &self.weight
     }
 
+    /// Whether [`conv2d_forward_prepared`] has something to keep for a convolution of geometry
+    /// `g`: a form of the weights that [`conv2d_forward`] would make anew on every call (the
+    /// Winograd transform, or output channels along the lanes). When false, both calls do the
+    /// same work.
+    pub fn pays(g: &ConvGeometry) -> bool {
+        if g.is_depthwise() {
+            return false;
+        }
+        if super::winograd::winograd_pays(g, true) {
+            return true;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if g.groups == 1 && super::lanes_x86::lanes_fit(g.out_channels, g.out_h() * g.out_w()) {
+            return true;
+        }
+        false
+    }
+
     /// The Winograd transform for `g`, made on first use; a geometry that splits the same
     /// weights into other channel counts gets a fresh one.
     fn winograd(&self, g: &ConvGeometry) -> Cow<'_, [f32]> {
