@@ -88,8 +88,8 @@ impl CscMatrix {
         let (rows, cols) = (m.rows(), m.cols());
         let mut counts = vec![0u32; cols + 1];
         for r in 0..rows {
-            for &c in m.row(r).1 {
-                counts[c as usize + 1] += 1;
+            for c in m.row(r).1 {
+                counts[c + 1] += 1;
             }
         }
         for c in 0..cols {
@@ -103,11 +103,11 @@ impl CscMatrix {
         for (r, sum) in row_sums.iter_mut().enumerate() {
             let (v, k) = m.row(r);
             *sum = v.iter().sum();
-            for (&v, &c) in v.iter().zip(k) {
-                let slot = next[c as usize] as usize;
+            for (&v, c) in v.iter().zip(k) {
+                let slot = next[c] as usize;
                 row_idx[slot] = r as u32;
                 values[slot] = v;
-                next[c as usize] += 1;
+                next[c] += 1;
             }
         }
         let mut csc = Self {

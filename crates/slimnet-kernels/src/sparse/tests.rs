@@ -102,6 +102,32 @@ fn csr_matches_reference() {
 }
 
 #[test]
+fn csr_wide_and_narrow_indices_agree() {
+    // 65,536 columns keep two-byte indices, 65,537 need four; both must give the same products
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    for cols in [1 << 16, (1 << 16) + 1] {
+        let rows = 3;
+        let mut w = sparse_dense(&mut rng, rows, cols, 0.002);
+        w[cols - 1] = 0.5; // the last column, whose index needs all 16 bits or more
+        let m = CsrMatrix::from_dense(&w, rows, cols, None).unwrap();
+        let per_index = if cols <= 1 << 16 { 2 } else { 4 };
+        let want_bytes = 4 * (rows + 1 + m.nnz()) + per_index * m.nnz();
+        assert_eq!(m.storage_bytes(), want_bytes, "{cols} columns");
+        assert_eq!(m.col_idx().len(), m.nnz());
+        assert_eq!(m.to_dense(), w);
+        for n in [1usize, 5, 16] {
+            let b = random(&mut rng, cols * n);
+            let (want, scale) = reference(&w, rows, cols, &b, n, None, Activation::Identity);
+            for isa in Isa::all_supported() {
+                let mut c = vec![f32::NAN; rows * n];
+                spmm_with_isa(isa, &m, &b, n, None, Activation::Identity, &mut c).unwrap();
+                assert_close(&c, &want, &scale, &format!("{cols} columns n={n} {isa:?}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn bsr_matches_reference() {
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     for block in [(1, 1), (1, 4), (2, 1), (4, 1), (8, 1), (4, 4), (3, 2)] {

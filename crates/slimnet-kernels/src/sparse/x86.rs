@@ -131,19 +131,53 @@ pub(crate) unsafe fn rows_tiled_avx2<S: RowSource>(
     }
 }
 
+/// A column index type of the gather kernels: `u32`, or `u16` for narrow matrices.
+pub(crate) trait ColIndex: Copy + Into<u32> {}
+impl ColIndex for u16 {}
+impl ColIndex for u32 {}
+
+/// Eight column indices at `p` as i32 lanes (AVX2).
+macro_rules! idx8 {
+    ($p:expr, $t:ty) => {
+        if std::mem::size_of::<$t>() == 2 {
+            _mm256_cvtepu16_epi32(_mm_loadu_si128($p as *const __m128i))
+        } else {
+            _mm256_loadu_si256($p as *const __m256i)
+        }
+    };
+}
+
+/// Sixteen column indices at `p` as i32 lanes (AVX-512), the first `m` of them when masked.
+macro_rules! idx16 {
+    ($p:expr, $t:ty) => {
+        if std::mem::size_of::<$t>() == 2 {
+            _mm512_cvtepu16_epi32(_mm256_loadu_si256($p as *const __m256i))
+        } else {
+            _mm512_loadu_si512($p as *const __m512i)
+        }
+    };
+    ($p:expr, $t:ty, $m:expr) => {
+        if std::mem::size_of::<$t>() == 2 {
+            _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16($m, $p as *const i16))
+        } else {
+            _mm512_maskz_loadu_epi32($m, $p as *const i32)
+        }
+    };
+}
+
 /// `sum_i v[i] * x[k[i]]` with 8-wide gathers.
 ///
 /// Needs every `k[i] < x.len()` and `x.len() <= i32::MAX`.
 #[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn csr_dot_avx2(v: &[f32], k: &[u32], x: &[f32]) -> f32 {
+pub(crate) unsafe fn csr_dot_avx2<I: ColIndex>(v: &[f32], k: &[I], x: &[f32]) -> f32 {
     let len = v.len().min(k.len());
     let (vp, kp, xp) = (v.as_ptr(), k.as_ptr(), x.as_ptr());
     let mut a0 = _mm256_setzero_ps();
     let mut a1 = _mm256_setzero_ps();
     let mut i = 0;
     while i + 16 <= len {
-        let i0 = _mm256_loadu_si256(kp.add(i) as *const __m256i);
-        let i1 = _mm256_loadu_si256(kp.add(i + 8) as *const __m256i);
+        let i0 = idx8!(kp.add(i), I);
+        let i1 = idx8!(kp.add(i + 8), I);
         let g0 = _mm256_i32gather_ps::<4>(xp, i0);
         let g1 = _mm256_i32gather_ps::<4>(xp, i1);
         a0 = _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(i)), g0, a0);
@@ -151,7 +185,7 @@ pub(crate) unsafe fn csr_dot_avx2(v: &[f32], k: &[u32], x: &[f32]) -> f32 {
         i += 16;
     }
     if i + 8 <= len {
-        let i0 = _mm256_loadu_si256(kp.add(i) as *const __m256i);
+        let i0 = idx8!(kp.add(i), I);
         a0 = _mm256_fmadd_ps(
             _mm256_loadu_ps(vp.add(i)),
             _mm256_i32gather_ps::<4>(xp, i0),
@@ -161,7 +195,7 @@ pub(crate) unsafe fn csr_dot_avx2(v: &[f32], k: &[u32], x: &[f32]) -> f32 {
     }
     let mut s = hsum8(_mm256_add_ps(a0, a1));
     while i < len {
-        s += *vp.add(i) * *xp.add(*kp.add(i) as usize);
+        s += *vp.add(i) * *xp.add((*kp.add(i)).into() as usize);
         i += 1;
     }
     s
@@ -440,16 +474,16 @@ pub(crate) unsafe fn rows_tiled_avx512<S: RowSource>(
 /// `sum_i v[i] * x[k[i]]` with 16-wide gathers.
 ///
 /// Needs every `k[i] < x.len()` and `x.len() <= i32::MAX`.
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn csr_dot_avx512(v: &[f32], k: &[u32], x: &[f32]) -> f32 {
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn csr_dot_avx512<I: ColIndex>(v: &[f32], k: &[I], x: &[f32]) -> f32 {
     let len = v.len().min(k.len());
     let (vp, kp, xp) = (v.as_ptr(), k.as_ptr(), x.as_ptr());
     let mut a0 = _mm512_setzero_ps();
     let mut a1 = _mm512_setzero_ps();
     let mut i = 0;
     while i + 32 <= len {
-        let i0 = _mm512_loadu_si512(kp.add(i) as *const __m512i);
-        let i1 = _mm512_loadu_si512(kp.add(i + 16) as *const __m512i);
+        let i0 = idx16!(kp.add(i), I);
+        let i1 = idx16!(kp.add(i + 16), I);
         let g0 = _mm512_i32gather_ps::<4>(i0, xp);
         let g1 = _mm512_i32gather_ps::<4>(i1, xp);
         a0 = _mm512_fmadd_ps(_mm512_loadu_ps(vp.add(i)), g0, a0);
@@ -459,14 +493,14 @@ pub(crate) unsafe fn csr_dot_avx512(v: &[f32], k: &[u32], x: &[f32]) -> f32 {
     if i < len {
         let rem = (len - i).min(16);
         let m: __mmask16 = if rem == 16 { 0xFFFF } else { (1u16 << rem) - 1 };
-        let i0 = _mm512_maskz_loadu_epi32(m, kp.add(i) as *const i32);
+        let i0 = idx16!(kp.add(i), I, m);
         let g0 = _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), m, i0, xp);
         a0 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, vp.add(i)), g0, a0);
         i += rem;
     }
     let mut s = _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
     while i < len {
-        s += *vp.add(i) * *xp.add(*kp.add(i) as usize);
+        s += *vp.add(i) * *xp.add((*kp.add(i)).into() as usize);
         i += 1;
     }
     s

@@ -91,7 +91,7 @@ pub(crate) fn store_weight(w: &SparseWeight, f: &mut dyn FnMut(&str, StoredTenso
     match w {
         SparseWeight::Csr(m) => {
             f("weight.row_ptr", u32_tensor(m.row_ptr()));
-            f("weight.col_idx", u32_tensor(m.col_idx()));
+            f("weight.col_idx", u32_tensor(&m.col_idx()));
             f(
                 "weight.values",
                 f32_tensor(vec![m.values().len()], m.values()),
