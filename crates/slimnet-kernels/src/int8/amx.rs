@@ -339,9 +339,12 @@ pub(crate) fn conv_direct(
         // of `pl` pixels and `pix` holds `pl` values.
         unsafe { pixel_sums(xb, c4, pl, &mut pix) };
         let ncols_pad = ncols.div_ceil(32) * 32;
-        let colsum: Vec<i32> = (0..ncols_pad)
-            .map(|j| offs.iter().map(|o| pix[j + o]).sum())
-            .collect();
+        let mut colsum = vec![0i32; ncols_pad];
+        for o in &offs {
+            for (s, p) in colsum.iter_mut().zip(&pix[*o..]) {
+                *s += p;
+            }
+        }
         let plane = oh * ow;
         let geo = DirectGeo {
             pl,
