@@ -1,5 +1,5 @@
 //! Runs one case in a loop for profiling: `cargo run --release -p slimnet-kernels --example
-//! prof_case -- <qconv64|sparse90b64|sparse90b1|conv64|conv<C>x<H>|pw<C>x<O>x<H>> [seconds]`
+//! prof_case -- <qconv64|qconv<C>x<H>|sparse90b64|sparse90b1|conv64|conv<C>x<H>|pw<C>x<O>x<H>> [seconds]`
 //! (`pw`: a 1x1 convolution from C to O channels on an HxH image).
 
 use std::time::Instant;
@@ -20,13 +20,18 @@ fn main() {
         .unwrap_or(3.0);
     let mut rng = ChaCha8Rng::seed_from_u64(1);
     let mut run: Box<dyn FnMut()> = match case.as_str() {
-        "qconv64" => {
-            let g = ConvGeometry::new(1, 64, 56, 56, 64, 3, 3).with_padding(1, 1);
+        s if s.starts_with("qconv") => {
+            // qconv64 (64 channels at 56x56), or qconv<C>x<H>: C to C channels at HxH
+            let (c, h) = match s["qconv".len()..].split_once('x') {
+                Some((c, h)) => (c.parse().unwrap(), h.parse().unwrap()),
+                None => (64, 56),
+            };
+            let g = ConvGeometry::new(1, c, h, h, c, 3, 3).with_padding(1, 1);
             let x: Vec<u8> = (0..g.input_len()).map(|_| rng.random()).collect();
             let wf: Vec<f32> = (0..g.weight_len())
                 .map(|_| rng.random_range(-1.0..1.0))
                 .collect();
-            let w = QMatrix::quantize(&wf, 64, 576).unwrap();
+            let w = QMatrix::quantize(&wf, c, c * 9).unwrap();
             let mut y = vec![0u8; g.output_len()];
             let q = QuantParams {
                 scale: 0.02,

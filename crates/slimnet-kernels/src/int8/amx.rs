@@ -43,17 +43,27 @@ struct TileConfig {
 
 impl TileConfig {
     fn full_tiles() -> Self {
+        Self::with_step(TILE_K)
+    }
+
+    /// Output tiles (`tmm0..tmm3`) of 16 x 16 i32; weight tiles (`tmm4`, `tmm5`) of 16 rows of
+    /// `k` bytes; operand tiles (`tmm6`, `tmm7`) of `k / 4` rows of 64 bytes: one step of `k`
+    /// (16, 32 or 64) of the inner dimension.
+    fn with_step(k: usize) -> Self {
+        debug_assert!(matches!(k, 16 | 32 | 64));
         let mut c = TileConfig {
             palette: 1,
             start_row: 0,
             reserved: [0; 14],
-            colsb: [0; 16],
-            rows: [0; 16],
+            colsb: [64; 16],
+            rows: [16; 16],
         };
-        for t in 0..8 {
-            c.colsb[t] = 64;
-            c.rows[t] = 16;
-        }
+        c.colsb[8..].fill(0);
+        c.rows[8..].fill(0);
+        c.colsb[4] = k as u16;
+        c.colsb[5] = k as u16;
+        c.rows[6] = (k / 4) as u8;
+        c.rows[7] = (k / 4) as u8;
         c
     }
 }
@@ -264,13 +274,13 @@ unsafe fn store_block(out: &mut BlockOut) {
 }
 
 /// Whether [`conv_direct`] handles this convolution: stride 1, dilation 1, one group, input
-/// channels a multiple of 64 (one 64-byte step of the inner dimension is 64 channels of one
+/// channels a multiple of 16 (one step of the inner dimension is 16, 32 or 64 channels of one
 /// kernel tap), at least 16 output channels, and an inner dimension in range.
 pub(crate) fn direct_fits(g: &ConvGeometry) -> bool {
     g.stride == (1, 1)
         && g.dilation == (1, 1)
         && g.groups == 1
-        && g.in_channels.is_multiple_of(TILE_K)
+        && g.in_channels.is_multiple_of(16)
         && g.out_channels >= 16
         && g.in_channels * g.kernel_h * g.kernel_w <= AMX_MAX_INNER
 }
@@ -294,8 +304,8 @@ pub(crate) fn pack_weights_tap_major(w: &QMatrix, taps: usize) -> Vec<u8> {
 /// int8 convolution of one image `[C, H, W]` into `acc [O, oh * ow]` (i32, zero point
 /// applied) without im2col: the image is padded and interleaved into channel quads
 /// (`[C / 4][(H + 2ph) * (W + 2pw) + 32][4]`), so that for every kernel tap, 16 consecutive
-/// output pixels of 16 channel quads form one tile, loaded straight from the image with the
-/// quad plane as row stride. Output pixels are computed on the padded width; the `kw - 1`
+/// output pixels of 4, 8 or 16 channel quads (a step of 16, 32 or 64 channels) form one tile,
+/// loaded straight from the image with the quad plane as row stride. Output pixels are computed on the padded width; the `kw - 1`
 /// columns per row that wrap into the next row are computed and dropped.
 ///
 /// Needs `direct_fits(g)` and `Isa::Amx` supported; `wd` is `pack_weights_tap_major(w, taps)`.
@@ -424,7 +434,12 @@ unsafe fn direct_rows(
     acc: &mut [i32],
 ) {
     let plane = geo.plane;
-    let cfg = TileConfig::full_tiles();
+    // the largest step of 16, 32 or 64 channels that divides the channels
+    let kstep = [TILE_K, 32, 16]
+        .into_iter()
+        .find(|k| geo.c.is_multiple_of(*k))
+        .expect("direct_fits: channels a multiple of 16");
+    let cfg = TileConfig::with_step(kstep);
     asm!("ldtilecfg [{}]", in(reg) &cfg, options(nostack, readonly));
     let mut buf = BlockOut([[0; 32]; 32]);
     // (first lane, end lane, output pixel of the first lane) of each run of kept columns
@@ -439,9 +454,9 @@ unsafe fn direct_rows(
             let two = jb + 16 < geo.ncols;
             zero_block();
             for (t, off) in offs.iter().enumerate() {
-                for cb in 0..geo.c / TILE_K {
-                    let a0 = a.add(t * geo.c + cb * TILE_K);
-                    let b0 = xb.as_ptr().add((cb * 16 * geo.pl + jb + off) * 4);
+                for cb in 0..geo.c / kstep {
+                    let a0 = a.add(t * geo.c + cb * kstep);
+                    let b0 = xb.as_ptr().add((cb * kstep / 4 * geo.pl + jb + off) * 4);
                     step(a0, a0.add(16 * geo.kk), geo.kk, b0, bstride, two);
                 }
             }

@@ -114,10 +114,14 @@ fn conv_all_variants_bit_exact() {
         ConvGeometry::new(2, 19, 11, 13, 37, 3, 3).with_padding(1, 1),
         // a pointwise layer through the plain packing, 1 x 1 over 40 input channels
         ConvGeometry::new(1, 40, 5, 7, 48, 1, 1),
-        // the AMX direct convolution: 128 input channels (two steps per tap), 40 output
+        // the AMX direct convolution: 128 input channels (two 64-channel steps per tap), 40 output
         // channels, uneven padding of a 3 x 5 kernel, rows shorter than one 16-pixel tile
         ConvGeometry::new(2, 128, 9, 6, 40, 3, 5).with_padding(2, 1),
         ConvGeometry::new(1, 64, 1, 1, 16, 1, 1),
+        // steps of 16 and 32 channels: 48 input channels (three 16-channel steps per tap) and
+        // 32 with a 5x5 kernel
+        ConvGeometry::new(1, 48, 7, 10, 20, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(2, 32, 9, 9, 33, 5, 5).with_padding(2, 2),
     ] {
         let kk = g.in_channels * g.kernel_h * g.kernel_w;
         let w = QMatrix::new(
