@@ -191,7 +191,14 @@ mod tests {
     fn scalar_always_supported_and_ordering() {
         assert!(Isa::Scalar.is_supported());
         assert_eq!(Isa::Amx.or_supported(), Isa::detected());
-        assert!(Isa::Avx512.or_supported() <= Isa::Avx512);
         assert_eq!(Isa::all_supported()[0], Isa::Scalar);
+        assert_eq!(Isa::all_supported().last(), Some(&Isa::detected()));
+        // the level follows the detected features: AMX only with AVX-512 VNNI and the tile
+        // state granted, AVX-512 only with AVX2 and FMA
+        let f = features();
+        assert_eq!(Isa::Amx.is_supported(), f.amx_int8);
+        assert!(!f.amx_int8 || f.avx512_vnni);
+        assert_eq!(Isa::Avx512.is_supported(), f.avx512);
+        assert!(!f.avx512 || f.avx2_fma);
     }
 }
