@@ -28,9 +28,7 @@ fn main() {
             };
             let g = ConvGeometry::new(1, c, h, h, c, 3, 3).with_padding(1, 1);
             let x: Vec<u8> = (0..g.input_len()).map(|_| rng.random()).collect();
-            let wf: Vec<f32> = (0..g.weight_len())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
+            let wf: Vec<f32> = uniform(&mut rng, g.weight_len());
             let w = QMatrix::quantize(&wf, c, c * 9).unwrap();
             let mut y = vec![0u8; g.output_len()];
             let q = QuantParams {
@@ -50,12 +48,8 @@ fn main() {
         s if s.starts_with("pw") => {
             let v: Vec<usize> = s[2..].split('x').map(|t| t.parse().unwrap()).collect();
             let g = ConvGeometry::new(1, v[0], v[2], v[2], v[1], 1, 1);
-            let x: Vec<f32> = (0..g.input_len())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let w: Vec<f32> = (0..g.weight_len())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
+            let x = uniform(&mut rng, g.input_len());
+            let w = uniform(&mut rng, g.weight_len());
             let mut y = vec![0.0; g.output_len()];
             Box::new(move || {
                 conv2d_forward(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
@@ -65,12 +59,8 @@ fn main() {
             let g = ConvGeometry::new(1, 128, 56, 56, 128, 3, 3)
                 .with_padding(1, 1)
                 .with_groups(128);
-            let x: Vec<f32> = (0..g.input_len())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let w: Vec<f32> = (0..g.weight_len())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
+            let x = uniform(&mut rng, g.input_len());
+            let w = uniform(&mut rng, g.weight_len());
             let mut y = vec![0.0; g.output_len()];
             Box::new(move || {
                 conv2d_forward(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
@@ -78,8 +68,8 @@ fn main() {
         }
         "lin64" => {
             let n = 4096;
-            let x: Vec<f32> = (0..64 * n).map(|_| rng.random_range(-1.0..1.0)).collect();
-            let w: Vec<f32> = (0..n * n).map(|_| rng.random_range(-1.0..1.0)).collect();
+            let x = uniform(&mut rng, 64 * n);
+            let w = uniform(&mut rng, n * n);
             let mut y = vec![0.0; 64 * n];
             Box::new(move || {
                 slimnet_kernels::dense::linear_forward(
@@ -102,14 +92,8 @@ fn main() {
                 None => (64, 56),
             };
             let g = ConvGeometry::new(1, c, h, h, c, 3, 3).with_padding(1, 1);
-            let x: Vec<f32> = (0..g.input_len())
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
-            let w = ConvWeights::new(
-                (0..g.weight_len())
-                    .map(|_| rng.random_range(-1.0..1.0))
-                    .collect(),
-            );
+            let x = uniform(&mut rng, g.input_len());
+            let w = ConvWeights::new(uniform(&mut rng, g.weight_len()));
             let mut y = vec![0.0; g.output_len()];
             Box::new(move || {
                 conv2d_forward_prepared(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
@@ -128,9 +112,7 @@ fn main() {
                 })
                 .collect();
             let w = SparseWeight::from_dense(SparseFormat::Csr, &d, n, n, None).unwrap();
-            let x: Vec<f32> = (0..batch * n)
-                .map(|_| rng.random_range(-1.0..1.0))
-                .collect();
+            let x = uniform(&mut rng, batch * n);
             let mut y = vec![0.0; batch * n];
             Box::new(move || {
                 sparse_linear_forward(&w, batch, &x, None, Activation::Identity, &mut y).unwrap()
@@ -153,6 +135,11 @@ fn main() {
 
 /// Nanoseconds this thread has run on a CPU (Linux schedstat; 0 elsewhere), so timings are
 /// less disturbed by other processes on a shared machine.
+/// `len` values drawn uniformly from [-1, 1).
+fn uniform(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
+    (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
+}
+
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()
