@@ -23,6 +23,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod aligned;
 pub mod dense;
 mod error;
 pub mod int8;

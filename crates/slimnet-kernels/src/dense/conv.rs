@@ -1,5 +1,4 @@
 use std::borrow::Cow;
-use std::cell::RefCell;
 use std::sync::OnceLock;
 
 use rayon::prelude::*;
@@ -9,6 +8,8 @@ use super::depthwise::{
 };
 use super::gemm::{sgemm_unchecked, MatRef};
 use super::im2col::{col2im, im2col};
+#[cfg(target_arch = "x86_64")]
+use crate::aligned::AlignedF32;
 use crate::error::{check_len, KernelError, Result};
 use crate::threads;
 
@@ -257,21 +258,6 @@ impl ConvGeometry {
     }
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with a thread-local scratch buffer of at least `len` elements (contents unspecified).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < len {
-            s.resize(len, 0.0);
-        }
-        f(&mut s[..len])
-    })
-}
-
 /// Runs `per_image(n, gemm_threads)` for every image, in parallel over images when the batch is
 /// large enough, otherwise letting GEMM use the threads.
 fn for_images<T: Send>(
@@ -345,7 +331,7 @@ pub struct ConvWeights {
     /// `(O, K)` of the layout and the weights with output channels along the lanes
     /// (`lanes_x86::pack_lanes`), for small output planes.
     #[cfg(target_arch = "x86_64")]
-    lanes: OnceLock<((usize, usize), Vec<f32>)>,
+    lanes: OnceLock<((usize, usize), AlignedF32)>,
 }
 
 impl ConvWeights {
@@ -404,7 +390,8 @@ impl ConvWeights {
         if *key == (o, k) {
             Cow::Borrowed(wt)
         } else {
-            Cow::Owned(make())
+            // (a geometry other than the kept one: correct, though no longer line-aligned)
+            Cow::Owned(make().to_vec())
         }
     }
 }
@@ -488,7 +475,7 @@ fn conv_forward(
             if pointwise {
                 super::lanes_x86::conv_lanes(wt, oc, kk, x, plane, o, nt);
             } else {
-                with_scratch(kk * plane, |col| {
+                crate::scratch::with_f32(kk * plane, |col| {
                     im2col(&one, x, col);
                     super::lanes_x86::conv_lanes(wt, oc, kk, col, plane, o, nt);
                 });
@@ -522,7 +509,7 @@ fn conv_forward(
         if pointwise {
             run(x);
         } else {
-            with_scratch(g.in_channels * g.kernel_h * g.kernel_w * plane, |col| {
+            crate::scratch::with_f32(g.in_channels * g.kernel_h * g.kernel_w * plane, |col| {
                 im2col(&one, x, col);
                 run(col);
             });
@@ -599,7 +586,7 @@ pub fn conv2d_backward_input(
         if pointwise {
             run(dx);
         } else {
-            with_scratch(g.in_channels * g.kernel_h * g.kernel_w * plane, |dcol| {
+            crate::scratch::with_f32(g.in_channels * g.kernel_h * g.kernel_w * plane, |dcol| {
                 run(dcol);
                 col2im(&one, dcol, dx);
             });
@@ -670,7 +657,7 @@ pub fn conv2d_backward_weight(
         if pointwise {
             run(x, acc);
         } else {
-            with_scratch(g.in_channels * g.kernel_h * g.kernel_w * plane, |col| {
+            crate::scratch::with_f32(g.in_channels * g.kernel_h * g.kernel_w * plane, |col| {
                 im2col(&one, x, col);
                 run(col, acc);
             });

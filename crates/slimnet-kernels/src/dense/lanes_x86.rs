@@ -12,6 +12,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use crate::aligned::AlignedF32;
 use crate::threads::{self, SendPtr};
 
 /// Output channels per block: four zmm registers.
@@ -32,9 +33,9 @@ pub(crate) fn lanes_fit(out_channels: usize, plane: usize) -> bool {
 }
 
 /// An `[O, K]` weight as `[O / 64 (rounded up)][K][64]`, zero in the padding channels.
-pub(crate) fn pack_lanes(weight: &[f32], o: usize, k: usize) -> Vec<f32> {
+pub(crate) fn pack_lanes(weight: &[f32], o: usize, k: usize) -> AlignedF32 {
     let blocks = o.div_ceil(LANES);
-    let mut out = vec![0f32; blocks * k * LANES];
+    let mut out = AlignedF32::zeroed(blocks * k * LANES);
     for (ch, row) in weight.chunks_exact(k).take(o).enumerate() {
         let (b, l) = (ch / LANES, ch % LANES);
         for (kk, v) in row.iter().enumerate() {
@@ -63,7 +64,7 @@ pub(crate) fn conv_lanes(
     assert!(wt.len() >= blocks * k * LANES && col.len() >= k * plane && out.len() >= o * plane);
     let ptr = SendPtr(out.as_mut_ptr());
     let run = |b: usize| {
-        let mut acc = vec![0f32; plane * LANES];
+        let mut acc = AlignedF32::zeroed(plane * LANES);
         // SAFETY: AVX-512F is available (asserted); `wt` holds block `b`'s `k * 64` values,
         // `col` holds `k * plane` and `acc` `plane * 64`.
         unsafe {

@@ -272,7 +272,7 @@ pub(crate) fn conv_blocked_avx512(
     let run = |&(y0, y1): &(usize, usize)| {
         let nb = (y1 - y0) * ow;
         crate::scratch::with(&crate::scratch::F32_B, |col| {
-            let col = crate::scratch::sized(col, kk * nb);
+            let col = crate::scratch::sized_aligned(col, kk * nb);
             super::im2col::im2col_rows(g, x, y0, y1, col);
             let b = MatRef::row_major(col, kk, nb).expect("panel length");
             let p = ptr;

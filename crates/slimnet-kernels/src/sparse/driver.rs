@@ -1,7 +1,5 @@
 //! Shared drivers: row-wise SpMM, threading, and the linear / convolution entry points.
 
-use std::cell::RefCell;
-
 use rayon::prelude::*;
 
 use super::SparseMatrix;
@@ -159,23 +157,6 @@ pub fn spmm_with_isa<M: SparseMatrix + ?Sized>(
     Ok(())
 }
 
-thread_local! {
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` on a scratch buffer of `len` elements (thread-local when free, else fresh).
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut s) => {
-            if s.len() < len {
-                s.resize(len, 0.0);
-            }
-            f(&mut s[..len])
-        }
-        Err(_) => f(&mut vec![0.0; len]),
-    })
-}
-
 /// Sparse linear forward: `y = act(x * W^T + b)` with `W` sparse `[out, in]`.
 ///
 /// Shapes: `x` `[batch, in]`, `bias` `[out]`, `y` `[batch, out]` (row-major).
@@ -201,7 +182,7 @@ pub fn sparse_linear_forward<M: SparseMatrix + ?Sized>(
         run_spmm(w, isa, x, 1, bias, act, y);
         return Ok(());
     }
-    with_scratch(batch * (inp + out), |s| {
+    crate::scratch::with_f32(batch * (inp + out), |s| {
         let (xt, ct) = s.split_at_mut(batch * inp);
         transpose(x, batch, inp, xt);
         run_spmm(w, isa, xt, batch, bias, act, ct);
@@ -262,7 +243,7 @@ pub fn sparse_conv2d_forward<M: SparseMatrix + ?Sized>(
         if pointwise {
             run_spmm(w, isa, x, plane, bias, act, o);
         } else {
-            with_scratch(kk * plane, |col| {
+            crate::scratch::with_f32(kk * plane, |col| {
                 im2col(&one, x, col);
                 run_spmm(w, isa, col, plane, bias, act, o);
             });
