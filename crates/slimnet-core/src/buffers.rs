@@ -12,6 +12,8 @@
 
 use std::cell::RefCell;
 
+use ndarray::{s, Array1, IxDyn};
+
 use crate::tensor::Tensor;
 
 /// Smallest allocation (in f32 values, 64 KiB) worth keeping; smaller ones are cheap to make.
@@ -25,37 +27,54 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A buffer of `len` values for a layer output that its kernel overwrites completely: a
-/// recycled allocation when one of this thread's is large enough (the smallest such; its
-/// contents are stale values, not zeros), otherwise a new zeroed one.
+/// Floats in a 64-byte cache line.
+const LINE: usize = 16;
+
+/// A tensor of `shape` for a layer output that its kernel overwrites completely: a recycled
+/// allocation when one of this thread's is large enough (the smallest such; its contents are
+/// stale values, not zeros), otherwise a new zeroed one. Either way its first value starts a
+/// 64-byte cache line (the tensor may begin a few values into its allocation), so the
+/// kernels' full-vector accesses to rows of 16 values never straddle two lines.
 ///
 /// ```
 /// use slimnet_core::{buffers, tensor};
 /// let t = tensor::zeros(&[1, 64, 32, 32]); // 65,536 values: worth keeping
 /// let ptr = t.as_ptr();
 /// buffers::recycle(t);
-/// let v = buffers::output(50_000);
-/// assert_eq!((v.len(), v.as_ptr()), (50_000, ptr));
+/// let v = buffers::output(&[1, 50_000]);
+/// assert_eq!(v.shape(), &[1, 50_000]);
+/// assert_eq!(v.as_ptr() as usize % 64, 0);
+/// assert!(v.as_ptr() >= ptr && v.as_ptr() < ptr.wrapping_add(16)); // the same allocation
 /// ```
-pub fn output(len: usize) -> Vec<f32> {
-    if len >= MIN_LEN {
-        let reused = POOL.with(|p| {
-            let mut p = p.borrow_mut();
-            let best = p
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i)?;
-            Some(p.swap_remove(best))
-        });
-        if let Some(mut v) = reused {
-            v.truncate(len);
-            v.resize(len, 0.0);
-            return v;
+pub fn output(shape: &[usize]) -> Tensor {
+    let len: usize = shape.iter().product();
+    let reused = (len >= MIN_LEN)
+        .then(|| {
+            POOL.with(|p| {
+                let mut p = p.borrow_mut();
+                let best = p
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| v.capacity() >= len + LINE)
+                    .min_by_key(|(_, v)| v.capacity())
+                    .map(|(i, _)| i)?;
+                Some(p.swap_remove(best))
+            })
+        })
+        .flatten();
+    let v = match reused {
+        Some(mut v) => {
+            v.truncate(len + LINE);
+            v.resize(len + LINE, 0.0);
+            v
         }
-    }
-    vec![0.0; len]
+        None => vec![0.0; len + LINE],
+    };
+    let off = v.as_ptr().align_offset(LINE * 4).min(LINE);
+    Array1::from_vec(v)
+        .slice_move(s![off..off + len])
+        .into_shape_with_order(IxDyn(shape))
+        .expect("a contiguous run of the shape's length")
 }
 
 /// Gives the allocation of a tensor that is no longer needed back to this thread's pool
@@ -118,7 +137,10 @@ mod tests {
             POOL.with(|p| p.borrow_mut().clear());
             let want = conv.forward(&x).unwrap();
             assert!(want.len() >= MIN_LEN, "{cfg:?} too small to use the pool");
-            recycle(want.mapv(|_| f32::NAN));
+            // (a copy of the output keeps its allocation's slack, which `output` asks for)
+            let mut stale = want.clone();
+            stale.fill(f32::NAN);
+            recycle(stale);
             let got = conv.forward(&x).unwrap();
             assert_eq!(
                 POOL.with(|p| p.borrow().len()),
@@ -145,9 +167,21 @@ mod tests {
         let mid = tensor::zeros(&[2 * MIN_LEN]);
         let mid_ptr = mid.as_ptr();
         recycle(mid);
-        let reused = output(MIN_LEN + 1);
-        assert_eq!((reused.len(), reused.as_ptr()), (MIN_LEN + 1, mid_ptr));
-        assert_eq!(output(4 * MIN_LEN).len(), 4 * MIN_LEN);
+        let reused = output(&[MIN_LEN + 1]);
+        // the same allocation, a few values in so that it starts on a cache line
+        let skip = (reused.as_ptr() as usize - mid_ptr as usize) / 4;
+        assert!(skip < 16, "{skip}");
+        assert_eq!(reused.as_ptr() as usize % 64, 0);
+        assert_eq!(reused.len(), MIN_LEN + 1);
+        assert_eq!(output(&[2, 2 * MIN_LEN - 8]).len(), 4 * MIN_LEN - 16);
         assert_eq!(POOL.with(|p| p.borrow().len()), 0);
+        // an allocation without room to align is not handed out
+        recycle(tensor::zeros(&[MIN_LEN]));
+        assert_eq!(output(&[MIN_LEN]).as_ptr() as usize % 64, 0);
+        assert_eq!(POOL.with(|p| p.borrow().len()), 1);
+        POOL.with(|p| p.borrow_mut().clear());
+        // a recycled tensor that began inside its allocation is kept whole
+        recycle(output(&[MIN_LEN * 2]));
+        assert!(POOL.with(|p| p.borrow()[0].capacity()) >= MIN_LEN * 2 + 16);
     }
 }

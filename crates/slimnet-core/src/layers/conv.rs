@@ -300,7 +300,8 @@ impl Conv2d {
         let g = self.geometry(x.shape())?;
         let xs = contiguous(x);
         // the kernel writes every output value
-        let mut out = crate::buffers::output(g.output_len());
+        let mut out = crate::buffers::output(&[g.batch, g.out_channels, g.out_h(), g.out_w()]);
+        let o = out.as_slice_mut().expect("a fresh tensor is contiguous");
         let w = self
             .weight
             .value
@@ -312,14 +313,11 @@ impl Conv2d {
             .map(|b| b.value.as_slice().expect("contiguous"));
         if prepare && ConvWeights::pays(&g) {
             let p = self.prepared.of(w);
-            dense::conv2d_forward_prepared(&g, &xs, &p, bias, Activation::Identity, &mut out)?;
+            dense::conv2d_forward_prepared(&g, &xs, &p, bias, Activation::Identity, o)?;
         } else {
-            dense::conv2d_forward(&g, &xs, w, bias, Activation::Identity, &mut out)?;
+            dense::conv2d_forward(&g, &xs, w, bias, Activation::Identity, o)?;
         }
-        Ok(
-            Tensor::from_shape_vec(IxDyn(&[g.batch, g.out_channels, g.out_h(), g.out_w()]), out)
-                .expect("output length matches geometry"),
-        )
+        Ok(out)
     }
 }
 
