@@ -1,6 +1,7 @@
 //! Runs one case in a loop for profiling: `cargo run --release -p slimnet-kernels --example
-//! prof_case -- <qconv64|qconv<C>x<H>|sparse90b64|sparse90b1|conv64|conv<C>x<H>|pw<C>x<O>x<H>> [seconds]`
-//! (`pw`: a 1x1 convolution from C to O channels on an HxH image).
+//! prof_case -- <qconv64|qconv<C>x<H>|sparse90b64|sparse90b1|conv64|conv<C>x<H>|pw<C>x<O>x<H>|k<C>x<O>x<H>x<KH>x<KW>> [seconds]`
+//! (`pw`: a 1x1 convolution from C to O channels on an HxH image; `k`: a KHxKW one with "same"
+//! padding).
 
 use std::time::Instant;
 
@@ -99,6 +100,18 @@ fn main() {
                 conv2d_forward_prepared(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
             })
         }
+        s if s.starts_with('k') => {
+            // k<C>x<O>x<H>x<KH>x<KW>: C to O channels at HxH, a KHxKW kernel, "same" padding
+            let v: Vec<usize> = s[1..].split('x').map(|t| t.parse().unwrap()).collect();
+            let g = ConvGeometry::new(1, v[0], v[2], v[2], v[1], v[3], v[4])
+                .with_padding(v[3] / 2, v[4] / 2);
+            let x = uniform(&mut rng, g.input_len());
+            let w = ConvWeights::new(uniform(&mut rng, g.weight_len()));
+            let mut y = vec![0.0; g.output_len()];
+            Box::new(move || {
+                conv2d_forward_prepared(&g, &x, &w, None, Activation::Identity, &mut y).unwrap()
+            })
+        }
         s if s.starts_with("sparse90b") => {
             let batch: usize = s["sparse90b".len()..].parse().unwrap();
             let n = 4096;
@@ -133,13 +146,13 @@ fn main() {
     println!("{case}: wall {wall:.3} ms, on-cpu {cpu:.3} ms");
 }
 
-/// Nanoseconds this thread has run on a CPU (Linux schedstat; 0 elsewhere), so timings are
-/// less disturbed by other processes on a shared machine.
 /// `len` values drawn uniformly from [-1, 1).
 fn uniform(rng: &mut ChaCha8Rng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.random_range(-1.0..1.0)).collect()
 }
 
+/// Nanoseconds this thread has run on a CPU (Linux schedstat; 0 elsewhere), so timings are
+/// less disturbed by other processes on a shared machine.
 fn cpu_ns() -> u64 {
     std::fs::read_to_string("/proc/thread-self/schedstat")
         .ok()

@@ -447,6 +447,8 @@ fn conv_forward(
     let pointwise = g.is_pointwise();
     #[cfg(target_arch = "x86_64")]
     let blocked = !pointwise && super::sgemm_x86::conv_blocked_fits(g);
+    #[cfg(target_arch = "x86_64")]
+    let direct = super::direct_x86::direct_fits(g);
     let winograd = super::winograd::winograd_pays(g, prepared.is_some()).then(|| match prepared {
         Some(p) => p.winograd(g),
         None => Cow::Owned(super::winograd::transform_weights(g, weight)),
@@ -480,6 +482,12 @@ fn conv_forward(
                     super::lanes_x86::conv_lanes(wt, oc, kk, col, plane, o, nt);
                 });
             }
+            epilogue(o, plane, bias, act);
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if direct {
+            super::direct_x86::conv_direct_avx512(&one, x, weight, o, nt);
             epilogue(o, plane, bias, act);
             return;
         }
@@ -689,4 +697,11 @@ pub fn conv2d_backward_weight(
         }
     }
     Ok(())
+}
+
+/// Whether `SLIMNET_CONV=im2col` is set (read once): convolutions then skip Winograd and the
+/// direct kernel and always unfold with im2col, to compare the paths on one build.
+pub(crate) fn plain_im2col_forced() -> bool {
+    static OFF: OnceLock<bool> = OnceLock::new();
+    *OFF.get_or_init(|| std::env::var("SLIMNET_CONV").as_deref() == Ok("im2col"))
 }

@@ -8,6 +8,8 @@ mod depthwise;
 mod depthwise_line_x86;
 #[cfg(target_arch = "x86_64")]
 mod depthwise_x86;
+#[cfg(target_arch = "x86_64")]
+mod direct_x86;
 mod gemm;
 mod im2col;
 #[cfg(target_arch = "x86_64")]

@@ -69,6 +69,8 @@ fn conv_forward_matches_definition() {
         // Winograd F(2x2, 3x3): odd output sizes, no and double padding, several tile blocks
         ConvGeometry::new(2, 16, 70, 9, 17, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 20, 15, 21, 16, 3, 3),
+        // the direct kernel (few channels; a 3x1 kernel with a batch of two)
+        ConvGeometry::new(2, 8, 20, 18, 12, 3, 1).with_padding(1, 0),
         ConvGeometry::new(1, 16, 10, 11, 24, 3, 3).with_padding(2, 2),
         ConvGeometry::new(1, 3, 30, 25, 9, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 2, 5, 1, 3, 3, 3).with_padding(1, 1),
@@ -241,6 +243,47 @@ fn linear_forward_matches_definition() {
                         "{batch}x{inf}->{outf} {act:?} at ({n}, {o}): {got} vs {want}"
                     );
                 }
+            }
+        }
+    }
+}
+
+/// The direct AVX-512 convolution (stride 1, no im2col) against the definition, including
+/// shapes its dispatch rule sends elsewhere: ragged output channel panels, `k x 1` and `1 x k`
+/// kernels, padding 0 to 2, few input channels, planes narrower than a vector and several
+/// column tiles, one and two threads.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn direct_convolution_matches_definition() {
+    if !crate::isa::features().avx512 {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    let shapes = [
+        ConvGeometry::new(1, 5, 13, 11, 8, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 7, 20, 19, 19, 3, 1).with_padding(1, 0),
+        ConvGeometry::new(1, 9, 17, 23, 13, 1, 3).with_padding(0, 1),
+        ConvGeometry::new(1, 3, 9, 40, 31, 3, 3),
+        ConvGeometry::new(1, 4, 6, 5, 9, 3, 3).with_padding(2, 2),
+        ConvGeometry::new(1, 100, 7, 7, 10, 3, 3).with_padding(1, 1),
+        ConvGeometry::new(1, 6, 15, 14, 12, 5, 5).with_padding(2, 2),
+        ConvGeometry::new(1, 2, 3, 70, 17, 1, 5).with_padding(0, 2),
+        ConvGeometry::new(1, 64, 12, 12, 16, 3, 1).with_padding(1, 0),
+    ];
+    for g in shapes {
+        g.validate().unwrap();
+        assert!(super::direct_x86::direct_applies(&g), "{g:?}");
+        let x = randv(&mut rng, g.input_len());
+        let w = randv(&mut rng, g.weight_len());
+        let (want, mag) = direct(&g, &x, &w, None);
+        for nt in [1, 2] {
+            let mut y = vec![f32::NAN; g.output_len()];
+            super::direct_x86::conv_direct_avx512(&g, &x, &w, &mut y, nt);
+            for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
+                assert!(
+                    ((*y as f64) - w).abs() <= CONV_TOL * m,
+                    "{g:?} threads {nt} at {i}: {y} vs {w}"
+                );
             }
         }
     }

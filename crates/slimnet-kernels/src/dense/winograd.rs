@@ -42,11 +42,11 @@ const CACHED_WEIGHT_BYTES: usize = 8 << 20;
 /// at least 16 input and output channels and an output of at least 8x8 (below that, 1 in 5 or
 /// more of the tiles are thrown away).
 ///
-/// `SLIMNET_CONV=im2col` in the environment (read once) turns Winograd off, to compare the two
-/// paths on the same build (the `SLIMNET_GEMM` switch does the same for the GEMM).
+/// `SLIMNET_CONV=im2col` in the environment turns Winograd off (and the direct kernel, see
+/// [`plain_im2col_forced`](super::conv::plain_im2col_forced)), to compare the paths on the same
+/// build (the `SLIMNET_GEMM` switch does the same for the GEMM).
 pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
-    static OFF: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *OFF.get_or_init(|| std::env::var("SLIMNET_CONV").as_deref() == Ok("im2col")) {
+    if super::conv::plain_im2col_forced() {
         return false;
     }
     g.groups == 1
@@ -65,8 +65,15 @@ pub(crate) fn winograd_fits(g: &ConvGeometry) -> bool {
 /// [`CACHED_WEIGHT_BYTES`]. Measured with `prof_case` (one thread): 512 channels at 7x7 took
 /// 4.7 ms against im2col's 1.3, at 14x14 5.3-6.4 against 4.6, at 28x28 14.4 against 17.0; 256
 /// channels at 14x14 0.90 against 1.12.
+///
+/// With AVX-512, layers of at most 32 input or output channels go to the direct kernel
+/// instead when it fits (`direct_x86::direct_preferred`).
 pub(crate) fn winograd_pays(g: &ConvGeometry, transformed: bool) -> bool {
     let spilled = 64 * g.out_channels * g.in_channels > CACHED_WEIGHT_BYTES;
+    #[cfg(target_arch = "x86_64")]
+    if super::direct_x86::direct_preferred(g) {
+        return false;
+    }
     winograd_fits(g) && (transformed || !spilled || g.out_h() * g.out_w() >= 400)
 }
 

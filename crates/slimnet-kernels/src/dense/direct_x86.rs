@@ -1,0 +1,336 @@
+//! Direct f32 convolution on AVX-512 for stride 1 and dilation 1, without im2col.
+//!
+//! The input is copied once into a zero-padded plane per channel (`[C][Hp][Wp]`). Seen as a
+//! matrix whose rows are channels, that copy holds every kernel tap's im2col rows at once:
+//! tap `(i, j)` of output pixel `(y, x)` reads padded position `(y + i) * Wp + x + j`, so over
+//! the "padded output columns" `p = y * Wp + x` the tap is the copy shifted by `i * Wp + j`.
+//! A register tile of 8 output channels x 32 padded columns therefore runs over every tap and
+//! channel straight from the copy (one row stride, one offset per tap), and nothing is
+//! unfolded. The `kw - 1` columns a padded row has beyond the output width are computed and
+//! dropped when the tile is stored.
+//!
+//! Low-rank rewrites are full of the layers this suits: `k x 1` and `1 x k` convolutions with
+//! tens of output channels, whose im2col copies are as large as their input times `k`.
+
+use std::arch::x86_64::*;
+
+use rayon::prelude::*;
+
+use super::conv::ConvGeometry;
+use crate::threads::{self, SendPtr};
+
+/// Output channels per register tile.
+const MR: usize = 8;
+/// Padded output columns per register tile (two zmm registers).
+const NR: usize = 32;
+/// Inner steps (taps x channels) per pass over a column tile: the tile's rows of the padded
+/// input (`NR` values each, 32 KiB at most) stay in L1 while every channel panel runs over them.
+const KC: usize = 256;
+
+/// Whether [`conv_direct_avx512`] applies and is expected to beat im2col: AVX-512, one group,
+/// stride 1, dilation 1, a kernel with more than one row (`1 x k` kernels shift every tap
+/// sideways, so most loads straddle two cache lines; im2col measured faster), at least 8 input
+/// and output channels (fewer make tiles too short for their stores), and at most 1 in 8
+/// columns computed and thrown away (`kw - 1` of every `ow + kw - 1`).
+///
+/// Measured with `prof_case k<C>x<O>x<H>x<KH>x<KW>` (ms, im2col -> direct): 64 to 31 at 56x56,
+/// 3x1: 0.392 -> 0.312; 3x3: 64 to 19 at 56x56 0.742 -> 0.564, 30 to 30 0.479 -> 0.399, 16 to
+/// 16 at 14x14 0.013 -> 0.011; but 1x3, 31 to 64 at 56x56, 0.293 -> 0.320; 5x5, 20 to 50 at
+/// 12x12 (a third of the columns thrown away) 0.070 -> 0.088; 3 to 64 channels 0.092 -> 0.124.
+/// `SLIMNET_CONV=im2col` turns it off.
+pub(crate) fn direct_fits(g: &ConvGeometry) -> bool {
+    let wp = g.out_w() + g.kernel_w - 1;
+    direct_applies(g)
+        && !super::conv::plain_im2col_forced()
+        && g.kernel_h > 1
+        && g.in_channels >= 8
+        && g.out_channels >= MR
+        && 8 * (g.kernel_w - 1) <= wp
+}
+
+/// Whether [`conv_direct_avx512`] can run at all: AVX-512, one group, stride 1, dilation 1.
+pub(crate) fn direct_applies(g: &ConvGeometry) -> bool {
+    crate::isa::features().avx512 && g.groups == 1 && g.stride == (1, 1) && g.dilation == (1, 1)
+}
+
+/// Whether the direct kernel is chosen over Winograd: it fits and the layer has at most 32
+/// input or output channels, where Winograd's transforms cost more than its multiplications
+/// save (`prof_case`, Winograd -> direct: 3x3 at 56x56, 30 to 30 channels 0.471 -> 0.399 ms,
+/// 32 to 32 0.530 -> 0.441, 16 to 64 0.652 -> 0.450; but 48 to 48 at 28x28 0.214 -> 0.290).
+pub(crate) fn direct_preferred(g: &ConvGeometry) -> bool {
+    direct_fits(g) && g.in_channels.min(g.out_channels) <= 32
+}
+
+/// One image of a convolution (no bias or activation) into `out` `[O, oh * ow]`; with threads,
+/// column tiles are shared among them.
+///
+/// # Panics
+/// When [`direct_applies`] is false or a buffer does not match the geometry (checked by the
+/// safe caller).
+pub(crate) fn conv_direct_avx512(
+    g: &ConvGeometry,
+    x: &[f32],
+    weight: &[f32],
+    out: &mut [f32],
+    n_threads: usize,
+) {
+    assert!(direct_applies(g));
+    let (c, h, w) = (g.in_channels, g.in_h, g.in_w);
+    let (o, kh, kw) = (g.out_channels, g.kernel_h, g.kernel_w);
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (ph, pw) = g.padding;
+    assert!(x.len() >= c * h * w && weight.len() >= o * c * kh * kw && out.len() >= o * oh * ow);
+    // stride 1, dilation 1: the padded plane is exactly (oh + kh - 1) x (ow + kw - 1)
+    let (hp, wp) = (oh + kh - 1, ow + kw - 1);
+    let plane_p = hp * wp;
+    let taps = kh * kw;
+    let k = taps * c;
+    // padded output columns; the last tile may read up to NR + kw past the last plane
+    let n = oh * wp;
+    let slack = NR + kw;
+    crate::scratch::with(&crate::scratch::F32_A, |wbuf| {
+        let mpan = o.div_ceil(MR);
+        let ap = crate::scratch::sized_aligned(wbuf, mpan * k * MR);
+        pack_weights(weight, (o, c, taps), ap);
+        crate::scratch::with_f32(c * plane_p + slack, |xp| {
+            pad_input(x, (c, h, w), (ph, pw), (hp, wp), xp);
+            let offsets: Vec<usize> = (0..kh)
+                .flat_map(|i| (0..kw).map(move |j| i * wp + j))
+                .collect();
+            let job = Job {
+                ap,
+                xp,
+                offsets: &offsets,
+                c,
+                o,
+                plane_p,
+                wp,
+                ow,
+                n,
+            };
+            let ptr = SendPtr(out.as_mut_ptr());
+            let tiles = n.div_ceil(NR);
+            let parts = if n_threads > 1 {
+                n_threads.min(tiles)
+            } else {
+                1
+            };
+            let per = tiles.div_ceil(parts) * NR;
+            let run = |t: usize| {
+                let (lo, hi) = (t * per, ((t + 1) * per).min(n));
+                let p = ptr;
+                // SAFETY: AVX-512F is available (asserted through `direct_applies`); `p` points at
+                // `out` (`O * oh * ow` values, asserted) and each part stores only the output
+                // pixels of its own padded columns `lo..hi`.
+                unsafe { job.columns(lo, hi, p.0) };
+            };
+            if parts > 1 {
+                threads::with_pool(|| (0..parts).into_par_iter().for_each(run));
+            } else {
+                run(0);
+            }
+        })
+    })
+}
+
+/// OIHW weights as panels of 8 output channels, `[O / 8][tap][C][8]` (zero past `O`), so the
+/// inner dimension runs tap-major, the order the tile walks the padded input in.
+fn pack_weights(weight: &[f32], oct: (usize, usize, usize), ap: &mut [f32]) {
+    let (o, c, taps) = oct;
+    let k = taps * c;
+    ap.fill(0.0);
+    for oc in 0..o {
+        let (pan, r) = (oc / MR, oc % MR);
+        for ci in 0..c {
+            for t in 0..taps {
+                ap[(pan * k + t * c + ci) * MR + r] = weight[(oc * c + ci) * taps + t];
+            }
+        }
+    }
+}
+
+/// `[C][H][W]` into `[C][hp][wp]` with `pad` zeros before each row and column (and after, to
+/// fill the plane); values past the last plane are zeroed too. Only the padding is zeroed.
+fn pad_input(
+    x: &[f32],
+    chw: (usize, usize, usize),
+    pad: (usize, usize),
+    padded: (usize, usize),
+    xp: &mut [f32],
+) {
+    let (c, h, w) = chw;
+    let (ph, pw) = pad;
+    let (hp, wp) = padded;
+    // rows past the input (when the plane is cut short, `hp < h + ph`, they are none)
+    let rows = h.min(hp.saturating_sub(ph));
+    let n = w.min(wp.saturating_sub(pw));
+    for ci in 0..c {
+        let dst = &mut xp[ci * hp * wp..(ci + 1) * hp * wp];
+        let (top, rest) = dst.split_at_mut(ph * wp);
+        top.fill(0.0);
+        let (body, bottom) = rest.split_at_mut(rows * wp);
+        bottom.fill(0.0);
+        for (y, row) in body.chunks_exact_mut(wp).enumerate() {
+            row[..pw].fill(0.0);
+            row[pw..pw + n].copy_from_slice(&x[(ci * h + y) * w..][..n]);
+            row[pw + n..].fill(0.0);
+        }
+    }
+    xp[c * hp * wp..].fill(0.0);
+}
+
+/// The operands of one convolution, shared by the threads.
+struct Job<'a> {
+    /// Packed weights ([`pack_weights`]).
+    ap: &'a [f32],
+    /// Padded input plus slack ([`pad_input`]).
+    xp: &'a [f32],
+    /// Offset of each tap in the padded plane.
+    offsets: &'a [usize],
+    c: usize,
+    o: usize,
+    plane_p: usize,
+    wp: usize,
+    ow: usize,
+    /// Padded output columns, `oh * wp`.
+    n: usize,
+}
+
+impl Job<'_> {
+    /// Padded output columns `lo..hi` (`lo` a multiple of [`NR`]) of every output channel.
+    ///
+    /// # Safety
+    /// AVX-512F must be available and `out` must hold `O * oh * ow` values.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn columns(&self, lo: usize, hi: usize, out: *mut f32) {
+        let (c, taps) = (self.c, self.offsets.len());
+        let k = taps * c;
+        let mpan = self.o.div_ceil(MR);
+        // channels per pass, so a pass covers about KC inner steps
+        let cc = (KC / taps).clamp(1, c);
+        let mut tile_acc = vec![[_mm512_setzero_ps(); 2 * MR]; mpan];
+        let mut j = lo;
+        while j < hi {
+            let w = NR.min(hi - j);
+            let masks = [lane_mask(w), lane_mask(w.saturating_sub(16))];
+            // each panel's accumulators live in registers for one pass over `cc` channels and
+            // wait in `tile_acc` between passes
+            tile_acc.fill([_mm512_setzero_ps(); 2 * MR]);
+            let mut c0 = 0;
+            while c0 < c {
+                let cn = cc.min(c - c0);
+                for (pan, t_acc) in tile_acc.iter_mut().enumerate() {
+                    let a = self.ap.as_ptr().add(pan * k * MR);
+                    let b = self.xp.as_ptr().add(c0 * self.plane_p + j);
+                    let cs = (c0, cn, c);
+                    let (po, off) = (self.plane_p, self.offsets);
+                    match MR.min(self.o - pan * MR) {
+                        8 => tile::<8>(t_acc, a, b, cs, po, off),
+                        7 => tile::<7>(t_acc, a, b, cs, po, off),
+                        6 => tile::<6>(t_acc, a, b, cs, po, off),
+                        5 => tile::<5>(t_acc, a, b, cs, po, off),
+                        4 => tile::<4>(t_acc, a, b, cs, po, off),
+                        3 => tile::<3>(t_acc, a, b, cs, po, off),
+                        2 => tile::<2>(t_acc, a, b, cs, po, off),
+                        _ => tile::<1>(t_acc, a, b, cs, po, off),
+                    }
+                }
+                c0 += cn;
+            }
+            for (pan, t_acc) in tile_acc.iter().enumerate() {
+                let rows = MR.min(self.o - pan * MR);
+                self.store(t_acc, rows, pan * MR, j, masks, out);
+            }
+            j += w;
+        }
+    }
+
+    /// Writes the output pixels among padded columns `j..j + 32` of channels `o0..o0 + rows`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store(
+        &self,
+        acc: &[__m512; 2 * MR],
+        rows: usize,
+        o0: usize,
+        j: usize,
+        masks: [__mmask16; 2],
+        out: *mut f32,
+    ) {
+        let (wp, ow) = (self.wp, self.ow);
+        let plane = (self.n / wp) * ow;
+        for h in 0..2 {
+            if masks[h] == 0 {
+                continue;
+            }
+            // split the 16 lanes into runs that lie on one output row
+            let p0 = j + 16 * h;
+            let mut lane = 0;
+            while lane < 16 && masks[h] >> lane & 1 == 1 {
+                let (y, x) = ((p0 + lane) / wp, (p0 + lane) % wp);
+                if x >= ow {
+                    lane += wp - x;
+                    continue;
+                }
+                let len = (ow - x).min(16 - lane);
+                let m = masks[h] & (lane_mask(len) << lane);
+                for r in 0..rows {
+                    // lane `lane` lands on (y, x): the vector's base is `lane` values before
+                    // it; masked-off lanes are not written
+                    let base = out
+                        .wrapping_add((o0 + r) * plane + y * ow + x)
+                        .wrapping_sub(lane);
+                    _mm512_mask_storeu_ps(base, m, acc[2 * r + h]);
+                }
+                lane += len;
+            }
+        }
+    }
+}
+
+/// The low `w` bits set (all 16 from `w >= 16`).
+fn lane_mask(w: usize) -> __mmask16 {
+    if w >= 16 {
+        0xFFFF
+    } else {
+        ((1u32 << w) - 1) as __mmask16
+    }
+}
+
+/// One `R x 32` tile (`R <= 8`) over channels `cs.0..cs.0 + cs.1` (of `cs.2`) and every tap,
+/// added to `acc` (`2 r + h`: row `r`, half `h`): `a` is the panel `[tap][C][8]`, `b` the
+/// padded input of channel `cs.0` at the tile's first column.
+#[inline]
+#[target_feature(enable = "avx512f")]
+unsafe fn tile<const R: usize>(
+    acc: &mut [__m512; 2 * MR],
+    a: *const f32,
+    b: *const f32,
+    cs: (usize, usize, usize),
+    ldb: usize,
+    offsets: &[usize],
+) {
+    let (c0, cn, c) = cs;
+    let mut x = [[_mm512_setzero_ps(); 2]; R];
+    for (r, x) in x.iter_mut().enumerate() {
+        *x = [acc[2 * r], acc[2 * r + 1]];
+    }
+    for (t, &off) in offsets.iter().enumerate() {
+        let bt = b.add(off);
+        let at = a.add((t * c + c0) * MR);
+        for ci in 0..cn {
+            let b0 = _mm512_loadu_ps(bt.add(ci * ldb));
+            let b1 = _mm512_loadu_ps(bt.add(ci * ldb + 16));
+            let ar = at.add(ci * MR);
+            for (r, x) in x.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*ar.add(r));
+                x[0] = _mm512_fmadd_ps(av, b0, x[0]);
+                x[1] = _mm512_fmadd_ps(av, b1, x[1]);
+            }
+        }
+    }
+    for (r, x) in x.iter().enumerate() {
+        acc[2 * r] = x[0];
+        acc[2 * r + 1] = x[1];
+    }
+}
