@@ -320,10 +320,20 @@ mod tests {
         out
     }
 
-    /// Ragged `kh x 1` and `1 x kw` geometries, including padding wider than the kernel reach.
+    /// Ragged `kh x 1` and `1 x kw` geometries, including padding wider than the kernel reach
+    /// and planes of more than 16 rows (the border columns go 16 rows at a time).
     fn line_shapes() -> Vec<ConvGeometry> {
         let mut v = Vec::new();
-        for &(h, w) in &[(1, 1), (5, 7), (9, 15), (6, 17), (13, 33), (4, 56)] {
+        for &(h, w) in &[
+            (1, 1),
+            (5, 7),
+            (9, 15),
+            (6, 17),
+            (13, 33),
+            (4, 56),
+            (21, 19),
+            (40, 9),
+        ] {
             for &(k, p) in &[(1, 0), (2, 0), (3, 1), (3, 0), (5, 2), (4, 3), (7, 1)] {
                 let c = 3;
                 let vert = ConvGeometry::new(2, c, h, w, c, k, 1)
