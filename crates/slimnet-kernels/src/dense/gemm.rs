@@ -176,7 +176,7 @@ pub(crate) fn gemm_backend() -> Backend {
 }
 
 /// Whether the AVX-512 kernel should run: the CPU has it, the product is not tiny, `A` has at
-/// least one full 8-row panel, and `B` is row-major (packing a strided `B` costs as much as a
+/// least one full row panel (8 rows), and `B` is row-major (packing a strided `B` costs as much as a
 /// matrix-vector product; those shapes go to the `gemm` crate).
 fn own_kernel_fits(a: &MatRef<'_>, b: &MatRef<'_>) -> bool {
     b.cs == 1 && own_kernel_fits_shape(a.rows, a.cols, b.cols)
@@ -308,7 +308,9 @@ mod tests {
             (9, 257, 33),
             (1, 1000, 100),
             (64, 40, 17),
-            // every row count left over after full 8-row panels
+            // every row count left over after full 6-row panels (37: 1, 8: 2, 9: 3, 64: 4,
+            // 23: 5), and column tails of one to four vectors past full 64-column tiles
+            (23, 45, 70),
             (19, 150, 50),
             (22, 33, 64),
             (15, 129, 31),

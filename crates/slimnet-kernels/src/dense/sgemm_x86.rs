@@ -1,5 +1,6 @@
-//! An AVX-512 f32 GEMM: packed `8 x K` panels of `A`, packed `K x 32` panels of `B`, an
-//! `8 x 32` register tile (16 zmm accumulators), masked edges.
+//! An AVX-512 f32 GEMM: `6 x K` panels of `A`, `K x 64` panels of `B` (both read in place
+//! when their layout allows, packed otherwise), a `6 x 64` register tile (24 zmm
+//! accumulators, four loads and six broadcasts per step), masked edges.
 
 use std::arch::x86_64::*;
 
@@ -9,13 +10,16 @@ use super::conv::ConvGeometry;
 use super::gemm::MatRef;
 use crate::threads::{self, SendPtr};
 
-const MR: usize = 8;
-const NR: usize = 32;
+const MR: usize = 6;
+const NR: usize = 64;
+/// zmm registers across a tile row.
+const NV: usize = NR / 16;
 const KC: usize = 128;
 
-/// `c[0..R, 0..cols] (=|+=) alpha * A_panel * B_panel` for one `R x 32` tile (`R <= MR`;
-/// the last row panel of a matrix whose rows are not a multiple of [`MR`] runs with its own
-/// `R`, so no multiply-adds are spent on padding rows).
+/// `c[0..R, 0..cols] (=|+=) alpha * A_panel * B_panel` for one `R x 16V` tile (`R <= MR`,
+/// `V <= NV`; the last row panel of a matrix whose rows are not a multiple of [`MR`] runs with
+/// its own `R`, and the last column tile with just the vectors its columns need, so few
+/// multiply-adds are spent on padding).
 ///
 /// `a` is `R x kc` with strides `(a_rs, a_cs)` (packed: `(1, MR)`), `b` is `kc` rows of `NR`
 /// with row stride `ldb`; `start` chooses `beta * c` (or nothing when `beta == 0`) as the
@@ -23,7 +27,7 @@ const KC: usize = 128;
 #[inline]
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f")]
-unsafe fn tile<const R: usize>(
+unsafe fn tile<const R: usize, const V: usize>(
     kc: usize,
     a: *const f32,
     a_rs: usize,
@@ -32,19 +36,20 @@ unsafe fn tile<const R: usize>(
     ldb: usize,
     c: *mut f32,
     ldc: usize,
-    masks: [__mmask16; 2],
+    masks: [__mmask16; NV],
     alpha: f32,
     start: Option<f32>,
 ) {
-    let mut acc = [[_mm512_setzero_ps(); 2]; R];
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    let rows: [*const f32; R] = std::array::from_fn(|r| a.add(r * a_rs));
     for p in 0..kc {
-        let b0 = _mm512_loadu_ps(b.add(p * ldb));
-        let b1 = _mm512_loadu_ps(b.add(p * ldb + 16));
-        let ap = a.add(p * a_cs);
+        let bp = b.add(p * ldb);
+        let bv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(bp.add(16 * v)));
         for (r, acc) in acc.iter_mut().enumerate() {
-            let av = _mm512_set1_ps(*ap.add(r * a_rs));
-            acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
-            acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+            let av = _mm512_set1_ps(*rows[r].add(p * a_cs));
+            for (x, b) in acc.iter_mut().zip(&bv) {
+                *x = _mm512_fmadd_ps(av, *b, *x);
+            }
         }
     }
     let al = _mm512_set1_ps(alpha);
@@ -148,19 +153,17 @@ unsafe fn gemm_cols(
                 pack_b(b, j, p0, kc, &mut bp);
                 (bp.as_ptr(), NR)
             };
-            let masks = [
-                if w >= 16 { 0xFFFF } else { (1u16 << w) - 1 },
-                if w >= 32 {
+            let masks: [__mmask16; NV] = std::array::from_fn(|v| {
+                let left = w.saturating_sub(16 * v);
+                if left >= 16 {
                     0xFFFF
-                } else if w > 16 {
-                    (1u16 << (w - 16)) - 1
                 } else {
-                    0
-                },
-            ];
+                    ((1u32 << left) - 1) as __mmask16
+                }
+            });
             for ip in 0..mpan {
                 let rows = MR.min(m - ip * MR);
-                // (in place: rows ip*MR..ip*MR+8 and columns p0..p0+kc all exist)
+                // (in place: rows ip*MR..ip*MR+MR and columns p0..p0+kc all exist)
                 let (apan, a_rs, a_cs) = if in_place && (ip + 1) * MR <= m {
                     (a.ptr_at(ip * MR, p0), a.rs(), 1)
                 } else {
@@ -169,14 +172,23 @@ unsafe fn gemm_cols(
                 let cp = c.add(ip * MR * ldc + j);
                 macro_rules! tile_of {
                     ($r:literal) => {
-                        tile::<$r>(
-                            kc, apan, a_rs, a_cs, bptr, ldb, cp, ldc, masks, alpha, start,
-                        )
+                        match w.div_ceil(16) {
+                            4 => tile::<$r, 4>(
+                                kc, apan, a_rs, a_cs, bptr, ldb, cp, ldc, masks, alpha, start,
+                            ),
+                            3 => tile::<$r, 3>(
+                                kc, apan, a_rs, a_cs, bptr, ldb, cp, ldc, masks, alpha, start,
+                            ),
+                            2 => tile::<$r, 2>(
+                                kc, apan, a_rs, a_cs, bptr, ldb, cp, ldc, masks, alpha, start,
+                            ),
+                            _ => tile::<$r, 1>(
+                                kc, apan, a_rs, a_cs, bptr, ldb, cp, ldc, masks, alpha, start,
+                            ),
+                        }
                     };
                 }
                 match rows {
-                    8 => tile_of!(8),
-                    7 => tile_of!(7),
                     6 => tile_of!(6),
                     5 => tile_of!(5),
                     4 => tile_of!(4),
