@@ -65,18 +65,27 @@ impl SpeedCheck {
 /// The minimum over `runs` of one inference forward pass of `layer` on `x`, in microseconds, on
 /// one thread (the kernel thread setting is restored afterwards). One untimed warm-up run first.
 ///
+/// The layer runs as it would inside a [`Graph`](slimnet_core::Graph) at inference: its input
+/// is a copy of `x` in a buffer from [`buffers::output`](slimnet_core::buffers::output) (as a
+/// previous layer's output would be), and each output goes back to the buffer pool after its
+/// run, untimed, as the graph hands on values it no longer needs. Otherwise every run would
+/// also time zeroing a fresh output allocation, which a network does not pay.
+///
 /// # Errors
 /// When the layer rejects the input.
 pub fn time_layer(layer: &dyn Layer, x: &tensor::Tensor, runs: usize) -> Result<f64> {
     let threads = slimnet_kernels::threads::num_threads();
     slimnet_kernels::threads::set_num_threads(1);
     let result = (|| {
-        layer.forward(x)?;
+        let mut input = slimnet_core::buffers::output(x.shape());
+        input.assign(x);
+        slimnet_core::buffers::recycle(layer.forward(&input)?);
         let mut best = f64::INFINITY;
         for _ in 0..runs.max(1) {
             let t = Instant::now();
-            std::hint::black_box(layer.forward(x)?);
+            let y = std::hint::black_box(layer.forward(&input)?);
             best = best.min(t.elapsed().as_secs_f64() * 1e6);
+            slimnet_core::buffers::recycle(y);
         }
         Ok(best)
     })();
