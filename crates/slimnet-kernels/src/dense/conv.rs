@@ -447,6 +447,7 @@ fn conv_forward(
     let pointwise = g.is_pointwise();
     #[cfg(target_arch = "x86_64")]
     let blocked = !pointwise && super::sgemm_x86::conv_blocked_fits(g);
+    let line_winograd = super::winograd_line::winograd_line_fits(g);
     #[cfg(target_arch = "x86_64")]
     let direct = super::direct_x86::direct_fits(g);
     let winograd = super::winograd::winograd_pays(g, prepared.is_some()).then(|| match prepared {
@@ -482,6 +483,11 @@ fn conv_forward(
                     super::lanes_x86::conv_lanes(wt, oc, kk, col, plane, o, nt);
                 });
             }
+            epilogue(o, plane, bias, act);
+            return;
+        }
+        if line_winograd {
+            super::winograd_line::conv_winograd_line(&one, x, weight, o, nt);
             epilogue(o, plane, bias, act);
             return;
         }

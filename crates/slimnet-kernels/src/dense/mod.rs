@@ -22,6 +22,7 @@ mod sgemm_x86;
 mod tests;
 mod transpose;
 mod winograd;
+mod winograd_line;
 
 pub use conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, conv2d_forward_prepared,

@@ -288,3 +288,45 @@ fn direct_convolution_matches_definition() {
         }
     }
 }
+
+/// Winograd F(2, 3) down the rows (`3 x 1` kernels) against the definition: odd and even
+/// output heights, row padding 0 to 2, several blocks (many channels and rows), batches of two,
+/// one and two threads, through the public entry point.
+#[test]
+fn line_winograd_matches_definition() {
+    let mut rng = ChaCha8Rng::seed_from_u64(24);
+    let shapes = [
+        ConvGeometry::new(1, 16, 9, 10, 8, 3, 1).with_padding(1, 0),
+        ConvGeometry::new(2, 17, 12, 7, 9, 3, 1),
+        ConvGeometry::new(1, 20, 11, 13, 12, 3, 1).with_padding(2, 0),
+        ConvGeometry::new(1, 24, 16, 5, 13, 3, 1).with_padding(1, 0),
+        // blocks of several tile rows
+        ConvGeometry::new(1, 128, 30, 28, 63, 3, 1).with_padding(1, 0),
+        ConvGeometry::new(1, 64, 57, 40, 31, 3, 1).with_padding(1, 0),
+    ];
+    for g in shapes {
+        g.validate().unwrap();
+        assert_eq!(
+            super::winograd_line::winograd_line_fits(&g),
+            crate::isa::features().avx512,
+            "{g:?}"
+        );
+        let x = randv(&mut rng, g.input_len());
+        let w = randv(&mut rng, g.weight_len());
+        let b = randv(&mut rng, g.out_channels);
+        let (want, mag) = direct(&g, &x, &w, Some(&b));
+        for nt in [1, 2] {
+            crate::threads::set_num_threads(nt);
+            let mut y = vec![f32::NAN; g.output_len()];
+            let r = conv2d_forward(&g, &x, &w, Some(&b), Activation::Identity, &mut y);
+            crate::threads::set_num_threads(1);
+            r.unwrap();
+            for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
+                assert!(
+                    ((*y as f64) - w).abs() <= CONV_TOL * m,
+                    "{g:?} threads {nt} at {i}: {y} vs {w}"
+                );
+            }
+        }
+    }
+}
