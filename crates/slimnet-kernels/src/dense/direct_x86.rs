@@ -9,8 +9,11 @@
 //! unfolded. The `kw - 1` columns a padded row has beyond the output width are computed and
 //! dropped when the tile is stored.
 //!
-//! Low-rank rewrites are full of the layers this suits: `k x 1` and `1 x k` convolutions with
-//! tens of output channels, whose im2col copies are as large as their input times `k`.
+//! Low-rank rewrites are full of the layers this suits: 3x3 convolutions with a few tens of
+//! channels (Tucker-2 cores, channel SVD's first layer), where Winograd's transforms cost more
+//! than they save, and `k x 1` ones (3x1 kernels with 8 or more output rows go to Winograd
+//! along the rows instead, [`super::winograd_line`]), whose im2col copies are as large as their
+//! input times `k`.
 
 use std::arch::x86_64::*;
 
