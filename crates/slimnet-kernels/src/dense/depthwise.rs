@@ -1,5 +1,3 @@
-use rayon::prelude::*;
-
 use super::conv::{epilogue, Activation, ConvGeometry};
 use super::im2col::valid_range;
 use crate::error::{check_len, KernelError, Result};
@@ -46,11 +44,17 @@ fn for_planes(data: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sy
     if plane == 0 {
         return;
     }
-    if threads::num_threads() > 1 {
-        threads::with_pool(|| {
-            data.par_chunks_mut(plane)
-                .enumerate()
-                .for_each(|(i, p)| f(i, p))
+    let n = threads::num_threads();
+    if n > 1 {
+        // one even, contiguous share of the planes per thread, the first on the calling thread
+        // (handing planes out one at a time measured slower: 0.14-0.17 ms against 0.09-0.13
+        // for 128 channels at 56x56 on two threads)
+        let per = (data.len() / plane).div_ceil(n) * plane;
+        let parts: Vec<_> = data.chunks_mut(per).enumerate().collect();
+        threads::run_parts(parts, |(k, part)| {
+            for (j, p) in part.chunks_mut(plane).enumerate() {
+                f(k * per / plane + j, p);
+            }
         });
     } else {
         data.chunks_mut(plane)
