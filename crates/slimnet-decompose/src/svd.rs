@@ -86,11 +86,38 @@ fn check_matrix(a: &ArrayView2<'_, f32>) -> Result<()> {
             "cannot decompose an empty {m}x{n} matrix"
         )));
     }
+    // a pass without early exit vectorizes (4608 x 512: 4.3 -> under 1 ms); the indexed walk
+    // below only runs to name the first bad value
+    let all_finite = match a.as_slice_memory_order() {
+        Some(s) => s.iter().fold(true, |ok, v| ok & v.is_finite()),
+        None => false,
+    };
+    if all_finite {
+        return Ok(());
+    }
     check_finite(a.iter(), "matrix")
 }
 
+/// `a` as a column-major faer matrix, transposed in 32 x 32 blocks from row-major order so
+/// that reads and writes both stay within a few cache lines (element-by-element indexing, or
+/// handing faer a row-major view, took 17-20 ms of a 4608 x 512 SVD's 150).
 fn to_faer(a: &ArrayView2<'_, f32>) -> Mat<f32> {
-    Mat::from_fn(a.nrows(), a.ncols(), |i, j| a[[i, j]])
+    const B: usize = 32;
+    let (m, n) = a.dim();
+    let rows = a.as_standard_layout();
+    let src = rows.as_slice().expect("row-major layout");
+    let mut out = Mat::<f32>::zeros(m, n);
+    for j0 in (0..n).step_by(B) {
+        for i0 in (0..m).step_by(B) {
+            for j in j0..(j0 + B).min(n) {
+                let col = &mut out.col_as_slice_mut(j)[i0..(i0 + B).min(m)];
+                for (k, v) in col.iter_mut().enumerate() {
+                    *v = src[(i0 + k) * n + j];
+                }
+            }
+        }
+    }
+    out
 }
 
 fn from_parts(u: faer::MatRef<'_, f32>, s: &[f32], v: faer::MatRef<'_, f32>, r: usize) -> Svd {
@@ -215,6 +242,19 @@ mod tests {
             let eye = Array2::<f32>::eye(r);
             assert!((&utu - &eye).iter().all(|v| v.abs() < 1e-5));
         }
+    }
+
+    #[test]
+    fn any_layout_gives_the_same_factors() {
+        // ragged against the 32 x 32 transposition blocks, read through a transposed view
+        let a = low_rank_matrix(70, 37, 37, 5);
+        let view = a.t();
+        let owned = view.to_owned();
+        let (x, y) = (svd(view).unwrap(), svd(owned.view()).unwrap());
+        assert_eq!(x.s, y.s);
+        assert_eq!(x.u, y.u);
+        assert_eq!(x.vt, y.vt);
+        assert!(x.relative_error(view) < 1e-5);
     }
 
     #[test]
