@@ -98,25 +98,21 @@ fn check_matrix(a: &ArrayView2<'_, f32>) -> Result<()> {
     check_finite(a.iter(), "matrix")
 }
 
-/// `a` as a column-major faer matrix, transposed in 32 x 32 blocks from row-major order so
-/// that reads and writes both stay within a few cache lines (element-by-element indexing, or
-/// handing faer a row-major view, took 17-20 ms of a 4608 x 512 SVD's 150).
-fn to_faer(a: &ArrayView2<'_, f32>) -> Mat<f32> {
-    const B: usize = 32;
+/// The values of `a` in column-major order, for a faer view
+/// ([`MatRef::from_column_major_slice`](faer::MatRef::from_column_major_slice)). The kernels'
+/// blocked transposition does it in a few milliseconds; element-by-element indexing, or handing
+/// faer a row-major view, took 17-20 ms of a 4608 x 512 SVD's 150.
+fn column_major(a: &ArrayView2<'_, f32>) -> Vec<f32> {
     let (m, n) = a.dim();
     let rows = a.as_standard_layout();
-    let src = rows.as_slice().expect("row-major layout");
-    let mut out = Mat::<f32>::zeros(m, n);
-    for j0 in (0..n).step_by(B) {
-        for i0 in (0..m).step_by(B) {
-            for j in j0..(j0 + B).min(n) {
-                let col = &mut out.col_as_slice_mut(j)[i0..(i0 + B).min(m)];
-                for (k, v) in col.iter_mut().enumerate() {
-                    *v = src[(i0 + k) * n + j];
-                }
-            }
-        }
-    }
+    let mut out = vec![0.0; m * n];
+    slimnet_kernels::dense::transpose_into(
+        rows.as_slice().expect("row-major layout"),
+        m,
+        n,
+        &mut out,
+    )
+    .expect("both buffers hold m * n values");
     out
 }
 
@@ -135,7 +131,12 @@ fn thin_svd(a: &ArrayView2<'_, f32>) -> Result<linalg::ThinSvd<f32>> {
             });
         }
     }
-    linalg::svd(to_faer(a).as_ref())
+    let (m, n) = a.dim();
+    linalg::svd(faer::MatRef::from_column_major_slice(
+        &column_major(a),
+        m,
+        n,
+    ))
 }
 
 fn from_parts(u: faer::MatRef<'_, f32>, s: &[f32], v: faer::MatRef<'_, f32>, r: usize) -> Svd {
@@ -227,16 +228,17 @@ pub fn randomized_svd(
     let (m, n) = a.dim();
     check_rank(rank, m.min(n), || format!("a {m}x{n} matrix"))?;
     let l = (rank + cfg.oversample).min(m.min(n));
-    let af = to_faer(&a);
+    let cols = column_major(&a);
+    let af = faer::MatRef::from_column_major_slice(&cols, m, n);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);
     let omega = Mat::<f32>::from_fn(n, l, |_, _| gaussian(&mut rng) as f32);
-    let mut q = linalg::qr_q(linalg::matmul(af.as_ref(), omega.as_ref()).as_ref());
+    let mut q = linalg::qr_q(linalg::matmul(af, omega.as_ref()).as_ref());
     for _ in 0..cfg.power_iterations {
         let z = linalg::qr_q(linalg::matmul(af.transpose(), q.as_ref()).as_ref());
-        q = linalg::qr_q(linalg::matmul(af.as_ref(), z.as_ref()).as_ref());
+        q = linalg::qr_q(linalg::matmul(af, z.as_ref()).as_ref());
     }
     // b = q^T a is l x n; its SVD b = ub s v^T gives a ≈ (q ub) s v^T.
-    let b = linalg::matmul(q.transpose(), af.as_ref());
+    let b = linalg::matmul(q.transpose(), af);
     let d = linalg::svd(b.as_ref())?;
     let u = linalg::matmul(q.as_ref(), d.u.as_ref());
     Ok(from_parts(u.as_ref(), &d.s, d.v.as_ref(), rank))

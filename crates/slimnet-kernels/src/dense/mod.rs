@@ -35,3 +35,4 @@ pub(crate) use im2col::valid_range;
 pub use im2col::{col2im, im2col};
 pub use linear::{linear_backward, linear_forward};
 pub(crate) use transpose::transpose;
+pub use transpose::transpose_into;

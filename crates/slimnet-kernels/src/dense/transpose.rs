@@ -4,6 +4,29 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
+use crate::error::{check_len, Result};
+
+/// Transposes a row-major `[rows, cols]` matrix into `dst` `[cols, rows]` (which is also the
+/// matrix's column-major layout), in 8 x 8 register blocks where AVX2 is available.
+///
+/// ```
+/// use slimnet_kernels::dense::transpose_into;
+/// let a = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]; // 2 x 3
+/// let mut t = [0.0; 6];
+/// transpose_into(&a, 2, 3, &mut t)?;
+/// assert_eq!(t, [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+/// # Ok::<(), slimnet_kernels::KernelError>(())
+/// ```
+///
+/// # Errors
+/// When `src` or `dst` does not hold exactly `rows * cols` values.
+pub fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) -> Result<()> {
+    check_len("transpose source", rows * cols, src.len())?;
+    check_len("transpose destination", rows * cols, dst.len())?;
+    transpose(src, rows, cols, dst);
+    Ok(())
+}
+
 /// Transposes a row-major `[rows, cols]` matrix into `dst` `[cols, rows]`.
 pub(crate) fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
