@@ -120,3 +120,33 @@ fn time_runs(layer: &dyn Layer, x: &tensor::Tensor, runs: usize) -> Result<(f64,
     slimnet_kernels::threads::set_num_threads(threads);
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use slimnet_core::layers::Conv2dConfig;
+
+    use super::*;
+
+    #[test]
+    fn compare_runs_each_layer_for_at_least_min_time() {
+        // a layer of a few microseconds: `runs` alone would be over in well under a millisecond
+        let l = Conv2dConfig::new(1, 4, 3)
+            .init(&mut tensor::rng(0))
+            .unwrap();
+        let floor = Duration::from_millis(50);
+        let check = SpeedCheck::default().with_runs(1).with_min_time(floor);
+        let t = Instant::now();
+        let (a, b) = check.compare(&l, &l, &[1, 1, 8, 8]).unwrap();
+        // both layers' timed runs add up to at least the floor each
+        assert!(t.elapsed() >= 2 * floor, "{:?}", t.elapsed());
+        assert!(a > 0.0 && a.is_finite() && b > 0.0 && b.is_finite());
+        // without a floor, the same check is over after the one group of five runs each
+        let t = Instant::now();
+        SpeedCheck::default()
+            .with_runs(1)
+            .with_min_time(Duration::ZERO)
+            .compare(&l, &l, &[1, 1, 8, 8])
+            .unwrap();
+        assert!(t.elapsed() < floor, "{:?}", t.elapsed());
+    }
+}
