@@ -27,11 +27,12 @@ pub enum Isa {
 
 /// CPU features the kernels care about, detected once.
 #[derive(Debug, Clone, Copy, Default)]
-#[allow(dead_code)] // the VNNI flags are read by the int8 kernels
+#[allow(dead_code)] // the VNNI and VBMI flags are read by the int8 kernels
 pub(crate) struct Features {
     pub avx2_fma: bool,
     pub avx512: bool,
     pub avx512_vnni: bool,
+    pub avx512_vbmi: bool,
     pub avx_vnni: bool,
     pub amx_int8: bool,
 }
@@ -51,6 +52,7 @@ pub(crate) fn features() -> &'static Features {
                 avx2_fma,
                 avx512,
                 avx512_vnni,
+                avx512_vbmi: avx512 && is_x86_feature_detected!("avx512vbmi"),
                 avx_vnni: avx2_fma && is_x86_feature_detected!("avxvnni"),
                 amx_int8: avx512_vnni && amx_int8_usable(),
             }

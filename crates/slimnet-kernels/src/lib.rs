@@ -4,7 +4,8 @@
 //! Every kernel has a portable scalar path; faster variants are chosen at run time.
 //!
 //! - [`dense`]: f32 GEMM glue, im2col / col2im, convolution forward and backward, linear layers.
-//! - [`int8`]: u8 x i8 GEMM, convolution and depthwise with fixed-point requantization.
+//! - [`int8`]: u8 x i8 GEMM, convolution and depthwise with fixed-point requantization, and
+//!   the same for CSR sparse weights.
 //! - [`sparse`]: CSR, block-sparse and N:M sparse weights times dense activations.
 //! - [`isa`]: run-time choice of scalar, AVX2, AVX-512 or (int8) AMX kernel variants.
 //! - [`threads`]: the thread count the kernels use.

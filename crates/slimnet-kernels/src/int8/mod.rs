@@ -9,6 +9,8 @@
 //! - [`Requant`]: the fixed-point multiplier and shift for a real scale.
 //! - [`qlinear_forward`], [`qconv2d_forward`], [`qdepthwise_forward`]: the layers' kernels,
 //!   writing a [`QOutput`].
+//! - [`QCsrMatrix`], [`qsparse_linear_forward`], [`qsparse_conv2d_forward`]: sparse (CSR)
+//!   weights with the same quantization and outputs.
 //!
 //! Variants: scalar reference; AVX2 (u8 and i8 widened to i16, `vpmaddwd`: exact, unlike
 //! `vpmaddubsw` whose i16 pair sums saturate); AVX-512 VNNI (`vpdpbusd`); AMX tiles
@@ -20,6 +22,7 @@ mod convert;
 mod gemm;
 mod ops;
 mod quant;
+mod sparse;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
@@ -32,3 +35,7 @@ pub use ops::{
     qlinear_forward, qlinear_forward_with_isa, QOutput,
 };
 pub use quant::{dequantize_u8, quantize_u8, quantize_weights_per_channel, QuantParams, Requant};
+pub use sparse::{
+    qsparse_conv2d_forward, qsparse_conv2d_forward_with_isa, qsparse_linear_forward,
+    qsparse_linear_forward_with_isa, QCsrMatrix,
+};

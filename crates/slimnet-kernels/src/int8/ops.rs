@@ -35,14 +35,14 @@ pub enum QOutput<'a> {
 }
 
 impl QOutput<'_> {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             QOutput::U8 { out, .. } => out.len(),
             QOutput::F32 { out, .. } => out.len(),
         }
     }
 
-    fn check_bias(&self, channels: usize) -> Result<()> {
+    pub(crate) fn check_bias(&self, channels: usize) -> Result<()> {
         match self {
             QOutput::U8 { bias: Some(b), .. } => check_len("int8 bias", channels, b.len()),
             QOutput::F32 { bias: Some(b), .. } => check_len("int8 bias", channels, b.len()),
@@ -52,7 +52,11 @@ impl QOutput<'_> {
 }
 
 /// Per-channel requantization multipliers.
-fn multipliers(x: QuantParams, w_scales: &[f32], out: &QOutput<'_>) -> Result<Vec<Requant>> {
+pub(crate) fn multipliers(
+    x: QuantParams,
+    w_scales: &[f32],
+    out: &QOutput<'_>,
+) -> Result<Vec<Requant>> {
     match out {
         QOutput::U8 { params, .. } => w_scales
             .iter()
@@ -65,7 +69,7 @@ fn multipliers(x: QuantParams, w_scales: &[f32], out: &QOutput<'_>) -> Result<Ve
 /// Writes `acc [channels, n]` into `out` at `base`, element `(c, j)` at `c * n + j`, or at
 /// `j * channels + c` when `transposed`.
 #[allow(clippy::too_many_arguments)]
-fn finish(
+pub(crate) fn finish(
     isa: Isa,
     acc: &[i32],
     channels: usize,
