@@ -80,8 +80,8 @@ fn latency(a: &Graph, b: &Graph) -> Result<(f64, f64)> {
     Ok((ta, tb))
 }
 
-fn to_core(e: slimnet::decompose::Error) -> slimnet::core::Error {
-    e.into_core()
+fn to_core(e: slimnet::decompose::DecomposeError) -> slimnet::core::Error {
+    e.into()
 }
 
 /// Conv MACs and FC parameters of a model.

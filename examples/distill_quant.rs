@@ -113,12 +113,20 @@ fn run(args: &Args) -> Res<()> {
     let f32_acc = common::accuracy(&f32_model, &test)?;
 
     println!("\n== QAT stage-wise ==");
+    let mut shape = INPUT.to_vec();
+    let mut stage_inputs = Vec::new();
+    for s in sw.student_stages() {
+        stage_inputs.push(shape.clone());
+        shape = s.net.output_shape(&shape)?;
+    }
     let qat_stages = sw
         .student_stages()
         .iter()
-        .map(|s| {
+        .zip(&stage_inputs)
+        .map(|(s, shape)| {
             Ok(StudentStage::new(qat::prepare(
                 &s.net,
+                shape,
                 &qat::QatConfig::default(),
             )?))
         })
@@ -143,7 +151,7 @@ fn run(args: &Args) -> Res<()> {
         let name = format!("stage{k}");
         let stage = qat_model
             .layer_mut(&name)
-            .and_then(|l| l.downcast_mut::<Graph>())
+            .and_then(|l| Graph::of_mut(l.as_mut()))
             .ok_or(format!("the stitched QAT student has no stage `{name}`"))?;
         qat::freeze(stage);
     }
@@ -156,9 +164,9 @@ fn run(args: &Args) -> Res<()> {
             let name = format!("stage{k}");
             let stage = qat_model
                 .layer(&name)
-                .and_then(|l| l.downcast_ref::<Graph>())
+                .and_then(|l| Graph::of(l))
                 .ok_or(format!("the stitched QAT student has no stage `{name}`"))?;
-            Ok(qat::convert(stage)?)
+            Ok(qat::convert(stage, &stage_inputs[k - 1])?)
         })
         .collect::<Res<Vec<_>>>()?;
     let int8_model = compose(&int8_stages)?;

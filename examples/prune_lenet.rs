@@ -211,7 +211,7 @@ fn run(args: &Args, model: &str) -> slimnet::core::Result<String> {
     println!("{report}");
 
     let mut sparse = pruned.clone();
-    let conv = convert::to_sparse(&mut sparse, &[1, 1, 28, 28], &Selector::All)?;
+    let conv = convert::to_sparse(&mut sparse, &[1, 1, 28, 28], Selector::All)?;
     println!("{conv}");
     let acc_after = train::accuracy(&sparse, &te)?;
     let bytes_after = io::to_bytes(&sparse)?.len();

@@ -220,7 +220,7 @@ fn int8_run(args: &Args, method: &str, name: &str, tr: &Dataset, te: &Dataset) -
     assert_eq!(back.forward(&x)?, q.forward(&x)?, "reloaded model differs");
     slimnet::kernels::threads::set_num_threads(1);
     let (t_f32, t_q) = latencies(&model, &q, te)?;
-    let folded = ptq::fold(&model)?;
+    let folded = ptq::float_for_int8(&model, &[1, 1, 28, 28])?;
     let (t_fold, t_q2) = latencies(&folded, &q, te)?;
     println!("{method} {name}: {} s; graph: {}", fmt(secs), kinds(&q));
     println!(
@@ -267,7 +267,7 @@ fn fmt(s: f64) -> String {
 /// QAT: fine-tune with fake quantization for `qat_epochs` epochs at a small learning rate,
 /// observers frozen for the last third, then convert.
 fn qat_train(args: &Args, model: &Graph, tr: &Dataset, te: &Dataset) -> Res<Graph> {
-    let mut g = qat::prepare(model, &qat::QatConfig::default())?;
+    let mut g = qat::prepare(model, &[64, 1, 28, 28], &qat::QatConfig::default())?;
     let n = ((tr.len() as f32 * args.qat_epochs) as usize).clamp(64, tr.len());
     let sub = Dataset::new(
         tr.batch(&(0..n).collect::<Vec<_>>()).0,
@@ -292,7 +292,7 @@ fn qat_train(args: &Args, model: &Graph, tr: &Dataset, te: &Dataset) -> Res<Grap
         "qat: {n} training images, fake-quantized accuracy {:.4}",
         train::accuracy(&g, te)?
     );
-    Ok(qat::convert(&g)?)
+    Ok(qat::convert(&g, &[1, 1, 28, 28])?)
 }
 
 /// Fine-tunes `g` on the training set for `epochs` epochs with SGD + momentum at `lr`.
@@ -347,7 +347,7 @@ fn share_run(args: &Args, name: &str, tr: &Dataset, te: &Dataset) -> Res<()> {
     let sparsity = sparsity_report(&g, &Selector::All).sparsity();
     let acc_pruned = train::accuracy(&g, te)?;
     let cfg = share::ShareConfig::new(5)?.with_huffman(true);
-    let report = share::share_weights(&mut g, &[1, 1, 28, 28], &Selector::All, &cfg)?;
+    let report = share::share_weights(&mut g, &[1, 1, 28, 28], Selector::All, &cfg)?;
     let acc_shared = train::accuracy(&g, te)?;
     fine_tune(&mut g, tr, 1, 0.001, 20)?;
     let acc_after = train::accuracy(&g, te)?;

@@ -78,6 +78,32 @@ pub enum Error {
         /// The kernel's error.
         source: slimnet_kernels::KernelError,
     },
+    /// A pass met a selected layer with weights that it has no rule for (e.g. pruning or
+    /// decomposing a layer that is already int8).
+    #[error(
+        "{layer}: `{pass}` has no rule for layer kind `{kind}`{}; run it before the step that \
+         made this kind, or select other layers",
+        if *others > 0 { format!(" (and {others} more layers)") } else { String::new() }
+    )]
+    Unhandled {
+        /// Layer path.
+        layer: String,
+        /// The layer kind.
+        kind: String,
+        /// The pass.
+        pass: String,
+        /// How many more layers were not handled.
+        others: usize,
+    },
+    /// An error of a method crate (decompose, prune, quant, distill), kept whole as the
+    /// source, with the path of the layer it happened in when a graph added one.
+    #[error("{}{source}", if layer.is_empty() { String::new() } else { format!("{layer}: ") })]
+    Method {
+        /// Layer path added by the graph (the method error may name a path of its own).
+        layer: String,
+        /// The method crate's error.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
     /// An I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -107,10 +133,39 @@ impl Error {
             | Error::Config { layer, .. }
             | Error::Backward { layer, .. }
             | Error::UnknownKind { layer, .. }
+            | Error::Unhandled { layer, .. }
+            | Error::Method { layer, .. }
             | Error::Kernel { layer, .. } => join(layer),
             _ => {}
         }
         self
+    }
+
+    /// Wraps a method crate's error losslessly (see [`Error::Method`]); its source can be
+    /// downcast back to the method's error type.
+    pub fn method(source: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Error::Method {
+            layer: String::new(),
+            source: Box::new(source),
+        }
+    }
+
+    /// The method error of type `E` inside an [`Error::Method`], with the layer path a graph
+    /// added to it (empty when none); any other error comes back unchanged as `Err`. Method
+    /// crates use it to get their own errors back whole after a trip through core code.
+    ///
+    /// # Errors
+    /// `self`, when it is not a method error of type `E`.
+    pub fn into_method<E: std::error::Error + 'static>(
+        self,
+    ) -> std::result::Result<(String, E), Error> {
+        match self {
+            Error::Method { layer, source } if source.is::<E>() => {
+                let e = source.downcast::<E>().expect("checked by is");
+                Ok((layer, *e))
+            }
+            other => Err(other),
+        }
     }
 
     /// A shape error for a free-standing layer (the graph adds the path).

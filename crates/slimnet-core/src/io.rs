@@ -72,6 +72,11 @@ impl TensorSource<'_> {
         self.st.tensor(&self.full(name)).is_ok()
     }
 
+    /// The dtype of tensor `name`, if the file holds it.
+    pub fn dtype(&self, name: &str) -> Option<Dtype> {
+        self.st.tensor(&self.full(name)).ok().map(|t| t.dtype())
+    }
+
     /// A tensor's dtype, shape and raw little-endian bytes.
     ///
     /// # Errors
@@ -355,20 +360,27 @@ fn graph_from_json(
                         let full = format!("{path}{pname}.mask");
                         if let Ok(t) = st.tensor(&full) {
                             used.insert(full.clone());
-                            let mask = (t.dtype() == Dtype::F32)
-                                .then(|| {
-                                    let d: Vec<f32> = t
-                                        .data()
+                            let mask = match t.dtype() {
+                                Dtype::U8 => Tensor::from_shape_vec(
+                                    t.shape().to_vec(),
+                                    t.data().iter().map(|&b| b as f32).collect(),
+                                )
+                                .ok(),
+                                // files of format 1 written before masks were u8
+                                Dtype::F32 => Tensor::from_shape_vec(
+                                    t.shape().to_vec(),
+                                    t.data()
                                         .chunks_exact(4)
                                         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                                        .collect();
-                                    Tensor::from_shape_vec(t.shape().to_vec(), d).ok()
-                                })
-                                .flatten();
+                                        .collect(),
+                                )
+                                .ok(),
+                                _ => None,
+                            };
                             let r = match mask {
                                 Some(m) => p.set_mask(m),
                                 None => Err(Error::ModelFile(format!(
-                                    "mask `{full}` is not an f32 tensor"
+                                    "mask `{full}` is not a u8 tensor"
                                 ))),
                             };
                             if let Err(e) = r {

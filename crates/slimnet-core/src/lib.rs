@@ -30,10 +30,16 @@ mod param;
 pub mod rewrite;
 pub mod summary;
 pub mod tensor;
+pub mod timing;
 pub mod train;
+pub mod value;
 
 pub use error::{Error, Result};
 pub use graph::{Graph, Sequential};
 pub use layer::{Cost, Layer, LayerBase, StoredTensor};
 pub use param::Param;
+/// The JSON library of [`Layer::config_json`] and model-file loaders, re-exported so that a
+/// layer of your own needs no extra dependency.
+pub use serde_json;
 pub use tensor::Tensor;
+pub use value::{Value, ValueKind};

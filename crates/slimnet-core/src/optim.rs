@@ -32,12 +32,12 @@ fn state<'a>(
 ) -> Result<&'a mut Tensor> {
     let t = map
         .entry(path.to_string())
-        .or_insert_with(|| Tensor::zeros(p.value.raw_dim()));
-    if t.shape() != p.value.shape() {
+        .or_insert_with(|| Tensor::zeros(p.value().raw_dim()));
+    if t.shape() != p.value().shape() {
         return Err(Error::Invalid(format!(
             "parameter `{path}` changed shape from {:?} to {:?}; make a new optimizer after reshaping a model",
             t.shape(),
-            p.value.shape()
+            p.value().shape()
         )));
     }
     Ok(t)
@@ -95,8 +95,9 @@ impl Optimizer for Sgd {
             }
             p.apply_mask();
             if mom == 0.0 {
-                Zip::from(&mut p.value)
-                    .and(&p.grad)
+                let (w, g) = p.value_mut_and_grad();
+                Zip::from(w)
+                    .and(g)
                     .for_each(|w, &g| *w -= lr * (g + wd * *w));
             } else {
                 let v = match state(vel, path, p) {
@@ -106,14 +107,12 @@ impl Optimizer for Sgd {
                         return;
                     }
                 };
-                Zip::from(&mut p.value)
-                    .and(&p.grad)
-                    .and(v)
-                    .for_each(|w, &g, v| {
-                        let g = g + wd * *w;
-                        *v = mom * *v + g;
-                        *w -= lr * if nest { g + mom * *v } else { *v };
-                    });
+                let (w, g) = p.value_mut_and_grad();
+                Zip::from(w).and(g).and(v).for_each(|w, &g, v| {
+                    let g = g + wd * *w;
+                    *v = mom * *v + g;
+                    *w -= lr * if nest { g + mom * *v } else { *v };
+                });
             }
             p.apply_mask();
         });
@@ -210,20 +209,17 @@ impl Optimizer for Adam {
                     return;
                 }
             };
-            Zip::from(&mut p.value)
-                .and(&p.grad)
-                .and(m)
-                .and(v)
-                .for_each(|w, &g, m, v| {
-                    let g = if dec { g } else { g + wd * *w };
-                    *m = b1 * *m + (1.0 - b1) * g;
-                    *v = b2 * *v + (1.0 - b2) * g * g;
-                    let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
-                    if dec {
-                        *w -= lr * wd * *w;
-                    }
-                    *w -= lr * upd;
-                });
+            let (w, g) = p.value_mut_and_grad();
+            Zip::from(w).and(g).and(m).and(v).for_each(|w, &g, m, v| {
+                let g = if dec { g } else { g + wd * *w };
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
+                if dec {
+                    *w -= lr * wd * *w;
+                }
+                *w -= lr * upd;
+            });
             p.apply_mask();
         });
         err.map_or(Ok(()), Err)

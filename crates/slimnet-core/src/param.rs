@@ -1,20 +1,57 @@
 //! Trainable parameters, their gradients and sparsity masks.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::error::{Error, Result};
 use crate::tensor::{zeros, Tensor};
+
+/// Source of parameter versions: every new value gets a number no other value had, so a cache
+/// keyed by [`Param::version`] can never mistake one value for another, even across clones and
+/// replaced parameters.
+static NEXT_VERSION: AtomicU64 = AtomicU64::new(1);
+
+fn next_version() -> u64 {
+    NEXT_VERSION.fetch_add(1, Ordering::Relaxed)
+}
 
 /// A trainable tensor with its accumulated gradient and an optional sparsity mask.
 ///
 /// The mask (1 keeps a weight, 0 prunes it) lives with the parameter so that every method that
 /// touches weights — optimizers, quantization, weight sharing — can respect it without knowing who
 /// set it. Optimizers zero masked gradients before a step and masked weights after it.
-#[derive(Debug, Clone)]
+///
+/// The value is read with [`value`](Self::value) and changed through
+/// [`value_mut`](Self::value_mut) or [`set_value`](Self::set_value), which give it a new
+/// [`version`](Self::version): layers that keep a prepared form of a weight (a Winograd
+/// transform, packed panels) compare one number per call instead of the weights themselves.
+///
+/// ```
+/// use slimnet_core::{tensor, Param};
+/// let mut p = Param::new(tensor::zeros(&[2, 2]));
+/// let v = p.version();
+/// p.value_mut()[[0, 1]] = 3.0;
+/// assert_ne!(p.version(), v);
+/// assert_eq!(p.value()[[0, 1]], 3.0);
+/// ```
+#[derive(Debug)]
 pub struct Param {
-    /// The value.
-    pub value: Tensor,
+    value: Tensor,
     /// The gradient accumulated by `backward` since the last [`zero_grad`](Self::zero_grad).
     pub grad: Tensor,
     mask: Option<Tensor>,
+    version: u64,
+}
+
+impl Clone for Param {
+    /// A copy with its own version (so a copy edited later never shares a cache entry).
+    fn clone(&self) -> Self {
+        Self {
+            value: self.value.clone(),
+            grad: self.grad.clone(),
+            mask: self.mask.clone(),
+            version: next_version(),
+        }
+    }
 }
 
 impl Param {
@@ -25,7 +62,55 @@ impl Param {
             value,
             grad,
             mask: None,
+            version: next_version(),
         }
+    }
+
+    /// The value.
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+
+    /// The value, for editing in place; the parameter gets a new [`version`](Self::version).
+    pub fn value_mut(&mut self) -> &mut Tensor {
+        self.version = next_version();
+        &mut self.value
+    }
+
+    /// The value for editing (new version) beside the gradient, as an optimizer step needs.
+    pub fn value_mut_and_grad(&mut self) -> (&mut Tensor, &Tensor) {
+        self.version = next_version();
+        (&mut self.value, &self.grad)
+    }
+
+    /// The value beside the gradient for accumulating into, as a backward pass needs.
+    pub fn value_and_grad_mut(&mut self) -> (&Tensor, &mut Tensor) {
+        (&self.value, &mut self.grad)
+    }
+
+    /// Replaces the value (same shape), giving the parameter a new version; the mask, if any,
+    /// is applied to the new value.
+    ///
+    /// # Errors
+    /// When the new value's shape differs from the old one's.
+    pub fn set_value(&mut self, value: Tensor) -> Result<()> {
+        if value.shape() != self.value.shape() {
+            return Err(Error::Invalid(format!(
+                "a value of shape {:?} for a parameter of shape {:?}",
+                value.shape(),
+                self.value.shape()
+            )));
+        }
+        self.value = value;
+        self.version = next_version();
+        self.apply_mask();
+        Ok(())
+    }
+
+    /// A number that changes whenever the value may have changed, unique across all
+    /// parameters of the process.
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Sets the gradient to zero.
@@ -76,6 +161,7 @@ impl Param {
     /// Zeroes masked weights and their gradients.
     pub fn apply_mask(&mut self) {
         if let Some(m) = &self.mask {
+            self.version = next_version();
             self.value.zip_mut_with(m, |v, &k| *v *= k);
             self.grad.zip_mut_with(m, |g, &k| *g *= k);
         }

@@ -114,9 +114,9 @@ fn training_is_deterministic_and_learns() {
     };
     assert_eq!(numbers(&ha), numbers(&hb));
     let mut wa = Vec::new();
-    a.visit_params(&mut |_, p| wa.extend(p.value.iter().copied()));
+    a.visit_params(&mut |_, p| wa.extend(p.value().iter().copied()));
     let mut wb = Vec::new();
-    b.visit_params(&mut |_, p| wb.extend(p.value.iter().copied()));
+    b.visit_params(&mut |_, p| wb.extend(p.value().iter().copied()));
     assert!(wa == wb, "same seed, different weights");
     assert!(ha[1].test_accuracy.unwrap() > 0.9, "{:?}", ha[1]);
 }
@@ -130,7 +130,7 @@ fn masks_keep_pruned_weights_at_zero_through_training() {
         .unwrap()
         .downcast_mut::<Linear>()
         .unwrap();
-    let mask = Tensor::from_shape_fn(fc1.weight.value.raw_dim(), |ix| (ix[1] % 2) as f32);
+    let mask = Tensor::from_shape_fn(fc1.weight.value().raw_dim(), |ix| (ix[1] % 2) as f32);
     fc1.weight.set_mask(mask).unwrap();
     for mut opt in [
         Box::new(Sgd::new(0.1).with_momentum(0.9)) as Box<dyn Optimizer>,
@@ -148,7 +148,7 @@ fn masks_keep_pruned_weights_at_zero_through_training() {
     let fc1 = m.layer("fc1").unwrap().downcast_ref::<Linear>().unwrap();
     let zeros = fc1
         .weight
-        .value
+        .value()
         .indexed_iter()
         .filter(|(ix, _)| ix[1] % 2 == 0)
         .all(|(_, v)| *v == 0.0);

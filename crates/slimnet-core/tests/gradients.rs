@@ -69,13 +69,13 @@ fn check_at(name: &str, layer: &mut dyn Layer, x: &Tensor, seed: u64) {
             let mut eval = |delta: f32| {
                 layer.visit_params_mut(&mut |p, v| {
                     if p == pname {
-                        v.value.as_slice_mut().unwrap()[k] += delta;
+                        v.value_mut().as_slice_mut().unwrap()[k] += delta;
                     }
                 });
                 let o = objective(layer, &x, &r);
                 layer.visit_params_mut(&mut |p, v| {
                     if p == pname {
-                        v.value.as_slice_mut().unwrap()[k] -= delta;
+                        v.value_mut().as_slice_mut().unwrap()[k] -= delta;
                     }
                 });
                 o
@@ -128,7 +128,7 @@ fn conv2d_variants() {
     for (i, (name, cfg, shape)) in cases.into_iter().enumerate() {
         let mut l = cfg.init(&mut rng).unwrap();
         if let Some(b) = &mut l.bias {
-            b.value.mapv_inplace(|_| 0.3);
+            b.value_mut().mapv_inplace(|_| 0.3);
         }
         check(name, &mut l, &shape, i as u64);
     }
@@ -145,7 +145,7 @@ fn linear_and_batchnorm() {
     );
     let mut bn = BatchNormConfig::new(3).init().unwrap();
     bn.weight
-        .value
+        .value_mut()
         .assign(&tensor::from_vec(&[3], vec![0.5, 1.5, -1.0]).unwrap());
     check("batchnorm", &mut bn, &[4, 3, 3, 2], 4);
 }

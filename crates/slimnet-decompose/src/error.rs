@@ -3,13 +3,13 @@
 use thiserror::Error;
 
 /// Result type of slimnet-decompose.
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T> = std::result::Result<T, DecomposeError>;
 
 /// Errors of slimnet-decompose. Variants name the layer path (dotted, e.g. `features.3`) where one
 /// applies; free-standing decompositions leave it empty.
 #[derive(Debug, Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum DecomposeError {
     /// A requested rank is outside `1..=max`.
     #[error("{}rank {rank} is out of range 1..={max} for {what}", prefix(layer))]
     Rank {
@@ -75,7 +75,7 @@ pub enum Error {
     },
     /// An error from slimnet-core (building layers, graph rewrites).
     #[error(transparent)]
-    Core(#[from] slimnet_core::Error),
+    Core(slimnet_core::Error),
 }
 
 fn prefix(layer: &str) -> String {
@@ -86,10 +86,10 @@ fn prefix(layer: &str) -> String {
     }
 }
 
-impl Error {
-    /// An [`Error::Invalid`] without a layer path.
+impl DecomposeError {
+    /// An [`DecomposeError::Invalid`] without a layer path.
     pub fn invalid(reason: impl Into<String>) -> Self {
-        Error::Invalid {
+        DecomposeError::Invalid {
             layer: String::new(),
             reason: reason.into(),
         }
@@ -98,34 +98,45 @@ impl Error {
     /// Prefixes the layer path of this error with `path`.
     pub fn in_layer(mut self, path: &str) -> Self {
         match &mut self {
-            Error::Rank { layer, .. }
-            | Error::NonFinite { layer, .. }
-            | Error::NoConvergence { layer, .. }
-            | Error::Unsupported { layer, .. }
-            | Error::Invalid { layer, .. } => {
+            DecomposeError::Rank { layer, .. }
+            | DecomposeError::NonFinite { layer, .. }
+            | DecomposeError::NoConvergence { layer, .. }
+            | DecomposeError::Unsupported { layer, .. }
+            | DecomposeError::Invalid { layer, .. } => {
                 *layer = if layer.is_empty() {
                     path.to_string()
                 } else {
                     format!("{path}.{layer}")
                 };
             }
-            Error::Core(e) => {
+            DecomposeError::Core(e) => {
                 let inner = std::mem::replace(e, slimnet_core::Error::Invalid(String::new()));
                 *e = inner.in_layer(path);
             }
         }
         self
     }
+}
 
-    /// This error as a [`slimnet_core::Error`], for [`slimnet_core::rewrite::Rule`]s. The layer
-    /// path is kept in the message; core errors pass through unchanged.
-    pub fn into_core(self) -> slimnet_core::Error {
-        match self {
-            Error::Core(e) => e,
-            other => slimnet_core::Error::Config {
-                layer: String::new(),
-                reason: other.to_string(),
-            },
+/// A core error; a decomposition error that travelled through core code (a rewrite rule)
+/// comes back as itself, with the path the graph added.
+impl From<slimnet_core::Error> for DecomposeError {
+    fn from(e: slimnet_core::Error) -> Self {
+        match e.into_method::<DecomposeError>() {
+            Ok((layer, d)) if layer.is_empty() => d,
+            Ok((layer, d)) => d.in_layer(&layer),
+            Err(core) => DecomposeError::Core(core),
+        }
+    }
+}
+
+/// Converts into a core error without losing anything: a wrapped core error comes back as
+/// itself, anything else is kept whole as the source of [`slimnet_core::Error::Method`].
+impl From<DecomposeError> for slimnet_core::Error {
+    fn from(e: DecomposeError) -> Self {
+        match e {
+            DecomposeError::Core(inner) => inner,
+            other => slimnet_core::Error::method(other),
         }
     }
 }
@@ -137,7 +148,7 @@ pub(crate) fn check_finite<'a>(
 ) -> Result<()> {
     for (index, &v) in values.into_iter().enumerate() {
         if !v.is_finite() {
-            return Err(Error::NonFinite {
+            return Err(DecomposeError::NonFinite {
                 layer: String::new(),
                 what: what.to_string(),
                 value: v as f64,
@@ -151,7 +162,7 @@ pub(crate) fn check_finite<'a>(
 /// Checks `1 <= rank <= max`.
 pub(crate) fn check_rank(rank: usize, max: usize, what: impl FnOnce() -> String) -> Result<()> {
     if rank == 0 || rank > max {
-        return Err(Error::Rank {
+        return Err(DecomposeError::Rank {
             layer: String::new(),
             rank,
             max,

@@ -31,7 +31,7 @@
 //! assert_eq!(report.layers[0].ranks, vec![100]);
 //! let after = model.forward(&x)?;
 //! assert!(tensor::max_abs_diff(&before, &after) < 1e-4);
-//! # Ok::<(), slimnet_decompose::Error>(())
+//! # Ok::<(), slimnet_decompose::DecomposeError>(())
 //! ```
 #![warn(missing_docs)]
 
@@ -45,4 +45,4 @@ pub mod svd;
 pub mod tucker;
 mod util;
 
-pub use error::{Error, Result};
+pub use error::{DecomposeError, Result};

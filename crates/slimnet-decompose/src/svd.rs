@@ -10,7 +10,7 @@
 //! assert_eq!(t.n_params(), 2 * (30 + 20 + 1));
 //! let r = randomized_svd(a.view(), 2, &RandomizedSvdConfig::default())?;
 //! assert!(r.relative_error(a.view()) < 1e-4);
-//! # Ok::<(), slimnet_decompose::Error>(())
+//! # Ok::<(), slimnet_decompose::DecomposeError>(())
 //! ```
 
 use faer::Mat;
@@ -52,7 +52,7 @@ impl Svd {
     /// The leading `rank` triplets.
     ///
     /// # Errors
-    /// [`Error::Rank`](crate::Error::Rank) when `rank` is 0 or above [`rank`](Self::rank).
+    /// [`DecomposeError::Rank`](crate::DecomposeError::Rank) when `rank` is 0 or above [`rank`](Self::rank).
     pub fn truncate(&self, rank: usize) -> Result<Svd> {
         check_rank(rank, self.rank(), || {
             format!("an SVD of rank {}", self.rank())
@@ -82,7 +82,7 @@ impl Svd {
 fn check_matrix(a: &ArrayView2<'_, f32>) -> Result<()> {
     let (m, n) = a.dim();
     if m == 0 || n == 0 {
-        return Err(crate::Error::invalid(format!(
+        return Err(crate::DecomposeError::invalid(format!(
             "cannot decompose an empty {m}x{n} matrix"
         )));
     }

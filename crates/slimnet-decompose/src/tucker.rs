@@ -12,14 +12,14 @@
 //! let t = tucker2(w.view(), 8, 6, &TuckerConfig::default())?;
 //! assert!(t.rel_error < 1e-5);
 //! assert_eq!(t.core.shape(), &[8, 6, 3, 3]);
-//! # Ok::<(), slimnet_decompose::Error>(())
+//! # Ok::<(), slimnet_decompose::DecomposeError>(())
 //! ```
 
 use faer::Mat;
 use ndarray::{Array2, ArrayD, ArrayViewD};
 
 use crate::dense::Dense;
-use crate::error::{check_finite, check_rank, Error, Result};
+use crate::error::{check_finite, check_rank, DecomposeError, Result};
 use crate::linalg;
 
 /// Settings of [`hooi`] and [`partial_tucker`].
@@ -133,7 +133,7 @@ pub fn tucker2(
     cfg: &TuckerConfig,
 ) -> Result<Tucker> {
     if w.ndim() != 4 {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "Tucker-2 needs an OIHW kernel, got shape {:?}",
             w.shape()
         )));
@@ -155,14 +155,21 @@ pub fn partial_tucker(
 ) -> Result<Tucker> {
     let shape = x.shape().to_vec();
     if ranks.len() != shape.len() || ranks.iter().all(Option::is_none) || shape.contains(&0) {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "Tucker ranks {ranks:?} do not fit a non-empty tensor of shape {shape:?}"
         )));
     }
+    let total: usize = shape.iter().product();
     for (n, r) in ranks.iter().enumerate() {
         if let Some(r) = *r {
-            check_rank(r, shape[n], || {
-                format!("mode {n} (size {}) of a {shape:?} tensor", shape[n])
+            // the unfolding of mode n is shape[n] x (total / shape[n]): its rank is at most
+            // the smaller of the two
+            let max = shape[n].min(total / shape[n]);
+            check_rank(r, max, || {
+                format!(
+                    "mode {n} of a {shape:?} tensor (at most {max}: its size and the product \
+                     of the others)"
+                )
             })?;
         }
     }

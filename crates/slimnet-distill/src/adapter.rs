@@ -5,7 +5,7 @@ use slimnet_core::layers::{AvgPool2d, BatchNormConfig, Conv2dConfig, LinearConfi
 use slimnet_core::tensor::SlimRng;
 use slimnet_core::Graph;
 
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 
 /// How an adapter lowers the resolution when the student's map is larger than the teacher's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -65,11 +65,11 @@ impl AdapterConfig {
 /// use slimnet_distill::adapter::{make_adapter, AdapterConfig};
 /// let a = make_adapter(&[1, 8, 28, 28], &[1, 16, 14, 14], &AdapterConfig::default(), &mut tensor::rng(0))?;
 /// assert_eq!(a.output_shape(&[4, 8, 28, 28])?, vec![4, 16, 14, 14]);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
-/// [`Error::Config`] when the target is larger than the source, the factor is not an integer
+/// [`DistillError::Config`] when the target is larger than the source, the factor is not an integer
 /// equal in both directions, or the ranks differ or are not 2 or 4.
 pub fn make_adapter(
     from: &[usize],
@@ -77,7 +77,8 @@ pub fn make_adapter(
     cfg: &AdapterConfig,
     rng: &mut SlimRng,
 ) -> Result<Graph> {
-    let bad = |why: &str| Error::Config(format!("no adapter from {from:?} to {to:?}: {why}"));
+    let bad =
+        |why: &str| DistillError::Config(format!("no adapter from {from:?} to {to:?}: {why}"));
     let mut g = Graph::new();
     if from.len() != to.len() {
         return Err(bad("ranks differ"));

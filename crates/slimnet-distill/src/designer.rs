@@ -8,7 +8,7 @@ use slimnet_core::Graph;
 
 use crate::adapter::{make_adapter, AdapterConfig};
 use crate::blocks::BlockKind;
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 use crate::stages::{boundary_shapes, compose, macs, split};
 
 /// How wide the student is.
@@ -181,7 +181,7 @@ fn build_stage(
                 || wi / wl.max(1) != factor
                 || !factor.is_power_of_two()
             {
-                return Err(Error::Config(format!(
+                return Err(DistillError::Config(format!(
                     "the teacher stage goes from {hi}x{wi} to {hl}x{wl}; the designer handles power-of-two reductions"
                 )));
             }
@@ -222,7 +222,7 @@ fn build_stage(
         }
         _ => {}
     }
-    Err(Error::Config(format!(
+    Err(DistillError::Config(format!(
         "the designer maps [N, C, H, W] or [N, F] stages; this one maps {inp:?} to {out:?}"
     )))
 }
@@ -233,11 +233,11 @@ fn build(infos: &[StageInfo], spec: &StudentSpec, w: f32, rng: &mut SlimRng) -> 
         .enumerate()
         .map(|(k, info)| {
             build_stage(info, spec, w, rng).map_err(|e| match e {
-                Error::Core(c) => Error::InStage {
+                DistillError::Core(c) => DistillError::InStage {
                     stage: k + 1,
                     source: c,
                 },
-                Error::Config(r) => Error::InStage {
+                DistillError::Config(r) => DistillError::InStage {
                     stage: k + 1,
                     source: slimnet_core::Error::config(r),
                 },
@@ -269,12 +269,12 @@ pub fn design_student(
         .iter()
         .zip(&shapes)
         .enumerate()
-        .map(|(k, (s, shape))| analyse(s, shape).map_err(Error::in_stage(k + 1)))
+        .map(|(k, (s, shape))| analyse(s, shape).map_err(DistillError::in_stage(k + 1)))
         .collect::<Result<Vec<_>>>()?;
     let multiplier = match spec.width {
         Width::Multiplier(w) if w > 0.0 && w.is_finite() => w,
         Width::Multiplier(w) => {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "width multiplier {w} must be positive"
             )))
         }
@@ -286,7 +286,7 @@ pub fn design_student(
             let (mut lo, mut hi) = (1.0 / 64.0, 8.0f32);
             let smallest = cost(lo)?;
             if smallest > budget {
-                return Err(Error::Config(format!(
+                return Err(DistillError::Config(format!(
                     "a MAC budget of {budget} is below the thinnest student ({smallest} MACs)"
                 )));
             }
@@ -308,7 +308,7 @@ pub fn design_student(
     let got = boundary_shapes(&stages, input)?;
     for (k, (g, t)) in got.iter().zip(&shapes).enumerate().skip(1) {
         if g != t {
-            return Err(Error::BoundaryShape {
+            return Err(DistillError::BoundaryShape {
                 stage: k,
                 side: "output",
                 expected: t.clone(),

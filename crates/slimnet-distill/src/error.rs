@@ -3,17 +3,17 @@
 use thiserror::Error;
 
 /// Result type of slimnet-distill.
-pub type Result<T> = std::result::Result<T, Error>;
+pub type Result<T> = std::result::Result<T, DistillError>;
 
 /// Errors of slimnet-distill. Stage numbers are 1-based: stage `k` maps the teacher's features
 /// after cut `k - 1` (the input for `k = 1`) to the features after cut `k` (the output for the
 /// last stage).
 #[derive(Debug, Error)]
 #[non_exhaustive]
-pub enum Error {
+pub enum DistillError {
     /// An error of slimnet-core outside any stage.
     #[error(transparent)]
-    Core(#[from] slimnet_core::Error),
+    Core(slimnet_core::Error),
     /// An error of slimnet-core while building, running or training one stage.
     #[error("stage {stage}: {source}")]
     InStage {
@@ -77,20 +77,32 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-impl Error {
+impl DistillError {
     /// Wraps a core error as happening in `stage` (1-based).
-    pub fn in_stage(stage: usize) -> impl FnOnce(slimnet_core::Error) -> Error {
-        move |source| Error::InStage { stage, source }
+    pub fn in_stage(stage: usize) -> impl FnOnce(slimnet_core::Error) -> DistillError {
+        move |source| DistillError::InStage { stage, source }
     }
 }
 
-impl From<Error> for slimnet_core::Error {
-    /// Flattens a distillation error into a core error (for use inside core traits such as
-    /// [`slimnet_core::loss::Loss`]); core errors pass through unchanged.
-    fn from(e: Error) -> Self {
+/// A core error; a distillation error that travelled through core code (a loss, a layer)
+/// comes back as itself.
+impl From<slimnet_core::Error> for DistillError {
+    fn from(e: slimnet_core::Error) -> Self {
+        match e.into_method::<DistillError>() {
+            Ok((_, d)) => d,
+            Err(core) => DistillError::Core(core),
+        }
+    }
+}
+
+/// Converts into a core error without losing anything (for use inside core traits such as
+/// [`slimnet_core::loss::Loss`]): a wrapped core error comes back as itself, anything else is
+/// kept whole as the source of [`slimnet_core::Error::Method`].
+impl From<DistillError> for slimnet_core::Error {
+    fn from(e: DistillError) -> Self {
         match e {
-            Error::Core(c) => c,
-            other => slimnet_core::Error::Invalid(other.to_string()),
+            DistillError::Core(c) => c,
+            other => slimnet_core::Error::method(other),
         }
     }
 }

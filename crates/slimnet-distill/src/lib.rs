@@ -23,7 +23,7 @@
 //! let student = design_student(&teacher, &cuts, &[1, 1, 28, 28], &StudentSpec::width(0.5), &mut tensor::rng(1))?;
 //! assert_eq!(student.stages.len(), 4);
 //! assert!(student.macs(&[1, 1, 28, 28])? * 5 < slimnet_distill::stages::macs(&teacher, &[1, 1, 28, 28])?);
-//! # Ok::<(), slimnet_distill::Error>(())
+//! # Ok::<(), slimnet_distill::DistillError>(())
 //! ```
 #![warn(missing_docs)]
 
@@ -38,5 +38,5 @@ pub mod stagewise;
 mod teacher;
 pub mod train;
 
-pub use error::{Error, Result};
+pub use error::{DistillError, Result};
 pub use teacher::FrozenTeacher;

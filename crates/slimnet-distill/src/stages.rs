@@ -1,12 +1,10 @@
 //! Splitting a model into stages at cut points, composing stages back, and counting MACs
 //! through nested graphs.
 
-use std::collections::HashMap;
-
 use slimnet_core::graph::{NodeId, Op};
 use slimnet_core::{Graph, Layer};
 
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 
 /// Node indices of the cuts, validated: `[input, c1, ..., c(K-1), output]`.
 fn cut_indices(graph: &Graph, cuts: &[&str]) -> Result<Vec<usize>> {
@@ -17,14 +15,14 @@ fn cut_indices(graph: &Graph, cuts: &[&str]) -> Result<Vec<usize>> {
         let id = graph
             .node_id(name)
             .filter(|id| id.index() <= out)
-            .ok_or_else(|| Error::UnknownCut {
+            .ok_or_else(|| DistillError::UnknownCut {
                 stage,
                 name: name.to_string(),
             })?;
         let prev = *idx.last().expect("starts with the input");
         if id.index() <= prev {
             let before = &graph.nodes()[prev].name;
-            return Err(Error::EmptyStage {
+            return Err(DistillError::EmptyStage {
                 stage,
                 reason: format!("cut `{name}` does not come after `{before}`"),
             });
@@ -32,7 +30,7 @@ fn cut_indices(graph: &Graph, cuts: &[&str]) -> Result<Vec<usize>> {
         idx.push(id.index());
     }
     if *idx.last().expect("non-empty") == out && !cuts.is_empty() {
-        return Err(Error::EmptyStage {
+        return Err(DistillError::EmptyStage {
             stage: cuts.len() + 1,
             reason: format!(
                 "the last cut `{}` is the output node, so nothing is left after it",
@@ -41,7 +39,7 @@ fn cut_indices(graph: &Graph, cuts: &[&str]) -> Result<Vec<usize>> {
         });
     }
     if out == 0 {
-        return Err(Error::EmptyStage {
+        return Err(DistillError::EmptyStage {
             stage: 1,
             reason: "the model's output is its input".into(),
         });
@@ -52,7 +50,7 @@ fn cut_indices(graph: &Graph, cuts: &[&str]) -> Result<Vec<usize>> {
     for (k, &c) in idx.iter().enumerate().take(idx.len() - 1).skip(1) {
         for (j, node) in nodes.iter().enumerate().take(out + 1).skip(c + 1) {
             if let Some(i) = node.inputs.iter().find(|i| i.index() < c) {
-                return Err(Error::NotACut {
+                return Err(DistillError::NotACut {
                     stage: k,
                     name: nodes[c].name.clone(),
                     reader: nodes[j].name.clone(),
@@ -79,45 +77,29 @@ fn cut_indices(graph: &Graph, cuts: &[&str]) -> Result<Vec<usize>> {
 /// let x = tensor::uniform(&[2, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(1));
 /// let y = compose(&stages)?.forward(&x)?;
 /// assert!(tensor::max_abs_diff(&y, &teacher.forward(&x)?) < 1e-5);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
-/// [`Error::UnknownCut`] for a name that is no node (or comes after the output),
-/// [`Error::EmptyStage`] for cuts out of order, repeated or at the output,
-/// [`Error::NotACut`] when a connection bypasses a cut (e.g. a cut inside a residual block);
+/// [`DistillError::UnknownCut`] for a name that is no node (or comes after the output),
+/// [`DistillError::EmptyStage`] for cuts out of order, repeated or at the output,
+/// [`DistillError::NotACut`] when a connection bypasses a cut (e.g. a cut inside a residual block);
 /// each names the stage.
 pub fn split(graph: &Graph, cuts: &[&str]) -> Result<Vec<Graph>> {
     let idx = cut_indices(graph, cuts)?;
-    let nodes = graph.nodes();
+    let ids: Vec<NodeId> = idx
+        .iter()
+        .map(|&i| {
+            graph
+                .node_id(&graph.nodes()[i].name)
+                .expect("a node of the graph")
+        })
+        .collect();
     let mut stages = Vec::with_capacity(idx.len() - 1);
-    for (k, w) in idx.windows(2).enumerate() {
-        let stage = k + 1;
-        let (start, end) = (w[0], w[1]);
-        let mut g = Graph::new();
-        let mut map: HashMap<usize, NodeId> = HashMap::new();
-        map.insert(start, g.input());
-        for (j, node) in nodes.iter().enumerate().take(end + 1).skip(start + 1) {
-            let ins: Vec<NodeId> = node.inputs.iter().map(|i| map[&i.index()]).collect();
-            let id = match &node.op {
-                Op::Layer(l) => g.add_boxed(&node.name, l.clone(), ins[0]),
-                Op::Add => g.add(&node.name, ins[0], ins[1]),
-                Op::Mul => g.mul(&node.name, ins[0], ins[1]),
-                Op::Concat => g.concat(&node.name, &ins),
-                other => {
-                    return Err(Error::InStage {
-                        stage,
-                        source: slimnet_core::Error::Graph(format!(
-                            "node `{}` ({other:?}) cannot be copied into a stage",
-                            node.name
-                        )),
-                    })
-                }
-            }
-            .map_err(Error::in_stage(stage))?;
-            map.insert(j, id);
-        }
-        g.set_output(map[&end]).map_err(Error::in_stage(stage))?;
+    for (k, w) in ids.windows(2).enumerate() {
+        let g = graph
+            .slice(w[0], w[1])
+            .map_err(DistillError::in_stage(k + 1))?;
         stages.push(g);
     }
     Ok(stages)
@@ -126,10 +108,10 @@ pub fn split(graph: &Graph, cuts: &[&str]) -> Result<Vec<Graph>> {
 /// Chains stages into one model whose nodes `stage1`, `stage2`, ... are the stage graphs.
 ///
 /// # Errors
-/// [`Error::EmptyStage`] when there are no stages.
+/// [`DistillError::EmptyStage`] when there are no stages.
 pub fn compose(stages: &[Graph]) -> Result<Graph> {
     if stages.is_empty() {
-        return Err(Error::EmptyStage {
+        return Err(DistillError::EmptyStage {
             stage: 1,
             reason: "no stages to compose".into(),
         });
@@ -139,7 +121,7 @@ pub fn compose(stages: &[Graph]) -> Result<Graph> {
     for (k, s) in stages.iter().enumerate() {
         last = g
             .add_layer(&format!("stage{}", k + 1), s.clone(), last)
-            .map_err(Error::in_stage(k + 1))?;
+            .map_err(DistillError::in_stage(k + 1))?;
     }
     Ok(g)
 }
@@ -147,13 +129,13 @@ pub fn compose(stages: &[Graph]) -> Result<Graph> {
 /// The boundary shapes of a chain of stages for an input shape: `[input, after stage 1, ...]`.
 ///
 /// # Errors
-/// [`Error::InStage`] for the first stage that rejects its input.
+/// [`DistillError::InStage`] for the first stage that rejects its input.
 pub fn boundary_shapes(stages: &[Graph], input: &[usize]) -> Result<Vec<Vec<usize>>> {
     let mut shapes = vec![input.to_vec()];
     for (k, s) in stages.iter().enumerate() {
         let next = s
             .output_shape(shapes.last().expect("non-empty"))
-            .map_err(Error::in_stage(k + 1))?;
+            .map_err(DistillError::in_stage(k + 1))?;
         shapes.push(next);
     }
     Ok(shapes)
@@ -172,7 +154,7 @@ pub fn macs(graph: &Graph, input: &[usize]) -> Result<usize> {
         total += match &n.op {
             Op::Layer(l) => {
                 let x = &shapes[n.inputs[0].index()];
-                match l.as_ref().downcast_ref::<Graph>() {
+                match Graph::of(l.as_ref()) {
                     Some(inner) => macs(inner, x)?,
                     None => l.cost(x).map_err(|e| e.in_layer(&n.name))?.macs,
                 }
@@ -244,18 +226,33 @@ mod tests {
     fn bad_cuts_name_the_stage() {
         let t = teacher();
         let e = split(&t, &["block1_relu2", "nope"]).unwrap_err();
-        assert!(matches!(e, Error::UnknownCut { stage: 2, .. }), "{e}");
+        assert!(
+            matches!(e, DistillError::UnknownCut { stage: 2, .. }),
+            "{e}"
+        );
         let e = split(&t, &["block2_relu2", "block1_relu2"]).unwrap_err();
-        assert!(matches!(e, Error::EmptyStage { stage: 2, .. }), "{e}");
+        assert!(
+            matches!(e, DistillError::EmptyStage { stage: 2, .. }),
+            "{e}"
+        );
         let e = split(&t, &["block1_relu2", "block1_relu2"]).unwrap_err();
-        assert!(matches!(e, Error::EmptyStage { stage: 2, .. }), "{e}");
+        assert!(
+            matches!(e, DistillError::EmptyStage { stage: 2, .. }),
+            "{e}"
+        );
         let e = split(&t, &["block1_relu2", "fc"]).unwrap_err();
-        assert!(matches!(e, Error::EmptyStage { stage: 3, .. }), "{e}");
+        assert!(
+            matches!(e, DistillError::EmptyStage { stage: 3, .. }),
+            "{e}"
+        );
         let e = split(&t, &["input"]).unwrap_err();
-        assert!(matches!(e, Error::EmptyStage { stage: 1, .. }), "{e}");
+        assert!(
+            matches!(e, DistillError::EmptyStage { stage: 1, .. }),
+            "{e}"
+        );
         // Inside block 2 the shortcut bypasses the cut.
         let e = split(&t, &["block1_relu2", "block2_relu1"]).unwrap_err();
-        assert!(matches!(e, Error::NotACut { stage: 2, .. }), "{e}");
+        assert!(matches!(e, DistillError::NotACut { stage: 2, .. }), "{e}");
         assert!(e.to_string().contains("block2_relu1"), "{e}");
         assert!(compose(&[]).is_err());
     }

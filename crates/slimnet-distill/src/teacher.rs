@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use slimnet_core::{Graph, Layer, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 
 /// A trained teacher that can only run inference (`&self`), shared cheaply between losses and
 /// threads. Freezing checks that the model carries no accumulated gradients, the trace of a
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 /// let teacher = FrozenTeacher::new(models::lenet300(&mut tensor::rng(0))?)?;
 /// let logits = teacher.forward(&tensor::zeros(&[2, 1, 28, 28]))?;
 /// assert_eq!(logits.shape(), &[2, 10]);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct FrozenTeacher {
@@ -27,7 +27,7 @@ impl FrozenTeacher {
     /// Freezes a trained model.
     ///
     /// # Errors
-    /// [`Error::TeacherNotFrozen`] when a parameter holds a non-zero gradient (the model is in
+    /// [`DistillError::TeacherNotFrozen`] when a parameter holds a non-zero gradient (the model is in
     /// the middle of training), naming the parameter.
     pub fn new(graph: Graph) -> Result<Self> {
         let mut hot = None;
@@ -37,7 +37,7 @@ impl FrozenTeacher {
             }
         });
         if let Some(path) = hot {
-            return Err(Error::TeacherNotFrozen {
+            return Err(DistillError::TeacherNotFrozen {
                 reason: format!(
                     "parameter `{path}` holds a non-zero gradient; finish training and zero the gradients first"
                 ),
@@ -73,7 +73,7 @@ impl FrozenTeacher {
 /// Runs `layer` over `x` in chunks of `batch` examples and concatenates the outputs.
 pub(crate) fn forward_chunked(layer: &dyn Layer, x: &Tensor, batch: usize) -> Result<Tensor> {
     if batch == 0 {
-        return Err(Error::Config("chunk size must be positive".into()));
+        return Err(DistillError::Config("chunk size must be positive".into()));
     }
     let n = x.shape().first().copied().unwrap_or(0);
     let mut parts = Vec::new();
@@ -88,7 +88,7 @@ pub(crate) fn forward_chunked(layer: &dyn Layer, x: &Tensor, batch: usize) -> Re
     }
     let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
     ndarray::concatenate(ndarray::Axis(0), &views)
-        .map_err(|e| Error::Config(format!("cannot concatenate outputs: {e}")))
+        .map_err(|e| DistillError::Config(format!("cannot concatenate outputs: {e}")))
 }
 
 #[cfg(test)]
@@ -103,7 +103,10 @@ mod tests {
         let y = g.forward_train(&x).unwrap();
         g.backward(&y).unwrap();
         let err = FrozenTeacher::new(g.clone()).unwrap_err();
-        assert!(matches!(err, Error::TeacherNotFrozen { .. }), "{err}");
+        assert!(
+            matches!(err, DistillError::TeacherNotFrozen { .. }),
+            "{err}"
+        );
         assert!(err.to_string().contains("fc"), "{err}");
         (&mut g as &mut dyn Layer).zero_grad();
         assert!(FrozenTeacher::new(g).is_ok());

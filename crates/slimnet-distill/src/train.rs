@@ -12,7 +12,7 @@ use slimnet_core::optim::{Adam, CosineLr, LrSchedule, Optimizer, Sgd};
 use slimnet_core::train::{count_correct, evaluate};
 use slimnet_core::{Graph, Layer, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 use crate::loss::CachedKdLoss;
 
 /// One training batch: example indices into the training set, inputs and labels.
@@ -264,7 +264,7 @@ pub fn fit(
     phase: &str,
 ) -> Result<Vec<TimePoint>> {
     if cfg.batch_size == 0 || train.is_empty() || cfg.epochs == 0 {
-        return Err(Error::Config(format!(
+        return Err(DistillError::Config(format!(
             "{phase}: training needs epochs ({}), a batch size ({}) and examples ({})",
             cfg.epochs,
             cfg.batch_size,
@@ -274,7 +274,7 @@ pub fn fit(
     let start = clock.seconds();
     if let Some(budget) = cfg.time_budget {
         if budget.is_nan() || budget <= start {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "{phase}: the time budget ({budget:.1} s) is already used up ({start:.1} s)"
             )));
         }

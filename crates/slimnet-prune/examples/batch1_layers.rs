@@ -94,8 +94,8 @@ fn dense_walk(dense: &Graph) -> Res<Graph> {
             continue;
         };
         let (rows, cols) = (l.config().out_features, l.config().in_features);
-        let w: Vec<f32> = l.weight.value.iter().copied().collect();
-        let bias = l.bias.as_ref().map(|b| b.value.iter().copied().collect());
+        let w: Vec<f32> = l.weight.value().iter().copied().collect();
+        let bias = l.bias.as_ref().map(|b| b.value().iter().copied().collect());
         // a mask keeps every weight, zero or not
         let all = vec![true; rows * cols];
         let csr = CsrMatrix::from_dense(&w, rows, cols, Some(&all))?;
@@ -121,7 +121,7 @@ fn main() -> Res<()> {
     Pruner::new(Magnitude)
         .scope(Scope::Global)
         .prune(&mut sparse, sparsity)?;
-    convert::to_sparse(&mut sparse, &[1, 1, 28, 28], &Selector::All)?;
+    convert::to_sparse(&mut sparse, &[1, 1, 28, 28], Selector::All)?;
     let test = mnist(Split::Test)?;
     let xs: Vec<Tensor> = (0..200).map(|i| test.batch(&[i]).0).collect();
     let walk = dense_walk(&dense)?;

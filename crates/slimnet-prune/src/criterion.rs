@@ -65,7 +65,7 @@ impl Criterion for Magnitude {
         "magnitude"
     }
     fn weight_scores(&self, _: &str, p: &Param) -> Result<Tensor> {
-        Ok(p.value.mapv(f32::abs))
+        Ok(p.value().mapv(f32::abs))
     }
 }
 
@@ -97,7 +97,7 @@ impl Criterion for Random {
     }
     fn weight_scores(&self, path: &str, p: &Param) -> Result<Tensor> {
         let mut rng = tensor::rng(self.seed ^ fnv(path));
-        Ok(tensor::uniform(p.value.shape(), 0.0, 1.0, &mut rng))
+        Ok(tensor::uniform(p.value().shape(), 0.0, 1.0, &mut rng))
     }
 }
 
@@ -124,11 +124,11 @@ impl Criterion for Taylor {
     }
     fn weight_scores(&self, path: &str, p: &Param) -> Result<Tensor> {
         check_grad(path, p)?;
-        Ok((&p.value * &p.grad).mapv(f32::abs))
+        Ok((p.value() * &p.grad).mapv(f32::abs))
     }
     fn filter_scores(&self, path: &str, p: &Param) -> Result<Vec<f32>> {
         check_grad(path, p)?;
-        let prod = &p.value * &p.grad;
+        let prod = p.value() * &p.grad;
         Ok(prod.outer_iter().map(|f| f.sum().abs()).collect())
     }
 }
@@ -142,7 +142,7 @@ impl Criterion for L1Norm {
         "l1"
     }
     fn weight_scores(&self, _: &str, p: &Param) -> Result<Tensor> {
-        Ok(p.value.mapv(f32::abs))
+        Ok(p.value().mapv(f32::abs))
     }
 }
 
@@ -155,10 +155,10 @@ impl Criterion for L2Norm {
         "l2"
     }
     fn weight_scores(&self, _: &str, p: &Param) -> Result<Tensor> {
-        Ok(p.value.mapv(|v| v * v))
+        Ok(p.value().mapv(|v| v * v))
     }
     fn filter_scores(&self, _: &str, p: &Param) -> Result<Vec<f32>> {
-        Ok(p.value
+        Ok(p.value()
             .outer_iter()
             .map(|f| f.iter().map(|v| v * v).sum::<f32>().sqrt())
             .collect())
@@ -182,9 +182,9 @@ impl Criterion for Fpgm {
         ))
     }
     fn filter_scores(&self, _: &str, p: &Param) -> Result<Vec<f32>> {
-        let o = p.value.shape()[0];
+        let o = p.value().shape()[0];
         let flat: Vec<Vec<f64>> = p
-            .value
+            .value()
             .axis_iter(Axis(0))
             .map(|f| f.iter().map(|&v| v as f64).collect())
             .collect();

@@ -67,7 +67,7 @@ pub enum PruneError {
     },
     /// An error from slimnet-core (training, graph edits, model files).
     #[error(transparent)]
-    Core(#[from] slimnet_core::Error),
+    Core(slimnet_core::Error),
 }
 
 impl PruneError {
@@ -88,28 +88,25 @@ impl PruneError {
     }
 }
 
-/// Converts back into a core error so pruning can run inside core callbacks and rewrite rules.
+/// A core error; a pruning error that travelled through core code (a rewrite rule, a layer)
+/// comes back as itself.
+impl From<slimnet_core::Error> for PruneError {
+    fn from(e: slimnet_core::Error) -> Self {
+        match e.into_method::<PruneError>() {
+            Ok((_, p)) => p,
+            Err(core) => PruneError::Core(core),
+        }
+    }
+}
+
+/// Converts into a core error without losing anything, so pruning can run inside core
+/// callbacks and rewrite rules: a wrapped core error comes back as itself, anything else is
+/// kept whole as the source of [`slimnet_core::Error::Method`].
 impl From<PruneError> for slimnet_core::Error {
     fn from(e: PruneError) -> Self {
         match e {
             PruneError::Core(inner) => inner,
-            PruneError::Kernel { layer, source } => slimnet_core::Error::Kernel { layer, source },
-            other => {
-                let layer = match &other {
-                    PruneError::Sparsity { layer, .. }
-                    | PruneError::EmptyLayer { layer, .. }
-                    | PruneError::MaskShape { layer, .. }
-                    | PruneError::UnknownKind { layer, .. }
-                    | PruneError::Unsupported { layer, .. } => layer.clone(),
-                    _ => String::new(),
-                };
-                let msg = other.to_string();
-                let reason = msg
-                    .strip_prefix(&format!("{layer}: "))
-                    .unwrap_or(&msg)
-                    .to_string();
-                slimnet_core::Error::Config { layer, reason }
-            }
+            other => slimnet_core::Error::method(other),
         }
     }
 }
@@ -126,7 +123,12 @@ mod tests {
         };
         assert_eq!(e.to_string(), "fc1: sparsity 1.5 is outside [0, 1)");
         let c: slimnet_core::Error = e.into();
-        assert!(c.to_string().starts_with("fc1: "), "{c}");
-        assert!(c.to_string().contains("1.5"), "{c}");
+        assert_eq!(c.to_string(), "fc1: sparsity 1.5 is outside [0, 1)");
+        // nothing is lost: the source is the prune error itself
+        let src = std::error::Error::source(&c).expect("a source");
+        assert!(matches!(
+            src.downcast_ref::<PruneError>(),
+            Some(PruneError::Sparsity { .. })
+        ));
     }
 }

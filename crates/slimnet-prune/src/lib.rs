@@ -21,7 +21,7 @@
 //! let mut model = models::lenet300(&mut tensor::rng(0))?;
 //! let dense_bytes = io::to_bytes(&model)?.len();
 //! Pruner::new(Magnitude).scope(Scope::Global).prune(&mut model, 0.92)?;
-//! convert::to_sparse(&mut model, &[1, 1, 28, 28], &Selector::All)?;
+//! convert::to_sparse(&mut model, &[1, 1, 28, 28], Selector::All)?;
 //! let bytes = io::to_bytes(&model)?;
 //! assert!(bytes.len() * 5 < dense_bytes);
 //! let mut registry = io::Registry::core();

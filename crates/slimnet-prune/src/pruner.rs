@@ -91,8 +91,12 @@ impl Pruner {
     }
 
     /// The selected layer paths of `graph`.
-    pub fn layers(&self, graph: &Graph) -> Vec<String> {
-        walk::prunable_layers(graph, &self.selector)
+    ///
+    /// # Errors
+    /// A selected deploy layer (int8, sparse, shared weights) that has no float weight to
+    /// mask.
+    pub fn layers(&self, graph: &Graph) -> Result<Vec<String>> {
+        walk::prunable_layers_checked(graph, &self.selector)
     }
 
     /// The masks pruning would set, as `(weight path, mask)` pairs, without touching `graph`.
@@ -100,9 +104,19 @@ impl Pruner {
     /// # Errors
     /// A sparsity outside `[0, 1)` (or, for N:M, other than `1 - n/m`), a pattern that does not
     /// fit a layer, a criterion that cannot score a layer, or a pruning that would empty a
-    /// layer — each naming the layer.
+    /// layer — each naming the layer; a selection without any layer to prune, or with a
+    /// deploy layer that cannot be pruned.
     pub fn masks(&self, graph: &Graph, sparsity: f32) -> Result<Vec<(String, Tensor)>> {
-        let paths = self.layers(graph);
+        let paths = self.layers(graph)?;
+        if paths.is_empty() {
+            return Err(PruneError::unsupported(
+                "",
+                format!(
+                    "no selected layer has a weight to prune (selector {:?})",
+                    self.selector
+                ),
+            ));
+        }
         compute_masks(
             graph,
             &paths,
@@ -155,14 +169,14 @@ pub(crate) fn compute_masks(
         let p = walk::weight_of(l).expect("prunable layers have a weight");
         let wpath = format!("{path}.weight");
         let s = criterion.weight_scores(&wpath, &p)?;
-        if s.shape() != p.value.shape() {
+        if s.shape() != p.value().shape() {
             return Err(PruneError::MaskShape {
                 layer: wpath,
-                expected: p.value.shape().to_vec(),
+                expected: p.value().shape().to_vec(),
                 actual: s.shape().to_vec(),
             });
         }
-        let rows = p.value.shape()[0];
+        let rows = p.value().shape()[0];
         let cols = p.len() / rows.max(1);
         pattern::check_fit(pattern, &wpath, rows, cols)?;
         let mut scores: Vec<f32> = s.iter().copied().collect();
@@ -178,7 +192,7 @@ pub(crate) fn compute_masks(
             .iter_mut()
             .filter(|s| s.is_nan())
             .for_each(|s| *s = f32::NEG_INFINITY);
-        shapes.push(p.value.shape().to_vec());
+        shapes.push(p.value().shape().to_vec());
         layers.push(LayerScores {
             path: wpath,
             rows,
@@ -237,10 +251,10 @@ pub fn apply_masks(graph: &mut Graph, masks: &[(String, Tensor)]) -> Result<()> 
             if name != pname {
                 return;
             }
-            result = Some(if mask.shape() != p.value.shape() {
+            result = Some(if mask.shape() != p.value().shape() {
                 Err(PruneError::MaskShape {
                     layer: path.clone(),
-                    expected: p.value.shape().to_vec(),
+                    expected: p.value().shape().to_vec(),
                     actual: mask.shape().to_vec(),
                 })
             } else {

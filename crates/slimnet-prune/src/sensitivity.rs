@@ -62,7 +62,7 @@ pub fn sensitivity(
 ) -> Result<Sensitivity> {
     let baseline = eval(graph)?;
     let mut curves = Vec::new();
-    for layer in walk::prunable_layers(graph, selector) {
+    for layer in walk::prunable_layers_checked(graph, selector)? {
         let mut points = Vec::with_capacity(sparsities.len());
         for &s in sparsities {
             let paths = [layer.clone()];

@@ -21,9 +21,12 @@ fn conv_mut<'a>(g: &'a mut Graph, name: &str) -> &'a mut Conv2d {
 fn silence(g: &mut Graph, name: &str, chans: std::ops::Range<usize>) {
     let c = conv_mut(g, name);
     for o in chans.clone() {
-        c.weight.value.index_axis_mut(ndarray::Axis(0), o).fill(0.0);
+        c.weight
+            .value_mut()
+            .index_axis_mut(ndarray::Axis(0), o)
+            .fill(0.0);
         if let Some(b) = &mut c.bias {
-            b.value[o] = 0.0;
+            b.value_mut()[o] = 0.0;
         }
     }
 }
@@ -35,8 +38,8 @@ fn silence_bn(g: &mut Graph, name: &str, chans: std::ops::Range<usize>) {
         .downcast_mut::<BatchNorm2d>()
         .unwrap();
     for o in chans {
-        bn.weight.value[o] = 0.0;
-        bn.bias.value[o] = 0.0;
+        bn.weight.value_mut()[o] = 0.0;
+        bn.bias.value_mut()[o] = 0.0;
     }
 }
 

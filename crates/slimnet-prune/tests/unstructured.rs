@@ -22,7 +22,7 @@ fn split(g: &Graph, names: &[&str]) -> (f32, f32) {
     for n in names {
         let o = weight(&orig, n);
         let p = weight(g, n);
-        for (m, v) in p.mask().unwrap().iter().zip(o.value.iter()) {
+        for (m, v) in p.mask().unwrap().iter().zip(o.value().iter()) {
             if *m == 0.0 {
                 pruned = pruned.max(v.abs());
             } else {
@@ -91,7 +91,7 @@ fn masks_hold_during_training_and_only_grow() {
         (&mut g as &mut dyn Layer).zero_grad();
     }
     let w = weight(&g, "fc1");
-    for (m, v) in m1.iter().zip(w.value.iter()) {
+    for (m, v) in m1.iter().zip(w.value().iter()) {
         if *m == 0.0 {
             assert_eq!(*v, 0.0);
         }
@@ -114,7 +114,7 @@ fn nm_and_block_patterns() {
         .unwrap();
     for n in ["fc1", "fc2"] {
         let w = weight(&g, n);
-        let v: Vec<f32> = w.value.iter().copied().collect();
+        let v: Vec<f32> = w.value().iter().copied().collect();
         assert!(v
             .chunks(4)
             .all(|c| c.iter().filter(|x| **x != 0.0).count() <= 2));
@@ -175,7 +175,7 @@ fn bad_input_names_the_layer() {
     // a global threshold that would empty a layer of tiny weights
     g.layer_mut("fc3")
         .unwrap()
-        .visit_params_mut(&mut |_, p| p.value.mapv_inplace(|v| v * 1e-6));
+        .visit_params_mut(&mut |_, p| p.value_mut().mapv_inplace(|v| v * 1e-6));
     let e = Pruner::new(Magnitude)
         .scope(Scope::Global)
         .prune(&mut g, 0.5)

@@ -50,7 +50,7 @@ pub enum QuantError {
     },
     /// An error of slimnet-core (shapes, graphs, model files, kernels).
     #[error(transparent)]
-    Core(#[from] slimnet_core::Error),
+    Core(slimnet_core::Error),
 }
 
 impl QuantError {
@@ -86,19 +86,36 @@ impl QuantError {
     }
 }
 
+/// A core error; a quantization error that travelled through core code (a rewrite rule, a
+/// layer) comes back as itself, with the path the graph added.
+impl From<slimnet_core::Error> for QuantError {
+    fn from(e: slimnet_core::Error) -> Self {
+        match e.into_method::<QuantError>() {
+            Ok((layer, q)) if layer.is_empty() => q,
+            Ok((layer, q)) => q.in_layer(&layer),
+            Err(core) => QuantError::Core(core),
+        }
+    }
+}
+
 impl From<slimnet_kernels::KernelError> for QuantError {
     fn from(e: slimnet_kernels::KernelError) -> Self {
         QuantError::Core(e.into())
     }
 }
 
-/// Converts a quantization error into a core error (for code behind the `Layer` trait).
-pub(crate) fn to_core(e: QuantError) -> slimnet_core::Error {
-    match e {
-        QuantError::Core(c) => c,
-        other => slimnet_core::Error::Config {
-            layer: String::new(),
-            reason: other.to_string(),
-        },
+/// Converts into a core error without losing anything: a wrapped core error comes back as
+/// itself, anything else is kept whole as the source of [`slimnet_core::Error::Method`].
+impl From<QuantError> for slimnet_core::Error {
+    fn from(e: QuantError) -> Self {
+        match e {
+            QuantError::Core(c) => c,
+            other => slimnet_core::Error::method(other),
+        }
     }
+}
+
+/// [`QuantError`] as a core error (for code behind the `Layer` trait).
+pub(crate) fn to_core(e: QuantError) -> slimnet_core::Error {
+    e.into()
 }

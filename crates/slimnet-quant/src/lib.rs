@@ -37,7 +37,6 @@
 #![warn(missing_docs)]
 
 mod error;
-mod eval;
 pub mod layers;
 pub mod observer;
 pub mod pack;

@@ -1,7 +1,7 @@
-//! Running a [`Graph`]: inference, training forward with its cache, and backward.
+//! Running a [`Graph`]: one walk over the nodes in order, shared by training, inference,
+//! tapped inference (calibration) and frozen plans.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 
 use ndarray::{Axis, IxDyn};
 
@@ -10,6 +10,85 @@ use crate::error::{Error, Result};
 use crate::layer::{Cost, Layer, StoredTensor};
 use crate::param::Param;
 use crate::tensor::Tensor;
+use crate::value::{Value, ValueKind};
+
+/// Called at inference for every node with its dotted path, its inputs and its output.
+pub type Tap<'t> = dyn FnMut(&str, &[&Value], &Value) -> Result<()> + 't;
+
+/// The order in which a graph's nodes run and when each value can be let go: nodes the
+/// output does not depend on are skipped, and each value is released right after its last
+/// reader ran (so its buffer serves a later layer's output).
+#[derive(Debug, Clone)]
+pub(crate) struct Schedule {
+    inputs: Vec<Vec<usize>>,
+    needed: Vec<bool>,
+    last: Vec<usize>,
+    output: usize,
+}
+
+impl Schedule {
+    /// The schedule of nodes reading `inputs[i]`, with node 0 the input and `output` the result.
+    pub(crate) fn new(inputs: Vec<Vec<usize>>, output: usize) -> Self {
+        let n = inputs.len();
+        let mut needed = vec![false; n];
+        needed[output] = true;
+        for i in (1..=output).rev() {
+            if needed[i] {
+                for &j in &inputs[i] {
+                    needed[j] = true;
+                }
+            }
+        }
+        let mut last = vec![0usize; n];
+        for i in 1..=output {
+            if needed[i] {
+                for &j in &inputs[i] {
+                    last[j] = i;
+                }
+            }
+        }
+        last[output] = usize::MAX;
+        Self {
+            inputs,
+            needed,
+            last,
+            output,
+        }
+    }
+
+    /// Runs the nodes in order from input `x`: `step(i, ins)` computes node `i` from its input
+    /// values; `release` gets each value after its last reader.
+    pub(crate) fn run<V>(
+        &self,
+        x: V,
+        mut step: impl FnMut(usize, &[&V]) -> Result<V>,
+        mut release: impl FnMut(V),
+    ) -> Result<V> {
+        let mut values: Vec<Option<V>> = (0..self.inputs.len()).map(|_| None).collect();
+        values[0] = Some(x);
+        for i in 1..=self.output {
+            if !self.needed[i] {
+                continue;
+            }
+            let y = {
+                let ins: Vec<&V> = self.inputs[i]
+                    .iter()
+                    .map(|&j| values[j].as_ref().expect("inputs run before their readers"))
+                    .collect();
+                step(i, &ins)?
+            };
+            values[i] = Some(y);
+            for &j in &self.inputs[i] {
+                if self.last[j] == i {
+                    if let Some(v) = values[j].take() {
+                        release(v);
+                    }
+                }
+            }
+        }
+        Ok(values[self.output].take().expect("the output ran"))
+    }
+}
 
 /// Sums `g` over the axes where `shape` was broadcast, returning a tensor of `shape`.
 fn reduce_to(g: Tensor, shape: &[usize]) -> Tensor {
@@ -29,126 +108,179 @@ fn reduce_to(g: Tensor, shape: &[usize]) -> Tensor {
     r
 }
 
+/// A merge node (add, mul, concat) on f32 inputs.
+pub(super) fn merge(node: &Node, ins: &[&Tensor]) -> Result<Tensor> {
+    let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape()).collect();
+    match node.op {
+        Op::Add | Op::Mul => {
+            broadcast_shape(shapes[0], shapes[1]).ok_or_else(|| Error::Shape {
+                layer: node.name.clone(),
+                expected: format!("a shape broadcastable with {:?}", shapes[0]),
+                actual: shapes[1].to_vec(),
+            })?;
+            Ok(if matches!(node.op, Op::Add) {
+                ins[0] + ins[1]
+            } else {
+                ins[0] * ins[1]
+            })
+        }
+        Op::Concat => {
+            super::concat_shape(&node.name, &shapes)?;
+            let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
+            ndarray::concatenate(Axis(1), &views)
+                .map_err(|e| Error::Graph(format!("{}: {e}", node.name)))
+        }
+        _ => unreachable!("merge called on a merge node"),
+    }
+}
+
+/// Runs one layer on a typed value: handed over as it is when the layer accepts its kind,
+/// converted to the layer's input kind otherwise.
+pub(crate) fn run_layer(layer: &dyn Layer, x: &Value) -> Result<Value> {
+    if layer.accepts(x.kind()) {
+        layer.forward_value(x)
+    } else {
+        layer.forward_value(&x.to_kind(layer.input_kind()))
+    }
+}
+
+/// Gives a value's f32 allocation back to the buffer pool.
+pub(crate) fn release(v: Value) {
+    if let Value::F32(t) = v {
+        crate::buffers::recycle(t);
+    }
+}
+
 impl Graph {
-    fn merge(&self, node: &Node, ins: &[&Tensor]) -> Result<Tensor> {
-        let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape()).collect();
-        match node.op {
-            Op::Add | Op::Mul => {
-                broadcast_shape(shapes[0], shapes[1]).ok_or_else(|| Error::Shape {
-                    layer: node.name.clone(),
-                    expected: format!("a shape broadcastable with {:?}", shapes[0]),
-                    actual: shapes[1].to_vec(),
-                })?;
-                Ok(if matches!(node.op, Op::Add) {
-                    ins[0] + ins[1]
-                } else {
-                    ins[0] * ins[1]
-                })
-            }
-            Op::Concat => {
-                self.concat_shape(&node.name, &shapes)?;
-                let views: Vec<_> = ins.iter().map(|t| t.view()).collect();
-                ndarray::concatenate(Axis(1), &views)
-                    .map_err(|e| Error::Graph(format!("{}: {e}", node.name)))
-            }
-            _ => unreachable!("merge called on a merge node"),
-        }
-    }
-
-    /// Nodes whose value is needed after node `i` (last reader index per node).
-    fn last_use(&self) -> Vec<usize> {
-        let mut last = vec![0; self.nodes.len()];
-        for (i, n) in self.nodes.iter().enumerate() {
-            for inp in &n.inputs {
-                last[inp.0] = i;
-            }
-        }
-        last[self.output.0] = usize::MAX;
-        last
-    }
-
-    fn run(&mut self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let last = self.last_use();
-        let needed: HashSet<usize> = self
+    pub(super) fn schedule(&self) -> Schedule {
+        let inputs = self
             .nodes
             .iter()
-            .filter(|n| matches!(n.op, Op::Mul))
-            .flat_map(|n| n.inputs.iter().map(|i| i.0))
+            .map(|n| n.inputs.iter().map(|i| i.0).collect())
             .collect();
-        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
-        let mut cache = TrainCache::default();
-        for i in 0..self.nodes.len() {
-            if i > self.output.0 {
-                break;
-            }
-            let ins: Vec<&Tensor> = self.nodes[i]
-                .inputs
-                .iter()
-                .map(|j| values[j.0].as_ref().expect("inputs computed before use"))
-                .collect();
-            let y = if matches!(self.nodes[i].op, Op::Add | Op::Mul | Op::Concat) {
-                self.merge(&self.nodes[i], &ins)?
-            } else {
-                let node = &mut self.nodes[i];
-                match &mut node.op {
-                    Op::Layer(l) => {
-                        let r = if train {
-                            l.forward_train(ins[0])
-                        } else {
-                            l.forward(ins[0])
-                        };
-                        r.map_err(|e| e.in_layer(&node.name))?
-                    }
-                    _ => x.clone(),
-                }
-            };
-            if train {
-                cache.shapes.push(y.shape().to_vec());
-                cache.values.push(needed.contains(&i).then(|| y.clone()));
-            }
-            values[i] = Some(y);
-            for j in 0..i {
-                if last[j] == i {
-                    values[j] = None;
-                }
-            }
-        }
-        if train {
-            self.cache = Some(cache);
-        }
-        Ok(values[self.output.0].take().expect("output computed"))
+        Schedule::new(inputs, self.output.0)
     }
 
-    /// Inference without `&mut` (layers run in evaluation mode).
-    fn run_eval(&self, x: &Tensor) -> Result<Tensor> {
-        let last = self.last_use();
-        // the input is borrowed, not copied
-        let mut values: Vec<Option<Cow<'_, Tensor>>> = vec![None; self.nodes.len()];
-        for (i, node) in self.nodes.iter().enumerate().take(self.output.0 + 1) {
-            let ins: Vec<&Tensor> = node
-                .inputs
-                .iter()
-                .map(|j| values[j.0].as_deref().expect("inputs computed before use"))
-                .collect();
+    /// Inference on a typed value, showing every node to `tap` (paths prefixed by `prefix`).
+    pub(crate) fn run_value(
+        &self,
+        x: &Value,
+        prefix: &str,
+        tap: &mut Option<&mut Tap<'_>>,
+    ) -> Result<Value> {
+        let step = |i: usize, ins: &[&Cow<'_, Value>]| -> Result<Cow<'_, Value>> {
+            let node = &self.nodes[i];
+            let vals: Vec<&Value> = ins.iter().map(|v| v.as_ref()).collect();
             let y = match &node.op {
-                Op::Input => Cow::Borrowed(x),
-                Op::Layer(l) => Cow::Owned(l.forward(ins[0]).map_err(|e| e.in_layer(&node.name))?),
-                _ => Cow::Owned(self.merge(node, &ins)?),
+                Op::Layer(l) => {
+                    let inner = l.as_any().downcast_ref::<Graph>().filter(|_| tap.is_some());
+                    match inner {
+                        Some(inner) => {
+                            let path = format!("{prefix}{}.", node.name);
+                            inner.run_value(vals[0], &path, tap)
+                        }
+                        None => run_layer(l.as_ref(), vals[0]),
+                    }
+                    .map_err(|e| e.in_layer(&node.name))?
+                }
+                _ => {
+                    let f: Vec<Cow<'_, Tensor>> = vals.iter().map(|v| v.to_f32()).collect();
+                    let f: Vec<&Tensor> = f.iter().map(|t| t.as_ref()).collect();
+                    Value::F32(merge(node, &f)?)
+                }
             };
-            values[i] = Some(y);
-            for j in 0..i {
-                if last[j] == i {
-                    // large intermediates go back to the pool for later layers' outputs
-                    if let Some(Cow::Owned(t)) = values[j].take() {
-                        crate::buffers::recycle(t);
+            if let Some(t) = tap.as_mut() {
+                t(&format!("{prefix}{}", node.name), &vals, &y)?;
+            }
+            Ok(Cow::Owned(y))
+        };
+        let out = self.schedule().run(Cow::Borrowed(x), step, |v| {
+            if let Cow::Owned(v) = v {
+                release(v)
+            }
+        })?;
+        Ok(out.into_owned())
+    }
+
+    /// Inference that shows every node, nested graphs included, to `tap` with its dotted path,
+    /// its input values and its output value (used by calibration and debugging).
+    ///
+    /// ```
+    /// use slimnet_core::{models, tensor};
+    /// let model = models::lenet300(&mut tensor::rng(0))?;
+    /// let mut seen = Vec::new();
+    /// model.forward_tapped(&tensor::zeros(&[1, 1, 28, 28]), &mut |path, _ins, out| {
+    ///     seen.push((path.to_string(), out.shape().to_vec()));
+    ///     Ok(())
+    /// })?;
+    /// assert_eq!(seen[1], ("fc1".to_string(), vec![1, 300]));
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A node that rejects its input (named by path), or an error from `tap`.
+    pub fn forward_tapped(&self, x: &Tensor, tap: &mut Tap<'_>) -> Result<Tensor> {
+        let x = Value::F32(x.clone());
+        Ok(self.run_value(&x, "", &mut Some(tap))?.into_f32())
+    }
+
+    /// The value kind every node produces when the graph reads `input` (layers convert what
+    /// they do not accept; merges work in f32).
+    pub fn kinds(&self, input: ValueKind) -> Vec<ValueKind> {
+        let mut kinds = Vec::with_capacity(self.nodes.len());
+        for n in &self.nodes {
+            let k = match &n.op {
+                Op::Input => input,
+                Op::Layer(l) => {
+                    let k: ValueKind = kinds[n.inputs[0].0];
+                    let k = if l.accepts(k) { k } else { l.input_kind() };
+                    l.output_kind(k)
+                }
+                _ => ValueKind::F32,
+            };
+            kinds.push(k);
+        }
+        kinds
+    }
+
+    fn run_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        let schedule = self.schedule();
+        let inputs: Vec<Vec<usize>> = self
+            .nodes
+            .iter()
+            .map(|n| n.inputs.iter().map(|i| i.0).collect())
+            .collect();
+        let muls: Vec<bool> = self.nodes.iter().map(|n| matches!(n.op, Op::Mul)).collect();
+        let mut cache = TrainCache {
+            shapes: vec![Vec::new(); self.nodes.len()],
+            values: vec![None; self.nodes.len()],
+        };
+        cache.shapes[0] = x.shape().to_vec();
+        let nodes = &mut self.nodes;
+        let out = schedule.run(
+            Cow::Borrowed(x),
+            |i, ins| {
+                let ins: Vec<&Tensor> = ins.iter().map(|t| t.as_ref()).collect();
+                if muls[i] {
+                    // the product's backward needs both factors
+                    for (&j, t) in inputs[i].iter().zip(&ins) {
+                        cache.values[j] = Some((*t).clone());
                     }
                 }
-            }
-        }
-        Ok(values[self.output.0]
-            .take()
-            .expect("output computed")
-            .into_owned())
+                let node = &mut nodes[i];
+                let y = match &mut node.op {
+                    Op::Layer(l) => l
+                        .forward_train(ins[0])
+                        .map_err(|e| e.in_layer(&node.name))?,
+                    _ => merge(node, &ins)?,
+                };
+                cache.shapes[i] = y.shape().to_vec();
+                Ok(Cow::Owned(y))
+            },
+            drop,
+        )?;
+        self.cache = Some(cache);
+        Ok(out.into_owned())
     }
 }
 
@@ -166,11 +298,24 @@ impl Layer for Graph {
 
     /// Input shape -> output shape of the output node.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.run_eval(x)
+        let x = Value::F32(x.clone());
+        Ok(self.run_value(&x, "", &mut None)?.into_f32())
+    }
+
+    fn accepts(&self, _: ValueKind) -> bool {
+        true
+    }
+
+    fn output_kind(&self, input: ValueKind) -> ValueKind {
+        self.kinds(input)[self.output.0]
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        self.run_value(x, "", &mut None)
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
-        self.run(x, true)
+        self.run_train(x)
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
@@ -253,6 +398,17 @@ impl Layer for Graph {
         Ok(total)
     }
 
+    fn prepare(&self, input: &[usize]) -> Result<()> {
+        let shapes = self.shapes(input)?;
+        for n in &self.nodes {
+            if let Op::Layer(l) = &n.op {
+                l.prepare(&shapes[n.inputs[0].0])
+                    .map_err(|e| e.in_layer(&n.name))?;
+            }
+        }
+        Ok(())
+    }
+
     fn visit_params(&self, f: &mut dyn FnMut(&str, &Param)) {
         for n in &self.nodes {
             if let Op::Layer(l) = &n.op {
@@ -276,6 +432,27 @@ impl Layer for Graph {
                 l.visit_buffers(&mut |p, v| f(&format!("{}.{p}", n.name), v));
             }
         }
+    }
+
+    fn children(&self) -> Vec<(&str, &dyn Layer)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                Op::Layer(l) => Some((n.name.as_str(), l.as_ref())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn children_mut(&mut self) -> Vec<(&str, &mut Box<dyn Layer>)> {
+        self.cache = None;
+        self.nodes
+            .iter_mut()
+            .filter_map(|n| match &mut n.op {
+                Op::Layer(l) => Some((n.name.as_str(), l)),
+                _ => None,
+            })
+            .collect()
     }
 
     fn config_json(&self) -> serde_json::Value {

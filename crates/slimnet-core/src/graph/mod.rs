@@ -1,10 +1,16 @@
 //! [`Graph`]: a DAG of named layers and merge nodes, itself a [`Layer`]; [`Sequential`] builds chains.
 
+use std::collections::HashMap;
+
 use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::tensor::Tensor;
 
 mod exec;
+mod plan;
+
+pub use exec::Tap;
+pub use plan::Plan;
 
 /// Index of a node in a [`Graph`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -90,6 +96,8 @@ struct TrainCache {
 #[derive(Debug, Clone)]
 pub struct Graph {
     nodes: Vec<Node>,
+    /// Node names to positions.
+    index: HashMap<String, NodeId>,
     output: NodeId,
     cache: Option<TrainCache>,
 }
@@ -125,6 +133,34 @@ fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     Some(out)
 }
 
+fn concat_shape(name: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
+    let first = ins[0];
+    if first.len() < 2 {
+        return Err(Error::Shape {
+            layer: name.into(),
+            expected: "rank >= 2".into(),
+            actual: first.to_vec(),
+        });
+    }
+    let mut out = first.to_vec();
+    for s in &ins[1..] {
+        let same = s.len() == first.len()
+            && s.iter()
+                .zip(first)
+                .enumerate()
+                .all(|(i, (a, b))| i == 1 || a == b);
+        if !same {
+            return Err(Error::Shape {
+                layer: name.into(),
+                expected: format!("{first:?} except along axis 1"),
+                actual: s.to_vec(),
+            });
+        }
+        out[1] += s[1];
+    }
+    Ok(out)
+}
+
 impl Graph {
     /// An empty graph: just its input node, which is also the output until nodes are added.
     pub fn new() -> Self {
@@ -134,6 +170,7 @@ impl Graph {
                 op: Op::Input,
                 inputs: vec![],
             }],
+            index: HashMap::from([("input".to_string(), NodeId(0))]),
             output: NodeId(0),
             cache: None,
         }
@@ -166,7 +203,7 @@ impl Graph {
 
     /// The node called `name`.
     pub fn node_id(&self, name: &str) -> Option<NodeId> {
-        self.nodes.iter().position(|n| n.name == name).map(NodeId)
+        self.index.get(name).copied()
     }
 
     /// The node at `id`.
@@ -219,6 +256,8 @@ impl Graph {
         for &i in &inputs {
             self.check_id(i)?;
         }
+        self.index
+            .insert(name.to_string(), NodeId(self.nodes.len()));
         self.nodes.push(Node {
             name: name.to_string(),
             op,
@@ -304,6 +343,12 @@ impl Graph {
             .ok_or_else(|| Error::Graph(format!("no layer node `{name}`")))?;
         let src = self.nodes[id.0].inputs[0];
         let node = self.nodes.remove(id.0);
+        self.index = self
+            .nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), NodeId(i)))
+            .collect();
         let remap = |n: NodeId| -> NodeId {
             if n == id {
                 src
@@ -344,75 +389,210 @@ impl Graph {
                         actual: ins[1].to_vec(),
                     })?
                 }
-                Op::Concat => self.concat_shape(&node.name, &ins)?,
+                Op::Concat => concat_shape(&node.name, &ins)?,
             };
             shapes.push(s);
         }
         Ok(shapes)
     }
 
-    fn concat_shape(&self, name: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
-        let first = ins[0];
-        if first.len() < 2 {
-            return Err(Error::Shape {
-                layer: name.into(),
-                expected: "rank >= 2".into(),
-                actual: first.to_vec(),
-            });
+    /// The nodes after `from` up to `to`, as a graph whose input is the value of `from` and
+    /// whose output is the value of `to` (a stage of a model cut at two points). Nodes keep
+    /// their names, so parameter paths stay the same.
+    ///
+    /// ```
+    /// use slimnet_core::{models, tensor, Layer};
+    /// let g = models::lenet300(&mut tensor::rng(0))?;
+    /// let (a, b) = (g.node_id("relu1").unwrap(), g.output());
+    /// let tail = g.slice(a, b)?;
+    /// assert_eq!(tail.output_shape(&[2, 300])?, vec![2, 10]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// `to` not after `from`, or a node of the slice that reads a node before `from`.
+    pub fn slice(&self, from: NodeId, to: NodeId) -> Result<Graph> {
+        self.check_id(from)?;
+        self.check_id(to)?;
+        if to.0 <= from.0 {
+            return Err(Error::Graph(format!(
+                "slice from `{}` to `{}`: the end must come after the start",
+                self.nodes[from.0].name, self.nodes[to.0].name
+            )));
         }
-        let mut out = first.to_vec();
-        for s in &ins[1..] {
-            let same = s.len() == first.len()
-                && s.iter()
-                    .zip(first)
-                    .enumerate()
-                    .all(|(i, (a, b))| i == 1 || a == b);
-            if !same {
-                return Err(Error::Shape {
-                    layer: name.into(),
-                    expected: format!("{first:?} except along axis 1"),
-                    actual: s.to_vec(),
-                });
-            }
-            out[1] += s[1];
+        let mut g = Graph::new();
+        let mut map: HashMap<usize, NodeId> = HashMap::from([(from.0, g.input())]);
+        for (j, node) in self
+            .nodes
+            .iter()
+            .enumerate()
+            .take(to.0 + 1)
+            .skip(from.0 + 1)
+        {
+            let ins: Vec<NodeId> = node
+                .inputs
+                .iter()
+                .map(|i| {
+                    map.get(&i.0).copied().ok_or_else(|| {
+                        Error::Graph(format!(
+                            "slice from `{}`: node `{}` reads `{}`, which comes before it",
+                            self.nodes[from.0].name, node.name, self.nodes[i.0].name
+                        ))
+                    })
+                })
+                .collect::<Result<_>>()?;
+            map.insert(j, g.push(&node.name, node.op.clone(), ins)?);
         }
-        Ok(out)
+        g.set_output(map[&to.0])?;
+        Ok(g)
     }
 
-    /// Visits every layer node with its dotted path, recursing into nested graphs (the nested
-    /// graph itself is visited too, before its layers).
+    /// The layer as a graph, if it is one (the one place where layers are downcast to
+    /// graphs: passes recurse through [`Layer::children`] instead).
+    pub fn of(layer: &dyn Layer) -> Option<&Graph> {
+        layer.as_any().downcast_ref::<Graph>()
+    }
+
+    /// The layer as a mutable graph, if it is one.
+    pub fn of_mut(layer: &mut dyn Layer) -> Option<&mut Graph> {
+        layer.as_any_mut().downcast_mut::<Graph>()
+    }
+
+    /// The same computation with every nested graph replaced by its nodes, in place. A node
+    /// `n` of a nested graph `g` becomes `g/n` (names hold no `.`, so parameter paths change
+    /// from `g.n.weight` to `g/n.weight`).
+    ///
+    /// ```
+    /// use slimnet_core::{models, tensor, Graph, Layer};
+    /// let inner = models::lenet300(&mut tensor::rng(0))?;
+    /// let mut g = Graph::new();
+    /// let x = g.input();
+    /// g.add_layer("net", inner.clone(), x)?;
+    /// g.inline()?;
+    /// assert!(g.node_id("net/fc2").is_some());
+    /// let x = tensor::uniform(&[2, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(1));
+    /// assert_eq!(g.forward(&x)?, inner.forward(&x)?);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When an inlined name would collide with an existing node.
+    pub fn inline(&mut self) -> Result<()> {
+        if !self
+            .nodes
+            .iter()
+            .any(|n| matches!(&n.op, Op::Layer(l) if Graph::of(l.as_ref()).is_some()))
+        {
+            return Ok(());
+        }
+        let old = std::mem::take(&mut self.nodes);
+        let old_out = self.output;
+        *self = Graph::new();
+        let mut map: Vec<NodeId> = vec![NodeId(0); old.len()];
+        for (i, node) in old.into_iter().enumerate().skip(1) {
+            let ins: Vec<NodeId> = node.inputs.iter().map(|j| map[j.0]).collect();
+            map[i] = match node.op {
+                Op::Layer(mut l) => match Graph::of_mut(l.as_mut()) {
+                    Some(inner) => {
+                        inner.inline()?;
+                        self.splice(&node.name, inner, ins[0])?
+                    }
+                    None => self.push(&node.name, Op::Layer(l), ins)?,
+                },
+                op => self.push(&node.name, op, ins)?,
+            };
+        }
+        self.output = map[old_out.0];
+        Ok(())
+    }
+
+    /// Appends the nodes of a flat graph `inner` reading `from`, named `prefix/node`; returns
+    /// the node standing for its output.
+    fn splice(&mut self, prefix: &str, inner: &mut Graph, from: NodeId) -> Result<NodeId> {
+        let nodes = std::mem::take(&mut inner.nodes);
+        let mut map = vec![from; nodes.len()];
+        for (i, node) in nodes.into_iter().enumerate().skip(1) {
+            let ins: Vec<NodeId> = node.inputs.iter().map(|j| map[j.0]).collect();
+            map[i] = self.push(&format!("{prefix}/{}", node.name), node.op, ins)?;
+        }
+        Ok(map[inner.output.0])
+    }
+
+    /// Visits every layer with its dotted path, recursing through [`Layer::children`]
+    /// (nested graphs, wrappers); a container is visited before the layers inside it.
     pub fn visit_layers(&self, f: &mut dyn FnMut(&str, &dyn Layer)) {
-        self.visit_layers_in("", f);
+        visit_tree(self, "", f);
     }
 
-    /// [`visit_layers`](Self::visit_layers) with mutable access to each layer (nested graphs
-    /// are visited after the graph layer itself).
+    /// [`visit_layers`](Self::visit_layers) with mutable access to each layer.
     pub fn visit_layers_mut(&mut self, f: &mut dyn FnMut(&str, &mut dyn Layer)) {
-        self.visit_layers_mut_in("", f);
+        visit_tree_mut(self, "", f);
     }
 
-    fn visit_layers_mut_in(&mut self, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Layer)) {
-        for n in &mut self.nodes {
-            if let Op::Layer(l) = &mut n.op {
-                let path = format!("{prefix}{}", n.name);
-                f(&path, l.as_mut());
-                if let Some(inner) = l.downcast_mut::<Graph>() {
-                    inner.visit_layers_mut_in(&format!("{path}."), f);
-                }
-            }
-        }
+    /// The layer at a dotted path (`block1.conv1` is layer `conv1` inside layer `block1`).
+    pub fn find(&self, path: &str) -> Option<&dyn Layer> {
+        find_in(self, path)
     }
 
-    fn visit_layers_in(&self, prefix: &str, f: &mut dyn FnMut(&str, &dyn Layer)) {
-        for n in &self.nodes {
-            if let Op::Layer(l) = &n.op {
-                let path = format!("{prefix}{}", n.name);
-                f(&path, l.as_ref());
-                if let Some(inner) = l.downcast_ref::<Graph>() {
-                    inner.visit_layers_in(&format!("{path}."), f);
-                }
-            }
+    /// The layer at a dotted path, mutably (a slot that can be replaced).
+    pub fn find_mut(&mut self, path: &str) -> Option<&mut Box<dyn Layer>> {
+        let (head, rest) = match path.split_once('.') {
+            Some((h, r)) => (h, Some(r)),
+            None => (path, None),
+        };
+        let slot = self.layer_mut(head)?;
+        match rest {
+            None => Some(slot),
+            Some(rest) => find_slot_mut(slot.as_mut(), rest),
         }
+    }
+}
+
+fn find_in<'a>(layer: &'a dyn Layer, path: &str) -> Option<&'a dyn Layer> {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let child = layer
+        .children()
+        .into_iter()
+        .find(|(n, _)| *n == head)
+        .map(|(_, c)| c)?;
+    match rest {
+        None => Some(child),
+        Some(rest) => find_in(child, rest),
+    }
+}
+
+fn find_slot_mut<'a>(layer: &'a mut dyn Layer, path: &str) -> Option<&'a mut Box<dyn Layer>> {
+    let (head, rest) = match path.split_once('.') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let slot = layer
+        .children_mut()
+        .into_iter()
+        .find(|(n, _)| *n == head)
+        .map(|(_, c)| c)?;
+    match rest {
+        None => Some(slot),
+        Some(rest) => find_slot_mut(slot.as_mut(), rest),
+    }
+}
+
+fn visit_tree(layer: &dyn Layer, prefix: &str, f: &mut dyn FnMut(&str, &dyn Layer)) {
+    for (name, child) in layer.children() {
+        let path = format!("{prefix}{name}");
+        f(&path, child);
+        visit_tree(child, &format!("{path}."), f);
+    }
+}
+
+fn visit_tree_mut(layer: &mut dyn Layer, prefix: &str, f: &mut dyn FnMut(&str, &mut dyn Layer)) {
+    for (name, child) in layer.children_mut() {
+        let path = format!("{prefix}{name}");
+        f(&path, child.as_mut());
+        visit_tree_mut(child.as_mut(), &format!("{path}."), f);
     }
 }
 

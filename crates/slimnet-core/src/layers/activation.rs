@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layer::{no_cache, Cost, Layer};
 use crate::tensor::Tensor;
+use crate::value::{Codes, Value, ValueKind};
 
 /// Which element-wise function an [`Activation`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -223,6 +224,31 @@ impl Layer for Activation {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.kind;
         Ok(x.mapv(|v| k.f(v)))
+    }
+
+    /// ReLU also works on u8 codes: `max(code, zero_point)`, with the same quantization.
+    fn accepts(&self, kind: ValueKind) -> bool {
+        kind == ValueKind::F32 || self.kind == ActivationKind::Relu
+    }
+
+    fn output_kind(&self, input: ValueKind) -> ValueKind {
+        match input {
+            ValueKind::U8(_) if self.kind == ActivationKind::Relu => input,
+            _ => ValueKind::F32,
+        }
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        match x {
+            Value::U8(c) if self.kind == ActivationKind::Relu => {
+                let zp = c.params.zero_point;
+                Ok(Value::U8(Codes {
+                    data: c.data.mapv(|q| q.max(zp)),
+                    params: c.params,
+                }))
+            }
+            _ => Ok(Value::F32(self.forward(&x.to_f32())?)),
+        }
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {

@@ -148,9 +148,9 @@ impl BatchNorm2d {
         let mut scale = Vec::with_capacity(self.cfg.num_features);
         let mut shift = Vec::with_capacity(self.cfg.num_features);
         for c in 0..self.cfg.num_features {
-            let s = self.weight.value[c] / (self.running_var[c] + self.cfg.eps).sqrt();
+            let s = self.weight.value()[c] / (self.running_var[c] + self.cfg.eps).sqrt();
             scale.push(s);
-            shift.push(self.bias.value[c] - self.running_mean[c] * s);
+            shift.push(self.bias.value()[c] - self.running_mean[c] * s);
         }
         (scale, shift)
     }
@@ -213,7 +213,7 @@ impl Layer for BatchNorm2d {
         }
         let mut y = xhat.clone();
         for (ch, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
-            let (g, b) = (self.weight.value[ch], self.bias.value[ch]);
+            let (g, b) = (self.weight.value()[ch], self.bias.value()[ch]);
             lane.mapv_inplace(|v| v * g + b);
         }
         self.cache = Some((xhat, inv_std));
@@ -231,12 +231,8 @@ impl Layer for BatchNorm2d {
         let c = self.cfg.num_features;
         let m = (xhat.len() / c) as f32;
         let mut dx = grad_out.to_owned();
-        let gw = self
-            .weight
-            .grad
-            .view_mut()
-            .into_dimensionality::<Ix1>()
-            .expect("1-d");
+        let (gamma, gw) = self.weight.value_and_grad_mut();
+        let gw = gw.view_mut().into_dimensionality::<Ix1>().expect("1-d");
         let gb = self
             .bias
             .grad
@@ -254,7 +250,7 @@ impl Layer for BatchNorm2d {
             }
             gw[ch] += sdyx as f32;
             gb[ch] += sdy as f32;
-            let k = self.weight.value[ch] * inv_std[ch] / m;
+            let k = gamma[ch] * inv_std[ch] / m;
             let (sdy, sdyx) = (sdy as f32, sdyx as f32);
             let mut lane = dx.index_axis_mut(Axis(1), ch);
             lane.zip_mut_with(&xh, |d, &x| *d = k * (m * *d - sdy - x * sdyx));

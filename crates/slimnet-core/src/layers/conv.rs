@@ -127,7 +127,12 @@ impl Conv2dConfig {
         ]
     }
 
-    fn validate(&self) -> Result<()> {
+    /// Checks the configuration: positive sizes, groups that divide the channels, sizes up to
+    /// 2^20.
+    ///
+    /// # Errors
+    /// [`Error::Config`] saying what is wrong.
+    pub fn validate(&self) -> Result<()> {
         let c = self;
         if c.in_channels == 0 || c.out_channels == 0 {
             return Err(Error::config("channels must be positive"));
@@ -179,9 +184,9 @@ impl Conv2dConfig {
 ///
 /// Inference ([`Layer::forward`]) keeps the weights prepared for the kernels (see
 /// [`ConvWeights`]) when that saves work, such as a Winograd transform it would otherwise redo on
-/// every call. The prepared copy is checked against the weights on every call (a comparison,
-/// cheaper than the transform it saves) and made again when they changed, so the public
-/// `weight` can be edited freely.
+/// every call. The prepared copy is tied to the weight's [`Param::version`] and made again when
+/// the weight changed, so the public `weight` can be edited freely through
+/// [`Param::value_mut`].
 ///
 /// ```
 /// use slimnet_core::layers::{Conv2d, Conv2dConfig};
@@ -202,25 +207,26 @@ pub struct Conv2d {
     prepared: PreparedWeights,
 }
 
-/// The weights as last prepared for inference; a clone starts empty.
+/// The weights as last prepared for inference, with the version of the weight parameter they
+/// were made from; a clone starts empty.
 #[derive(Default)]
-struct PreparedWeights(RwLock<Option<Arc<ConvWeights>>>);
+struct PreparedWeights(RwLock<Option<(u64, Arc<ConvWeights>)>>);
 
 impl PreparedWeights {
-    /// The prepared form of `w`, made again when `w` differs (bit for bit) from the last one.
-    fn of(&self, w: &[f32]) -> Arc<ConvWeights> {
-        if let Some(p) = self
+    /// The prepared form of the weight at `version` (made from `w` when the version changed).
+    fn of(&self, version: u64, w: &[f32]) -> Arc<ConvWeights> {
+        if let Some((v, p)) = self
             .0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .as_ref()
         {
-            if same_bits(p.weight(), w) {
+            if *v == version {
                 return Arc::clone(p);
             }
         }
         let p = Arc::new(ConvWeights::new(w.to_vec()));
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&p));
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = Some((version, Arc::clone(&p)));
         p
     }
 }
@@ -235,16 +241,6 @@ impl std::fmt::Debug for PreparedWeights {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("PreparedWeights")
     }
-}
-
-/// Whether two slices hold the same bits (so `-0.0` differs from `0.0` and a NaN equals itself).
-fn same_bits(a: &[f32], b: &[f32]) -> bool {
-    a.len() == b.len()
-        && a.chunks(256).zip(b.chunks(256)).all(|(x, y)| {
-            x.iter()
-                .zip(y)
-                .fold(true, |same, (p, q)| same & (p.to_bits() == q.to_bits()))
-        })
 }
 
 impl Conv2d {
@@ -304,15 +300,15 @@ impl Conv2d {
         let o = out.as_slice_mut().expect("a fresh tensor is contiguous");
         let w = self
             .weight
-            .value
+            .value()
             .as_slice()
             .expect("weights are contiguous");
         let bias = self
             .bias
             .as_ref()
-            .map(|b| b.value.as_slice().expect("contiguous"));
+            .map(|b| b.value().as_slice().expect("contiguous"));
         if prepare && ConvWeights::pays(&g) {
-            let p = self.prepared.of(w);
+            let p = self.prepared.of(self.weight.version(), w);
             dense::conv2d_forward_prepared(&g, &xs, &p, bias, Activation::Identity, o)?;
         } else {
             dense::conv2d_forward(&g, &xs, w, bias, Activation::Identity, o)?;
@@ -360,7 +356,7 @@ impl Layer for Conv2d {
         dense::conv2d_backward_input(
             &g,
             &dy,
-            self.weight.value.as_slice().expect("contiguous"),
+            self.weight.value().as_slice().expect("contiguous"),
             &mut dx,
         )?;
         Ok(Tensor::from_shape_vec(IxDyn(x.shape()), dx).expect("input length"))
@@ -369,6 +365,20 @@ impl Layer for Conv2d {
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let g = self.geometry(input)?;
         Ok(vec![g.batch, g.out_channels, g.out_h(), g.out_w()])
+    }
+
+    /// Makes the prepared weights for this input shape now instead of on the first call.
+    fn prepare(&self, input: &[usize]) -> Result<()> {
+        let g = self.geometry(input)?;
+        if ConvWeights::pays(&g) {
+            let w = self
+                .weight
+                .value()
+                .as_slice()
+                .expect("weights are contiguous");
+            self.prepared.of(self.weight.version(), w);
+        }
+        Ok(())
     }
 
     fn cost(&self, input: &[usize]) -> Result<Cost> {
@@ -420,8 +430,8 @@ mod tests {
             "the test needs a shape with something to prepare"
         );
         let fresh = |c: &Conv2d| {
-            let w = c.weight.value.clone();
-            let b = c.bias.as_ref().map(|b| b.value.clone());
+            let w = c.weight.value().clone();
+            let b = c.bias.as_ref().map(|b| b.value().clone());
             Conv2d::from_parts(cfg.clone(), w, b)
                 .unwrap()
                 .forward(&x)
@@ -434,7 +444,7 @@ mod tests {
             y0,
             "a second call reuses the prepared weights"
         );
-        conv.weight.value.mapv_inplace(|v| -2.0 * v);
+        conv.weight.value_mut().mapv_inplace(|v| -2.0 * v);
         let y1 = conv.forward(&x).unwrap();
         assert_eq!(y1, fresh(&conv));
         assert!((&y1 + &(&y0 * 2.0)).iter().all(|v| v.abs() < 1e-4));

@@ -60,6 +60,19 @@ impl Layer for Dropout {
         Ok(x.clone())
     }
 
+    /// Inference is the identity, on codes as on reals.
+    fn accepts(&self, _: crate::value::ValueKind) -> bool {
+        true
+    }
+
+    fn output_kind(&self, input: crate::value::ValueKind) -> crate::value::ValueKind {
+        input
+    }
+
+    fn forward_value(&self, x: &crate::value::Value) -> Result<crate::value::Value> {
+        Ok(x.clone())
+    }
+
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         let keep = 1.0 - self.cfg.p;
         let scale = 1.0 / keep;

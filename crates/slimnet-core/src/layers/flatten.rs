@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::layer::{no_cache, Layer};
 use crate::tensor::Tensor;
+use crate::value::{Codes, Value, ValueKind};
 
 /// Flattens every axis after the first: `[N, d1, d2, ...]` -> `[N, d1 * d2 * ...]`.
 #[derive(Debug, Clone, Default)]
@@ -37,6 +38,35 @@ impl Layer for Flatten {
             .into_shape_with_order(s)
             .expect("same length")
             .into_dyn())
+    }
+
+    /// Works on u8 codes as on reals.
+    fn accepts(&self, _: ValueKind) -> bool {
+        true
+    }
+
+    fn output_kind(&self, input: ValueKind) -> ValueKind {
+        input
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        match x {
+            Value::F32(t) => Ok(Value::F32(self.forward(t)?)),
+            Value::U8(c) => {
+                let s = flat(c.data.shape())?;
+                let data = c
+                    .data
+                    .as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order(s)
+                    .expect("same length")
+                    .into_dyn();
+                Ok(Value::U8(Codes {
+                    data,
+                    params: c.params,
+                }))
+            }
+        }
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {

@@ -146,10 +146,10 @@ impl Layer for Linear {
             self.cfg.in_features,
             self.cfg.out_features,
             &xs,
-            self.weight.value.as_slice().expect("contiguous"),
+            self.weight.value().as_slice().expect("contiguous"),
             self.bias
                 .as_ref()
-                .map(|b| b.value.as_slice().expect("contiguous")),
+                .map(|b| b.value().as_slice().expect("contiguous")),
             Activation::Identity,
             &mut y,
         )?;
@@ -173,15 +173,16 @@ impl Layer for Linear {
         }
         let dy = contiguous(grad_out);
         let mut dx = vec![0.0; n * self.cfg.in_features];
+        let (w, gw) = self.weight.value_and_grad_mut();
         dense::linear_backward(
             n,
             self.cfg.in_features,
             self.cfg.out_features,
             x.as_slice().expect("contiguous"),
-            self.weight.value.as_slice().expect("contiguous"),
+            w.as_slice().expect("contiguous"),
             &dy,
             Some(&mut dx),
-            self.weight.grad.as_slice_mut().expect("contiguous"),
+            gw.as_slice_mut().expect("contiguous"),
             self.bias
                 .as_mut()
                 .map(|b| b.grad.as_slice_mut().expect("contiguous")),

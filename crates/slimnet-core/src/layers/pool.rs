@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::layer::{no_cache, Cost, Layer};
 use crate::tensor::{contiguous, expect_nchw, Tensor};
+use crate::value::{Codes, Value, ValueKind};
 
 /// Window of a [`MaxPool2d`] or [`AvgPool2d`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,21 +133,37 @@ impl MaxPool2d {
 
     fn run(&self, x: &Tensor) -> Result<(Tensor, Vec<u32>)> {
         let [n, c, oh, ow] = self.cfg.out_shape(x.shape())?;
-        let (h, w) = (x.shape()[2], x.shape()[3]);
-        let xs = contiguous(x);
-        let mut out = vec![0.0f32; n * c * oh * ow];
+        let (out, arg) = self.pool(&contiguous(x), x.shape(), f32::NEG_INFINITY)?;
+        Ok((
+            Tensor::from_shape_vec(IxDyn(&[n, c, oh, ow]), out).expect("length"),
+            arg,
+        ))
+    }
+
+    /// Max over each window of NCHW `xs` of `shape` (NaN wins, as in `f32::max` chains that
+    /// propagate it); returns the maxima and their positions within the plane.
+    fn pool<T: Copy + PartialOrd>(
+        &self,
+        xs: &[T],
+        shape: &[usize],
+        lowest: T,
+    ) -> Result<(Vec<T>, Vec<u32>)> {
+        let [n, c, oh, ow] = self.cfg.out_shape(shape)?;
+        let (h, w) = (shape[2], shape[3]);
+        let mut out = vec![lowest; n * c * oh * ow];
         let mut arg = vec![0u32; out.len()];
         for p in 0..n * c {
             let plane = &xs[p * h * w..(p + 1) * h * w];
             let o = &mut out[p * oh * ow..(p + 1) * oh * ow];
             let a = &mut arg[p * oh * ow..(p + 1) * oh * ow];
             self.cfg.windows(h, w, oh, ow, |i, [ylo, yhi, xlo, xhi]| {
-                let mut best = f32::NEG_INFINITY;
+                let mut best = lowest;
                 let mut bi = ylo * w + xlo;
                 for y in ylo..yhi {
                     for xx in xlo..xhi {
                         let v = plane[y * w + xx];
-                        if v > best || v.is_nan() {
+                        #[allow(clippy::eq_op)] // `v != v` is true only for NaN
+                        if v > best || v != v {
                             best = v;
                             bi = y * w + xx;
                         }
@@ -156,10 +173,7 @@ impl MaxPool2d {
                 a[i] = bi as u32;
             });
         }
-        Ok((
-            Tensor::from_shape_vec(IxDyn(&[n, c, oh, ow]), out).expect("length"),
-            arg,
-        ))
+        Ok((out, arg))
     }
 }
 
@@ -171,6 +185,26 @@ impl Layer for MaxPool2d {
     /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(self.run(x)?.0)
+    }
+
+    /// Works on u8 codes as on reals (quantization is monotone, so it commutes with max).
+    fn accepts(&self, _: ValueKind) -> bool {
+        true
+    }
+
+    fn output_kind(&self, input: ValueKind) -> ValueKind {
+        input
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        match x {
+            Value::F32(t) => Ok(Value::F32(self.forward(t)?)),
+            Value::U8(c) => {
+                let shape = self.cfg.out_shape(c.data.shape())?;
+                let (out, _) = self.pool(&c.as_contiguous(), c.data.shape(), 0u8)?;
+                Ok(Value::U8(Codes::from_vec(&shape, out, c.params)))
+            }
+        }
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {

@@ -6,7 +6,7 @@ use rand::SeedableRng;
 
 use super::{max_cp_rank, Cp, CpConfig, CpInit};
 use crate::dense::{khatri_rao, Dense};
-use crate::error::{check_finite, check_rank, Error, Result};
+use crate::error::{check_finite, check_rank, DecomposeError, Result};
 use crate::linalg;
 use crate::util::gaussian;
 
@@ -28,7 +28,7 @@ use crate::util::gaussian;
 pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp> {
     let shape = x.shape().to_vec();
     if shape.len() < 2 || shape.contains(&0) {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "CP needs a non-empty tensor of order >= 2, got shape {shape:?}"
         )));
     }
@@ -48,7 +48,7 @@ pub fn cp_als(x: ArrayViewD<'_, f32>, rank: usize, cfg: &CpConfig) -> Result<Cp>
         }
     }
     if !best.converged && cfg.strict {
-        return Err(Error::NoConvergence {
+        return Err(DecomposeError::NoConvergence {
             layer: String::new(),
             method: "CP-ALS".into(),
             iterations: best.iterations,
@@ -180,7 +180,7 @@ fn fit(xd: &Dense, rank: usize, cfg: &CpConfig, init: CpInit, seed: u64) -> Resu
         }
         let mut new_err = model_error(norm_x, inner, &grams, &weights);
         if !new_err.is_finite() {
-            return Err(Error::NoConvergence {
+            return Err(DecomposeError::NoConvergence {
                 layer: String::new(),
                 method: "CP-ALS".into(),
                 iterations: it,

@@ -13,7 +13,7 @@ use ndarray::{Array1, Array2, ArrayViewD};
 
 use super::Cp;
 use crate::dense::{khatri_rao, Dense};
-use crate::error::{check_finite, check_rank, Error, Result};
+use crate::error::{check_finite, check_rank, DecomposeError, Result};
 use crate::linalg;
 
 /// Settings of [`cp_refine_lm`].
@@ -35,7 +35,7 @@ pub struct LmConfig {
     /// side (default `1e-4`). A step counts towards convergence only when its solve got there:
     /// a truncated solve can make tiny progress in a swamp without being near a minimum.
     pub cg_tol: f64,
-    /// Fail with [`Error::NoConvergence`] when the tolerance is unmet after `max_iterations`
+    /// Fail with [`DecomposeError::NoConvergence`] when the tolerance is unmet after `max_iterations`
     /// (default true). When false, the result's [`LmStats::converged`] says so.
     pub strict: bool,
 }
@@ -125,23 +125,23 @@ pub struct LmStats {
 /// let lm = cp_refine_lm(x.view(), &als, &LmConfig::default().with_strict(false))?;
 /// assert!(lm.rel_error <= als.rel_error);
 /// assert_eq!(lm.refinement.as_ref().unwrap().final_error, lm.rel_error);
-/// # Ok::<(), slimnet_decompose::Error>(())
+/// # Ok::<(), slimnet_decompose::DecomposeError>(())
 /// ```
 ///
 /// # Errors
 /// A model whose factor shapes do not match `x`, rank 0, NaN or infinite entries in `x` or the
 /// model, a non-finite iterate, or — with `strict` — no convergence within `max_iterations`
-/// ([`Error::NoConvergence`] with the iterations run, the error reached and the last change).
+/// ([`DecomposeError::NoConvergence`] with the iterations run, the error reached and the last change).
 pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Result<Cp> {
     let shape = x.shape().to_vec();
     let model_shape: Vec<usize> = start.factors.iter().map(|f| f.nrows()).collect();
     if shape.len() < 2 || shape.contains(&0) {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "CP refinement needs a non-empty tensor of order >= 2, got shape {shape:?}"
         )));
     }
     if model_shape != shape {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "the CP model has mode sizes {model_shape:?} but the tensor has shape {shape:?}"
         )));
     }
@@ -150,7 +150,7 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
         format!("a CP model of a {shape:?} tensor")
     })?;
     if start.factors.iter().any(|f| f.ncols() != rank) {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "every CP factor needs {rank} columns (the number of weights)"
         )));
     }
@@ -160,7 +160,7 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
         || cfg.cg_tol.is_nan()
         || cfg.cg_tol < 0.0
     {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "LM damping must be positive and finite and the tolerances non-negative, got \
              damping {}, tol {} and cg_tol {}",
             cfg.damping, cfg.tol, cfg.cg_tol
@@ -282,8 +282,8 @@ pub fn cp_refine_lm(x: ArrayViewD<'_, f32>, start: &Cp, cfg: &LmConfig) -> Resul
     Ok(finish(a, stats))
 }
 
-fn no_convergence(iterations: usize, error: f64, change: f64, tol: f64) -> Error {
-    Error::NoConvergence {
+fn no_convergence(iterations: usize, error: f64, change: f64, tol: f64) -> DecomposeError {
+    DecomposeError::NoConvergence {
         layer: String::new(),
         method: "CP-LM".into(),
         iterations,

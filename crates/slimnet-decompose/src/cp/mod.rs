@@ -15,7 +15,7 @@
 //! let cp = cp_als(x.view(), 1, &CpConfig::default())?;
 //! assert!(cp.rel_error < 1e-5 && cp.converged);
 //! assert_eq!(cp.n_params(), 1 + 4 + 3 + 2);
-//! # Ok::<(), slimnet_decompose::Error>(())
+//! # Ok::<(), slimnet_decompose::DecomposeError>(())
 //! ```
 
 mod als;
@@ -56,7 +56,7 @@ pub struct CpConfig {
     /// Extrapolating line search against stalls (default on): after each sweep, try
     /// `A + s (A - A_prev)` with `s = k^(1/3)` and keep it when it lowers the error.
     pub line_search: bool,
-    /// Fail with [`Error::NoConvergence`](crate::Error::NoConvergence) when `max_iterations` is
+    /// Fail with [`DecomposeError::NoConvergence`](crate::DecomposeError::NoConvergence) when `max_iterations` is
     /// reached with `tol > 0` unmet (default true). When false, the result says `converged: false`.
     pub strict: bool,
     /// Extra runs from seeded random starts (default 0), a defence against stalls and poor local

@@ -8,7 +8,7 @@
 use faer::linalg::matmul::matmul as faer_matmul;
 use faer::{Accum, Mat, MatRef, Par};
 
-use crate::error::{Error, Result};
+use crate::error::{DecomposeError, Result};
 
 #[cfg(not(feature = "lapack"))]
 mod faer_backend;
@@ -73,16 +73,16 @@ pub(crate) struct ThinSvd<T> {
 /// Thin SVD.
 ///
 /// # Errors
-/// [`Error::NoConvergence`] when the backend's iteration fails.
+/// [`DecomposeError::NoConvergence`] when the backend's iteration fails.
 pub(crate) fn svd<T: Elem>(a: MatRef<'_, T>) -> Result<ThinSvd<T>> {
     if a.nrows() == 0 || a.ncols() == 0 {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "cannot take the SVD of an empty {}x{} matrix",
             a.nrows(),
             a.ncols()
         )));
     }
-    T::svd(a).ok_or_else(|| Error::NoConvergence {
+    T::svd(a).ok_or_else(|| DecomposeError::NoConvergence {
         layer: String::new(),
         method: "SVD".into(),
         iterations: 0,
@@ -100,9 +100,9 @@ pub(crate) fn qr_q<T: Elem>(a: MatRef<'_, T>) -> Mat<T> {
 /// Eigenvalues (ascending) and eigenvectors of the symmetric matrix `a`.
 ///
 /// # Errors
-/// [`Error::NoConvergence`] when the backend's iteration fails.
+/// [`DecomposeError::NoConvergence`] when the backend's iteration fails.
 pub(crate) fn eigh<T: Elem>(a: MatRef<'_, T>) -> Result<(Vec<T>, Mat<T>)> {
-    T::eigh(a).ok_or_else(|| Error::NoConvergence {
+    T::eigh(a).ok_or_else(|| DecomposeError::NoConvergence {
         layer: String::new(),
         method: "symmetric eigendecomposition".into(),
         iterations: 0,
@@ -118,7 +118,7 @@ pub(crate) fn eigh<T: Elem>(a: MatRef<'_, T>) -> Result<(Vec<T>, Mat<T>)> {
 /// `max_eig * r * eps`.
 ///
 /// # Errors
-/// [`Error::NoConvergence`] when even the eigendecomposition fails.
+/// [`DecomposeError::NoConvergence`] when even the eigendecomposition fails.
 pub(crate) fn solve_psd<T: Elem>(g: MatRef<'_, T>, b: MatRef<'_, T>) -> Result<Mat<T>> {
     if let Some(x) = T::cholesky_solve(g, b) {
         if x.col_iter().all(|c| c.iter().all(|v| v.f().is_finite())) {

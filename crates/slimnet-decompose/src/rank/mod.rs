@@ -9,14 +9,14 @@
 //! assert_eq!(select_rank(&s, &RankPolicy::Energy(0.995), &|r| (r, r), (4, 4))?, 3);
 //! // at most half the parameters, where rank r costs r
 //! assert_eq!(select_rank(&s, &RankPolicy::ParamRatio(0.5), &|r| (r, r), (4, 4))?, 2);
-//! # Ok::<(), slimnet_decompose::Error>(())
+//! # Ok::<(), slimnet_decompose::DecomposeError>(())
 //! ```
 
 mod vbmf;
 
 pub use vbmf::{evbmf, Vbmf};
 
-use crate::error::{Error, Result};
+use crate::error::{DecomposeError, Result};
 
 /// How to choose a rank.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,7 +41,7 @@ pub enum RankPolicy {
 /// layer it replaces (used by the budget policies).
 ///
 /// # Errors
-/// [`Error::Rank`] for a fixed rank of 0 or above `s.len()`; [`Error::Invalid`] for a threshold
+/// [`DecomposeError::Rank`] for a fixed rank of 0 or above `s.len()`; [`DecomposeError::Invalid`] for a threshold
 /// outside its range or a budget that even rank 1 exceeds.
 pub fn select_rank(
     s: &[f64],
@@ -62,7 +62,7 @@ pub fn select_rank(
         }
         RankPolicy::Energy(e) => {
             if !(e > 0.0 && e <= 1.0) {
-                return Err(Error::invalid(format!(
+                return Err(DecomposeError::invalid(format!(
                     "energy threshold {e} is not in (0, 1]"
                 )));
             }
@@ -72,7 +72,7 @@ pub fn select_rank(
         }
         RankPolicy::ErrorBudget(eps) => {
             if !(0.0..1.0).contains(&eps) {
-                return Err(Error::invalid(format!(
+                return Err(DecomposeError::invalid(format!(
                     "error budget {eps} is not in [0, 1)"
                 )));
             }
@@ -86,7 +86,9 @@ pub fn select_rank(
             let params = matches!(policy, RankPolicy::ParamRatio(_));
             let what = if params { "parameter" } else { "MAC" };
             if q.is_nan() || q <= 0.0 {
-                return Err(Error::invalid(format!("{what} ratio {q} must be positive")));
+                return Err(DecomposeError::invalid(format!(
+                    "{what} ratio {q} must be positive"
+                )));
             }
             let limit = q * if params { original.0 } else { original.1 } as f64;
             let pick = |r: usize| {
@@ -95,7 +97,7 @@ pub fn select_rank(
             };
             let best = (1..=max).take_while(|&r| pick(r) <= limit).last();
             best.ok_or_else(|| {
-                Error::invalid(format!(
+                DecomposeError::invalid(format!(
                     "a {what} budget of {q} x {} cannot be met: rank 1 costs {}",
                     if params { original.0 } else { original.1 },
                     pick(1)

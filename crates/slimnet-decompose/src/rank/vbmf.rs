@@ -2,7 +2,7 @@
 //! (Nakajima, Sugiyama, Babacan and Tomioka 2013): estimates the noise variance from the
 //! singular values alone and keeps the components above the resulting threshold.
 
-use crate::error::{Error, Result};
+use crate::error::{DecomposeError, Result};
 
 /// The outcome of [`evbmf`].
 #[derive(Debug, Clone, PartialEq)]
@@ -30,7 +30,7 @@ pub fn evbmf(s: &[f64], m: usize, n: usize) -> Result<Vbmf> {
     let l = m.min(n);
     let big = m.max(n) as f64;
     if l == 0 || s.len() < l || s.iter().any(|v| !v.is_finite() || *v < 0.0) {
-        return Err(Error::invalid(format!(
+        return Err(DecomposeError::invalid(format!(
             "EVBMF needs the {l} finite non-negative singular values of a {m}x{n} matrix, got {}",
             s.len()
         )));

@@ -7,7 +7,7 @@ use slimnet_core::{Graph, Layer, Sequential};
 use super::chain::{build_chain, chain_cost, conv_cfg, pointwise, weight};
 use super::ConvMethod;
 use crate::cp::{cp_als, cp_refine_lm, max_cp_rank, CpConfig, LmConfig};
-use crate::error::{check_finite, Error, Result};
+use crate::error::{check_finite, DecomposeError, Result};
 use crate::rank::{select_rank, RankPolicy};
 use crate::svd::{svd, Svd};
 use crate::tucker::{tucker2, TuckerConfig};
@@ -39,15 +39,15 @@ fn tail_error(s: &[f64], r: usize) -> f64 {
 pub(crate) fn linear_svd(l: &Linear, input: &[usize], policy: &RankPolicy) -> Result<Built> {
     let cfg = l.config();
     let (o, i) = (cfg.out_features, cfg.in_features);
-    let w = &l.weight.value;
+    let w = l.weight.value();
     check_finite(w.iter(), "weight")?;
     if let Some(b) = &l.bias {
-        check_finite(b.value.iter(), "bias")?;
+        check_finite(b.value().iter(), "bias")?;
     }
     let wm = w
         .view()
         .into_shape_with_order((o, i))
-        .map_err(|e| Error::invalid(e.to_string()))?;
+        .map_err(|e| DecomposeError::invalid(e.to_string()))?;
     let d = svd(wm)?;
     let s = singular_values(&d);
     let n = input[0];
@@ -64,7 +64,7 @@ pub(crate) fn linear_svd(l: &Linear, input: &[usize], policy: &RankPolicy) -> Re
     let restore = Linear::from_parts(
         LinearConfig::new(r, o).with_bias(cfg.bias),
         left.into_dyn(),
-        l.bias.as_ref().map(|b| b.value.clone()),
+        l.bias.as_ref().map(|b| b.value().clone()),
     )?;
     let layer = Sequential::new()
         .push("reduce", reduce)
@@ -82,7 +82,7 @@ pub(crate) fn linear_svd(l: &Linear, input: &[usize], policy: &RankPolicy) -> Re
 fn conv_parts(c: &Conv2d) -> Result<(&ArrayD<f32>, Option<ArrayD<f32>>)> {
     let cfg = c.config();
     if cfg.groups != 1 {
-        return Err(Error::Unsupported {
+        return Err(DecomposeError::Unsupported {
             layer: String::new(),
             reason: format!(
                 "grouped convolutions ({} groups) are not decomposed: low-rank rewrites need a \
@@ -91,11 +91,11 @@ fn conv_parts(c: &Conv2d) -> Result<(&ArrayD<f32>, Option<ArrayD<f32>>)> {
             ),
         });
     }
-    check_finite(c.weight.value.iter(), "weight")?;
+    check_finite(c.weight.value().iter(), "weight")?;
     if let Some(b) = &c.bias {
-        check_finite(b.value.iter(), "bias")?;
+        check_finite(b.value().iter(), "bias")?;
     }
-    Ok((&c.weight.value, c.bias.as_ref().map(|b| b.value.clone())))
+    Ok((c.weight.value(), c.bias.as_ref().map(|b| b.value().clone())))
 }
 
 /// Dispatches to the convolution rewrite of `method`.
@@ -172,7 +172,7 @@ pub(crate) fn conv(
             let m = w
                 .view()
                 .into_shape_with_order((o, i * kh * kw))
-                .map_err(|e| Error::invalid(e.to_string()))?;
+                .map_err(|e| DecomposeError::invalid(e.to_string()))?;
             let d = svd(m)?;
             let s = singular_values(&d);
             let cfgs = |r: usize| {
@@ -219,7 +219,9 @@ pub(crate) fn conv(
             };
             let (ro, ri) =
                 tucker_ranks(w, policy, &|ro, ri| chain_cost(&cfgs(ro, ri), input), orig)?;
-            let (ro, ri) = (round(ro, o), round(ri, i));
+            let max_o = o.min(i * kh * kw);
+            let max_i = i.min(o * kh * kw);
+            let (ro, ri) = (round(ro, max_o), round(ri, max_i));
             let t = tucker2(w.view(), ro, ri, tucker)?;
             let uo = t.factors[0].as_ref().expect("mode 0 decomposed");
             let ui = t.factors[1].as_ref().expect("mode 1 decomposed");
@@ -362,10 +364,14 @@ fn tucker_ranks(
 ) -> Result<(usize, usize)> {
     let sh = w.shape();
     let (o, i) = (sh[0], sh[1]);
+    // a mode's rank is at most its size and the product of the other sizes (the width of its
+    // unfolding's SVD): a 1x1 convolution from 20 to 10 channels has input rank at most 10
+    let (max_o, max_i) = (o.min(w.len() / o.max(1)), i.min(w.len() / i.max(1)));
+    let clamp = |(a, b): (usize, usize)| (a.min(max_o), b.min(max_i));
     match *policy {
         RankPolicy::Fixed(r) => {
             crate::error::check_rank(r, o.max(i), || format!("Tucker-2 of a {sh:?} kernel"))?;
-            Ok((r.min(o), r.min(i)))
+            Ok(clamp((r, r)))
         }
         RankPolicy::ParamRatio(_) | RankPolicy::MacRatio(_) => {
             // scale both ranks with the channel counts
@@ -386,7 +392,7 @@ fn tucker_ranks(
                 },
                 orig,
             )?;
-            Ok(at(t))
+            Ok(clamp(at(t)))
         }
         _ => {
             let per_mode = match *policy {
@@ -412,7 +418,7 @@ fn tucker_ranks(
                 let s = singular_values(&svd(m.view())?);
                 *r = select_rank(&s, &per_mode, &|r| (r, r), (usize::MAX, usize::MAX))?;
             }
-            Ok((ranks[0], ranks[1]))
+            Ok(clamp((ranks[0], ranks[1])))
         }
     }
 }

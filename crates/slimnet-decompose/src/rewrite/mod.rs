@@ -22,7 +22,7 @@
 //! assert_eq!(report.layers.len(), 2);
 //! assert!(report.layers.iter().all(|l| l.params.1 * 3 <= l.params.0 + 10));
 //! println!("{report}");
-//! # Ok::<(), slimnet_decompose::Error>(())
+//! # Ok::<(), slimnet_decompose::DecomposeError>(())
 //! ```
 
 mod chain;
@@ -30,17 +30,15 @@ mod methods;
 mod report;
 mod speed;
 
-use std::sync::Mutex;
-
 use slimnet_core::layers::{Conv2d, Linear};
-use slimnet_core::rewrite::{rewrite, Rule, Selector};
+use slimnet_core::rewrite::{Action, Rewriter, Selector};
 use slimnet_core::{Graph, Layer};
 
 pub use report::{DecomposeReport, LayerReport};
 pub use speed::{time_layer, SpeedCheck};
 
 use crate::cp::{CpConfig, LmConfig};
-use crate::error::{Error, Result};
+use crate::error::{DecomposeError, Result};
 use crate::rank::RankPolicy;
 use crate::tucker::TuckerConfig;
 
@@ -72,11 +70,12 @@ impl ConvMethod {
 }
 
 /// The low-rank rewrite rule: `Conv2d` by a [`ConvMethod`], `Linear` by truncated SVD, ranks by
-/// a [`RankPolicy`], optionally checked against measured speed. Layers without parameters are
-/// left alone; other layers with parameters are an error naming their path.
+/// a [`RankPolicy`], optionally checked against measured speed. A rewrite whose rank (chosen
+/// by a policy other than [`RankPolicy::Fixed`]) would not reduce the parameters is not made.
 ///
-/// Use it with [`decompose`] for a detailed report, or with `slimnet_core::rewrite::rewrite`.
-#[derive(Debug)]
+/// Apply it with [`decompose`], or call [`replacement`](Self::replacement) from a rule of your
+/// own.
+#[derive(Debug, Clone)]
 pub struct LowRank {
     /// The convolution factorisation.
     pub conv: ConvMethod,
@@ -97,22 +96,6 @@ pub struct LowRank {
     /// holds; `Energy`, `ErrorBudget` and `Vbmf` round up (capped at the largest rank), so the
     /// error only falls. Fixed ranks and ranks below the multiple are kept as they are.
     pub rank_multiple: usize,
-    log: Mutex<Vec<LayerReport>>,
-}
-
-impl Clone for LowRank {
-    fn clone(&self) -> Self {
-        Self {
-            conv: self.conv,
-            rank: self.rank.clone(),
-            cp: self.cp.clone(),
-            cp_refine: self.cp_refine.clone(),
-            tucker: self.tucker.clone(),
-            speed_check: self.speed_check.clone(),
-            rank_multiple: self.rank_multiple,
-            log: Mutex::new(Vec::new()),
-        }
-    }
 }
 
 impl LowRank {
@@ -127,7 +110,6 @@ impl LowRank {
             tucker: TuckerConfig::default(),
             speed_check: None,
             rank_multiple: 1,
-            log: Mutex::new(Vec::new()),
         }
     }
 
@@ -163,11 +145,6 @@ impl LowRank {
         self
     }
 
-    /// Takes the per-layer records of the layers seen since the last call.
-    pub fn take_log(&self) -> Vec<LayerReport> {
-        std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-
     /// The replacement for one layer (or `None` to keep it), with its record.
     ///
     /// # Errors
@@ -193,7 +170,7 @@ impl LowRank {
         } else if layer.num_params() == 0 {
             return Ok(None);
         } else {
-            return Err(Error::Unsupported {
+            return Err(DecomposeError::Unsupported {
                 layer: String::new(),
                 reason: format!(
                     "layer kind `{}` has no low-rank rewrite (Conv2d and Linear do); select \
@@ -220,6 +197,17 @@ impl LowRank {
             kept: true,
             note: built.note,
         };
+        if !matches!(self.rank, RankPolicy::Fixed(_)) && after.params >= before.params {
+            rec.kept = false;
+            rec.note = join_note(
+                &rec.note,
+                &format!(
+                    "kept the original: rank {:?} would not reduce the parameters ({} -> {})",
+                    rec.ranks, before.params, after.params
+                ),
+            );
+            return Ok(Some((Box::new(built.layer), rec)));
+        }
         if let Some(check) = &self.speed_check {
             let (t0, t1) = check.compare(layer, &built.layer, input)?;
             rec.time_us = Some((t0, t1));
@@ -229,57 +217,82 @@ impl LowRank {
                     "kept the original: {t1:.1} us x margin {} > {t0:.1} us",
                     check.margin
                 );
-                rec.note = if rec.note.is_empty() {
-                    note
-                } else {
-                    format!("{}; {note}", rec.note)
-                };
+                rec.note = join_note(&rec.note, &note);
             }
         }
         Ok(Some((Box::new(built.layer), rec)))
     }
 }
 
-impl Rule for LowRank {
-    fn name(&self) -> &str {
-        self.conv.name()
-    }
-
-    fn apply(
-        &self,
-        path: &str,
-        layer: &dyn Layer,
-        input: &[usize],
-    ) -> slimnet_core::Result<Option<Box<dyn Layer>>> {
-        match self.replacement(path, layer, input) {
-            Ok(Some((new, rec))) => {
-                let kept = rec.kept;
-                self.log.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
-                Ok(kept.then_some(new))
-            }
-            Ok(None) => Ok(None),
-            Err(e) => Err(e.into_core()),
-        }
+fn join_note(a: &str, b: &str) -> String {
+    if a.is_empty() {
+        b.to_string()
+    } else {
+        format!("{a}; {b}")
     }
 }
 
-/// Applies `rule` to the selected layers of `graph` (input shape `input`) and reports, per
-/// layer, the method, ranks, parameters, MACs, measured times and reconstruction error.
+/// Applies `rule` to the selected `Conv2d` and `Linear` layers of `graph` (input shape
+/// `input`, nested graphs included) and reports, per layer, the method, ranks, parameters,
+/// MACs, measured times and reconstruction error.
 ///
 /// # Errors
-/// A rank out of range, NaN or infinite weights, a grouped convolution, a layer kind with
-/// parameters but no rewrite, a CP fit that fails (with `strict`), or a budget that cannot be
-/// met — each naming the layer path.
+/// A rank out of range, NaN or infinite weights, a grouped convolution, a selected layer kind
+/// with parameters but no rewrite (a BatchNorm, an int8 layer), a CP fit that fails (with
+/// `strict`), or a budget that cannot be met — each naming the layer path.
 pub fn decompose(
     graph: &mut Graph,
     input: &[usize],
     selector: &Selector,
     rule: &LowRank,
 ) -> Result<DecomposeReport> {
-    rule.take_log();
-    rewrite(graph, input, selector, rule)?;
+    let mut layers = Vec::new();
+    let select = match selector {
+        Selector::All => Selector::All,
+        Selector::Paths(p) => Selector::Paths(p.clone()),
+        Selector::Kinds(k) => Selector::Kinds(k.clone()),
+        Selector::Predicate(_) => {
+            return Err(DecomposeError::invalid(
+                "decompose takes a path or kind selector, or All".to_string(),
+            ))
+        }
+    };
+    let report = Rewriter::new()
+        .select(select)
+        .any_rule(rule.conv.name(), |l, ctx| {
+            if l.as_any().is::<Conv2d>() || l.as_any().is::<Linear>() {
+                let Some((new, rec)) = rule.replacement(ctx.path(), l, ctx.input_shape())? else {
+                    return Ok(Action::Keep);
+                };
+                let kept = rec.kept;
+                if !kept {
+                    ctx.note(rec.note.clone());
+                }
+                layers.push(rec);
+                Ok(if kept {
+                    Action::Replace(new)
+                } else {
+                    Action::Keep
+                })
+            } else if l.num_params() > 0 {
+                Err(DecomposeError::Unsupported {
+                    layer: String::new(),
+                    reason: format!(
+                        "layer kind `{}` has no low-rank rewrite (Conv2d and Linear do); select \
+                         layers with Selector::Kinds([\"Conv2d\", \"Linear\"])",
+                        l.kind()
+                    ),
+                }
+                .into())
+            } else {
+                Ok(Action::Keep)
+            }
+        })
+        .run(graph, input)?;
+    report.refuse_unhandled("decompose")?;
     Ok(DecomposeReport {
-        layers: rule.take_log(),
+        layers,
+        rewrite: report,
     })
 }
 

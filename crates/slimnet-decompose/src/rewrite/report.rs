@@ -25,11 +25,15 @@ pub struct LayerReport {
     pub note: String,
 }
 
-/// The report of [`decompose`](super::decompose).
+/// The report of [`decompose`](super::decompose): the low-rank details of each layer, and the
+/// rewrite report every pass of slimnet gives (kinds, parameters, MACs and bytes before and
+/// after).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DecomposeReport {
     /// One entry per decomposed layer, in graph order.
     pub layers: Vec<LayerReport>,
+    /// The rewrite report.
+    pub rewrite: slimnet_core::rewrite::Report,
 }
 
 impl DecomposeReport {

@@ -15,7 +15,8 @@ fn odd_conv(seed: u64) -> Conv2d {
     cfg.stride = [2, 1];
     cfg.dilation = [1, 2];
     let mut c = cfg.init(&mut tensor::rng(seed)).unwrap();
-    c.bias.as_mut().unwrap().value = tensor::uniform(&[8], -1.0, 1.0, &mut tensor::rng(seed + 1));
+    *c.bias.as_mut().unwrap().value_mut() =
+        tensor::uniform(&[8], -1.0, 1.0, &mut tensor::rng(seed + 1));
     c
 }
 
@@ -48,7 +49,7 @@ fn full_rank_rewrites_reproduce_the_layer() {
     }
     // CP: a kernel of exact CP rank 5 is reproduced at rank 5
     let mut c = odd_conv(2);
-    c.weight.value = cp_tensor(&[8, 6, 3, 3], 5, 0.0, 3);
+    *c.weight.value_mut() = cp_tensor(&[8, 6, 3, 3], 5, 0.0, 3);
     let mut g = single("conv", c);
     let y0 = g.forward(&x).unwrap();
     let rule = LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(5)).with_cp(
@@ -62,7 +63,7 @@ fn full_rank_rewrites_reproduce_the_layer() {
     assert!(rel(&y0, &g.forward(&x).unwrap()) < 1e-4);
     // CP with LM refinement: an exact rank-5 kernel from a few ALS sweeps
     let mut c = odd_conv(2);
-    c.weight.value = cp_tensor(&[8, 6, 3, 3], 5, 0.0, 3);
+    *c.weight.value_mut() = cp_tensor(&[8, 6, 3, 3], 5, 0.0, 3);
     let mut g = single("conv", c);
     let rule = LowRank::new(ConvMethod::Cp, RankPolicy::Fixed(5))
         .with_cp(
@@ -86,7 +87,7 @@ fn full_rank_rewrites_reproduce_the_layer() {
     assert!(rel(&y0, &g.forward(&x).unwrap()) < 1e-4);
     // Linear at full rank
     let mut fc = LinearConfig::new(12, 7).init(&mut tensor::rng(4)).unwrap();
-    fc.bias.as_mut().unwrap().value = tensor::uniform(&[7], -1.0, 1.0, &mut tensor::rng(6));
+    *fc.bias.as_mut().unwrap().value_mut() = tensor::uniform(&[7], -1.0, 1.0, &mut tensor::rng(6));
     let mut g = single("fc", fc);
     let x = tensor::uniform(&[3, 12], -1.0, 1.0, &mut tensor::rng(7));
     let y0 = g.forward(&x).unwrap();
@@ -153,7 +154,7 @@ fn bad_input_names_the_layer() {
     );
     assert!(e.contains("rank 9 is out of range 1..=8"), "{e}");
     let mut c = odd_conv(1);
-    c.weight.value[[1, 2, 0, 1]] = f32::NAN;
+    c.weight.value_mut()[[1, 2, 0, 1]] = f32::NAN;
     let e = run(
         &mut single("conv", c),
         &LowRank::new(ConvMethod::Tucker2, RankPolicy::Fixed(2)),

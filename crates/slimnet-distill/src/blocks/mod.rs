@@ -18,7 +18,7 @@ use slimnet_core::layers::{Activation, BatchNormConfig, Conv2dConfig, MaxPool2d,
 use slimnet_core::tensor::SlimRng;
 use slimnet_core::Graph;
 
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 
 /// Appends conv (no bias) + BN (+ activation); returns the last node.
 #[allow(clippy::too_many_arguments)]
@@ -41,7 +41,7 @@ fn conv_bn(
 
 fn positive(what: &str, vals: &[usize]) -> Result<()> {
     if vals.contains(&0) {
-        return Err(Error::Config(format!(
+        return Err(DistillError::Config(format!(
             "{what}: sizes must be positive, got {vals:?}"
         )));
     }
@@ -58,7 +58,7 @@ fn positive(what: &str, vals: &[usize]) -> Result<()> {
 /// let x0 = g.input();
 /// depthwise_separable(&mut g, "ds", x0, 8, 16, 2, &mut tensor::rng(0))?;
 /// assert_eq!(g.output_shape(&[1, 8, 28, 28])?, vec![1, 16, 14, 14]);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
@@ -108,7 +108,7 @@ pub fn depthwise_separable(
 /// let x0 = g.input();
 /// shuffle_unit(&mut g, "su", x0, 16, 16, 8, 2, 1, &mut tensor::rng(0))?;
 /// assert_eq!(g.output_shape(&[1, 16, 14, 14])?, vec![1, 16, 14, 14]);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
@@ -127,7 +127,7 @@ pub fn shuffle_unit(
 ) -> Result<NodeId> {
     positive("shuffle_unit", &[cin, cout, mid, groups, stride])?;
     if !mid.is_multiple_of(groups) || !cout.is_multiple_of(groups) {
-        return Err(Error::Config(format!(
+        return Err(DistillError::Config(format!(
             "shuffle_unit `{name}`: {groups} groups must divide mid {mid} and cout {cout}"
         )));
     }
@@ -169,7 +169,7 @@ pub fn shuffle_unit(
 /// let x0 = g.input();
 /// fire(&mut g, "fire", x0, 32, 8, 16, &mut tensor::rng(0))?;
 /// assert_eq!(g.output_shape(&[1, 32, 7, 7])?, vec![1, 32, 7, 7]);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
@@ -218,7 +218,7 @@ pub fn fire(
 /// let x0 = g.input();
 /// inverted_residual(&mut g, "ir", x0, 16, 24, 2, 4, &mut tensor::rng(0))?;
 /// assert_eq!(g.output_shape(&[1, 16, 14, 14])?, vec![1, 24, 7, 7]);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
@@ -333,7 +333,7 @@ impl BlockKind {
             }
             BlockKind::Fire => {
                 if !cout.is_multiple_of(2) {
-                    return Err(Error::Config(format!(
+                    return Err(DistillError::Config(format!(
                         "fire `{name}`: cout {cout} must be even"
                     )));
                 }

@@ -15,7 +15,7 @@ use slimnet_core::{Error as CoreError, Layer, Result as CoreResult, Tensor};
 /// let x = tensor::from_vec(&[1, 6, 1, 1], vec![0., 1., 2., 3., 4., 5.])?;
 /// let y = ChannelShuffle::new(2)?.forward(&x)?;
 /// assert_eq!(y.as_slice().unwrap(), &[0., 3., 1., 4., 2., 5.]);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct ChannelShuffle {
@@ -33,7 +33,7 @@ impl ChannelShuffle {
     /// `groups == 0`.
     pub fn new(groups: usize) -> crate::Result<Self> {
         if groups == 0 {
-            return Err(crate::Error::Config(
+            return Err(crate::DistillError::Config(
                 "channel shuffle needs at least one group".into(),
             ));
         }

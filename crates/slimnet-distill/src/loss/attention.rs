@@ -6,7 +6,7 @@ use ndarray::{Axis, Ix2};
 use slimnet_core::tensor::expect_nchw;
 use slimnet_core::Tensor;
 
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 
 /// Guards the normalization of an all-zero map: `q = a / sqrt(|a|^2 + EPS)`.
 const EPS: f32 = 1e-12;
@@ -16,9 +16,9 @@ fn energy(f: &Tensor) -> Result<ndarray::Array2<f32>> {
     let (n, _, h, w) = expect_nchw(f.shape(), None)?;
     let a = f.mapv(|v| v * v).sum_axis(Axis(1));
     a.into_shape_with_order((n, h * w))
-        .map_err(|e| Error::Config(e.to_string()))?
+        .map_err(|e| DistillError::Config(e.to_string()))?
         .into_dimensionality::<Ix2>()
-        .map_err(|e| Error::Config(e.to_string()))
+        .map_err(|e| DistillError::Config(e.to_string()))
 }
 
 /// Per-row L2 normalization and the row scales `sqrt(|a|^2 + EPS)`.
@@ -52,7 +52,7 @@ pub fn attention_map(f: &Tensor) -> Result<Tensor> {
 /// let s = &t.slice_axis(ndarray::Axis(1), (0..4).into()).to_owned() * 3.0;
 /// let (l, g) = attention_loss(&s, &t)?;
 /// assert!(l >= 0.0 && g.shape() == s.shape());
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
@@ -61,7 +61,7 @@ pub fn attention_loss(student: &Tensor, teacher: &Tensor) -> Result<(f32, Tensor
     let (sn, _, sh, sw) = expect_nchw(student.shape(), None)?;
     let (tn, _, th, tw) = expect_nchw(teacher.shape(), None)?;
     if (sn, sh, sw) != (tn, th, tw) || sn == 0 {
-        return Err(Error::Config(format!(
+        return Err(DistillError::Config(format!(
             "attention transfer needs equal batch and spatial sizes: student {:?}, teacher {:?}",
             student.shape(),
             teacher.shape()

@@ -6,7 +6,7 @@ use slimnet_core::tensor::SlimRng;
 use slimnet_core::{Graph, Layer, Tensor};
 
 use crate::adapter::{make_adapter, AdapterConfig};
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 
 /// A hint loss with its adapter (student shape -> teacher shape). The adapter's parameters
 /// receive gradients in [`loss`](Self::loss); train them together with the student (e.g. by
@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 /// let mut hint = HintLoss::auto(s.shape(), t.shape(), &mut tensor::rng(0))?;
 /// let (loss, grad) = hint.loss(&s, &t)?;
 /// assert!(loss > 0.0 && grad.shape() == s.shape());
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct HintLoss {
@@ -64,7 +64,7 @@ impl HintLoss {
     pub fn loss(&mut self, student: &Tensor, teacher: &Tensor) -> Result<(f32, Tensor)> {
         let y = self.adapter.forward_train(student)?;
         if y.shape() != teacher.shape() {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "hint adapter maps {:?} to {:?}, teacher features are {:?}",
                 student.shape(),
                 y.shape(),

@@ -5,7 +5,7 @@ use ndarray::Axis;
 use slimnet_core::loss::{kl_div_softened, softmax_cross_entropy, Loss};
 use slimnet_core::Tensor;
 
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 use crate::teacher::FrozenTeacher;
 
 /// Temperature and mixing weight of the distillation loss.
@@ -37,16 +37,16 @@ impl KdConfig {
     /// Checks the ranges.
     ///
     /// # Errors
-    /// [`Error::Config`] for a non-positive temperature or `alpha` outside `[0, 1]`.
+    /// [`DistillError::Config`] for a non-positive temperature or `alpha` outside `[0, 1]`.
     pub fn validate(&self) -> Result<()> {
         if !(self.temperature > 0.0 && self.temperature.is_finite()) {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "KD temperature {} must be positive",
                 self.temperature
             )));
         }
         if !(0.0..=1.0).contains(&self.alpha) {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "KD alpha {} must lie in [0, 1]",
                 self.alpha
             )));
@@ -67,7 +67,7 @@ impl KdConfig {
 /// // A student equal to the teacher pays only the hard-label term.
 /// let (l, _) = kd_loss(&t, &t, &[0], &KdConfig::new(4.0, 1.0))?;
 /// assert!(l.abs() < 1e-6);
-/// # Ok::<(), slimnet_distill::Error>(())
+/// # Ok::<(), slimnet_distill::DistillError>(())
 /// ```
 ///
 /// # Errors
@@ -140,7 +140,7 @@ impl CachedKdLoss {
     pub fn new(logits: Tensor, cfg: KdConfig) -> Result<Self> {
         cfg.validate()?;
         if logits.ndim() != 2 {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "cached teacher logits must be [examples, classes], got {:?}",
                 logits.shape()
             )));
@@ -168,7 +168,7 @@ impl CachedKdLoss {
     ) -> Result<(f32, Tensor)> {
         let n = self.logits.shape()[0];
         if let Some(i) = indices.iter().find(|&&i| i >= n) {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "example {i} beyond the {n} cached teacher logits"
             )));
         }

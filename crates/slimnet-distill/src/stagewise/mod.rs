@@ -16,7 +16,7 @@ use slimnet_core::layers::BatchNorm2d;
 use slimnet_core::{Graph, Layer};
 
 use crate::designer::Student;
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 use crate::loss::{CachedKdLoss, KdConfig, KdLoss};
 use crate::stages::{boundary_shapes, split};
 use crate::teacher::{forward_chunked, FrozenTeacher};
@@ -161,9 +161,9 @@ impl StageWise {
     ///
     /// # Errors
     /// Bad cuts (as [`split`]); a number of student stages other than `cuts.len() + 1`; an
-    /// empty student stage ([`Error::EmptyStage`]); a student stage that rejects the teacher's
+    /// empty student stage ([`DistillError::EmptyStage`]); a student stage that rejects the teacher's
     /// input boundary or does not reach its output boundary, adapter included
-    /// ([`Error::BoundaryShape`]); each naming the stage.
+    /// ([`DistillError::BoundaryShape`]); each naming the stage.
     pub fn new(
         teacher: &FrozenTeacher,
         cuts: &[&str],
@@ -173,7 +173,7 @@ impl StageWise {
     ) -> Result<Self> {
         let teacher_stages = split(teacher.graph(), cuts)?;
         if students.len() != teacher_stages.len() {
-            return Err(Error::Config(format!(
+            return Err(DistillError::Config(format!(
                 "{} cut points make {} teacher stages, but {} student stages were given",
                 cuts.len(),
                 teacher_stages.len(),
@@ -186,7 +186,7 @@ impl StageWise {
         for (k, s) in students.iter().enumerate() {
             let stage = k + 1;
             if s.net.nodes().len() <= 1 {
-                return Err(Error::EmptyStage {
+                return Err(DistillError::EmptyStage {
                     stage,
                     reason: "the student stage is an empty graph".into(),
                 });
@@ -194,23 +194,25 @@ impl StageWise {
             let out = s
                 .net
                 .output_shape(&shapes[k])
-                .map_err(|_| Error::BoundaryShape {
+                .map_err(|_| DistillError::BoundaryShape {
                     stage,
                     side: "input",
                     expected: shapes[k].clone(),
                     actual: vec![],
                 })?;
             let out = match &s.adapter {
-                Some(a) => a.output_shape(&out).map_err(|_| Error::BoundaryShape {
-                    stage,
-                    side: "output",
-                    expected: shapes[k + 1].clone(),
-                    actual: out.clone(),
-                })?,
+                Some(a) => a
+                    .output_shape(&out)
+                    .map_err(|_| DistillError::BoundaryShape {
+                        stage,
+                        side: "output",
+                        expected: shapes[k + 1].clone(),
+                        actual: out.clone(),
+                    })?,
                 None => out,
             };
             if out != shapes[k + 1] {
-                return Err(Error::BoundaryShape {
+                return Err(DistillError::BoundaryShape {
                     stage,
                     side: "output",
                     expected: shapes[k + 1].clone(),
@@ -219,7 +221,7 @@ impl StageWise {
             }
         }
         if cfg.log_every == 0 {
-            return Err(Error::Config("log_every must be positive".into()));
+            return Err(DistillError::Config("log_every must be positive".into()));
         }
         Ok(Self {
             teacher: teacher.clone(),
@@ -326,7 +328,7 @@ impl StageWise {
                     Some(
                         ndarray::concatenate(ndarray::Axis(0), &[head.view(), tail.view()])
                             .map_err(|e| {
-                                Error::Config(format!("cannot join teacher logits: {e}"))
+                                DistillError::Config(format!("cannot join teacher logits: {e}"))
                             })?,
                     )
                 }
@@ -399,9 +401,9 @@ impl StageWise {
             let get = |name: String| {
                 stitched
                     .layer(&name)
-                    .and_then(|l| l.downcast_ref::<Graph>())
+                    .and_then(|l| Graph::of(l))
                     .cloned()
-                    .ok_or_else(|| Error::EmptyStage {
+                    .ok_or_else(|| DistillError::EmptyStage {
                         stage: k + 1,
                         reason: format!("`{name}` missing from the stitched student"),
                     })
@@ -446,7 +448,7 @@ fn recalibrate_batchnorm(
                 i += 1;
             }
         });
-        res.map_err(Error::from)
+        res.map_err(DistillError::from)
     };
     for b in 0..batches {
         set(net, &|_| 1.0 / (b + 1) as f32)?;

@@ -10,7 +10,7 @@ use slimnet_core::optim::{CosineLr, LrSchedule, Optimizer};
 use slimnet_core::{Layer, Tensor};
 
 use super::{FeatureSource, LossPoint, StageWise, StudentStage};
-use crate::error::{Error, Result};
+use crate::error::{DistillError, Result};
 use crate::teacher::forward_chunked;
 use crate::train::{epoch_bar, eval_point, Clock, TimePoint};
 
@@ -69,7 +69,7 @@ fn teacher_features(sw: &StageWise, x: &Tensor, chunk: usize) -> Result<Vec<Tens
     for (k, t) in sw.teacher_stages.iter().enumerate() {
         let prev = if k == 0 { x } else { &feats[k - 1] };
         let f = forward_chunked(t, prev, chunk).map_err(|e| match e {
-            Error::Core(c) => Error::InStage {
+            DistillError::Core(c) => DistillError::InStage {
                 stage: k + 1,
                 source: c,
             },
@@ -95,7 +95,9 @@ pub(super) fn run(
             rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
                 .build()
-                .map_err(|e| Error::Config(format!("cannot start {n} stage threads: {e}")))?,
+                .map_err(|e| {
+                    DistillError::Config(format!("cannot start {n} stage threads: {e}"))
+                })?,
         ),
     };
     let k_stages = sw.teacher_stages.len();
@@ -109,7 +111,7 @@ pub(super) fn run(
         });
     }
     if cfg.batch_size == 0 || train.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(DistillError::Config(format!(
             "phase 1 needs a batch size ({}) and examples ({})",
             cfg.batch_size,
             train.len()
@@ -156,9 +158,9 @@ pub(super) fn run(
                     let input = if k == 0 { &x } else { &feats[k - 1] };
                     let l = t
                         .step(input, &feats[k], lr)
-                        .map_err(Error::in_stage(k + 1))?;
+                        .map_err(DistillError::in_stage(k + 1))?;
                     if !l.is_finite() {
-                        return Err(Error::InStage {
+                        return Err(DistillError::InStage {
                             stage: k + 1,
                             source: slimnet_core::Error::NonFinite {
                                 what: "phase-1 feature loss".into(),

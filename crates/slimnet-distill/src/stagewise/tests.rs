@@ -39,18 +39,24 @@ fn bad_students_are_rejected_naming_the_stage() {
     let s = student(0.5);
     let mut stages: Vec<StudentStage> = s.stages.iter().cloned().map(StudentStage::new).collect();
     let e = StageWise::new(&t, &CUTS, stages[..3].to_vec(), &[1, 28, 28], quick()).unwrap_err();
-    assert!(matches!(e, Error::Config(_)), "{e}");
+    assert!(matches!(e, DistillError::Config(_)), "{e}");
 
     let mut empty = stages.clone();
     empty[2] = StudentStage::new(Graph::new());
     let e = StageWise::new(&t, &CUTS, empty, &[1, 28, 28], quick()).unwrap_err();
-    assert!(matches!(e, Error::EmptyStage { stage: 3, .. }), "{e}");
+    assert!(
+        matches!(e, DistillError::EmptyStage { stage: 3, .. }),
+        "{e}"
+    );
 
     // Stage 2 of a different split outputs 32 x 14 x 14, not stage 2's 16 x 28 x 28 input.
     let mut swapped = stages.clone();
     swapped.swap(1, 2);
     let e = StageWise::new(&t, &CUTS, swapped, &[1, 28, 28], quick()).unwrap_err();
-    assert!(matches!(e, Error::BoundaryShape { stage: 2, .. }), "{e}");
+    assert!(
+        matches!(e, DistillError::BoundaryShape { stage: 2, .. }),
+        "{e}"
+    );
     assert!(e.to_string().contains("stage 2"), "{e}");
 
     // A stage 2 that outputs 8 channels at 28 x 28 needs an adapter to reach 32 x 14 x 14.
@@ -63,7 +69,7 @@ fn bad_students_are_rejected_naming_the_stage() {
     assert!(
         matches!(
             e,
-            Error::BoundaryShape {
+            DistillError::BoundaryShape {
                 stage: 2,
                 side: "output",
                 ..

@@ -81,14 +81,14 @@ impl SparseConv2d {
     pub fn from_conv(c: &Conv2d, columns: usize) -> Result<Self> {
         let ws = c.config().weight_shape();
         let (rows, cols) = (ws[0], ws[1] * ws[2] * ws[3]);
-        let dense: Vec<f32> = c.weight.value.iter().copied().collect();
+        let dense: Vec<f32> = c.weight.value().iter().copied().collect();
         let mask: Option<Vec<bool>> = c
             .weight
             .mask()
             .map(|m| m.iter().map(|&k| k != 0.0).collect());
         let w = SparseWeight::from_dense_auto(&dense, rows, cols, mask.as_deref(), columns.max(1))
             .map_err(|e| PruneError::kernel("", e))?;
-        let bias = c.bias.as_ref().map(|b| b.value.iter().copied().collect());
+        let bias = c.bias.as_ref().map(|b| b.value().iter().copied().collect());
         Self::new(c.config().clone(), w, bias)
     }
 
@@ -143,6 +143,20 @@ impl Layer for SparseConv2d {
         )?;
         let shape = [g.batch, g.out_channels, g.out_h(), g.out_w()];
         Ok(Tensor::from_shape_vec(IxDyn(&shape), out).expect("output length"))
+    }
+
+    /// A masked [`Conv2d`] (and the fused activation).
+    fn to_core(&self) -> Option<slimnet_core::Result<Box<dyn Layer>>> {
+        Some((|| {
+            let (w, m) = super::masked_dense(&self.weight, &self.cfg.weight_shape())?;
+            let b = match &self.bias {
+                Some(b) => Some(slimnet_core::tensor::from_vec(&[b.len()], b.clone())?),
+                None => None,
+            };
+            let mut c = Conv2d::from_parts(self.cfg.clone(), w, b)?;
+            c.weight.set_mask(m)?;
+            super::core_form(Box::new(c), self.activation)
+        })())
     }
 
     fn backward(&mut self, _: &Tensor) -> slimnet_core::Result<Tensor> {

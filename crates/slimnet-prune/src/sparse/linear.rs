@@ -3,7 +3,7 @@
 use ndarray::IxDyn;
 use serde_json::{json, Value};
 use slimnet_core::io::TensorSource;
-use slimnet_core::layers::Linear;
+use slimnet_core::layers::{Linear, LinearConfig};
 use slimnet_core::tensor::contiguous;
 use slimnet_core::{Cost, Error, Layer, StoredTensor, Tensor};
 use slimnet_kernels::sparse::{
@@ -75,14 +75,14 @@ impl SparseLinear {
     /// When the kernels reject the weight.
     pub fn from_linear(l: &Linear, batch: usize) -> Result<Self> {
         let (out, inp) = (l.config().out_features, l.config().in_features);
-        let dense: Vec<f32> = l.weight.value.iter().copied().collect();
+        let dense: Vec<f32> = l.weight.value().iter().copied().collect();
         let mask: Option<Vec<bool>> = l
             .weight
             .mask()
             .map(|m| m.iter().map(|&k| k != 0.0).collect());
         let w = SparseWeight::from_dense_auto(&dense, out, inp, mask.as_deref(), batch.max(1))
             .map_err(|e| PruneError::kernel("", e))?;
-        let bias = l.bias.as_ref().map(|b| b.value.iter().copied().collect());
+        let bias = l.bias.as_ref().map(|b| b.value().iter().copied().collect());
         Self::new(w, bias)
     }
 
@@ -147,6 +147,22 @@ impl Layer for SparseLinear {
             &mut y,
         )?;
         Ok(Tensor::from_shape_vec(IxDyn(&[n, out]), y).expect("output length"))
+    }
+
+    /// A masked [`Linear`] (and the fused activation).
+    fn to_core(&self) -> Option<slimnet_core::Result<Box<dyn Layer>>> {
+        Some((|| {
+            let (rows, cols) = (self.weight.rows(), self.weight.cols());
+            let (w, m) = super::masked_dense(&self.weight, &[rows, cols])?;
+            let b = match &self.bias {
+                Some(b) => Some(slimnet_core::tensor::from_vec(&[rows], b.clone())?),
+                None => None,
+            };
+            let cfg = LinearConfig::new(cols, rows).with_bias(b.is_some());
+            let mut l = Linear::from_parts(cfg, w, b)?;
+            l.weight.set_mask(m)?;
+            super::core_form(Box::new(l), self.activation)
+        })())
     }
 
     fn backward(&mut self, _: &Tensor) -> slimnet_core::Result<Tensor> {

@@ -253,3 +253,40 @@ pub(crate) fn activation_of(kind: &str, cfg: &Value) -> Result<FusedActivation, 
         Some(v) => io::parse_config(kind, v),
     }
 }
+
+/// The core form of a sparse layer: the dense layer with its weight masked to the stored
+/// pattern, followed by the fused activation when there is one.
+pub(crate) fn core_form(
+    dense: Box<dyn slimnet_core::Layer>,
+    act: FusedActivation,
+) -> slimnet_core::Result<Box<dyn slimnet_core::Layer>> {
+    use slimnet_core::layers::Activation;
+    let a = match act {
+        FusedActivation::Identity => return Ok(dense),
+        FusedActivation::Relu => Activation::relu(),
+        FusedActivation::Relu6 => Activation::relu6(),
+    };
+    let name = match dense.kind() {
+        "Conv2d" => "conv",
+        _ => "linear",
+    };
+    Ok(Box::new(
+        slimnet_core::Sequential::new()
+            .push_boxed(name, dense)
+            .push("act", a)
+            .build()?,
+    ))
+}
+
+/// A weight as a dense tensor of `shape` with a 0/1 mask of its stored non-zeros.
+pub(crate) fn masked_dense(
+    w: &SparseWeight,
+    shape: &[usize],
+) -> slimnet_core::Result<(slimnet_core::Tensor, slimnet_core::Tensor)> {
+    let d = w.to_dense();
+    let mask: Vec<f32> = d.iter().map(|&v| (v != 0.0) as u8 as f32).collect();
+    Ok((
+        slimnet_core::tensor::from_vec(shape, d)?,
+        slimnet_core::tensor::from_vec(shape, mask)?,
+    ))
+}

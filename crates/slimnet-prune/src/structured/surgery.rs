@@ -27,7 +27,7 @@ fn kept(a: &Analysis, layout: &Layout, keep: &[Option<Vec<usize>>]) -> (Vec<usiz
 /// A parameter with its value (and mask) restricted to `idx` along `axis`.
 fn slice_param(p: &Param, axis: usize, idx: &[usize]) -> (Tensor, Option<Tensor>) {
     (
-        p.value.select(Axis(axis), idx),
+        p.value().select(Axis(axis), idx),
         p.mask().map(|m| m.select(Axis(axis), idx)),
     )
 }
@@ -51,7 +51,7 @@ fn conv(path: &str, c: &Conv2d, inp: &[usize], out: &[usize], depthwise: bool) -
     };
     cfg.in_channels = inp.len();
     cfg.out_channels = out.len();
-    let b = c.bias.as_ref().map(|b| b.value.select(Axis(0), out));
+    let b = c.bias.as_ref().map(|b| b.value().select(Axis(0), out));
     let mut n = Conv2d::from_parts(cfg, w, b).map_err(|e| e.in_layer(path))?;
     with_mask(path, &mut n.weight, wm)?;
     Ok(n)
@@ -63,8 +63,8 @@ fn batchnorm(path: &str, bn: &BatchNorm2d, k: &[usize]) -> Result<BatchNorm2d> {
     let sel = |t: &Tensor| t.select(Axis(0), k);
     let bn = BatchNorm2d::from_parts(
         cfg,
-        sel(&bn.weight.value),
-        sel(&bn.bias.value),
+        sel(bn.weight.value()),
+        sel(bn.bias.value()),
         sel(&bn.running_mean),
         sel(&bn.running_var),
     );
@@ -75,7 +75,7 @@ fn linear(path: &str, l: &Linear, cols: &[usize]) -> Result<Linear> {
     let mut cfg = l.config().clone();
     cfg.in_features = cols.len();
     let (w, wm) = slice_param(&l.weight, 1, cols);
-    let b = l.bias.as_ref().map(|b| b.value.clone());
+    let b = l.bias.as_ref().map(|b| b.value().clone());
     let mut n = Linear::from_parts(cfg, w, b).map_err(|e| e.in_layer(path))?;
     with_mask(path, &mut n.weight, wm)?;
     Ok(n)

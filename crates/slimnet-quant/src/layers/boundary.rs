@@ -1,27 +1,30 @@
-//! Boundary layers between the f32 and the u8 parts of a quantized graph.
+//! Explicit boundaries between the f32 and the u8 parts of a graph. Quantized graphs do not
+//! need them (a value is converted where a reader needs the other kind); they mark a
+//! quantization point by hand.
 
 use serde_json::json;
 use slimnet_core::io::TensorSource;
+use slimnet_core::value::{Value, ValueKind};
 use slimnet_core::{Cost, Layer, Result, StoredTensor, Tensor};
 use slimnet_kernels::int8::QuantParams;
 
-use super::store::{dequantize_tensor, load_params, quantize_tensor, store_params};
+use super::store::{load_params, store_params};
 
 /// f32 -> u8 codes: `q = clamp(round(x / scale) + zero_point, 0, 255)` (NaN becomes code 0).
-///
-/// The codes leave as exact integers in an f32 tensor (see the crate docs), to be read by int8
-/// layers.
+/// On a graph edge it hands on the codes; as an f32 layer it returns the values the codes
+/// stand for (fake quantization).
 ///
 /// ```
+/// use slimnet_core::value::Value;
 /// use slimnet_core::{tensor, Layer};
 /// use slimnet_kernels::int8::QuantParams;
-/// use slimnet_quant::layers::{Dequantize, Quantize};
+/// use slimnet_quant::layers::Quantize;
 /// let p = QuantParams { scale: 0.5, zero_point: 10 };
 /// let x = tensor::from_vec(&[1, 4], vec![0.0, 1.0, -100.0, 1000.0])?;
-/// let q = Quantize::new(p).forward(&x)?;
-/// assert_eq!(q.as_slice().unwrap(), &[10.0, 12.0, 0.0, 255.0]); // saturates, never wraps
-/// let back = Dequantize::new(p).forward(&q)?;
-/// assert_eq!(back.as_slice().unwrap(), &[0.0, 1.0, -5.0, 122.5]);
+/// let Value::U8(q) = Quantize::new(p).forward_value(&Value::F32(x.clone()))? else { panic!() };
+/// assert_eq!(q.data.as_slice().unwrap(), &[10, 12, 0, 255]); // saturates, never wraps
+/// let y = Quantize::new(p).forward(&x)?;
+/// assert_eq!(y.as_slice().unwrap(), &[0.0, 1.0, -5.0, 122.5]);
 /// # Ok::<(), slimnet_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -46,9 +49,22 @@ impl Layer for Quantize {
         "Quantize"
     }
 
-    /// Any shape -> the same shape (codes).
+    /// Any shape -> the same shape (the values the codes stand for).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(quantize_tensor(x, self.params))
+        let p = self.params;
+        Ok(x.mapv(|v| p.dequantize(p.quantize(v))))
+    }
+
+    fn accepts(&self, _: ValueKind) -> bool {
+        true
+    }
+
+    fn output_kind(&self, _: ValueKind) -> ValueKind {
+        ValueKind::U8(self.params)
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        Ok(x.clone().into_kind(ValueKind::U8(self.params)))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -73,7 +89,7 @@ impl Layer for Quantize {
     }
 }
 
-/// u8 codes -> f32: `x = (q - zero_point) * scale`.
+/// u8 codes -> f32: `x = (q - zero_point) * scale`; f32 passes unchanged.
 #[derive(Debug, Clone)]
 pub struct Dequantize {
     params: QuantParams,
@@ -96,9 +112,17 @@ impl Layer for Dequantize {
         "Dequantize"
     }
 
-    /// Any shape (codes) -> the same shape (f32).
+    /// Any shape -> the same shape.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(dequantize_tensor(x, self.params))
+        Ok(x.clone())
+    }
+
+    fn accepts(&self, _: ValueKind) -> bool {
+        true
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        Ok(Value::F32(x.to_f32().into_owned()))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {

@@ -36,10 +36,10 @@ impl DynamicQLinear {
     /// Non-finite weights.
     pub fn from_linear(l: &Linear) -> Result<Self> {
         let c = l.config().clone();
-        let w: Vec<f32> = l.weight.value.iter().copied().collect();
+        let w: Vec<f32> = l.weight.value().iter().copied().collect();
         let weight = QMatrix::quantize(&w, c.out_features, c.in_features)?;
         let bias = match &l.bias {
-            Some(b) => b.value.iter().copied().collect(),
+            Some(b) => b.value().iter().copied().collect(),
             None => vec![0.0; c.out_features],
         };
         Ok(Self {

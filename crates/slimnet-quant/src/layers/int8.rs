@@ -1,86 +1,136 @@
 //! int8 deploy layers: [`QConv2d`] (groups 1 or depthwise) and [`QLinear`], running on the
-//! u8 x i8 kernels of slimnet-kernels.
+//! u8 x i8 kernels of slimnet-kernels, with dense or sparse (CSR) i8 weights.
 //!
-//! Inputs are u8 activation codes (quantized with the layer's input parameters); weights are
-//! symmetric per-channel i8; biases are i32 in units of `input_scale * weight_scale[channel]`
-//! (saturated, never wrapped). The output is either requantized u8 codes (optionally with a
-//! fused ReLU: clamped at the output zero point) or dequantized f32.
+//! Inputs are u8 activation codes quantized with the layer's input parameters; weights are
+//! symmetric per-channel i8 (a pruned weight keeps only its non-zeros); biases are i32 in units
+//! of `input_scale * weight_scale[channel]` (saturated, never wrapped). The output is u8 codes
+//! requantized for the layers that read them, or dequantized f32; a fused ReLU clamps at real
+//! zero either way.
+//!
+//! On a graph edge the layer reads codes ([`Value::U8`]) and hands its codes straight to the
+//! next int8 layer. Called with f32 ([`Layer::forward`]) it quantizes its input itself and
+//! returns real values, so it also stands alone.
 
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Conv2dConfig, Linear, LinearConfig};
-use slimnet_core::tensor::zeros;
-use slimnet_core::{Cost, Error, Layer, Result, StoredTensor, Tensor};
+use slimnet_core::value::{Codes, Value, ValueKind};
+use slimnet_core::{Cost, Error, Layer, Param, Result, StoredTensor, Tensor};
 use slimnet_kernels::dense::ConvGeometry;
 use slimnet_kernels::int8::{
-    qconv2d_forward, qdepthwise_forward, qlinear_forward, quantize_weights_per_channel, QMatrix,
-    QOutput, QuantParams,
+    qconv2d_forward, qdepthwise_forward, qlinear_forward, qsparse_conv2d_forward,
+    qsparse_linear_forward, quantize_weights_per_channel, QCsrMatrix, QMatrix, QOutput,
+    QuantParams,
 };
 
+use super::sparse_store::{load_csr, store_csr};
 use super::store::*;
 
 /// What an int8 layer writes.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum QOut {
-    /// Requantized u8 codes with these parameters; `relu` clamps at real zero.
-    Codes {
-        /// Output quantization.
-        params: QuantParams,
-        /// Fused ReLU.
-        relu: bool,
-    },
+    /// Requantized u8 codes with these parameters (those its readers take).
+    Codes(QuantParams),
     /// Dequantized f32 (`acc * s_in * s_w + bias`).
     F32,
 }
+
+/// Below this fraction of kept weights, a pruned layer runs on the sparse int8 kernel.
+pub const SPARSE_DENSITY: f64 = 0.4;
 
 #[derive(Debug, Serialize, Deserialize)]
 struct OutCfg {
     output: String,
     relu: bool,
+    #[serde(default)]
+    sparse: bool,
+}
+
+/// The i8 weight: dense, or CSR holding only the kept weights of a pruned layer.
+#[derive(Debug, Clone)]
+enum QWeight {
+    Dense(QMatrix),
+    Sparse(QCsrMatrix),
+}
+
+impl QWeight {
+    fn scales(&self) -> &[f32] {
+        match self {
+            QWeight::Dense(m) => m.scales(),
+            QWeight::Sparse(m) => m.scales(),
+        }
+    }
+
+    fn rows(&self) -> usize {
+        match self {
+            QWeight::Dense(m) => m.rows(),
+            QWeight::Sparse(m) => m.rows(),
+        }
+    }
+
+    fn stored_values(&self) -> usize {
+        match self {
+            QWeight::Dense(m) => m.values().len(),
+            QWeight::Sparse(m) => m.nnz(),
+        }
+    }
 }
 
 /// Quantized weights, bias and activation parameters shared by the int8 layers.
 #[derive(Debug, Clone)]
 struct QCore {
-    weight: QMatrix,
+    weight: QWeight,
     bias: Vec<i32>,
     fbias: Vec<f32>,
     input: QuantParams,
     output: QOut,
+    relu: bool,
 }
 
 impl QCore {
-    fn quantize(w: &Tensor, b: Option<&Tensor>, input: QuantParams, output: QOut) -> Result<Self> {
-        let rows = w.shape()[0];
-        let cols = w.len() / rows.max(1);
-        let data: Vec<f32> = w.iter().copied().collect();
-        let (q, s) = quantize_weights_per_channel(&data, rows)?;
+    /// Quantizes a float weight (its mask, when it has one, says which weights are kept: a
+    /// layer keeping under [`SPARSE_DENSITY`] of them gets a sparse weight).
+    fn quantize(w: &Param, b: Option<&Param>, input: QuantParams) -> Result<Self> {
+        let v = w.value();
+        let rows = v.shape()[0];
+        let cols = v.len() / rows.max(1);
+        let data: Vec<f32> = v.iter().copied().collect();
+        let keep: Option<Vec<bool>> = w.mask().map(|m| m.iter().map(|&k| k != 0.0).collect());
+        let kept = keep
+            .as_ref()
+            .map_or(data.len(), |k| k.iter().filter(|&&k| k).count());
+        let sparse = keep.is_some() && (kept as f64) < SPARSE_DENSITY * data.len() as f64;
+        let weight = if sparse {
+            QWeight::Sparse(QCsrMatrix::from_dense(rows, cols, &data, keep.as_deref())?)
+        } else {
+            let (q, s) = quantize_weights_per_channel(&data, rows)?;
+            QWeight::Dense(QMatrix::new(rows, cols, q, s)?)
+        };
+        let s = weight.scales();
         let bias = (0..rows)
             .map(|c| {
-                let v = b.map_or(0.0, |b| b[c]) as f64 / (input.scale as f64 * s[c] as f64);
+                let v = b.map_or(0.0, |b| b.value()[c]) as f64 / (input.scale as f64 * s[c] as f64);
                 v.round().clamp(i32::MIN as f64, i32::MAX as f64) as i32
             })
             .collect();
-        Self::from_parts(rows, cols, q, s, bias, input, output)
+        Self::from_parts(weight, bias, input, QOut::F32, false)
     }
 
     fn from_parts(
-        rows: usize,
-        cols: usize,
-        q: Vec<i8>,
-        s: Vec<f32>,
+        weight: QWeight,
         bias: Vec<i32>,
         input: QuantParams,
         output: QOut,
+        relu: bool,
     ) -> Result<Self> {
+        let rows = weight.rows();
         if bias.len() != rows {
             return Err(Error::config(format!(
                 "{} biases for {rows} channels",
                 bias.len()
             )));
         }
-        let weight = QMatrix::new(rows, cols, q, s)?;
         let fbias = bias
             .iter()
             .zip(weight.scales())
@@ -92,109 +142,178 @@ impl QCore {
             fbias,
             input,
             output,
+            relu,
         })
     }
 
-    /// Runs `kernel` with the right output buffer and wraps the result in a tensor.
+    fn output_kind(&self) -> ValueKind {
+        match self.output {
+            QOut::Codes(p) => ValueKind::U8(p),
+            QOut::F32 => ValueKind::F32,
+        }
+    }
+
+    /// Runs `kernel` on the input codes with the right output buffer.
     fn run(
         &self,
+        x: &Value,
         shape: &[usize],
-        kernel: impl FnOnce(QOutput<'_>) -> slimnet_kernels::Result<()>,
-    ) -> Result<Tensor> {
+        kernel: impl FnOnce(&QWeight, &[u8], QOutput<'_>) -> slimnet_kernels::Result<()>,
+    ) -> Result<Value> {
+        let x = x.to_kind(ValueKind::U8(self.input));
+        let Value::U8(codes) = x.as_ref() else {
+            unreachable!("converted to codes")
+        };
+        let xs = codes.as_contiguous();
         let n: usize = shape.iter().product();
         match self.output {
-            QOut::Codes { params, relu } => {
+            QOut::Codes(params) => {
                 let mut out = vec![0u8; n];
-                kernel(QOutput::U8 {
-                    out: &mut out,
-                    params,
-                    bias: Some(&self.bias),
-                    relu,
-                })?;
-                Ok(tensor_of_codes(shape, &out))
+                kernel(
+                    &self.weight,
+                    &xs,
+                    QOutput::U8 {
+                        out: &mut out,
+                        params,
+                        bias: Some(&self.bias),
+                        relu: self.relu,
+                    },
+                )?;
+                Ok(Value::U8(Codes::from_vec(shape, out, params)))
             }
             QOut::F32 => {
-                let mut out = vec![0f32; n];
-                kernel(QOutput::F32 {
-                    out: &mut out,
-                    bias: Some(&self.fbias),
-                })?;
-                Ok(Tensor::from_shape_vec(shape.to_vec(), out).expect("output fills shape"))
+                let mut out = slimnet_core::buffers::output(shape);
+                let o = out.as_slice_mut().expect("a fresh tensor is contiguous");
+                kernel(
+                    &self.weight,
+                    &xs,
+                    QOutput::F32 {
+                        out: o,
+                        bias: Some(&self.fbias),
+                    },
+                )?;
+                if self.relu {
+                    o.iter_mut().for_each(|v| *v = v.max(0.0));
+                }
+                Ok(Value::F32(out))
             }
         }
     }
 
     fn out_cfg(&self) -> OutCfg {
-        match self.output {
-            QOut::Codes { relu, .. } => OutCfg {
-                output: "u8".into(),
-                relu,
+        OutCfg {
+            output: match self.output {
+                QOut::Codes(_) => "u8".into(),
+                QOut::F32 => "f32".into(),
             },
-            QOut::F32 => OutCfg {
-                output: "f32".into(),
-                relu: false,
-            },
+            relu: self.relu,
+            sparse: matches!(self.weight, QWeight::Sparse(_)),
         }
     }
 
     fn stored(&self, wshape: &[usize], f: &mut dyn FnMut(&str, StoredTensor)) {
-        f("weight", stored_i8(wshape.to_vec(), self.weight.values()));
+        match &self.weight {
+            QWeight::Dense(m) => f("weight", stored_i8(wshape.to_vec(), m.values())),
+            QWeight::Sparse(m) => store_csr(m, f),
+        }
         f("weight_scale", stored_f32(self.weight.scales()));
         f("bias", stored_i32(&self.bias));
         store_params("input", self.input, f);
-        if let QOut::Codes { params, .. } = self.output {
+        if let QOut::Codes(params) = self.output {
             store_params("output", params, f);
         }
     }
 
     fn load(cfg: &serde_json::Value, wshape: &[usize], t: &mut TensorSource<'_>) -> Result<Self> {
         let oc: OutCfg = parse_config("int8 output", cfg)?;
-        let (shape, q) = load_i8("weight", t)?;
-        if shape != wshape {
-            return Err(bad(format!(
-                "int8 weight of shape {shape:?}, expected {wshape:?}"
-            )));
-        }
+        let rows = wshape[0];
+        let cols = wshape[1..].iter().product();
         let s: Vec<f32> = t.f32("weight_scale")?.iter().copied().collect();
+        let weight = if oc.sparse {
+            QWeight::Sparse(load_csr(t, rows, cols, s)?)
+        } else {
+            let (shape, q) = load_i8("weight", t)?;
+            if shape != wshape {
+                return Err(bad(format!(
+                    "int8 weight of shape {shape:?}, expected {wshape:?}"
+                )));
+            }
+            QWeight::Dense(QMatrix::new(rows, cols, q, s)?)
+        };
         let bias = load_i32("bias", t)?;
         let input = load_params("input", t)?;
         let output = match oc.output.as_str() {
-            "u8" => QOut::Codes {
-                params: load_params("output", t)?,
-                relu: oc.relu,
-            },
+            "u8" => QOut::Codes(load_params("output", t)?),
             "f32" => QOut::F32,
             o => return Err(bad(format!("int8 output `{o}` is neither u8 nor f32"))),
         };
-        let rows = wshape[0];
-        let cols = wshape[1..].iter().product();
-        Self::from_parts(rows, cols, q, s, bias, input, output)
+        Self::from_parts(weight, bias, input, output, oc.relu)
     }
 
-    fn bytes(&self) -> usize {
-        let r = self.weight.rows();
-        self.weight.values().len() + 8 * r + 10
+    fn bytes(&self, wshape: &[usize]) -> usize {
+        let mut n = 0;
+        self.stored(wshape, &mut |_, t| n += t.bytes.len());
+        n
     }
 
     fn params(&self) -> usize {
-        self.weight.values().len() + self.bias.len()
+        self.weight.stored_values() + self.bias.len()
+    }
+
+    fn config(&self, key: &str, inner: serde_json::Value) -> serde_json::Value {
+        let o = self.out_cfg();
+        json!({key: inner, "output": o.output, "relu": o.relu, "sparse": o.sparse})
     }
 }
 
-/// int8 2-D convolution (groups 1, or depthwise with groups = channels).
+macro_rules! int8_common {
+    () => {
+        /// The quantization its input is read with.
+        pub fn input_params(&self) -> QuantParams {
+            self.core.input
+        }
+
+        /// What the layer writes.
+        pub fn output(&self) -> QOut {
+            self.core.output
+        }
+
+        /// Whether a ReLU is fused into the output.
+        pub fn relu(&self) -> bool {
+            self.core.relu
+        }
+
+        /// Whether the weight is sparse (a pruned layer on the sparse int8 kernel).
+        pub fn is_sparse(&self) -> bool {
+            matches!(self.core.weight, QWeight::Sparse(_))
+        }
+
+        /// The same layer writing `output`.
+        pub fn with_output(mut self, output: QOut) -> Self {
+            self.core.output = output;
+            self
+        }
+
+        /// The same layer with a ReLU fused into its output (or not).
+        pub fn with_relu(mut self, relu: bool) -> Self {
+            self.core.relu = relu;
+            self
+        }
+    };
+}
+
+/// int8 2-D convolution (groups 1, or depthwise with groups = channels), with a dense or (for
+/// a pruned one-group convolution) sparse weight.
 ///
 /// ```
 /// use slimnet_core::layers::Conv2dConfig;
 /// use slimnet_core::{tensor, Layer};
 /// use slimnet_kernels::int8::QuantParams;
-/// use slimnet_quant::layers::{QConv2d, QOut, Quantize};
+/// use slimnet_quant::layers::QConv2d;
 /// let conv = Conv2dConfig::new(2, 4, 3).with_padding(1).init(&mut tensor::rng(0))?;
-/// let xq = QuantParams::from_range(0.0, 1.0);
-/// let q = QConv2d::from_conv(&conv, xq, QOut::F32)?;
+/// let q = QConv2d::from_conv(&conv, QuantParams::from_range(0.0, 1.0))?;
 /// let x = tensor::uniform(&[1, 2, 5, 5], 0.0, 1.0, &mut tensor::rng(1));
-/// let y = q.forward(&Quantize::new(xq).forward(&x)?)?;
-/// let want = conv.forward(&x)?;
-/// assert!(tensor::max_abs_diff(&y, &want) < 0.05);
+/// assert!(tensor::max_abs_diff(&q.forward(&x)?, &conv.forward(&x)?) < 0.05);
 /// # Ok::<(), slimnet_core::Error>(())
 /// ```
 #[derive(Debug, Clone)]
@@ -204,21 +323,24 @@ pub struct QConv2d {
 }
 
 impl QConv2d {
-    /// Quantizes a convolution (weights per output channel, bias to i32) for inputs quantized
-    /// with `input`.
+    /// Quantizes a convolution for inputs quantized with `input` (weights per output channel,
+    /// bias to i32); it writes f32 until told otherwise ([`with_output`](Self::with_output)).
     ///
     /// # Errors
-    /// Groups other than 1 or the channel count, non-finite weights, or scales whose ratio the
-    /// fixed-point requantization cannot represent.
-    pub fn from_conv(conv: &Conv2d, input: QuantParams, output: QOut) -> Result<Self> {
+    /// Groups other than 1 or the channel count (or a sparse grouped weight), non-finite
+    /// weights, or scales whose ratio the fixed-point requantization cannot represent.
+    pub fn from_conv(conv: &Conv2d, input: QuantParams) -> Result<Self> {
         let cfg = conv.config().clone();
         check_groups(&cfg)?;
-        let core = QCore::quantize(
-            &conv.weight.value,
-            conv.bias.as_ref().map(|b| &b.value),
-            input,
-            output,
-        )?;
+        let mut core = QCore::quantize(&conv.weight, conv.bias.as_ref(), input)?;
+        if cfg.groups != 1 {
+            if let QWeight::Sparse(_) = core.weight {
+                // depthwise weights are tiny: run them dense
+                let mut dense = conv.clone();
+                dense.weight.clear_mask();
+                core = QCore::quantize(&dense.weight, conv.bias.as_ref(), input)?;
+            }
+        }
         Ok(Self { cfg, core })
     }
 
@@ -227,18 +349,21 @@ impl QConv2d {
         &self.cfg
     }
 
-    /// What the layer writes.
-    pub fn output(&self) -> QOut {
-        self.core.output
-    }
-
-    /// Input quantization.
-    pub fn input_params(&self) -> QuantParams {
-        self.core.input
-    }
+    int8_common!();
 
     fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
         self.cfg.geometry(input)
+    }
+
+    fn run(&self, x: &Value) -> Result<Value> {
+        let g = self.geometry(x.shape())?;
+        let shape = [g.batch, g.out_channels, g.out_h(), g.out_w()];
+        let xq = self.core.input;
+        self.core.run(x, &shape, |w, xs, out| match w {
+            QWeight::Dense(w) if g.groups == 1 => qconv2d_forward(&g, xs, xq, w, out),
+            QWeight::Dense(w) => qdepthwise_forward(&g, xs, xq, w, out),
+            QWeight::Sparse(w) => qsparse_conv2d_forward(&g, xs, xq, w, out),
+        })
     }
 }
 
@@ -255,22 +380,28 @@ fn check_groups(cfg: &Conv2dConfig) -> Result<()> {
 
 impl Layer for QConv2d {
     fn kind(&self) -> &'static str {
-        "QConv2d"
+        if self.is_sparse() {
+            "QSparseConv2d"
+        } else {
+            "QConv2d"
+        }
     }
 
-    /// `[N, C, H, W]` codes -> `[N, O, OH, OW]` codes or f32.
+    /// `[N, C, H, W]` -> `[N, O, OH, OW]` (real values in and out).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let g = self.geometry(x.shape())?;
-        let xs = codes_of(x);
-        let shape = [g.batch, g.out_channels, g.out_h(), g.out_w()];
-        let (w, xq) = (&self.core.weight, self.core.input);
-        self.core.run(&shape, |out| {
-            if g.groups == 1 {
-                qconv2d_forward(&g, &xs, xq, w, out)
-            } else {
-                qdepthwise_forward(&g, &xs, xq, w, out)
-            }
-        })
+        Ok(self.run(&Value::F32(x.clone()))?.into_f32())
+    }
+
+    fn input_kind(&self) -> ValueKind {
+        ValueKind::U8(self.core.input)
+    }
+
+    fn output_kind(&self, _: ValueKind) -> ValueKind {
+        self.core.output_kind()
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        self.run(x)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -280,17 +411,21 @@ impl Layer for QConv2d {
 
     fn cost(&self, input: &[usize]) -> Result<Cost> {
         let g = self.geometry(input)?;
+        let macs = match &self.core.weight {
+            QWeight::Sparse(w) => g.batch * g.out_h() * g.out_w() * w.nnz(),
+            QWeight::Dense(_) => g.macs(),
+        };
         Ok(Cost {
             output: vec![g.batch, g.out_channels, g.out_h(), g.out_w()],
             params: self.core.params(),
-            macs: g.macs(),
-            bytes: self.core.bytes(),
+            macs,
+            bytes: self.core.bytes(&self.cfg.weight_shape()),
         })
     }
 
     fn config_json(&self) -> serde_json::Value {
-        let o = self.core.out_cfg();
-        json!({"conv": self.cfg, "output": o.output, "relu": o.relu})
+        self.core
+            .config("conv", serde_json::to_value(&self.cfg).expect("serializes"))
     }
 
     fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {
@@ -304,15 +439,31 @@ pub(crate) fn load_qconv(
 ) -> Result<Box<dyn Layer>> {
     let conv: Conv2dConfig = parse_config("QConv2d", cfg.get("conv").unwrap_or(&json!(null)))?;
     check_groups(&conv)?;
-    // the stored weight must exist with this shape before anything of that size is allocated
+    // validates the configuration the same way a float convolution does, without allocating
+    // its weight
+    conv.validate()?;
     let core = QCore::load(cfg, &conv.weight_shape(), t)?;
-    // validates the configuration the same way a float convolution does
-    let b = conv.bias.then(|| zeros(&[conv.out_channels]));
-    Conv2d::from_parts(conv.clone(), zeros(&conv.weight_shape()), b)?;
     Ok(Box::new(QConv2d { cfg: conv, core }))
 }
 
-/// int8 fully-connected layer: `[N, in]` codes -> `[N, out]` codes or f32.
+/// int8 fully-connected layer: `[N, in]` -> `[N, out]`, with a dense or (for a pruned layer)
+/// sparse weight.
+///
+/// ```
+/// use slimnet_core::layers::LinearConfig;
+/// use slimnet_core::{tensor, Layer};
+/// use slimnet_kernels::int8::QuantParams;
+/// use slimnet_quant::layers::QLinear;
+/// let mut fc = LinearConfig::new(64, 8).init(&mut tensor::rng(0))?;
+/// // keep one weight in ten: the int8 layer stores only those
+/// let mask = tensor::from_vec(&[8, 64], (0..512).map(|i| (i % 10 == 0) as u8 as f32).collect())?;
+/// fc.weight.set_mask(mask)?;
+/// let q = QLinear::from_linear(&fc, QuantParams::from_range(-1.0, 1.0))?;
+/// assert_eq!(q.kind(), "QSparseLinear");
+/// let x = tensor::uniform(&[2, 64], -1.0, 1.0, &mut tensor::rng(1));
+/// assert!(tensor::max_abs_diff(&q.forward(&x)?, &fc.forward(&x)?) < 0.05);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
 #[derive(Debug, Clone)]
 pub struct QLinear {
     cfg: LinearConfig,
@@ -320,32 +471,20 @@ pub struct QLinear {
 }
 
 impl QLinear {
-    /// Quantizes a linear layer for inputs quantized with `input`.
+    /// Quantizes a linear layer for inputs quantized with `input`; it writes f32 until told
+    /// otherwise ([`with_output`](Self::with_output)).
     ///
     /// # Errors
     /// Non-finite weights, or scales the fixed-point requantization cannot represent.
-    pub fn from_linear(l: &Linear, input: QuantParams, output: QOut) -> Result<Self> {
-        let core = QCore::quantize(
-            &l.weight.value,
-            l.bias.as_ref().map(|b| &b.value),
-            input,
-            output,
-        )?;
+    pub fn from_linear(l: &Linear, input: QuantParams) -> Result<Self> {
+        let core = QCore::quantize(&l.weight, l.bias.as_ref(), input)?;
         Ok(Self {
             cfg: l.config().clone(),
             core,
         })
     }
 
-    /// What the layer writes.
-    pub fn output(&self) -> QOut {
-        self.core.output
-    }
-
-    /// Input quantization.
-    pub fn input_params(&self) -> QuantParams {
-        self.core.input
-    }
+    int8_common!();
 
     fn check(&self, input: &[usize]) -> Result<()> {
         if input.len() != 2 || input[1] != self.cfg.in_features {
@@ -356,22 +495,43 @@ impl QLinear {
         }
         Ok(())
     }
+
+    fn run(&self, x: &Value) -> Result<Value> {
+        self.check(x.shape())?;
+        let n = x.shape()[0];
+        let xq = self.core.input;
+        self.core
+            .run(x, &[n, self.cfg.out_features], |w, xs, out| match w {
+                QWeight::Dense(w) => qlinear_forward(w, n, xs, xq, out),
+                QWeight::Sparse(w) => qsparse_linear_forward(w, n, xs, xq, out),
+            })
+    }
 }
 
 impl Layer for QLinear {
     fn kind(&self) -> &'static str {
-        "QLinear"
+        if self.is_sparse() {
+            "QSparseLinear"
+        } else {
+            "QLinear"
+        }
     }
 
-    /// `[N, in]` codes -> `[N, out]` codes or f32.
+    /// `[N, in]` -> `[N, out]` (real values in and out).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.check(x.shape())?;
-        let n = x.shape()[0];
-        let xs = codes_of(x);
-        let (w, xq) = (&self.core.weight, self.core.input);
-        self.core.run(&[n, self.cfg.out_features], |out| {
-            qlinear_forward(w, n, &xs, xq, out)
-        })
+        Ok(self.run(&Value::F32(x.clone()))?.into_f32())
+    }
+
+    fn input_kind(&self) -> ValueKind {
+        ValueKind::U8(self.core.input)
+    }
+
+    fn output_kind(&self, _: ValueKind) -> ValueKind {
+        self.core.output_kind()
+    }
+
+    fn forward_value(&self, x: &Value) -> Result<Value> {
+        self.run(x)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -384,14 +544,18 @@ impl Layer for QLinear {
         Ok(Cost {
             output,
             params: self.core.params(),
-            macs: input[0] * self.cfg.in_features * self.cfg.out_features,
-            bytes: self.core.bytes(),
+            macs: input[0] * self.core.weight.stored_values(),
+            bytes: self
+                .core
+                .bytes(&[self.cfg.out_features, self.cfg.in_features]),
         })
     }
 
     fn config_json(&self) -> serde_json::Value {
-        let o = self.core.out_cfg();
-        json!({"linear": self.cfg, "output": o.output, "relu": o.relu})
+        self.core.config(
+            "linear",
+            serde_json::to_value(&self.cfg).expect("serializes"),
+        )
     }
 
     fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {

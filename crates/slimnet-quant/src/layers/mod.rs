@@ -1,20 +1,21 @@
-//! Quantized deploy layers: boundaries ([`Quantize`], [`Dequantize`]), int8 layers on the integer
-//! kernels ([`QConv2d`], [`QLinear`]), [`DynamicQLinear`], and [`WeightOnly`] packed weights.
+//! Quantized deploy layers: int8 layers on the integer kernels ([`QConv2d`], [`QLinear`], with
+//! dense or sparse weights), [`DynamicQLinear`], [`WeightOnly`] packed weights, and explicit
+//! boundaries ([`Quantize`], [`Dequantize`]).
 //!
-//! Between int8 layers a graph carries u8 activation codes. slimnet-core's `Graph` moves f32
-//! tensors between nodes, so the codes travel as exact integers `0..=255` in f32 tensors (a
-//! lossless encoding: no value is ever dequantized between two int8 layers); each int8 layer
-//! reads them back as u8 and hands them to the kernels.
+//! Between int8 layers a graph carries u8 activation codes ([`slimnet_core::value::Value`]):
+//! no value is dequantized between two int8 layers, and an int8 layer next to an f32 layer
+//! converts on that edge only.
 
 mod boundary;
 mod dynamic;
 mod int8;
+mod sparse_store;
 mod store;
 mod weight_only;
 
 pub use boundary::{Dequantize, Quantize};
 pub use dynamic::DynamicQLinear;
-pub use int8::{QConv2d, QLinear, QOut};
+pub use int8::{QConv2d, QLinear, QOut, SPARSE_DENSITY};
 pub use weight_only::WeightOnly;
 
 #[allow(unused_imports)]
@@ -27,7 +28,9 @@ pub(crate) fn register(r: &mut Registry) {
     r.register("Quantize", boundary::load_quantize);
     r.register("Dequantize", boundary::load_dequantize);
     r.register("QConv2d", int8::load_qconv);
+    r.register("QSparseConv2d", int8::load_qconv);
     r.register("QLinear", int8::load_qlinear);
+    r.register("QSparseLinear", int8::load_qlinear);
     r.register("DynamicQLinear", dynamic::load_dynamic);
     r.register("WeightOnly", weight_only::load_weight_only);
 }

@@ -1,48 +1,9 @@
-//! Helpers for storing and loading compact tensors and u8 activation codes.
+//! Helpers for storing and loading compact tensors and quantization parameters.
 
 use safetensors::Dtype;
 use slimnet_core::io::TensorSource;
-use slimnet_core::tensor::contiguous;
-use slimnet_core::{Error, StoredTensor, Tensor};
-use slimnet_kernels::int8::{self, QuantParams};
-
-/// Activation codes travel between graph nodes as exact integers `0..=255` held in f32 (the
-/// graph moves f32 tensors); this reads them back as u8, saturating out-of-range values and
-/// mapping NaN to 0.
-pub(crate) fn codes_of(x: &Tensor) -> Vec<u8> {
-    let x = contiguous(x);
-    let mut out = vec![0u8; x.len()];
-    int8::codes_from_f32(&x, &mut out).expect("same length");
-    out
-}
-
-/// Runs an f32 -> f32 element-wise kernel over a tensor into a new tensor of the same shape.
-fn map_tensor(
-    x: &Tensor,
-    f: impl FnOnce(&[f32], &mut [f32]) -> slimnet_kernels::Result<()>,
-) -> Tensor {
-    let xs = contiguous(x);
-    let mut out = vec![0f32; xs.len()];
-    f(&xs, &mut out).expect("same length");
-    Tensor::from_shape_vec(x.shape().to_vec(), out).expect("same shape")
-}
-
-/// Quantizes a tensor to codes held in an f32 tensor of the same shape.
-pub(crate) fn quantize_tensor(x: &Tensor, p: QuantParams) -> Tensor {
-    map_tensor(x, |x, out| int8::quantize_to_f32_codes(p, x, out))
-}
-
-/// Dequantizes codes held in an f32 tensor.
-pub(crate) fn dequantize_tensor(x: &Tensor, p: QuantParams) -> Tensor {
-    map_tensor(x, |x, out| int8::dequantize_f32_codes(p, x, out))
-}
-
-/// u8 codes as a tensor of the given shape.
-pub(crate) fn tensor_of_codes(shape: &[usize], codes: &[u8]) -> Tensor {
-    let mut out = vec![0f32; codes.len()];
-    int8::codes_to_f32(codes, &mut out).expect("same length");
-    Tensor::from_shape_vec(shape.to_vec(), out).expect("codes fill the shape")
-}
+use slimnet_core::{Error, StoredTensor};
+use slimnet_kernels::int8::QuantParams;
 
 pub(crate) fn stored(dtype: Dtype, shape: Vec<usize>, bytes: Vec<u8>) -> StoredTensor {
     StoredTensor {

@@ -2,6 +2,7 @@
 
 use slimnet_core::graph::Graph;
 use slimnet_core::layers::{Activation, Conv2d, Conv2dConfig, Flatten, LinearConfig};
+use slimnet_core::value::{Codes, Value};
 use slimnet_core::{io, tensor, Layer, Tensor};
 use slimnet_kernels::int8::QuantParams;
 
@@ -28,7 +29,8 @@ fn conv_case(groups: usize, relu: bool, out_f32: bool) {
         .init(&mut tensor::rng(1))
         .unwrap();
     let mut conv = conv;
-    conv.bias.as_mut().unwrap().value = tensor::uniform(&[o], -0.5, 0.5, &mut tensor::rng(2));
+    *conv.bias.as_mut().unwrap().value_mut() =
+        tensor::uniform(&[o], -0.5, 0.5, &mut tensor::rng(2));
     let x = tensor::uniform(&[2, c, 7, 6], -1.0, 2.0, &mut tensor::rng(3));
     let xq = QuantParams::from_range(-1.0, 2.0);
     let mut want = conv.forward(&x).unwrap();
@@ -39,19 +41,19 @@ fn conv_case(groups: usize, relu: bool, out_f32: bool) {
         .iter()
         .fold((0.0f32, 0.0f32), |(a, b), &v| (a.min(v), b.max(v)));
     let op = QuantParams::from_range(lo, hi);
-    let out = if out_f32 {
-        QOut::F32
-    } else {
-        QOut::Codes { params: op, relu }
-    };
-    let q = QConv2d::from_conv(&conv, xq, out).unwrap();
-    let codes = Quantize::new(xq).forward(&x).unwrap();
-    let mut y = q.forward(&codes).unwrap();
-    if !out_f32 {
-        y = Dequantize::new(op).forward(&y).unwrap();
-    }
+    let out = if out_f32 { QOut::F32 } else { QOut::Codes(op) };
+    let q = QConv2d::from_conv(&conv, xq)
+        .unwrap()
+        .with_output(out)
+        .with_relu(relu);
+    // on a graph edge: codes in, codes (or f32) out; standing alone: f32 in and out, the same
+    let codes = Value::U8(Codes::quantize(&x, xq));
+    let v = q.forward_value(&codes).unwrap();
+    assert_eq!(v.kind(), q.output_kind(codes.kind()));
+    let y = q.forward(&x).unwrap();
+    assert_eq!(v.into_f32(), y);
     assert_eq!(y.shape(), want.shape());
-    let w = &conv.weight.value;
+    let w = conv.weight.value();
     let per = w.len() / o;
     let wsum: Vec<f32> = (0..o)
         .map(|k| w.iter().skip(k * per).take(per).map(|v| v.abs()).sum())
@@ -92,10 +94,10 @@ fn int8_linear_matches_f32_within_quantization_tolerance() {
     let x = tensor::uniform(&[3, 50], 0.0, 1.0, &mut tensor::rng(5));
     let xq = QuantParams::from_range(0.0, 1.0);
     let want = fc.forward(&x).unwrap();
-    let q = QLinear::from_linear(&fc, xq, QOut::F32).unwrap();
-    let y = q.forward(&Quantize::new(xq).forward(&x).unwrap()).unwrap();
-    let wmax = fc.weight.value.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let wsum = fc.weight.value.iter().map(|v| v.abs()).sum::<f32>() / 7.0 * 2.0;
+    let q = QLinear::from_linear(&fc, xq).unwrap();
+    let y = q.forward(&x).unwrap();
+    let wmax = fc.weight.value().iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let wsum = fc.weight.value().iter().map(|v| v.abs()).sum::<f32>() / 7.0 * 2.0;
     let tol = tolerance(wsum, 50.0, xq.scale, wmax / 127.0, 0.0);
     assert!(
         tensor::max_abs_diff(&y, &want) <= tol,
@@ -112,31 +114,28 @@ fn int8_linear_matches_f32_within_quantization_tolerance() {
 #[test]
 fn integer_results_saturate() {
     let mut fc = LinearConfig::new(4, 2).init(&mut tensor::rng(0)).unwrap();
-    fc.weight.value =
+    *fc.weight.value_mut() =
         tensor::from_vec(&[2, 4], vec![1.0, 1.0, 1.0, 1.0, -1.0, -1.0, -1.0, -1.0]).unwrap();
     // a huge bias saturates the i32 bias (not wraps), and a tiny output range saturates the u8
-    fc.bias.as_mut().unwrap().value = tensor::from_vec(&[2], vec![1e30, -1e30]).unwrap();
+    *fc.bias.as_mut().unwrap().value_mut() = tensor::from_vec(&[2], vec![1e30, -1e30]).unwrap();
     let xq = QuantParams::from_range(0.0, 1.0);
     let op = QuantParams::from_range(-0.01, 0.01);
-    let q = QLinear::from_linear(
-        &fc,
+    let q = QLinear::from_linear(&fc, xq)
+        .unwrap()
+        .with_output(QOut::Codes(op));
+    let x = Value::U8(Codes::quantize(
+        &tensor::from_vec(&[1, 4], vec![1.0; 4]).unwrap(),
         xq,
-        QOut::Codes {
-            params: op,
-            relu: false,
-        },
-    )
-    .unwrap();
-    let x = Quantize::new(xq)
-        .forward(&tensor::from_vec(&[1, 4], vec![1.0; 4]).unwrap())
-        .unwrap();
-    let y = q.forward(&x).unwrap();
-    assert_eq!(y.as_slice().unwrap(), &[255.0, 0.0]);
-    // out-of-range codes fed to an int8 layer saturate into 0..=255
+    ));
+    let Value::U8(y) = q.forward_value(&x).unwrap() else {
+        panic!("codes out")
+    };
+    assert_eq!(y.data.as_slice().unwrap(), &[255, 0]);
+    // out-of-range and NaN inputs quantize with saturation into 0..=255
     let wild = tensor::from_vec(&[1, 4], vec![-5.0, 300.0, f32::NAN, 1e9]).unwrap();
     let a = q.forward(&wild).unwrap();
     let b = q
-        .forward(&tensor::from_vec(&[1, 4], vec![0.0, 255.0, 0.0, 255.0]).unwrap())
+        .forward(&tensor::from_vec(&[1, 4], vec![0.0, 1.0, 0.0, 1.0]).unwrap())
         .unwrap();
     assert_eq!(a, b);
 }
@@ -174,53 +173,33 @@ fn every_kind() -> Graph {
         )
         .unwrap();
     let x = g.add_layer("q", Quantize::new(xq), x).unwrap();
-    let x = g
-        .add_layer(
-            "conv",
-            QConv2d::from_conv(
-                &conv,
-                xq,
-                QOut::Codes {
-                    params: p1,
-                    relu: true,
-                },
-            )
-            .unwrap(),
-            x,
-        )
-        .unwrap();
-    let x = g
-        .add_layer(
-            "dw",
-            QConv2d::from_conv(
-                &dw,
-                p1,
-                QOut::Codes {
-                    params: p2,
-                    relu: false,
-                },
-            )
-            .unwrap(),
-            x,
-        )
-        .unwrap();
+    let conv = QConv2d::from_conv(&conv, xq)
+        .unwrap()
+        .with_output(QOut::Codes(p1))
+        .with_relu(true);
+    let x = g.add_layer("conv", conv, x).unwrap();
+    let dw = QConv2d::from_conv(&dw, p1)
+        .unwrap()
+        .with_output(QOut::Codes(p2));
+    let x = g.add_layer("dw", dw, x).unwrap();
     let x = g.add_layer("flat", Flatten::new(), x).unwrap();
     let x = g
-        .add_layer("fc", QLinear::from_linear(&fc, p2, QOut::F32).unwrap(), x)
+        .add_layer("fc", QLinear::from_linear(&fc, p2).unwrap(), x)
         .unwrap();
     let x = g.add_layer("relu", Activation::relu(), x).unwrap();
     let x = g
         .add_layer("fc2", DynamicQLinear::from_linear(&fc2).unwrap(), x)
         .unwrap();
-    let q3 = QLinear::from_linear(
-        &fc3,
-        p2,
-        QOut::Codes {
-            params: p2,
-            relu: false,
-        },
-    )
-    .unwrap();
+    let mut fc3 = fc3;
+    let mask = tensor::from_vec(
+        &[5, 6],
+        (0..30).map(|i| (i % 4 == 0) as u8 as f32).collect(),
+    );
+    fc3.weight.set_mask(mask.unwrap()).unwrap();
+    let q3 = QLinear::from_linear(&fc3, p2)
+        .unwrap()
+        .with_output(QOut::Codes(p2));
+    assert_eq!(q3.kind(), "QSparseLinear");
     let x = g.add_layer("q2", Quantize::new(p2), x).unwrap();
     let x = g.add_layer("fc3", q3, x).unwrap();
     g.add_layer("dq", Dequantize::new(p2), x).unwrap();

@@ -43,10 +43,10 @@ fn weight_of(l: &dyn Layer) -> Option<(&Param, Option<&Param>)> {
 /// Rebuilds a Conv2d or Linear with another weight (keeping the bias and the weight's mask).
 pub(crate) fn with_weight(l: &dyn Layer, w: Tensor) -> Result<Box<dyn Layer>> {
     let mut out: Box<dyn Layer> = if let Some(c) = l.downcast_ref::<Conv2d>() {
-        let b = c.bias.as_ref().map(|b| b.value.clone());
+        let b = c.bias.as_ref().map(|b| b.value().clone());
         Box::new(Conv2d::from_parts(c.config().clone(), w, b)?)
     } else if let Some(f) = l.downcast_ref::<Linear>() {
-        let b = f.bias.as_ref().map(|b| b.value.clone());
+        let b = f.bias.as_ref().map(|b| b.value().clone());
         Box::new(Linear::from_parts(f.config().clone(), w, b)?)
     } else {
         return Err(Error::config(format!(
@@ -80,7 +80,7 @@ impl WeightOnly {
         let (w, _) = weight_of(layer.as_ref()).ok_or_else(|| {
             Error::config(format!("weight-only quantization of a {}", layer.kind()))
         })?;
-        let q = quantize(&w.value, scheme).map_err(to_core)?;
+        let q = quantize(w.value(), scheme).map_err(to_core)?;
         let inner = with_weight(layer.as_ref(), q.dequantize())?;
         Ok(Self { inner, q })
     }
@@ -133,7 +133,7 @@ impl Layer for WeightOnly {
         f("weight_zero_point", stored(Dtype::U8, vec![zps.len()], zps));
         self.inner.visit_params(&mut |n, p| {
             if n == "bias" {
-                f("bias", StoredTensor::from_f32(&p.value));
+                f("bias", StoredTensor::from_f32(p.value()));
             }
         });
     }

@@ -1,35 +1,37 @@
-//! Calibration: run the float graph over batches and observe every value that will be quantized.
+//! Calibration: run the float graph over batches and observe the input of every layer that
+//! will run in int8.
 
 use std::collections::BTreeMap;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use slimnet_core::{Graph, Tensor};
 
-use super::plan::Plan;
 use super::PtqConfig;
 use crate::error::{QuantError, Result};
-use crate::eval::eval_tapped;
+use crate::observer::Observer;
 
-/// Activation ranges `(lo, hi)` keyed by node name.
+/// Input ranges `(lo, hi)` of the int8 layers, keyed by layer path.
 pub type Ranges = BTreeMap<String, (f32, f32)>;
 
-/// Observes the values that static quantization of `g` (BatchNorm already folded, see
-/// [`fold`](super::fold)) will quantize, over `batches`, and returns their ranges.
+/// Observes, over `batches`, the input of every layer of `g` that static quantization will
+/// make int8 (see [`int8_capable`](super::int8_capable); `g` as [`float_for_int8`] made it,
+/// layers in `cfg.skip` left out), and returns their ranges.
+///
+/// [`float_for_int8`]: super::float_for_int8
 ///
 /// # Errors
-/// [`QuantError::EmptyCalibration`] without batches; [`QuantError::NonFinite`] naming the node
-/// where NaN or infinity appeared; a batch the model rejects.
+/// [`QuantError::EmptyCalibration`] without batches; [`QuantError::NonFinite`] naming the layer
+/// whose input held NaN or infinity; a batch the model rejects.
 pub fn calibrate<I>(g: &Graph, batches: I, cfg: &PtqConfig) -> Result<Ranges>
 where
     I: IntoIterator<Item = Tensor>,
 {
-    let plan = Plan::new(g, &cfg.skip);
-    let points = plan.points(g);
-    let mut observers: Vec<_> = points.iter().map(|_| cfg.observer.build()).collect();
-    let mut at_node: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (k, (node, _, _)) in points.iter().enumerate() {
-        at_node.entry(*node).or_default().push(k);
-    }
+    let mut observers: BTreeMap<String, Box<dyn Observer>> = BTreeMap::new();
+    g.visit_layers(&mut |path, l| {
+        if super::int8_capable(l) && !cfg.skips(path) {
+            observers.insert(path.to_string(), cfg.observer.build());
+        }
+    });
     let iter = batches.into_iter();
     let bar = if cfg.progress {
         ProgressBar::new(iter.size_hint().1.unwrap_or(0) as u64)
@@ -43,38 +45,34 @@ where
     let mut count = 0usize;
     for x in iter {
         count += 1;
-        eval_tapped(g, &x, &mut |i, y| {
-            let Some(ks) = at_node.get(&i) else {
+        let mut failed = None;
+        let r = g.forward_tapped(&x, &mut |path, ins, _| {
+            let Some(o) = observers.get_mut(path) else {
                 return Ok(());
             };
-            let data = slimnet_core::tensor::contiguous(y);
-            for &k in ks {
-                if points[k].2 {
-                    let r: Vec<f32> = data.iter().map(|v| v.max(0.0)).collect();
-                    // keep NaN visible to the observer (max(NaN, 0) is 0)
-                    if let Some(v) = data.iter().find(|v| !v.is_finite()) {
-                        return Err(QuantError::NonFinite {
-                            layer: String::new(),
-                            value: *v,
-                        });
-                    }
-                    observers[k].observe(&r)?;
-                } else {
-                    observers[k].observe(&data)?;
-                }
+            let data = ins[0].to_f32();
+            let data = slimnet_core::tensor::contiguous(&data);
+            if let Some(v) = data.iter().find(|v| !v.is_finite()) {
+                failed = Some(QuantError::NonFinite {
+                    layer: path.to_string(),
+                    value: *v,
+                });
+                return Err(slimnet_core::Error::Invalid("non-finite input".into()));
             }
-            Ok(())
-        })
-        .inspect_err(|_| bar.abandon())?;
+            o.observe(&data).map_err(slimnet_core::Error::from)
+        });
+        if let Err(e) = r {
+            bar.abandon();
+            return Err(failed.unwrap_or_else(|| e.into()));
+        }
         bar.inc(1);
     }
     bar.finish_and_clear();
     if count == 0 {
         return Err(QuantError::EmptyCalibration);
     }
-    points
+    observers
         .iter()
-        .zip(&observers)
-        .map(|((_, name, _), o)| Ok((name.clone(), o.range().map_err(|e| e.in_layer(name))?)))
+        .map(|(path, o)| Ok((path.clone(), o.range().map_err(|e| e.in_layer(path))?)))
         .collect()
 }

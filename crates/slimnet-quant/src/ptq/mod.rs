@@ -1,16 +1,17 @@
 //! Post-training quantization of a whole [`Graph`]: static int8 with calibration, dynamic
 //! quantization of linear layers, and weight-only quantization.
 //!
-//! Static quantization ([`quantize_static`]):
-//! 1. BatchNorm is folded into the convolutions before it;
-//! 2. a plan marks int8 layers (Conv2d with groups 1 or depthwise, Linear), ops that run
-//!    unchanged on u8 codes (max-pool, flatten, dropout), ReLUs that fuse into the int8 layer
-//!    before them, and f32 ops (residual adds, average pools, softmax, anything else);
-//! 3. observers calibrate every quantized value over a batch iterator (with a progress bar);
-//! 4. the graph is rebuilt: int8 layers on the kernels, u8 codes between consecutive int8
-//!    layers (requantized in the kernel, ReLU fused), [`Quantize`] before int8 layers that read
-//!    f32 values and [`Dequantize`] before f32 ops that read codes; an int8 layer whose readers
-//!    are all f32 writes f32 directly.
+//! Static quantization ([`quantize_static`]) is three steps, each usable on its own:
+//! 1. [`float_for_int8`]: layers of other crates that have a core form (sparse layers, say)
+//!    are lowered to it, nested graphs (low-rank chains) are inlined, and BatchNorm is folded
+//!    into the convolutions before it;
+//! 2. [`calibrate`]: observers see the input of every layer that will run in int8 (Conv2d with
+//!    groups 1 or depthwise, Linear) over a batch iterator, with a progress bar;
+//! 3. [`convert`]: rewrite rules make each of those layers an int8 layer for its observed input
+//!    range (a pruned layer gets a sparse int8 weight), fuse each ReLU into the int8 layer
+//!    before it, and let an int8 layer write u8 codes when every layer its output reaches
+//!    (through max-pools, flattens and ReLUs, which work on codes) reads them with the same
+//!    quantization; otherwise it writes f32. The graph moves the codes without converting.
 //!
 //! ```
 //! use slimnet_core::{io, models, tensor, Layer};
@@ -22,23 +23,23 @@
 //! let (a, b) = (model.forward(&x)?, q.forward(&x)?);
 //! assert!(tensor::max_abs_diff(&a, &b) < 0.05 * a.iter().fold(0.0f32, |m, v| m.max(v.abs())));
 //! assert!(io::to_bytes(&q)?.len() * 3 < io::to_bytes(&model)?.len());
+//! // conv1 hands its codes to conv2 through ReLU and max-pool: no conversion between them
+//! assert_eq!(q.freeze(&[1, 1, 28, 28])?.conversions(), 1);
 //! # Ok::<(), slimnet_quant::QuantError>(())
 //! ```
-//!
-//! [`Quantize`]: crate::layers::Quantize
-//! [`Dequantize`]: crate::layers::Dequantize
 
-mod build;
 mod calibrate;
-pub(crate) mod plan;
+mod convert;
 
-pub use build::convert;
 pub use calibrate::{calibrate, Ranges};
+pub use convert::{convert, int8_capable, link_int8};
 
-use slimnet_core::rewrite::{fold_batchnorm, rewrite, Report, Rule, Selector};
-use slimnet_core::{layers::Linear, Graph, Layer, Tensor};
+use slimnet_core::layers::BatchNorm2d;
+use slimnet_core::layers::{Conv2d, Linear};
+use slimnet_core::rewrite::{fold_into_conv, lower_to_core, Action, Report, Rewriter, Selector};
+use slimnet_core::{Graph, Layer, Tensor};
 
-use crate::error::Result;
+use crate::error::{QuantError, Result};
 use crate::layers::{DynamicQLinear, WeightOnly};
 use crate::observer::{ObserverKind, RangeMethod};
 use crate::scheme::QScheme;
@@ -51,7 +52,7 @@ pub struct PtqConfig {
     pub observer: ObserverKind,
     /// Whether calibration draws a progress bar (only on a terminal).
     pub progress: bool,
-    /// Node names that stay f32.
+    /// Paths of layers that stay f32 (a layer `b` of a nested graph `a` is `a.b`).
     pub skip: Vec<String>,
 }
 
@@ -79,56 +80,55 @@ impl PtqConfig {
         self
     }
 
-    /// Keeps these nodes in f32.
-    pub fn with_skip(mut self, names: Vec<String>) -> Self {
-        self.skip = names;
+    /// Keeps these layers in f32.
+    pub fn with_skip(mut self, paths: Vec<String>) -> Self {
+        self.skip = paths;
         self
+    }
+
+    /// Whether the layer at `path` (of the inlined graph) stays f32.
+    pub(crate) fn skips(&self, path: &str) -> bool {
+        self.skip
+            .iter()
+            .any(|s| s == path || s.replace('.', "/") == path)
     }
 }
 
-/// A copy of `model` with BatchNorm folded into the convolutions before it (the float model that
-/// static quantization and QAT start from).
+/// The float graph that static quantization and QAT start from: a copy of `model` with layers
+/// lowered to their core form ([`Layer::to_core`]), nested graphs inlined (a node `b` of a
+/// nested graph `a` becomes `a/b`), and each BatchNorm folded into the convolution before it.
+/// `input` is the model's input shape.
 ///
 /// # Errors
-/// As [`fold_batchnorm`].
-pub fn fold(model: &Graph) -> Result<Graph> {
+/// An input shape the model rejects.
+pub fn float_for_int8(model: &Graph, input: &[usize]) -> Result<Graph> {
     let mut g = model.clone();
-    fold_batchnorm(&mut g)?;
+    lower_to_core(&mut g, input, Selector::All)?;
+    g.inline()?;
+    Rewriter::new()
+        .rule::<BatchNorm2d>("fold-bn", fold_into_conv)
+        .run(&mut g, input)?;
     Ok(g)
 }
 
 /// Static int8 quantization of a whole graph, calibrated on `batches` (see the module docs).
 ///
 /// # Errors
-/// An empty calibration set, NaN or infinity met during calibration (named by node), a batch the
-/// model rejects, or a layer that cannot be quantized (named by path).
+/// An empty calibration set, NaN or infinity met during calibration (named by layer), a batch
+/// the model rejects, or a layer the int8 kernels reject (named by path).
 pub fn quantize_static<I>(model: &Graph, batches: I, cfg: &PtqConfig) -> Result<Graph>
 where
     I: IntoIterator<Item = Tensor>,
 {
-    let g = fold(model)?;
-    let ranges = calibrate(&g, batches, cfg)?;
-    convert(&g, &ranges, &cfg.skip)
-}
-
-struct Dynamic;
-
-impl Rule for Dynamic {
-    fn name(&self) -> &str {
-        "dynamic-int8"
-    }
-
-    fn apply(
-        &self,
-        _: &str,
-        layer: &dyn Layer,
-        _: &[usize],
-    ) -> slimnet_core::Result<Option<Box<dyn Layer>>> {
-        Ok(match layer.downcast_ref::<Linear>() {
-            Some(l) => Some(Box::new(DynamicQLinear::from_linear(l)?)),
-            None => None,
-        })
-    }
+    let mut it = batches.into_iter().peekable();
+    let shape = it
+        .peek()
+        .ok_or(QuantError::EmptyCalibration)?
+        .shape()
+        .to_vec();
+    let g = float_for_int8(model, &shape)?;
+    let ranges = calibrate(&g, it, cfg)?;
+    Ok(convert(&g, &ranges, cfg, &shape)?.0)
 }
 
 /// Dynamic quantization: every selected Linear becomes a [`DynamicQLinear`] (i8 weights,
@@ -136,28 +136,13 @@ impl Rule for Dynamic {
 ///
 /// # Errors
 /// Non-finite weights (named by path) or an input shape the graph rejects.
-pub fn quantize_dynamic(model: &mut Graph, input: &[usize], selector: &Selector) -> Result<Report> {
-    Ok(rewrite(model, input, selector, &Dynamic)?)
-}
-
-struct WeightsOnly(QScheme);
-
-impl Rule for WeightsOnly {
-    fn name(&self) -> &str {
-        "weight-only"
-    }
-
-    fn apply(
-        &self,
-        _: &str,
-        layer: &dyn Layer,
-        _: &[usize],
-    ) -> slimnet_core::Result<Option<Box<dyn Layer>>> {
-        if !matches!(layer.kind(), "Conv2d" | "Linear") {
-            return Ok(None);
-        }
-        Ok(Some(Box::new(WeightOnly::new(layer.clone_box(), self.0)?)))
-    }
+pub fn quantize_dynamic(model: &mut Graph, input: &[usize], selector: Selector) -> Result<Report> {
+    Ok(Rewriter::new()
+        .select(selector)
+        .rule::<Linear>("dynamic-int8", |l, _| {
+            Ok(Action::Replace(Box::new(DynamicQLinear::from_linear(l)?)))
+        })
+        .run(model, input)?)
 }
 
 /// Weight-only quantization: every selected Conv2d and Linear stores its weight as packed
@@ -169,9 +154,20 @@ impl Rule for WeightsOnly {
 pub fn quantize_weights(
     model: &mut Graph,
     input: &[usize],
-    selector: &Selector,
+    selector: Selector,
     scheme: QScheme,
 ) -> Result<Report> {
     scheme.validate()?;
-    Ok(rewrite(model, input, selector, &WeightsOnly(scheme))?)
+    let wrap = |l: &dyn Layer| -> slimnet_core::Result<Action> {
+        Ok(Action::Replace(Box::new(WeightOnly::new(
+            l.clone_box(),
+            scheme,
+        )?)))
+    };
+    let report = Rewriter::new()
+        .select(selector)
+        .rule::<Conv2d>("weight-only", |c, _| wrap(c))
+        .rule::<Linear>("weight-only", |l, _| wrap(l))
+        .run(model, input)?;
+    Ok(report)
 }

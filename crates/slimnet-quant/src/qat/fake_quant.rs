@@ -165,22 +165,38 @@ pub(crate) fn load_fake_quantize(
     cfg: &serde_json::Value,
     t: &mut TensorSource<'_>,
 ) -> Result<Box<dyn Layer>> {
+    Ok(Box::new(load_state(cfg, t, "")?))
+}
+
+/// A fake quantizer from its config and its `<prefix>range` tensor (absent before any
+/// observation).
+pub(crate) fn load_state(
+    cfg: &serde_json::Value,
+    t: &mut TensorSource<'_>,
+    prefix: &str,
+) -> Result<FakeQuantize> {
     let key = cfg.get("key").and_then(|v| v.as_str()).unwrap_or_default();
     let averaging = cfg
         .get("averaging")
         .and_then(|v| v.as_f64())
         .unwrap_or(0.01) as f32;
+    if !(averaging.is_finite() && averaging > 0.0 && averaging <= 1.0) {
+        return Err(Error::ModelFile(format!(
+            "FakeQuantize averaging {averaging} is not in (0, 1]"
+        )));
+    }
     let mut fq = FakeQuantize::new(key, averaging);
-    if let Some(r) = t.f32_opt("range")? {
+    if let Some(r) = t.f32_opt(&format!("{prefix}range"))? {
         if r.len() != 2 || !r.iter().all(|v| v.is_finite()) {
             return Err(Error::ModelFile(
                 "FakeQuantize range must hold two finite values".into(),
             ));
         }
-        fq.range = Some((r[0], r[1]));
+        let (lo, hi) = (r[0], r[1]);
+        fq.range = Some((lo, hi));
         // resume averaging from the stored range
-        let _ = fq.observer.observe(&[r[0], r[1]]);
+        let _ = fq.observer.observe(&[lo, hi]);
     }
     fq.frozen = cfg.get("frozen").and_then(|v| v.as_bool()).unwrap_or(false);
-    Ok(Box::new(fq))
+    Ok(fq)
 }

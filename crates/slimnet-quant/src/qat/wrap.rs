@@ -1,16 +1,20 @@
-//! [`QatWeights`]: a Conv2d or Linear trained with fake-quantized weights.
+//! [`QatWeights`]: a Conv2d or Linear trained with fake-quantized input and weights.
 
 use serde_json::json;
 use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Linear};
-use slimnet_core::{Cost, Error, Layer, Param, Result, Tensor};
+use slimnet_core::{Cost, Error, Layer, Param, Result, StoredTensor, Tensor};
+use slimnet_kernels::int8::QuantParams;
 
+use super::FakeQuantize;
 use crate::error::to_core;
 use crate::scheme::{fake_quantize, QScheme};
 
-/// Wraps a Conv2d or Linear so that it computes with its weight quantized as the int8 layer
-/// will (8-bit symmetric per channel) while the optimizer updates the float weight: the
-/// straight-through estimator hands the gradient of the quantized weight to the float one.
+/// Wraps a Conv2d or Linear so that it computes as its int8 layer will: its input goes through
+/// a [`FakeQuantize`] (u8 codes with a range learnt by a moving-average observer) and its
+/// weight is quantized (8-bit symmetric per channel), while the optimizer updates the float
+/// weight: the straight-through estimator hands the gradient of the quantized weight to the
+/// float one. A pruning mask on the weight is kept (pruned weights stay zero).
 ///
 /// ```
 /// use slimnet_core::layers::LinearConfig;
@@ -21,6 +25,7 @@ use crate::scheme::{fake_quantize, QScheme};
 /// let x = tensor::uniform(&[4, 8], -1.0, 1.0, &mut tensor::rng(1));
 /// let y = q.forward_train(&x)?;
 /// assert!(tensor::max_abs_diff(&y, &fc.forward(&x)?) < 0.05);
+/// assert!(q.input_params().is_some()); // the input range was observed
 /// q.backward(&tensor::zeros(&[4, 2]).mapv(|_| 1.0))?;
 /// let mut g = 0.0;
 /// q.visit_params(&mut |n, p| if n == "weight" { g = p.grad.sum() });
@@ -30,6 +35,7 @@ use crate::scheme::{fake_quantize, QScheme};
 #[derive(Debug, Clone)]
 pub struct QatWeights {
     inner: Box<dyn Layer>,
+    input: FakeQuantize,
     scheme: QScheme,
     cache: Option<Tensor>,
 }
@@ -49,7 +55,7 @@ fn weight(l: &dyn Layer) -> Option<&Param> {
 }
 
 impl QatWeights {
-    /// Wraps a Conv2d or Linear.
+    /// Wraps a Conv2d or Linear, with an input observer of averaging constant 0.01.
     ///
     /// # Errors
     /// Another layer kind.
@@ -62,9 +68,16 @@ impl QatWeights {
         }
         Ok(Self {
             inner,
+            input: FakeQuantize::new("input", 0.01),
             scheme: QScheme::default(),
             cache: None,
         })
+    }
+
+    /// Sets the averaging constant of the input observer.
+    pub fn with_averaging(mut self, c: f32) -> Self {
+        self.input = FakeQuantize::new("input", c);
+        self
     }
 
     /// The float layer.
@@ -77,9 +90,24 @@ impl QatWeights {
         self.inner
     }
 
+    /// The input quantization learnt so far (`None` before the first training batch).
+    pub fn input_params(&self) -> Option<QuantParams> {
+        self.input.params()
+    }
+
+    /// The input range learnt so far.
+    pub fn input_range(&self) -> Option<(f32, f32)> {
+        self.input.range()
+    }
+
+    /// Stops updating the input range.
+    pub fn freeze(&mut self) {
+        self.input.freeze();
+    }
+
     fn quantized(&self) -> Result<Tensor> {
         let w = weight(self.inner.as_ref()).expect("checked at construction");
-        fake_quantize(&w.value, self.scheme).map_err(to_core)
+        fake_quantize(w.value(), self.scheme).map_err(to_core)
     }
 
     /// Runs `f` on the inner layer with weight `wq`, then puts the float weight back.
@@ -89,9 +117,11 @@ impl QatWeights {
         f: impl FnOnce(&mut dyn Layer) -> Result<T>,
     ) -> Result<T> {
         let p = weight_mut(self.inner.as_mut()).expect("checked at construction");
-        let wf = std::mem::replace(&mut p.value, wq);
+        let wf = std::mem::replace(p.value_mut(), wq);
         let r = f(self.inner.as_mut());
-        weight_mut(self.inner.as_mut()).expect("checked").value = wf;
+        *weight_mut(self.inner.as_mut())
+            .expect("checked")
+            .value_mut() = wf;
         r
     }
 }
@@ -101,16 +131,18 @@ impl Layer for QatWeights {
         "QatWeights"
     }
 
-    /// As the wrapped layer, with quantized weights.
+    /// As the wrapped layer, with quantized input and weights.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.input.forward(x)?;
         let mut l = self.inner.clone();
-        weight_mut(l.as_mut()).expect("checked").value = self.quantized()?;
-        l.forward(x)
+        *weight_mut(l.as_mut()).expect("checked").value_mut() = self.quantized()?;
+        l.forward(&x)
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        let x = self.input.forward_train(x)?;
         let wq = self.quantized()?;
-        let y = self.with_quantized(wq.clone(), |l| l.forward_train(x))?;
+        let y = self.with_quantized(wq.clone(), |l| l.forward_train(&x))?;
         self.cache = Some(wq);
         Ok(y)
     }
@@ -121,7 +153,8 @@ impl Layer for QatWeights {
             reason: "QatWeights: backward called without a preceding forward_train".into(),
         })?;
         // straight-through: the gradient of the quantized weight lands on the float weight
-        self.with_quantized(wq, |l| l.backward(grad_out))
+        let g = self.with_quantized(wq, |l| l.backward(grad_out))?;
+        self.input.backward(&g)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -141,7 +174,14 @@ impl Layer for QatWeights {
     }
 
     fn config_json(&self) -> serde_json::Value {
-        json!({"inner": self.inner.kind(), "config": self.inner.config_json()})
+        json!({"inner": self.inner.kind(), "config": self.inner.config_json(),
+               "input": self.input.config_json()})
+    }
+
+    fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {
+        self.inner.stored_tensors(f);
+        self.input
+            .stored_tensors(&mut |name, t| f(&format!("input.{name}"), t));
     }
 }
 
@@ -165,5 +205,9 @@ pub(crate) fn load_qat_weights(
         )?),
         other => return Err(Error::ModelFile(format!("QatWeights around {other:?}"))),
     };
-    Ok(Box::new(QatWeights::new(inner)?))
+    let input =
+        super::fake_quant::load_state(cfg.get("input").unwrap_or(&json!(null)), t, "input.")?;
+    let mut q = QatWeights::new(inner)?;
+    q.input = input;
+    Ok(Box::new(q))
 }

@@ -35,7 +35,7 @@ const SKIP: u8 = 255;
 /// let fc = LinearConfig::new(32, 8).init(&mut tensor::rng(0))?;
 /// let s = SharedWeights::new(Box::new(fc.clone()), 4, false)?;
 /// let mut distinct: Vec<f32> = Vec::new();
-/// s.inner().visit_params(&mut |n, p| if n == "weight" { distinct = p.value.iter().copied().collect() });
+/// s.inner().visit_params(&mut |n, p| if n == "weight" { distinct = p.value().iter().copied().collect() });
 /// distinct.sort_by(f32::total_cmp);
 /// distinct.dedup();
 /// assert!(distinct.len() <= 16);
@@ -88,8 +88,8 @@ impl SharedWeights {
         }
         let w = weight_param(layer.as_ref())
             .ok_or_else(|| Error::config(format!("weight sharing of a {}", layer.kind())))?;
-        let shape = w.value.shape().to_vec();
-        let flat: Vec<f32> = w.value.iter().copied().collect();
+        let shape = w.value().shape().to_vec();
+        let flat: Vec<f32> = w.value().iter().copied().collect();
         let positions: Option<Vec<u32>> = w.mask().map(|m| {
             m.iter()
                 .enumerate()
@@ -124,7 +124,7 @@ impl SharedWeights {
 
     /// The shared values.
     pub fn codebook(&self) -> &[f32] {
-        self.codebook.value.as_slice().expect("1-d")
+        self.codebook.value().as_slice().expect("1-d")
     }
 
     /// Number of kept (unpruned) weights.
@@ -284,7 +284,7 @@ impl Layer for SharedWeights {
             shape: vec![b.len()],
             bytes: b,
         };
-        f("codebook", StoredTensor::from_f32(&self.codebook.value));
+        f("codebook", StoredTensor::from_f32(self.codebook.value()));
         if self.huffman {
             let (lens, bits) = huff(&self.index, 1 << self.bits);
             f("index", u8t(bits));
@@ -307,7 +307,7 @@ impl Layer for SharedWeights {
         }
         self.inner.visit_params(&mut |n, p| {
             if n == "bias" {
-                f("bias", StoredTensor::from_f32(&p.value));
+                f("bias", StoredTensor::from_f32(p.value()));
             }
         });
     }
@@ -424,7 +424,7 @@ pub(crate) fn load_shared(
     };
     let shape = weight_param(layer.as_ref())
         .expect("a weight")
-        .value
+        .value()
         .shape()
         .to_vec();
     let mut s = SharedWeights {

@@ -8,7 +8,7 @@
 //! use slimnet_quant::share::{share_weights, ShareConfig};
 //! let mut model = models::lenet300(&mut tensor::rng(0))?;
 //! let dense = io::to_bytes(&model)?.len();
-//! share_weights(&mut model, &[1, 1, 28, 28], &Selector::All, &ShareConfig::new(5)?.with_huffman(true))?;
+//! share_weights(&mut model, &[1, 1, 28, 28], Selector::All, &ShareConfig::new(5)?.with_huffman(true))?;
 //! let bytes = io::to_bytes(&model)?;
 //! assert!(bytes.len() * 6 < dense); // 5-bit indices instead of 32-bit floats
 //! let mut reg = io::Registry::core();
@@ -30,7 +30,8 @@ pub(crate) use layer::load_shared;
 
 use std::collections::BTreeMap;
 
-use slimnet_core::rewrite::{rewrite, Report, Rule, Selector};
+use slimnet_core::layers::{Conv2d, Linear};
+use slimnet_core::rewrite::{Action, Ctx, Report, Rewriter, Selector};
 use slimnet_core::{Graph, Layer};
 
 use crate::error::{QuantError, Result};
@@ -91,31 +92,6 @@ impl ShareConfig {
     }
 }
 
-struct Share<'a>(&'a ShareConfig);
-
-impl Rule for Share<'_> {
-    fn name(&self) -> &str {
-        "share"
-    }
-
-    fn apply(
-        &self,
-        path: &str,
-        layer: &dyn Layer,
-        _: &[usize],
-    ) -> slimnet_core::Result<Option<Box<dyn Layer>>> {
-        if !matches!(layer.kind(), "Conv2d" | "Linear") {
-            return Ok(None);
-        }
-        let bits = self.0.layer_bits.get(path).copied().unwrap_or(self.0.bits);
-        Ok(Some(Box::new(SharedWeights::new(
-            layer.clone_box(),
-            bits,
-            self.0.huffman,
-        )?)))
-    }
-}
-
 /// Replaces every selected Conv2d and Linear by a [`SharedWeights`] layer (pruning masks are
 /// respected: masked weights stay zero and take no codebook entry). Fine-tune the result with the
 /// ordinary trainer to move the shared values.
@@ -125,9 +101,22 @@ impl Rule for Share<'_> {
 pub fn share_weights(
     model: &mut Graph,
     input: &[usize],
-    selector: &Selector,
+    selector: Selector,
     cfg: &ShareConfig,
 ) -> Result<Report> {
     check(cfg.bits)?;
-    Ok(rewrite(model, input, selector, &Share(cfg))?)
+    let share = |l: &dyn Layer, ctx: &mut Ctx<'_>| -> slimnet_core::Result<Action> {
+        let bits = cfg.layer_bits.get(ctx.path()).copied().unwrap_or(cfg.bits);
+        Ok(Action::Replace(Box::new(SharedWeights::new(
+            l.clone_box(),
+            bits,
+            cfg.huffman,
+        )?)))
+    };
+    let report = Rewriter::new()
+        .select(selector)
+        .rule::<Conv2d>("share", |c, ctx| share(c, ctx))
+        .rule::<Linear>("share", |l, ctx| share(l, ctx))
+        .run(model, input)?;
+    Ok(report)
 }

@@ -1,0 +1,32 @@
+//! Support for slimnet's examples and tests (not published): command-line flags
+//! ([`Args`]), trained baselines cached on disk ([`baseline`]), printed tables ([`Table`]),
+//! and a Python interpreter that can import what a test needs ([`python_with`]).
+//!
+//! Examples stay top-down programs that read as documentation: the measurement and set-up
+//! they all need lives here once.
+#![warn(missing_docs)]
+
+mod args;
+pub mod baseline;
+mod python;
+mod table;
+
+pub use args::{Args, Usage};
+pub use python::python_with;
+pub use table::Table;
+
+/// The error type of examples: anything that prints.
+pub type Res<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+/// Runs `main` and exits with status 1 after printing its error on one line, or 2 for a usage
+/// error ([`Usage`]).
+pub fn run(main: impl FnOnce() -> Res<()>) {
+    if let Err(e) = main() {
+        if e.downcast_ref::<args::Usage>().is_some() {
+            eprintln!("{e}");
+            std::process::exit(2);
+        }
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
