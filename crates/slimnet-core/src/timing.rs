@@ -71,6 +71,8 @@ pub struct Latency {
     pub min_us: f64,
     /// 90th percentile.
     pub p90_us: f64,
+    /// Mean.
+    pub mean_us: f64,
     /// Number of timed runs.
     pub runs: usize,
 }
@@ -88,6 +90,7 @@ impl Latency {
             median_us: at(0.5),
             min_us: times[0],
             p90_us: at(0.9),
+            mean_us: times.iter().sum::<f64>() / times.len() as f64,
             runs: times.len(),
         }
     }

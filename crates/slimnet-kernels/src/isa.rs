@@ -4,6 +4,9 @@
 //! supports is detected once (with `is_x86_feature_detected!`) and cached; callers and tests may
 //! also ask for a specific variant, which falls back to scalar when the CPU lacks it.
 //!
+//! The environment variable `SLIMNET_ISA` caps the level (`scalar`, `avx2`, `avx512`, `vnni`,
+//! `amx`; see [`level_name`]), so every level's kernels can be tested and timed on one machine.
+//!
 //! AMX (the tile unit of Intel Xeon processors since Sapphire Rapids) needs more than a CPUID
 //! bit: the OS must enable the tile state, and Linux hands it to a process only on request
 //! (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), which detection makes once.
@@ -39,29 +42,85 @@ pub(crate) struct Features {
 
 pub(crate) fn features() -> &'static Features {
     static F: OnceLock<Features> = OnceLock::new();
-    F.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
-            let avx512 = avx2_fma
-                && is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx512bw")
-                && is_x86_feature_detected!("avx512vl");
-            let avx512_vnni = avx512 && is_x86_feature_detected!("avx512vnni");
-            Features {
-                avx2_fma,
-                avx512,
-                avx512_vnni,
-                avx512_vbmi: avx512 && is_x86_feature_detected!("avx512vbmi"),
-                avx_vnni: avx2_fma && is_x86_feature_detected!("avxvnni"),
-                amx_int8: avx512_vnni && amx_int8_usable(),
-            }
+    F.get_or_init(|| cap(hardware(), std::env::var("SLIMNET_ISA").ok().as_deref()))
+}
+
+/// What the CPU and OS offer.
+fn hardware() -> Features {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let avx2_fma = is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma");
+        let avx512 = avx2_fma
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl");
+        let avx512_vnni = avx512 && is_x86_feature_detected!("avx512vnni");
+        Features {
+            avx2_fma,
+            avx512,
+            avx512_vnni,
+            avx512_vbmi: avx512 && is_x86_feature_detected!("avx512vbmi"),
+            avx_vnni: avx2_fma && is_x86_feature_detected!("avxvnni"),
+            amx_int8: avx512_vnni && amx_int8_usable(),
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        {
-            Features::default()
-        }
-    })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        Features::default()
+    }
+}
+
+/// The levels `SLIMNET_ISA` accepts, lowest first.
+pub const LEVELS: [&str; 5] = ["scalar", "avx2", "avx512", "vnni", "amx"];
+
+/// `f` limited to the level named by `SLIMNET_ISA` (`scalar`, `avx2`, `avx512` — AVX-512
+/// without VNNI —, `vnni` — AVX-512 with VNNI, without AMX —, or `amx`); a level the CPU does
+/// not have caps nothing above what it has. An unknown name is reported once on standard
+/// error and ignored.
+fn cap(mut f: Features, level: Option<&str>) -> Features {
+    let Some(level) = level.filter(|l| !l.is_empty()) else {
+        return f;
+    };
+    let Some(rank) = LEVELS.iter().position(|l| l.eq_ignore_ascii_case(level)) else {
+        eprintln!(
+            "slimnet: SLIMNET_ISA={level} is not one of {}; using every level the CPU has",
+            LEVELS.join(", ")
+        );
+        return f;
+    };
+    if rank < 4 {
+        f.amx_int8 = false;
+    }
+    if rank < 3 {
+        f.avx512_vnni = false;
+        f.avx512_vbmi = false;
+    }
+    if rank < 2 {
+        f.avx512 = false;
+    }
+    if rank < 1 {
+        f.avx2_fma = false;
+        f.avx_vnni = false;
+    }
+    f
+}
+
+/// The level kernels run at: the best the CPU has, capped by `SLIMNET_ISA` (one of
+/// [`LEVELS`]), e.g. `SLIMNET_ISA=avx2 cargo bench` measures the AVX2 kernels on an AVX-512
+/// machine.
+pub fn level_name() -> &'static str {
+    let f = features();
+    if f.amx_int8 {
+        "amx"
+    } else if f.avx512_vnni {
+        "vnni"
+    } else if f.avx512 {
+        "avx512"
+    } else if f.avx2_fma {
+        "avx2"
+    } else {
+        "scalar"
+    }
 }
 
 /// Whether the CPU has AMX-TILE and AMX-INT8, the OS saves the tile state, and (on Linux) this
@@ -188,6 +247,30 @@ pub(crate) use vectorized;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn slimnet_isa_caps_the_features() {
+        let all = Features {
+            avx2_fma: true,
+            avx512: true,
+            avx512_vnni: true,
+            avx512_vbmi: true,
+            avx_vnni: true,
+            amx_int8: true,
+        };
+        let c = cap(all, Some("avx2"));
+        assert!(c.avx2_fma && !c.avx512 && !c.avx512_vnni && !c.amx_int8);
+        let c = cap(all, Some("VNNI"));
+        assert!(c.avx512 && c.avx512_vnni && !c.amx_int8);
+        let c = cap(all, Some("avx512"));
+        assert!(c.avx512 && !c.avx512_vnni && !c.avx512_vbmi);
+        let c = cap(all, Some("scalar"));
+        assert!(!c.avx2_fma && !c.avx512 && !c.avx_vnni);
+        // a cap above what the CPU has adds nothing; an unknown name changes nothing
+        let none = Features::default();
+        assert!(!cap(none, Some("amx")).avx2_fma);
+        assert!(cap(all, Some("sse9")).amx_int8);
+    }
 
     #[test]
     fn scalar_always_supported_and_ordering() {

@@ -1,21 +1,52 @@
 //! The number of threads kernels may use.
 //!
-//! The setting is process-wide. It defaults to 1 so that results and timings are reproducible;
-//! raise it with [`set_num_threads`] for faster training or inference.
+//! The process-wide setting defaults to 1 so that results and timings are reproducible; raise
+//! it with [`set_num_threads`] for faster training or inference. [`with`] sets it for one call
+//! on one thread only (a timing, a stage trained beside others), restored when the call
+//! returns or panics, without touching what other threads see.
+//!
+//! ```
+//! use slimnet_kernels::threads;
+//! threads::set_num_threads(2);
+//! let inside = threads::with(1, threads::num_threads);
+//! assert_eq!((inside, threads::num_threads()), (1, 2));
+//! threads::set_num_threads(1);
+//! ```
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 static THREADS: AtomicUsize = AtomicUsize::new(1);
 
-/// Sets how many threads kernels may use (at least 1).
+thread_local! {
+    static SCOPED: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+/// Sets how many threads kernels may use (at least 1), for every thread without a [`with`]
+/// setting of its own.
 pub fn set_num_threads(n: usize) {
     THREADS.store(n.max(1), Ordering::Relaxed);
 }
 
-/// How many threads kernels may use.
+/// How many threads kernels called from this thread may use.
 pub fn num_threads() -> usize {
-    THREADS.load(Ordering::Relaxed)
+    SCOPED
+        .with(Cell::get)
+        .unwrap_or_else(|| THREADS.load(Ordering::Relaxed))
+}
+
+/// Runs `f` with kernels called from this thread limited to `n` threads (at least 1); the
+/// previous setting of this thread comes back when `f` returns or panics.
+pub fn with<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<usize>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SCOPED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(SCOPED.with(|c| c.replace(Some(n.max(1)))));
+    f()
 }
 
 /// The cached pool and the thread count it was built for.

@@ -1,7 +1,8 @@
 //! Measured speed of a layer and of its replacement.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use slimnet_core::timing::{latency_on, TimingConfig};
 use slimnet_core::{tensor, Layer};
 
 use crate::error::Result;
@@ -85,13 +86,9 @@ impl SpeedCheck {
 }
 
 /// The minimum over `runs` of one inference forward pass of `layer` on `x`, in microseconds, on
-/// one thread (the kernel thread setting is restored afterwards). One untimed warm-up run first.
-///
-/// The layer runs as it would inside a [`Graph`](slimnet_core::Graph) at inference: its input
-/// is a copy of `x` in a buffer from [`buffers::output`](slimnet_core::buffers::output) (as a
-/// previous layer's output would be), and each output goes back to the buffer pool after its
-/// run, untimed, as the graph hands on values it no longer needs. Otherwise every run would
-/// also time zeroing a fresh output allocation, which a network does not pay.
+/// one thread of this thread's kernels (a scoped setting: other threads are not affected). One
+/// untimed warm-up run first; the input and outputs are handled as inside a graph (see
+/// [`slimnet_core::timing::latency_on`]).
 ///
 /// # Errors
 /// When the layer rejects the input.
@@ -101,28 +98,17 @@ pub fn time_layer(layer: &dyn Layer, x: &tensor::Tensor, runs: usize) -> Result<
 
 /// [`time_layer`]'s minimum and the sum of its timed runs, in microseconds.
 fn time_runs(layer: &dyn Layer, x: &tensor::Tensor, runs: usize) -> Result<(f64, f64)> {
-    let threads = slimnet_kernels::threads::num_threads();
-    slimnet_kernels::threads::set_num_threads(1);
-    let result = (|| {
-        let mut input = slimnet_core::buffers::output(x.shape());
-        input.assign(x);
-        slimnet_core::buffers::recycle(layer.forward(&input)?);
-        let (mut best, mut total) = (f64::INFINITY, 0.0);
-        for _ in 0..runs.max(1) {
-            let t = Instant::now();
-            let y = std::hint::black_box(layer.forward(&input)?);
-            let us = t.elapsed().as_secs_f64() * 1e6;
-            (best, total) = (best.min(us), total + us);
-            slimnet_core::buffers::recycle(y);
-        }
-        Ok((best, total))
-    })();
-    slimnet_kernels::threads::set_num_threads(threads);
-    result
+    let cfg = TimingConfig::default()
+        .with_runs(runs.max(1))
+        .with_min_time(Duration::ZERO);
+    let t = slimnet_kernels::threads::with(1, || latency_on(layer, x, &cfg))?;
+    Ok((t.min_us, t.mean_us * t.runs as f64))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use slimnet_core::layers::Conv2dConfig;
 
     use super::*;

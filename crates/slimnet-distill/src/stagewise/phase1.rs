@@ -173,11 +173,16 @@ pub(super) fn run(
                     Ok(l)
                 };
                 let ls: Vec<f32> = if let Some(pool) = &pool {
+                    // the stages share the kernel threads instead of each starting a pool
+                    // inside this one
+                    let per_stage = (slimnet_kernels::threads::num_threads()
+                        / pool.current_num_threads())
+                    .max(1);
                     pool.install(|| {
                         trainers
                             .par_iter_mut()
                             .enumerate()
-                            .map(work)
+                            .map(|item| slimnet_kernels::threads::with(per_stage, || work(item)))
                             .collect::<Result<_>>()
                     })?
                 } else {
