@@ -52,7 +52,11 @@ pub enum Error {
     #[error("model file: {0}")]
     ModelFile(String),
     /// A model file names a layer kind that no registry entry knows.
-    #[error("model file: unknown layer kind `{kind}` at `{layer}`")]
+    #[error(
+        "model file: unknown layer kind `{kind}` at `{layer}` (`slimnet::load` knows the kinds \
+         of every slimnet crate; `io::load` only the core's; a kind of your own needs \
+         `io::Registry::register`)"
+    )]
     UnknownKind {
         /// The kind string.
         kind: String,

@@ -1,6 +1,7 @@
 //! Support for slimnet's examples and tests (not published): command-line flags
-//! ([`Args`]), trained baselines cached on disk ([`baseline`]), printed tables ([`Table`]),
-//! and a Python interpreter that can import what a test needs ([`python_with`]).
+//! ([`Args`]), trained baselines cached on disk ([`baseline`]), printed tables ([`Table`]), the
+//! accuracy / size / speed table of a compression pipeline ([`Stages`]), and a Python
+//! interpreter that can import what a test needs ([`python_with`]).
 //!
 //! Examples stay top-down programs that read as documentation: the measurement and set-up
 //! they all need lives here once.
@@ -9,10 +10,12 @@
 mod args;
 pub mod baseline;
 mod python;
+mod stages;
 mod table;
 
 pub use args::{Args, Usage};
 pub use python::python_with;
+pub use stages::{Measured, Stages};
 pub use table::Table;
 
 /// The error type of examples: anything that prints.

@@ -140,6 +140,34 @@ impl MaxPool2d {
         ))
     }
 
+    /// Inference: the maxima only (a 2x2 window with stride 2, the common case, runs
+    /// without the general window walk).
+    fn maxima<T: Copy + PartialOrd>(&self, xs: &[T], shape: &[usize], lowest: T) -> Result<Vec<T>> {
+        let [n, c, oh, ow] = self.cfg.out_shape(shape)?;
+        let c2 = &self.cfg;
+        if c2.kernel != [2, 2] || c2.stride != [2, 2] || c2.padding != [0, 0] {
+            return Ok(self.pool(xs, shape, lowest)?.0);
+        }
+        let (h, w) = (shape[2], shape[3]);
+        let mut out = vec![lowest; n * c * oh * ow];
+        // the larger of each pair of rows (a loop the compiler vectorizes), then of each pair
+        // of columns
+        let mut rows = vec![lowest; 2 * ow];
+        for (plane, o) in xs.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+            for (oy, o) in o.chunks_exact_mut(ow).enumerate() {
+                let r0 = &plane[2 * oy * w..2 * oy * w + 2 * ow];
+                let r1 = &plane[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+                for ((m, &a), &b) in rows.iter_mut().zip(r0).zip(r1) {
+                    *m = wider(a, b);
+                }
+                for (d, pair) in o.iter_mut().zip(rows.chunks_exact(2)) {
+                    *d = wider(pair[0], pair[1]);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Max over each window of NCHW `xs` of `shape` (NaN wins, as in `f32::max` chains that
     /// propagate it); returns the maxima and their positions within the plane.
     fn pool<T: Copy + PartialOrd>(
@@ -177,6 +205,18 @@ impl MaxPool2d {
     }
 }
 
+/// The larger of two values, `b` when it is NaN (so NaN spreads, as through `f32::max` chains
+/// that propagate it).
+#[inline(always)]
+#[allow(clippy::eq_op)] // `b != b` is true only for NaN
+fn wider<T: Copy + PartialOrd>(a: T, b: T) -> T {
+    if b > a || b != b {
+        b
+    } else {
+        a
+    }
+}
+
 impl Layer for MaxPool2d {
     fn kind(&self) -> &'static str {
         "MaxPool2d"
@@ -184,7 +224,9 @@ impl Layer for MaxPool2d {
 
     /// `[N, C, H, W]` -> `[N, C, OH, OW]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.run(x)?.0)
+        let shape = self.cfg.out_shape(x.shape())?;
+        let out = self.maxima(&contiguous(x), x.shape(), f32::NEG_INFINITY)?;
+        Ok(Tensor::from_shape_vec(IxDyn(&shape), out).expect("length"))
     }
 
     /// Works on u8 codes as on reals (quantization is monotone, so it commutes with max).
@@ -201,7 +243,7 @@ impl Layer for MaxPool2d {
             Value::F32(t) => Ok(Value::F32(self.forward(t)?)),
             Value::U8(c) => {
                 let shape = self.cfg.out_shape(c.data.shape())?;
-                let (out, _) = self.pool(&c.as_contiguous(), c.data.shape(), 0u8)?;
+                let out = self.maxima(&c.as_contiguous(), c.data.shape(), 0u8)?;
                 Ok(Value::U8(Codes::from_vec(&shape, out, c.params)))
             }
         }

@@ -139,17 +139,18 @@ impl Requant {
         if !real.is_finite() || real <= 0.0 {
             return Err(bad());
         }
-        // real = q * 2^e with q in [0.5, 1)
-        let mut e = real.log2().floor() as i32 + 1;
-        let mut q = real / 2f64.powi(e);
-        if q >= 1.0 {
-            q /= 2.0;
-            e += 1;
-        } else if q < 0.5 {
-            q *= 2.0;
-            e -= 1;
+        // real = q * 2^e with q in [0.5, 1), read off the bits (a normal f64: anything
+        // smaller is far below 2^-31 and rejected by the shift check); q * 2^31, rounded half
+        // up, is the 53-bit significand shifted right by 22 — no log, no division, a few
+        // nanoseconds per channel, so it can run on every call
+        let bits = real.to_bits();
+        let biased = ((bits >> 52) & 0x7ff) as i32;
+        if biased == 0 {
+            return Err(bad());
         }
-        let mut m = (q * (1u64 << 31) as f64).round() as i64;
+        let mut e = biased - 1022;
+        let significand = (1u64 << 52) | (bits & ((1u64 << 52) - 1));
+        let mut m = ((significand + (1 << 21)) >> 22) as i64;
         if m == 1 << 31 {
             m /= 2;
             e += 1;
@@ -208,6 +209,47 @@ mod tests {
         assert!(Requant::from_scale(f64::NAN).is_err());
         assert!(Requant::from_scale(1e12).is_err());
         assert_eq!(Requant::from_scale(1.0).unwrap().apply(i32::MAX), i32::MAX);
+    }
+
+    /// The bit-reading form gives exactly what the textbook one (log2, divide, round) gives.
+    #[test]
+    fn multipliers_match_the_log_formula() {
+        fn reference(real: f64) -> Option<(i32, u32)> {
+            let mut e = real.log2().floor() as i32 + 1;
+            let mut q = real / 2f64.powi(e);
+            if q >= 1.0 {
+                q /= 2.0;
+                e += 1;
+            } else if q < 0.5 {
+                q *= 2.0;
+                e -= 1;
+            }
+            let mut m = (q * (1u64 << 31) as f64).round() as i64;
+            if m == 1 << 31 {
+                m /= 2;
+                e += 1;
+            }
+            let shift = 31 - e;
+            (1..=62)
+                .contains(&shift)
+                .then_some((m as i32, shift as u32))
+        }
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        for i in 0..200_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            // scales from 2^-40 to 2^40, and exact powers of two and their neighbours
+            let real = if i % 10 == 0 {
+                f64::powi(2.0, (i as i32 % 70) - 35) * (1.0 + (i % 3) as f64 * f64::EPSILON)
+            } else {
+                f64::powf(2.0, (x % 80_000) as f64 / 1000.0 - 40.0)
+            };
+            let got = Requant::from_scale(real)
+                .ok()
+                .map(|r| (r.multiplier, r.shift));
+            assert_eq!(got, reference(real), "{real}");
+        }
     }
 
     #[test]

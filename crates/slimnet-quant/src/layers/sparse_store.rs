@@ -1,14 +1,17 @@
 //! How a sparse int8 weight is stored: per row the number of stored entries, then for each
 //! entry the gap to the previous column (u8) and its i8 value. A gap over 255 is bridged by
 //! filler entries of value 0 (dropped again on loading), as Deep Compression stores its
-//! indices, so a pruned layer costs about two bytes per kept weight in the file.
+//! indices. The gaps and the values are each Huffman-coded when that is smaller (a canonical
+//! code: 256 code lengths and the bit stream), so a pruned layer costs well under two bytes
+//! per kept weight in the file; the kernels get plain arrays when the file is loaded.
 
 use safetensors::Dtype;
 use slimnet_core::io::TensorSource;
 use slimnet_core::{Result, StoredTensor};
 use slimnet_kernels::int8::QCsrMatrix;
 
-use super::store::{bad, load_i8, stored, stored_i8};
+use super::store::{bad, stored};
+use crate::share::huffman;
 
 /// Emits `weight.row_nnz` (u16, or u32 when a row holds more), `weight.col_delta` (u8) and
 /// `weight.values` (i8).
@@ -47,11 +50,55 @@ pub(crate) fn store_csr(m: &QCsrMatrix, f: &mut dyn FnMut(&str, StoredTensor)) {
             .collect();
         f("weight.row_nnz", stored(Dtype::U32, vec![counts.len()], b));
     }
-    f(
-        "weight.col_delta",
-        stored(Dtype::U8, vec![deltas.len()], deltas),
-    );
-    f("weight.values", stored_i8(vec![values.len()], &values));
+    emit_bytes("weight.col_delta", deltas, Dtype::U8, f);
+    let values: Vec<u8> = values.iter().map(|&v| v as u8).collect();
+    emit_bytes("weight.values", values, Dtype::I8, f);
+}
+
+/// Emits `data` as `name` (of `dtype`), or Huffman-coded as `name.huffman` with
+/// `name.code_lengths` when that is smaller.
+fn emit_bytes(name: &str, data: Vec<u8>, dtype: Dtype, f: &mut dyn FnMut(&str, StoredTensor)) {
+    let mut freq = vec![0u64; 256];
+    data.iter().for_each(|&b| freq[b as usize] += 1);
+    let lens = huffman::code_lengths(&freq);
+    let bits = huffman::encode(&data, &lens).expect("every symbol present has a code");
+    if bits.len() + lens.len() < data.len() {
+        f(
+            &format!("{name}.huffman"),
+            stored(Dtype::U8, vec![bits.len()], bits),
+        );
+        f(
+            &format!("{name}.code_lengths"),
+            stored(Dtype::U8, vec![lens.len()], lens),
+        );
+    } else {
+        f(name, stored(dtype, vec![data.len()], data));
+    }
+}
+
+/// Reads `n` bytes written by [`emit_bytes`]: raw, or decoded (`n` is checked against the
+/// stream's length first, so a forged count cannot ask for more memory than the file holds).
+fn load_bytes(t: &mut TensorSource<'_>, name: &str, dtype: Dtype, n: usize) -> Result<Vec<u8>> {
+    let coded = format!("{name}.huffman");
+    if t.contains(&coded) {
+        let (_, stream) = t.raw(&coded, Dtype::U8)?;
+        let (_, lens) = t.raw(&format!("{name}.code_lengths"), Dtype::U8)?;
+        if n > stream.len().saturating_mul(8) {
+            return Err(bad(format!(
+                "`{name}`: {n} symbols cannot fit in {} coded bytes",
+                stream.len()
+            )));
+        }
+        return huffman::decode(&stream, &lens, n).map_err(|e| bad(format!("`{name}`: {e}")));
+    }
+    let (_, data) = t.raw(name, dtype)?;
+    if data.len() != n {
+        return Err(bad(format!(
+            "`{name}` holds {} values, the row counts say {n}",
+            data.len()
+        )));
+    }
+    Ok(data)
 }
 
 /// Reads a `[rows, cols]` weight written by [`store_csr`], checking every array before
@@ -79,16 +126,16 @@ pub(crate) fn load_csr(
             counts.len()
         )));
     }
-    let (_, deltas) = t.raw("weight.col_delta", Dtype::U8)?;
-    let (_, values) = load_i8("weight.values", t)?;
-    let total = counts.iter().try_fold(0u64, |a, &c| a.checked_add(c));
-    if total != Some(deltas.len() as u64) || deltas.len() != values.len() {
-        return Err(bad(format!(
-            "sparse int8 weight: row counts add up to {total:?}, with {} gaps and {} values",
-            deltas.len(),
-            values.len()
-        )));
-    }
+    let total = counts
+        .iter()
+        .try_fold(0u64, |a, &c| a.checked_add(c))
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| bad("sparse int8 weight: row counts overflow"))?;
+    let deltas = load_bytes(t, "weight.col_delta", Dtype::U8, total)?;
+    let values: Vec<i8> = load_bytes(t, "weight.values", Dtype::I8, total)?
+        .into_iter()
+        .map(|b| b as i8)
+        .collect();
     let mut row_ptr = Vec::with_capacity(rows + 1);
     row_ptr.push(0u32);
     let mut col_idx = Vec::new();

@@ -131,6 +131,30 @@ where
     Ok(convert(&g, &ranges, cfg, &shape)?.0)
 }
 
+/// The paths of the Conv2d and Linear layers of `g` (nested graphs included) that still
+/// compute in f32: what a whole-network quantization left out (skipped, grouped, or placed
+/// where no rule reached), so it is never silent.
+///
+/// ```
+/// use slimnet_core::{models, tensor};
+/// use slimnet_quant::ptq::{f32_layers, quantize_static, PtqConfig};
+/// let model = models::lenet5(&mut tensor::rng(0))?;
+/// assert_eq!(f32_layers(&model).len(), 4);
+/// let calib = (0..2).map(|i| tensor::uniform(&[4, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(i)));
+/// let q = quantize_static(&model, calib, &PtqConfig::default())?;
+/// assert!(f32_layers(&q).is_empty());
+/// # Ok::<(), slimnet_quant::QuantError>(())
+/// ```
+pub fn f32_layers(g: &Graph) -> Vec<String> {
+    let mut out = Vec::new();
+    g.visit_layers(&mut |path, l| {
+        if l.downcast_ref::<Conv2d>().is_some() || l.downcast_ref::<Linear>().is_some() {
+            out.push(path.to_string());
+        }
+    });
+    out
+}
+
 /// Dynamic quantization: every selected Linear becomes a [`DynamicQLinear`] (i8 weights,
 /// activations quantized per batch at run time).
 ///

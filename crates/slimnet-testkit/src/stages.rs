@@ -1,0 +1,113 @@
+//! A table of a model's compression steps: accuracy, size, speed.
+
+use std::fmt;
+
+use slimnet_core::data::Dataset;
+use slimnet_core::timing::{latency, TimingConfig};
+use slimnet_core::{io, train, Graph, Layer, Result};
+
+use crate::Table;
+
+/// What one step left: accuracy on the test set, parameters (stored values), file bytes and
+/// batch-1 latency on one thread (median, microseconds, of the frozen plan).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// Step name.
+    pub name: String,
+    /// Test accuracy.
+    pub accuracy: f32,
+    /// Stored values (non-zeros of sparse layers, codes of int8 ones).
+    pub params: usize,
+    /// Bytes of the model file.
+    pub bytes: usize,
+    /// Batch-1 latency, one thread, microseconds.
+    pub latency_us: f64,
+}
+
+/// Measures each step of a compression pipeline against the first (the dense model).
+///
+/// ```no_run
+/// # fn main() -> slimnet_core::Result<()> {
+/// use slimnet_core::{data, models, tensor};
+/// use slimnet_testkit::Stages;
+/// let test = data::mnist(data::Split::Test)?.take(500);
+/// let mut stages = Stages::new(test, &[1, 1, 28, 28]);
+/// stages.measure("f32", &models::lenet5(&mut tensor::rng(0))?)?;
+/// println!("{stages}");
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Stages {
+    test: Dataset,
+    input: Vec<usize>,
+    timing: TimingConfig,
+    /// The steps measured so far, the dense model first.
+    pub steps: Vec<Measured>,
+}
+
+impl Stages {
+    /// A table measured on `test`, timing inputs of shape `input` (batch 1).
+    pub fn new(test: Dataset, input: &[usize]) -> Self {
+        Self {
+            test,
+            input: input.to_vec(),
+            timing: TimingConfig::default(),
+            steps: Vec::new(),
+        }
+    }
+
+    /// Measures `model` as the step `name` and returns the measurement.
+    ///
+    /// # Errors
+    /// A model that rejects the test set or cannot be saved.
+    pub fn measure(&mut self, name: &str, model: &Graph) -> Result<&Measured> {
+        let accuracy = train::accuracy(model, &self.test)?;
+        let params = model.cost(&self.input)?.params;
+        let bytes = io::to_bytes(model)?.len();
+        let plan = model.freeze(&self.input)?;
+        let t = slimnet_kernels::threads::with(1, || latency(&plan, &self.input, &self.timing))?;
+        self.steps.push(Measured {
+            name: name.to_string(),
+            accuracy,
+            params,
+            bytes,
+            latency_us: t.median_us,
+        });
+        Ok(self.steps.last().expect("just pushed"))
+    }
+
+    /// The first step (the dense model) and the last.
+    pub fn first_last(&self) -> Option<(&Measured, &Measured)> {
+        Some((self.steps.first()?, self.steps.last()?))
+    }
+}
+
+impl fmt::Display for Stages {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut t = Table::new(&[
+            "step",
+            "accuracy",
+            "params",
+            "file bytes",
+            "size x",
+            "latency us",
+            "speed x",
+        ]);
+        let base = self.steps.first();
+        for s in &self.steps {
+            let (size, speed) = base.map_or((1.0, 1.0), |b| {
+                (b.bytes as f64 / s.bytes as f64, b.latency_us / s.latency_us)
+            });
+            t.row(&[
+                s.name.clone(),
+                format!("{:.4}", s.accuracy),
+                s.params.to_string(),
+                s.bytes.to_string(),
+                format!("{size:.1}"),
+                format!("{:.1}", s.latency_us),
+                format!("{speed:.2}"),
+            ]);
+        }
+        write!(f, "{t}")
+    }
+}
