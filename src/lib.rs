@@ -26,6 +26,11 @@ pub use slimnet_quant as quant;
 
 use std::path::Path;
 
+/// The README's code, compiled as documentation tests so that it cannot go stale.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// The error of every slimnet crate, converted losslessly: a method crate's error is kept
 /// whole as the source of [`core::Error::Method`].
 ///

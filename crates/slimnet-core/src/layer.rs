@@ -294,6 +294,17 @@ impl dyn Layer + '_ {
     pub fn downcast_mut<T: Layer + 'static>(&mut self) -> Option<&mut T> {
         self.as_any_mut().downcast_mut::<T>()
     }
+
+    /// Whether the layer stores a weight but has no trainable parameters: a compact deploy
+    /// layer (sparse, int8, shared weights), which passes that work on float weights (pruning,
+    /// decomposition) cannot change.
+    pub fn is_compact(&self) -> bool {
+        let mut stores = false;
+        if self.num_params() == 0 && self.children().is_empty() {
+            self.stored_tensors(&mut |name, _| stores |= name.starts_with("weight"));
+        }
+        stores
+    }
 }
 
 impl Clone for Box<dyn Layer> {

@@ -10,7 +10,7 @@ pub type Result<T> = std::result::Result<T, PruneError>;
 #[non_exhaustive]
 pub enum PruneError {
     /// A sparsity (fraction of weights to remove) outside `[0, 1)`.
-    #[error("{layer}: sparsity {sparsity} is outside [0, 1)")]
+    #[error("{}sparsity {sparsity} is outside [0, 1)", prefix(layer))]
     Sparsity {
         /// Layer path (or the list of layers of a global pass).
         layer: String,
@@ -18,7 +18,10 @@ pub enum PruneError {
         sparsity: f32,
     },
     /// A pruning step would remove every weight (or channel) of a layer.
-    #[error("{layer}: pruning would remove all {total} {what} of the layer")]
+    #[error(
+        "{}pruning would remove all {total} {what} of the layer",
+        prefix(layer)
+    )]
     EmptyLayer {
         /// Layer path.
         layer: String,
@@ -28,7 +31,10 @@ pub enum PruneError {
         total: usize,
     },
     /// A mask whose shape differs from its weight's.
-    #[error("{layer}: mask of shape {actual:?} for a weight of shape {expected:?}")]
+    #[error(
+        "{}mask of shape {actual:?} for a weight of shape {expected:?}",
+        prefix(layer)
+    )]
     MaskShape {
         /// Parameter path.
         layer: String,
@@ -50,7 +56,7 @@ pub enum PruneError {
     },
     /// The request does not fit the layer (an N:M pattern on columns that are not a multiple of
     /// M, a criterion that cannot score single weights, ...).
-    #[error("{layer}: {reason}")]
+    #[error("{}{reason}", prefix(layer))]
     Unsupported {
         /// Layer path.
         layer: String,
@@ -58,7 +64,7 @@ pub enum PruneError {
         reason: String,
     },
     /// A sparse kernel rejected a layer's weight.
-    #[error("{layer}: kernel error: {source}")]
+    #[error("{}kernel error: {source}", prefix(layer))]
     Kernel {
         /// Layer path.
         layer: String,
@@ -68,6 +74,15 @@ pub enum PruneError {
     /// An error from slimnet-core (training, graph edits, model files).
     #[error(transparent)]
     Core(slimnet_core::Error),
+}
+
+/// `"path: "`, or nothing for an error that concerns no one layer.
+fn prefix(layer: &str) -> String {
+    if layer.is_empty() {
+        String::new()
+    } else {
+        format!("{layer}: ")
+    }
 }
 
 impl PruneError {

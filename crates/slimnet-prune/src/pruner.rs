@@ -60,7 +60,7 @@ impl Pruner {
     pub fn new(criterion: impl Criterion + 'static) -> Self {
         Self {
             criterion: Box::new(criterion),
-            selector: Selector::Kinds(vec!["Conv2d".into(), "Linear".into()]),
+            selector: conv_and_linear(),
             scope: Scope::Layer,
             pattern: Pattern::Unstructured,
         }
@@ -109,6 +109,8 @@ impl Pruner {
     pub fn masks(&self, graph: &Graph, sparsity: f32) -> Result<Vec<(String, Tensor)>> {
         let paths = self.layers(graph)?;
         if paths.is_empty() {
+            // say where the weights went when the model holds deploy layers
+            walk::prunable_layers_checked(graph, &Selector::All)?;
             return Err(PruneError::unsupported(
                 "",
                 format!(
@@ -386,4 +388,12 @@ pub fn accumulate_gradients(
         model.backward(&grad)?;
     }
     Ok(())
+}
+
+/// The default selection: every Conv2d and Linear layer (compared by type).
+fn conv_and_linear() -> Selector {
+    Selector::Predicate(Box::new(|_, l| {
+        l.downcast_ref::<slimnet_core::layers::Conv2d>().is_some()
+            || l.downcast_ref::<slimnet_core::layers::Linear>().is_some()
+    }))
 }

@@ -33,7 +33,7 @@ pub(crate) fn prunable_layers_checked(graph: &Graph, selector: &Selector) -> Res
         }
         if weight_of(l).is_some() {
             out.push(path.to_string());
-        } else if refused.is_none() && stores_weight(l) {
+        } else if refused.is_none() && l.is_compact() {
             refused = Some(PruneError::unsupported(
                 path,
                 format!(
@@ -48,15 +48,6 @@ pub(crate) fn prunable_layers_checked(graph: &Graph, selector: &Selector) -> Res
         Some(e) => Err(e),
         None => Ok(out),
     }
-}
-
-/// Whether a layer without trainable parameters stores a weight tensor (a deploy layer).
-fn stores_weight(l: &dyn Layer) -> bool {
-    let mut found = false;
-    if l.num_params() == 0 {
-        l.stored_tensors(&mut |name, _| found |= name.starts_with("weight"));
-    }
-    found
 }
 
 /// The layer at a dotted path (`block1.conv1` is node `conv1` of nested graph `block1`).

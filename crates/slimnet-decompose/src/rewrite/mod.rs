@@ -179,7 +179,7 @@ impl LowRank {
                 ),
             });
         };
-        let method = if layer.kind() == "Linear" {
+        let method = if layer.as_any().is::<Linear>() {
             "svd"
         } else {
             self.conv.name()
@@ -274,6 +274,16 @@ pub fn decompose(
                 } else {
                     Action::Keep
                 })
+            } else if l.is_compact() {
+                Err(DecomposeError::Unsupported {
+                    layer: String::new(),
+                    reason: format!(
+                        "a {} layer has no float weight to decompose; decompose before \
+                         converting it (to sparse, int8 or shared weights)",
+                        l.kind()
+                    ),
+                }
+                .into())
             } else if l.num_params() > 0 {
                 Err(DecomposeError::Unsupported {
                     layer: String::new(),

@@ -266,9 +266,10 @@ pub(crate) fn core_form(
         FusedActivation::Relu => Activation::relu(),
         FusedActivation::Relu6 => Activation::relu6(),
     };
-    let name = match dense.kind() {
-        "Conv2d" => "conv",
-        _ => "linear",
+    let name = if dense.as_any().is::<slimnet_core::layers::Conv2d>() {
+        "conv"
+    } else {
+        "linear"
     };
     Ok(Box::new(
         slimnet_core::Sequential::new()
