@@ -5,10 +5,10 @@
 use serde_json::json;
 use slimnet_core::io::TensorSource;
 use slimnet_core::value::{Value, ValueKind};
-use slimnet_core::{Cost, Layer, Result, StoredTensor, Tensor};
+use slimnet_core::{Cost, Layer, Result, Tensor};
 use slimnet_kernels::int8::QuantParams;
 
-use super::store::{load_params, store_params};
+use super::store::{params_from, params_json};
 
 /// f32 -> u8 codes: `q = clamp(round(x / scale) + zero_point, 0, 255)` (NaN becomes code 0).
 /// On a graph edge it hands on the codes; as an f32 layer it returns the values the codes
@@ -81,11 +81,7 @@ impl Layer for Quantize {
     }
 
     fn config_json(&self) -> serde_json::Value {
-        json!({})
-    }
-
-    fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {
-        store_params("output", self.params, f);
+        json!({"output_quant": params_json(self.params)})
     }
 }
 
@@ -139,24 +135,20 @@ impl Layer for Dequantize {
     }
 
     fn config_json(&self) -> serde_json::Value {
-        json!({})
-    }
-
-    fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {
-        store_params("input", self.params, f);
+        json!({"input_quant": params_json(self.params)})
     }
 }
 
 pub(crate) fn load_quantize(
-    _: &serde_json::Value,
-    t: &mut TensorSource<'_>,
+    cfg: &serde_json::Value,
+    _: &mut TensorSource<'_>,
 ) -> Result<Box<dyn Layer>> {
-    Ok(Box::new(Quantize::new(load_params("output", t)?)))
+    Ok(Box::new(Quantize::new(params_from(cfg, "output_quant")?)))
 }
 
 pub(crate) fn load_dequantize(
-    _: &serde_json::Value,
-    t: &mut TensorSource<'_>,
+    cfg: &serde_json::Value,
+    _: &mut TensorSource<'_>,
 ) -> Result<Box<dyn Layer>> {
-    Ok(Box::new(Dequantize::new(load_params("input", t)?)))
+    Ok(Box::new(Dequantize::new(params_from(cfg, "input_quant")?)))
 }

@@ -218,10 +218,6 @@ impl QCore {
         }
         f("weight_scale", stored_f32(self.weight.scales()));
         f("bias", stored_i32(&self.bias));
-        store_params("input", self.input, f);
-        if let QOut::Codes(params) = self.output {
-            store_params("output", params, f);
-        }
     }
 
     fn load(cfg: &serde_json::Value, wshape: &[usize], t: &mut TensorSource<'_>) -> Result<Self> {
@@ -241,9 +237,9 @@ impl QCore {
             QWeight::Dense(QMatrix::new(rows, cols, q, s)?)
         };
         let bias = load_i32("bias", t)?;
-        let input = load_params("input", t)?;
+        let input = params_from(cfg, "input_quant")?;
         let output = match oc.output.as_str() {
-            "u8" => QOut::Codes(load_params("output", t)?),
+            "u8" => QOut::Codes(params_from(cfg, "output_quant")?),
             "f32" => QOut::F32,
             o => return Err(bad(format!("int8 output `{o}` is neither u8 nor f32"))),
         };
@@ -262,7 +258,12 @@ impl QCore {
 
     fn config(&self, key: &str, inner: serde_json::Value) -> serde_json::Value {
         let o = self.out_cfg();
-        json!({key: inner, "output": o.output, "relu": o.relu, "sparse": o.sparse})
+        let mut v = json!({key: inner, "output": o.output, "relu": o.relu, "sparse": o.sparse,
+                           "input_quant": params_json(self.input)});
+        if let QOut::Codes(p) = self.output {
+            v["output_quant"] = params_json(p);
+        }
+        v
     }
 }
 

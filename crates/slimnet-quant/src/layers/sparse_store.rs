@@ -13,8 +13,8 @@ use slimnet_kernels::int8::QCsrMatrix;
 use super::store::{bad, stored};
 use crate::share::huffman;
 
-/// Emits `weight.row_nnz` (u16, or u32 when a row holds more), `weight.col_delta` (u8) and
-/// `weight.values` (i8).
+/// Emits `weight.row_nnz` (u8, or u16 or u32 when a row holds more), `weight.col_delta` (u8)
+/// and `weight.values` (i8).
 pub(crate) fn store_csr(m: &QCsrMatrix, f: &mut dyn FnMut(&str, StoredTensor)) {
     let (ptr, cols, vals) = (m.row_ptr(), m.col_idx(), m.values());
     let mut counts = Vec::with_capacity(m.rows());
@@ -37,7 +37,10 @@ pub(crate) fn store_csr(m: &QCsrMatrix, f: &mut dyn FnMut(&str, StoredTensor)) {
         }
         counts.push((values.len() - before) as u64);
     }
-    if counts.iter().all(|&c| c <= u16::MAX as u64) {
+    if counts.iter().all(|&c| c <= u8::MAX as u64) {
+        let b = counts.iter().map(|&c| c as u8).collect();
+        f("weight.row_nnz", stored(Dtype::U8, vec![counts.len()], b));
+    } else if counts.iter().all(|&c| c <= u16::MAX as u64) {
         let b = counts
             .iter()
             .flat_map(|&c| (c as u16).to_le_bytes())
@@ -114,6 +117,9 @@ pub(crate) fn load_csr(
         b.chunks_exact(4)
             .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u64)
             .collect()
+    } else if t.dtype("weight.row_nnz") == Some(Dtype::U8) {
+        let (_, b) = t.raw("weight.row_nnz", Dtype::U8)?;
+        b.into_iter().map(u64::from).collect()
     } else {
         let (_, b) = t.raw("weight.row_nnz", Dtype::U16)?;
         b.chunks_exact(2)

@@ -36,37 +36,31 @@ pub(crate) fn stored_f32(v: &[f32]) -> StoredTensor {
     )
 }
 
-/// Emits `<prefix>_scale` (F32 `[1]`) and `<prefix>_zero_point` (U8 `[1]`).
-pub(crate) fn store_params(prefix: &str, p: QuantParams, f: &mut dyn FnMut(&str, StoredTensor)) {
-    f(&format!("{prefix}_scale"), stored_f32(&[p.scale]));
-    f(
-        &format!("{prefix}_zero_point"),
-        stored(Dtype::U8, vec![1], vec![p.zero_point]),
-    );
+/// Quantization parameters as JSON for a layer's config (`{"scale": .., "zero_point": ..}`;
+/// an f32 scale survives the JSON round trip exactly).
+pub(crate) fn params_json(p: QuantParams) -> serde_json::Value {
+    serde_json::json!({"scale": p.scale, "zero_point": p.zero_point})
 }
 
-/// Reads parameters written by [`store_params`].
-pub(crate) fn load_params(
-    prefix: &str,
-    t: &mut TensorSource<'_>,
-) -> slimnet_core::Result<QuantParams> {
-    let scale = t.f32(&format!("{prefix}_scale"))?;
-    let (_, zp) = t.raw(&format!("{prefix}_zero_point"), Dtype::U8)?;
-    if scale.len() != 1 || zp.len() != 1 {
-        return Err(Error::ModelFile(format!(
-            "`{prefix}` quantization parameters must hold one scale and one zero point"
-        )));
+/// Reads parameters written by [`params_json`] from field `key` of a config.
+pub(crate) fn params_from(cfg: &serde_json::Value, key: &str) -> slimnet_core::Result<QuantParams> {
+    let v = cfg
+        .get(key)
+        .ok_or_else(|| Error::ModelFile(format!("missing quantization `{key}`")))?;
+    let scale = v.get("scale").and_then(serde_json::Value::as_f64);
+    let zp = v.get("zero_point").and_then(serde_json::Value::as_u64);
+    match (scale, zp) {
+        (Some(s), Some(z)) if s.is_finite() && s > 0.0 && (s as f32) > 0.0 && z <= 255 => {
+            Ok(QuantParams {
+                scale: s as f32,
+                zero_point: z as u8,
+            })
+        }
+        _ => Err(Error::ModelFile(format!(
+            "quantization `{key}` must hold a finite positive scale and a zero point in 0..=255, \
+             got {v}"
+        ))),
     }
-    let scale = scale.iter().copied().next().unwrap_or(0.0);
-    if !(scale.is_finite() && scale > 0.0) {
-        return Err(Error::ModelFile(format!(
-            "`{prefix}_scale` is {scale}; it must be finite and positive"
-        )));
-    }
-    Ok(QuantParams {
-        scale,
-        zero_point: zp[0],
-    })
 }
 
 /// Reads an I8 tensor.
