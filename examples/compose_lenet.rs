@@ -30,7 +30,7 @@ fn main() {
 
 fn compose() -> Res<()> {
     let mut args = Args::parse(USAGE)?;
-    let sparsity = args.get("sparsity", 0.95f32)?;
+    let sparsity = args.get("sparsity", 0.96f32)?;
     let mac_ratio = args.get("mac-ratio", 0.3f64)?;
     let prune_epochs = args.get("prune-epochs", 4usize)?;
     let finetune_epochs = args.get("finetune-epochs", 4usize)?;

@@ -267,38 +267,80 @@ impl QCore {
     }
 }
 
-macro_rules! int8_common {
+/// What the int8 layers share: how their output is written. The rules that join int8 layers
+/// ([`link_int8`](crate::ptq::link_int8)) work through it.
+pub trait Int8Layer: Layer + Clone + 'static {
+    /// The quantization its input is read with.
+    fn input_params(&self) -> QuantParams;
+
+    /// What the layer writes.
+    fn output(&self) -> QOut;
+
+    /// Whether a ReLU is fused into the output.
+    fn relu(&self) -> bool;
+
+    /// Whether the weight is sparse (a pruned layer on the sparse int8 kernel).
+    fn is_sparse(&self) -> bool;
+
+    /// The same layer writing `output`.
+    fn with_output(self, output: QOut) -> Self;
+
+    /// The same layer with a ReLU fused into its output (or not).
+    fn with_relu(self, relu: bool) -> Self;
+}
+
+/// Implements [`Int8Layer`] for a layer holding its [`QCore`] in `core`.
+macro_rules! int8_layer {
+    ($t:ty) => {
+        impl Int8Layer for $t {
+            fn input_params(&self) -> QuantParams {
+                self.core.input
+            }
+
+            fn output(&self) -> QOut {
+                self.core.output
+            }
+
+            fn relu(&self) -> bool {
+                self.core.relu
+            }
+
+            fn is_sparse(&self) -> bool {
+                matches!(self.core.weight, QWeight::Sparse(_))
+            }
+
+            fn with_output(mut self, output: QOut) -> Self {
+                self.core.output = output;
+                self
+            }
+
+            fn with_relu(mut self, relu: bool) -> Self {
+                self.core.relu = relu;
+                self
+            }
+        }
+    };
+}
+
+/// The typed-value methods of [`Layer`] every int8 layer shares: codes in (converted from f32
+/// when a caller hands reals), codes or f32 out; `forward` quantizes its own input.
+macro_rules! int8_value_path {
     () => {
-        /// The quantization its input is read with.
-        pub fn input_params(&self) -> QuantParams {
-            self.core.input
+        /// Real values in and out (the input is quantized, the output dequantized).
+        fn forward(&self, x: &Tensor) -> Result<Tensor> {
+            Ok(self.run(&Value::F32(x.clone()))?.into_f32())
         }
 
-        /// What the layer writes.
-        pub fn output(&self) -> QOut {
-            self.core.output
+        fn input_kind(&self) -> ValueKind {
+            ValueKind::U8(self.core.input)
         }
 
-        /// Whether a ReLU is fused into the output.
-        pub fn relu(&self) -> bool {
-            self.core.relu
+        fn output_kind(&self, _: ValueKind) -> ValueKind {
+            self.core.output_kind()
         }
 
-        /// Whether the weight is sparse (a pruned layer on the sparse int8 kernel).
-        pub fn is_sparse(&self) -> bool {
-            matches!(self.core.weight, QWeight::Sparse(_))
-        }
-
-        /// The same layer writing `output`.
-        pub fn with_output(mut self, output: QOut) -> Self {
-            self.core.output = output;
-            self
-        }
-
-        /// The same layer with a ReLU fused into its output (or not).
-        pub fn with_relu(mut self, relu: bool) -> Self {
-            self.core.relu = relu;
-            self
+        fn forward_value(&self, x: &Value) -> Result<Value> {
+            self.run(x)
         }
     };
 }
@@ -350,8 +392,6 @@ impl QConv2d {
         &self.cfg
     }
 
-    int8_common!();
-
     fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
         self.cfg.geometry(input)
     }
@@ -367,6 +407,9 @@ impl QConv2d {
         })
     }
 }
+
+int8_layer!(QConv2d);
+int8_layer!(QLinear);
 
 fn check_groups(cfg: &Conv2dConfig) -> Result<()> {
     let dw = cfg.groups == cfg.in_channels && cfg.groups == cfg.out_channels;
@@ -388,22 +431,8 @@ impl Layer for QConv2d {
         }
     }
 
-    /// `[N, C, H, W]` -> `[N, O, OH, OW]` (real values in and out).
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.run(&Value::F32(x.clone()))?.into_f32())
-    }
-
-    fn input_kind(&self) -> ValueKind {
-        ValueKind::U8(self.core.input)
-    }
-
-    fn output_kind(&self, _: ValueKind) -> ValueKind {
-        self.core.output_kind()
-    }
-
-    fn forward_value(&self, x: &Value) -> Result<Value> {
-        self.run(x)
-    }
+    // `[N, C, H, W]` -> `[N, O, OH, OW]`
+    int8_value_path!();
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         let g = self.geometry(input)?;
@@ -485,8 +514,6 @@ impl QLinear {
         })
     }
 
-    int8_common!();
-
     fn check(&self, input: &[usize]) -> Result<()> {
         if input.len() != 2 || input[1] != self.cfg.in_features {
             return Err(Error::shape(
@@ -518,22 +545,8 @@ impl Layer for QLinear {
         }
     }
 
-    /// `[N, in]` -> `[N, out]` (real values in and out).
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.run(&Value::F32(x.clone()))?.into_f32())
-    }
-
-    fn input_kind(&self) -> ValueKind {
-        ValueKind::U8(self.core.input)
-    }
-
-    fn output_kind(&self, _: ValueKind) -> ValueKind {
-        self.core.output_kind()
-    }
-
-    fn forward_value(&self, x: &Value) -> Result<Value> {
-        self.run(x)
-    }
+    // `[N, in]` -> `[N, out]`
+    int8_value_path!();
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
         self.check(input)?;

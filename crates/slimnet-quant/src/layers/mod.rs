@@ -15,7 +15,7 @@ mod weight_only;
 
 pub use boundary::{Dequantize, Quantize};
 pub use dynamic::DynamicQLinear;
-pub use int8::{QConv2d, QLinear, QOut, SPARSE_DENSITY};
+pub use int8::{Int8Layer, QConv2d, QLinear, QOut, SPARSE_DENSITY};
 pub use weight_only::WeightOnly;
 
 #[allow(unused_imports)]

@@ -8,7 +8,7 @@ use slimnet_kernels::int8::QuantParams;
 
 use super::{PtqConfig, Ranges};
 use crate::error::{QuantError, Result};
-use crate::layers::{QConv2d, QLinear, QOut};
+use crate::layers::{Int8Layer, QConv2d, QLinear, QOut};
 use crate::observer::to_params;
 
 /// Whether a layer can run on the int8 kernels: a Conv2d with one group or depthwise, or a
@@ -97,57 +97,58 @@ fn output_for(ctx: &Ctx<'_>) -> QOut {
     }
 }
 
-/// The rules that join int8 layers: each int8 layer writes u8 codes when every layer its
-/// output reaches reads codes of one quantization (else f32), and a ReLU that is an int8
-/// layer's only reader is fused into it. Static quantization and QAT run them after making
-/// their int8 layers.
+/// The rule giving an int8 layer its output: u8 codes when every layer its output reaches
+/// (through layers that pass codes on) reads codes of one quantization, else f32.
+///
+/// # Errors
+/// Never; the signature is the rewriter's.
+pub fn write_codes_for_readers<T: Int8Layer>(
+    q: &T,
+    ctx: &mut Ctx<'_>,
+) -> slimnet_core::Result<Action> {
+    let out = output_for(ctx);
+    if out == q.output() {
+        return Ok(Action::Keep);
+    }
+    if let QOut::Codes(p) = out {
+        ctx.note(format!(
+            "writes u8 codes (scale {:.3e}, zero point {})",
+            p.scale, p.zero_point
+        ));
+    }
+    Ok(Action::Replace(Box::new(q.clone().with_output(out))))
+}
+
+/// The rule fusing a ReLU into the int8 layer before it, when it is that layer's only reader.
+///
+/// # Errors
+/// Never; the signature is the rewriter's.
+pub fn fuse_relu(a: &Activation, ctx: &mut Ctx<'_>) -> slimnet_core::Result<Action> {
+    fn fused<T: Int8Layer>(p: Option<&T>) -> Option<Action> {
+        p.filter(|q| !q.relu())
+            .map(|q| Action::FuseIntoProducer(Box::new(q.clone().with_relu(true))))
+    }
+    if a.activation_kind() != ActivationKind::Relu {
+        return Ok(Action::Keep);
+    }
+    let Some(p) = ctx.producer().filter(|p| p.sole_reader) else {
+        return Ok(Action::Keep);
+    };
+    Ok(fused(p.downcast::<QConv2d>())
+        .or_else(|| fused(p.downcast::<QLinear>()))
+        .unwrap_or(Action::Keep))
+}
+
+/// The rules that join int8 layers ([`write_codes_for_readers`] and [`fuse_relu`]); static
+/// quantization and QAT run them after making their int8 layers.
 ///
 /// # Errors
 /// An input shape the graph rejects.
 pub fn link_int8(g: &mut Graph, input: &[usize]) -> Result<Report> {
-    fn note(ctx: &mut Ctx<'_>, out: QOut) {
-        if let QOut::Codes(p) = out {
-            ctx.note(format!(
-                "writes u8 codes (scale {:.3e}, zero point {})",
-                p.scale, p.zero_point
-            ));
-        }
-    }
-    Ok(Rewriter::new()
-        .rule::<QConv2d>("link", |q, ctx| {
-            let out = output_for(ctx);
-            if out == q.output() {
-                return Ok(Action::Keep);
-            }
-            note(ctx, out);
-            Ok(Action::Replace(Box::new(q.clone().with_output(out))))
-        })
-        .rule::<QLinear>("link", |q, ctx| {
-            let out = output_for(ctx);
-            if out == q.output() {
-                return Ok(Action::Keep);
-            }
-            note(ctx, out);
-            Ok(Action::Replace(Box::new(q.clone().with_output(out))))
-        })
-        .rule::<Activation>("fuse-relu", |a, ctx| {
-            if a.activation_kind() != ActivationKind::Relu {
-                return Ok(Action::Keep);
-            }
-            let Some(p) = ctx.producer().filter(|p| p.sole_reader) else {
-                return Ok(Action::Keep);
-            };
-            if let Some(q) = p.downcast::<QConv2d>().filter(|q| !q.relu()) {
-                return Ok(Action::FuseIntoProducer(Box::new(
-                    q.clone().with_relu(true),
-                )));
-            }
-            if let Some(q) = p.downcast::<QLinear>().filter(|q| !q.relu()) {
-                return Ok(Action::FuseIntoProducer(Box::new(
-                    q.clone().with_relu(true),
-                )));
-            }
-            Ok(Action::Keep)
-        })
-        .run(g, input)?)
+    let report = Rewriter::new()
+        .rule::<QConv2d>("link", write_codes_for_readers)
+        .rule::<QLinear>("link", write_codes_for_readers)
+        .rule::<Activation>("fuse-relu", fuse_relu)
+        .run(g, input)?;
+    Ok(report)
 }

@@ -32,7 +32,7 @@ mod calibrate;
 mod convert;
 
 pub use calibrate::{calibrate, Ranges};
-pub use convert::{convert, int8_capable, link_int8};
+pub use convert::{convert, fuse_relu, int8_capable, link_int8, write_codes_for_readers};
 
 use slimnet_core::layers::BatchNorm2d;
 use slimnet_core::layers::{Conv2d, Linear};
