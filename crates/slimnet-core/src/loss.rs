@@ -116,6 +116,27 @@ pub trait Loss {
     /// # Errors
     /// When shapes do not fit.
     fn loss(&mut self, input: &Tensor, output: &Tensor, labels: &[usize]) -> Result<(f32, Tensor)>;
+
+    /// [`loss`](Self::loss) of a training batch, which also knows the examples' indices in the
+    /// training set (a distillation loss looks up cached teacher outputs by them). The
+    /// default ignores the indices.
+    ///
+    /// # Errors
+    /// When shapes do not fit.
+    fn loss_batch(&mut self, batch: &Batch<'_>, output: &Tensor) -> Result<(f32, Tensor)> {
+        self.loss(batch.input, output, batch.labels)
+    }
+}
+
+/// One training batch: the examples' indices in the training set, inputs and labels.
+#[derive(Debug, Clone, Copy)]
+pub struct Batch<'a> {
+    /// Indices of the examples in the training set.
+    pub indices: &'a [usize],
+    /// Inputs `[N, ...]`.
+    pub input: &'a Tensor,
+    /// Labels.
+    pub labels: &'a [usize],
 }
 
 /// Softmax cross-entropy on integer labels.

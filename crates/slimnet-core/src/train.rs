@@ -1,9 +1,12 @@
-//! The training loop: shuffled mini-batches, learning-rate schedule, evaluation, a progress
-//! bar, and callbacks at the end of every step and epoch.
+//! The training loop: shuffled mini-batches, learning-rate schedule, evaluations (once or
+//! several times an epoch, timed by a [`Clock`] that leaves them out), an optional time budget,
+//! a progress bar, and callbacks at the end of every step, evaluation and epoch. Every trainer
+//! of slimnet (fine-tuning, pruning and QAT schedules, distillation) runs on it.
 //!
 //! Runs are deterministic for a given seed and thread count: the shuffle uses the seeded
 //! generator, and every kernel is deterministic for a fixed thread count.
 
+use std::cell::Cell;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,7 +16,7 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::layer::Layer;
-use crate::loss::{softmax_cross_entropy, CrossEntropy, Loss};
+use crate::loss::{softmax_cross_entropy, Batch, CrossEntropy, Loss};
 use crate::optim::{ConstantLr, LrSchedule, Optimizer, Sgd};
 use crate::tensor::{rng, Tensor};
 
@@ -31,6 +34,16 @@ pub struct TrainConfig {
     pub progress: bool,
     /// Batch size for evaluation.
     pub eval_batch_size: usize,
+    /// Test evaluations per epoch, evenly spaced, the last at the end of the epoch (at least
+    /// one).
+    pub evals_per_epoch: usize,
+    /// When set, training stops as soon as the clock reaches this many seconds (the trainer's
+    /// [`Clock`], so earlier phases of a run sharing it count), and the learning-rate schedule
+    /// follows whichever is further along: the steps of `epochs` or the time of the budget.
+    /// `epochs` is then an upper bound, and runs depend on the machine's speed.
+    pub time_budget: Option<f64>,
+    /// The progress bar's label (`epoch` unless a phase names itself).
+    pub label: String,
 }
 
 impl Default for TrainConfig {
@@ -41,6 +54,9 @@ impl Default for TrainConfig {
             seed: 0,
             progress: true,
             eval_batch_size: 500,
+            evals_per_epoch: 1,
+            time_budget: None,
+            label: "epoch".into(),
         }
     }
 }
@@ -69,6 +85,85 @@ impl TrainConfig {
         self.progress = p;
         self
     }
+
+    /// Sets the test evaluations per epoch.
+    pub fn with_evals_per_epoch(mut self, n: usize) -> Self {
+        self.evals_per_epoch = n;
+        self
+    }
+
+    /// Stops training when the clock reaches `seconds` (see
+    /// [`time_budget`](Self::time_budget)).
+    pub fn with_time_budget(mut self, seconds: f64) -> Self {
+        self.time_budget = Some(seconds);
+        self
+    }
+
+    /// Sets the progress bar's label.
+    pub fn with_label(mut self, label: &str) -> Self {
+        self.label = label.to_string();
+        self
+    }
+}
+
+/// A run's wall clock that leaves out the time spent evaluating on the test set, so that runs
+/// evaluated at different rates compare fairly. Phases of one run share a clock.
+///
+/// ```
+/// use slimnet_core::train::Clock;
+/// let clock = Clock::start();
+/// clock.paused(|| std::thread::sleep(std::time::Duration::from_millis(20)));
+/// assert!(clock.seconds() < 0.015);
+/// ```
+#[derive(Debug, Clone)]
+pub struct Clock {
+    start: Instant,
+    excluded: Cell<f64>,
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::start()
+    }
+}
+
+impl Clock {
+    /// A clock starting now.
+    pub fn start() -> Self {
+        Self {
+            start: Instant::now(),
+            excluded: Cell::new(0.0),
+        }
+    }
+
+    /// Seconds since the start, paused time excluded.
+    pub fn seconds(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() - self.excluded.get()
+    }
+
+    /// Runs `f` without counting its time.
+    pub fn paused<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let r = f();
+        self.excluded
+            .set(self.excluded.get() + t.elapsed().as_secs_f64());
+        r
+    }
+}
+
+/// A test evaluation during training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalPoint {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Steps taken so far.
+    pub step: usize,
+    /// The clock's seconds (evaluations excluded).
+    pub seconds: f64,
+    /// Test loss.
+    pub test_loss: f32,
+    /// Test accuracy.
+    pub test_accuracy: f32,
 }
 
 /// What a step-end callback sees.
@@ -105,6 +200,9 @@ pub struct EpochStats {
     pub seconds: f64,
     /// Learning rate at the end of the epoch.
     pub lr: f32,
+    /// The test evaluations of this epoch (the last one gives `test_loss` and
+    /// `test_accuracy`).
+    pub evals: Vec<EvalPoint>,
 }
 
 /// Hooks into the training loop (pruning and quantization schedules live here).
@@ -115,6 +213,15 @@ pub trait Callback {
     /// An error stops training and is returned by [`Trainer::fit`].
     fn on_step_end(&mut self, model: &mut Graph, info: &StepInfo) -> Result<()> {
         let _ = (model, info);
+        Ok(())
+    }
+
+    /// After every test evaluation.
+    ///
+    /// # Errors
+    /// An error stops training and is returned by [`Trainer::fit`].
+    fn on_eval(&mut self, model: &mut Graph, point: &EvalPoint) -> Result<()> {
+        let _ = (model, point);
         Ok(())
     }
 
@@ -132,6 +239,10 @@ pub trait Callback {
 impl<C: Callback + ?Sized> Callback for &mut C {
     fn on_step_end(&mut self, model: &mut Graph, info: &StepInfo) -> Result<()> {
         (**self).on_step_end(model, info)
+    }
+
+    fn on_eval(&mut self, model: &mut Graph, point: &EvalPoint) -> Result<()> {
+        (**self).on_eval(model, point)
     }
 
     fn on_epoch_end(&mut self, model: &mut Graph, stats: &EpochStats) -> Result<()> {
@@ -206,6 +317,7 @@ pub struct Trainer<'a> {
     schedule: Box<dyn LrSchedule + 'a>,
     loss: Box<dyn Loss + 'a>,
     callbacks: Vec<Box<dyn Callback + 'a>>,
+    clock: Option<&'a Clock>,
 }
 
 impl<'a> Trainer<'a> {
@@ -217,7 +329,15 @@ impl<'a> Trainer<'a> {
             schedule: Box::new(ConstantLr(0.01)),
             loss: Box::new(CrossEntropy),
             callbacks: Vec::new(),
+            clock: None,
         }
+    }
+
+    /// Times the run with `clock` (shared by the phases of a run; evaluations are left out);
+    /// without one, the trainer starts its own.
+    pub fn clock(mut self, clock: &'a Clock) -> Self {
+        self.clock = Some(clock);
+        self
     }
 
     /// Sets the optimizer (its learning rate is overridden by the schedule; without a schedule
@@ -225,6 +345,14 @@ impl<'a> Trainer<'a> {
     pub fn optimizer(mut self, opt: impl Optimizer + 'a) -> Self {
         let lr = opt.lr();
         self.optimizer = Box::new(opt);
+        self.schedule = Box::new(ConstantLr(lr));
+        self
+    }
+
+    /// Sets a boxed optimizer (see [`optimizer`](Self::optimizer)).
+    pub fn optimizer_boxed(mut self, opt: Box<dyn Optimizer + 'a>) -> Self {
+        let lr = opt.lr();
+        self.optimizer = opt;
         self.schedule = Box::new(ConstantLr(lr));
         self
     }
@@ -247,31 +375,46 @@ impl<'a> Trainer<'a> {
         self
     }
 
-    /// Trains `model` on `train`, evaluating on `test` after every epoch.
+    /// Trains `model` on `train`, evaluating on `test` `evals_per_epoch` times an epoch (the
+    /// last at its end); returns each epoch's statistics.
     ///
     /// # Errors
-    /// A batch size of 0, an empty training set, a model that rejects the inputs, a loss that
-    /// becomes NaN or infinite (with epoch and batch), or an error from a callback.
+    /// A batch size or epoch count of 0, an empty training set, a time budget the clock has
+    /// already passed, a model that rejects the inputs, a loss that becomes NaN or infinite
+    /// (with epoch and batch), or an error from a callback.
     pub fn fit(
         &mut self,
         model: &mut Graph,
         train: &Dataset,
         test: Option<&Dataset>,
     ) -> Result<Vec<EpochStats>> {
-        let bs = self.cfg.batch_size;
-        if bs == 0 || train.is_empty() {
+        let (bs, epochs) = (self.cfg.batch_size, self.cfg.epochs);
+        if bs == 0 || train.is_empty() || epochs == 0 {
             return Err(Error::Invalid(format!(
-                "training needs a positive batch size (got {bs}) and examples (got {})",
+                "{}: training needs epochs (got {epochs}), a positive batch size (got {bs}) \
+                 and examples (got {})",
+                self.cfg.label,
                 train.len()
             )));
         }
+        let own = Clock::start();
+        let clock = self.clock.unwrap_or(&own);
+        let start = clock.seconds();
+        if let Some(budget) = self.cfg.time_budget {
+            if budget.is_nan() || budget <= start {
+                return Err(Error::Invalid(format!(
+                    "{}: the time budget ({budget:.1} s) is already used up ({start:.1} s)",
+                    self.cfg.label
+                )));
+            }
+        }
         let spe = train.len().div_ceil(bs);
+        let evals = self.cfg.evals_per_epoch.clamp(1, spe);
         let mut rng = rng(self.cfg.seed);
         let mut order: Vec<usize> = (0..train.len()).collect();
         let mut history = Vec::new();
-        let start = Instant::now();
         let mut step = 0;
-        for epoch in 0..self.cfg.epochs {
+        'epochs: for epoch in 0..epochs {
             order.shuffle(&mut rng);
             let bar = if self.cfg.progress {
                 ProgressBar::new(spe as u64)
@@ -280,22 +423,37 @@ impl<'a> Trainer<'a> {
             };
             bar.set_style(
                 ProgressStyle::with_template(
-                    "epoch {prefix} {bar:30} {pos}/{len} {elapsed_precise} {msg}",
+                    "{prefix} {bar:30} {pos}/{len} {elapsed_precise} {msg}",
                 )
                 .expect("valid template"),
             );
-            bar.set_prefix(format!("{}/{}", epoch + 1, self.cfg.epochs));
+            bar.set_prefix(format!("{} {}/{}", self.cfg.label, epoch + 1, epochs));
             let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+            let mut points = Vec::new();
+            let mut next_eval = 1;
             for (b, chunk) in order.chunks(bs).enumerate() {
-                let lr = self.schedule.lr_at(step, spe);
+                // with a budget, the schedule follows steps or time, whichever is further
+                let at = match self.cfg.time_budget {
+                    None => step,
+                    Some(budget) => {
+                        let by_time = (clock.seconds() - start) / (budget - start);
+                        step.max((by_time * (epochs * spe) as f64) as usize)
+                    }
+                };
+                let lr = self.schedule.lr_at(at, spe);
                 self.optimizer.set_lr(lr);
                 let (x, y) = train.batch(chunk);
                 let out = model.forward_train(&x)?;
-                let (loss, grad) = self.loss.loss(&x, &out, &y)?;
+                let batch = Batch {
+                    indices: chunk,
+                    input: &x,
+                    labels: &y,
+                };
+                let (loss, grad) = self.loss.loss_batch(&batch, &out)?;
                 if !loss.is_finite() {
                     bar.abandon();
                     return Err(Error::NonFinite {
-                        what: "loss".into(),
+                        what: format!("{} loss", self.cfg.label),
                         value: loss,
                         epoch,
                         batch: b,
@@ -303,7 +461,7 @@ impl<'a> Trainer<'a> {
                 }
                 model.backward(&grad)?;
                 self.optimizer.step(model)?;
-                (model as &mut dyn Layer).zero_grad();
+                model.zero_grad();
                 step += 1;
                 loss_sum += loss as f64 * chunk.len() as f64;
                 seen += chunk.len();
@@ -325,29 +483,68 @@ impl<'a> Trainer<'a> {
                 if b % 20 == 0 {
                     bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
                 }
+                let out_of_time = self
+                    .cfg
+                    .time_budget
+                    .is_some_and(|budget| clock.seconds() >= budget);
+                let due = b + 1 >= (spe * next_eval).div_ceil(evals) || b + 1 == spe;
+                if let (Some(t), true) = (test, due || out_of_time) {
+                    let eval_batch = self.cfg.eval_batch_size;
+                    let (l, a) = clock.paused(|| evaluate(model, t, eval_batch))?;
+                    let point = EvalPoint {
+                        epoch,
+                        step,
+                        seconds: clock.seconds(),
+                        test_loss: l,
+                        test_accuracy: a,
+                    };
+                    for c in &mut self.callbacks {
+                        c.on_eval(model, &point)?;
+                    }
+                    points.push(point);
+                    next_eval += 1;
+                }
+                if out_of_time {
+                    bar.finish_and_clear();
+                    history.push(self.epoch_end(
+                        model,
+                        epoch,
+                        clock,
+                        (loss_sum, correct, seen),
+                        points,
+                    )?);
+                    break 'epochs;
+                }
             }
             bar.finish_and_clear();
-            let (test_loss, test_accuracy) = match test {
-                Some(t) => {
-                    let (l, a) = evaluate(model, t, self.cfg.eval_batch_size)?;
-                    (Some(l), Some(a))
-                }
-                None => (None, None),
-            };
-            let stats = EpochStats {
-                epoch,
-                train_loss: (loss_sum / seen as f64) as f32,
-                train_accuracy: correct as f32 / seen as f32,
-                test_loss,
-                test_accuracy,
-                seconds: start.elapsed().as_secs_f64(),
-                lr: self.optimizer.lr(),
-            };
-            for c in &mut self.callbacks {
-                c.on_epoch_end(model, &stats)?;
-            }
-            history.push(stats);
+            history.push(self.epoch_end(model, epoch, clock, (loss_sum, correct, seen), points)?);
         }
         Ok(history)
+    }
+
+    /// The statistics of an epoch, shown to the callbacks.
+    fn epoch_end(
+        &mut self,
+        model: &mut Graph,
+        epoch: usize,
+        clock: &Clock,
+        (loss_sum, correct, seen): (f64, usize, usize),
+        evals: Vec<EvalPoint>,
+    ) -> Result<EpochStats> {
+        let last = evals.last();
+        let stats = EpochStats {
+            epoch,
+            train_loss: (loss_sum / seen.max(1) as f64) as f32,
+            train_accuracy: correct as f32 / seen.max(1) as f32,
+            test_loss: last.map(|p| p.test_loss),
+            test_accuracy: last.map(|p| p.test_accuracy),
+            seconds: clock.seconds(),
+            lr: self.optimizer.lr(),
+            evals,
+        };
+        for c in &mut self.callbacks {
+            c.on_epoch_end(model, &stats)?;
+        }
+        Ok(stats)
     }
 }

@@ -1,52 +1,17 @@
-//! A training loop that records test accuracy against wall-clock time, with objectives that see
-//! the batch's example indices (so cached teacher outputs can be looked up).
-
-use std::cell::Cell;
-use std::time::Instant;
+//! Training runs recorded as test accuracy against wall-clock time: [`fit`] is slimnet-core's
+//! [`Trainer`] with a cosine schedule, several evaluations an epoch and an optional time budget,
+//! its evaluations returned as [`TimePoint`]s of a run's [`Clock`].
 
 use indicatif::{ProgressBar, ProgressStyle};
-use rand::seq::SliceRandom;
 use slimnet_core::data::Dataset;
 use slimnet_core::loss::Loss;
-use slimnet_core::optim::{Adam, CosineLr, LrSchedule, Optimizer, Sgd};
-use slimnet_core::train::{count_correct, evaluate};
-use slimnet_core::{Graph, Layer, Tensor};
+use slimnet_core::optim::{Adam, CosineLr, Optimizer, Sgd};
+use slimnet_core::train::{evaluate, TrainConfig, Trainer};
+use slimnet_core::{Graph, Layer};
 
-use crate::error::{DistillError, Result};
-use crate::loss::CachedKdLoss;
+pub use slimnet_core::train::Clock;
 
-/// One training batch: example indices into the training set, inputs and labels.
-#[derive(Debug, Clone, Copy)]
-pub struct Batch<'a> {
-    /// Indices of the examples in the training set.
-    pub indices: &'a [usize],
-    /// Inputs `[N, ...]`.
-    pub input: &'a Tensor,
-    /// Labels.
-    pub labels: &'a [usize],
-}
-
-/// A training objective: the mean loss of a batch and its gradient with respect to the output.
-/// Every [`Loss`] is one; [`CachedKdLoss`] uses the indices to find the teacher's logits.
-pub trait Objective {
-    /// Loss and `d loss / d output`.
-    ///
-    /// # Errors
-    /// When shapes do not fit.
-    fn loss(&mut self, batch: &Batch<'_>, output: &Tensor) -> slimnet_core::Result<(f32, Tensor)>;
-}
-
-impl<L: Loss> Objective for L {
-    fn loss(&mut self, batch: &Batch<'_>, output: &Tensor) -> slimnet_core::Result<(f32, Tensor)> {
-        Loss::loss(self, batch.input, output, batch.labels)
-    }
-}
-
-impl Objective for CachedKdLoss {
-    fn loss(&mut self, batch: &Batch<'_>, output: &Tensor) -> slimnet_core::Result<(f32, Tensor)> {
-        Ok(self.loss_at(batch.indices, output, batch.labels)?)
-    }
-}
+use crate::error::Result;
 
 /// The optimizer of a [`FitConfig`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -178,44 +143,6 @@ pub struct TimePoint {
     pub test_accuracy: f32,
 }
 
-/// A run's wall clock that leaves out the time spent evaluating on the test set, so that runs
-/// evaluated at different rates compare fairly.
-#[derive(Debug, Clone)]
-pub struct Clock {
-    start: Instant,
-    excluded: Cell<f64>,
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Self::start()
-    }
-}
-
-impl Clock {
-    /// A clock starting now.
-    pub fn start() -> Self {
-        Self {
-            start: Instant::now(),
-            excluded: Cell::new(0.0),
-        }
-    }
-
-    /// Seconds since the start, evaluations excluded.
-    pub fn seconds(&self) -> f64 {
-        self.start.elapsed().as_secs_f64() - self.excluded.get()
-    }
-
-    /// Runs `f` without counting its time.
-    pub fn paused<R>(&self, f: impl FnOnce() -> R) -> R {
-        let t = Instant::now();
-        let r = f();
-        self.excluded
-            .set(self.excluded.get() + t.elapsed().as_secs_f64());
-        r
-    }
-}
-
 /// The first time a run reached `target` accuracy.
 pub fn seconds_to(points: &[TimePoint], target: f32) -> Option<f64> {
     points
@@ -245,9 +172,10 @@ pub fn eval_point(
     })
 }
 
-/// Trains `model` on `train` with `objective`, evaluating on `test` `evals_per_epoch` times an
-/// epoch; returns the evaluation points, timed by `clock` (pass the clock of the whole run, so
-/// that earlier phases count; evaluations are not counted). With a
+/// Trains `model` on `train` with `loss` (any core [`Loss`]; a cached distillation loss finds
+/// the teacher's outputs by the batch's example indices), evaluating on `test`
+/// `evals_per_epoch` times an epoch; returns the evaluation points, timed by `clock` (pass the
+/// clock of the whole run, so that earlier phases count; evaluations are not counted). With a
 /// [`time_budget`](FitConfig::time_budget), training stops when the clock reaches it, and the
 /// last point is taken there.
 ///
@@ -256,96 +184,61 @@ pub fn eval_point(
 /// model that rejects the inputs, or a non-finite loss (with epoch and batch).
 pub fn fit(
     model: &mut Graph,
-    objective: &mut dyn Objective,
+    loss: &mut dyn Loss,
     train: &Dataset,
     test: Option<&Dataset>,
     cfg: &FitConfig,
     clock: &Clock,
     phase: &str,
 ) -> Result<Vec<TimePoint>> {
-    if cfg.batch_size == 0 || train.is_empty() || cfg.epochs == 0 {
-        return Err(DistillError::Config(format!(
-            "{phase}: training needs epochs ({}), a batch size ({}) and examples ({})",
-            cfg.epochs,
-            cfg.batch_size,
-            train.len()
-        )));
-    }
-    let start = clock.seconds();
+    let mut tc = TrainConfig::default()
+        .with_epochs(cfg.epochs)
+        .with_batch_size(cfg.batch_size)
+        .with_seed(cfg.seed)
+        .with_evals_per_epoch(cfg.evals_per_epoch)
+        .with_label(phase);
+    tc.eval_batch_size = cfg.eval_batch;
     if let Some(budget) = cfg.time_budget {
-        if budget.is_nan() || budget <= start {
-            return Err(DistillError::Config(format!(
-                "{phase}: the time budget ({budget:.1} s) is already used up ({start:.1} s)"
-            )));
-        }
+        tc = tc.with_time_budget(budget);
     }
-    let spe = train.len().div_ceil(cfg.batch_size);
-    let evals = cfg.evals_per_epoch.clamp(1, spe);
-    let schedule = CosineLr::new(cfg.lr, cfg.epochs);
-    let mut opt = cfg.optimizer();
-    let mut rng = slimnet_core::tensor::rng(cfg.seed);
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    let mut points = Vec::new();
-    let mut step = 0;
-    'epochs: for epoch in 0..cfg.epochs {
-        order.shuffle(&mut rng);
-        let mut next_eval = 1;
-        let bar = epoch_bar(phase, epoch, cfg.epochs, spe);
-        for (b, idx) in order.chunks(cfg.batch_size).enumerate() {
-            bar.inc(1);
-            let lr = match cfg.time_budget {
-                None => schedule.lr_at(step, spe),
-                Some(budget) => {
-                    let by_steps = step as f64 / (cfg.epochs * spe) as f64;
-                    let by_time = (clock.seconds() - start) / (budget - start);
-                    budget_cosine(cfg.lr, by_steps.max(by_time))
-                }
-            };
-            opt.set_lr(lr);
-            let (x, y) = train.batch(idx);
-            let out = model.forward_train(&x)?;
-            let batch = Batch {
-                indices: idx,
-                input: &x,
-                labels: &y,
-            };
-            let (loss, grad) = objective.loss(&batch, &out)?;
-            if !loss.is_finite() {
-                bar.abandon();
-                return Err(slimnet_core::Error::NonFinite {
-                    what: format!("{phase} loss"),
-                    value: loss,
-                    epoch,
-                    batch: b,
-                }
-                .into());
-            }
-            model.backward(&grad)?;
-            opt.step(model)?;
-            (model as &mut dyn Layer).zero_grad();
-            step += 1;
-            let evaluated = match test {
-                Some(t) if b + 1 >= (spe * next_eval).div_ceil(evals) => {
-                    points.push(eval_point(model, t, clock, step, phase)?);
-                    next_eval += 1;
-                    true
-                }
-                _ => false,
-            };
-            if cfg
-                .time_budget
-                .is_some_and(|budget| clock.seconds() >= budget)
-            {
-                if let (Some(t), false) = (test, evaluated) {
-                    points.push(eval_point(model, t, clock, step, phase)?);
-                }
-                bar.finish_and_clear();
-                break 'epochs;
-            }
-        }
-        bar.finish_and_clear();
+    let history = Trainer::new(tc)
+        .optimizer_boxed(cfg.optimizer())
+        .schedule(CosineLr::new(cfg.lr, cfg.epochs))
+        .loss(LossRef(loss))
+        .clock(clock)
+        .fit(model, train, test)?;
+    Ok(history
+        .iter()
+        .flat_map(|e| &e.evals)
+        .map(|p| TimePoint {
+            seconds: p.seconds,
+            step: p.step,
+            phase: phase.to_string(),
+            test_accuracy: p.test_accuracy,
+        })
+        .collect())
+}
+
+/// A borrowed loss, so a caller keeps its loss (and its state) after training.
+struct LossRef<'a>(&'a mut dyn Loss);
+
+impl Loss for LossRef<'_> {
+    fn loss(
+        &mut self,
+        input: &slimnet_core::Tensor,
+        output: &slimnet_core::Tensor,
+        labels: &[usize],
+    ) -> slimnet_core::Result<(f32, slimnet_core::Tensor)> {
+        self.0.loss(input, output, labels)
     }
-    Ok(points)
+
+    fn loss_batch(
+        &mut self,
+        batch: &slimnet_core::loss::Batch<'_>,
+        output: &slimnet_core::Tensor,
+    ) -> slimnet_core::Result<(f32, slimnet_core::Tensor)> {
+        self.0.loss_batch(batch, output)
+    }
 }
 
 /// A progress bar over one epoch's `steps` batches, labelled with the phase and epoch; drawn on
@@ -358,17 +251,6 @@ pub(crate) fn epoch_bar(phase: &str, epoch: usize, epochs: usize, steps: usize) 
     );
     bar.set_prefix(format!("{phase} epoch {}/{epochs}", epoch + 1));
     bar
-}
-
-/// Cosine decay from `base` to zero at `progress` in `[0, 1]` (clamped).
-fn budget_cosine(base: f32, progress: f64) -> f32 {
-    let t = progress.clamp(0.0, 1.0);
-    (0.5 * base as f64 * (1.0 + (std::f64::consts::PI * t).cos())) as f32
-}
-
-/// Training accuracy of `[N, C]` logits (a convenience re-export of the core counter).
-pub fn batch_accuracy(logits: &Tensor, labels: &[usize]) -> f32 {
-    count_correct(logits, labels) as f32 / labels.len().max(1) as f32
 }
 
 #[cfg(test)]
@@ -446,8 +328,5 @@ mod tests {
         // The budget has been used up: a second call is refused.
         let e = fit(&mut m, &mut CrossEntropy, &tr, None, &cfg, &clock, "t").unwrap_err();
         assert!(e.to_string().contains("time budget"), "{e}");
-        assert_eq!(budget_cosine(1.0, 0.0), 1.0);
-        assert!((budget_cosine(1.0, 0.5) - 0.5).abs() < 1e-6);
-        assert_eq!(budget_cosine(1.0, 2.0), 0.0);
     }
 }

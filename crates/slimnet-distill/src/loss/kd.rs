@@ -124,8 +124,8 @@ impl Loss for KdLoss {
 }
 
 /// [`kd_loss`] against teacher logits computed once for a whole training set (one row per
-/// example, looked up by example index), so the teacher does not run in every epoch. Used with
-/// [`crate::train::fit`], which passes the batch's example indices.
+/// example, looked up by the batch's example indices, which the trainer passes to
+/// [`Loss::loss_batch`]), so the teacher does not run in every epoch.
 #[derive(Debug, Clone)]
 pub struct CachedKdLoss {
     logits: Tensor,
@@ -239,5 +239,24 @@ mod tests {
     fn bad_settings_are_rejected() {
         assert!(KdConfig::new(0.0, 0.5).validate().is_err());
         assert!(KdConfig::new(2.0, 1.5).validate().is_err());
+    }
+}
+
+impl Loss for CachedKdLoss {
+    /// Without example indices the cached logits cannot be found: an error; the trainer calls
+    /// [`loss_batch`](Loss::loss_batch).
+    fn loss(&mut self, _: &Tensor, _: &Tensor, _: &[usize]) -> slimnet_core::Result<(f32, Tensor)> {
+        Err(DistillError::Config(
+            "a cached distillation loss needs the batch's example indices (use loss_batch)".into(),
+        )
+        .into())
+    }
+
+    fn loss_batch(
+        &mut self,
+        batch: &slimnet_core::loss::Batch<'_>,
+        output: &Tensor,
+    ) -> slimnet_core::Result<(f32, Tensor)> {
+        Ok(self.loss_at(batch.indices, output, batch.labels)?)
     }
 }
