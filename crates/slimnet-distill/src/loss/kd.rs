@@ -177,6 +177,25 @@ impl CachedKdLoss {
     }
 }
 
+impl Loss for CachedKdLoss {
+    /// Without example indices the cached logits cannot be found: an error; the trainer calls
+    /// [`loss_batch`](Loss::loss_batch).
+    fn loss(&mut self, _: &Tensor, _: &Tensor, _: &[usize]) -> slimnet_core::Result<(f32, Tensor)> {
+        Err(DistillError::Config(
+            "a cached distillation loss needs the batch's example indices (use loss_batch)".into(),
+        )
+        .into())
+    }
+
+    fn loss_batch(
+        &mut self,
+        batch: &slimnet_core::loss::Batch<'_>,
+        output: &Tensor,
+    ) -> slimnet_core::Result<(f32, Tensor)> {
+        Ok(self.loss_at(batch.indices, output, batch.labels)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -239,24 +258,5 @@ mod tests {
     fn bad_settings_are_rejected() {
         assert!(KdConfig::new(0.0, 0.5).validate().is_err());
         assert!(KdConfig::new(2.0, 1.5).validate().is_err());
-    }
-}
-
-impl Loss for CachedKdLoss {
-    /// Without example indices the cached logits cannot be found: an error; the trainer calls
-    /// [`loss_batch`](Loss::loss_batch).
-    fn loss(&mut self, _: &Tensor, _: &Tensor, _: &[usize]) -> slimnet_core::Result<(f32, Tensor)> {
-        Err(DistillError::Config(
-            "a cached distillation loss needs the batch's example indices (use loss_batch)".into(),
-        )
-        .into())
-    }
-
-    fn loss_batch(
-        &mut self,
-        batch: &slimnet_core::loss::Batch<'_>,
-        output: &Tensor,
-    ) -> slimnet_core::Result<(f32, Tensor)> {
-        Ok(self.loss_at(batch.indices, output, batch.labels)?)
     }
 }
