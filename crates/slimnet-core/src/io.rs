@@ -470,7 +470,7 @@ pub fn from_bytes(bytes: &[u8], registry: &Registry) -> Result<Graph> {
     Ok(g)
 }
 
-/// Saves a model to a file (written to a temporary file, then renamed).
+/// Saves a model to a file (see [`write_atomically`]: a crash never leaves half a file).
 ///
 /// # Errors
 /// I/O errors, or as [`to_bytes`].
@@ -480,9 +480,33 @@ pub fn save(model: &Graph, path: impl AsRef<Path>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)?;
+    write_atomically(path, &bytes)
+}
+
+/// Writes `bytes` to `path` so that a crash or a full disk never leaves a truncated file where
+/// a good one was: the bytes go to a temporary file beside it (removed on failure), are flushed
+/// to disk, and the temporary file is renamed over `path`.
+///
+/// # Errors
+/// I/O errors (the old file, if any, is then unchanged).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(name);
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        std::fs::remove_file(&tmp).ok();
+        return Err(Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("writing {}: {e}", path.display()),
+        )));
+    }
     Ok(())
 }
 
@@ -491,8 +515,17 @@ pub fn save(model: &Graph, path: impl AsRef<Path>) -> Result<()> {
 /// # Errors
 /// I/O errors, or as [`from_bytes`].
 pub fn load_with(path: impl AsRef<Path>, registry: &Registry) -> Result<Graph> {
-    let bytes = std::fs::read(path)?;
-    from_bytes(&bytes, registry)
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| {
+        Error::Io(std::io::Error::new(
+            e.kind(),
+            format!("reading {}: {e}", path.display()),
+        ))
+    })?;
+    from_bytes(&bytes, registry).map_err(|e| match e {
+        Error::ModelFile(m) => Error::ModelFile(format!("{}: {m}", path.display())),
+        other => other,
+    })
 }
 
 /// Loads a model file made of slimnet-core layers.
