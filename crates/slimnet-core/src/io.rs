@@ -417,6 +417,19 @@ fn graph_from_json(
 /// # Errors
 /// When the model's tensors cannot be serialized (e.g. two with the same path).
 pub fn to_bytes(model: &Graph) -> Result<Vec<u8>> {
+    to_bytes_with(model, Vec::new(), Vec::new())
+}
+
+/// [`to_bytes`] with more tensors and metadata beside the model's (a training checkpoint's
+/// optimizer state); [`from_bytes_with`] reads them back.
+///
+/// # Errors
+/// Two tensors with one name (an extra tensor named like one of the model's, say).
+pub fn to_bytes_with(
+    model: &Graph,
+    extra: Vec<(String, StoredTensor)>,
+    meta: Vec<(String, String)>,
+) -> Result<Vec<u8>> {
     let mut tensors: BTreeMap<String, StoredTensor> = BTreeMap::new();
     let mut dup = None;
     model.stored_tensors(&mut |name, t| {
@@ -424,12 +437,17 @@ pub fn to_bytes(model: &Graph) -> Result<Vec<u8>> {
             dup = Some(name.to_string());
         }
     });
+    for (name, t) in extra {
+        if tensors.insert(name.clone(), t).is_some() {
+            dup = Some(name);
+        }
+    }
     if let Some(d) = dup {
         return Err(Error::ModelFile(format!("two tensors named `{d}`")));
     }
-    let mut meta = HashMap::new();
-    meta.insert(GRAPH_KEY.to_string(), graph_to_json(model).to_string());
-    safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(meta))
+    let mut m: HashMap<String, String> = meta.into_iter().collect();
+    m.insert(GRAPH_KEY.to_string(), graph_to_json(model).to_string());
+    safetensors::serialize(tensors.iter().map(|(k, v)| (k.as_str(), v)), Some(m))
         .map_err(|e| Error::ModelFile(e.to_string()))
 }
 
@@ -439,6 +457,23 @@ pub fn to_bytes(model: &Graph) -> Result<Vec<u8>> {
 /// Malformed safetensors, missing or bad graph JSON, unknown kinds, missing tensors, tensors of
 /// the wrong shape or dtype, and tensors that no layer uses.
 pub fn from_bytes(bytes: &[u8], registry: &Registry) -> Result<Graph> {
+    Ok(from_bytes_with(bytes, registry, None)?.0)
+}
+
+/// What [`to_bytes_with`] added beside a model: the tensors whose names start with the prefix
+/// (as f32; the prefix removed) and the metadata other than the graph.
+pub type Extras = (Vec<(String, Tensor)>, HashMap<String, String>);
+
+/// [`from_bytes`] that also returns the f32 tensors named `<extra>...` (`extra` a prefix) and
+/// the other metadata (see [`to_bytes_with`]).
+///
+/// # Errors
+/// As [`from_bytes`]; an extra tensor that is not f32.
+pub fn from_bytes_with(
+    bytes: &[u8],
+    registry: &Registry,
+    extra: Option<&str>,
+) -> Result<(Graph, Extras)> {
     let (_, meta) = SafeTensors::read_metadata(bytes)
         .map_err(|e| Error::ModelFile(format!("not a safetensors file: {e}")))?;
     let st = SafeTensors::deserialize(bytes)
@@ -462,12 +497,37 @@ pub fn from_bytes(bytes: &[u8], registry: &Registry) -> Result<Graph> {
     }
     let mut used = BTreeSet::new();
     let g = graph_from_json(&v, &st, registry, "", &mut used, 0)?;
-    if let Some(extra) = st.names().into_iter().find(|n| !used.contains(*n)) {
-        return Err(Error::ModelFile(format!(
-            "tensor `{extra}` belongs to no layer"
-        )));
+    let mut tensors = Vec::new();
+    for name in st.names() {
+        if used.contains(name) {
+            continue;
+        }
+        match extra.and_then(|p| name.strip_prefix(p)) {
+            Some(short) => {
+                let t = st.tensor(name).expect("a listed name");
+                if t.dtype() != Dtype::F32 {
+                    return Err(Error::ModelFile(format!("tensor `{name}` is not f32")));
+                }
+                let data: Vec<f32> = t
+                    .data()
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect();
+                let t = Tensor::from_shape_vec(t.shape().to_vec(), data)
+                    .map_err(|e| Error::ModelFile(format!("tensor `{name}`: {e}")))?;
+                tensors.push((short.to_string(), t));
+            }
+            None => {
+                return Err(Error::ModelFile(format!(
+                    "tensor `{name}` belongs to no layer"
+                )))
+            }
+        }
     }
-    Ok(g)
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut other = info.clone();
+    other.remove(GRAPH_KEY);
+    Ok((g, (tensors, other)))
 }
 
 /// Saves a model to a file (see [`write_atomically`]: a crash never leaves half a file).

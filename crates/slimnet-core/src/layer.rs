@@ -260,6 +260,29 @@ pub trait Layer: LayerBase + Send + Sync {
         let _ = f;
     }
 
+    /// Training state that is neither a parameter nor a buffer (a random generator's
+    /// position), saved in training checkpoints so a resumed run repeats exactly. The default
+    /// has none.
+    fn train_state(&self) -> Vec<u64> {
+        Vec::new()
+    }
+
+    /// Restores a state given by [`train_state`](Self::train_state).
+    ///
+    /// # Errors
+    /// A state of the wrong length.
+    fn set_train_state(&mut self, state: &[u64]) -> Result<()> {
+        if state.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{} keeps no training state, got {} values",
+                self.kind(),
+                state.len()
+            )))
+        }
+    }
+
     /// Visits non-trainable state that is saved with the model (e.g. running statistics).
     fn visit_buffers(&self, f: &mut dyn FnMut(&str, &Tensor)) {
         let _ = f;

@@ -23,6 +23,35 @@ pub trait Optimizer: Send {
     fn lr(&self) -> f32;
     /// Sets the learning rate (schedules call this).
     fn set_lr(&mut self, lr: f32);
+
+    /// The state a resumed run needs (momenta, moment estimates, step counts) as named tensors,
+    /// for checkpoints. The default has none.
+    fn state(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// Restores a state given by [`state`](Self::state).
+    ///
+    /// # Errors
+    /// An entry this optimizer does not know.
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        match state.first() {
+            None => Ok(()),
+            Some((name, _)) => Err(Error::Invalid(format!(
+                "optimizer state `{name}` for an optimizer without state"
+            ))),
+        }
+    }
+}
+
+/// The entries of `map` named `<prefix>.<path>`, in a fixed order.
+fn named(prefix: &str, map: &HashMap<String, Tensor>) -> Vec<(String, Tensor)> {
+    let mut v: Vec<(String, Tensor)> = map
+        .iter()
+        .map(|(k, t)| (format!("{prefix}.{k}"), t.clone()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
 }
 
 fn state<'a>(
@@ -231,6 +260,42 @@ impl Optimizer for Adam {
 
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+
+    fn state(&self) -> Vec<(String, Tensor)> {
+        let mut v = named("m", &self.m);
+        v.extend(named("v", &self.v));
+        // the step count, exact in an f32 up to 2^24 steps; split in two beyond
+        let t = self.t as u32;
+        let parts = vec![(t & 0xffff) as f32, (t >> 16) as f32];
+        v.push((
+            "t".into(),
+            Tensor::from_shape_vec(vec![2], parts).expect("2 values"),
+        ));
+        v
+    }
+
+    fn load_state(&mut self, state: Vec<(String, Tensor)>) -> Result<()> {
+        self.m.clear();
+        self.v.clear();
+        for (name, t) in state {
+            if name == "t" {
+                let p: Vec<f32> = t.iter().copied().collect();
+                if p.len() != 2 || p.iter().any(|v| !(0.0..65536.0).contains(v)) {
+                    return Err(Error::Invalid(
+                        "Adam step count must be two 16-bit halves".into(),
+                    ));
+                }
+                self.t = (p[0] as u32 | ((p[1] as u32) << 16)) as i32;
+            } else if let Some(path) = name.strip_prefix("m.") {
+                self.m.insert(path.to_string(), t);
+            } else if let Some(path) = name.strip_prefix("v.") {
+                self.v.insert(path.to_string(), t);
+            } else {
+                return Err(Error::Invalid(format!("Adam state `{name}` is unknown")));
+            }
+        }
+        Ok(())
     }
 }
 

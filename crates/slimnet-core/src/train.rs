@@ -7,7 +7,11 @@
 //! generator, and every kernel is deterministic for a fixed thread count.
 
 use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -15,7 +19,9 @@ use rand::seq::SliceRandom;
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
+use crate::io::{self, Registry};
 use crate::layer::Layer;
+use crate::layer::StoredTensor;
 use crate::loss::{softmax_cross_entropy, Batch, CrossEntropy, Loss};
 use crate::optim::{ConstantLr, LrSchedule, Optimizer, Sgd};
 use crate::tensor::{rng, Tensor};
@@ -44,6 +50,10 @@ pub struct TrainConfig {
     pub time_budget: Option<f64>,
     /// The progress bar's label (`epoch` unless a phase names itself).
     pub label: String,
+    /// When set, a checkpoint (model, optimizer state, layers' random generators, epoch and
+    /// history) is written to this file after every epoch, and a run that finds the file
+    /// resumes from it, to bit-identical results for the same thread count.
+    pub checkpoint: Option<PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -57,6 +67,7 @@ impl Default for TrainConfig {
             evals_per_epoch: 1,
             time_budget: None,
             label: "epoch".into(),
+            checkpoint: None,
         }
     }
 }
@@ -96,6 +107,13 @@ impl TrainConfig {
     /// [`time_budget`](Self::time_budget)).
     pub fn with_time_budget(mut self, seconds: f64) -> Self {
         self.time_budget = Some(seconds);
+        self
+    }
+
+    /// Checkpoints every epoch to `path` and resumes from it (see
+    /// [`checkpoint`](Self::checkpoint)).
+    pub fn with_checkpoint(mut self, path: impl Into<PathBuf>) -> Self {
+        self.checkpoint = Some(path.into());
         self
     }
 
@@ -152,7 +170,7 @@ impl Clock {
 }
 
 /// A test evaluation during training.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalPoint {
     /// Epoch (0-based).
     pub epoch: usize,
@@ -184,7 +202,7 @@ pub struct StepInfo {
 }
 
 /// Statistics of one epoch.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     /// Epoch (0-based).
     pub epoch: usize,
@@ -298,6 +316,19 @@ pub fn count_correct(logits: &Tensor, labels: &[usize]) -> usize {
         .count()
 }
 
+/// The first parameter holding NaN or an infinity, with the value.
+fn first_non_finite(model: &Graph) -> Option<(String, f32)> {
+    let mut found = None;
+    model.visit_params(&mut |path, p| {
+        if found.is_none() {
+            if let Some(v) = p.value().iter().find(|v| !v.is_finite()) {
+                found = Some((path.to_string(), *v));
+            }
+        }
+    });
+    found
+}
+
 /// Trains a [`Graph`] with an optimizer, a schedule, a loss and callbacks.
 ///
 /// ```no_run
@@ -318,6 +349,27 @@ pub struct Trainer<'a> {
     loss: Box<dyn Loss + 'a>,
     callbacks: Vec<Box<dyn Callback + 'a>>,
     clock: Option<&'a Clock>,
+    registry: Registry,
+}
+
+/// Metadata key of a checkpoint's training state.
+const CHECKPOINT_KEY: &str = "slimnet.checkpoint";
+/// Prefix of a checkpoint's optimizer tensors (a model tensor of the same name would be
+/// reported when the checkpoint is written).
+const OPTIMIZER_PREFIX: &str = "#optimizer.";
+
+/// What a checkpoint records beside the model and the optimizer.
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    /// The last finished epoch.
+    epoch: usize,
+    step: usize,
+    seed: u64,
+    batch_size: usize,
+    examples: usize,
+    history: Vec<EpochStats>,
+    /// Layers' training states (random generators) by path.
+    layers: BTreeMap<String, Vec<u64>>,
 }
 
 impl<'a> Trainer<'a> {
@@ -330,7 +382,15 @@ impl<'a> Trainer<'a> {
             loss: Box::new(CrossEntropy),
             callbacks: Vec::new(),
             clock: None,
+            registry: Registry::core(),
         }
+    }
+
+    /// The registry a checkpoint's model is loaded with (core kinds by default; a model with
+    /// layers of other crates needs theirs, e.g. `slimnet::registry()`).
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = registry;
+        self
     }
 
     /// Times the run with `clock` (shared by the phases of a run; evaluations are left out);
@@ -414,7 +474,15 @@ impl<'a> Trainer<'a> {
         let mut order: Vec<usize> = (0..train.len()).collect();
         let mut history = Vec::new();
         let mut step = 0;
-        'epochs: for epoch in 0..epochs {
+        let mut first = 0;
+        if let Some(state) = self.resume(model, train.len())? {
+            // the shuffles of the finished epochs, replayed, leave the generator where it was
+            for _ in 0..=state.epoch {
+                order.shuffle(&mut rng);
+            }
+            (first, step, history) = (state.epoch + 1, state.step, state.history);
+        }
+        'epochs: for epoch in first..epochs {
             order.shuffle(&mut rng);
             let bar = if self.cfg.progress {
                 ProgressBar::new(spe as u64)
@@ -441,6 +509,15 @@ impl<'a> Trainer<'a> {
                     }
                 };
                 let lr = self.schedule.lr_at(at, spe);
+                if !lr.is_finite() {
+                    bar.abandon();
+                    return Err(Error::NonFinite {
+                        what: format!("{} learning rate", self.cfg.label),
+                        value: lr,
+                        epoch,
+                        batch: b,
+                    });
+                }
                 self.optimizer.set_lr(lr);
                 let (x, y) = train.batch(chunk);
                 let out = model.forward_train(&x)?;
@@ -462,6 +539,15 @@ impl<'a> Trainer<'a> {
                 model.backward(&grad)?;
                 self.optimizer.step(model)?;
                 model.zero_grad();
+                if let Some((path, value)) = first_non_finite(model) {
+                    bar.abandon();
+                    return Err(Error::NonFinite {
+                        what: format!("weight `{path}`"),
+                        value,
+                        epoch,
+                        batch: b,
+                    });
+                }
                 step += 1;
                 loss_sum += loss as f64 * chunk.len() as f64;
                 seen += chunk.len();
@@ -518,8 +604,95 @@ impl<'a> Trainer<'a> {
             }
             bar.finish_and_clear();
             history.push(self.epoch_end(model, epoch, clock, (loss_sum, correct, seen), points)?);
+            self.save_checkpoint(model, epoch, step, train.len(), &history)?;
         }
         Ok(history)
+    }
+
+    /// Writes the checkpoint after `epoch`, when one is configured.
+    fn save_checkpoint(
+        &self,
+        model: &Graph,
+        epoch: usize,
+        step: usize,
+        examples: usize,
+        history: &[EpochStats],
+    ) -> Result<()> {
+        let Some(path) = &self.cfg.checkpoint else {
+            return Ok(());
+        };
+        let mut layers = BTreeMap::new();
+        model.visit_layers(&mut |p, l| {
+            let s = l.train_state();
+            if !s.is_empty() {
+                layers.insert(p.to_string(), s);
+            }
+        });
+        let state = CheckpointState {
+            epoch,
+            step,
+            seed: self.cfg.seed,
+            batch_size: self.cfg.batch_size,
+            examples,
+            history: history.to_vec(),
+            layers,
+        };
+        let extra = self
+            .optimizer
+            .state()
+            .into_iter()
+            .map(|(n, t)| (format!("{OPTIMIZER_PREFIX}{n}"), StoredTensor::from_f32(&t)))
+            .collect();
+        let meta = vec![(
+            CHECKPOINT_KEY.to_string(),
+            serde_json::to_string(&state).expect("the state serializes"),
+        )];
+        let bytes = io::to_bytes_with(model, extra, meta)?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        io::write_atomically(path, &bytes)
+    }
+
+    /// Restores `model` and the optimizer from the configured checkpoint, if the file exists.
+    fn resume(&mut self, model: &mut Graph, examples: usize) -> Result<Option<CheckpointState>> {
+        let Some(path) = self.cfg.checkpoint.clone() else {
+            return Ok(None);
+        };
+        if !path.exists() {
+            return Ok(None);
+        }
+        let bad = |m: String| Error::ModelFile(format!("checkpoint {}: {m}", path.display()));
+        let bytes = std::fs::read(&path)?;
+        let (g, (tensors, meta)) =
+            io::from_bytes_with(&bytes, &self.registry, Some(OPTIMIZER_PREFIX))
+                .map_err(|e| bad(e.to_string()))?;
+        let state: CheckpointState = meta
+            .get(CHECKPOINT_KEY)
+            .ok_or_else(|| bad(format!("no `{CHECKPOINT_KEY}` metadata")))
+            .and_then(|s| serde_json::from_str(s).map_err(|e| bad(e.to_string())))?;
+        let run = (self.cfg.seed, self.cfg.batch_size, examples);
+        if (state.seed, state.batch_size, state.examples) != run {
+            return Err(bad(format!(
+                "made for seed {}, batch size {} and {} examples, not this run's {run:?}; \
+                 delete it to start over",
+                state.seed, state.batch_size, state.examples
+            )));
+        }
+        *model = g;
+        let mut err = None;
+        model.visit_layers_mut(&mut |p, l| {
+            if let Some(s) = state.layers.get(p) {
+                if let Err(e) = l.set_train_state(s) {
+                    err.get_or_insert(e.in_layer(p));
+                }
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        self.optimizer.load_state(tensors)?;
+        Ok(Some(state))
     }
 
     /// The statistics of an epoch, shown to the callbacks.

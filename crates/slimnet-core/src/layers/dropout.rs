@@ -73,6 +73,24 @@ impl Layer for Dropout {
         Ok(x.clone())
     }
 
+    /// The random generator's position.
+    fn train_state(&self) -> Vec<u64> {
+        let pos = self.rng.get_word_pos();
+        vec![pos as u64, (pos >> 64) as u64]
+    }
+
+    fn set_train_state(&mut self, state: &[u64]) -> Result<()> {
+        let [lo, hi] = state else {
+            return Err(Error::Invalid(format!(
+                "Dropout state holds 2 values, got {}",
+                state.len()
+            )));
+        };
+        self.rng = rng(self.cfg.seed);
+        self.rng.set_word_pos(*lo as u128 | ((*hi as u128) << 64));
+        Ok(())
+    }
+
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
         let keep = 1.0 - self.cfg.p;
         let scale = 1.0 / keep;
