@@ -240,3 +240,34 @@ fn visit_layers_recurses_into_nested_graphs() {
         ]
     );
 }
+
+/// A weight edited into a non-contiguous layout (transposed in place) still runs, as its
+/// contiguous copy would.
+#[test]
+fn non_contiguous_weights_run() {
+    let mut fc = LinearConfig::new(3, 3).init(&mut tensor::rng(0)).unwrap();
+    let t = fc.weight.value().clone();
+    let want = {
+        let mut copy = fc.clone();
+        *copy.weight.value_mut() = t.t().as_standard_layout().into_owned().into_dyn();
+        copy
+    };
+    *fc.weight.value_mut() = t.reversed_axes();
+    assert!(!fc.weight.value().is_standard_layout());
+    let x = tensor::uniform(&[2, 3], -1.0, 1.0, &mut tensor::rng(1));
+    assert_eq!(fc.forward(&x).unwrap(), want.forward(&x).unwrap());
+    let mut fc = fc;
+    let y = fc.forward_train(&x).unwrap();
+    fc.backward(&y).unwrap();
+}
+
+/// NaN is not hidden by an activation: a NaN input gives a NaN output, not a plausible 0.
+#[test]
+fn relu_passes_nan_on() {
+    let x = tensor::from_vec(&[1, 3], vec![f32::NAN, -1.0, 2.0]).unwrap();
+    for a in [Activation::relu(), Activation::relu6()] {
+        let y = a.forward(&x).unwrap();
+        assert!(y[[0, 0]].is_nan(), "{}", a.kind());
+        assert_eq!((y[[0, 1]], y[[0, 2]]), (0.0, 2.0));
+    }
+}

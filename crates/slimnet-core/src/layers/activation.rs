@@ -63,8 +63,23 @@ impl ActivationKind {
     #[inline]
     fn f(self, x: f32) -> f32 {
         match self {
-            ActivationKind::Relu => x.max(0.0),
-            ActivationKind::Relu6 => x.clamp(0.0, 6.0),
+            // NaN passes through (`f32::max` would turn it into 0 and hide it)
+            ActivationKind::Relu => {
+                if x < 0.0 {
+                    0.0
+                } else {
+                    x
+                }
+            }
+            ActivationKind::Relu6 => {
+                if x < 0.0 {
+                    0.0
+                } else if x > 6.0 {
+                    6.0
+                } else {
+                    x
+                }
+            }
             ActivationKind::LeakyRelu { alpha } => {
                 if x > 0.0 {
                     x

@@ -298,20 +298,14 @@ impl Conv2d {
         // the kernel writes every output value
         let mut out = crate::buffers::output(&[g.batch, g.out_channels, g.out_h(), g.out_w()]);
         let o = out.as_slice_mut().expect("a fresh tensor is contiguous");
-        let w = self
-            .weight
-            .value()
-            .as_slice()
-            .expect("weights are contiguous");
-        let bias = self
-            .bias
-            .as_ref()
-            .map(|b| b.value().as_slice().expect("contiguous"));
+        let w = contiguous(self.weight.value());
+        let bias = self.bias.as_ref().map(|b| contiguous(b.value()));
+        let bias = bias.as_deref();
         if prepare && ConvWeights::pays(&g) {
-            let p = self.prepared.of(self.weight.version(), w);
+            let p = self.prepared.of(self.weight.version(), &w);
             dense::conv2d_forward_prepared(&g, &xs, &p, bias, Activation::Identity, o)?;
         } else {
-            dense::conv2d_forward(&g, &xs, w, bias, Activation::Identity, o)?;
+            dense::conv2d_forward(&g, &xs, &w, bias, Activation::Identity, o)?;
         }
         Ok(out)
     }
@@ -353,12 +347,7 @@ impl Layer for Conv2d {
                 .map(|b| b.grad.as_slice_mut().expect("contiguous")),
         )?;
         let mut dx = vec![0.0; g.input_len()];
-        dense::conv2d_backward_input(
-            &g,
-            &dy,
-            self.weight.value().as_slice().expect("contiguous"),
-            &mut dx,
-        )?;
+        dense::conv2d_backward_input(&g, &dy, &contiguous(self.weight.value()), &mut dx)?;
         Ok(Tensor::from_shape_vec(IxDyn(x.shape()), dx).expect("input length"))
     }
 
@@ -371,12 +360,8 @@ impl Layer for Conv2d {
     fn prepare(&self, input: &[usize]) -> Result<()> {
         let g = self.geometry(input)?;
         if ConvWeights::pays(&g) {
-            let w = self
-                .weight
-                .value()
-                .as_slice()
-                .expect("weights are contiguous");
-            self.prepared.of(self.weight.version(), w);
+            self.prepared
+                .of(self.weight.version(), &contiguous(self.weight.value()));
         }
         Ok(())
     }

@@ -141,15 +141,14 @@ impl Layer for Linear {
         let n = self.check(x.shape())?;
         let xs = contiguous(x);
         let mut y = vec![0.0; n * self.cfg.out_features];
+        let bias = self.bias.as_ref().map(|b| contiguous(b.value()));
         dense::linear_forward(
             n,
             self.cfg.in_features,
             self.cfg.out_features,
             &xs,
-            self.weight.value().as_slice().expect("contiguous"),
-            self.bias
-                .as_ref()
-                .map(|b| b.value().as_slice().expect("contiguous")),
+            &contiguous(self.weight.value()),
+            bias.as_deref(),
             Activation::Identity,
             &mut y,
         )?;
@@ -178,8 +177,8 @@ impl Layer for Linear {
             n,
             self.cfg.in_features,
             self.cfg.out_features,
-            x.as_slice().expect("contiguous"),
-            w.as_slice().expect("contiguous"),
+            &contiguous(&x),
+            &contiguous(w),
             &dy,
             Some(&mut dx),
             gw.as_slice_mut().expect("contiguous"),
