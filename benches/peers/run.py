@@ -3,7 +3,11 @@
 
 Setup (once):   pip install onnxruntime onnx numpy
 Run (from the workspace root):
-    OMP_NUM_THREADS=1 python3 benches/peers/run.py
+    OMP_NUM_THREADS=1 python3 benches/peers/run.py [--isa scalar|avx2|avx512|vnni|amx] [CASE ...]
+
+`--isa` caps slimnet's kernels at that level (the `SLIMNET_ISA` variable; capped again at what
+the CPU has), so the comparison can be made at every level on one machine. The first line names
+the CPU, the level slimnet ran at and ONNX Runtime's version.
 
 The script builds `cargo build --release -p slimnet-kernels --example peer_cases`, then for
 each case, one after the other (so both sides see the same machine load), runs that example
@@ -143,14 +147,23 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("cases", nargs="*", help="case names (default: all)")
     ap.add_argument("--file", default=os.path.join(ROOT, "target", "peers", "slimnet.txt"))
+    ap.add_argument("--isa", choices=["scalar", "avx2", "avx512", "vnni", "amx"],
+                    help="cap slimnet's kernels at this level (SLIMNET_ISA)")
     args = ap.parse_args()
+    env = dict(os.environ)
+    if args.isa:
+        env["SLIMNET_ISA"] = args.isa
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "slimnet-kernels", "--example",
                     "peer_cases"], cwd=ROOT, check=True, stdout=sys.stderr)
     exe = os.path.join(ROOT, "target", "release", "examples", "peer_cases")
-    print(f"# onnxruntime {ort.__version__}, OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
+                if l.startswith("model name")), "unknown CPU")
+    print(f"# {cpu}; slimnet level {args.isa or 'native'}; onnxruntime {ort.__version__}, "
+          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
     threads = []
     for name in args.cases or CASES:
-        subprocess.run([exe, args.file, name], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([exe, args.file, name], cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                       env=env)
         ours = {}
         with open(args.file) as f:
             for line in f:
