@@ -159,16 +159,25 @@ pub fn partial_tucker(
             "Tucker ranks {ranks:?} do not fit a non-empty tensor of shape {shape:?}"
         )));
     }
-    let total: usize = shape.iter().product();
+    // the core's size in each mode: the rank where one is asked, the mode's size elsewhere
+    let kept: Vec<usize> = (0..shape.len())
+        .map(|n| ranks[n].unwrap_or(shape[n]))
+        .collect();
     for (n, r) in ranks.iter().enumerate() {
         if let Some(r) = *r {
-            // the unfolding of mode n is shape[n] x (total / shape[n]): its rank is at most
-            // the smaller of the two
-            let max = shape[n].min(total / shape[n]);
+            // HOOI takes mode n's factor from the unfolding of the tensor projected on the
+            // other factors: shape[n] x (product of the other modes' core sizes)
+            let others: usize = kept
+                .iter()
+                .enumerate()
+                .filter(|&(m, _)| m != n)
+                .map(|(_, &k)| k)
+                .product();
+            let max = shape[n].min(others);
             check_rank(r, max, || {
                 format!(
-                    "mode {n} of a {shape:?} tensor (at most {max}: its size and the product \
-                     of the others)"
+                    "mode {n} of a {shape:?} tensor with core sizes {kept:?} (at most {max}: \
+                     its size and the product of the other core sizes)"
                 )
             })?;
         }
@@ -289,7 +298,8 @@ mod tests {
     fn bad_input() {
         let x = tucker_tensor(&[4, 3, 2], &[2, 2, 2], 0.0, 0);
         let e = hosvd(x.view(), &[2, 4, 1]).unwrap_err().to_string();
-        assert!(e.contains("rank 4 is out of range 1..=3 for mode 1"), "{e}");
+        // at most the product of the other modes' core sizes (2 x 1), below the mode's size 3
+        assert!(e.contains("rank 4 is out of range 1..=2 for mode 1"), "{e}");
         assert!(hosvd(x.view(), &[2, 2]).is_err());
         assert!(hosvd(x.view(), &[0, 2, 2]).is_err());
         let mut y = x.clone();

@@ -222,6 +222,8 @@ pub(crate) fn conv(
             let max_o = o.min(i * kh * kw);
             let max_i = i.min(o * kh * kw);
             let (ro, ri) = (round(ro, max_o), round(ri, max_i));
+            let ri = ri.min(ro * kh * kw);
+            let ro = ro.min(ri * kh * kw);
             let t = tucker2(w.view(), ro, ri, tucker)?;
             let uo = t.factors[0].as_ref().expect("mode 0 decomposed");
             let ui = t.factors[1].as_ref().expect("mode 1 decomposed");
@@ -367,7 +369,13 @@ fn tucker_ranks(
     // a mode's rank is at most its size and the product of the other sizes (the width of its
     // unfolding's SVD): a 1x1 convolution from 20 to 10 channels has input rank at most 10
     let (max_o, max_i) = (o.min(w.len() / o.max(1)), i.min(w.len() / i.max(1)));
-    let clamp = |(a, b): (usize, usize)| (a.min(max_o), b.min(max_i));
+    let hw = sh[2] * sh[3];
+    // and each at most the other times the kernel's size (the core's other modes), for HOOI
+    let clamp = |(a, b): (usize, usize)| {
+        let (a, b) = (a.min(max_o), b.min(max_i));
+        let b = b.min(a * hw);
+        (a.min(b * hw), b)
+    };
     match *policy {
         RankPolicy::Fixed(r) => {
             crate::error::check_rank(r, o.max(i), || format!("Tucker-2 of a {sh:?} kernel"))?;

@@ -293,3 +293,53 @@ fn rank_multiple_rounds_within_the_policy() {
     let (_, f) = fixed.replacement("c", &conv, &input).unwrap().unwrap();
     assert_eq!(f.ranks, vec![5]);
 }
+
+/// Tucker-2 of a 1x1 convolution from 20 to 10 channels: the input mode's rank is at most 10
+/// (the product of the other modes), whatever the policy asks (it used to slice past the
+/// factor's width and panic).
+#[test]
+fn tucker_ranks_stay_within_the_unfoldings() {
+    let conv = Conv2dConfig::new(20, 10, 1)
+        .init(&mut tensor::rng(4))
+        .unwrap();
+    for policy in [
+        RankPolicy::ParamRatio(0.3),
+        RankPolicy::Energy(0.99),
+        RankPolicy::Fixed(20),
+    ] {
+        let mut g = single("conv", conv.clone());
+        let r = decompose(
+            &mut g,
+            &[1, 20, 6, 6],
+            &Selector::All,
+            &LowRank::new(ConvMethod::Tucker2, policy.clone()),
+        )
+        .unwrap();
+        assert!(
+            r.layers[0].ranks.iter().all(|&k| k <= 10),
+            "{policy:?}: {r}"
+        );
+    }
+    // asked of the decomposition directly, too large a rank is an error, not a panic
+    let w = conv.weight.value().view();
+    assert!(crate::tucker::tucker2(w, 10, 15, &Default::default()).is_err());
+}
+
+/// A policy that would grow a layer (LeNet-5's conv1 at 90% energy needs a rank whose two
+/// factors hold more than the kernel) keeps the layer and says why.
+#[test]
+fn rewrites_that_would_grow_a_layer_are_not_made() {
+    let mut g = models::lenet5(&mut tensor::rng(0)).unwrap();
+    let before = g.num_params();
+    let r = decompose(
+        &mut g,
+        &[1, 1, 28, 28],
+        &Selector::Paths(vec!["conv1".into()]),
+        &LowRank::new(ConvMethod::Channel, RankPolicy::Energy(0.999)),
+    )
+    .unwrap();
+    assert!(!r.layers[0].kept, "{r}");
+    assert!(r.layers[0].note.contains("would not reduce"), "{r}");
+    assert_eq!(g.num_params(), before);
+    assert_eq!(r.rewrite.changes().count(), 0);
+}
