@@ -10,6 +10,9 @@ pub(crate) type Key<T> = LocalKey<RefCell<Vec<T>>>;
 thread_local! {
     pub(crate) static U8_A: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     pub(crate) static U8_B: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static U8_C: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static U8_D: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+    pub(crate) static I16_A: RefCell<Vec<i16>> = const { RefCell::new(Vec::new()) };
     pub(crate) static I32_A: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     pub(crate) static I32_B: RefCell<Vec<i32>> = const { RefCell::new(Vec::new()) };
     pub(crate) static F32_A: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };

@@ -16,11 +16,15 @@ pub const MAX_INNER: usize = 65_536;
 /// Symmetric per-row (per-output-channel) quantized weights `[rows, cols]`, with the row sums
 /// and the packed layout the kernels read.
 ///
-/// Row `r` stands for `values[r, :] * scales[r]`.
+/// Row `r` stands for `values[r, :] * scales[r]`. The requantization multipliers of the last
+/// pair of activation scales a kernel used are kept (not part of the value: left out of
+/// comparisons, and a clone starts without them).
 #[derive(Debug, Clone, PartialEq)]
 pub struct QMatrix {
-    /// The AMX kernel's layout, made on its first use (derived from `values`).
-    amx: AmxWeights,
+    /// Other kernels' layouts, made on their first use (derived from `values`).
+    layouts: LazyLayouts,
+    /// Requantization multipliers of the last activation scales (derived from `scales`).
+    mults: super::quant::Multipliers,
     rows: usize,
     cols: usize,
     values: Vec<i8>,
@@ -74,7 +78,8 @@ impl QMatrix {
             }
         }
         Ok(Self {
-            amx: AmxWeights::default(),
+            layouts: LazyLayouts::default(),
+            mults: Default::default(),
             rows,
             cols,
             values,
@@ -123,10 +128,15 @@ impl QMatrix {
         &self.row_sums
     }
 
+    /// The cache of requantization multipliers.
+    pub(crate) fn multipliers(&self) -> &super::quant::Multipliers {
+        &self.mults
+    }
+
     /// The weights in the AMX kernel's layout, packed on first use.
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn amx_packed(&self) -> &[u8] {
-        self.amx
+        self.layouts
             .panel
             .get_or_init(|| super::amx::pack_weights(self))
     }
@@ -136,12 +146,21 @@ impl QMatrix {
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn amx_tap_major(&self, taps: usize) -> std::borrow::Cow<'_, [u8]> {
         let pack = || super::amx::pack_weights_tap_major(self, taps);
-        let (t, v) = self.amx.tap_major.get_or_init(|| (taps, pack()));
+        let (t, v) = self.layouts.tap_major.get_or_init(|| (taps, pack()));
         if *t == taps {
             std::borrow::Cow::Borrowed(v)
         } else {
             std::borrow::Cow::Owned(pack())
         }
+    }
+
+    /// The weights as i16 pairs for the AVX2 convolution (`direct::pairs_x86`), packed on
+    /// first use.
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn i16_pairs(&self) -> &[i16] {
+        self.layouts
+            .pairs
+            .get_or_init(|| super::direct::pack_weight_pairs(self))
     }
 
     pub(crate) fn packed_block(&self, b: usize) -> &[i8] {
@@ -150,21 +169,23 @@ impl QMatrix {
     }
 }
 
-/// Lazily made copies of a [`QMatrix`] in the AMX kernels' layouts: not part of its value, so
-/// they are left out of comparisons and debug output.
+/// Lazily made copies of a [`QMatrix`] in other kernels' layouts (the AMX kernels', the AVX2
+/// convolution's i16 pairs): not part of its value, so they are left out of comparisons and
+/// debug output.
 #[derive(Clone, Default)]
-struct AmxWeights {
+struct LazyLayouts {
     panel: std::sync::OnceLock<Vec<u8>>,
     tap_major: std::sync::OnceLock<(usize, Vec<u8>)>,
+    pairs: std::sync::OnceLock<Vec<i16>>,
 }
 
-impl PartialEq for AmxWeights {
+impl PartialEq for LazyLayouts {
     fn eq(&self, _: &Self) -> bool {
         true
     }
 }
 
-impl std::fmt::Debug for AmxWeights {
+impl std::fmt::Debug for LazyLayouts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("..")
     }

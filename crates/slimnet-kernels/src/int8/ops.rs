@@ -4,7 +4,8 @@ use super::gemm::{
     gemm_u8i8, gemm_u8i8_packed, interleave4, packed_kernel_fits, QMatrix, U8View, NPAD, NT,
     PANEL_SLACK,
 };
-use super::quant::{QuantParams, Requant};
+use super::quant::QuantParams;
+use super::requant::{finish, multipliers};
 use crate::dense::ConvGeometry;
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
@@ -14,7 +15,7 @@ use crate::isa::Isa;
 #[non_exhaustive]
 pub enum QOutput<'a> {
     /// Requantized u8: `clamp(zp + round((acc + bias) * s_in * s_w / s_out), lo, 255)` with
-    /// the fixed-point [`Requant`]; `lo` is the zero point when `relu`, else 0.
+    /// the fixed-point [`Requant`](super::Requant); `lo` is the zero point when `relu`, else 0.
     U8 {
         /// Output buffer.
         out: &'a mut [u8],
@@ -48,110 +49,6 @@ impl QOutput<'_> {
             QOutput::F32 { bias: Some(b), .. } => check_len("int8 bias", channels, b.len()),
             _ => Ok(()),
         }
-    }
-}
-
-/// Per-channel requantization multipliers.
-pub(crate) fn multipliers(
-    x: QuantParams,
-    w_scales: &[f32],
-    out: &QOutput<'_>,
-) -> Result<Vec<Requant>> {
-    match out {
-        QOutput::U8 { params, .. } => w_scales
-            .iter()
-            .map(|s| Requant::from_scale(x.scale as f64 * *s as f64 / params.scale as f64))
-            .collect(),
-        QOutput::F32 { .. } => Ok(vec![]),
-    }
-}
-
-/// Writes `acc [channels, n]` into `out` at `base`, element `(c, j)` at `c * n + j`, or at
-/// `j * channels + c` when `transposed`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn finish(
-    isa: Isa,
-    acc: &[i32],
-    channels: usize,
-    n: usize,
-    x: QuantParams,
-    w_scales: &[f32],
-    mult: &[Requant],
-    out: &mut QOutput<'_>,
-    base: usize,
-    transposed: bool,
-) {
-    match out {
-        QOutput::U8 {
-            out,
-            params,
-            bias,
-            relu,
-        } => {
-            let zp = params.zero_point as i32;
-            let lo = if *relu { zp } else { 0 };
-            for c in 0..channels {
-                let b = bias.map_or(0, |b| b[c]);
-                let row = &acc[c * n..(c + 1) * n];
-                if transposed {
-                    for (j, a) in row.iter().enumerate() {
-                        out[base + j * channels + c] = requant_one(*a, b, mult[c], zp, lo);
-                    }
-                } else {
-                    let dst = &mut out[base + c * n..base + (c + 1) * n];
-                    requant_row(isa, row, b, mult[c], zp, lo, dst);
-                }
-            }
-        }
-        QOutput::F32 { out, bias } => {
-            for c in 0..channels {
-                let s = x.scale * w_scales[c];
-                let b = bias.map_or(0.0, |b| b[c]);
-                let row = &acc[c * n..(c + 1) * n];
-                if transposed {
-                    for (j, a) in row.iter().enumerate() {
-                        out[base + j * channels + c] = *a as f32 * s + b;
-                    }
-                } else {
-                    let dst = &mut out[base + c * n..base + (c + 1) * n];
-                    for (d, a) in dst.iter_mut().zip(row) {
-                        *d = *a as f32 * s + b;
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The scalar requantization every variant must match:
-/// `clamp(zp + requant(acc + bias), lo, 255)` with saturating i32 arithmetic.
-#[inline]
-pub(crate) fn requant_one(acc: i32, bias: i32, m: Requant, zp: i32, lo: i32) -> u8 {
-    zp.saturating_add(m.apply(acc.saturating_add(bias)))
-        .clamp(lo, 255) as u8
-}
-
-/// [`requant_one`] over a row, with the best variant up to `isa`.
-pub(crate) fn requant_row(
-    isa: Isa,
-    acc: &[i32],
-    bias: i32,
-    m: Requant,
-    zp: i32,
-    lo: i32,
-    out: &mut [u8],
-) {
-    #[allow(unused_mut)]
-    let mut done = 0;
-    #[cfg(target_arch = "x86_64")]
-    if isa >= Isa::Avx512 && crate::isa::features().avx512 {
-        // SAFETY: AVX-512F is available; the kernel reads `acc[..len]` and writes
-        // `out[..len]` for `len = min(acc.len(), out.len())` rounded down to 8.
-        done = unsafe { super::x86::requant_row_avx512(acc, bias, m, zp, lo, out) };
-    }
-    let _ = isa;
-    for (o, a) in out[done..].iter_mut().zip(&acc[done..]) {
-        *o = requant_one(*a, bias, m, zp, lo);
     }
 }
 
@@ -197,7 +94,7 @@ pub fn qlinear_forward_with_isa(
     check_len("int8 linear input", batch * i, x.len())?;
     check_len("int8 linear output", batch * o, out.len())?;
     out.check_bias(o)?;
-    let mult = multipliers(xq, w.scales(), &out)?;
+    let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let a = U8View {
         data: x,
         k: i,
@@ -381,7 +278,7 @@ pub fn qconv2d_forward_with_isa(
     check_len("int8 conv input", g.input_len(), input.len())?;
     check_len("int8 conv output", g.output_len(), out.len())?;
     out.check_bias(g.out_channels)?;
-    let mult = multipliers(xq, w.scales(), &out)?;
+    let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let plane = g.out_h() * g.out_w();
     let in_img = g.in_channels * g.in_h * g.in_w;
     let one = ConvGeometry { batch: 1, ..*g };
@@ -399,6 +296,11 @@ pub fn qconv2d_forward_with_isa(
                 finish(isa, acc, oc, plane, xq, sc, &mult, &mut out, base, false);
             }
         });
+        return Ok(());
+    }
+    // stride-1 layers: unfolded from a padded copy, without per-row work
+    if packed_kernel_fits(isa) && super::direct::preferred(isa, g) {
+        super::direct::conv_dense(isa, g, input, xq, w, &mult, &mut out);
         return Ok(());
     }
     // with a SIMD kernel, spatial convolutions unfold straight into the packed panel
@@ -538,7 +440,7 @@ pub fn qdepthwise_forward_with_isa(
     check_len("int8 depthwise input", g.input_len(), input.len())?;
     check_len("int8 depthwise output", g.output_len(), out.len())?;
     out.check_bias(c)?;
-    let mult = multipliers(xq, w.scales(), &out)?;
+    let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let (oh, ow, h, wd) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
     let plane = oh * ow;
     let za = xq.zero_point as i32;

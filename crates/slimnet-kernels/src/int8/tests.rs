@@ -313,11 +313,11 @@ fn requant_row_variants_bit_exact() {
             let lo = if relu { zp } else { 0 };
             let want: Vec<u8> = acc
                 .iter()
-                .map(|a| super::ops::requant_one(*a, bias, m, zp, lo))
+                .map(|a| super::requant::requant_one(*a, bias, m, zp, lo))
                 .collect();
             for isa in Isa::all_supported() {
                 let mut got = vec![0u8; acc.len()];
-                super::ops::requant_row(isa, &acc, bias, m, zp, lo, &mut got);
+                super::requant::requant_row(isa, &acc, bias, m, zp, lo, &mut got);
                 assert_eq!(got, want, "{isa:?} scale {real} bias {bias}");
             }
         }

@@ -4,7 +4,6 @@
 use std::arch::x86_64::*;
 
 use super::gemm::{QMatrix, MR, NT};
-use super::quant::Requant;
 
 /// `sum x[i] * w[i]` (u8 x i8), VNNI.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
@@ -192,9 +191,17 @@ unsafe fn avx2_tile(
         let s = _mm256_hadd_epi32(acc[0], acc[1]);
         let s = _mm256_permute4x64_epi64::<0b11_01_10_00>(s);
         let s = _mm256_sub_epi32(s, _mm256_set1_epi32(corr[r]));
-        let mut tmp = [0i32; 8];
-        _mm256_storeu_si256(tmp.as_mut_ptr() as *mut __m256i, s);
-        std::ptr::copy_nonoverlapping(tmp.as_ptr(), out.add(r * n), cols.min(8));
+        let dst = out.add(r * n);
+        if cols >= 8 {
+            _mm256_storeu_si256(dst as *mut __m256i, s);
+        } else {
+            // a masked store: a `memcpy` call per tile row cost a fifth of a small layer
+            let m = _mm256_cmpgt_epi32(
+                _mm256_set1_epi32(cols as i32),
+                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+            );
+            _mm256_maskstore_epi32(dst, m, s);
+        }
     }
 }
 
@@ -277,48 +284,6 @@ pub(crate) fn interleave4(rows: [&[u8]; 4], out: &mut [u8]) {
     }
 }
 
-/// Bit-exact AVX-512 version of the scalar requantization over a row; returns how many
-/// elements it wrote (a multiple of 8; the caller finishes the rest).
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn requant_row_avx512(
-    acc: &[i32],
-    bias: i32,
-    m: Requant,
-    zp: i32,
-    lo: i32,
-    out: &mut [u8],
-) -> usize {
-    let len = acc.len().min(out.len()) / 8 * 8;
-    let (ap, op) = (acc.as_ptr(), out.as_mut_ptr());
-    let b = _mm512_set1_epi64(bias as i64);
-    let (imin, imax) = (
-        _mm512_set1_epi64(i32::MIN as i64),
-        _mm512_set1_epi64(i32::MAX as i64),
-    );
-    let mul = _mm512_set1_epi64(m.multiplier as i64);
-    let round = _mm512_set1_epi64(1i64 << (m.shift - 1));
-    let shift = _mm_cvtsi32_si128(m.shift as i32);
-    let (lo, hi, z) = (
-        _mm512_set1_epi64(lo as i64),
-        _mm512_set1_epi64(255),
-        _mm512_set1_epi64(zp as i64),
-    );
-    let mut i = 0;
-    while i < len {
-        let a = _mm512_cvtepi32_epi64(_mm256_loadu_si256(ap.add(i) as *const __m256i));
-        // saturating acc + bias, as i64 then clamped to the i32 range
-        let s = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(a, b), imin), imax);
-        // exact 32x32->64 product (low halves, sign-extended), rounding shift
-        let p = _mm512_sra_epi64(_mm512_add_epi64(_mm512_mul_epi32(s, mul), round), shift);
-        // the scalar clamps to i32 and saturates zp + r before clamping to [lo, 255]; all
-        // monotone, so one clamp of zp + p is the same
-        let r = _mm512_min_epi64(_mm512_max_epi64(_mm512_add_epi64(p, z), lo), hi);
-        _mm_storel_epi64(op.add(i) as *mut __m128i, _mm512_cvtepi64_epi8(r));
-        i += 8;
-    }
-    len
-}
-
 /// Four dot products `sum x[i] * w_r[i]` (u8 x i8) sharing the loads of `x`, VNNI.
 ///
 /// Needs `x.len() == w_r.len()` for every row.
@@ -344,4 +309,114 @@ pub(crate) unsafe fn dot4_vnni(x: &[u8], w: [&[i8]; 4]) -> [i32; 4] {
         }
     }
     acc.map(|a| _mm512_reduce_add_epi32(a))
+}
+
+/// The `[k4][wt][4]` block of one packed tile (see `gemm::pack_a`): quads of four rows, each
+/// row `rows[t]` read for `valid <= wt` columns (zeros after, and for a missing row), `wt` a
+/// multiple of 16 up to 64.
+pub(crate) struct TileRows<'a> {
+    /// Start of each row's columns in the tile (4 * k4 of them; `None` for zero rows).
+    pub rows: &'a [Option<*const u8>],
+    /// Columns read per row.
+    pub valid: usize,
+    /// Columns per row in the tile.
+    pub wt: usize,
+}
+
+/// Packs one tile, AVX-512: per quad, the four rows' 64 columns loaded (masked to `valid`),
+/// their dwords spread so that 128-bit lane `l` holds columns `4l`, `16 + 4l`, `32 + 4l`,
+/// `48 + 4l` (four each), and two rounds of in-lane unpacks leave columns `16v..16v + 16` in
+/// output vector `v`.
+///
+/// # Safety
+/// AVX-512 F/BW must be available; every row holds `valid` readable bytes, `out` holds
+/// `rows.len() * wt` bytes, `rows.len()` is a multiple of 4.
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn pack_tile_avx512(t: &TileRows<'_>, out: *mut u8) {
+    let m: __mmask64 = if t.valid >= 64 {
+        !0
+    } else {
+        (1u64 << t.valid) - 1
+    };
+    let spread = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    let load = |r: &Option<*const u8>| match r {
+        Some(p) => _mm512_permutexvar_epi32(spread, _mm512_maskz_loadu_epi8(m, *p as *const i8)),
+        None => _mm512_setzero_si512(),
+    };
+    for (q, quad) in t.rows.chunks_exact(4).enumerate() {
+        let r: [__m512i; 4] = std::array::from_fn(|i| load(&quad[i]));
+        let lo01 = _mm512_unpacklo_epi8(r[0], r[1]);
+        let hi01 = _mm512_unpackhi_epi8(r[0], r[1]);
+        let lo23 = _mm512_unpacklo_epi8(r[2], r[3]);
+        let hi23 = _mm512_unpackhi_epi8(r[2], r[3]);
+        let o = [
+            _mm512_unpacklo_epi16(lo01, lo23),
+            _mm512_unpackhi_epi16(lo01, lo23),
+            _mm512_unpacklo_epi16(hi01, hi23),
+            _mm512_unpackhi_epi16(hi01, hi23),
+        ];
+        let dst = out.add(q * t.wt * 4) as *mut __m512i;
+        // one store each (a loop over `o` becomes a `memcpy` call from the stack)
+        _mm512_storeu_si512(dst, o[0]);
+        if t.wt > 16 {
+            _mm512_storeu_si512(dst.add(1), o[1]);
+        }
+        if t.wt > 32 {
+            _mm512_storeu_si512(dst.add(2), o[2]);
+        }
+        if t.wt > 48 {
+            _mm512_storeu_si512(dst.add(3), o[3]);
+        }
+    }
+}
+
+/// [`pack_tile_avx512`] with AVX2: 32 columns a step (128-bit lane `l` of the loaded rows holds
+/// columns `4l`, `8 + 4l`, `16 + 4l`, `24 + 4l`); a step with fewer than 32 valid columns is read
+/// through a zeroed buffer.
+///
+/// # Safety
+/// AVX2 must be available; as [`pack_tile_avx512`] otherwise.
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn pack_tile_avx2(t: &TileRows<'_>, out: *mut u8) {
+    let spread = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    for s in (0..t.wt).step_by(32) {
+        let (cols, valid) = ((t.wt - s).min(32), t.valid.saturating_sub(s).min(32));
+        let load = |r: &Option<*const u8>| {
+            let v = match r {
+                Some(p) if valid == 32 => _mm256_loadu_si256(p.add(s) as *const __m256i),
+                Some(p) => {
+                    let mut buf = [0u8; 32];
+                    std::ptr::copy_nonoverlapping(p.add(s), buf.as_mut_ptr(), valid);
+                    _mm256_loadu_si256(buf.as_ptr() as *const __m256i)
+                }
+                None => _mm256_setzero_si256(),
+            };
+            _mm256_permutevar8x32_epi32(v, spread)
+        };
+        for (q, quad) in t.rows.chunks_exact(4).enumerate() {
+            let r: [__m256i; 4] = std::array::from_fn(|i| load(&quad[i]));
+            let lo01 = _mm256_unpacklo_epi8(r[0], r[1]);
+            let hi01 = _mm256_unpackhi_epi8(r[0], r[1]);
+            let lo23 = _mm256_unpacklo_epi8(r[2], r[3]);
+            let hi23 = _mm256_unpackhi_epi8(r[2], r[3]);
+            let o = [
+                _mm256_unpacklo_epi16(lo01, lo23),
+                _mm256_unpackhi_epi16(lo01, lo23),
+                _mm256_unpacklo_epi16(hi01, hi23),
+                _mm256_unpackhi_epi16(hi01, hi23),
+            ];
+            let dst = out.add(q * t.wt * 4 + s * 4) as *mut __m256i;
+            // one store each (a loop over `o` becomes a `memcpy` call from the stack)
+            _mm256_storeu_si256(dst, o[0]);
+            if cols > 8 {
+                _mm256_storeu_si256(dst.add(1), o[1]);
+            }
+            if cols > 16 {
+                _mm256_storeu_si256(dst.add(2), o[2]);
+            }
+            if cols > 24 {
+                _mm256_storeu_si256(dst.add(3), o[3]);
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 
+use super::csc::{Csc, LazyCsc};
 use super::slices::{LazySlices, Slices};
 use crate::error::{check_len, KernelError, Result};
 use crate::int8::MAX_INNER;
@@ -28,7 +29,9 @@ fn invalid(what: &'static str, reason: String) -> KernelError {
 /// copy of the weight in the layout of the batch-1 kernel (groups of 16 rows, steps of four
 /// non-zeros a row in 128-column windows: about the size of the CSR arrays at 10% density,
 /// and 30 ms for a 4096x4096 weight at that density), kept for the matrix's lifetime and left
-/// out of comparisons.
+/// out of comparisons. So is the column-major copy (three bytes a non-zero) made by the first
+/// batch-1 product that skips the inputs at the zero point, and the requantization
+/// multipliers of the last pair of activation scales used.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QCsrMatrix {
     rows: usize,
@@ -40,6 +43,10 @@ pub struct QCsrMatrix {
     row_sums: Vec<i32>,
     /// The batch-1 layout of the permute kernel, made on its first use.
     slices: LazySlices,
+    /// Requantization multipliers of the last activation scales (derived from `scales`).
+    mults: crate::int8::quant::Multipliers,
+    /// The column-major copy of the zero-point-skipping walk, made on its first use.
+    csc: LazyCsc,
 }
 
 impl QCsrMatrix {
@@ -206,6 +213,8 @@ impl QCsrMatrix {
             scales,
             row_sums,
             slices: LazySlices::default(),
+            mults: Default::default(),
+            csc: LazyCsc::default(),
         }
     }
 
@@ -257,6 +266,16 @@ impl QCsrMatrix {
         } else {
             self.nnz() as f64 / total
         }
+    }
+
+    /// The cache of requantization multipliers.
+    pub(crate) fn multipliers(&self) -> &crate::int8::quant::Multipliers {
+        &self.mults
+    }
+
+    /// The column-major copy of the zero-point-skipping walk, made on first use.
+    pub(crate) fn csc(&self) -> &Csc {
+        self.csc.get(self)
     }
 
     /// The column indices as stored.

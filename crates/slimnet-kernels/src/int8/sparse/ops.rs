@@ -4,7 +4,9 @@ use super::matrix::QCsrMatrix;
 use super::product::{product, transpose_u8, Variant, SLACK};
 use crate::dense::ConvGeometry;
 use crate::error::{check_len, KernelError, Result};
-use crate::int8::ops::{finish, im2col_u8, multipliers};
+use crate::int8::direct::{unfold_image, unfold_preferred};
+use crate::int8::ops::im2col_u8;
+use crate::int8::requant::{finish, multipliers};
 use crate::int8::{QOutput, QuantParams, Requant};
 use crate::isa::Isa;
 
@@ -14,10 +16,13 @@ use crate::isa::Isa;
 /// same values (zeros elsewhere) and scales.
 ///
 /// Small batches run one input row at a time: on AVX-512 VBMI + VNNI over a second layout of
-/// the weight made on first use (see [`QCsrMatrix`]), else by gathering each row's inputs.
-/// Larger batches transpose `x` once and run over column tiles of it, four non-zeros at a time.
-/// Every variant gives the same bits, and so does any number of
-/// [`threads`](crate::threads::set_num_threads) (rows are split across them).
+/// the weight made on first use (see [`QCsrMatrix`]), else by gathering each row's inputs; or,
+/// when the inputs equal to the zero point (which contribute nothing) make it cheaper, by
+/// walking only the other inputs' columns of a column-major copy of the weight, also made on
+/// first use (weights of at most 65 536 rows). Larger batches transpose `x` once and run over
+/// column tiles of it, four non-zeros at a time. Every variant gives the same bits, and so does
+/// any number of [`threads`](crate::threads::set_num_threads) (rows, or for the column walk
+/// columns, are split across them).
 ///
 /// # Errors
 /// When `x` is not `batch * in` long or the output not `batch * out`, when a bias does not
@@ -87,7 +92,7 @@ pub(crate) fn linear(
     check_len("int8 sparse linear input", xlen, x.len())?;
     check_len("int8 sparse linear output", ylen, out.len())?;
     out.check_bias(o)?;
-    let mult = multipliers(xq, w.scales(), &out)?;
+    let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let isa = v.isa();
     crate::scratch::with(&crate::scratch::I32_A, |acc| {
         if batch < v.per_item_below() {
@@ -218,17 +223,24 @@ pub(crate) fn conv(
     check_len("int8 sparse conv input", g.input_len(), x.len())?;
     check_len("int8 sparse conv output", g.output_len(), out.len())?;
     out.check_bias(g.out_channels)?;
-    let mult = multipliers(xq, w.scales(), &out)?;
+    let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let plane = g.out_h() * g.out_w();
     let in_img = g.in_channels * g.in_h * g.in_w;
     let one = ConvGeometry { batch: 1, ..*g };
     let (oc, isa) = (g.out_channels, v.isa());
-    crate::scratch::with(&crate::scratch::U8_A, |col| {
+    crate::scratch::with(&crate::scratch::U8_A, |col_buf| {
         crate::scratch::with(&crate::scratch::I32_A, |acc| {
-            let col = crate::scratch::sized(col, kk * plane + SLACK);
+            crate::scratch::sized(col_buf, kk * plane + SLACK);
             let acc = crate::scratch::sized(acc, oc * plane);
+            let padded = unfold_preferred(isa, g);
             for n in 0..g.batch {
-                im2col_u8(&one, &x[n * in_img..(n + 1) * in_img], xq.zero_point, col);
+                let image = &x[n * in_img..(n + 1) * in_img];
+                if padded {
+                    unfold_image(isa, &one, image, xq.zero_point, SLACK, col_buf);
+                } else {
+                    im2col_u8(&one, image, xq.zero_point, col_buf);
+                }
+                let col = &col_buf[..];
                 product(v, w, col, plane, xq.zero_point, acc);
                 let base = n * oc * plane;
                 finish(

@@ -100,6 +100,11 @@ pub(crate) fn product(v: Variant, w: &QCsrMatrix, x: &[u8], n: usize, za: u8, ac
     }
     if n == 1 {
         assert!(x.len() >= cols);
+        if walk_wins(v, w, x, za) {
+            let parallel = w.nnz() >= MIN_PARALLEL_WORK;
+            super::csc::spmv_walk(w, x, za, parallel, acc);
+            return;
+        }
         if v == Variant::Scalar {
             run_split(w, 1, 1, acc, |r0, r1, c| spmv_scalar(w, x, za, r0, r1, c));
             return;
@@ -138,6 +143,37 @@ pub(crate) fn product(v: Variant, w: &QCsrMatrix, x: &[u8], n: usize, za: u8, ac
             simd(v, w, &[], x, n, za, r0, r1, c)
         }
     });
+}
+
+/// Costs of the batch-1 kernels in hundredths of a nanosecond, measured on one thread (Zen 4,
+/// `benches/int8_small.rs` and 500x800 to 4096x4096 weights at 2-10% density): the column walk
+/// per stored value of a column it reads and per input, a step of the VBMI kernel's layout, and
+/// a stored value for the 16- and 8-wide gathers and the scalar rows.
+const WALK_VALUE: usize = 45;
+const WALK_INPUT: usize = 30;
+const SLICE_STEP: usize = 150;
+const GATHER16_VALUE: usize = 45;
+const GATHER8_VALUE: usize = 40;
+const ROW_VALUE: usize = 68;
+
+/// Whether the batch-1 product of `x` is cheaper as the column walk that skips the inputs at
+/// the zero point (`csc`), estimating the values it reads as the stored values times the
+/// fraction of other inputs.
+fn walk_wins(v: Variant, w: &QCsrMatrix, x: &[u8], za: u8) -> bool {
+    let (rows, cols) = (w.rows(), w.cols());
+    if rows > super::csc::MAX_ROWS || cols == 0 {
+        return false;
+    }
+    let live = x[..cols].iter().filter(|&&v| v != za).count();
+    let walk = w.nnz() * live / cols * WALK_VALUE + cols * WALK_INPUT;
+    let other = match v {
+        Variant::Scalar => w.nnz() * ROW_VALUE,
+        Variant::Avx2 => w.nnz() * GATHER8_VALUE,
+        #[cfg(target_arch = "x86_64")]
+        Variant::Vnni if crate::isa::features().avx512_vbmi => w.slices().steps.len() * SLICE_STEP,
+        _ => w.nnz() * GATHER16_VALUE,
+    };
+    walk < other
 }
 
 /// A SIMD kernel over rows `r0..r1`: batch 1 on the widened input `xw`, else on `x`.

@@ -8,7 +8,7 @@ use super::ops::{conv, linear};
 use super::product::Variant;
 use super::*;
 use crate::dense::ConvGeometry;
-use crate::int8::ops::requant_one;
+use crate::int8::requant::requant_one;
 use crate::int8::{qlinear_forward, QMatrix, QOutput, QuantParams, Requant, MAX_INNER};
 use crate::isa::Isa;
 use crate::threads::set_num_threads;

@@ -1,0 +1,493 @@
+//! Stride-1 int8 convolution of small layers: im2col from a padded copy, in fixed-size pieces.
+//!
+//! The input is copied once into planes padded with the zero point, `[C][Hp][Wp]`. Kernel tap
+//! `(c, i, j)` of output pixel `(y, x)` then reads padded position
+//! `(c * Hp + y + i * dh) * Wp + x + j * dw` with no bounds to check, so every output row of
+//! every unfolded row is one run of `ow` bytes, copied eight bytes at a time (the last copy of
+//! a run overlapping the one before). The plain im2col works out the valid span of every
+//! output row, fills padding and copies each span through a `memcpy` call: for the LeNet-5
+//! layers (5x5 kernels on 28x28 and 12x12 images, rows of 24 and 8 outputs) that per-row work
+//! cost more than the arithmetic. "Same" convolutions (output rows as wide as the input's) keep
+//! the plain unfolding, which copies them in one piece.
+//!
+//! The dense product packs the unfolded rows four at a time for the SIMD kernels
+//! ([`gemm_u8i8_packed`]); with VNNI and a u8 output the requantization is fused into the
+//! product (`fused_x86`), so no i32 accumulator goes through memory; without VNNI, the rows
+//! are packed as i16 pairs for an AVX2 kernel that widens nothing in its loop (`pairs_x86`).
+//! The sparse product reads the unfolded rows as they are.
+
+#[cfg(target_arch = "x86_64")]
+mod fused_x86;
+#[cfg(target_arch = "x86_64")]
+mod pairs_x86;
+#[cfg(test)]
+mod tests;
+#[cfg(target_arch = "x86_64")]
+mod window_x86;
+
+use super::gemm::{gemm_u8i8_packed, interleave4, QMatrix, NPAD, NT, PANEL_SLACK};
+use super::requant::finish;
+use super::{QOutput, QuantParams, Requant};
+use crate::dense::ConvGeometry;
+use crate::isa::Isa;
+
+/// Bytes after the padded image that the VBMI kernels may read (a 128-byte window from any
+/// position in it).
+pub(crate) const WINDOW_SLACK: usize = 128;
+
+/// The padded copy of one image of a stride-1 convolution.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Padded {
+    wp: usize,
+    hp: usize,
+    /// Bytes of the padded image (its buffer needs [`WINDOW_SLACK`] more).
+    pub len: usize,
+}
+
+impl Padded {
+    pub(crate) fn new(g: &ConvGeometry) -> Self {
+        let (wp, hp) = (g.in_w + 2 * g.padding.1, g.in_h + 2 * g.padding.0);
+        Self {
+            wp,
+            hp,
+            len: g.in_channels * hp * wp,
+        }
+    }
+
+    /// Copies one image `[C, H, W]` into `out` (`len` bytes), padded with `pad`.
+    pub(crate) fn fill(&self, g: &ConvGeometry, image: &[u8], pad: u8, out: &mut [u8]) {
+        let (h, w, (ph, pw)) = (g.in_h, g.in_w, g.padding);
+        let out = &mut out[..self.len];
+        if ph == 0 && pw == 0 {
+            out.copy_from_slice(image);
+            return;
+        }
+        out.fill(pad);
+        for (c, src) in image.chunks_exact(h * w).enumerate() {
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                let at = (c * self.hp + y + ph) * self.wp + pw;
+                out[at..at + w].copy_from_slice(row);
+            }
+        }
+    }
+
+    /// The offset in the padded image of every unfolded row (channel, kernel row, kernel
+    /// column), in order.
+    fn offsets(&self, g: &ConvGeometry) -> Vec<usize> {
+        let mut o = Vec::with_capacity(g.in_channels * g.kernel_h * g.kernel_w);
+        for c in 0..g.in_channels {
+            for i in 0..g.kernel_h {
+                let row = (c * self.hp + i * g.dilation.0) * self.wp;
+                o.extend((0..g.kernel_w).map(|j| row + j * g.dilation.1));
+            }
+        }
+        o
+    }
+
+    /// Whether the VBMI kernels unfold this layer: `isa` and the CPU allow them and the rows
+    /// are narrow enough (see `window_x86::windows_fit`).
+    #[cfg(target_arch = "x86_64")]
+    fn vbmi(&self, isa: Isa, g: &ConvGeometry) -> bool {
+        let f = crate::isa::features();
+        isa.or_supported() >= Isa::Avx512
+            && f.avx512_vbmi
+            && window_x86::windows_fit(g.out_w(), self.wp)
+    }
+
+    /// Unfolds the padded image `xp` into `col` `[C * kh * kw, oh * ow]` (im2col order,
+    /// padding at `pad`'s value), and `slack` more bytes (unspecified); with the best
+    /// variant up to `isa`.
+    pub(crate) fn unfold(
+        &self,
+        isa: Isa,
+        g: &ConvGeometry,
+        xp: &[u8],
+        slack: usize,
+        col: &mut Vec<u8>,
+    ) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let plane = oh * ow;
+        let k = g.in_channels * g.kernel_h * g.kernel_w;
+        let col = crate::scratch::sized(col, k * plane + slack);
+        if plane == 0 {
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if self.vbmi(isa, g) {
+            let offs = self.offsets(g);
+            assert!(xp.len() >= self.len + WINDOW_SLACK);
+            // SAFETY: VBMI is available and the windows fit (checked by `vbmi`); every window
+            // starts inside the image, which `WINDOW_SLACK` bytes follow in `xp`; `col` holds
+            // `k * plane` bytes.
+            unsafe {
+                let (x, c) = (xp.as_ptr(), col.as_mut_ptr());
+                window_x86::unfold_vbmi(x, &offs, plane, ow, self.wp, c)
+            };
+            return;
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            let offs = self.offsets(g);
+            assert!(xp.len() >= self.len && col.len() >= k * plane);
+            // SAFETY: with stride 1, `oh = hp - (kh - 1) * dh` and `ow = wp - (kw - 1) * dw`,
+            // so the last row of the last tap ends at `C * hp * wp = len <= xp.len()`; `col`
+            // holds `k * plane` bytes (checked above).
+            unsafe {
+                let (x, c) = (xp.as_ptr(), col.as_mut_ptr());
+                window_x86::unfold_rows(x, &offs, (oh, ow, self.wp), c)
+            };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.unfold_portable(g, xp, col);
+        let _ = isa;
+    }
+
+    /// [`unfold`](Self::unfold) in safe code, row by row.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    fn unfold_portable(&self, g: &ConvGeometry, xp: &[u8], col: &mut [u8]) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let plane = oh * ow;
+        let k = g.in_channels * g.kernel_h * g.kernel_w;
+        let mut rows = col[..k * plane].chunks_exact_mut(plane);
+        for c in 0..g.in_channels {
+            for i in 0..g.kernel_h {
+                for j in 0..g.kernel_w {
+                    let dst = rows.next().expect("k rows");
+                    let src = &xp[(c * self.hp + i * g.dilation.0) * self.wp + j * g.dilation.1..];
+                    for (y, d) in dst.chunks_exact_mut(ow).enumerate() {
+                        copy_run(&src[y * self.wp..y * self.wp + ow], d);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `dst.copy_from_slice(src)` in 8-byte pieces (the last overlapping the one before), for the
+/// short runs where a `memcpy` call costs more than the copy.
+#[inline(always)]
+fn copy_run(src: &[u8], dst: &mut [u8]) {
+    let n = dst.len().min(src.len());
+    if n < 8 {
+        dst[..n].copy_from_slice(&src[..n]);
+        return;
+    }
+    let mut x = 0;
+    while x + 8 < n {
+        dst[x..x + 8].copy_from_slice(&src[x..x + 8]);
+        x += 8;
+    }
+    dst[n - 8..n].copy_from_slice(&src[n - 8..n]);
+}
+
+/// Whether this path applies and is expected to beat the plain unfolding at level `isa`: one
+/// group, stride 1, a spatial kernel (1x1 ones multiply the input in place), and either output
+/// rows narrower than the input's (the plain unfolding works out every row's span), or a
+/// level whose kernels win on "same" convolutions too (the ResNet 3x3 layers at 56x56 to 7x7,
+/// one thread): the VBMI + VNNI ones with the requantization fused (8-30% faster) and, without
+/// VNNI, the AVX2 one on i16 pairs (1.4-1.6x). With VNNI but no VBMI the plain unfolding stays
+/// for them (the fused kernel on a packed panel measured 1% slower to 15% faster).
+pub(crate) fn preferred(isa: Isa, g: &ConvGeometry) -> bool {
+    let pointwise = g.kernel_h * g.kernel_w == 1 && g.padding == (0, 0);
+    let base = g.groups == 1 && g.stride == (1, 1) && g.out_w() * g.out_h() > 0;
+    #[cfg(target_arch = "x86_64")]
+    let same = {
+        let f = crate::isa::features();
+        let wp = g.in_w + 2 * g.padding.1;
+        let vnni = isa.or_supported() >= Isa::Avx512 && f.avx512_vnni;
+        (vnni && f.avx512_vbmi && window_x86::windows_fit(g.out_w(), wp))
+            || (!vnni && isa.or_supported() >= Isa::Avx2)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let same = false;
+    let _ = isa;
+    base && ((g.kernel_h * g.kernel_w > 1 && g.out_w() < g.in_w) || same) && (same || !pointwise)
+}
+
+/// Whether [`unfold_image`] is expected to beat the plain im2col at level `isa`: one group,
+/// stride 1, a spatial kernel, and output rows narrower than the input's or windows that the
+/// VBMI kernel gathers.
+pub(crate) fn unfold_preferred(isa: Isa, g: &ConvGeometry) -> bool {
+    let base = g.groups == 1
+        && g.stride == (1, 1)
+        && g.out_w() * g.out_h() > 0
+        && g.kernel_h * g.kernel_w > 1;
+    #[cfg(target_arch = "x86_64")]
+    let vbmi = Padded::new(g).vbmi(isa, g);
+    #[cfg(not(target_arch = "x86_64"))]
+    let vbmi = false;
+    let _ = isa;
+    base && (g.out_w() < g.in_w || vbmi)
+}
+
+/// The im2col of one image `[C, H, W]` (padding at `pad`) into `col`, `slack` bytes more, through
+/// the padded copy: the rows [`im2col_u8`](super::ops::im2col_u8) makes, for stride 1.
+pub(crate) fn unfold_image(
+    isa: Isa,
+    g: &ConvGeometry,
+    image: &[u8],
+    pad: u8,
+    slack: usize,
+    col: &mut Vec<u8>,
+) {
+    let pd = Padded::new(g);
+    crate::scratch::with(&crate::scratch::U8_C, |xp| {
+        let xp = crate::scratch::sized(xp, pd.len + WINDOW_SLACK);
+        pd.fill(g, image, pad, xp);
+        pd.unfold(isa, g, xp, slack, col);
+    });
+}
+
+/// Packs the unfolded rows `col` (`k` rows of `n` columns) into the tile-major panel of
+/// [`gemm::pack_a`] (columns padded to [`NPAD`], [`PANEL_SLACK`] bytes after). Returns the
+/// padded column count.
+///
+/// [`gemm::pack_a`]: super::gemm::pack_a
+fn pack(isa: Isa, col: &[u8], k: usize, n: usize, out: &mut Vec<u8>) -> usize {
+    let (k4, npad) = (k.div_ceil(4), n.div_ceil(NPAD) * NPAD);
+    let out = crate::scratch::sized(out, k4 * npad * 4 + PANEL_SLACK);
+    #[cfg(target_arch = "x86_64")]
+    if isa.or_supported() >= Isa::Avx2 {
+        use super::x86::{pack_tile_avx2, pack_tile_avx512, TileRows};
+        let wide = isa.or_supported() >= Isa::Avx512;
+        let mut rows = vec![None; 4 * k4];
+        for j0 in (0..npad).step_by(NT) {
+            let wt = NT.min(npad - j0);
+            let valid = wt.min(n - j0.min(n));
+            for (kk, r) in rows.iter_mut().enumerate().take(k) {
+                *r = Some(col[kk * n + j0..kk * n + j0 + valid].as_ptr());
+            }
+            let t = TileRows {
+                rows: &rows,
+                valid,
+                wt,
+            };
+            let dst = out[j0 * k4 * 4..(j0 + wt) * k4 * 4].as_mut_ptr();
+            // SAFETY: the level is supported (AVX-512 F/BW with it); every row pointer starts
+            // `valid` readable bytes (sliced above), `dst` holds `4 * k4 * wt` bytes, and
+            // `rows` has `4 * k4` entries.
+            unsafe {
+                if wide {
+                    pack_tile_avx512(&t, dst)
+                } else {
+                    pack_tile_avx2(&t, dst)
+                }
+            }
+        }
+        return npad;
+    }
+    let _ = isa;
+    let zeros = [0u8; NT];
+    for j0 in (0..npad).step_by(NT) {
+        let wt = NT.min(npad - j0);
+        let valid = wt.min(n - j0.min(n));
+        let tile = &mut out[j0 * k4 * 4..(j0 + wt) * k4 * 4];
+        for (kq, dst) in tile.chunks_exact_mut(wt * 4).enumerate() {
+            let rows: [&[u8]; 4] = std::array::from_fn(|t| {
+                let kk = 4 * kq + t;
+                if kk < k {
+                    &col[kk * n + j0..][..valid]
+                } else {
+                    &zeros[..valid]
+                }
+            });
+            interleave4(rows, &mut dst[..4 * valid]);
+            dst[4 * valid..].fill(0);
+        }
+    }
+    npad
+}
+
+/// The dense convolution of every image through the padded copy (a pointwise one straight from
+/// its input), written as `out` says; needs stride 1, groups 1 and a packed SIMD kernel for
+/// `isa` (see [`preferred`]).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn conv_dense(
+    isa: Isa,
+    g: &ConvGeometry,
+    input: &[u8],
+    xq: QuantParams,
+    w: &QMatrix,
+    mult: &[Requant],
+    out: &mut QOutput<'_>,
+) {
+    let pd = Padded::new(g);
+    let one = ConvGeometry { batch: 1, ..*g };
+    let in_img = g.in_channels * g.in_h * g.in_w;
+    let (oc, plane) = (g.out_channels, g.out_h() * g.out_w());
+    let k = g.in_channels * g.kernel_h * g.kernel_w;
+    let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.padding == (0, 0);
+    #[cfg(target_arch = "x86_64")]
+    let window = !pointwise && pd.vbmi(isa, g);
+    #[cfg(target_arch = "x86_64")]
+    let offs = if window { pd.offsets(g) } else { Vec::new() };
+    #[cfg(not(target_arch = "x86_64"))]
+    let window = false;
+    #[cfg(target_arch = "x86_64")]
+    let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
+    #[cfg(target_arch = "x86_64")]
+    let fused = vnni && matches!(out, QOutput::U8 { .. });
+    #[cfg(target_arch = "x86_64")]
+    let pairs = !vnni && isa.or_supported() >= Isa::Avx2;
+    crate::scratch::with(&crate::scratch::U8_A, |xp| {
+        crate::scratch::with(&crate::scratch::U8_B, |ap| {
+            crate::scratch::with(&crate::scratch::U8_C, |col| {
+                let xp = crate::scratch::sized(xp, pd.len + WINDOW_SLACK);
+                for n in 0..g.batch {
+                    let image = &input[n * in_img..(n + 1) * in_img];
+                    let base = n * oc * plane;
+                    // the window kernels read the padded copy, the others the unfolded rows (a
+                    // pointwise layer's are its input)
+                    if !pointwise {
+                        pd.fill(&one, image, xq.zero_point, xp);
+                        if !window {
+                            pd.unfold(isa, &one, xp, 0, col);
+                        }
+                    }
+                    let rows: &[u8] = if pointwise { image } else { col };
+                    #[cfg(target_arch = "x86_64")]
+                    if fused {
+                        use fused_x86::Panel;
+                        let npad;
+                        let panel = if window {
+                            let (ow, wp) = (g.out_w(), pd.wp);
+                            Panel::Window {
+                                xp,
+                                offs: &offs,
+                                ow,
+                                wp,
+                            }
+                        } else {
+                            npad = pack(isa, rows, k, plane, ap);
+                            Panel::Packed { ap, npad }
+                        };
+                        fused_u8(g, &panel, xq.zero_point, mult, out, base, w);
+                        continue;
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    if pairs {
+                        conv_pairs(w, rows, plane, xq.zero_point, |acc| {
+                            let sc = w.scales();
+                            finish(isa, acc, oc, plane, xq, sc, mult, out, base, false);
+                        });
+                        continue;
+                    }
+                    #[cfg(target_arch = "x86_64")]
+                    let npad = if window {
+                        let npad = plane.div_ceil(NPAD) * NPAD;
+                        let len = k.div_ceil(4) * 4 * npad + PANEL_SLACK;
+                        let ap = crate::scratch::sized(ap, len);
+                        let ow = g.out_w();
+                        // SAFETY: VBMI is available and the windows fit (checked by `vbmi`);
+                        // every window starts inside the image, which `WINDOW_SLACK` bytes
+                        // follow in `xp`; `ap` holds the panel of `npad` columns.
+                        unsafe {
+                            let (x, a) = (xp.as_ptr(), ap.as_mut_ptr());
+                            window_x86::pack_vbmi(x, &offs, plane, ow, pd.wp, npad, a)
+                        };
+                        npad
+                    } else {
+                        pack(isa, rows, k, plane, ap)
+                    };
+                    #[cfg(not(target_arch = "x86_64"))]
+                    let npad = pack(isa, rows, k, plane, ap);
+                    crate::scratch::with(&crate::scratch::I32_A, |acc| {
+                        let acc = crate::scratch::sized(acc, oc * plane);
+                        gemm_u8i8_packed(isa, w, ap, npad, plane, xq.zero_point, acc);
+                        let sc = w.scales();
+                        finish(isa, acc, oc, plane, xq, sc, mult, out, base, false);
+                    });
+                }
+            })
+        })
+    });
+}
+
+/// The weights of `w` as i16 pairs for the AVX2 kernel (see `pairs_x86`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn pack_weight_pairs(w: &QMatrix) -> Vec<i16> {
+    pairs_x86::pack_weights(w)
+}
+
+/// The product of one image's unfolded rows `col` (`[k, plane]`) on i16 pairs with AVX2 (the
+/// output channels split across the configured threads), minus the zero-point term, handed to
+/// `done` as `[O, plane]` accumulators.
+#[cfg(target_arch = "x86_64")]
+fn conv_pairs(w: &QMatrix, col: &[u8], plane: usize, za: u8, done: impl FnOnce(&[i32])) {
+    let (oc, k) = (w.rows(), w.cols());
+    let wp = w.i16_pairs();
+    let corr: Vec<i32> = w.row_sums().iter().map(|s| za as i32 * s).collect();
+    crate::scratch::with(&crate::scratch::I16_A, |ap| {
+        let ap = crate::scratch::sized(ap, plane.div_ceil(16) * 16 * k.div_ceil(2) * 2);
+        assert!(col.len() >= k * plane);
+        // SAFETY: AVX2 is available (the caller's level); `col` holds `k * plane` bytes and `ap`
+        // the panel of `plane.div_ceil(16)` tiles of `k.div_ceil(2)` pairs of 16 columns.
+        unsafe { pairs_x86::pack_panel(col.as_ptr(), k, plane, ap.as_mut_ptr()) };
+        let ap = &*ap;
+        crate::scratch::with(&crate::scratch::I32_A, |acc| {
+            let acc = crate::scratch::sized(acc, oc * plane);
+            let nt = crate::threads::num_threads();
+            let blocks = oc.div_ceil(pairs_x86::ROWS);
+            let per = blocks.div_ceil(nt.min(blocks).max(1)) * pairs_x86::ROWS;
+            let parts: Vec<(usize, &mut [i32])> = acc
+                .chunks_mut((per * plane).max(1))
+                .enumerate()
+                .map(|(i, a)| (i * per, a))
+                .collect();
+            crate::threads::run_parts(parts, |(r0, a)| {
+                let r1 = (r0 + per).min(oc);
+                // SAFETY: AVX2 is available; `wp` and `ap` are the pair layouts of `w` and of
+                // the unfolding, `corr` has an entry per row, `r0` is a multiple of `ROWS`, and
+                // `a` holds the `plane` accumulators of rows `r0..r1`.
+                unsafe { pairs_x86::gemm(wp, ap, k, plane, &corr, r0, r1, a.as_mut_ptr()) }
+            });
+            done(acc);
+        });
+    });
+}
+
+/// The fused product and requantization of one image into the u8 output `out` at `base`, the
+/// output channels split across the configured threads.
+#[cfg(target_arch = "x86_64")]
+fn fused_u8(
+    g: &ConvGeometry,
+    panel: &fused_x86::Panel<'_>,
+    za: u8,
+    mult: &[Requant],
+    out: &mut QOutput<'_>,
+    base: usize,
+    w: &QMatrix,
+) {
+    use super::gemm::MR;
+    let QOutput::U8 {
+        out,
+        params,
+        bias,
+        relu,
+    } = out
+    else {
+        unreachable!("the fused kernel writes u8 outputs");
+    };
+    let zp = params.zero_point as i32;
+    let lo = if *relu { zp } else { 0 };
+    let epi = fused_x86::Epilogue::new(w, za, mult, *bias, zp, lo);
+    let (oc, plane) = (g.out_channels, g.out_h() * g.out_w());
+    let out = &mut out[base..base + oc * plane];
+    let nt = crate::threads::num_threads();
+    let blocks = oc.div_ceil(MR);
+    let per = blocks.div_ceil(nt.min(blocks).max(1)) * MR;
+    let parts: Vec<(usize, &mut [u8])> = out
+        .chunks_mut((per * plane).max(1))
+        .enumerate()
+        .map(|(i, o)| (i * per, o))
+        .collect();
+    crate::threads::run_parts(parts, |(r0, o)| {
+        let r1 = (r0 + per).min(oc);
+        // SAFETY: the caller checked for VNNI (`Isa::Avx512` supported and AVX-512 VNNI
+        // detected) and, for a window panel, for VBMI and the windows (`Padded::vbmi`), with
+        // `WINDOW_SLACK` bytes after the image; a packed panel holds `npad >= plane` columns;
+        // `r0` is a multiple of `MR`, `epi` made for `w`, and `o` holds the `plane` outputs of
+        // channels `r0..r1`.
+        unsafe { fused_x86::conv_vnni_u8(w, panel, plane, (r0, r1), &epi, o) }
+    });
+}
