@@ -69,6 +69,24 @@ impl QWeight {
         }
     }
 
+    /// Dense row-major i8 values and the scales.
+    fn dense_i8(&self) -> (Vec<i8>, Vec<f32>) {
+        match self {
+            QWeight::Dense(m) => (m.values().to_vec(), m.scales().to_vec()),
+            QWeight::Sparse(m) => {
+                let (rows, cols) = (m.rows(), m.cols());
+                let mut d = vec![0i8; rows * cols];
+                let (ptr, idx, vals) = (m.row_ptr(), m.col_idx(), m.values());
+                for r in 0..rows {
+                    for k in ptr[r] as usize..ptr[r + 1] as usize {
+                        d[r * cols + idx[k] as usize] = vals[k];
+                    }
+                }
+                (d, m.scales().to_vec())
+            }
+        }
+    }
+
     fn stored_values(&self) -> usize {
         match self {
             QWeight::Dense(m) => m.values().len(),
@@ -211,6 +229,34 @@ impl QCore {
         }
     }
 
+    /// The dequantized weight `[rows, cols]` (i8 times its row's scale), the f32 bias and the
+    /// fused ReLU: the layer's core form, without its activation quantization.
+    fn dequantized(&self, wshape: &[usize]) -> Result<(Tensor, Tensor)> {
+        let (q, s) = self.weight.dense_i8();
+        let cols = q.len() / s.len().max(1);
+        let w: Vec<f32> = q
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| v as f32 * s[i / cols.max(1)])
+            .collect();
+        let w = slimnet_core::tensor::from_vec(wshape, w)?;
+        let b = slimnet_core::tensor::from_vec(&[self.fbias.len()], self.fbias.clone())?;
+        Ok((w, b))
+    }
+
+    /// `layer`, followed by a ReLU when one is fused.
+    fn with_fused_relu(&self, layer: Box<dyn Layer>) -> Result<Box<dyn Layer>> {
+        if !self.relu {
+            return Ok(layer);
+        }
+        Ok(Box::new(
+            slimnet_core::Sequential::new()
+                .push_boxed("layer", layer)
+                .push("relu", slimnet_core::layers::Activation::relu())
+                .build()?,
+        ))
+    }
+
     fn stored(&self, wshape: &[usize], f: &mut dyn FnMut(&str, StoredTensor)) {
         match &self.weight {
             QWeight::Dense(m) => f("weight", stored_i8(wshape.to_vec(), m.values())),
@@ -282,6 +328,13 @@ pub trait Int8Layer: Layer + Clone + 'static {
     /// Whether the weight is sparse (a pruned layer on the sparse int8 kernel).
     fn is_sparse(&self) -> bool;
 
+    /// The weight as dense row-major i8 values `[out, in * kh * kw]` (zeros where a sparse
+    /// weight stores nothing) and one scale per output channel: what an exporter writes.
+    fn weight_i8(&self) -> (Vec<i8>, Vec<f32>);
+
+    /// The i32 bias, in units of input scale times weight scale.
+    fn bias_i32(&self) -> &[i32];
+
     /// The same layer writing `output`.
     fn with_output(self, output: QOut) -> Self;
 
@@ -307,6 +360,14 @@ macro_rules! int8_layer {
 
             fn is_sparse(&self) -> bool {
                 matches!(self.core.weight, QWeight::Sparse(_))
+            }
+
+            fn weight_i8(&self) -> (Vec<i8>, Vec<f32>) {
+                self.core.weight.dense_i8()
+            }
+
+            fn bias_i32(&self) -> &[i32] {
+                &self.core.bias
             }
 
             fn with_output(mut self, output: QOut) -> Self {
@@ -453,6 +514,16 @@ impl Layer for QConv2d {
         })
     }
 
+    /// The dequantized float convolution (and the fused ReLU).
+    fn to_core(&self) -> Option<Result<Box<dyn Layer>>> {
+        Some((|| {
+            let (w, b) = self.core.dequantized(&self.cfg.weight_shape())?;
+            let cfg = self.cfg.clone().with_bias(true);
+            self.core
+                .with_fused_relu(Box::new(Conv2d::from_parts(cfg, w, Some(b))?))
+        })())
+    }
+
     fn config_json(&self) -> serde_json::Value {
         self.core
             .config("conv", serde_json::to_value(&self.cfg).expect("serializes"))
@@ -501,6 +572,11 @@ pub struct QLinear {
 }
 
 impl QLinear {
+    /// The configuration of the float layer.
+    pub fn config(&self) -> &LinearConfig {
+        &self.cfg
+    }
+
     /// Quantizes a linear layer for inputs quantized with `input`; it writes f32 until told
     /// otherwise ([`with_output`](Self::with_output)).
     ///
@@ -563,6 +639,17 @@ impl Layer for QLinear {
                 .core
                 .bytes(&[self.cfg.out_features, self.cfg.in_features]),
         })
+    }
+
+    /// The dequantized float layer (and the fused ReLU).
+    fn to_core(&self) -> Option<Result<Box<dyn Layer>>> {
+        Some((|| {
+            let c = &self.cfg;
+            let (w, b) = self.core.dequantized(&[c.out_features, c.in_features])?;
+            let cfg = c.clone().with_bias(true);
+            self.core
+                .with_fused_relu(Box::new(Linear::from_parts(cfg, w, Some(b))?))
+        })())
     }
 
     fn config_json(&self) -> serde_json::Value {

@@ -257,3 +257,31 @@ fn weight_only_error_and_size() {
     }
     assert!(WeightOnly::new(Box::new(Activation::relu()), QScheme::default()).is_err());
 }
+
+/// The core form of an int8 layer is its dequantized float layer: the same weights an
+/// exporter writes, close to the int8 layer's outputs (which also quantize the activations).
+#[test]
+fn int8_layers_lower_to_their_dequantized_float_layers() {
+    let conv = Conv2dConfig::new(3, 4, 3)
+        .with_padding(1)
+        .init(&mut tensor::rng(3))
+        .unwrap();
+    let xq = QuantParams::from_range(0.0, 1.0);
+    let q = QConv2d::from_conv(&conv, xq).unwrap().with_relu(true);
+    let core = q.to_core().unwrap().unwrap();
+    assert_eq!(core.kind(), "Graph"); // the convolution, then the fused ReLU
+    let x = tensor::uniform(&[1, 3, 6, 6], 0.0, 1.0, &mut tensor::rng(4));
+    let (a, b) = (q.forward(&x).unwrap(), core.forward(&x).unwrap());
+    assert!(tensor::max_abs_diff(&a, &b) < 0.05, "{}", tensor::max_abs_diff(&a, &b));
+    let (w, s) = q.weight_i8();
+    assert_eq!((w.len(), s.len()), (4 * 27, 4));
+    let mut fc = LinearConfig::new(10, 3).init(&mut tensor::rng(5)).unwrap();
+    let mask = (0..30).map(|i| (i % 5 == 0) as u8 as f32).collect();
+    fc.weight.set_mask(tensor::from_vec(&[3, 10], mask).unwrap()).unwrap();
+    let q = QLinear::from_linear(&fc, xq).unwrap();
+    assert!(q.is_sparse());
+    let (w, _) = q.weight_i8();
+    assert_eq!(w.iter().filter(|&&v| v != 0).count(), 6);
+    let core = q.to_core().unwrap().unwrap();
+    assert_eq!(core.kind(), "Linear");
+}
