@@ -35,14 +35,19 @@ pub struct Codes {
 impl Codes {
     /// Quantizes an f32 tensor: `clamp(round(x / scale) + zero_point, 0, 255)` (NaN becomes 0).
     pub fn quantize(x: &Tensor, params: QuantParams) -> Self {
-        let data = x.mapv(|v| params.quantize(v));
-        Self { data, params }
+        let xs = crate::tensor::contiguous(x);
+        let mut out = vec![0u8; xs.len()];
+        slimnet_kernels::int8::quantize_u8(&xs, params, &mut out).expect("same length");
+        Self::from_vec(x.shape(), out, params)
     }
 
     /// The real values.
     pub fn dequantize(&self) -> Tensor {
-        let p = self.params;
-        self.data.mapv(|q| p.dequantize(q))
+        let mut out = crate::buffers::output(self.data.shape());
+        let o = out.as_slice_mut().expect("a fresh tensor is contiguous");
+        slimnet_kernels::int8::dequantize_u8(&self.as_contiguous(), self.params, o)
+            .expect("same length");
+        out
     }
 
     /// The codes as a contiguous row-major slice (copied only if they are not one already).

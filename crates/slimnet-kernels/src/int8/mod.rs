@@ -2,9 +2,8 @@
 //! output channel) into i32 accumulators, then requantized to u8 with a fixed-point multiplier
 //! or dequantized to f32.
 //!
-//! - [`QuantParams`], [`quantize_u8`], [`dequantize_u8`]: activation quantization;
-//!   [`codes_from_f32`], [`codes_to_f32`], [`quantize_to_f32_codes`], [`dequantize_f32_codes`]:
-//!   the same for codes carried in f32 tensors, vectorized.
+//! - [`QuantParams`], [`quantize_u8`], [`dequantize_u8`]: activation quantization,
+//!   vectorized.
 //! - [`quantize_weights_per_channel`], [`QMatrix`]: weights, packed once for the kernels.
 //! - [`Requant`]: the fixed-point multiplier and shift for a real scale.
 //! - [`qlinear_forward`], [`qconv2d_forward`], [`qdepthwise_forward`]: the layers' kernels,
@@ -46,13 +45,13 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use convert::{codes_from_f32, codes_to_f32, dequantize_f32_codes, quantize_to_f32_codes};
+pub use convert::{dequantize_u8, quantize_u8};
 pub use gemm::{QMatrix, MAX_INNER};
 pub use ops::{
     qconv2d_forward, qconv2d_forward_with_isa, qdepthwise_forward, qdepthwise_forward_with_isa,
     qlinear_forward, qlinear_forward_with_isa, QOutput,
 };
-pub use quant::{dequantize_u8, quantize_u8, quantize_weights_per_channel, QuantParams, Requant};
+pub use quant::{quantize_weights_per_channel, QuantParams, Requant};
 pub use sparse::{
     qsparse_conv2d_forward, qsparse_conv2d_forward_with_isa, qsparse_linear_forward,
     qsparse_linear_forward_with_isa, QCsrMatrix,

@@ -43,30 +43,6 @@ impl QuantParams {
     }
 }
 
-/// Quantizes a slice of activations.
-///
-/// # Errors
-/// When `x` and `out` differ in length.
-pub fn quantize_u8(x: &[f32], p: QuantParams, out: &mut [u8]) -> Result<()> {
-    check_len("quantize output", x.len(), out.len())?;
-    for (o, v) in out.iter_mut().zip(x) {
-        *o = p.quantize(*v);
-    }
-    Ok(())
-}
-
-/// Dequantizes a slice of activations.
-///
-/// # Errors
-/// When `q` and `out` differ in length.
-pub fn dequantize_u8(q: &[u8], p: QuantParams, out: &mut [f32]) -> Result<()> {
-    check_len("dequantize output", q.len(), out.len())?;
-    for (o, v) in out.iter_mut().zip(q) {
-        *o = p.dequantize(*v);
-    }
-    Ok(())
-}
-
 /// Symmetric per-channel quantization of a weight whose first dimension is the output
 /// channel: `channels` rows of `w.len() / channels` values each. Returns the i8 values (in
 /// `-127..=127`) and one scale per channel (`max |w| / 127`, or 1 for an all-zero channel).
