@@ -71,15 +71,7 @@ impl ActivationKind {
                     x
                 }
             }
-            ActivationKind::Relu6 => {
-                if x < 0.0 {
-                    0.0
-                } else if x > 6.0 {
-                    6.0
-                } else {
-                    x
-                }
-            }
+            ActivationKind::Relu6 => x.clamp(0.0, 6.0), // NaN stays NaN
             ActivationKind::LeakyRelu { alpha } => {
                 if x > 0.0 {
                     x

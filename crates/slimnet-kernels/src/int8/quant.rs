@@ -2,7 +2,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{KernelError, Result};
 
 /// Affine u8 quantization of activations: `q = clamp(round(x / scale) + zero_point, 0, 255)`.
 #[derive(Debug, Clone, Copy, PartialEq)]

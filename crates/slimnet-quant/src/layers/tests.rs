@@ -272,12 +272,18 @@ fn int8_layers_lower_to_their_dequantized_float_layers() {
     assert_eq!(core.kind(), "Graph"); // the convolution, then the fused ReLU
     let x = tensor::uniform(&[1, 3, 6, 6], 0.0, 1.0, &mut tensor::rng(4));
     let (a, b) = (q.forward(&x).unwrap(), core.forward(&x).unwrap());
-    assert!(tensor::max_abs_diff(&a, &b) < 0.05, "{}", tensor::max_abs_diff(&a, &b));
+    assert!(
+        tensor::max_abs_diff(&a, &b) < 0.05,
+        "{}",
+        tensor::max_abs_diff(&a, &b)
+    );
     let (w, s) = q.weight_i8();
     assert_eq!((w.len(), s.len()), (4 * 27, 4));
     let mut fc = LinearConfig::new(10, 3).init(&mut tensor::rng(5)).unwrap();
     let mask = (0..30).map(|i| (i % 5 == 0) as u8 as f32).collect();
-    fc.weight.set_mask(tensor::from_vec(&[3, 10], mask).unwrap()).unwrap();
+    fc.weight
+        .set_mask(tensor::from_vec(&[3, 10], mask).unwrap())
+        .unwrap();
     let q = QLinear::from_linear(&fc, xq).unwrap();
     assert!(q.is_sparse());
     let (w, _) = q.weight_i8();
