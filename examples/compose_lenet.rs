@@ -8,9 +8,8 @@
 //! Prints each step's accuracy, size and batch-1 latency; the last line reads
 //! `compose lenet5 base_acc=<f> acc=<f> size_ratio=<f> speedup=<f> f32_layers=<n>`.
 
-use slimnet::core::data::{self, Dataset, Split};
+use slimnet::core::data::{self, Split};
 use slimnet::core::rewrite::Selector;
-use slimnet::core::{optim, train, Graph};
 use slimnet::decompose::rank::RankPolicy;
 use slimnet::decompose::rewrite::{decompose, ConvMethod, LowRank};
 use slimnet::prune::criterion::Magnitude;
@@ -18,7 +17,7 @@ use slimnet::prune::schedule::{Agp, PruneCallback, Unit};
 use slimnet::prune::{Pruner, Scope};
 use slimnet::quant::ptq::{f32_layers, quantize_static, PtqConfig};
 use slimnet_testkit::baseline::{self, Recipe};
-use slimnet_testkit::{Args, Res, Stages};
+use slimnet_testkit::{Args, PrintEpochs, Res, Stages};
 
 const USAGE: &str = "usage: compose_lenet [--sparsity F] [--mac-ratio F] [--prune-epochs N] \
                      [--finetune-epochs N] [--seed N] [--threads N]";
@@ -55,7 +54,11 @@ fn compose() -> Res<()> {
         &rule,
     )?;
     println!("{lowrank}");
-    fine_tune(&mut model, &train, &test, 1, None)?;
+    // fine-tuning: SGD with momentum, weight decay 5e-4, cosine from 0.01
+    let fine_tune = |epochs| Recipe::sgd(epochs, 0.01).with_weight_decay(5e-4).trainer(0);
+    fine_tune(1)
+        .callback(PrintEpochs::new())
+        .fit(&mut model, &train, Some(&test))?;
     stages.measure("low-rank conv2", &model)?;
 
     // 2. prune every weight, the factors of conv2 included, to `sparsity` (one global
@@ -66,13 +69,10 @@ fn compose() -> Res<()> {
         Agp::new(0.0, sparsity, 0, steps, steps / 20),
         Unit::Step,
     );
-    fine_tune(
-        &mut model,
-        &train,
-        &test,
-        prune_epochs + finetune_epochs,
-        Some(pruning),
-    )?;
+    fine_tune(prune_epochs + finetune_epochs)
+        .callback(pruning)
+        .callback(PrintEpochs::new())
+        .fit(&mut model, &train, Some(&test))?;
     stages.measure("pruned", &model)?;
 
     // 3. the whole network in int8: the low-rank chain in dense int8, the pruned layers in
@@ -100,40 +100,5 @@ fn compose() -> Res<()> {
         base.latency_us / last.latency_us,
         f32_layers(&loaded).len()
     );
-    Ok(())
-}
-
-/// Fine-tunes `model` for `epochs` with SGD (momentum 0.9, cosine from 0.01), applying a pruning
-/// schedule when one is given; prints the test accuracy after each epoch.
-fn fine_tune(
-    model: &mut Graph,
-    train: &Dataset,
-    test: &Dataset,
-    epochs: usize,
-    pruning: Option<PruneCallback>,
-) -> Res<()> {
-    let lr = 0.01;
-    let mut trainer = train::Trainer::new(
-        train::TrainConfig::default()
-            .with_epochs(epochs)
-            .with_batch_size(64),
-    )
-    .optimizer(
-        optim::Sgd::new(lr)
-            .with_momentum(0.9)
-            .with_weight_decay(5e-4),
-    )
-    .schedule(optim::CosineLr::new(lr, epochs));
-    if let Some(p) = pruning {
-        trainer = trainer.callback(p);
-    }
-    let history = trainer.fit(model, train, Some(test))?;
-    for (e, h) in history.iter().enumerate() {
-        println!(
-            "  epoch {}: test accuracy {:.4}",
-            e + 1,
-            h.test_accuracy.unwrap_or(f32::NAN)
-        );
-    }
     Ok(())
 }

@@ -1,209 +1,115 @@
 //! Low-rank decomposition of LeNet-5 on MNIST: channel SVD for conv1, Tucker-2 for conv2, SVD
-//! for fc1, a short fine-tune, and a before/after comparison.
+//! for fc1 (each rewrite kept only when it is measurably faster), a short fine-tune, and a
+//! before/after comparison.
 //!
 //! ```text
 //! cargo run --release --example decompose_lenet -- [--model PATH] [--epochs N] [--threads N]
 //! ```
-//! Loads `target/slimnet/lenet5.safetensors` (written by `train_lenet`) or trains a LeNet-5 when
-//! it is missing. Prints the per-layer report, and last:
-//! `decompose lenet5 mnist acc_before=<f> acc_after=<f> macs_ratio=<before/after>
+//! Starts from the trained LeNet-5 baseline (trained once with `train_lenet`'s recipe and
+//! cached), or from the model file `--model PATH`. Prints the per-layer report, a table, and
+//! last: `decompose lenet5 mnist acc_before=<f> acc_after=<f> macs_ratio=<before/after>
 //! params_ratio=<before/after> speedup=<f>` (speedup: whole-model latency at batch 1 on one
-//! thread, dense over decomposed).
+//! thread, dense over decomposed, the fastest of 20 rounds over 20 test images).
 
+use slimnet::core::data::{self, Split};
 use slimnet::core::rewrite::Selector;
 use slimnet::core::summary::Summary;
-use slimnet::core::{data, io, models, optim, tensor, train, Graph, Result};
 use slimnet::decompose::rank::RankPolicy;
-use slimnet::decompose::rewrite::{
-    decompose, time_layer, ConvMethod, DecomposeReport, LowRank, SpeedCheck,
-};
+use slimnet::decompose::rewrite::{decompose, ConvMethod, DecomposeReport, LowRank, SpeedCheck};
+use slimnet_testkit::baseline::{self, Recipe};
+use slimnet_testkit::{Args, PrintEpochs, Res, Stages};
 
-struct Args {
-    model: String,
-    epochs: usize,
-    threads: usize,
-}
-
-fn parse_args() -> std::result::Result<Args, String> {
-    let mut a = Args {
-        model: "target/slimnet/lenet5.safetensors".into(),
-        epochs: 3,
-        threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut val = || it.next().ok_or(format!("{flag} needs a value"));
-        match flag.as_str() {
-            "--model" => a.model = val()?,
-            "--epochs" => a.epochs = val()?.parse().map_err(|e| format!("--epochs: {e}"))?,
-            "--threads" => a.threads = val()?.parse().map_err(|e| format!("--threads: {e}"))?,
-            "-h" | "--help" => {
-                return Err(
-                    "usage: decompose_lenet [--model PATH] [--epochs N] [--threads N]".into(),
-                )
-            }
-            other => return Err(format!("unknown option {other}; see --help")),
-        }
-    }
-    Ok(a)
-}
+const USAGE: &str = "usage: decompose_lenet [--model PATH] [--epochs N] [--threads N]";
+const INPUT: [usize; 4] = [1, 1, 28, 28];
 
 fn main() {
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(2);
-        }
+    slimnet_testkit::run(decompose_lenet);
+}
+
+fn decompose_lenet() -> Res<()> {
+    let mut args = Args::parse(USAGE)?;
+    let file = args.get_opt::<String>("model")?;
+    let epochs = args.get("epochs", 3usize)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args.get("threads", cores)?;
+    args.finish()?;
+    slimnet::kernels::threads::set_num_threads(threads);
+
+    let train_set = data::mnist(Split::Train)?;
+    let test = data::mnist(Split::Test)?;
+    let dense = match file {
+        Some(path) => slimnet::load(path)?,
+        None => baseline::mnist("lenet5", &Recipe::of("lenet5"), 1)?,
     };
-    if let Err(e) = run(&args) {
-        eprintln!("error: {e}");
-        std::process::exit(1);
-    }
-}
+    let mut stages = Stages::new(test.clone(), &INPUT)
+        .timed_on_test_images(20, 20)
+        .fastest();
+    stages.measure("dense", &dense)?;
 
-fn sgd(lr: f32) -> optim::Sgd {
-    optim::Sgd::new(lr)
-        .with_momentum(0.9)
-        .with_nesterov(true)
-        .with_weight_decay(5e-4)
-}
-
-/// Whole-model latency in microseconds at batch 1 on one thread (minimum of interleaved runs).
-fn latency(a: &Graph, b: &Graph) -> Result<(f64, f64)> {
-    let x = tensor::uniform(&[1, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(3));
-    let (mut ta, mut tb) = (f64::INFINITY, f64::INFINITY);
-    for _ in 0..20 {
-        ta = ta.min(time_layer(a, &x, 20).map_err(to_core)?);
-        tb = tb.min(time_layer(b, &x, 20).map_err(to_core)?);
-    }
-    Ok((ta, tb))
-}
-
-fn to_core(e: slimnet::decompose::DecomposeError) -> slimnet::core::Error {
-    e.into()
-}
-
-/// Conv MACs and FC parameters of a model.
-fn split_costs(g: &Graph) -> Result<(usize, usize)> {
-    let (mut conv_macs, mut fc_params) = (0, 0);
-    for row in &Summary::of(g, &[1, 1, 28, 28])?.rows {
-        if row.name.starts_with("conv") {
-            conv_macs += row.cost.macs;
-        } else if row.name.starts_with("fc") {
-            fc_params += row.cost.params;
-        }
-    }
-    Ok((conv_macs, fc_params))
-}
-
-fn run(args: &Args) -> Result<()> {
-    slimnet::kernels::threads::set_num_threads(args.threads);
-    let train_set = data::mnist(data::Split::Train)?;
-    let test_set = data::mnist(data::Split::Test)?;
-    let dense = match io::load(&args.model) {
-        Ok(g) => {
-            println!("loaded {}", args.model);
-            g
-        }
-        Err(e) => {
-            println!(
-                "could not load {} ({e}); training a LeNet-5 for 4 epochs",
-                args.model
-            );
-            let mut g = models::lenet5(&mut tensor::rng(1))?;
-            train::Trainer::new(
-                train::TrainConfig::default()
-                    .with_epochs(4)
-                    .with_seed(1)
-                    .with_progress(false),
-            )
-            .optimizer(sgd(0.01))
-            .schedule(optim::CosineLr::new(0.01, 4))
-            .fit(&mut g, &train_set, Some(&test_set))?;
-            g
-        }
-    };
-    let acc_before = train::accuracy(&dense, &test_set)?;
-    let input = [1, 1, 28, 28];
-    let mut model = dense.clone();
-    // each layer gets the method and budget that suit its shape; the speed check keeps a rewrite
-    // only when it is measurably faster on the layer's real input
+    // each layer gets the method and budget that suit its shape; the speed check keeps a
+    // rewrite only when it is measurably faster on the layer's real input
     let check = SpeedCheck::default().with_margin(1.0);
     let plan = [
-        (
-            "conv1",
-            LowRank::new(ConvMethod::Channel, RankPolicy::MacRatio(0.5)),
-        ),
-        (
-            "conv2",
-            LowRank::new(ConvMethod::Tucker2, RankPolicy::MacRatio(0.45)),
-        ),
-        (
-            "fc1",
-            LowRank::new(ConvMethod::Channel, RankPolicy::ParamRatio(0.18)),
-        ),
+        ("conv1", ConvMethod::Channel, RankPolicy::MacRatio(0.5)),
+        ("conv2", ConvMethod::Tucker2, RankPolicy::MacRatio(0.45)),
+        ("fc1", ConvMethod::Channel, RankPolicy::ParamRatio(0.18)),
     ];
+    let mut model = dense.clone();
     let mut report = DecomposeReport::default();
-    for (path, rule) in plan {
-        let rule = rule.with_speed_check(check.clone());
-        let r = decompose(
-            &mut model,
-            &input,
-            &Selector::Paths(vec![path.into()]),
-            &rule,
-        )
-        .map_err(to_core)?;
-        report.layers.extend(r.layers);
+    for (path, method, rank) in plan {
+        let rule = LowRank::new(method, rank).with_speed_check(check.clone());
+        let layer = Selector::Paths(vec![path.into()]);
+        report
+            .layers
+            .extend(decompose(&mut model, &INPUT, &layer, &rule)?.layers);
     }
-    let acc_decomposed = train::accuracy(&model, &test_set)?;
-    let lr = 0.005;
-    let history = train::Trainer::new(
-        train::TrainConfig::default()
-            .with_epochs(args.epochs)
-            .with_seed(2)
-            .with_progress(false),
-    )
-    .optimizer(sgd(lr))
-    .schedule(optim::CosineLr::new(lr, args.epochs))
-    .fit(&mut model, &train_set, Some(&test_set))?;
-    for h in &history {
-        println!(
-            "fine-tune epoch {}  train_loss {:.4}  test_acc {:.4}  {:.1}s",
-            h.epoch + 1,
-            h.train_loss,
-            h.test_accuracy.unwrap_or(f32::NAN),
-            h.seconds
-        );
-    }
-    let acc_after = train::accuracy(&model, &test_set)?;
-    slimnet::kernels::threads::set_num_threads(1);
-    let (t_dense, t_dec) = latency(&dense, &model)?;
-    let (sd, sm) = (Summary::of(&dense, &input)?, Summary::of(&model, &input)?);
-    let ((cm0, fp0), (cm1, fp1)) = (split_costs(&dense)?, split_costs(&model)?);
     println!("{report}");
-    println!();
-    println!(
-        "{:<28} {:>12} {:>12} {:>8}",
-        "", "dense", "decomposed", "ratio"
+    stages.measure("decomposed", &model)?;
+
+    // fine-tune the factors: SGD with Nesterov momentum, cosine from 0.005
+    let fine_tune = Recipe::sgd(epochs, 0.005)
+        .with_nesterov(true)
+        .with_weight_decay(5e-4);
+    fine_tune
+        .trainer(2)
+        .callback(PrintEpochs::new())
+        .fit(&mut model, &train_set, Some(&test))?;
+    stages.measure("fine-tuned", &model)?;
+    println!("{stages}");
+
+    // the targets are stated in convolution MACs and fully-connected parameters
+    let (sd, sm) = (Summary::of(&dense, &INPUT)?, Summary::of(&model, &INPUT)?);
+    let (conv, fc) = (
+        (part(&sd, "conv").0, part(&sm, "conv").0),
+        (part(&sd, "fc").1, part(&sm, "fc").1),
     );
-    let row =
-        |name: &str, a: f64, b: f64| println!("{name:<28} {a:>12.0} {b:>12.0} {:>8.2}", a / b);
-    row("conv MACs", cm0 as f64, cm1 as f64);
-    row("FC parameters", fp0 as f64, fp1 as f64);
-    row("model MACs", sd.macs() as f64, sm.macs() as f64);
-    row("model parameters", sd.params() as f64, sm.params() as f64);
-    row("latency us (batch 1, 1 thr)", t_dense, t_dec);
     println!(
-        "{:<28} {:>12.4} {:>12.4}",
-        "test accuracy", acc_before, acc_after
+        "conv MACs {} -> {} ({:.2}x fewer)",
+        conv.0,
+        conv.1,
+        conv.0 as f64 / conv.1 as f64
     );
-    println!("accuracy right after decomposition, before fine-tuning: {acc_decomposed:.4}");
     println!(
-        "decompose lenet5 mnist acc_before={acc_before:.4} acc_after={acc_after:.4} macs_ratio={:.3} params_ratio={:.3} speedup={:.3}",
+        "FC parameters {} -> {} ({:.2}x fewer)",
+        fc.0,
+        fc.1,
+        fc.0 as f64 / fc.1 as f64
+    );
+    let (d, f) = stages.first_last().expect("steps measured");
+    println!(
+        "decompose lenet5 mnist acc_before={:.4} acc_after={:.4} macs_ratio={:.3} \
+         params_ratio={:.3} speedup={:.3}",
+        d.accuracy,
+        f.accuracy,
         sd.macs() as f64 / sm.macs() as f64,
         sd.params() as f64 / sm.params() as f64,
-        t_dense / t_dec
+        d.latency_us / f.latency_us
     );
     Ok(())
+}
+
+/// The MACs and parameters of the layers whose name starts with `prefix`.
+fn part(s: &Summary, prefix: &str) -> (usize, usize) {
+    let rows = s.rows.iter().filter(|r| r.name.starts_with(prefix));
+    rows.fold((0, 0), |(m, p), r| (m + r.cost.macs, p + r.cost.params))
 }

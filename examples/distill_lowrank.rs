@@ -13,236 +13,161 @@
 //!     [--mac-ratio F] [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] [--epochs N]
 //!     [--finetune-lr F] [--budget-seconds S] [--runs stagewise,finetune]
 //!     [--dataset mnist|fashion] [--train-examples N] [--teacher-epochs N] [--threads N]
-//!     [--seed N] [--out-dir DIR]
+//!     [--seed N] [--out-dir DIR] [--validation N]
 //! ```
 //! The teacher is the one `distill_mnist` caches (trained here when missing). Clocks count
 //! teacher inference and exclude test evaluations. Prints the per-layer decomposition report,
-//! each run's accuracy curve, a table, and one line per run:
+//! each run's accuracy curve, and one line per run:
 //! `distill lowrank-<stagewise|finetune> <dataset> acc_before=<f> student_acc=<f>
 //! teacher_acc=<f> seconds=<s> seconds_to_target=<s> student_macs=<n> teacher_macs=<n>`,
 //! where the target is the fine-tune run's final accuracy.
 
-mod common;
-
-use common::{CommonArgs, Res, CUTS, INPUT};
 use slimnet::core::loss::CrossEntropy;
 use slimnet::core::rewrite::Selector;
-use slimnet::core::Graph;
+use slimnet::core::{train, Graph};
 use slimnet::decompose::rank::RankPolicy;
 use slimnet::decompose::rewrite::{decompose, ConvMethod, DecomposeReport, LowRank};
 use slimnet::distill::stages::{boundary_shapes, compose, macs, split};
 use slimnet::distill::stagewise::{StageWise, StudentStage};
 use slimnet::distill::train::{fit, Clock};
-use slimnet::distill::FrozenTeacher;
+use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
+use slimnet_testkit::{Args, Res, Usage};
 
-struct Args {
-    common: CommonArgs,
-    method: ConvMethod,
-    mac_ratio: f64,
-    stage_examples: usize,
-    phase1_epochs: usize,
-    phase1_lr: f32,
-    epochs: usize,
-    finetune_lr: f32,
-    budget_seconds: Option<f64>,
-    runs: Vec<String>,
+const USAGE: &str = "usage: distill_lowrank [--method tucker2|channel|spatial|cp] \
+     [--mac-ratio F] [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] [--epochs N] \
+     [--finetune-lr F] [--budget-seconds S] [--runs stagewise,finetune]";
+
+fn main() {
+    slimnet_testkit::run(distill_lowrank);
 }
 
-fn parse_method(v: &str) -> Result<ConvMethod, String> {
-    Ok(match v {
+fn distill_lowrank() -> Res<()> {
+    let mut args = Args::parse(&format!("{USAGE} {}", distill::USAGE))?;
+    let flags = Flags::take(&mut args)?;
+    let method = match args.get("method", "tucker2".to_string())?.as_str() {
         "tucker2" => ConvMethod::Tucker2,
         "channel" => ConvMethod::Channel,
         "spatial" => ConvMethod::Spatial,
         "cp" => ConvMethod::Cp,
         other => {
-            return Err(format!(
+            return Err(Usage(format!(
                 "--method {other}: expected tucker2, channel, spatial or cp"
             ))
+            .into())
         }
-    })
-}
+    };
+    let mac_ratio = args.get("mac-ratio", 0.3f64)?;
+    let stage_examples = args.get("stage-examples", 12_000usize)?;
+    let phase1_epochs = args.get("phase1-epochs", 2usize)?;
+    let phase1_lr = args.get("phase1-lr", 1e-3f32)?;
+    let epochs = args.get("epochs", 1usize)?;
+    let finetune_lr = args.get("finetune-lr", 0.01f32)?;
+    let mut budget = args.get_opt::<f64>("budget-seconds")?;
+    let runs = args.get_subset("runs", &["stagewise", "finetune"])?;
+    args.finish()?;
 
-fn parse_args() -> Result<Args, String> {
-    let mut method = ConvMethod::Tucker2;
-    let (mut mac_ratio, mut budget_seconds) = (0.3, None);
-    let (mut stage_examples, mut phase1_epochs, mut epochs) = (12_000, 2, 1);
-    let (mut phase1_lr, mut finetune_lr) = (1e-3, 0.01);
-    let mut runs: Vec<String> = vec!["stagewise".into(), "finetune".into()];
-    let common = common::parse_args(
-        "distill_lowrank [--method tucker2|channel|spatial|cp] [--mac-ratio F] \
-         [--stage-examples N] [--phase1-epochs N] [--phase1-lr F] [--epochs N] \
-         [--finetune-lr F] [--budget-seconds S] [--runs stagewise,finetune]",
-        |flag, val| {
-            match flag {
-                "--method" => method = parse_method(&val()?)?,
-                "--mac-ratio" => mac_ratio = common::num(flag, val()?)?,
-                "--stage-examples" => stage_examples = common::num(flag, val()?)?,
-                "--phase1-epochs" => phase1_epochs = common::num(flag, val()?)?,
-                "--phase1-lr" => phase1_lr = common::num(flag, val()?)?,
-                "--epochs" => epochs = common::num(flag, val()?)?,
-                "--finetune-lr" => finetune_lr = common::num(flag, val()?)?,
-                "--budget-seconds" => budget_seconds = Some(common::num(flag, val()?)?),
-                "--runs" => runs = val()?.split(',').map(str::to_string).collect(),
-                _ => return Ok(false),
-            }
-            Ok(true)
-        },
-    )?;
-    if let Some(r) = runs
-        .iter()
-        .find(|r| !["stagewise", "finetune"].contains(&r.as_str()))
-    {
-        return Err(format!("--runs: unknown run `{r}`"));
-    }
-    Ok(Args {
-        common,
-        method,
-        mac_ratio,
-        stage_examples,
-        phase1_epochs,
-        phase1_lr,
-        epochs,
-        finetune_lr,
-        budget_seconds,
-        runs,
-    })
-}
-
-fn main() {
-    common::main_with(parse_args(), run);
-}
-
-/// Decomposes the 3x3 convolutions of every teacher stage except the stem (a 1-channel input
-/// leaves nothing to factorise); shortcut 1x1 convolutions and the classifier stay.
-fn decompose_stages(
-    stages: &[Graph],
-    method: ConvMethod,
-    mac_ratio: f64,
-) -> Res<(Vec<Graph>, DecomposeReport)> {
-    let shapes = boundary_shapes(stages, &INPUT)?;
-    let rule = LowRank::new(method, RankPolicy::MacRatio(mac_ratio));
-    let mut report = DecomposeReport::default();
-    let mut out = Vec::with_capacity(stages.len());
-    for (stage, shape) in stages.iter().zip(&shapes) {
-        let mut s = stage.clone();
-        let select = Selector::Predicate(Box::new(|path: &str, _: &dyn slimnet::core::Layer| {
-            path.ends_with("_conv1") || path.ends_with("_conv2")
-        }));
-        let r = decompose(&mut s, shape, &select, &rule)?;
-        report.layers.extend(r.layers);
-        out.push(s);
-    }
-    Ok((out, report))
-}
-
-fn run(args: &Args) -> Res<()> {
-    let c = &args.common;
-    let common::Setup {
+    let Setup {
         train,
         test,
-        teacher: t_graph,
+        teacher,
         teacher_acc,
         teacher_macs,
-    } = common::setup(c)?;
-    let teacher = FrozenTeacher::new(t_graph)?;
-
-    let (decomposed, report) =
-        decompose_stages(&split(teacher.graph(), &CUTS)?, args.method, args.mac_ratio)?;
+    } = distill::setup(&flags)?;
+    let (stages, report) = decompose_stages(&split(teacher.graph(), &CUTS)?, method, mac_ratio)?;
     println!("{report}");
-    let student = compose(&decomposed)?;
+    let student = compose(&stages)?;
     let student_macs = macs(&student, &INPUT)?;
-    let acc_before = common::accuracy(&student, &test)?;
+    let acc_before = train::accuracy(&student, &test)?;
     println!(
-        "decomposed ({}, MAC ratio {} per layer): macs={student_macs} ({:.2}x fewer), test_acc before recovery={acc_before:.4}",
-        args.method.name(),
-        args.mac_ratio,
+        "decomposed ({}, MAC ratio {mac_ratio} per layer): macs={student_macs} ({:.2}x fewer), \
+         test_acc before recovery={acc_before:.4}",
+        method.name(),
         teacher_macs as f64 / student_macs as f64
     );
 
-    let mut results: Vec<common::RunResult> = Vec::new();
-    let mut budget = args.budget_seconds;
-    for name in ["stagewise", "finetune"] {
-        if !args.runs.iter().any(|r| r == name) {
-            continue;
-        }
+    let mut results = Vec::new();
+    for name in ["stagewise", "finetune"]
+        .into_iter()
+        .filter(|r| runs.iter().any(|run| run == r))
+    {
         println!("\n== {name} ==");
-        let (points, seconds) = match name {
-            "stagewise" => {
-                let subset = train.take(args.stage_examples);
-                let cfg = common::stagewise_config(
-                    args.phase1_epochs,
-                    args.phase1_lr,
-                    args.epochs,
-                    c.seed,
-                );
-                let stages = decomposed.iter().cloned().map(StudentStage::new).collect();
-                let mut sw = StageWise::new(&teacher, &CUTS, stages, &INPUT[1..], cfg)?;
-                let r = sw.run(&subset, Some(&test))?;
-                common::print_stage_losses(&r);
-                budget.get_or_insert(r.seconds);
-                (r.timeline, r.seconds)
-            }
-            _ => {
-                let budget = budget.ok_or(
-                    "the finetune run needs --budget-seconds when the stagewise run is not run",
-                )?;
-                println!("  wall-clock budget {budget:.1}s");
-                let clock = Clock::start();
-                let mut m = student.clone();
-                // Epochs only bound the run; the budget stops it and drives the decay.
-                let cfg = common::student_fit(1000, c.seed)
-                    .with_lr(args.finetune_lr)
-                    .with_evals_per_epoch(3)
-                    .with_time_budget(budget);
-                let pts = fit(
-                    &mut m,
-                    &mut CrossEntropy,
-                    &train,
-                    Some(&test),
-                    &cfg,
-                    &clock,
-                    name,
-                )?;
-                (pts, clock.seconds())
-            }
+        let run = if name == "stagewise" {
+            // both phases on the first --stage-examples images
+            let cfg = distill::stagewise_config(phase1_epochs, phase1_lr, epochs, flags.seed);
+            let students = stages.iter().cloned().map(StudentStage::new).collect();
+            let mut stagewise = StageWise::new(&teacher, &CUTS, students, &INPUT[1..], cfg)?;
+            let report = stagewise.run(&train.take(stage_examples), Some(&test))?;
+            distill::print_stage_losses(&report);
+            budget.get_or_insert(report.seconds);
+            Run::stagewise(name, &report)
+        } else {
+            let budget = budget.ok_or(
+                "the finetune run needs --budget-seconds when the stagewise run is not run",
+            )?;
+            println!("  wall-clock budget {budget:.1}s");
+            // epochs only bound the run; the budget stops it and drives the decay
+            let cfg = distill::student_fit(1000, flags.seed)
+                .with_lr(finetune_lr)
+                .with_evals_per_epoch(3)
+                .with_time_budget(budget);
+            let (clock, mut model) = (Clock::start(), student.clone());
+            let points = fit(
+                &mut model,
+                &mut CrossEntropy,
+                &train,
+                Some(&test),
+                &cfg,
+                &clock,
+                name,
+            )?;
+            Run::new(name, points, clock.seconds())
         };
-        common::print_points(&points);
-        let final_acc = points.last().map_or(acc_before, |p| p.test_accuracy);
-        results.push(common::RunResult {
-            name,
-            points,
-            seconds,
-            final_acc,
-        });
+        println!("{run}");
+        results.push(run);
     }
 
-    println!(
-        "\n{:<12} {:>10} {:>10} {:>9} {:>10}",
-        "run", "acc_before", "acc_after", "seconds", "MACs"
-    );
-    println!(
-        "{:<12} {:>10} {:>10.4} {:>9} {:>10}",
-        "teacher", "", teacher_acc, "", teacher_macs
-    );
-    for r in &results {
-        println!(
-            "{:<12} {:>10.4} {:>10.4} {:>9.1} {:>10}",
-            r.name, acc_before, r.final_acc, r.seconds, student_macs
-        );
-    }
     let target = results
         .iter()
         .find(|r| r.name == "finetune")
         .map(|r| r.final_acc);
     for r in &results {
         println!(
-            "distill lowrank-{} {} acc_before={acc_before:.4} student_acc={:.4} teacher_acc={teacher_acc:.4} seconds={:.1} seconds_to_target={} student_macs={student_macs} teacher_macs={teacher_macs}",
+            "distill lowrank-{} {} acc_before={acc_before:.4} student_acc={:.4} \
+             teacher_acc={teacher_acc:.4} seconds={:.1} seconds_to_target={} \
+             student_macs={student_macs} teacher_macs={teacher_macs}",
             r.name,
-            c.eval_label(),
+            flags.eval_label(),
             r.final_acc,
             r.seconds,
-            common::to_target(&r.points, target)
+            r.to_target(target)
         );
     }
     Ok(())
+}
+
+/// Decomposes the 3x3 convolutions of the residual blocks of every teacher stage (named
+/// `*_conv1`, `*_conv2`); the stem (a 1-channel input leaves nothing to factorise), the 1x1
+/// shortcut convolutions and the classifier stay.
+fn decompose_stages(
+    stages: &[Graph],
+    method: ConvMethod,
+    mac_ratio: f64,
+) -> Res<(Vec<Graph>, DecomposeReport)> {
+    let rule = LowRank::new(method, RankPolicy::MacRatio(mac_ratio));
+    let mut report = DecomposeReport::default();
+    let mut out = Vec::with_capacity(stages.len());
+    for (stage, shape) in stages.iter().zip(&boundary_shapes(stages, &INPUT)?) {
+        let mut convs = Vec::new();
+        stage.visit_layers(&mut |path, _| {
+            if path.ends_with("_conv1") || path.ends_with("_conv2") {
+                convs.push(path.to_string());
+            }
+        });
+        let mut s = stage.clone();
+        report
+            .layers
+            .extend(decompose(&mut s, shape, &Selector::Paths(convs), &rule)?.layers);
+        out.push(s);
+    }
+    Ok((out, report))
 }

@@ -18,211 +18,129 @@
 //! cargo run --release --example distill_quant -- [--stage-examples N] [--phase1-epochs N]
 //!     [--epochs N] [--qat-phase1-epochs N] [--qat-epochs N] [--qat-lr F] [--qat-finetune-lr F]
 //!     [--dataset mnist|fashion] [--train-examples N] [--teacher-epochs N] [--threads N]
-//!     [--seed N] [--out-dir DIR]
+//!     [--seed N] [--out-dir DIR] [--validation N]
 //! ```
-//! Prints the accuracy of the f32, fake-quantized and int8 students, their file sizes (saved
-//! under the output directory; the int8 file is loaded back and checked), and one last line:
+//! Prints the accuracy, size and batch-1 latency of the teacher and of the f32, fake-quantized
+//! and int8 students (both students saved under the output directory, the int8 one measured as
+//! loaded back), and one last line:
 //! `distill quant-stagewise <dataset> f32_acc=<f> fakequant_acc=<f> int8_acc=<f> teacher_acc=<f>
 //! seconds=<s> f32_bytes=<n> int8_bytes=<n> student_macs=<n> teacher_macs=<n>` (seconds: both
 //! stage-wise runs, teacher inference included, test evaluations excluded).
 
-mod common;
-
-use common::{CommonArgs, Res, CUTS, INPUT};
-use slimnet::core::{io, tensor, Graph, Layer};
-use slimnet::distill::stages::compose;
+use slimnet::core::Graph;
+use slimnet::distill::stages::{boundary_shapes, compose};
 use slimnet::distill::stagewise::{StageWise, StudentStage};
 use slimnet::distill::train::OptimizerKind;
-use slimnet::distill::FrozenTeacher;
 use slimnet::quant::qat;
+use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
+use slimnet_testkit::{Args, Res, Stages};
 
-struct Args {
-    common: CommonArgs,
-    stage_examples: usize,
-    phase1_epochs: usize,
-    epochs: usize,
-    qat_phase1_epochs: usize,
-    qat_epochs: usize,
-    qat_lr: f32,
-    qat_finetune_lr: f32,
-}
-
-fn parse_args() -> Result<Args, String> {
-    let (mut stage_examples, mut phase1_epochs, mut epochs) = (12_000, 2, 1);
-    let (mut qat_phase1_epochs, mut qat_epochs) = (1, 1);
-    let (mut qat_lr, mut qat_finetune_lr) = (2e-4, 1e-4);
-    let common = common::parse_args(
-        "distill_quant [--stage-examples N] [--phase1-epochs N] [--epochs N] \
-         [--qat-phase1-epochs N] [--qat-epochs N] [--qat-lr F] [--qat-finetune-lr F]",
-        |flag, val| {
-            match flag {
-                "--stage-examples" => stage_examples = common::num(flag, val()?)?,
-                "--phase1-epochs" => phase1_epochs = common::num(flag, val()?)?,
-                "--epochs" => epochs = common::num(flag, val()?)?,
-                "--qat-phase1-epochs" => qat_phase1_epochs = common::num(flag, val()?)?,
-                "--qat-epochs" => qat_epochs = common::num(flag, val()?)?,
-                "--qat-lr" => qat_lr = common::num(flag, val()?)?,
-                "--qat-finetune-lr" => qat_finetune_lr = common::num(flag, val()?)?,
-                _ => return Ok(false),
-            }
-            Ok(true)
-        },
-    )?;
-    Ok(Args {
-        common,
-        stage_examples,
-        phase1_epochs,
-        epochs,
-        qat_phase1_epochs,
-        qat_epochs,
-        qat_lr,
-        qat_finetune_lr,
-    })
-}
+const USAGE: &str = "usage: distill_quant [--stage-examples N] [--phase1-epochs N] [--epochs N] \
+     [--qat-phase1-epochs N] [--qat-epochs N] [--qat-lr F] [--qat-finetune-lr F]";
 
 fn main() {
-    common::main_with(parse_args(), run);
+    slimnet_testkit::run(distill_quant);
 }
 
-fn run(args: &Args) -> Res<()> {
-    let c = &args.common;
-    let common::Setup {
+fn distill_quant() -> Res<()> {
+    let mut args = Args::parse(&format!("{USAGE} {}", distill::USAGE))?;
+    let flags = Flags::take(&mut args)?;
+    let stage_examples = args.get("stage-examples", 12_000usize)?;
+    let phase1_epochs = args.get("phase1-epochs", 2usize)?;
+    let epochs = args.get("epochs", 1usize)?;
+    let qat_phase1_epochs = args.get("qat-phase1-epochs", 1usize)?;
+    let qat_epochs = args.get("qat-epochs", 1usize)?;
+    let qat_lr = args.get("qat-lr", 2e-4f32)?;
+    let qat_finetune_lr = args.get("qat-finetune-lr", 1e-4f32)?;
+    args.finish()?;
+
+    let Setup {
         train,
         test,
-        teacher: t_graph,
+        teacher,
         teacher_acc,
         teacher_macs,
-    } = common::setup(c)?;
-    let teacher = FrozenTeacher::new(t_graph)?;
-    let design = common::design(teacher.graph(), c.seed)?;
-    let student_macs = design.macs(&INPUT)?;
+    } = distill::setup(&flags)?;
+    let student = distill::student(teacher.graph(), flags.seed)?;
+    let student_macs = student.macs(&INPUT)?;
     println!(
         "student: width x{:.3}, macs={student_macs} ({:.2}x fewer), cuts {CUTS:?}",
-        design.multiplier,
+        student.multiplier,
         teacher_macs as f64 / student_macs as f64
     );
-    let subset = train.take(args.stage_examples);
+    let subset = train.take(stage_examples);
 
     println!("\n== f32 stage-wise ==");
-    let cfg = common::stagewise_config(args.phase1_epochs, 5e-3, args.epochs, c.seed);
-    let mut sw = StageWise::from_student(&teacher, &CUTS, design, &INPUT[1..], cfg)?;
-    let r32 = sw.run(&subset, Some(&test))?;
-    common::print_stage_losses(&r32);
-    common::print_points(&r32.timeline);
-    let f32_model = r32.student;
-    let f32_acc = common::accuracy(&f32_model, &test)?;
+    let cfg = distill::stagewise_config(phase1_epochs, 5e-3, epochs, flags.seed);
+    let mut f32_stagewise = StageWise::from_student(&teacher, &CUTS, student, &INPUT[1..], cfg)?;
+    let f32_run = f32_stagewise.run(&subset, Some(&test))?;
+    distill::print_stage_losses(&f32_run);
+    println!("{}", Run::stagewise("f32", &f32_run));
 
     println!("\n== QAT stage-wise ==");
-    let mut shape = INPUT.to_vec();
-    let mut stage_inputs = Vec::new();
-    for s in sw.student_stages() {
-        stage_inputs.push(shape.clone());
-        shape = s.net.output_shape(&shape)?;
-    }
-    let qat_stages = sw
+    let nets: Vec<Graph> = f32_stagewise
         .student_stages()
         .iter()
-        .zip(&stage_inputs)
-        .map(|(s, shape)| {
-            Ok(StudentStage::new(qat::prepare(
-                &s.net,
-                shape,
-                &qat::QatConfig::default(),
-            )?))
-        })
-        .collect::<Res<Vec<_>>>()?;
-    let mut cfg =
-        common::stagewise_config(args.qat_phase1_epochs, args.qat_lr, args.qat_epochs, c.seed);
+        .map(|s| s.net.clone())
+        .collect();
+    let shapes = boundary_shapes(&nets, &INPUT)?;
+    let (qat_cfg, mut qat_stages) = (qat::QatConfig::default(), Vec::new());
+    for (net, shape) in nets.iter().zip(&shapes) {
+        qat_stages.push(StudentStage::new(qat::prepare(net, shape, &qat_cfg)?));
+    }
+    let mut cfg = distill::stagewise_config(qat_phase1_epochs, qat_lr, qat_epochs, flags.seed);
     // BatchNorm is folded in the QAT graph, so plain SGD at the f32 rate can blow the
     // unnormalized activations up; Adam's steps stay near the rate whatever the scale.
     cfg.phase2 = cfg
         .phase2
         .with_optimizer(OptimizerKind::Adam)
         .with_weight_decay(0.0)
-        .with_lr(args.qat_finetune_lr);
-    let mut swq = StageWise::new(&teacher, &CUTS, qat_stages, &INPUT[1..], cfg)?;
-    let rq = swq.run(&subset, Some(&test))?;
-    common::print_stage_losses(&rq);
-    let mut qat_model = rq.student;
-    let points = rq.timeline;
-    // The observers tracked the stitched student's own activations during phase 2; freeze the
-    // ranges they learned for the conversion.
-    for k in 1..=CUTS.len() + 1 {
-        let name = format!("stage{k}");
-        let stage = qat_model
-            .layer_mut(&name)
-            .and_then(|l| Graph::of_mut(l.as_mut()))
-            .ok_or(format!("the stitched QAT student has no stage `{name}`"))?;
-        qat::freeze(stage);
+        .with_lr(qat_finetune_lr);
+    let qat_run =
+        StageWise::new(&teacher, &CUTS, qat_stages, &INPUT[1..], cfg)?.run(&subset, Some(&test))?;
+    distill::print_stage_losses(&qat_run);
+    println!("{}", Run::stagewise("qat", &qat_run));
+    // the observers tracked the stitched student's own activations during phase 2; freeze the
+    // ranges they learned for the conversion
+    let mut fake_quant = qat_run.student;
+    qat::freeze(&mut fake_quant);
+
+    // each stage to int8 deploy layers, on its own input shape, then composed
+    let mut int8_stages = Vec::new();
+    for (k, shape) in shapes.iter().take(nets.len()).enumerate() {
+        let name = format!("stage{}", k + 1);
+        let stage = fake_quant.layer(&name).and_then(Graph::of);
+        let stage = stage.ok_or(format!("the stitched QAT student has no stage `{name}`"))?;
+        int8_stages.push(qat::convert(stage, shape)?);
     }
-    let qat_seconds = rq.seconds;
-    common::print_points(&points);
-    let fq_acc = common::accuracy(&qat_model, &test)?;
+    let int8 = compose(&int8_stages)?;
 
-    let int8_stages = (1..=CUTS.len() + 1)
-        .map(|k| {
-            let name = format!("stage{k}");
-            let stage = qat_model
-                .layer(&name)
-                .and_then(|l| Graph::of(l))
-                .ok_or(format!("the stitched QAT student has no stage `{name}`"))?;
-            Ok(qat::convert(stage, &stage_inputs[k - 1])?)
-        })
-        .collect::<Res<Vec<_>>>()?;
-    let int8_model = compose(&int8_stages)?;
-    let int8_acc = common::accuracy(&int8_model, &test)?;
-
-    std::fs::create_dir_all(&c.out_dir)?;
-    let save = |g: &Graph, what: &str| -> Res<(std::path::PathBuf, u64)> {
-        let p = c
-            .out_dir
-            .join(format!("distill_quant_{}_{what}.safetensors", c.dataset));
-        io::save(g, &p)?;
-        Ok((p.clone(), std::fs::metadata(&p)?.len()))
-    };
-    let (_, f32_bytes) = save(&f32_model, "f32")?;
-    let (int8_path, int8_bytes) = save(&int8_model, "int8")?;
-    let back = slimnet::load(&int8_path)?;
-    let x = tensor::uniform(&[8, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(9));
-    if back.forward(&x)? != int8_model.forward(&x)? {
-        return Err(format!("{} does not reload to the same model", int8_path.display()).into());
-    }
+    let (dir, set) = (&flags.out_dir, &flags.dataset);
+    let file = |what: &str| dir.join(format!("distill_quant_{set}_{what}.safetensors"));
+    slimnet::save(&f32_run.student, file("f32"))?;
+    slimnet::save(&int8, file("int8"))?;
+    let mut stages = Stages::new(test.clone(), &INPUT);
+    stages.measure("teacher (f32)", teacher.graph())?;
+    let f32_student = stages.measure("student f32", &f32_run.student)?.clone();
+    let fq_acc = stages.measure("student fake-quant", &fake_quant)?.accuracy;
+    let int8_student = stages
+        .measure("student int8, loaded", &slimnet::load(file("int8"))?)?
+        .clone();
+    println!("\n{stages}");
     println!(
-        "\nwrote {} (reloads to identical outputs)",
-        int8_path.display()
-    );
-
-    println!(
-        "\n{:<20} {:>9} {:>11} {:>10}",
-        "model", "test_acc", "file bytes", "MACs"
+        "seconds: f32 stage-wise {:.1}, QAT stage-wise {:.1}",
+        f32_run.seconds, qat_run.seconds
     );
     println!(
-        "{:<20} {:>9.4} {:>11} {:>10}",
-        "teacher (f32)",
-        teacher_acc,
-        common::file_bytes(teacher.graph())?,
-        teacher_macs
-    );
-    println!(
-        "{:<20} {:>9.4} {:>11} {:>10}",
-        "student f32", f32_acc, f32_bytes, student_macs
-    );
-    println!(
-        "{:<20} {:>9.4} {:>11} {:>10}",
-        "student fake-quant", fq_acc, "", student_macs
-    );
-    println!(
-        "{:<20} {:>9.4} {:>11} {:>10}",
-        "student int8", int8_acc, int8_bytes, student_macs
-    );
-    println!(
-        "seconds: f32 stage-wise {:.1}, QAT stage-wise {qat_seconds:.1}",
-        r32.seconds
-    );
-    println!(
-        "distill quant-stagewise {} f32_acc={f32_acc:.4} fakequant_acc={fq_acc:.4} int8_acc={int8_acc:.4} teacher_acc={teacher_acc:.4} seconds={:.1} f32_bytes={f32_bytes} int8_bytes={int8_bytes} student_macs={student_macs} teacher_macs={teacher_macs}",
-        c.eval_label(),
-        r32.seconds + qat_seconds
+        "distill quant-stagewise {} f32_acc={:.4} fakequant_acc={fq_acc:.4} int8_acc={:.4} \
+         teacher_acc={teacher_acc:.4} seconds={:.1} f32_bytes={} int8_bytes={} \
+         student_macs={student_macs} teacher_macs={teacher_macs}",
+        flags.eval_label(),
+        f32_student.accuracy,
+        int8_student.accuracy,
+        f32_run.seconds + qat_run.seconds,
+        f32_student.bytes,
+        int8_student.bytes
     );
     Ok(())
 }

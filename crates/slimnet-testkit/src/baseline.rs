@@ -1,13 +1,29 @@
-//! Trained zoo models, cached on disk so that examples and tests train each one once.
+//! Training recipes, and trained zoo models cached on disk so that examples and tests train
+//! each one once.
 
 use std::path::PathBuf;
 
 use slimnet_core::data::{self, Dataset};
 use slimnet_core::{io, models, optim, tensor, train, Graph, Result};
 
-/// How a zoo model is trained: epochs, peak learning rate and weight decay of SGD with
-/// Nesterov momentum 0.9 and a cosine schedule, batch 64.
+/// Kernel threads a baseline trains with, whatever the caller's setting: training is
+/// deterministic for a seed and a thread count, so a cached baseline is the same model
+/// whichever example or test trains it first. 2 is `train_lenet`'s default on the two-core
+/// development machine, where the recorded results were trained.
+pub const THREADS: usize = 2;
+
+/// How a model is trained or fine-tuned: SGD with momentum 0.9 (Nesterov unless turned off)
+/// and weight decay, a cosine schedule from the peak learning rate over the epochs, batch 64.
+///
+/// ```
+/// use slimnet_testkit::baseline::Recipe;
+/// let r = Recipe::of("lenet5");
+/// assert_eq!((r.epochs, r.lr, r.weight_decay, r.nesterov), (15, 0.01, 5e-4, true));
+/// let fine_tune = Recipe::sgd(1, 1e-3);
+/// assert_eq!((fine_tune.weight_decay, fine_tune.nesterov), (0.0, false));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct Recipe {
     /// Epochs.
     pub epochs: usize,
@@ -15,10 +31,12 @@ pub struct Recipe {
     pub lr: f32,
     /// Weight decay.
     pub weight_decay: f32,
+    /// Nesterov momentum (else plain momentum).
+    pub nesterov: bool,
 }
 
 impl Recipe {
-    /// The recipe of a zoo model (`lenet5`, `lenet300`, `resnet`).
+    /// The recipe of a zoo model (`lenet5`, `lenet300`, `resnet`), with Nesterov momentum.
     pub fn of(model: &str) -> Self {
         let (epochs, lr, weight_decay) = match model {
             "lenet300" => (20, 0.05, 1e-4),
@@ -29,12 +47,65 @@ impl Recipe {
             epochs,
             lr,
             weight_decay,
+            nesterov: true,
         }
+    }
+
+    /// Plain momentum SGD without weight decay, for `epochs` from `lr`.
+    pub fn sgd(epochs: usize, lr: f32) -> Self {
+        Self {
+            epochs,
+            lr,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+
+    /// Sets the epochs.
+    pub fn with_epochs(mut self, epochs: usize) -> Self {
+        self.epochs = epochs;
+        self
+    }
+
+    /// Sets the peak learning rate.
+    pub fn with_lr(mut self, lr: f32) -> Self {
+        self.lr = lr;
+        self
+    }
+
+    /// Sets the weight decay.
+    pub fn with_weight_decay(mut self, weight_decay: f32) -> Self {
+        self.weight_decay = weight_decay;
+        self
+    }
+
+    /// Turns Nesterov momentum on or off.
+    pub fn with_nesterov(mut self, nesterov: bool) -> Self {
+        self.nesterov = nesterov;
+        self
+    }
+
+    /// A trainer of this recipe with shuffle seed `seed`, to which callers add callbacks and
+    /// call `fit`.
+    pub fn trainer<'a>(&self, seed: u64) -> train::Trainer<'a> {
+        train::Trainer::new(
+            train::TrainConfig::default()
+                .with_epochs(self.epochs)
+                .with_batch_size(64)
+                .with_seed(seed),
+        )
+        .optimizer(
+            optim::Sgd::new(self.lr)
+                .with_momentum(0.9)
+                .with_nesterov(self.nesterov)
+                .with_weight_decay(self.weight_decay),
+        )
+        .schedule(optim::CosineLr::new(self.lr, self.epochs))
     }
 }
 
 /// Trains zoo model `name` on `train` with `recipe` from seed `seed`, showing a progress bar
-/// and evaluating on `test` after each epoch.
+/// and evaluating on `test` after each epoch, on [`THREADS`] kernel threads.
 ///
 /// # Errors
 /// An unknown model name, or a training error.
@@ -46,27 +117,18 @@ pub fn train_model(
     test: Option<&Dataset>,
 ) -> Result<Graph> {
     let mut model = models::by_name(name, &mut tensor::rng(seed))?;
-    train::Trainer::new(
-        train::TrainConfig::default()
-            .with_epochs(recipe.epochs)
-            .with_batch_size(64)
-            .with_seed(seed),
-    )
-    .optimizer(
-        optim::Sgd::new(recipe.lr)
-            .with_momentum(0.9)
-            .with_nesterov(true)
-            .with_weight_decay(recipe.weight_decay),
-    )
-    .schedule(optim::CosineLr::new(recipe.lr, recipe.epochs))
-    .fit(&mut model, train_set, test)?;
+    slimnet_kernels::threads::with(THREADS, || {
+        recipe.trainer(seed).fit(&mut model, train_set, test)
+    })?;
     Ok(model)
 }
 
-/// Where a trained model is cached: `cache_dir()/baselines/<name>-mnist-e<epochs>-s<seed>.safetensors`.
+/// Where a trained model is cached:
+/// `cache_dir()/baselines/<name>-mnist-e<epochs>-lr<lr>-wd<wd>-s<seed>.safetensors`.
 pub fn path(name: &str, recipe: &Recipe, seed: u64) -> PathBuf {
+    let momentum = if recipe.nesterov { "" } else { "-plain" };
     data::cache_dir().join("baselines").join(format!(
-        "{name}-mnist-e{}-lr{}-wd{}-s{seed}.safetensors",
+        "{name}-mnist-e{}-lr{}-wd{}{momentum}-s{seed}.safetensors",
         recipe.epochs, recipe.lr, recipe.weight_decay
     ))
 }
@@ -83,6 +145,7 @@ pub fn mnist(name: &str, recipe: &Recipe, seed: u64) -> Result<Graph> {
             return Ok(g);
         }
     }
+    println!("training the {name} baseline (cached to {})", p.display());
     let train_set = data::mnist(data::Split::Train)?;
     let test = data::mnist(data::Split::Test)?;
     let g = train_model(name, recipe, seed, &train_set, Some(&test))?;

@@ -1,6 +1,8 @@
-//! Support for slimnet's examples and tests (not published): command-line flags
-//! ([`Args`]), trained baselines cached on disk ([`baseline`]), printed tables ([`Table`]), the
-//! accuracy / size / speed table of a compression pipeline ([`Stages`]), and a Python
+//! Support for slimnet's examples and tests (not published): command-line flags ([`Args`]),
+//! training recipes and trained baselines cached on disk ([`baseline`]), one line per training
+//! epoch ([`PrintEpochs`]), printed tables ([`Table`]), the accuracy / size / speed table of a
+//! compression pipeline ([`Stages`]), batch-1 latency on real images ([`speed`]), analysis
+//! sweeps ([`sweep`]), what the distillation examples share ([`distill`]), and a Python
 //! interpreter that can import what a test needs ([`python_with`]).
 //!
 //! Examples stay top-down programs that read as documentation: the measurement and set-up
@@ -9,11 +11,16 @@
 
 mod args;
 pub mod baseline;
+pub mod distill;
+mod epochs;
 mod python;
+pub mod speed;
 mod stages;
+pub mod sweep;
 mod table;
 
 pub use args::{Args, Usage};
+pub use epochs::PrintEpochs;
 pub use python::python_with;
 pub use stages::{Measured, Stages};
 pub use table::Table;
