@@ -1,0 +1,87 @@
+//! Layers that ONNX graphs need and slimnet-core does not have: general padding, clamping,
+//! element-wise arithmetic with a constant, reshapes and transposes, pooling with ONNX's
+//! asymmetric pads, dilations and ceil mode, softmax over any axis, and matrix products with a
+//! constant. Each is a plain [`Layer`](slimnet_core::Layer) that model files know once
+//! [`register`] added its kind, and that the writer exports as the ONNX op it came from.
+
+mod clamp;
+pub(crate) mod elementwise;
+mod matmul;
+mod pad;
+mod pool;
+mod reshape;
+mod softmax;
+
+pub use clamp::Clamp;
+pub use elementwise::{BinaryOp, ConstOp};
+pub use matmul::MatMul;
+pub use pad::{Pad, PadMode};
+pub use pool::{Pool2d, PoolKind};
+pub use reshape::{Reshape, Transpose};
+pub use softmax::SoftmaxAxis;
+
+use slimnet_core::io::Registry;
+use slimnet_core::serde_json::Value;
+use slimnet_core::{Error, Result};
+
+/// Adds the layer kinds of this crate to a model-file registry, so a saved imported model
+/// loads again.
+///
+/// ```
+/// let mut r = slimnet_core::io::Registry::core();
+/// slimnet_onnx::layers::register(&mut r);
+/// assert!(r.contains("Pad") && r.contains("Pool2d"));
+/// ```
+pub fn register(r: &mut Registry) {
+    r.register("Pad", pad::load);
+    r.register("Clamp", clamp::load);
+    r.register("ConstOp", elementwise::load);
+    r.register("Reshape", reshape::load_reshape);
+    r.register("Transpose", reshape::load_transpose);
+    r.register("Pool2d", pool::load);
+    r.register("SoftmaxAxis", softmax::load);
+    r.register("MatMul", matmul::load);
+}
+
+/// Element count of a shape, or an error when it overflows or exceeds `2^31` elements.
+pub(crate) fn checked_len(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= 1 << 31)
+        .ok_or_else(|| Error::shape("a shape of at most 2^31 elements", shape))
+}
+
+/// A model-file field, or a model-file error naming it.
+pub(crate) fn field<'a>(cfg: &'a Value, kind: &str, name: &str) -> Result<&'a Value> {
+    cfg.get(name)
+        .ok_or_else(|| Error::ModelFile(format!("{kind} config: missing `{name}`")))
+}
+
+/// A list of integers from a model-file field.
+pub(crate) fn int_list(cfg: &Value, kind: &str, name: &str) -> Result<Vec<i64>> {
+    let bad = || Error::ModelFile(format!("{kind} config: `{name}` is not a list of integers"));
+    field(cfg, kind, name)?
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|v| v.as_i64().ok_or_else(bad))
+        .collect()
+}
+
+/// A number from a model-file field (`null` reads as NaN is refused).
+pub(crate) fn float(cfg: &Value, kind: &str, name: &str) -> Result<f32> {
+    field(cfg, kind, name)?
+        .as_f64()
+        .map(|v| v as f32)
+        .ok_or_else(|| Error::ModelFile(format!("{kind} config: `{name}` is not a number")))
+}
+
+/// Resolves a possibly negative axis against a rank.
+pub(crate) fn axis(axis: i64, rank: usize) -> Option<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    (0..rank as i64).contains(&a).then_some(a as usize)
+}
+
+#[cfg(test)]
+mod tests;

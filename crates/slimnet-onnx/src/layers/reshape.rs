@@ -1,0 +1,227 @@
+//! Shape-only layers: [`Reshape`] (ONNX `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten` with an
+//! axis other than 1) and [`Transpose`].
+
+use ndarray::IxDyn;
+use slimnet_core::io::TensorSource;
+use slimnet_core::serde_json::{json, Value};
+use slimnet_core::{Error, Layer, Result, Tensor};
+
+use super::{checked_len, int_list};
+
+/// Reshapes to a target given the ONNX way: a `0` copies the input's size at that position
+/// (unless `allowzero`), one `-1` takes what is left. Written with `0` or `-1` for the batch,
+/// the layer works at any batch size.
+///
+/// ```
+/// use slimnet_core::{tensor, Layer};
+/// use slimnet_onnx::layers::Reshape;
+/// let r = Reshape::new(vec![0, -1], false)?;
+/// assert_eq!(r.output_shape(&[5, 2, 3, 4])?, vec![5, 24]);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Reshape {
+    spec: Vec<i64>,
+    allowzero: bool,
+    cache: Option<Vec<usize>>,
+}
+
+impl Reshape {
+    /// A reshape to `spec` (see the type's documentation).
+    ///
+    /// # Errors
+    /// More than one `-1`, a size below `-1`, or `allowzero` with both `0` and `-1`.
+    pub fn new(spec: Vec<i64>, allowzero: bool) -> Result<Self> {
+        let infer = spec.iter().filter(|&&d| d == -1).count();
+        if infer > 1 || spec.iter().any(|&d| d < -1) {
+            return Err(Error::config(format!(
+                "reshape target {spec:?}: at most one -1, no size below -1"
+            )));
+        }
+        if allowzero && infer == 1 && spec.contains(&0) {
+            return Err(Error::config(
+                "reshape with allowzero cannot hold both 0 and -1",
+            ));
+        }
+        Ok(Self {
+            spec,
+            allowzero,
+            cache: None,
+        })
+    }
+
+    /// The target as given, and `allowzero`.
+    pub fn spec(&self) -> (&[i64], bool) {
+        (&self.spec, self.allowzero)
+    }
+}
+
+impl Layer for Reshape {
+    fn kind(&self) -> &'static str {
+        "Reshape"
+    }
+
+    /// Any shape with the right number of elements -> the target shape.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let s = self.output_shape(x.shape())?;
+        Ok(x.as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(&s))
+            .expect("checked by output_shape"))
+    }
+
+    fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.cache = Some(x.shape().to_vec());
+        self.forward(x)
+    }
+
+    fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
+        let s = self.cache.take().ok_or_else(|| Error::Backward {
+            layer: String::new(),
+            reason: "Reshape: backward called without a preceding forward_train".into(),
+        })?;
+        g.as_standard_layout()
+            .into_owned()
+            .into_shape_with_order(IxDyn(&s))
+            .map_err(|_| {
+                Error::shape(
+                    format!("{} elements", s.iter().product::<usize>()),
+                    g.shape(),
+                )
+            })
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let total = checked_len(input)?;
+        let bad = || Error::shape(format!("a shape that reshapes to {:?}", self.spec), input);
+        let mut out = Vec::with_capacity(self.spec.len());
+        let mut infer = None;
+        for (i, &d) in self.spec.iter().enumerate() {
+            out.push(match d {
+                -1 => {
+                    infer = Some(i);
+                    1
+                }
+                0 if !self.allowzero => *input.get(i).ok_or_else(bad)?,
+                d => usize::try_from(d).map_err(|_| bad())?,
+            });
+        }
+        let known = checked_len(&out).map_err(|_| bad())?;
+        if let Some(i) = infer {
+            if known == 0 || total % known != 0 {
+                return Err(bad());
+            }
+            out[i] = total / known;
+        } else if known != total {
+            return Err(bad());
+        }
+        Ok(out)
+    }
+
+    fn config_json(&self) -> Value {
+        json!({"spec": self.spec, "allowzero": self.allowzero})
+    }
+}
+
+/// Permutes the axes: output axis `i` is input axis `perm[i]`.
+///
+/// ```
+/// use slimnet_core::{tensor, Layer};
+/// use slimnet_onnx::layers::Transpose;
+/// let t = Transpose::new(vec![1, 0])?;
+/// let y = t.forward(&tensor::from_vec(&[2, 3], (0..6).map(|v| v as f32).collect())?)?;
+/// assert_eq!(y.shape(), &[3, 2]);
+/// assert_eq!(y[[2, 1]], 5.0);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Transpose {
+    perm: Vec<usize>,
+}
+
+impl Transpose {
+    /// A transpose by `perm`.
+    ///
+    /// # Errors
+    /// When `perm` is not a permutation of `0..perm.len()`.
+    pub fn new(perm: Vec<usize>) -> Result<Self> {
+        let mut seen = vec![false; perm.len()];
+        for &p in &perm {
+            if p >= perm.len() || std::mem::replace(&mut seen[p], true) {
+                return Err(Error::config(format!("{perm:?} is not a permutation")));
+            }
+        }
+        Ok(Self { perm })
+    }
+
+    /// The permutation.
+    pub fn perm(&self) -> &[usize] {
+        &self.perm
+    }
+
+    fn check(&self, input: &[usize]) -> Result<()> {
+        if input.len() != self.perm.len() {
+            return Err(Error::shape(format!("rank {}", self.perm.len()), input));
+        }
+        Ok(())
+    }
+}
+
+impl Layer for Transpose {
+    fn kind(&self) -> &'static str {
+        "Transpose"
+    }
+
+    /// Rank `perm.len()` -> the permuted shape.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.check(x.shape())?;
+        Ok(x.view()
+            .permuted_axes(IxDyn(&self.perm))
+            .as_standard_layout()
+            .into_owned())
+    }
+
+    fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.forward(x)
+    }
+
+    fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
+        self.check(g.shape())?;
+        let mut inv = vec![0; self.perm.len()];
+        for (i, &p) in self.perm.iter().enumerate() {
+            inv[p] = i;
+        }
+        Ok(g.view()
+            .permuted_axes(IxDyn(&inv))
+            .as_standard_layout()
+            .into_owned())
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        self.check(input)?;
+        Ok(self.perm.iter().map(|&p| input[p]).collect())
+    }
+
+    fn config_json(&self) -> Value {
+        json!({"perm": self.perm})
+    }
+}
+
+pub(crate) fn load_reshape(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+    let allowzero = cfg
+        .get("allowzero")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    Ok(Box::new(Reshape::new(
+        int_list(cfg, "Reshape", "spec")?,
+        allowzero,
+    )?))
+}
+
+pub(crate) fn load_transpose(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+    let perm = int_list(cfg, "Transpose", "perm")?
+        .into_iter()
+        .map(|p| usize::try_from(p).map_err(|_| Error::ModelFile(format!("Transpose: axis {p}"))))
+        .collect::<Result<_>>()?;
+    Ok(Box::new(Transpose::new(perm)?))
+}

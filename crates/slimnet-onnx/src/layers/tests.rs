@@ -1,0 +1,112 @@
+//! The layers against finite differences (backward) and hand-computed values (forward).
+
+use slimnet_core::{tensor, Layer, Tensor};
+
+use super::*;
+
+/// Relative error of the input gradient of `sum(w * layer(x))` against central differences.
+fn grad_error(layer: &mut dyn Layer, x: &Tensor) -> f32 {
+    let y = layer.forward_train(x).unwrap();
+    let w = tensor::uniform(y.shape(), -1.0, 1.0, &mut tensor::rng(3));
+    let g = layer.backward(&w).unwrap();
+    let loss = |x: &Tensor| (layer.forward(x).unwrap() * &w).sum();
+    let h = 1e-2;
+    let mut worst = 0.0f32;
+    for i in 0..x.len() {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp.as_slice_mut().unwrap()[i] += h;
+        xm.as_slice_mut().unwrap()[i] -= h;
+        let num = (loss(&xp) - loss(&xm)) / (2.0 * h);
+        let ana = g.as_slice().unwrap()[i];
+        worst = worst.max((num - ana).abs() / (1.0 + num.abs()));
+    }
+    worst
+}
+
+#[test]
+fn backward_matches_finite_differences() {
+    // kept away from the clamp's kinks, where differences are not derivatives
+    let x = tensor::uniform(&[2, 3, 4, 5], -2.0, 2.0, &mut tensor::rng(1)).mapv(|v| {
+        if (v + 1.0).abs() < 0.05 || (v - 1.5).abs() < 0.05 {
+            v + 0.1
+        } else {
+            v
+        }
+    });
+    let c = tensor::uniform(&[3, 1, 1], 0.5, 2.0, &mut tensor::rng(2));
+    let mut layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Clamp::new(-1.0, 1.5).unwrap()),
+        Box::new(ConstOp::new(BinaryOp::Mul, c.clone(), false)),
+        Box::new(ConstOp::new(BinaryOp::Sub, c.clone(), true)),
+        Box::new(ConstOp::new(BinaryOp::Div, c, false)),
+        Box::new(Reshape::new(vec![0, -1], false).unwrap()),
+        Box::new(Transpose::new(vec![0, 2, 3, 1]).unwrap()),
+        Box::new(Pad::new(vec![(0, 0), (1, 0), (2, 1), (0, 3)], PadMode::Constant(0.3)).unwrap()),
+        Box::new(Pad::new(vec![(0, 0), (0, 0), (2, 1), (3, 3)], PadMode::Reflect).unwrap()),
+        Box::new(Pad::new(vec![(0, 0), (0, 0), (-1, 2), (1, -2)], PadMode::Edge).unwrap()),
+    ];
+    for l in &mut layers {
+        let e = grad_error(l.as_mut(), &x);
+        assert!(e < 2e-2, "{}: {e}", l.kind());
+    }
+}
+
+#[test]
+fn forward_values() {
+    let x = tensor::from_vec(&[1, 1, 1, 3], vec![1.0, 2.0, 3.0]).unwrap();
+    let pad = |m| Pad::new(vec![(0, 0), (0, 0), (0, 0), (2, 2)], m).unwrap();
+    let row = |l: &dyn Layer| l.forward(&x).unwrap().iter().copied().collect::<Vec<_>>();
+    assert_eq!(
+        row(&pad(PadMode::Reflect)),
+        [3.0, 2.0, 1.0, 2.0, 3.0, 2.0, 1.0]
+    );
+    assert_eq!(
+        row(&pad(PadMode::Edge)),
+        [1.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]
+    );
+    assert_eq!(
+        row(&pad(PadMode::Wrap)),
+        [2.0, 3.0, 1.0, 2.0, 3.0, 1.0, 2.0]
+    );
+    // ceil mode: a last window over [3] alone; the average counts only real positions
+    let p = Pool2d::new(
+        PoolKind::Avg {
+            count_include_pad: false,
+        },
+        [1, 2],
+        [1, 2],
+        [0; 4],
+        [1, 1],
+        true,
+    )
+    .unwrap();
+    assert_eq!(row(&p), [1.5, 3.0]);
+    let m = MatMul::new(tensor::from_vec(&[3], vec![1.0, 10.0, 100.0]).unwrap()).unwrap();
+    assert_eq!(m.forward(&x).unwrap().shape(), &[1, 1, 1]);
+    assert_eq!(row(&m), [321.0]);
+    let s = SoftmaxAxis::new(-1, true, false).forward(&x).unwrap();
+    let total: f32 = s.iter().map(|v| v.exp()).sum();
+    assert!((total - 1.0).abs() < 1e-6);
+}
+
+#[test]
+fn bad_shapes_are_errors() {
+    assert!(Reshape::new(vec![-1, -1], false).is_err());
+    assert!(Transpose::new(vec![0, 0]).is_err());
+    assert!(Reshape::new(vec![5, -1], false)
+        .unwrap()
+        .output_shape(&[2, 3])
+        .is_err());
+    assert!(Pad::new(vec![(0, 0)], PadMode::Reflect)
+        .unwrap()
+        .output_shape(&[1, 1])
+        .is_err());
+    assert!(ConstOp::new(BinaryOp::Add, tensor::zeros(&[3]), false)
+        .output_shape(&[2, 4])
+        .is_err());
+    assert!(MatMul::new(tensor::zeros(&[3, 2]))
+        .unwrap()
+        .output_shape(&[2, 4])
+        .is_err());
+}
