@@ -9,7 +9,8 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use slimnet::core::layers::Conv2dConfig;
 use slimnet::core::{models, tensor, Layer};
-use slimnet::kernels::dense::{conv2d_forward_prepared, Activation, ConvWeights};
+use slimnet::kernels::dense::{conv2d_forward_prepared, ConvWeights};
+use slimnet::kernels::Activation;
 use slimnet::quant::ptq::{quantize_static, PtqConfig};
 
 fn deploy(c: &mut Criterion) {

@@ -11,11 +11,11 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::ConvGeometry;
 use slimnet_kernels::int8::{
     qconv2d_forward, qlinear_forward, qsparse_conv2d_forward, qsparse_linear_forward, QCsrMatrix,
     QMatrix, QOutput, QuantParams,
 };
+use slimnet_kernels::ConvGeometry;
 
 const XQ: QuantParams = QuantParams {
     scale: 0.02,

@@ -7,8 +7,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::{conv2d_forward, linear_forward, Activation, ConvGeometry};
+use slimnet_kernels::dense::{conv2d_forward, linear_forward};
 use slimnet_kernels::int8::{qconv2d_forward, qlinear_forward, QMatrix, QOutput, QuantParams};
+use slimnet_kernels::{Activation, ConvGeometry};
 
 fn randv(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
     (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect()

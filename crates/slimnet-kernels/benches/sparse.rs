@@ -6,8 +6,9 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::{linear_forward, Activation};
+use slimnet_kernels::dense::linear_forward;
 use slimnet_kernels::sparse::{sparse_linear_forward, NmMatrix, SparseFormat, SparseWeight};
+use slimnet_kernels::Activation;
 
 const N: usize = 4096;
 

@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::Activation;
 use slimnet_kernels::sparse::{
     csc_matvec, sparse_linear_forward, CscMatrix, SparseFormat, SparseWeight,
 };
+use slimnet_kernels::Activation;
 use slimnet_kernels::KernelError;
 
 /// Best of 5 rounds, microseconds per call.

@@ -9,12 +9,11 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::{
-    conv2d_forward_prepared, linear_forward, Activation, ConvGeometry, ConvWeights,
-};
+use slimnet_kernels::dense::{conv2d_forward_prepared, linear_forward, ConvWeights};
 use slimnet_kernels::int8::{qconv2d_forward, qlinear_forward, QMatrix, QOutput, QuantParams};
 use slimnet_kernels::sparse::{sparse_linear_forward, SparseFormat, SparseWeight};
 use slimnet_kernels::threads::set_num_threads;
+use slimnet_kernels::{Activation, ConvGeometry};
 
 /// Median milliseconds of `f` over enough runs to fill about half a second.
 fn time_ms(mut f: impl FnMut()) -> f64 {

@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use slimnet_kernels::dense::{
-    conv2d_forward, conv2d_forward_prepared, Activation, ConvGeometry, ConvWeights,
-};
+use slimnet_kernels::dense::{conv2d_forward, conv2d_forward_prepared, ConvWeights};
 use slimnet_kernels::int8::{qconv2d_forward, QMatrix, QOutput, QuantParams};
 use slimnet_kernels::sparse::{sparse_linear_forward, SparseFormat, SparseWeight};
+use slimnet_kernels::{Activation, ConvGeometry};
 
 fn main() {
     let case = std::env::args().nth(1).unwrap_or_else(|| "qconv64".into());

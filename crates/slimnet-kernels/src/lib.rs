@@ -13,7 +13,8 @@
 //! Safe entry points check lengths and shapes and return [`KernelError`]; they never panic on bad sizes.
 //!
 //! ```
-//! use slimnet_kernels::dense::{conv2d_forward, Activation, ConvGeometry};
+//! use slimnet_kernels::dense::conv2d_forward;
+//! use slimnet_kernels::{Activation, ConvGeometry};
 //! // one 1-channel 3x3 image, one 2x2 averaging filter, no padding
 //! let g = ConvGeometry::new(1, 1, 3, 3, 1, 2, 2);
 //! let x: Vec<f32> = (0..9).map(|v| v as f32).collect();
@@ -24,14 +25,18 @@
 //! ```
 #![warn(missing_docs)]
 
+mod activation;
 mod aligned;
 pub mod dense;
 mod error;
+mod geometry;
 pub mod int8;
 pub mod isa;
 mod scratch;
 pub mod sparse;
 pub mod threads;
 
+pub use activation::Activation;
 pub use error::{KernelError, Result};
+pub use geometry::ConvGeometry;
 pub use isa::Isa;

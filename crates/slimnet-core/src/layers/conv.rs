@@ -4,7 +4,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
-use slimnet_kernels::dense::{self, Activation, ConvGeometry, ConvWeights};
+use slimnet_kernels::dense::{self, ConvWeights};
+use slimnet_kernels::{Activation, ConvGeometry};
 
 use crate::error::{Error, Result};
 use crate::layer::{no_cache, Cost, Layer};

@@ -2,7 +2,8 @@
 
 use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
-use slimnet_kernels::dense::{self, Activation};
+use slimnet_kernels::dense;
+use slimnet_kernels::Activation;
 
 use crate::error::{Error, Result};
 use crate::layer::{no_cache, Cost, Layer};

@@ -3,7 +3,7 @@
 use ndarray::{ArrayD, IxDyn};
 use slimnet_core::layers::{Conv2d, Conv2dConfig};
 use slimnet_core::{Graph, Sequential};
-use slimnet_kernels::dense::ConvGeometry;
+use slimnet_kernels::ConvGeometry;
 
 use crate::error::Result;
 

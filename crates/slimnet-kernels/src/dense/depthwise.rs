@@ -1,7 +1,8 @@
-use super::conv::{epilogue, Activation, ConvGeometry};
-use super::im2col::valid_range;
+use super::conv::epilogue;
 use crate::error::{check_len, KernelError, Result};
+use crate::geometry::valid_range;
 use crate::threads;
+use crate::{Activation, ConvGeometry};
 
 /// Depthwise convolution forward (`groups == in_channels == out_channels`), run directly
 /// without im2col. Stride-1 `kh x 1` and `1 x kw` kernels take dedicated AVX-512 / AVX2 paths

@@ -6,7 +6,7 @@
 
 use std::arch::x86_64::*;
 
-use super::conv::{Activation, ConvGeometry};
+use crate::{Activation, ConvGeometry};
 
 /// The largest kernel length the 1-D paths below take (longer kernels use the 2-D paths).
 pub(crate) const MAX_LINE_TAPS: usize = 16;

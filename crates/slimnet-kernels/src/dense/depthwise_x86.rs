@@ -5,7 +5,7 @@
 
 use std::arch::x86_64::*;
 
-use super::conv::{Activation, ConvGeometry};
+use crate::{Activation, ConvGeometry};
 
 /// One output plane `o` `[oh, ow]` of channel weights `wk` `[kh, kw]` over input plane `x`
 /// `[h, w]`, with bias and activation. `buf` is scratch.

@@ -19,8 +19,8 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::conv::ConvGeometry;
 use crate::threads::{self, SendPtr};
+use crate::ConvGeometry;
 
 /// Output channels per register tile: 24 accumulators, two input vectors and a broadcast fit
 /// the 32 zmm registers. (`prof_case`, 8 -> 12 rows: 32 to 32 channels at 56x56 0.445 -> 0.418

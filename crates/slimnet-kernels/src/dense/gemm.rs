@@ -359,10 +359,7 @@ mod tests {
                     [(1.0, 0.0, 1), (0.5, 0.0, 1), (0.5, 2.0, 2), (1.0, 1.0, 1)]
                 {
                     let mut c = c0.clone();
-                    crate::threads::set_num_threads(nt);
-                    let r = sgemm(alpha, av, bv, beta, &mut c);
-                    crate::threads::set_num_threads(1);
-                    r.unwrap();
+                    crate::threads::with(nt, || sgemm(alpha, av, bv, beta, &mut c)).unwrap();
                     for i in 0..m {
                         for j in 0..n {
                             let (mut s, mut mag) = (0.0f64, 0.0f64);

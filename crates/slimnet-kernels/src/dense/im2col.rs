@@ -1,22 +1,5 @@
-use super::conv::ConvGeometry;
-
-/// Output-column range `[lo, hi)` whose input coordinate `o * stride + offset` lies in `[0, size)`.
-#[inline]
-pub(crate) fn valid_range(out: usize, stride: usize, offset: isize, size: usize) -> (usize, usize) {
-    // smallest o with o*stride + offset >= 0
-    let lo = if offset >= 0 {
-        0
-    } else {
-        ((-offset) as usize).div_ceil(stride)
-    };
-    // largest o with o*stride + offset <= size-1
-    let hi = if (size as isize) - offset <= 0 {
-        0
-    } else {
-        (((size as isize - 1 - offset) as usize) / stride + 1).min(out)
-    };
-    (lo.min(hi), hi)
-}
+use crate::geometry::valid_range;
+use crate::ConvGeometry;
 
 /// Unfolds one image `[C, H, W]` into columns `[C * kh * kw, oh * ow]` (row-major).
 ///

@@ -1,10 +1,10 @@
-use super::conv::Activation;
 use super::gemm::{own_kernel_fits_shape, sgemm_unchecked, MatRef};
 use super::matvec::{small_batch_linear, MATVEC_MAX_BATCH};
 use super::transpose::transpose;
 use crate::error::{check_len, Result};
 use crate::isa::Isa;
 use crate::threads;
+use crate::Activation;
 
 /// Linear forward: `y = act(x * W^T + b)`.
 ///

@@ -26,12 +26,11 @@ mod winograd_line;
 
 pub use conv::{
     conv2d_backward_input, conv2d_backward_weight, conv2d_forward, conv2d_forward_prepared,
-    Activation, ConvGeometry, ConvWeights,
+    ConvWeights,
 };
 pub use depthwise::depthwise_forward;
 pub(crate) use gemm::sgemm_unchecked;
 pub use gemm::{sgemm, MatRef};
-pub(crate) use im2col::valid_range;
 pub use im2col::{col2im, im2col};
 pub use linear::{linear_backward, linear_forward};
 pub(crate) use transpose::transpose;

@@ -6,9 +6,9 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
-use super::conv::ConvGeometry;
 use super::gemm::MatRef;
 use crate::threads::{self, SendPtr};
+use crate::ConvGeometry;
 
 const MR: usize = 6;
 const NR: usize = 64;

@@ -4,6 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
+use crate::{Activation, ConvGeometry};
 
 /// Relative tolerance of f32 convolution against the f64 definition, scaled by the sum of
 /// absolute products.
@@ -122,14 +123,14 @@ fn conv_forward_matches_definition() {
         // one prepared weight for every run, so later runs use what the first one cached
         let prepared = ConvWeights::new(w.clone());
         for (nt, prep) in [(1, false), (2, false), (1, true), (2, true)] {
-            crate::threads::set_num_threads(nt);
             let mut y = vec![f32::NAN; g.output_len()];
-            let r = if prep {
-                conv2d_forward_prepared(&g, &x, &prepared, Some(&b), Activation::Relu, &mut y)
-            } else {
-                conv2d_forward(&g, &x, &w, Some(&b), Activation::Relu, &mut y)
-            };
-            crate::threads::set_num_threads(1);
+            let r = crate::threads::with(nt, || {
+                if prep {
+                    conv2d_forward_prepared(&g, &x, &prepared, Some(&b), Activation::Relu, &mut y)
+                } else {
+                    conv2d_forward(&g, &x, &w, Some(&b), Activation::Relu, &mut y)
+                }
+            });
             r.unwrap();
             for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
                 let w = w.max(0.0);
@@ -185,7 +186,7 @@ fn depthwise_variants_are_identical() {
         let cols: Vec<(usize, usize, usize)> = (0..g.kernel_w)
             .map(|kj| {
                 let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
-                let (xlo, xhi) = super::im2col::valid_range(ow, g.stride.1, off_x, g.in_w);
+                let (xlo, xhi) = crate::geometry::valid_range(ow, g.stride.1, off_x, g.in_w);
                 (
                     xlo,
                     xhi,
@@ -316,11 +317,11 @@ fn line_winograd_matches_definition() {
         let b = randv(&mut rng, g.out_channels);
         let (want, mag) = direct(&g, &x, &w, Some(&b));
         for nt in [1, 2] {
-            crate::threads::set_num_threads(nt);
             let mut y = vec![f32::NAN; g.output_len()];
-            let r = conv2d_forward(&g, &x, &w, Some(&b), Activation::Identity, &mut y);
-            crate::threads::set_num_threads(1);
-            r.unwrap();
+            crate::threads::with(nt, || {
+                conv2d_forward(&g, &x, &w, Some(&b), Activation::Identity, &mut y)
+            })
+            .unwrap();
             for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
                 assert!(
                     ((*y as f64) - w).abs() <= CONV_TOL * m,

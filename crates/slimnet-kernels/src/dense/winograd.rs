@@ -23,11 +23,11 @@
 
 use rayon::prelude::*;
 
-use super::conv::{Activation, ConvGeometry};
 use super::gemm::{sgemm_unchecked, MatRef};
 use crate::error::Result;
 use crate::isa::vectorized;
 use crate::threads::{self, SendPtr};
+use crate::{Activation, ConvGeometry};
 
 /// Transformed inputs and products a block aims to hold (`16 * (C + O) * tiles` values, 4 MiB):
 /// larger blocks run longer GEMMs, smaller ones stay in cache; this size measured best from 64

@@ -21,11 +21,11 @@
 
 use rayon::prelude::*;
 
-use super::conv::ConvGeometry;
 use super::gemm::{sgemm_unchecked, MatRef};
 use crate::error::Result;
 use crate::isa::vectorized;
 use crate::threads::{self, SendPtr};
+use crate::ConvGeometry;
 
 /// Transformed inputs and products a block aims to hold (`4 * (C + O) * tiles` values, 1 MiB),
 /// so both stay in L2 between the transforms and the GEMMs.

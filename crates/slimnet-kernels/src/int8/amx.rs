@@ -19,7 +19,7 @@ use std::arch::asm;
 use std::arch::x86_64::*;
 
 use super::gemm::{QMatrix, NT};
-use crate::dense::ConvGeometry;
+use crate::ConvGeometry;
 
 /// Output channels per block: two 16-row weight tiles.
 pub(crate) const BLOCK_ROWS: usize = 32;

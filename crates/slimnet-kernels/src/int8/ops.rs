@@ -6,9 +6,9 @@ use super::gemm::{
 };
 use super::quant::QuantParams;
 use super::requant::{finish, multipliers};
-use crate::dense::ConvGeometry;
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
+use crate::ConvGeometry;
 
 /// Where an int8 kernel writes its result.
 #[derive(Debug)]
@@ -172,7 +172,7 @@ fn im2col_u8_row(g: &ConvGeometry, image: &[u8], k: usize, pad: u8, dst: &mut [u
         return;
     }
     let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
-    let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, w);
+    let (xlo, xhi) = crate::geometry::valid_range(ow, g.stride.1, off_x, w);
     if xlo >= xhi {
         return;
     }
@@ -205,8 +205,8 @@ fn im2col_row_same(g: &ConvGeometry, img: &[u8], ki: usize, kj: usize, pad: u8, 
     let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
     let off_y = ki as isize - g.padding.0 as isize;
     let off_x = kj as isize - g.padding.1 as isize;
-    let (ylo, yhi) = crate::dense::valid_range(oh, 1, off_y, h);
-    let (xlo, xhi) = crate::dense::valid_range(ow, 1, off_x, w);
+    let (ylo, yhi) = crate::geometry::valid_range(oh, 1, off_y, h);
+    let (xlo, xhi) = crate::geometry::valid_range(ow, 1, off_x, w);
     if ylo >= yhi {
         return;
     }
@@ -360,7 +360,7 @@ fn dw_plane(g: &ConvGeometry, xs: &[i32], wk: &[i8], o: &mut [i32]) {
         for kj in 0..g.kernel_w {
             let wv = wk[ki * g.kernel_w + kj] as i32;
             let off_x = (kj * g.dilation.1) as isize - g.padding.1 as isize;
-            let (xlo, xhi) = crate::dense::valid_range(ow, g.stride.1, off_x, wd);
+            let (xlo, xhi) = crate::geometry::valid_range(ow, g.stride.1, off_x, wd);
             for oy in 0..oh {
                 let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
                 if iy < 0 || iy >= h as isize || xlo >= xhi {

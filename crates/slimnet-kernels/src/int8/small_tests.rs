@@ -9,9 +9,9 @@ use rand_chacha::ChaCha8Rng;
 
 use super::requant::requant_one;
 use super::*;
-use crate::dense::ConvGeometry;
 use crate::isa::Isa;
 use crate::threads;
+use crate::ConvGeometry;
 
 /// i8 weights in `-127..=127`, about `density` of them non-zero, with the extremes (which
 /// would saturate `vpmaddubsw` next to inputs near 255) on purpose.

@@ -4,8 +4,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::dense::ConvGeometry;
 use crate::isa::Isa;
+use crate::ConvGeometry;
 
 fn u8s(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
     (0..len).map(|_| rng.random()).collect()

@@ -2,9 +2,9 @@
 
 use super::csr::check_dense;
 use super::{sealed, SparseMatrix};
-use crate::dense::Activation;
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
+use crate::Activation;
 
 /// A `[rows, cols]` f32 matrix stored as dense `br x bc` blocks (block sparse rows).
 ///

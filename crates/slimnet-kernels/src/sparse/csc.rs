@@ -13,9 +13,9 @@
 //! and lose their edge).
 
 use super::CsrMatrix;
-use crate::dense::Activation;
 use crate::error::{check_len, Result};
 use crate::isa::vectorized;
+use crate::Activation;
 
 /// Rows per vector of a dense column (one AVX-512 register).
 const LANES: usize = 16;
@@ -238,7 +238,7 @@ impl CscMatrix {
 /// Results equal the row-major product up to f32 rounding.
 ///
 /// ```
-/// use slimnet_kernels::dense::Activation;
+/// use slimnet_kernels::Activation;
 /// use slimnet_kernels::sparse::{csc_matvec, CscMatrix, CsrMatrix};
 /// let csr = CsrMatrix::from_dense(&[1.0, 0.0, 0.0, 2.0, 3.0, 0.0], 2, 3, None)?;
 /// let mut y = [0.0; 2];

@@ -2,9 +2,9 @@
 
 use super::driver::{rows_spmm, RowSource};
 use super::{sealed, SparseMatrix};
-use crate::dense::Activation;
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
+use crate::Activation;
 
 /// A `[rows, cols]` f32 matrix in compressed sparse row form.
 ///

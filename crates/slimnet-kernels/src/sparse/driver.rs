@@ -3,10 +3,11 @@
 use rayon::prelude::*;
 
 use super::SparseMatrix;
-use crate::dense::{im2col, transpose, Activation, ConvGeometry};
+use crate::dense::{im2col, transpose};
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
 use crate::threads;
+use crate::{Activation, ConvGeometry};
 
 /// A format whose rows are lists of `(value, column)` pairs (CSR, N:M).
 pub(crate) trait RowSource: Sync {

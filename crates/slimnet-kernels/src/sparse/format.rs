@@ -2,9 +2,10 @@
 
 use super::{sealed, BsrMatrix, CsrMatrix, NmMatrix, SparseMatrix};
 use crate::dense::matvec::small_batch_linear;
-use crate::dense::{sgemm_unchecked, Activation, MatRef};
+use crate::dense::{sgemm_unchecked, MatRef};
 use crate::error::{check_len, Result};
 use crate::isa::Isa;
+use crate::Activation;
 
 /// A storage format for a weight matrix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,7 @@
 //! arrays and a validating `from_parts` constructor for serialisation.
 //!
 //! ```
-//! use slimnet_kernels::dense::Activation;
+//! use slimnet_kernels::Activation;
 //! use slimnet_kernels::sparse::{sparse_linear_forward, CsrMatrix};
 //! // W = [[1, 0, 2], [0, 0, 3]]
 //! let w = CsrMatrix::from_dense(&[1.0, 0.0, 2.0, 0.0, 0.0, 3.0], 2, 3, None)?;
@@ -45,8 +45,8 @@ pub use driver::{sparse_conv2d_forward, sparse_linear_forward, spmm, spmm_with_i
 pub use format::{choose_format, DenseMatrix, SparseFormat, SparseWeight, CSR_MAX_DENSITY};
 pub use nm::NmMatrix;
 
-use crate::dense::Activation;
 use crate::isa::Isa;
+use crate::Activation;
 
 mod sealed {
     pub trait Sealed {}

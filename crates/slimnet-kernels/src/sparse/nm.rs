@@ -3,9 +3,9 @@
 use super::csr::check_dense;
 use super::driver::{rows_spmm, RowSource};
 use super::{sealed, SparseMatrix};
-use crate::dense::Activation;
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
+use crate::Activation;
 
 /// A `[rows, cols]` f32 matrix with at most `n` non-zeros in every group of `m` consecutive
 /// columns of a row (N:M sparsity, e.g. 2:4), stored as exactly `n` values per group.

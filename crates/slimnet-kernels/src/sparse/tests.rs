@@ -4,7 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::*;
-use crate::dense::ConvGeometry;
+use crate::ConvGeometry;
 
 /// Relative tolerance of f32 kernels that sum in a different order or fuse multiply-adds,
 /// scaled by the sum of absolute products.
@@ -318,11 +318,8 @@ fn threads_give_the_same_result() {
         let m = SparseWeight::from_dense(fmt, &w, rows, cols, None).unwrap();
         let mut one = vec![0.0; rows * n];
         spmm(&m, &b, n, None, Activation::Identity, &mut one).unwrap();
-        crate::threads::set_num_threads(2);
         let mut two = vec![0.0; rows * n];
-        let r = spmm(&m, &b, n, None, Activation::Identity, &mut two);
-        crate::threads::set_num_threads(1);
-        r.unwrap();
+        crate::threads::with(2, || spmm(&m, &b, n, None, Activation::Identity, &mut two)).unwrap();
         assert_eq!(one, two);
     }
 }

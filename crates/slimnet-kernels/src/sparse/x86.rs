@@ -6,7 +6,7 @@
 use std::arch::x86_64::*;
 
 use super::driver::RowSource;
-use crate::dense::Activation;
+use crate::Activation;
 
 #[inline]
 #[target_feature(enable = "avx2,fma")]

@@ -6,7 +6,7 @@ use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Conv2dConfig};
 use slimnet_core::tensor::contiguous;
 use slimnet_core::{Cost, Error, Layer, StoredTensor, Tensor};
-use slimnet_kernels::dense::ConvGeometry;
+use slimnet_kernels::ConvGeometry;
 use slimnet_kernels::sparse::{sparse_conv2d_forward, SparseMatrix, SparseWeight};
 
 use super::{activation_of, layer_json, load_bias, load_weight, store_weight, FusedActivation};

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use slimnet_core::io::{self, TensorSource};
 use slimnet_core::{Error, StoredTensor};
-use slimnet_kernels::dense::Activation;
+use slimnet_kernels::Activation;
 use slimnet_kernels::sparse::{
     BsrMatrix, CsrMatrix, DenseMatrix, NmMatrix, SparseFormat, SparseMatrix, SparseWeight,
 };

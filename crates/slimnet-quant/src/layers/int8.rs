@@ -17,7 +17,7 @@ use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Conv2dConfig, Linear, LinearConfig};
 use slimnet_core::value::{Codes, Value, ValueKind};
 use slimnet_core::{Cost, Error, Layer, Param, Result, StoredTensor, Tensor};
-use slimnet_kernels::dense::ConvGeometry;
+use slimnet_kernels::ConvGeometry;
 use slimnet_kernels::int8::{
     qconv2d_forward, qdepthwise_forward, qlinear_forward, qsparse_conv2d_forward,
     qsparse_linear_forward, quantize_weights_per_channel, QCsrMatrix, QMatrix, QOutput,

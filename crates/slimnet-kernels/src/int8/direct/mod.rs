@@ -28,8 +28,8 @@ mod window_x86;
 use super::gemm::{gemm_u8i8_packed, interleave4, QMatrix, NPAD, NT, PANEL_SLACK};
 use super::requant::finish;
 use super::{QOutput, QuantParams, Requant};
-use crate::dense::ConvGeometry;
 use crate::isa::Isa;
+use crate::ConvGeometry;
 
 /// Bytes after the padded image that the VBMI kernels may read (a 128-byte window from any
 /// position in it).

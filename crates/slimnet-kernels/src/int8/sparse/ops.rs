@@ -2,13 +2,13 @@
 
 use super::matrix::QCsrMatrix;
 use super::product::{product, transpose_u8, Variant, SLACK};
-use crate::dense::ConvGeometry;
 use crate::error::{check_len, KernelError, Result};
 use crate::int8::direct::{unfold_image, unfold_preferred};
 use crate::int8::ops::im2col_u8;
 use crate::int8::requant::{finish, multipliers};
 use crate::int8::{QOutput, QuantParams, Requant};
 use crate::isa::Isa;
+use crate::ConvGeometry;
 
 /// int8 sparse linear: `y = x * W^T` with `x` u8 `[batch, in]` (quantized by `xq`), `W` a
 /// [`QCsrMatrix`] `[out, in]`, and `y` `[batch, out]` written as `out` says, exactly as

@@ -7,11 +7,11 @@ use rand_chacha::ChaCha8Rng;
 use super::ops::{conv, linear};
 use super::product::Variant;
 use super::*;
-use crate::dense::ConvGeometry;
 use crate::int8::requant::requant_one;
 use crate::int8::{qlinear_forward, QMatrix, QOutput, QuantParams, Requant, MAX_INNER};
 use crate::isa::Isa;
-use crate::threads::set_num_threads;
+use crate::threads;
+use crate::ConvGeometry;
 
 /// A dense i8 `[rows, cols]` with about `density` non-zeros (extremes ±127 included): row 0
 /// fully dense, row 1 empty (when there are enough rows).
@@ -106,12 +106,12 @@ fn u8s(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
 /// Runs `f(variant)` for every variant, with 1 and 2 threads.
 fn each_variant(mut f: impl FnMut(Variant, usize)) {
     for nt in [1, 2] {
-        set_num_threads(nt);
-        for v in Variant::all() {
-            f(v, nt);
-        }
+        threads::with(nt, || {
+            for v in Variant::all() {
+                f(v, nt);
+            }
+        });
     }
-    set_num_threads(1);
 }
 
 #[test]
@@ -191,18 +191,19 @@ fn thread_split_and_levels_agree() {
         let at = |c, j| j * rows + c;
         let (_, want) = expected(&acc, rows, batch, xq, &[0.01; 301], None, &[0; 301], at);
         for nt in [1, 2] {
-            set_num_threads(nt);
             for isa in Isa::all_supported() {
                 let mut y = vec![0f32; batch * rows];
                 let out = QOutput::F32 {
                     out: &mut y,
                     bias: None,
                 };
-                qsparse_linear_forward_with_isa(isa, &m, batch, &x, xq, out).unwrap();
+                threads::with(nt, || {
+                    qsparse_linear_forward_with_isa(isa, &m, batch, &x, xq, out)
+                })
+                .unwrap();
                 assert_eq!(y, want, "{isa:?} {nt} threads batch {batch}");
             }
         }
-        set_num_threads(1);
     }
 }
 
