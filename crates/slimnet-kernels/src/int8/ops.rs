@@ -4,7 +4,7 @@ use super::gemm::{
     gemm_u8i8, gemm_u8i8_packed, interleave4, packed_kernel_fits, QMatrix, U8View, NPAD, NT,
     PANEL_SLACK,
 };
-use super::quant::QuantParams;
+use super::quant::{QuantParams, Requant};
 use super::requant::{finish, multipliers};
 use crate::error::{check_len, KernelError, Result};
 use crate::isa::Isa;
@@ -261,93 +261,139 @@ pub fn qconv2d_forward_with_isa(
     w: &QMatrix,
     mut out: QOutput<'_>,
 ) -> Result<()> {
-    g.validate()?;
-    let kk = g.in_channels * g.kernel_h * g.kernel_w;
-    if g.groups != 1 || w.rows() != g.out_channels || w.cols() != kk {
-        return Err(KernelError::Invalid {
-            what: "int8 conv weight",
-            reason: format!(
-                "need groups 1 and a [{}, {kk}] weight, got groups {} and [{}, {}]",
-                g.out_channels,
-                g.groups,
-                w.rows(),
-                w.cols()
-            ),
-        });
-    }
-    check_len("int8 conv input", g.input_len(), input.len())?;
-    check_len("int8 conv output", g.output_len(), out.len())?;
-    out.check_bias(g.out_channels)?;
+    check_conv(ConvNames::DENSE, g, (w.rows(), w.cols()), input.len(), &out)?;
     let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
+    let kk = g.in_channels * g.kernel_h * g.kernel_w;
     let plane = g.out_h() * g.out_w();
-    let in_img = g.in_channels * g.in_h * g.in_w;
     let one = ConvGeometry { batch: 1, ..*g };
+    let (sc, mult) = (w.scales(), &mult[..]);
     let pointwise = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == (1, 1) && g.padding == (0, 0);
     #[cfg(target_arch = "x86_64")]
     if isa.or_supported() >= Isa::Amx && super::amx::direct_fits(g) {
         let wd = w.amx_tap_major(g.kernel_h * g.kernel_w);
-        crate::scratch::with(&crate::scratch::I32_A, |acc| {
-            let acc = crate::scratch::sized(acc, g.out_channels * plane);
-            for n in 0..g.batch {
-                let x = &input[n * in_img..(n + 1) * in_img];
-                super::amx::conv_direct(&one, x, xq.zero_point, w, &wd, acc);
-                let base = n * g.out_channels * plane;
-                let (oc, sc) = (g.out_channels, w.scales());
-                finish(isa, acc, oc, plane, xq, sc, &mult, &mut out, base, false);
-            }
+        each_image(isa, g, input, xq, (sc, mult), &mut out, |x, acc| {
+            super::amx::conv_direct(&one, x, xq.zero_point, w, &wd, acc)
         });
         return Ok(());
     }
     // stride-1 layers: unfolded from a padded copy, without per-row work
     if packed_kernel_fits(isa) && super::direct::preferred(isa, g) {
-        super::direct::conv_dense(isa, g, input, xq, w, &mult, &mut out);
+        super::direct::conv_dense(isa, g, input, xq, w, mult, &mut out);
         return Ok(());
     }
     // with a SIMD kernel, spatial convolutions unfold straight into the packed panel
     let fused = !pointwise && plane > 1 && packed_kernel_fits(isa);
     if fused {
         crate::scratch::with(&crate::scratch::U8_B, |ap| {
-            crate::scratch::with(&crate::scratch::I32_A, |acc| {
-                let acc = crate::scratch::sized(acc, g.out_channels * plane);
-                for n in 0..g.batch {
-                    let x = &input[n * in_img..(n + 1) * in_img];
-                    let npad = im2col_pack_u8(&one, x, xq.zero_point, ap);
-                    gemm_u8i8_packed(isa, w, ap, npad, plane, xq.zero_point, acc);
-                    let base = n * g.out_channels * plane;
-                    let (oc, sc) = (g.out_channels, w.scales());
-                    finish(isa, acc, oc, plane, xq, sc, &mult, &mut out, base, false);
-                }
+            each_image(isa, g, input, xq, (sc, mult), &mut out, |x, acc| {
+                let npad = im2col_pack_u8(&one, x, xq.zero_point, ap);
+                gemm_u8i8_packed(isa, w, ap, npad, plane, xq.zero_point, acc);
             })
         });
         return Ok(());
     }
     crate::scratch::with(&crate::scratch::U8_A, |col| {
-        crate::scratch::with(&crate::scratch::I32_A, |acc| {
-            let col = crate::scratch::sized(col, if pointwise { 0 } else { kk * plane });
-            let acc = crate::scratch::sized(acc, g.out_channels * plane);
-            for n in 0..g.batch {
-                let x = &input[n * in_img..(n + 1) * in_img];
-                let data = if pointwise {
-                    x
-                } else {
-                    im2col_u8(&one, x, xq.zero_point, col);
-                    &col[..]
-                };
-                let a = U8View {
-                    data,
-                    k: kk,
-                    n: plane,
-                    rs: plane,
-                    cs: 1,
-                };
-                gemm_u8i8(isa, w, &a, xq.zero_point, acc);
-                let base = n * g.out_channels * plane;
-                let (oc, sc) = (g.out_channels, w.scales());
-                finish(isa, acc, oc, plane, xq, sc, &mult, &mut out, base, false);
-            }
+        let col = crate::scratch::sized(col, if pointwise { 0 } else { kk * plane });
+        each_image(isa, g, input, xq, (sc, mult), &mut out, |x, acc| {
+            let data = if pointwise {
+                x
+            } else {
+                im2col_u8(&one, x, xq.zero_point, col);
+                &col[..]
+            };
+            let a = U8View {
+                data,
+                k: kk,
+                n: plane,
+                rs: plane,
+                cs: 1,
+            };
+            gemm_u8i8(isa, w, &a, xq.zero_point, acc);
         })
     });
     Ok(())
+}
+
+/// What an int8 convolution's errors call its operands.
+pub(crate) struct ConvNames {
+    weight: &'static str,
+    input: &'static str,
+    output: &'static str,
+}
+
+impl ConvNames {
+    /// A dense int8 convolution's.
+    pub(crate) const DENSE: ConvNames = ConvNames {
+        weight: "int8 conv weight",
+        input: "int8 conv input",
+        output: "int8 conv output",
+    };
+    /// A CSR-sparse int8 convolution's.
+    pub(crate) const SPARSE: ConvNames = ConvNames {
+        weight: "int8 sparse conv weight",
+        input: "int8 sparse conv input",
+        output: "int8 sparse conv output",
+    };
+}
+
+/// The checks every int8 convolution (groups 1, the weight a `[O, C * kh * kw]` matrix, given
+/// as `(rows, cols)`) makes before it runs: a valid geometry, the weight's shape, the input and
+/// output lengths, and a bias of `O` entries.
+pub(crate) fn check_conv(
+    names: ConvNames,
+    g: &ConvGeometry,
+    (rows, cols): (usize, usize),
+    input_len: usize,
+    out: &QOutput<'_>,
+) -> Result<()> {
+    g.validate()?;
+    let kk = g.in_channels * g.kernel_h * g.kernel_w;
+    if g.groups != 1 || rows != g.out_channels || cols != kk {
+        return Err(KernelError::Invalid {
+            what: names.weight,
+            reason: format!(
+                "need groups 1 and a [{}, {kk}] weight, got groups {} and [{rows}, {cols}]",
+                g.out_channels, g.groups
+            ),
+        });
+    }
+    check_len(names.input, g.input_len(), input_len)?;
+    check_len(names.output, g.output_len(), out.len())?;
+    out.check_bias(g.out_channels)
+}
+
+/// Runs an int8 convolution image by image: `image(x, acc)` accumulates one image `x` into
+/// `acc` (`[O, oh * ow]` i32), which is then requantized (with the weight's `scales` and the
+/// multipliers `mult`) into that image's part of `out`.
+pub(crate) fn each_image(
+    isa: Isa,
+    g: &ConvGeometry,
+    input: &[u8],
+    xq: QuantParams,
+    (scales, mult): (&[f32], &[Requant]),
+    out: &mut QOutput<'_>,
+    mut image: impl FnMut(&[u8], &mut [i32]),
+) {
+    let (oc, plane) = (g.out_channels, g.out_h() * g.out_w());
+    let in_img = g.in_channels * g.in_h * g.in_w;
+    crate::scratch::with(&crate::scratch::I32_A, |acc| {
+        let acc = crate::scratch::sized(acc, oc * plane);
+        for n in 0..g.batch {
+            image(&input[n * in_img..(n + 1) * in_img], acc);
+            finish(
+                isa,
+                acc,
+                oc,
+                plane,
+                xq,
+                scales,
+                mult,
+                out,
+                n * oc * plane,
+                false,
+            );
+        }
+    });
 }
 
 /// One depthwise plane in i32: `o = sum over taps of w * (x - za)` (exact integers, so every

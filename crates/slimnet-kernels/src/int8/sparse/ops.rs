@@ -4,7 +4,7 @@ use super::matrix::QCsrMatrix;
 use super::product::{product, transpose_u8, Variant, SLACK};
 use crate::error::{check_len, KernelError, Result};
 use crate::int8::direct::{unfold_image, unfold_preferred};
-use crate::int8::ops::im2col_u8;
+use crate::int8::ops::{check_conv, each_image, im2col_u8, ConvNames};
 use crate::int8::requant::{finish, multipliers};
 use crate::int8::{QOutput, QuantParams, Requant};
 use crate::isa::Isa;
@@ -206,56 +206,23 @@ pub(crate) fn conv(
     w: &QCsrMatrix,
     mut out: QOutput<'_>,
 ) -> Result<()> {
-    g.validate()?;
-    let kk = g.in_channels * g.kernel_h * g.kernel_w;
-    if g.groups != 1 || w.rows() != g.out_channels || w.cols() != kk {
-        return Err(KernelError::Invalid {
-            what: "int8 sparse conv weight",
-            reason: format!(
-                "need groups 1 and a [{}, {kk}] weight, got groups {} and [{}, {}]",
-                g.out_channels,
-                g.groups,
-                w.rows(),
-                w.cols()
-            ),
-        });
-    }
-    check_len("int8 sparse conv input", g.input_len(), x.len())?;
-    check_len("int8 sparse conv output", g.output_len(), out.len())?;
-    out.check_bias(g.out_channels)?;
+    check_conv(ConvNames::SPARSE, g, (w.rows(), w.cols()), x.len(), &out)?;
     let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
+    let kk = g.in_channels * g.kernel_h * g.kernel_w;
     let plane = g.out_h() * g.out_w();
-    let in_img = g.in_channels * g.in_h * g.in_w;
     let one = ConvGeometry { batch: 1, ..*g };
-    let (oc, isa) = (g.out_channels, v.isa());
-    crate::scratch::with(&crate::scratch::U8_A, |col_buf| {
-        crate::scratch::with(&crate::scratch::I32_A, |acc| {
-            crate::scratch::sized(col_buf, kk * plane + SLACK);
-            let acc = crate::scratch::sized(acc, oc * plane);
-            let padded = unfold_preferred(isa, g);
-            for n in 0..g.batch {
-                let image = &x[n * in_img..(n + 1) * in_img];
-                if padded {
-                    unfold_image(isa, &one, image, xq.zero_point, SLACK, col_buf);
-                } else {
-                    im2col_u8(&one, image, xq.zero_point, col_buf);
-                }
-                let col = &col_buf[..];
-                product(v, w, col, plane, xq.zero_point, acc);
-                let base = n * oc * plane;
-                finish(
-                    isa,
-                    acc,
-                    oc,
-                    plane,
-                    xq,
-                    w.scales(),
-                    &mult,
-                    &mut out,
-                    base,
-                    false,
-                );
+    let isa = v.isa();
+    let padded = unfold_preferred(isa, g);
+    crate::scratch::with(&crate::scratch::U8_A, |col| {
+        crate::scratch::sized(col, kk * plane + SLACK);
+        let weights = (w.scales(), &mult[..]);
+        each_image(isa, g, x, xq, weights, &mut out, |image, acc| {
+            if padded {
+                unfold_image(isa, &one, image, xq.zero_point, SLACK, col);
+            } else {
+                im2col_u8(&one, image, xq.zero_point, col);
             }
+            product(v, w, col, plane, xq.zero_point, acc);
         })
     });
     Ok(())
