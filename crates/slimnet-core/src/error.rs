@@ -48,6 +48,22 @@ pub enum Error {
         /// Batch within the epoch (0-based).
         batch: usize,
     },
+    /// A value at inference held NaN or an infinity (found by the opt-in check
+    /// [`Graph::forward_checked`](crate::Graph::forward_checked)).
+    #[error(
+        "{}{what} holds a non-finite value ({value}) at flat index {index}",
+        if layer.is_empty() { String::new() } else { format!("{layer}: ") }
+    )]
+    NotFinite {
+        /// Path of the node whose output it is (empty for the model's input).
+        layer: String,
+        /// What held it (`input`, `output`).
+        what: String,
+        /// The first non-finite value.
+        value: f32,
+        /// Its position in the flattened tensor.
+        index: usize,
+    },
     /// A model file is malformed.
     #[error("model file: {0}")]
     ModelFile(String),
@@ -108,6 +124,27 @@ pub enum Error {
         /// The method crate's error.
         source: Box<dyn std::error::Error + Send + Sync + 'static>,
     },
+    /// A size read from a model file or met at run time exceeds the memory ceiling of
+    /// [`limits`](crate::limits) (or overflows), so nothing was allocated.
+    #[error(
+        "{}{what} of shape {shape:?} {} the limit of {limit} bytes per tensor (see \
+         slimnet_core::limits; raise it with {} or limits::set_max_tensor_bytes)",
+        if layer.is_empty() { String::new() } else { format!("{layer}: ") },
+        match bytes { Some(b) => format!("needs {b} bytes, more than"), None => "overflows".to_string() },
+        crate::limits::ENV_VAR
+    )]
+    Limit {
+        /// Layer path.
+        layer: String,
+        /// What would have been allocated (`conv output`, `weight`, ...).
+        what: String,
+        /// Its shape.
+        shape: Vec<usize>,
+        /// Its size in bytes (`None` when that overflows).
+        bytes: Option<usize>,
+        /// The ceiling in bytes.
+        limit: usize,
+    },
     /// An I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -139,6 +176,7 @@ impl Error {
             | Error::UnknownKind { layer, .. }
             | Error::Unhandled { layer, .. }
             | Error::Method { layer, .. }
+            | Error::Limit { layer, .. }
             | Error::Kernel { layer, .. } => join(layer),
             _ => {}
         }

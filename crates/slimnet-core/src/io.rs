@@ -97,11 +97,28 @@ impl TensorSource<'_> {
         Ok((t.shape().to_vec(), t.data().to_vec()))
     }
 
-    /// An f32 tensor.
+    /// An f32 tensor whose values are all finite: a NaN or infinite weight would load and
+    /// then give plausible-looking wrong outputs, so it is an error naming the tensor.
+    ///
+    /// # Errors
+    /// When the tensor is missing, not f32, or holds a NaN or infinite value.
+    pub fn f32(&mut self, name: &str) -> Result<Tensor> {
+        let t = self.f32_any(name)?;
+        if let Some((i, v)) = t.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::ModelFile(format!(
+                "tensor `{}{name}` holds a non-finite value ({v}) at index {i}",
+                self.prefix
+            )));
+        }
+        Ok(t)
+    }
+
+    /// An f32 tensor that may hold NaN or infinite values (for a layer whose constants may
+    /// legitimately be infinite; weights go through [`f32`](Self::f32)).
     ///
     /// # Errors
     /// When the tensor is missing or not f32.
-    pub fn f32(&mut self, name: &str) -> Result<Tensor> {
+    pub fn f32_any(&mut self, name: &str) -> Result<Tensor> {
         let (shape, bytes) = self.raw(name, Dtype::F32)?;
         let data: Vec<f32> = bytes
             .chunks_exact(4)
@@ -353,6 +370,15 @@ fn graph_from_json(
                         }
                         other => other.in_layer(&format!("{prefix}{name}")),
                     })?;
+                    // A kind whose config describes another kind (a `ReLU` node whose config
+                    // says `Tanh`) would load as the other kind without a word.
+                    if l.kind() != kind {
+                        return Err(Error::ModelFile(format!(
+                            "layer `{prefix}{name}`: the node's kind is `{kind}` but its config \
+                             describes a `{}`",
+                            l.kind()
+                        )));
+                    }
                     // Masks of parameters, stored beside them.
                     let mut l = l;
                     let mut err = None;
@@ -408,6 +434,12 @@ fn graph_from_json(
         .get(out)
         .copied()
         .ok_or_else(|| Error::ModelFile(format!("output `{out}` is not a node")))?;
+    if depth == 0 && out == g.input() {
+        return Err(Error::ModelFile(format!(
+            "the graph's output is its input `{}`: the model computes nothing",
+            g.nodes()[0].name
+        )));
+    }
     g.set_output(out)?;
     Ok(g)
 }

@@ -23,6 +23,7 @@ pub mod graph;
 pub mod io;
 mod layer;
 pub mod layers;
+pub mod limits;
 pub mod loss;
 pub mod models;
 pub mod optim;

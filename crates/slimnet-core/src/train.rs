@@ -276,6 +276,7 @@ pub fn evaluate(model: &dyn Layer, data: &Dataset, batch_size: usize) -> Result<
     if data.is_empty() {
         return Err(Error::Invalid("evaluation on an empty dataset".into()));
     }
+    data.validate()?;
     let idx: Vec<usize> = (0..data.len()).collect();
     let (mut loss, mut correct) = (0.0f64, 0usize);
     for chunk in idx.chunks(batch_size.max(1)) {
@@ -456,6 +457,10 @@ impl<'a> Trainer<'a> {
                 self.cfg.label,
                 train.len()
             )));
+        }
+        train.validate()?;
+        if let Some(t) = test {
+            t.validate()?;
         }
         let own = Clock::start();
         let clock = self.clock.unwrap_or(&own);

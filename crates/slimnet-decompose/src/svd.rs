@@ -227,7 +227,8 @@ pub fn randomized_svd(
     check_matrix(&a)?;
     let (m, n) = a.dim();
     check_rank(rank, m.min(n), || format!("a {m}x{n} matrix"))?;
-    let l = (rank + cfg.oversample).min(m.min(n));
+    // (an oversampling of usize::MAX would overflow the sum; it samples every column)
+    let l = rank.saturating_add(cfg.oversample).min(m.min(n));
     let cols = column_major(&a);
     let af = faer::MatRef::from_column_major_slice(&cols, m, n);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(cfg.seed);

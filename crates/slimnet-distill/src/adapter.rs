@@ -83,6 +83,12 @@ pub fn make_adapter(
     if from.len() != to.len() {
         return Err(bad("ranks differ"));
     }
+    if !matches!(from.len(), 2 | 4) {
+        return Err(bad("adapters map shapes of rank 2 or 4"));
+    }
+    if from[1..].contains(&0) || to[1..].contains(&0) {
+        return Err(bad("a size is 0"));
+    }
     if from[1..] == to[1..] {
         return Ok(g);
     }

@@ -313,6 +313,7 @@ pub fn design_student(
                 side: "output",
                 expected: t.clone(),
                 actual: g.clone(),
+                source: None,
             });
         }
     }

@@ -52,7 +52,7 @@ pub enum DistillError {
         reason: String,
     },
     /// A student stage's boundary shape differs from the teacher's and no adapter bridges it.
-    #[error("stage {stage}: student {side} shape {actual:?} does not match the teacher's {expected:?} and no adapter is set")]
+    #[error("{}", boundary_message(*stage, side, expected, actual, source.as_deref()))]
     BoundaryShape {
         /// The stage (1-based).
         stage: usize,
@@ -62,6 +62,9 @@ pub enum DistillError {
         expected: Vec<usize>,
         /// What the student stage accepts or produces (empty when it rejects the input).
         actual: Vec<usize>,
+        /// Why the student stage (or its adapter) rejected the shape, when it did.
+        #[source]
+        source: Option<Box<slimnet_core::Error>>,
     },
     /// The teacher is not frozen (it holds gradients from training).
     #[error("teacher is not frozen: {reason}")]
@@ -75,6 +78,28 @@ pub enum DistillError {
     /// An I/O error (writing reports and plots).
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+}
+
+fn boundary_message(
+    stage: usize,
+    side: &str,
+    expected: &[usize],
+    actual: &[usize],
+    source: Option<&slimnet_core::Error>,
+) -> String {
+    match (side, source) {
+        ("input", Some(e)) => format!(
+            "stage {stage}: the student stage rejects the teacher's input shape {expected:?}: {e}"
+        ),
+        (_, Some(e)) => format!(
+            "stage {stage}: the adapter rejects the student's output shape {actual:?} (the \
+             teacher's is {expected:?}): {e}"
+        ),
+        _ => format!(
+            "stage {stage}: student {side} shape {actual:?} does not match the teacher's \
+             {expected:?} and no adapter is set"
+        ),
+    }
 }
 
 impl DistillError {

@@ -39,3 +39,20 @@ pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> R
         })
     }
 }
+
+/// Checks that a buffer holds `rows * cols` elements, rejecting a product that overflows
+/// `usize` (no buffer can have that length) instead of wrapping around to a small number.
+pub(crate) fn check_len2(
+    what: &'static str,
+    rows: usize,
+    cols: usize,
+    actual: usize,
+) -> Result<()> {
+    match rows.checked_mul(cols) {
+        Some(expected) => check_len(what, expected, actual),
+        None => Err(KernelError::Invalid {
+            what,
+            reason: format!("{rows} x {cols} elements overflow the address space"),
+        }),
+    }
+}

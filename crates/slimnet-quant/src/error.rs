@@ -10,7 +10,10 @@ pub type Result<T> = std::result::Result<T, QuantError>;
 #[non_exhaustive]
 pub enum QuantError {
     /// A bit width outside the supported range.
-    #[error("{layer}: bit width {bits} is outside {min}..={max}")]
+    #[error(
+        "{}bit width {bits} is outside {min}..={max}",
+        if layer.is_empty() { String::new() } else { format!("{layer}: ") }
+    )]
     BitWidth {
         /// Layer path (empty for a free-standing scheme).
         layer: String,
@@ -36,6 +39,20 @@ pub enum QuantError {
     NoData {
         /// Node path of the observer.
         layer: String,
+    },
+    /// Every value a layer's input took during calibration was the same, so the range has
+    /// zero width and could not quantize any other input (all-zero or constant calibration
+    /// data).
+    #[error(
+        "{layer}: every calibration value of the layer's input was {value}; a range of zero \
+         width cannot quantize other inputs (calibrate on representative data, or leave the \
+         layer in f32 with PtqConfig::with_skip)"
+    )]
+    ConstantCalibration {
+        /// Node path of the layer.
+        layer: String,
+        /// The one value seen.
+        value: f32,
     },
     /// Calibration was given no batches.
     #[error("calibration needs at least one batch, got none")]
@@ -75,6 +92,7 @@ impl QuantError {
             QuantError::BitWidth { layer, .. }
             | QuantError::NonFinite { layer, .. }
             | QuantError::NoData { layer }
+            | QuantError::ConstantCalibration { layer, .. }
             | QuantError::Invalid { layer, .. } => join(layer),
             QuantError::Core(e) => {
                 let inner = std::mem::replace(e, slimnet_core::Error::Invalid(String::new()));

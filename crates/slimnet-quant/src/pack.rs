@@ -19,7 +19,7 @@ fn check_bits(bits: u32) -> Result<()> {
 
 /// Number of bytes that hold `n` codes of `bits` bits.
 pub fn packed_len(n: usize, bits: u32) -> usize {
-    (n * bits as usize).div_ceil(8)
+    n.saturating_mul(bits as usize).div_ceil(8)
 }
 
 /// Packs codes of `bits` bits (each `< 2^bits`) into bytes, least significant bits first.

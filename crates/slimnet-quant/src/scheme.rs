@@ -119,21 +119,30 @@ impl QScheme {
     }
 
     /// Largest signed level of a symmetric scheme (`2^(b-1) - 1`), or the largest code.
+    /// A width outside `2..=8` (a scheme edited by hand; [`validate`](Self::validate) rejects
+    /// it, and every quantizer calls that first) is read as the nearest valid width here.
     pub fn qmax(&self) -> i32 {
+        let bits = self.valid_bits();
         if self.symmetric {
-            (1 << (self.bits - 1)) - 1
+            (1 << (bits - 1)) - 1
         } else {
-            (1 << self.bits) - 1
+            (1 << bits) - 1
         }
     }
 
+    /// `bits` clamped into `MIN_BITS..=MAX_BITS`, so the getters never shift out of range.
+    fn valid_bits(&self) -> u32 {
+        self.bits.clamp(MIN_BITS, MAX_BITS)
+    }
+
     /// Scale and zero point covering `[lo, hi]` (widened to include 0). A zero range gets
-    /// scale 1, so constant-zero channels stay exactly zero.
+    /// scale 1, so constant-zero channels stay exactly zero. A width outside `2..=8` is read
+    /// as in [`qmax`](Self::qmax).
     pub fn params_for(&self, lo: f32, hi: f32) -> (f32, i32) {
         if self.symmetric {
             let m = lo.abs().max(hi.abs());
             let s = if m > 0.0 { m / self.qmax() as f32 } else { 1.0 };
-            (s, 1 << (self.bits - 1))
+            (s, 1 << (self.valid_bits() - 1))
         } else {
             let (lo, hi) = (lo.min(0.0), hi.max(0.0));
             let levels = self.qmax() as f32;

@@ -127,14 +127,18 @@ fn bad_calibration_input_gives_clear_errors() {
     assert!(ptq::quantize_static(&model, inf, &PtqConfig::default()).is_err());
     let wrong = vec![tensor::zeros(&[2, 3, 28, 28])];
     assert!(ptq::quantize_static(&model, wrong, &PtqConfig::default()).is_err());
-    // a constant (zero-range) calibration set is handled: scale 1 at zero, nothing divides by 0
+    // a constant (zero-range) calibration set is an error naming the first layer whose input
+    // took one value only: its int8 outputs would be wrong for any other input
     let zeros = vec![tensor::zeros(&[2, 1, 28, 28])];
-    let q = ptq::quantize_static(&model, zeros, &PtqConfig::default()).unwrap();
-    assert!(q
-        .forward(&tensor::zeros(&[1, 1, 28, 28]))
-        .unwrap()
-        .iter()
-        .all(|v| v.is_finite()));
+    let e = ptq::quantize_static(&model, zeros, &PtqConfig::default()).unwrap_err();
+    assert!(
+        matches!(&e, QuantError::ConstantCalibration { layer, value } if layer == "fc1" && *value == 0.0),
+        "{e}"
+    );
+    assert!(
+        e.to_string().contains("fc1: every calibration value"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -16,7 +16,12 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
 /// Labelled examples in memory: inputs `[N, ...]` and class labels.
+///
+/// Made with [`Dataset::new`], which checks that there is one label per example and that
+/// every label is a class (the fields stay public for reading and editing; the trainer and
+/// [`evaluate`](crate::train::evaluate) check them again with [`Dataset::validate`]).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Dataset {
     /// Inputs, first axis the example.
     pub inputs: Tensor,
@@ -32,23 +37,44 @@ impl Dataset {
     /// # Errors
     /// When counts differ or a label is out of range.
     pub fn new(inputs: Tensor, labels: Vec<usize>, classes: usize) -> Result<Self> {
-        if inputs.ndim() == 0 || inputs.shape()[0] != labels.len() {
-            return Err(Error::Invalid(format!(
-                "{} labels for inputs of shape {:?}",
-                labels.len(),
-                inputs.shape()
-            )));
-        }
-        if let Some(l) = labels.iter().find(|&&l| l >= classes) {
-            return Err(Error::Invalid(format!(
-                "label {l} out of range for {classes} classes"
-            )));
-        }
-        Ok(Self {
+        let d = Self {
             inputs,
             labels,
             classes,
-        })
+        };
+        d.validate()?;
+        Ok(d)
+    }
+
+    /// Checks what [`new`](Self::new) checks, for a dataset whose public fields were edited:
+    /// one label per example (the first axis of the inputs) and labels below `classes`.
+    ///
+    /// # Errors
+    /// [`Error::Data`] saying which check failed.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |reason: String| Error::Data {
+            path: "dataset".into(),
+            reason,
+        };
+        if self.inputs.ndim() == 0 || self.inputs.shape()[0] != self.labels.len() {
+            return Err(bad(format!(
+                "{} labels for inputs of shape {:?} (one label per example)",
+                self.labels.len(),
+                self.inputs.shape()
+            )));
+        }
+        if let Some((i, l)) = self
+            .labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l >= self.classes)
+        {
+            return Err(bad(format!(
+                "label {l} of example {i} out of range for {} classes",
+                self.classes
+            )));
+        }
+        Ok(())
     }
 
     /// Number of examples.
@@ -71,18 +97,18 @@ impl Dataset {
     /// # Panics
     /// When an index is out of range (indices come from the trainer's own permutation).
     pub fn batch(&self, indices: &[usize]) -> (Tensor, Vec<usize>) {
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        let Some(src) = self.inputs.as_slice() else {
+            // inputs edited into another layout
+            return (self.inputs.select(Axis(0), indices), labels);
+        };
         let per: usize = self.example_shape().iter().product();
-        let src = self
-            .inputs
-            .as_slice()
-            .expect("dataset inputs are contiguous");
         let mut data = Vec::with_capacity(per * indices.len());
         for &i in indices {
             data.extend_from_slice(&src[i * per..(i + 1) * per]);
         }
         let mut shape = vec![indices.len()];
         shape.extend_from_slice(self.example_shape());
-        let labels = indices.iter().map(|&i| self.labels[i]).collect();
         (
             Tensor::from_shape_vec(IxDyn(&shape), data).expect("batch length"),
             labels,

@@ -168,6 +168,14 @@ impl Graph {
         prefix: &str,
         tap: &mut Option<&mut Tap<'_>>,
     ) -> Result<Value> {
+        if x.shape().first() == Some(&0) {
+            // every layer would return an empty result: a caller's mistake, not a model's
+            return Err(Error::shape(
+                "a batch of at least one example (the first axis is the batch)",
+                x.shape(),
+            )
+            .in_layer(&self.nodes[0].name));
+        }
         let step = |i: usize, ins: &[&Cow<'_, Value>]| -> Result<Cow<'_, Value>> {
             let node = &self.nodes[i];
             let vals: Vec<&Value> = ins.iter().map(|v| v.as_ref()).collect();
@@ -222,6 +230,50 @@ impl Graph {
     pub fn forward_tapped(&self, x: &Tensor, tap: &mut Tap<'_>) -> Result<Tensor> {
         let x = Value::F32(x.clone());
         Ok(self.run_value(&x, "", &mut Some(tap))?.into_f32())
+    }
+
+    /// Inference with a check for NaN and infinities (opt-in, as it reads every value once
+    /// more): a non-finite input is reported as such, otherwise the first node (in execution
+    /// order, nested graphs included, by dotted path) whose output holds a non-finite value.
+    /// Without the check, a NaN can travel to plausible-looking logits.
+    ///
+    /// ```
+    /// use slimnet_core::{models, tensor, Error};
+    /// let mut model = models::lenet300(&mut tensor::rng(0))?;
+    /// let x = tensor::zeros(&[1, 1, 28, 28]);
+    /// assert_eq!(model.forward_checked(&x)?.shape(), &[1, 10]);
+    /// // a weight turned infinite after loading: the first layer using it is named
+    /// let fc2 = model.layer_mut("fc2").unwrap();
+    /// fc2.visit_params_mut(&mut |n, p| if n == "weight" { p.value_mut()[[0, 0]] = f32::INFINITY });
+    /// let e = model.forward_checked(&x).unwrap_err();
+    /// assert!(matches!(&e, Error::NotFinite { layer, .. } if layer == "fc2"), "{e}");
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NotFinite`] naming the input or the node, or as [`Layer::forward`].
+    pub fn forward_checked(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some((index, &value)) = x.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(Error::NotFinite {
+                layer: String::new(),
+                what: "input".into(),
+                value,
+                index,
+            });
+        }
+        self.forward_tapped(x, &mut |path, _, y| match y {
+            Value::F32(t) => match t.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+                Some((index, &value)) => Err(Error::NotFinite {
+                    layer: path.to_string(),
+                    what: "output".into(),
+                    value,
+                    index,
+                }),
+                None => Ok(()),
+            },
+            // codes are finite by construction
+            _ => Ok(()),
+        })
     }
 
     /// The value kind every node produces when the graph reads `input` (layers convert what

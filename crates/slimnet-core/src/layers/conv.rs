@@ -39,7 +39,9 @@ impl Conv2dConfig {
     /// layers hand their kernels.
     ///
     /// # Errors
-    /// When the input is not `[N, in_channels, H, W]` or too small for the kernel.
+    /// When the input is not `[N, in_channels, H, W]` or too small for the kernel, or when the
+    /// output or the unfolded input of one image would exceed the memory ceiling of
+    /// [`limits`](crate::limits) ([`Error::Limit`]).
     pub fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
         let (n, _, h, w) = expect_nchw(input, Some(self.in_channels))?;
         let c = self;
@@ -59,6 +61,23 @@ impl Conv2dConfig {
         g.validate().map_err(|e| {
             Error::shape(format!("an input large enough for the kernel ({e})"), input)
         })?;
+        // what a forward pass allocates: the output, and the unfolded input of one image
+        crate::limits::check_shape(
+            "convolution output",
+            &[g.batch, g.out_channels, g.out_h(), g.out_w()],
+            4,
+        )?;
+        crate::limits::check_shape(
+            "convolution unfolded input",
+            &[
+                c.in_channels,
+                c.kernel[0],
+                c.kernel[1],
+                g.out_h(),
+                g.out_w(),
+            ],
+            4,
+        )?;
         Ok(g)
     }
 
@@ -129,7 +148,7 @@ impl Conv2dConfig {
     }
 
     /// Checks the configuration: positive sizes, groups that divide the channels, sizes up to
-    /// 2^20.
+    /// 2^20, a weight within the memory ceiling of [`limits`](crate::limits).
     ///
     /// # Errors
     /// [`Error::Config`] saying what is wrong.
@@ -163,6 +182,7 @@ impl Conv2dConfig {
         {
             return Err(Error::config("a size exceeds 2^20"));
         }
+        crate::limits::check_shape("weight", &self.weight_shape(), 4)?;
         Ok(())
     }
 

@@ -38,6 +38,15 @@ impl LinearConfig {
         self
     }
 
+    /// Checks the configuration: features in `1..=2^28` and a weight within the memory
+    /// ceiling of [`limits`](crate::limits).
+    ///
+    /// # Errors
+    /// [`Error::Config`] or [`Error::Limit`] saying what is wrong.
+    pub fn validate(&self) -> Result<()> {
+        validate(self)
+    }
+
     /// Builds the layer with He-normal weights and a zero bias.
     ///
     /// # Errors
@@ -66,6 +75,7 @@ fn validate(c: &LinearConfig) -> Result<()> {
             c.in_features, c.out_features
         )));
     }
+    crate::limits::check_shape("weight", &[c.out_features, c.in_features], 4)?;
     Ok(())
 }
 

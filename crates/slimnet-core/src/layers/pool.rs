@@ -78,7 +78,10 @@ impl PoolConfig {
                 .map(|v| v / self.stride[i] + 1)
         };
         match (dim(h, 0), dim(w, 1)) {
-            (Some(oh), Some(ow)) => Ok([n, c, oh, ow]),
+            (Some(oh), Some(ow)) => {
+                crate::limits::check_shape("pooling output", &[n, c, oh, ow], 4)?;
+                Ok([n, c, oh, ow])
+            }
             _ => Err(Error::shape(
                 format!("[N, C, H, W] with H, W >= {:?} - 2 * padding", self.kernel),
                 input,

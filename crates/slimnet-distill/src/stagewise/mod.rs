@@ -194,20 +194,22 @@ impl StageWise {
             let out = s
                 .net
                 .output_shape(&shapes[k])
-                .map_err(|_| DistillError::BoundaryShape {
+                .map_err(|e| DistillError::BoundaryShape {
                     stage,
                     side: "input",
                     expected: shapes[k].clone(),
                     actual: vec![],
+                    source: Some(Box::new(e)),
                 })?;
             let out = match &s.adapter {
                 Some(a) => a
                     .output_shape(&out)
-                    .map_err(|_| DistillError::BoundaryShape {
+                    .map_err(|e| DistillError::BoundaryShape {
                         stage,
                         side: "output",
                         expected: shapes[k + 1].clone(),
                         actual: out.clone(),
+                        source: Some(Box::new(e)),
                     })?,
                 None => out,
             };
@@ -217,6 +219,7 @@ impl StageWise {
                     side: "output",
                     expected: shapes[k + 1].clone(),
                     actual: out,
+                    source: None,
                 });
             }
         }

@@ -1,4 +1,4 @@
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{check_len2, KernelError, Result};
 use crate::threads;
 
 /// A read-only view of an f32 matrix with arbitrary row and column strides.
@@ -17,7 +17,7 @@ impl<'a> MatRef<'a> {
     /// # Errors
     /// When `data.len() != rows * cols`.
     pub fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Result<Self> {
-        check_len("matrix", rows * cols, data.len())?;
+        check_len2("matrix", rows, cols, data.len())?;
         Ok(Self {
             data,
             rows,
@@ -152,7 +152,7 @@ pub fn sgemm(alpha: f32, a: MatRef<'_>, b: MatRef<'_>, beta: f32, c: &mut [f32])
             reason: format!("A is {}x{}, B is {}x{}", a.rows, a.cols, b.rows, b.cols),
         });
     }
-    check_len("gemm output", a.rows * b.cols, c.len())?;
+    check_len2("gemm output", a.rows, b.cols, c.len())?;
     sgemm_unchecked(alpha, a, b, beta, c, threads::num_threads());
     Ok(())
 }

@@ -1,7 +1,7 @@
 use super::gemm::{own_kernel_fits_shape, sgemm_unchecked, MatRef};
 use super::matvec::{small_batch_linear, MATVEC_MAX_BATCH};
 use super::transpose::transpose;
-use crate::error::{check_len, Result};
+use crate::error::{check_len, check_len2, Result};
 use crate::isa::Isa;
 use crate::threads;
 use crate::Activation;
@@ -23,9 +23,9 @@ pub fn linear_forward(
     act: Activation,
     y: &mut [f32],
 ) -> Result<()> {
-    check_len("linear input", batch * in_features, x.len())?;
-    check_len("linear weight", out_features * in_features, weight.len())?;
-    check_len("linear output", batch * out_features, y.len())?;
+    check_len2("linear input", batch, in_features, x.len())?;
+    check_len2("linear weight", out_features, in_features, weight.len())?;
+    check_len2("linear output", batch, out_features, y.len())?;
     if let Some(b) = bias {
         check_len("linear bias", out_features, b.len())?;
     }
@@ -85,9 +85,9 @@ pub fn linear_backward(
     grad_w: &mut [f32],
     grad_b: Option<&mut [f32]>,
 ) -> Result<()> {
-    check_len("linear input", batch * in_features, x.len())?;
-    check_len("linear weight", out_features * in_features, weight.len())?;
-    check_len("linear grad_out", batch * out_features, grad_y.len())?;
+    check_len2("linear input", batch, in_features, x.len())?;
+    check_len2("linear weight", out_features, in_features, weight.len())?;
+    check_len2("linear grad_out", batch, out_features, grad_y.len())?;
     check_len(
         "linear grad_weight",
         out_features * in_features,
@@ -96,7 +96,7 @@ pub fn linear_backward(
     let nt = threads::num_threads();
     let dy = MatRef::row_major(grad_y, batch, out_features)?;
     if let Some(dx) = grad_x {
-        check_len("linear grad_input", batch * in_features, dx.len())?;
+        check_len2("linear grad_input", batch, in_features, dx.len())?;
         let w = MatRef::row_major(weight, out_features, in_features)?;
         sgemm_unchecked(1.0, dy, w, 0.0, dx, nt);
     }

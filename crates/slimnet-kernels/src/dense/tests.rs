@@ -331,3 +331,23 @@ fn line_winograd_matches_definition() {
         }
     }
 }
+
+/// Shape products that overflow `usize` are rejected instead of wrapping around to a length
+/// a short buffer happens to have.
+#[test]
+fn linear_rejects_shapes_whose_sizes_overflow() {
+    let batch = (usize::MAX / 2) + 2; // batch * 2 wraps around to 2
+    let mut y = [0.0f32; 2];
+    let err = linear_forward(
+        batch,
+        2,
+        1,
+        &[0.0; 2],
+        &[0.0; 2],
+        None,
+        Activation::Identity,
+        &mut y,
+    )
+    .unwrap_err();
+    assert!(matches!(err, crate::KernelError::Invalid { .. }), "{err}");
+}

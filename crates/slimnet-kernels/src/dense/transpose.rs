@@ -4,7 +4,7 @@
 #[cfg(target_arch = "x86_64")]
 use std::arch::x86_64::*;
 
-use crate::error::{check_len, Result};
+use crate::error::{check_len2, Result};
 
 /// Transposes a row-major `[rows, cols]` matrix into `dst` `[cols, rows]` (which is also the
 /// matrix's column-major layout), in 8 x 8 register blocks where AVX2 is available.
@@ -21,8 +21,8 @@ use crate::error::{check_len, Result};
 /// # Errors
 /// When `src` or `dst` does not hold exactly `rows * cols` values.
 pub fn transpose_into(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) -> Result<()> {
-    check_len("transpose source", rows * cols, src.len())?;
-    check_len("transpose destination", rows * cols, dst.len())?;
+    check_len2("transpose source", rows, cols, src.len())?;
+    check_len2("transpose destination", rows, cols, dst.len())?;
     transpose(src, rows, cols, dst);
     Ok(())
 }

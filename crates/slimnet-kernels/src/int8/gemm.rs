@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{check_len, check_len2, KernelError, Result};
 use crate::isa::Isa;
 use crate::threads;
 
@@ -95,7 +95,7 @@ impl QMatrix {
     /// # Errors
     /// Wrong lengths or non-finite weights.
     pub fn quantize(w: &[f32], rows: usize, cols: usize) -> Result<Self> {
-        check_len("f32 weight", rows * cols, w.len())?;
+        check_len2("f32 weight", rows, cols, w.len())?;
         if rows == 0 {
             return Self::new(0, cols, vec![], vec![]);
         }

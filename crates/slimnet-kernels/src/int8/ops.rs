@@ -6,7 +6,7 @@ use super::gemm::{
 };
 use super::quant::{QuantParams, Requant};
 use super::requant::{finish, multipliers};
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{check_len, check_len2, KernelError, Result};
 use crate::isa::Isa;
 use crate::ConvGeometry;
 
@@ -91,8 +91,8 @@ pub fn qlinear_forward_with_isa(
     mut out: QOutput<'_>,
 ) -> Result<()> {
     let (o, i) = (w.rows(), w.cols());
-    check_len("int8 linear input", batch * i, x.len())?;
-    check_len("int8 linear output", batch * o, out.len())?;
+    check_len2("int8 linear input", batch, i, x.len())?;
+    check_len2("int8 linear output", batch, o, out.len())?;
     out.check_bias(o)?;
     let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let a = U8View {

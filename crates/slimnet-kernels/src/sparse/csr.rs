@@ -84,10 +84,18 @@ pub(crate) fn check_dense(
     if let Some(m) = mask {
         check_len("sparsity mask", total, m.len())?;
     }
-    if cols > u32::MAX as usize {
+    if cols > u32::MAX as usize || rows > u32::MAX as usize {
         return Err(invalid(
             "sparse shape",
-            format!("{cols} columns exceed u32"),
+            format!("{rows}x{cols}: rows and columns are indexed by u32"),
+        ));
+    }
+    if cols == 0 && rows > 0 {
+        // no weight to keep, but `rows + 1` row pointers to allocate: a shape from a corrupt
+        // file, not a layer
+        return Err(invalid(
+            "sparse shape",
+            format!("{rows}x0: a matrix without columns"),
         ));
     }
     Ok(())

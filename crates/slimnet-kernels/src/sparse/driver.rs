@@ -4,7 +4,7 @@ use rayon::prelude::*;
 
 use super::SparseMatrix;
 use crate::dense::{im2col, transpose};
-use crate::error::{check_len, KernelError, Result};
+use crate::error::{check_len, check_len2, KernelError, Result};
 use crate::isa::Isa;
 use crate::threads;
 use crate::{Activation, ConvGeometry};
@@ -85,8 +85,8 @@ fn check_spmm<M: SparseMatrix + ?Sized>(
     bias: Option<&[f32]>,
     c: &[f32],
 ) -> Result<()> {
-    check_len("spmm dense operand", w.cols() * n, b.len())?;
-    check_len("spmm output", w.rows() * n, c.len())?;
+    check_len2("spmm dense operand", w.cols(), n, b.len())?;
+    check_len2("spmm output", w.rows(), n, c.len())?;
     if let Some(bias) = bias {
         check_len("spmm bias", w.rows(), bias.len())?;
     }
@@ -173,8 +173,8 @@ pub fn sparse_linear_forward<M: SparseMatrix + ?Sized>(
     y: &mut [f32],
 ) -> Result<()> {
     let (out, inp) = (w.rows(), w.cols());
-    check_len("sparse linear input", batch * inp, x.len())?;
-    check_len("sparse linear output", batch * out, y.len())?;
+    check_len2("sparse linear input", batch, inp, x.len())?;
+    check_len2("sparse linear output", batch, out, y.len())?;
     if let Some(b) = bias {
         check_len("sparse linear bias", out, b.len())?;
     }

@@ -527,3 +527,18 @@ fn csc_matvec_rejects_wrong_lengths() {
     csc_matvec(&csc, &[1.0, 2.0], 0.0, None, id, &mut y).unwrap();
     assert_eq!(y, [1.0, 8.0]);
 }
+
+/// Shapes that no weight matrix has (from a corrupt file) are errors, not a capacity-overflow
+/// panic or a loop over `usize::MAX` rows.
+#[test]
+fn from_dense_rejects_shapes_no_matrix_has() {
+    for (rows, cols) in [(usize::MAX, 0), (3, 0), (1 << 33, 0), (2, usize::MAX)] {
+        let err = CsrMatrix::from_dense(&[], rows, cols, None).unwrap_err();
+        assert!(
+            matches!(err, crate::KernelError::Invalid { .. }),
+            "{rows}x{cols}: {err}"
+        );
+    }
+    let empty = CsrMatrix::from_dense(&[], 0, 5, None).unwrap();
+    assert_eq!(empty.nnz(), 0);
+}

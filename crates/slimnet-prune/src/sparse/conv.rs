@@ -6,8 +6,8 @@ use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Conv2dConfig};
 use slimnet_core::tensor::contiguous;
 use slimnet_core::{Cost, Error, Layer, StoredTensor, Tensor};
-use slimnet_kernels::ConvGeometry;
 use slimnet_kernels::sparse::{sparse_conv2d_forward, SparseMatrix, SparseWeight};
+use slimnet_kernels::ConvGeometry;
 
 use super::{activation_of, layer_json, load_bias, load_weight, store_weight, FusedActivation};
 use crate::error::{PruneError, Result};
@@ -42,6 +42,7 @@ impl SparseConv2d {
     /// # Errors
     /// Grouped convolutions, or a weight or bias that does not fit the configuration.
     pub fn new(cfg: Conv2dConfig, weight: SparseWeight, bias: Option<Vec<f32>>) -> Result<Self> {
+        cfg.validate().map_err(PruneError::Core)?;
         let ws = cfg.weight_shape();
         if cfg.groups != 1 {
             return Err(PruneError::unsupported(
@@ -209,6 +210,7 @@ pub(super) fn load(
             conv
         )));
     }
+    conv.validate()?;
     let ws = conv.weight_shape();
     let cols = ws[1]
         .checked_mul(ws[2])

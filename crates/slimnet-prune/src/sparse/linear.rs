@@ -19,7 +19,9 @@ use crate::error::{PruneError, Result};
 ///
 /// A CSR weight also keeps a column-major copy in memory (not in the file): at batch 1, when
 /// the input has enough zeros (pixels, ReLU outputs), the product walks only the columns of
-/// the non-zero inputs ([`CscMatrix::skip_value`]).
+/// the non-zero inputs ([`CscMatrix::skip_value`]). The copy is made only when the columns
+/// are not far more than the stored values and rows (it could not pay otherwise), and within
+/// the memory ceiling of [`slimnet_core::limits`].
 ///
 /// ```
 /// use slimnet_core::layers::LinearConfig;
@@ -57,7 +59,16 @@ impl SparseLinear {
             }
         }
         let columns = match &weight {
-            SparseWeight::Csr(m) => Some(CscMatrix::from_csr(m)),
+            SparseWeight::Csr(m) if columns_pay(m.rows(), m.cols(), m.nnz()) => {
+                // five per-column u32 arrays, checked before they are allocated
+                slimnet_core::limits::check_shape(
+                    "SparseLinear column copy",
+                    &[m.cols().saturating_add(1), 5],
+                    4,
+                )
+                .map_err(PruneError::Core)?;
+                Some(CscMatrix::from_csr(m))
+            }
             _ => None,
         };
         Ok(Self {
@@ -113,6 +124,14 @@ impl SparseLinear {
         }
         Ok(shape[0])
     }
+}
+
+/// Whether a column-major copy of a CSR weight can pay: its walk and its memory grow with the
+/// columns, the row-wise product with the stored values and rows, so a weight with far more
+/// columns than stored values (a nearly empty layer, or a file that declares a huge
+/// `in_features`) keeps the row-wise product only.
+fn columns_pay(rows: usize, cols: usize, nnz: usize) -> bool {
+    cols <= 4 * (nnz + rows).max(256)
 }
 
 impl Layer for SparseLinear {

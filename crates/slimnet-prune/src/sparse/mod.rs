@@ -18,10 +18,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use slimnet_core::io::{self, TensorSource};
 use slimnet_core::{Error, StoredTensor};
-use slimnet_kernels::Activation;
 use slimnet_kernels::sparse::{
     BsrMatrix, CsrMatrix, DenseMatrix, NmMatrix, SparseFormat, SparseMatrix, SparseWeight,
 };
+use slimnet_kernels::Activation;
 
 /// Adds the loaders of the sparse layers (`SparseLinear`, `SparseConv2d`) to a registry, so
 /// [`io::load_with`] reads models holding them.

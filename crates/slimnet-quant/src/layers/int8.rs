@@ -17,12 +17,12 @@ use slimnet_core::io::{parse_config, TensorSource};
 use slimnet_core::layers::{Conv2d, Conv2dConfig, Linear, LinearConfig};
 use slimnet_core::value::{Codes, Value, ValueKind};
 use slimnet_core::{Cost, Error, Layer, Param, Result, StoredTensor, Tensor};
-use slimnet_kernels::ConvGeometry;
 use slimnet_kernels::int8::{
     qconv2d_forward, qdepthwise_forward, qlinear_forward, qsparse_conv2d_forward,
     qsparse_linear_forward, quantize_weights_per_channel, QCsrMatrix, QMatrix, QOutput,
     QuantParams,
 };
+use slimnet_kernels::ConvGeometry;
 
 use super::sparse_store::{load_csr, store_csr};
 use super::store::*;
@@ -268,6 +268,8 @@ impl QCore {
 
     fn load(cfg: &serde_json::Value, wshape: &[usize], t: &mut TensorSource<'_>) -> Result<Self> {
         let oc: OutCfg = parse_config("int8 output", cfg)?;
+        // a sparse weight is made dense (one byte a value) when it is lowered or exported
+        slimnet_core::limits::check_shape("int8 weight", wshape, 1)?;
         let rows = wshape[0];
         let cols = wshape[1..].iter().product();
         let s: Vec<f32> = t.f32("weight_scale")?.iter().copied().collect();
@@ -673,6 +675,7 @@ pub(crate) fn load_qlinear(
     if lin.in_features == 0 || lin.out_features == 0 {
         return Err(bad("QLinear with zero features"));
     }
+    lin.validate()?;
     let core = QCore::load(cfg, &[lin.out_features, lin.in_features], t)?;
     Ok(Box::new(QLinear { cfg: lin, core }))
 }

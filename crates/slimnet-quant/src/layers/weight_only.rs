@@ -154,15 +154,18 @@ pub(crate) fn load_weight_only(
     let (shape, has_bias): (Vec<usize>, bool) = match kind {
         "Conv2d" => {
             let c: Conv2dConfig = parse_config("Conv2d", inner_cfg)?;
+            c.validate()?;
             (c.weight_shape().to_vec(), c.bias)
         }
         "Linear" => {
             let c: LinearConfig = parse_config("Linear", inner_cfg)?;
+            c.validate()?;
             (vec![c.out_features, c.in_features], c.bias)
         }
         other => return Err(bad(format!("WeightOnly around unknown kind `{other}`"))),
     };
-    let n: usize = shape.iter().product();
+    // the codes (one byte each) and the dequantized f32 weight are made from this size
+    let n = slimnet_core::limits::check_shape("WeightOnly weight", &shape, 4)?;
     if crate::pack::packed_len(n, scheme.bits) != packed.len() {
         return Err(bad(format!(
             "{} packed bytes for a {shape:?} weight of {} bits",

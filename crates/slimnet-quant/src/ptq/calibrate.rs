@@ -21,7 +21,9 @@ pub type Ranges = BTreeMap<String, (f32, f32)>;
 ///
 /// # Errors
 /// [`QuantError::EmptyCalibration`] without batches; [`QuantError::NonFinite`] naming the layer
-/// whose input held NaN or infinity; a batch the model rejects.
+/// whose input held NaN or infinity; [`QuantError::ConstantCalibration`] naming the layer whose
+/// input took one value only (all-zero or constant data: its range would have zero width);
+/// a batch the model rejects.
 pub fn calibrate<I>(g: &Graph, batches: I, cfg: &PtqConfig) -> Result<Ranges>
 where
     I: IntoIterator<Item = Tensor>,
@@ -73,6 +75,15 @@ where
     }
     observers
         .iter()
-        .map(|(path, o)| Ok((path.clone(), o.range().map_err(|e| e.in_layer(path))?)))
+        .map(|(path, o)| {
+            let (lo, hi) = o.range().map_err(|e| e.in_layer(path))?;
+            if lo == hi {
+                return Err(QuantError::ConstantCalibration {
+                    layer: path.clone(),
+                    value: lo,
+                });
+            }
+            Ok((path.clone(), (lo, hi)))
+        })
         .collect()
 }

@@ -340,7 +340,9 @@ pub(crate) fn load_shared(
     let (layer, n): (Box<dyn Layer>, usize) = match cfg.get("inner").and_then(|v| v.as_str()) {
         Some("Conv2d") => {
             let c: Conv2dConfig = parse_config("Conv2d", inner_cfg)?;
-            let n = c.weight_shape().iter().product::<usize>();
+            c.validate()?;
+            let n =
+                slimnet_core::limits::check_shape("SharedWeights weight", &c.weight_shape(), 4)?;
             if kept > n || n > 1 << 28 {
                 return Err(bad(format!("{kept} kept weights of {n}")));
             }
@@ -355,6 +357,7 @@ pub(crate) fn load_shared(
         }
         Some("Linear") => {
             let c: LinearConfig = parse_config("Linear", inner_cfg)?;
+            c.validate()?;
             let n = c.in_features.saturating_mul(c.out_features);
             if kept > n || n > 1 << 28 {
                 return Err(bad(format!("{kept} kept weights of {n}")));
