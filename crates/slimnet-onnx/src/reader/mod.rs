@@ -14,6 +14,7 @@ mod ops;
 mod quant_ops;
 mod shape_ops;
 pub(crate) mod tensor;
+mod upsample_ops;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ pub const MAX_OPSET: i64 = 25;
 /// `Cast`, `Slice`, `ConstantOfShape`, ...) are accepted where they fold to constants.
 pub const SUPPORTED_OPS: &[&str] = &[
     "Conv",
+    "ConvTranspose",
     "Gemm",
     "MatMul",
     "BatchNormalization",
@@ -66,6 +68,8 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Dropout",
     "Identity",
     "Pad",
+    "Resize",
+    "Upsample",
     "Constant",
     "Shape",
     "Gather",

@@ -19,7 +19,7 @@ use super::attrs::Attrs;
 use super::{Importer, Val};
 
 /// A size from an attribute: a positive integer up to 2^20.
-fn size(imp: &Importer, n: &NodeProto, what: &str, v: i64, min: i64) -> Result<usize> {
+pub(super) fn size(imp: &Importer, n: &NodeProto, what: &str, v: i64, min: i64) -> Result<usize> {
     if (min..=1 << 20).contains(&v) {
         Ok(v as usize)
     } else {
@@ -28,7 +28,13 @@ fn size(imp: &Importer, n: &NodeProto, what: &str, v: i64, min: i64) -> Result<u
 }
 
 /// Two sizes from an attribute (default `[d, d]`), for 2-D ops only.
-fn pair(imp: &Importer, n: &NodeProto, name: &str, d: i64, min: i64) -> Result<[usize; 2]> {
+pub(super) fn pair(
+    imp: &Importer,
+    n: &NodeProto,
+    name: &str,
+    d: i64,
+    min: i64,
+) -> Result<[usize; 2]> {
     let v = Attrs::of(n).ints(name).unwrap_or_else(|| vec![d, d]);
     if v.len() != 2 {
         return Err(imp.unsupported(n, format!("`{name}` {v:?}: slimnet supports 2-D ops")));
@@ -83,7 +89,10 @@ fn pads(
 }
 
 /// The 4-D input of a 2-D op.
-fn input4(imp: &Importer, n: &NodeProto) -> Result<(slimnet_core::graph::NodeId, Vec<usize>)> {
+pub(super) fn input4(
+    imp: &Importer,
+    n: &NodeProto,
+) -> Result<(slimnet_core::graph::NodeId, Vec<usize>)> {
     let (x, s) = imp.act(n, 0)?;
     if s.len() != 4 {
         return Err(imp.unsupported(

@@ -11,6 +11,7 @@
 mod builder;
 mod core;
 pub mod int8;
+mod upsample;
 
 use std::any::TypeId;
 use std::collections::HashMap;
@@ -86,6 +87,7 @@ impl ExportRegistry {
     pub fn core() -> Self {
         let mut r = Self::empty();
         core::register(&mut r);
+        upsample::register(&mut r);
         r
     }
 
