@@ -1,5 +1,8 @@
 //! The thesis's methods composed on one model, as a user would: low-rank convolutions, pruned
-//! weights fine-tuned on their masks, whole-network int8, one file saved and loaded.
+//! weights fine-tuned on their masks, sparse kernels, whole-network int8, one file saved and
+//! loaded. The steps are a `slimnet::pipeline::Pipeline`, the same that
+//! `recipes/lenet5_deep_compression.toml` describes and `slimnet compress` runs, so the
+//! example and the recipe give the same numbers for the same seed.
 //!
 //! ```text
 //! cargo run --release --example compose_lenet -- [--sparsity F] [--mac-ratio F]
@@ -8,20 +11,16 @@
 //! Prints each step's accuracy, size and batch-1 latency; the last line reads
 //! `compose lenet5 base_acc=<f> acc=<f> size_ratio=<f> speedup=<f> f32_layers=<n>`.
 
-use slimnet::core::data::{self, Split};
-use slimnet::core::rewrite::Selector;
-use slimnet::decompose::rank::RankPolicy;
-use slimnet::decompose::rewrite::{decompose, ConvMethod, LowRank};
-use slimnet::prune::criterion::Magnitude;
-use slimnet::prune::schedule::{Agp, PruneCallback, Unit};
-use slimnet::prune::{Pruner, Scope};
-use slimnet::quant::ptq::{f32_layers, quantize_static, PtqConfig};
-use slimnet_testkit::baseline::{self, Recipe};
-use slimnet_testkit::{Args, PrintEpochs, Res, Stages};
+use slimnet::core::Layer;
+use slimnet::pipeline::{
+    Baseline, Data, Decompose, Event, FineTune, Method, Pipeline, Prune, Quantize, Rank, Schedule,
+    Scope, ToSparse,
+};
+use slimnet::quant::ptq::f32_layers;
+use slimnet_testkit::{Args, Res};
 
 const USAGE: &str = "usage: compose_lenet [--sparsity F] [--mac-ratio F] [--prune-epochs N] \
                      [--finetune-epochs N] [--seed N] [--threads N]";
-const INPUT: [usize; 4] = [1, 1, 28, 28];
 
 fn main() {
     slimnet_testkit::run(compose);
@@ -36,69 +35,80 @@ fn compose() -> Res<()> {
     let seed = args.get("seed", 1u64)?;
     let threads = args.get("threads", 2usize)?;
     args.finish()?;
-    slimnet::kernels::threads::set_num_threads(threads);
 
-    let train = data::mnist(Split::Train)?;
-    let test = data::mnist(Split::Test)?;
-    let dense = baseline::mnist("lenet5", &Recipe::of("lenet5"), seed)?;
-    let mut stages = Stages::new(test.clone(), &INPUT);
-    stages.measure("f32 LeNet-5", &dense)?;
-
-    // 1. low-rank: conv2 as a Tucker-2 chain (1x1, 5x5 core, 1x1) at a fraction of its MACs
-    let mut model = dense.clone();
-    let rule = LowRank::new(ConvMethod::Tucker2, RankPolicy::MacRatio(mac_ratio));
-    let lowrank = decompose(
-        &mut model,
-        &INPUT,
-        &Selector::Paths(vec!["conv2".into()]),
-        &rule,
-    )?;
-    println!("{lowrank}");
+    let data = Data::mnist()?;
+    let dense = Baseline::new("lenet5", "mnist", seed).load_or_train(&data, true)?;
     // fine-tuning: SGD with momentum, weight decay 5e-4, cosine from 0.01
-    let fine_tune = |epochs| Recipe::sgd(epochs, 0.01).with_weight_decay(5e-4).trainer(0);
-    fine_tune(1)
-        .callback(PrintEpochs::new())
-        .fit(&mut model, &train, Some(&test))?;
-    stages.measure("low-rank conv2", &model)?;
+    let tune = |epochs| FineTune::sgd(epochs, 0.01).with_weight_decay(5e-4);
+    let pipeline = Pipeline::new("lenet5")
+        .threads(threads)
+        // 1. low-rank: conv2 as a Tucker-2 chain (1x1, 5x5 core, 1x1) at a fraction of its MACs
+        .step(
+            Decompose::new(Method::Tucker2, Rank::MacRatio(mac_ratio))
+                .with_layers(&["conv2"])
+                .with_fine_tune(tune(1)),
+        )
+        // 2. prune every weight, the factors of conv2 included, to `sparsity` (one global
+        //    magnitude threshold, raised gradually while fine-tuning on the masks)
+        .step(
+            Prune::new(sparsity)
+                .with_scope(Scope::Global)
+                .with_schedule(Schedule::Agp {
+                    epochs: prune_epochs,
+                    updates: 20,
+                })
+                .with_fine_tune(tune(finetune_epochs)),
+        )
+        // 3. the pruned layers on the sparse kernels
+        .step(ToSparse::default())
+        // 4. the whole network in int8: the low-rank chain in dense int8, the pruned layers
+        //    in sparse int8, u8 codes handed from layer to layer
+        .step(Quantize::new(2048));
+    let out = pipeline.run_with(dense, &data, &mut print_event)?;
 
-    // 2. prune every weight, the factors of conv2 included, to `sparsity` (one global
-    //    magnitude threshold, raised gradually while fine-tuning on the masks)
-    let steps = prune_epochs * train.len().div_ceil(64);
-    let pruning = PruneCallback::new(
-        Pruner::new(Magnitude).scope(Scope::Global),
-        Agp::new(0.0, sparsity, 0, steps, steps / 20),
-        Unit::Step,
-    );
-    fine_tune(prune_epochs + finetune_epochs)
-        .callback(pruning)
-        .callback(PrintEpochs::new())
-        .fit(&mut model, &train, Some(&test))?;
-    stages.measure("pruned", &model)?;
-
-    // 3. the whole network in int8: the low-rank chain in dense int8, the pruned layers in
-    //    sparse int8, u8 codes handed from layer to layer
-    let calibration = train.take(2048);
-    let int8 = quantize_static(&model, calibration.batches(64), &PtqConfig::default())?;
-    stages.measure("int8", &int8)?;
-
-    // 4. one file with the compact tensors, loaded back
+    // 5. one file with the compact tensors, loaded back
     let path = std::path::Path::new("target/slimnet/compose_lenet5.safetensors");
-    slimnet::save(&int8, path)?;
+    slimnet::save(&out.model, path)?;
     let loaded = slimnet::load(path)?;
-    stages.measure("saved and loaded", &loaded)?;
-    println!("{stages}");
-    for (name, layer) in loaded.freeze(&INPUT)?.layers() {
+    let x = data.validation.batch(&[0, 1, 2, 3]).0;
+    assert_eq!(
+        loaded.forward(&x)?,
+        out.model.forward(&x)?,
+        "file round trip"
+    );
+    println!("{}", out.report);
+    for (name, layer) in loaded.freeze(&data.input)?.layers() {
         println!("  {name:<16} {}", layer.kind());
     }
 
-    let (base, last) = stages.first_last().expect("steps measured");
+    let r = &out.report;
     println!(
         "compose lenet5 base_acc={:.4} acc={:.4} size_ratio={:.1} speedup={:.2} f32_layers={}",
-        base.accuracy,
-        last.accuracy,
-        base.bytes as f64 / last.bytes as f64,
-        base.latency_us / last.latency_us,
+        r.base.accuracy,
+        r.last().accuracy,
+        r.size_ratio(),
+        r.speedup(),
         f32_layers(&loaded).len()
     );
     Ok(())
+}
+
+/// One line per training epoch and per finished step.
+fn print_event(e: Event<'_>) {
+    match e {
+        Event::StepStarted { index, total, step } => {
+            println!("step {index}/{total} {}: {}", step.kind(), step.describe())
+        }
+        Event::Epoch { stats: s, .. } => println!(
+            "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  test_acc {:.4}  lr {:.5}  {:.1}s",
+            s.epoch + 1,
+            s.train_loss,
+            s.train_accuracy,
+            s.test_accuracy.unwrap_or(f32::NAN),
+            s.lr,
+            s.seconds
+        ),
+        Event::StepFinished(r) => println!("{}", r.details),
+        _ => {}
+    }
 }

@@ -12,6 +12,9 @@
 //! | [`distill`] | `slimnet-distill` | distillation losses, stage-wise teacher-student, light blocks |
 //! | [`onnx`] | `slimnet-onnx` | ONNX import ([`load`] reads `.onnx` files) and export ([`export_onnx`]) |
 //!
+//! and adds [`pipeline`]: compression steps composed into one measured [`pipeline::Pipeline`],
+//! and TOML recipes that map onto it (what the `slimnet` command line runs).
+//!
 //! Every crate's error converts into [`Error`] without losing anything (the method crate's
 //! error stays the source), so `?` works across crates in one function returning [`Result`].
 //!
@@ -25,6 +28,8 @@ pub use slimnet_kernels as kernels;
 pub use slimnet_onnx as onnx;
 pub use slimnet_prune as prune;
 pub use slimnet_quant as quant;
+
+pub mod pipeline;
 
 use std::path::Path;
 
