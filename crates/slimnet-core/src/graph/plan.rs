@@ -9,15 +9,19 @@ use crate::layer::{Cost, Layer};
 use crate::tensor::Tensor;
 use crate::value::{Value, ValueKind};
 
-/// A graph frozen for inference by [`Graph::freeze`]: nested graphs inlined, every layer's
-/// prepared weights made once (Winograd transforms, packed panels), the kind of every edge
-/// fixed (f32, or u8 codes with their quantization, so consecutive int8 layers hand codes
-/// straight on and a conversion runs only where a reader needs the other kind), and the
-/// order of the nodes with the point where each value is released fixed, so a value's buffer
-/// goes back to the pool for later layers' outputs as soon as its last reader ran.
+/// A graph frozen for inference by [`Graph::freeze`]: nested graphs inlined, batch norms
+/// folded into the convolutions they follow (as [`fold_batchnorm`] does; outputs equal the
+/// graph's up to f32 rounding), every layer's prepared weights made once (Winograd
+/// transforms, packed panels), the kind of every edge fixed (f32, or u8 codes with their
+/// quantization, so consecutive int8 layers hand codes straight on and a conversion runs
+/// only where a reader needs the other kind), and the order of the nodes with the point
+/// where each value is released fixed, so a value's buffer goes back to the pool for later
+/// layers' outputs as soon as its last reader ran.
 ///
 /// A plan owns its layers (a copy of the graph's): editing the graph afterwards does not
 /// change it. It is `Send + Sync`; run it from many threads at once.
+///
+/// [`fold_batchnorm`]: crate::rewrite::fold_batchnorm
 ///
 /// ```
 /// use slimnet_core::{models, tensor, Layer};
@@ -59,6 +63,7 @@ impl Graph {
         let mut g = self.clone();
         g.cache = None;
         g.inline()?;
+        crate::rewrite::fold_batchnorm(&mut g, input)?;
         let shapes = g.shapes(input)?;
         let mut kinds: Vec<ValueKind> = Vec::with_capacity(g.nodes.len());
         let mut convert = Vec::with_capacity(g.nodes.len());

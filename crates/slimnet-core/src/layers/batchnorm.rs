@@ -172,9 +172,16 @@ impl Layer for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         expect_nchw(x.shape(), Some(self.cfg.num_features))?;
         let (scale, shift) = self.folded();
-        let mut y = x.to_owned();
-        for (c, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
-            lane.mapv_inplace(|v| v * scale[c] + shift[c]);
+        let mut y = x.as_standard_layout().into_owned();
+        let plane: usize = x.shape()[2..].iter().product();
+        let c = scale.len();
+        let data = y
+            .as_slice_mut()
+            .expect("a standard-layout tensor is contiguous");
+        // one `[H, W]` plane per (image, channel), in memory order
+        for (i, p) in data.chunks_exact_mut(plane.max(1)).enumerate() {
+            let (a, b) = (scale[i % c], shift[i % c]);
+            p.iter_mut().for_each(|v| *v = *v * a + b);
         }
         Ok(y)
     }
