@@ -49,6 +49,51 @@ pub fn with<R>(n: usize, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Multiply-adds of f32 work below which a kernel call runs on the calling thread alone.
+///
+/// A parallel section wakes a pool thread that has gone to sleep; on a VM whose other vCPU is
+/// idle that took 50-130 us (AMD EPYC, 2 vCPUs), the time of 2-5 M multiply-adds, and a
+/// convolution may open several sections. Measured there with one and two threads: a 3x3
+/// convolution of 1.8 M multiply-adds took 45 us on one thread and 175 us on two; one of
+/// 29 M went from 365 to 263 us.
+///
+/// The crate's unit tests use 0, so that their small shapes run the parallel code too.
+pub(crate) const MIN_PARALLEL_MACS: usize = if cfg!(test) { 0 } else { 8 << 20 };
+
+/// [`MIN_PARALLEL_MACS`] for int8 kernels, which do four times the multiply-adds per
+/// instruction.
+pub(crate) const MIN_PARALLEL_MACS_INT8: usize = 4 * MIN_PARALLEL_MACS;
+
+/// The thresholds for a batch of several images, which is split into groups of whole images:
+/// one parallel section per call instead of several per image, so half the work pays for it.
+pub(crate) const fn per_thread_macs(int8: bool, whole_images: bool) -> usize {
+    let base = if int8 {
+        MIN_PARALLEL_MACS_INT8
+    } else {
+        MIN_PARALLEL_MACS
+    };
+    if whole_images {
+        base / 4
+    } else {
+        base
+    }
+}
+
+/// The thread count that `work` multiply-adds pay for (one thread per `per_thread`) when it
+/// is below [`num_threads`], else `None`.
+pub(crate) fn fewer_for(work: usize, per_thread: usize) -> Option<usize> {
+    let useful = (work / per_thread.max(1)).max(1);
+    (useful < num_threads()).then_some(useful)
+}
+
+/// Runs `f` with at most as many threads as `work` multiply-adds pay for (see [`fewer_for`]).
+pub(crate) fn for_work<R>(work: usize, per_thread: usize, f: impl FnOnce() -> R) -> R {
+    match fewer_for(work, per_thread) {
+        Some(n) => with(n, f),
+        None => f(),
+    }
+}
+
 /// The cached pool and the thread count it was built for.
 type PoolSlot = std::sync::Mutex<Option<(usize, std::sync::Arc<rayon::ThreadPool>)>>;
 

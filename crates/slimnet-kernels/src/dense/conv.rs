@@ -195,6 +195,24 @@ fn conv_forward(
         depthwise_forward_unchecked(g, input, weight, bias, act, out);
         return Ok(());
     }
+    let whole_images = g.batch >= threads::num_threads();
+    let per_thread = threads::per_thread_macs(false, whole_images);
+    threads::for_work(g.macs(), per_thread, || {
+        conv_forward_threads(g, input, weight, prepared, bias, act, out)
+    });
+    Ok(())
+}
+
+/// [`conv_forward`] after its checks, for a convolution that is not depthwise.
+fn conv_forward_threads(
+    g: &ConvGeometry,
+    input: &[f32],
+    weight: &[f32],
+    prepared: Option<&ConvWeights>,
+    bias: Option<&[f32]>,
+    act: Activation,
+    out: &mut [f32],
+) {
     let plane = g.out_h() * g.out_w();
     let in_img = g.in_channels * g.in_h * g.in_w;
     let cig = g.in_channels / g.groups;
@@ -287,7 +305,6 @@ fn conv_forward(
         }
         epilogue(o, plane, bias, act);
     });
-    Ok(())
 }
 
 /// Adds the bias per channel and applies the activation over one image `[O, plane]`.

@@ -29,6 +29,29 @@ pub fn linear_forward(
     if let Some(b) = bias {
         check_len("linear bias", out_features, b.len())?;
     }
+    let macs = batch * in_features * out_features;
+    threads::for_work(macs, threads::MIN_PARALLEL_MACS, || {
+        linear_product(batch, in_features, out_features, x, weight, y)
+    })?;
+    if bias.is_some() || act != Activation::Identity {
+        for row in y.chunks_mut(out_features.max(1)) {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = act.apply(*v + bias.map_or(0.0, |b| b[j]));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `y = x * W^T` for [`linear_forward`], its lengths checked.
+fn linear_product(
+    batch: usize,
+    in_features: usize,
+    out_features: usize,
+    x: &[f32],
+    weight: &[f32],
+    y: &mut [f32],
+) -> Result<()> {
     if batch <= MATVEC_MAX_BATCH {
         small_batch_linear(
             Isa::detected(),
@@ -56,13 +79,6 @@ pub fn linear_forward(
         } else {
             let xm = MatRef::row_major(x, batch, in_features)?;
             sgemm_unchecked(1.0, xm, wm.t(), 0.0, y, threads::num_threads());
-        }
-    }
-    if bias.is_some() || act != Activation::Identity {
-        for row in y.chunks_mut(out_features.max(1)) {
-            for (j, v) in row.iter_mut().enumerate() {
-                *v = act.apply(*v + bias.map_or(0.0, |b| b[j]));
-            }
         }
     }
     Ok(())

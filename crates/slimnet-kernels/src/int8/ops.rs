@@ -8,7 +8,7 @@ use super::quant::{QuantParams, Requant};
 use super::requant::{finish, multipliers};
 use crate::error::{check_len, check_len2, KernelError, Result};
 use crate::isa::Isa;
-use crate::ConvGeometry;
+use crate::{threads, ConvGeometry};
 
 /// Where an int8 kernel writes its result.
 #[derive(Debug)]
@@ -35,11 +35,36 @@ pub enum QOutput<'a> {
     },
 }
 
-impl QOutput<'_> {
+impl<'a> QOutput<'a> {
     pub(crate) fn len(&self) -> usize {
         match self {
             QOutput::U8 { out, .. } => out.len(),
             QOutput::F32 { out, .. } => out.len(),
+        }
+    }
+
+    /// The output cut into consecutive parts of `len` elements (the last may be shorter),
+    /// each with the same quantization, bias and activation.
+    fn chunks(self, len: usize) -> Vec<QOutput<'a>> {
+        match self {
+            QOutput::U8 {
+                out,
+                params,
+                bias,
+                relu,
+            } => out
+                .chunks_mut(len.max(1))
+                .map(|out| QOutput::U8 {
+                    out,
+                    params,
+                    bias,
+                    relu,
+                })
+                .collect(),
+            QOutput::F32 { out, bias } => out
+                .chunks_mut(len.max(1))
+                .map(|out| QOutput::F32 { out, bias })
+                .collect(),
         }
     }
 
@@ -94,6 +119,10 @@ pub fn qlinear_forward_with_isa(
     check_len2("int8 linear input", batch, i, x.len())?;
     check_len2("int8 linear output", batch, o, out.len())?;
     out.check_bias(o)?;
+    // a matrix-vector product is bound by memory, not multiply-adds: the f32 threshold
+    if let Some(n) = threads::fewer_for(batch * o * i, threads::MIN_PARALLEL_MACS) {
+        return threads::with(n, || qlinear_forward_with_isa(isa, w, batch, x, xq, out));
+    }
     let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let a = U8View {
         data: x,
@@ -262,6 +291,16 @@ pub fn qconv2d_forward_with_isa(
     mut out: QOutput<'_>,
 ) -> Result<()> {
     check_conv(ConvNames::DENSE, g, (w.rows(), w.cols()), input.len(), &out)?;
+    let per_thread = threads::per_thread_macs(true, g.batch > 1);
+    if let Some(n) = threads::fewer_for(g.macs(), per_thread) {
+        return threads::with(n, || qconv2d_forward_with_isa(isa, g, input, xq, w, out));
+    }
+    let groups = image_groups(g);
+    if groups > 1 {
+        return in_image_groups(g, groups, input, out, |g, x, o| {
+            qconv2d_forward_with_isa(isa, g, x, xq, w, o)
+        });
+    }
     let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let kk = g.in_channels * g.kernel_h * g.kernel_w;
     let plane = g.out_h() * g.out_w();
@@ -360,6 +399,48 @@ pub(crate) fn check_conv(
     check_len(names.input, g.input_len(), input_len)?;
     check_len(names.output, g.output_len(), out.len())?;
     out.check_bias(g.out_channels)
+}
+
+/// How many groups of whole images a convolution of batch `g.batch` runs in: one per
+/// configured thread when there are several images, else 1 (the kernels then split each
+/// image's output channels across the threads).
+pub(crate) fn image_groups(g: &ConvGeometry) -> usize {
+    let nt = threads::num_threads();
+    if nt < 2 || g.batch < 2 {
+        1
+    } else {
+        nt.min(g.batch)
+    }
+}
+
+/// Runs `conv` on `groups` consecutive groups of whole images of a checked convolution, the
+/// groups in parallel and each with one kernel thread. Images are independent, so this is
+/// one parallel section per layer instead of several per image, each too short at the
+/// channel counts of small networks to pay for waking a thread.
+pub(crate) fn in_image_groups(
+    g: &ConvGeometry,
+    groups: usize,
+    input: &[u8],
+    out: QOutput<'_>,
+    conv: impl Fn(&ConvGeometry, &[u8], QOutput<'_>) -> Result<()> + Sync,
+) -> Result<()> {
+    let per = g.batch.div_ceil(groups.max(1));
+    let in_img = g.input_len() / g.batch;
+    let out_img = g.output_len() / g.batch;
+    let mut results: Vec<Result<()>> = vec![Ok(()); g.batch.div_ceil(per)];
+    let parts: Vec<_> = input
+        .chunks(per * in_img)
+        .zip(out.chunks(per * out_img))
+        .zip(results.iter_mut())
+        .collect();
+    threads::run_parts(parts, |((x, o), r)| {
+        let sub = ConvGeometry {
+            batch: x.len() / in_img,
+            ..*g
+        };
+        *r = threads::with(1, || conv(&sub, x, o));
+    });
+    results.into_iter().collect()
 }
 
 /// Runs an int8 convolution image by image: `image(x, acc)` accumulates one image `x` into

@@ -63,7 +63,7 @@ fn random_geometry(rng: &mut ChaCha8Rng) -> ConvGeometry {
             rng.random_range(0..=kh / 2 + 1),
             rng.random_range(0..=kw / 2),
         );
-        let g = ConvGeometry::new(rng.random_range(1..=2), c, h, w, o, kh, kw)
+        let g = ConvGeometry::new(rng.random_range(1..=3), c, h, w, o, kh, kw)
             .with_stride(stride, if rng.random_bool(0.8) { stride } else { 1 })
             .with_padding(ph, pw)
             .with_dilation(dil, dil);

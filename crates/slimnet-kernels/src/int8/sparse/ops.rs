@@ -4,10 +4,13 @@ use super::matrix::QCsrMatrix;
 use super::product::{product, transpose_u8, Variant, SLACK};
 use crate::error::{check_len, KernelError, Result};
 use crate::int8::direct::{unfold_image, unfold_preferred};
-use crate::int8::ops::{check_conv, each_image, im2col_u8, ConvNames};
+use crate::int8::ops::{
+    check_conv, each_image, im2col_u8, image_groups, in_image_groups, ConvNames,
+};
 use crate::int8::requant::{finish, multipliers};
 use crate::int8::{QOutput, QuantParams, Requant};
 use crate::isa::Isa;
+use crate::threads;
 use crate::ConvGeometry;
 
 /// int8 sparse linear: `y = x * W^T` with `x` u8 `[batch, in]` (quantized by `xq`), `W` a
@@ -207,6 +210,14 @@ pub(crate) fn conv(
     mut out: QOutput<'_>,
 ) -> Result<()> {
     check_conv(ConvNames::SPARSE, g, (w.rows(), w.cols()), x.len(), &out)?;
+    let work = w.nnz() * g.batch * g.out_h() * g.out_w();
+    if let Some(n) = threads::fewer_for(work, threads::per_thread_macs(true, g.batch > 1)) {
+        return threads::with(n, || conv(v, g, x, xq, w, out));
+    }
+    let groups = image_groups(g);
+    if groups > 1 {
+        return in_image_groups(g, groups, x, out, |g, x, o| conv(v, g, x, xq, w, o));
+    }
     let mult = multipliers(xq, w.scales(), w.multipliers(), &out)?;
     let kk = g.in_channels * g.kernel_h * g.kernel_w;
     let plane = g.out_h() * g.out_w();
