@@ -159,12 +159,30 @@ pub(crate) fn im2col_pack_u8(g: &ConvGeometry, image: &[u8], pad: u8, out: &mut 
     let npad = plane.div_ceil(NPAD) * NPAD;
     let k4 = k.div_ceil(4);
     let out = crate::scratch::sized(out, k4 * npad * 4 + PANEL_SLACK);
+    let phased = phases_apply(g);
+    crate::scratch::with(&crate::scratch::U8_D, |phases| {
+        if phased {
+            split_phases(g, image, pad, phases);
+        }
+        pack_rows(g, image, phases, pad, out, phased)
+    });
+    npad
+}
+
+/// The rows of [`im2col_pack_u8`], from the image or (`phased`) its stride-2 phases.
+fn pack_rows(g: &ConvGeometry, image: &[u8], phases: &[u8], pad: u8, out: &mut [u8], phased: bool) {
+    let plane = g.out_h() * g.out_w();
+    let k = g.in_channels * g.kernel_h * g.kernel_w;
+    let npad = plane.div_ceil(NPAD) * NPAD;
+    let k4 = k.div_ceil(4);
     crate::scratch::with(&crate::scratch::U8_A, |quad| {
         let quad = crate::scratch::sized(quad, 4 * plane);
         for kq in 0..k4 {
             for (t, row) in quad.chunks_exact_mut(plane).enumerate() {
                 let kk = 4 * kq + t;
-                if kk < k {
+                if kk < k && phased {
+                    im2col_phase_row(g, phases, kk, pad, row);
+                } else if kk < k {
                     im2col_u8_row(g, image, kk, pad, row);
                 } else {
                     // past the last row, as `pack_a` pads
@@ -182,7 +200,112 @@ pub(crate) fn im2col_pack_u8(g: &ConvGeometry, image: &[u8], pad: u8, out: &mut 
             }
         }
     });
-    npad
+}
+
+/// Whether the unfolded rows of `g` are read from the image's stride-2 phases
+/// ([`split_phases`]): stride 2 both ways, no dilation, and output rows as wide as a phase
+/// (3x3 with padding 1, or 1x1 without), so that every unfolded row is one shifted copy of a
+/// phase instead of a gather of every other byte, row by row.
+fn phases_apply(g: &ConvGeometry) -> bool {
+    g.stride == (2, 2) && g.dilation == (1, 1) && g.out_w() == g.in_w.div_ceil(2)
+}
+
+/// Splits each channel of `image` into its four stride-2 phases, `phases[c][2 * py + px]` the
+/// plane of rows `py, py + 2, ...` and columns `px, px + 2, ...`, each `ceil(h / 2) x
+/// ceil(w / 2)` bytes; the odd phases of an odd-sized image end in a row or column of `pad`.
+fn split_phases(g: &ConvGeometry, image: &[u8], pad: u8, phases: &mut Vec<u8>) {
+    let (h, w) = (g.in_h, g.in_w);
+    let (ph, pw) = (h.div_ceil(2), w.div_ceil(2));
+    let phases = crate::scratch::sized(phases, g.in_channels * 4 * ph * pw);
+    if h % 2 == 1 || w % 2 == 1 {
+        phases.fill(pad);
+    }
+    // a 1x1 kernel without padding reads only the even rows and columns
+    let all = g.kernel_h * g.kernel_w > 1 || g.padding != (0, 0);
+    deinterleave_phases(image, (h, w), all, phases).expect("infallible");
+}
+
+crate::isa::vectorized! {
+/// The body of [`split_phases`] (compiled per level, so the byte deinterleave vectorizes);
+/// without `all`, only the even-even phase is written.
+fn deinterleave_phases(image: &[u8], hw: (usize, usize), all: bool, phases: &mut [u8]) {
+    let (h, w) = hw;
+    let (ph, pw) = (h.div_ceil(2), w.div_ceil(2));
+    for (img, four) in image
+        .chunks_exact(h * w)
+        .zip(phases.chunks_exact_mut(4 * ph * pw))
+    {
+        for (y, row) in img.chunks_exact(w).enumerate() {
+            let (py, sy) = (y % 2, y / 2);
+            if py == 1 && !all {
+                continue;
+            }
+            let (even, odd) = four[2 * py * ph * pw..(2 * py + 2) * ph * pw].split_at_mut(ph * pw);
+            let (even, odd) = (&mut even[sy * pw..][..pw], &mut odd[sy * pw..][..pw]);
+            let n = w / 2;
+            let (row2, even2, odd2) = (&row[..2 * n], &mut even[..n], &mut odd[..n]);
+            if all {
+                for j in 0..n {
+                    even2[j] = row2[2 * j];
+                    odd2[j] = row2[2 * j + 1];
+                }
+            } else {
+                for j in 0..n {
+                    even2[j] = row2[2 * j];
+                }
+            }
+            if w % 2 == 1 {
+                even[pw - 1] = row[w - 1];
+            }
+        }
+    }
+    Ok(())
+}
+}
+
+/// Row `k` of [`im2col_u8`] for a geometry where [`phases_apply`], from the phases that
+/// [`split_phases`] made: input pixel `(2 oy + ki - pad_y, 2 ox + kj - pad_x)` is pixel
+/// `(oy + dy, ox + dx)` of one phase, so the row is that phase shifted, one flat copy over the
+/// valid output rows (its rows are as wide as the output's), with the columns that wrapped
+/// across a row edge set back to `pad`.
+fn im2col_phase_row(g: &ConvGeometry, phases: &[u8], k: usize, pad: u8, dst: &mut [u8]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (ph, pw) = (g.in_h.div_ceil(2), g.in_w.div_ceil(2));
+    let taps = g.kernel_h * g.kernel_w;
+    let (c, ki, kj) = (k / taps, k % taps / g.kernel_w, k % g.kernel_w);
+    let ry = ki as isize - g.padding.0 as isize;
+    let rx = kj as isize - g.padding.1 as isize;
+    let (py, dy) = (ry.rem_euclid(2) as usize, ry.div_euclid(2));
+    let (px, dx) = (rx.rem_euclid(2) as usize, rx.div_euclid(2));
+    let src = &phases[(4 * c + 2 * py + px) * ph * pw..][..ph * pw];
+    dst.fill(pad);
+    // output rows whose source row oy + dy lies in the phase
+    let y0 = (-dy).max(0) as usize;
+    let y1 = (ph as isize - dy).clamp(0, oh as isize) as usize;
+    if y0 >= y1 {
+        return;
+    }
+    // dst[i] = src[i + shift] over the valid rows, clipped to the phase
+    let shift = dy * pw as isize + dx;
+    let lo = (y0 * ow) as isize;
+    let hi = (y1 * ow) as isize;
+    let (lo, hi) = (lo.max(-shift), hi.min((ph * pw) as isize - shift));
+    if lo < hi {
+        let (lo, hi) = (lo as usize, hi as usize);
+        let from = (lo as isize + shift) as usize;
+        dst[lo..hi].copy_from_slice(&src[from..from + (hi - lo)]);
+    }
+    // columns whose source column ox + dx falls outside the phase
+    let valid = &mut dst[y0 * ow..y1 * ow];
+    let (xlo, xhi) = (
+        (-dx).clamp(0, ow as isize) as usize,
+        (pw as isize - dx).clamp(0, ow as isize) as usize,
+    );
+    for x in (0..xlo).chain(xhi..ow) {
+        for v in valid[x..].iter_mut().step_by(ow) {
+            *v = pad;
+        }
+    }
 }
 
 /// Row `k` (channel `k / (kh * kw)`, tap `k % (kh * kw)`) of [`im2col_u8`] into `dst`

@@ -392,6 +392,18 @@ fn im2col_pack_u8_equals_pack_of_im2col() {
         ConvGeometry::new(1, 4, 14, 14, 1, 3, 3)
             .with_padding(2, 2)
             .with_dilation(2, 2),
+        // stride 2 read from the image's phases: odd and even sizes, 3x3, 2x2 and 1x1
+        ConvGeometry::new(1, 3, 7, 9, 1, 3, 3)
+            .with_padding(1, 1)
+            .with_stride(2, 2),
+        ConvGeometry::new(1, 2, 28, 28, 1, 3, 3)
+            .with_padding(1, 1)
+            .with_stride(2, 2),
+        ConvGeometry::new(1, 3, 7, 7, 1, 1, 1).with_stride(2, 2),
+        ConvGeometry::new(1, 2, 8, 6, 1, 2, 2).with_stride(2, 2),
+        ConvGeometry::new(1, 2, 9, 9, 1, 1, 3)
+            .with_padding(0, 1)
+            .with_stride(2, 2),
     ] {
         let x = u8s(&mut rng, g.input_len());
         let plane = g.out_h() * g.out_w();
