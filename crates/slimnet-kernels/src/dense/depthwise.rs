@@ -115,6 +115,9 @@ pub(crate) fn depthwise_forward_unchecked(
             // SAFETY: AVX-512F is available; the function only does safe slice work, compiled
             // with wider vectors.
             unsafe { plane_forward_avx512(g, &cols, x, wk, o) };
+        } else if avx2 {
+            // SAFETY: AVX2 and FMA are available; as above.
+            unsafe { plane_forward_avx2(g, &cols, x, wk, o) };
         } else {
             plane_forward(g, &cols, x, wk, o);
         }
@@ -201,6 +204,19 @@ pub(crate) fn plane_forward_for_test(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,fma")]
 unsafe fn plane_forward_avx512(
+    g: &ConvGeometry,
+    cols: &[(usize, usize, usize)],
+    x: &[f32],
+    wk: &[f32],
+    o: &mut [f32],
+) {
+    plane_forward(g, cols, x, wk, o)
+}
+
+/// [`plane_forward`] compiled for AVX2 (same operations, 8-lane vectors, no FMA contraction).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn plane_forward_avx2(
     g: &ConvGeometry,
     cols: &[(usize, usize, usize)],
     x: &[f32],
