@@ -145,6 +145,25 @@ pub enum Error {
         /// The ceiling in bytes.
         limit: usize,
     },
+    /// One call of a layer would do more multiply-adds than the work ceiling of
+    /// [`limits`](crate::limits) allows (unbounded unless set), so it did not run.
+    #[error(
+        "{}{what} would do {} multiply-adds, more than the ceiling of {limit} (see \
+         slimnet_core::limits; raise it with {} or limits::set_max_layer_macs)",
+        if layer.is_empty() { String::new() } else { format!("{layer}: ") },
+        match macs { Some(m) => m.to_string(), None => "more than 2^64".to_string() },
+        crate::limits::MACS_ENV_VAR
+    )]
+    WorkLimit {
+        /// Layer path.
+        layer: String,
+        /// What would have run (`convolution`, ...).
+        what: String,
+        /// Its multiply-adds (`None` when that overflows).
+        macs: Option<usize>,
+        /// The ceiling.
+        limit: usize,
+    },
     /// An I/O error.
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
@@ -177,6 +196,7 @@ impl Error {
             | Error::Unhandled { layer, .. }
             | Error::Method { layer, .. }
             | Error::Limit { layer, .. }
+            | Error::WorkLimit { layer, .. }
             | Error::Kernel { layer, .. } => join(layer),
             _ => {}
         }

@@ -85,6 +85,69 @@ pub fn check_shape(what: &str, shape: &[usize], elem_bytes: usize) -> Result<usi
     }
 }
 
+/// The environment variable that sets the work ceiling (multiply-adds per layer call) when no
+/// value was set in code.
+pub const MACS_ENV_VAR: &str = "SLIMNET_MAX_LAYER_MACS";
+
+/// 0: nothing set in code.
+static SET_MACS: AtomicUsize = AtomicUsize::new(0);
+
+/// The work ceiling: the most multiply-adds one call of a layer may do. Unbounded unless set
+/// with [`set_max_layer_macs`] or [`MACS_ENV_VAR`]: a layer within the memory ceiling can still
+/// ask for hours of work (a convolution whose padding makes its output a hundred million
+/// pixels), which a service running models from strangers may want to refuse up front, as
+/// the fuzzer does.
+pub fn max_layer_macs() -> usize {
+    static ENV: OnceLock<usize> = OnceLock::new();
+    match SET_MACS.load(Ordering::Relaxed) {
+        0 => *ENV.get_or_init(|| {
+            std::env::var(MACS_ENV_VAR)
+                .ok()
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .filter(|&v| v > 0)
+                .unwrap_or(usize::MAX)
+        }),
+        v => v,
+    }
+}
+
+/// Sets the work ceiling for the whole process (`None`: back to [`MACS_ENV_VAR`] or
+/// unbounded). A ceiling of 0 is read as `None`.
+pub fn set_max_layer_macs(macs: Option<usize>) {
+    SET_MACS.store(macs.unwrap_or(0), Ordering::Relaxed);
+}
+
+/// Checks that one call of a layer doing `factors` multiplied together multiply-adds stays
+/// under [`max_layer_macs`], before any of it runs.
+///
+/// ```
+/// use slimnet_core::limits;
+/// assert!(limits::check_macs("convolution", &[1, 16, 28, 28, 144]).is_ok());
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::WorkLimit`] when the product overflows or exceeds the ceiling.
+pub fn check_macs(what: &str, factors: &[usize]) -> Result<()> {
+    check_macs_under(what, factors, max_layer_macs())
+}
+
+/// [`check_macs`] against a given ceiling.
+fn check_macs_under(what: &str, factors: &[usize], limit: usize) -> Result<()> {
+    if limit == usize::MAX || factors.contains(&0) {
+        return Ok(());
+    }
+    match factors.iter().try_fold(1usize, |a, &d| a.checked_mul(d)) {
+        Some(m) if m <= limit => Ok(()),
+        other => Err(Error::WorkLimit {
+            layer: String::new(),
+            what: what.to_string(),
+            macs: other,
+            limit,
+        }),
+    }
+}
+
 /// [`check_shape`] for a flat buffer of `len` elements.
 ///
 /// # Errors
@@ -107,5 +170,27 @@ mod tests {
         assert!(e.to_string().contains(ENV_VAR), "{e}");
         assert_eq!(check_len("codes", 10, 4).unwrap(), 10);
         assert_eq!(check_shape("empty", &[0, usize::MAX], 4).unwrap(), 0);
+    }
+
+    // the process-wide setting is left alone: other tests in this binary run layers meanwhile
+    #[test]
+    fn work_ceiling_refuses_more_and_is_unbounded_by_default() {
+        let e = check_macs_under("conv", &[10, 10, 11], 1000).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::WorkLimit {
+                    macs: Some(1100),
+                    ..
+                }
+            ),
+            "{e}"
+        );
+        assert!(e.to_string().contains("1100 multiply-adds"), "{e}");
+        let e = check_macs_under("conv", &[1 << 40, 1 << 40], 1000).unwrap_err();
+        assert!(matches!(e, Error::WorkLimit { macs: None, .. }), "{e}");
+        assert!(check_macs_under("conv", &[10, 10, 10], 1000).is_ok());
+        assert!(check_macs_under("conv", &[1 << 40, 1 << 40, 0], 1000).is_ok());
+        assert!(check_macs_under("conv", &[1 << 40, 1 << 40], usize::MAX).is_ok());
     }
 }

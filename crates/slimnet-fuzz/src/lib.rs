@@ -16,7 +16,7 @@
 //!   over 1 s and the slowest input.
 //!
 //! The memory ceiling of `slimnet_core::limits` is lowered to [`FUZZ_MAX_TENSOR_BYTES`] for
-//! fuzzing, and the fuzz binary's allocator refuses single allocations over
+//! fuzzing, its work ceiling set to [`FUZZ_MAX_LAYER_MACS`], and the fuzz binary's allocator refuses single allocations over
 //! [`ALLOC_LIMIT`] bytes (an abort counted as out-of-memory), so a size that escapes the checks
 //! shows up as a finding instead of swapping the machine.
 #![warn(missing_docs)]
@@ -32,8 +32,14 @@ mod mutate;
 
 pub use mutate::{mutate, Rng};
 
-/// The memory ceiling set for fuzzing (256 MiB per tensor).
-pub const FUZZ_MAX_TENSOR_BYTES: usize = 256 << 20;
+/// The memory ceiling set for fuzzing (64 MiB per tensor, 64 times the largest tensor of the
+/// seed models): a file may still make every layer allocate that much, and a model of a dozen
+/// layers then spends a few hundred milliseconds just writing such tensors.
+pub const FUZZ_MAX_TENSOR_BYTES: usize = 64 << 20;
+/// The work ceiling set for fuzzing: 2^27 multiply-adds per layer call (a few milliseconds on
+/// the f32 kernels, 100 times what the seed models need; a legal layer that asks for more is
+/// refused instead of running for seconds on each of the inputs a model file is run on).
+pub const FUZZ_MAX_LAYER_MACS: usize = 1 << 27;
 /// The largest single allocation the fuzz binary grants (1 GiB): more is an out-of-memory
 /// finding.
 pub const ALLOC_LIMIT: usize = 1 << 30;
@@ -59,6 +65,7 @@ pub const TARGETS: [&str; 4] = ["model", "idx", "onnx", "kernels"];
 /// An unknown name, or a seed that could not be made.
 pub fn target(name: &str) -> Result<Target, String> {
     limits::set_max_tensor_bytes(Some(FUZZ_MAX_TENSOR_BYTES));
+    limits::set_max_layer_macs(Some(FUZZ_MAX_LAYER_MACS));
     Ok(match name {
         "model" => Target {
             name: "model",

@@ -41,7 +41,8 @@ impl Conv2dConfig {
     /// # Errors
     /// When the input is not `[N, in_channels, H, W]` or too small for the kernel, or when the
     /// output or the unfolded input of one image would exceed the memory ceiling of
-    /// [`limits`](crate::limits) ([`Error::Limit`]).
+    /// [`limits`](crate::limits) ([`Error::Limit`]), or the work its work ceiling
+    /// ([`Error::WorkLimit`]).
     pub fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
         let (n, _, h, w) = expect_nchw(input, Some(self.in_channels))?;
         let c = self;
@@ -78,6 +79,9 @@ impl Conv2dConfig {
             ],
             4,
         )?;
+        let taps = (c.in_channels / c.groups.max(1)) * c.kernel[0] * c.kernel[1];
+        let outputs = [g.batch, g.out_channels, g.out_h(), g.out_w(), taps];
+        crate::limits::check_macs("convolution", &outputs)?;
         Ok(g)
     }
 

@@ -138,6 +138,8 @@ impl Linear {
                 shape,
             ));
         }
+        let (inf, outf) = (self.cfg.in_features, self.cfg.out_features);
+        crate::limits::check_macs("linear", &[shape[0], inf, outf])?;
         Ok(shape[0])
     }
 }

@@ -80,6 +80,8 @@ impl PoolConfig {
         match (dim(h, 0), dim(w, 1)) {
             (Some(oh), Some(ow)) => {
                 crate::limits::check_shape("pooling output", &[n, c, oh, ow], 4)?;
+                let window = self.kernel[0] * self.kernel[1];
+                crate::limits::check_macs("pooling", &[n, c, oh, ow, window])?;
                 Ok([n, c, oh, ow])
             }
             _ => Err(Error::shape(
