@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::csc::{Csc, LazyCsc};
-use super::slices::{LazySlices, Slices};
+use super::slices::{LazySlices, PermuteStep, ShuffleStep, Slices};
 use crate::error::{check_len, KernelError, Result};
 use crate::int8::MAX_INNER;
 
@@ -25,9 +25,10 @@ fn invalid(what: &'static str, reason: String) -> KernelError {
 /// The per-row sums of the stored values apply the activation zero point:
 /// `sum_k w[k] * (x[k] - zp) = sum_k w[k] * x[k] - zp * row_sum`.
 ///
-/// On CPUs with AVX-512 VBMI and VNNI, the first product with one input column builds a second
-/// copy of the weight in the layout of the batch-1 kernel (groups of 16 rows, steps of four
-/// non-zeros a row in 128-column windows: about the size of the CSR arrays at 10% density,
+/// On x86-64 with AVX2, the first product with one input column builds a second copy of the
+/// weight in the window layout of the batch-1 kernel (with AVX-512 VBMI and VNNI, groups of 16
+/// rows, steps of four non-zeros a row in 128-column windows; otherwise groups of 8 rows and
+/// 16-column windows: about the size of the CSR arrays at 10% density,
 /// and 30 ms for a 4096x4096 weight at that density), kept for the matrix's lifetime and left
 /// out of comparisons. So is the column-major copy (three bytes a non-zero) made by the first
 /// batch-1 product that skips the inputs at the zero point, and the requantization
@@ -42,7 +43,9 @@ pub struct QCsrMatrix {
     scales: Vec<f32>,
     row_sums: Vec<i32>,
     /// The batch-1 layout of the permute kernel, made on its first use.
-    slices: LazySlices,
+    slices: LazySlices<PermuteStep>,
+    /// The batch-1 layout of the AVX2 shuffle kernel, made on its first use.
+    shuffle: LazySlices<ShuffleStep>,
     /// Requantization multipliers of the last activation scales (derived from `scales`).
     mults: crate::int8::quant::Multipliers,
     /// The column-major copy of the zero-point-skipping walk, made on its first use.
@@ -213,6 +216,7 @@ impl QCsrMatrix {
             scales,
             row_sums,
             slices: LazySlices::default(),
+            shuffle: LazySlices::default(),
             mults: Default::default(),
             csc: LazyCsc::default(),
         }
@@ -285,8 +289,14 @@ impl QCsrMatrix {
 
     /// The layout of the batch-1 permute kernel, made on first use.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pub(crate) fn slices(&self) -> &Slices {
+    pub(crate) fn slices(&self) -> &Slices<PermuteStep> {
         self.slices.get(self)
+    }
+
+    /// The layout of the batch-1 AVX2 shuffle kernel, made on first use.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn shuffle_slices(&self) -> &Slices<ShuffleStep> {
+        self.shuffle.get(self)
     }
 }
 

@@ -1,6 +1,7 @@
 //! The int8 CSR product in i32: variant choice, threads over row ranges, the scalar reference.
 
 use super::matrix::QCsrMatrix;
+use super::slices::{PermuteStep, ShuffleStep, StepFormat};
 use crate::isa::Isa;
 use crate::threads;
 
@@ -16,12 +17,13 @@ const MIN_PARALLEL_WORK: usize = 1 << 15;
 pub(crate) enum Variant {
     /// Portable reference.
     Scalar,
-    /// AVX2: 8-wide gathers at batch 1; pairs of non-zeros through `vpmaddwd` otherwise.
+    /// AVX2: byte shuffles over the shuffle layout at batch 1; pairs of non-zeros through
+    /// `vpmaddwd` otherwise.
     Avx2,
-    /// AVX-512 F/BW/VL without VNNI: 16-wide gathers at batch 1, the AVX2 kernel otherwise.
+    /// AVX-512 F/BW/VL without VNNI: the AVX2 kernels.
     Avx512,
     /// AVX-512 with VNNI: at batch 1, byte permutes over the window slices where the CPU has
-    /// VBMI (else as [`Variant::Avx512`]); quads of non-zeros through `vpdpbusd` otherwise.
+    /// VBMI (else the AVX2 shuffles); quads of non-zeros through `vpdpbusd` otherwise.
     Vnni,
 }
 
@@ -48,15 +50,16 @@ impl Variant {
     /// kernel), rather than over the transposed input.
     ///
     /// On the 4096x4096 layer at 10% density (one thread, Zen 4), the permute kernel takes
-    /// 70 us a row, while a pass of column tiles takes 1.0-2.2 ms for 2 to 64 rows.
+    /// 70 us a row, while a pass of column tiles takes 1.0-2.2 ms for 2 to 64 rows; at the AVX2
+    /// level, the shuffle kernel takes 175 us a row, the column tiles 1.37 ms for 2 rows and
+    /// 1.52 ms for 8.
     pub(crate) fn per_item_below(self) -> usize {
-        if cfg!(target_arch = "x86_64")
-            && self == Variant::Vnni
-            && crate::isa::features().avx512_vbmi
-        {
+        if !cfg!(target_arch = "x86_64") || self == Variant::Scalar {
+            2
+        } else if self == Variant::Vnni && crate::isa::features().avx512_vbmi {
             32
         } else {
-            2
+            8
         }
     }
 
@@ -110,50 +113,51 @@ pub(crate) fn product(v: Variant, w: &QCsrMatrix, x: &[u8], n: usize, za: u8, ac
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if v == Variant::Vnni && crate::isa::features().avx512_vbmi {
-            // the window kernel reads whole windows past the last column
+        {
+            // the window kernels read whole windows past the last column
+            let permute = v == Variant::Vnni && crate::isa::features().avx512_vbmi;
             crate::scratch::with(&crate::scratch::U8_B, |xp| {
-                let xp = crate::scratch::sized_aligned(xp, cols + super::x86::WINDOW_SLACK);
-                xp[..cols].copy_from_slice(&x[..cols]);
-                let xp = &*xp;
-                run_split(w, 1, super::slices::GROUP, acc, |r0, r1, c| {
-                    super::x86::spmv_slices(w, xp, za, r0, r1, c)
-                });
+                let padded = cols + super::x86::WINDOW_SLACK;
+                if permute {
+                    let xp = crate::scratch::sized_aligned(xp, padded);
+                    xp[..cols].copy_from_slice(&x[..cols]);
+                    let xp = &*xp;
+                    run_split(w, 1, PermuteStep::GROUP, acc, |r0, r1, c| {
+                        super::x86::spmv_slices(w, xp, za, r0, r1, c)
+                    });
+                } else {
+                    let xp = crate::scratch::sized_aligned(xp, 2 * padded);
+                    let (low, high) = xp.split_at_mut(padded);
+                    for ((l, h), &v) in low.iter_mut().zip(high.iter_mut()).zip(&x[..cols]) {
+                        (*l, *h) = (v & 127, v >> 7);
+                    }
+                    let (low, high) = (&*low, &*high);
+                    run_split(w, 1, ShuffleStep::GROUP, acc, |r0, r1, c| {
+                        super::x86::spmv_shuffle(w, low, high, za, r0, r1, c)
+                    });
+                }
             });
             return;
         }
-        // the other SIMD kernels gather from the input widened to i32
-        crate::scratch::with(&crate::scratch::I32_B, |xw| {
-            let xw = crate::scratch::sized(xw, cols);
-            for (d, s) in xw.iter_mut().zip(x) {
-                *d = *s as i32;
-            }
-            let xw = &*xw;
-            run_split(w, 1, 1, acc, |r0, r1, c| {
-                simd(v, w, xw, &[], 1, za, r0, r1, c)
-            });
-        });
-        return;
     }
     assert!(x.len() >= cols * n + SLACK);
     run_split(w, n, 1, acc, |r0, r1, c| {
         if v == Variant::Scalar {
             spmm_scalar(w, x, n, za, r0, r1, c)
         } else {
-            simd(v, w, &[], x, n, za, r0, r1, c)
+            simd(v, w, x, n, za, r0, r1, c)
         }
     });
 }
 
 /// Costs of the batch-1 kernels in hundredths of a nanosecond, measured on one thread (Zen 4,
 /// `benches/int8_small.rs` and 500x800 to 4096x4096 weights at 2-10% density): the column walk
-/// per stored value of a column it reads and per input, a step of the VBMI kernel's layout, and
-/// a stored value for the 16- and 8-wide gathers and the scalar rows.
+/// per stored value of a column it reads and per input, a step of the VBMI kernel's layout and
+/// of the AVX2 one's, and a stored value of the scalar rows.
 const WALK_VALUE: usize = 45;
 const WALK_INPUT: usize = 30;
 const SLICE_STEP: usize = 150;
-const GATHER16_VALUE: usize = 45;
-const GATHER8_VALUE: usize = 40;
+const SHUFFLE_STEP: usize = 118;
 const ROW_VALUE: usize = 68;
 
 /// Whether the batch-1 product of `x` is cheaper as the column walk that skips the inputs at
@@ -168,20 +172,21 @@ fn walk_wins(v: Variant, w: &QCsrMatrix, x: &[u8], za: u8) -> bool {
     let walk = w.nnz() * live / cols * WALK_VALUE + cols * WALK_INPUT;
     let other = match v {
         Variant::Scalar => w.nnz() * ROW_VALUE,
-        Variant::Avx2 => w.nnz() * GATHER8_VALUE,
         #[cfg(target_arch = "x86_64")]
         Variant::Vnni if crate::isa::features().avx512_vbmi => w.slices().steps.len() * SLICE_STEP,
-        _ => w.nnz() * GATHER16_VALUE,
+        #[cfg(target_arch = "x86_64")]
+        _ => w.shuffle_slices().steps.len() * SHUFFLE_STEP,
+        #[cfg(not(target_arch = "x86_64"))]
+        _ => unreachable!("no SIMD variants off x86-64"),
     };
     walk < other
 }
 
-/// A SIMD kernel over rows `r0..r1`: batch 1 on the widened input `xw`, else on `x`.
+/// A SIMD kernel over rows `r0..r1` of the product with `n > 1` columns.
 #[allow(clippy::too_many_arguments)]
 fn simd(
     v: Variant,
     w: &QCsrMatrix,
-    xw: &[i32],
     x: &[u8],
     n: usize,
     za: u8,
@@ -190,16 +195,10 @@ fn simd(
     c: &mut [i32],
 ) {
     #[cfg(target_arch = "x86_64")]
-    {
-        if n == 1 {
-            super::x86::spmv(v == Variant::Avx2, w, xw, za, r0, r1, c);
-        } else {
-            super::x86::spmm(v == Variant::Vnni, w, x, n, za, r0, r1, c);
-        }
-    }
+    super::x86::spmm(v == Variant::Vnni, w, x, n, za, r0, r1, c);
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (v, w, xw, x, n, za, r0, r1, c);
+        let _ = (v, w, x, n, za, r0, r1, c);
         unreachable!("no SIMD variants off x86-64");
     }
 }

@@ -483,3 +483,36 @@ fn entry_points_reject_bad_lengths() {
     let g4 = ConvGeometry::new(1, 4, 1, 1, 2, 1, 1);
     assert!(qsparse_conv2d_forward(&g4, &[1, 2, 3, 4], xq, &m, o).is_err());
 }
+
+/// The extremes every product and partial sum must hold exactly: inputs 255 (and 128, the
+/// smallest with the high bit) against rows of all 127 or all -127, dense, wide enough that the
+/// batch-1 kernels add many steps into each row (the AVX2 one widens its 16-bit sums in runs).
+#[test]
+fn extreme_values_stay_exact() {
+    let (rows, cols) = (19, 3001);
+    let w: Vec<i8> = (0..rows * cols)
+        .map(|i| if (i / cols) % 2 == 0 { 127 } else { -127 })
+        .collect();
+    let m = csr(&w, rows, cols, vec![1.0; rows]);
+    for (fill, za) in [(255u8, 0u8), (128, 0), (255, 255), (0, 255)] {
+        let x = vec![fill; cols];
+        let xq = QuantParams {
+            scale: 1.0,
+            zero_point: za,
+        };
+        let acc = reference(&w, rows, cols, |k, _| x[k], 1, za);
+        let (_, want) = expected(&acc, rows, 1, xq, &[1.0; 19], None, &[0; 19], |c, _| c);
+        each_variant(|v, nt| {
+            let mut y = vec![0f32; rows];
+            let out = QOutput::F32 {
+                out: &mut y,
+                bias: None,
+            };
+            linear(v, &m, 1, &x, xq, out).unwrap();
+            assert_eq!(
+                y, want,
+                "{v:?} {nt} threads, inputs {fill}, zero point {za}"
+            );
+        });
+    }
+}
