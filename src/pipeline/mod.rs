@@ -76,7 +76,7 @@ use crate::core::rewrite::{fold_batchnorm, Selector};
 use crate::core::timing::TimingConfig;
 use crate::core::train::{Callback, EpochStats};
 use crate::core::{Graph, Layer};
-use crate::decompose::rewrite::{decompose, LowRank};
+use crate::decompose::rewrite::{decompose, LowRank, SpeedCheck};
 use crate::prune::schedule::{Agp, PruneCallback, Unit};
 use crate::prune::{convert::to_sparse, sparsity_report, Pruner};
 use crate::quant::ptq::{f32_layers, quantize_static, PtqConfig};
@@ -305,8 +305,11 @@ impl Pipeline {
                 } else {
                     Selector::Paths(d.layers.clone())
                 };
-                let rule = LowRank::new(d.method.into(), d.rank.into())
+                let mut rule = LowRank::new(d.method.into(), d.rank.into())
                     .with_rank_multiple(d.rank_multiple);
+                if let Some(margin) = d.speed_margin {
+                    rule = rule.with_speed_check(SpeedCheck::default().with_margin(margin));
+                }
                 let report = decompose(model, input, &selector, &rule)?;
                 if let Some(t) = &d.fine_tune {
                     self.fit(index, model, data, t, t.epochs, None, on_event)?;

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::data::hanzi::{self, HanziConfig};
 use crate::core::data::{self, Dataset, Split};
 use crate::core::{io, models, optim, tensor, train, Graph};
 use crate::Result;
@@ -64,12 +65,14 @@ impl FineTune {
         }
     }
 
-    /// How zoo model `name` (`lenet5`, `lenet300`, `vgg`, `resnet`) is trained from scratch:
+    /// How zoo model `name` (`lenet5`, `lenet300`, `vgg`, `resnet`, `hanzi-<classes>`) is
+    /// trained from scratch:
     /// Nesterov momentum, epochs, rate and decay per model (the examples' baselines).
     pub fn zoo(name: &str) -> Self {
         let (epochs, lr, weight_decay) = match name {
             "lenet300" => (20, 0.05, 1e-4),
             "resnet" => (8, 0.05, 5e-4),
+            n if n.starts_with("hanzi-") => (HANZI_EPOCHS, 0.01, 5e-4),
             _ => (15, 0.01, 5e-4),
         };
         Self {
@@ -238,7 +241,26 @@ impl Data {
         )
     }
 
-    /// A data set by name: `mnist` or `fashion-mnist`.
+    /// Printed Chinese characters rendered as `config` says ([`data::hanzi`], rendered into
+    /// the cache on first use): the training part to train on and, for validation, the test
+    /// part, drawn from fonts the training part never uses, so every accuracy in a report is
+    /// on an unseen style. Named `hanzi<classes>-n<train per class>-s<seed>`.
+    ///
+    /// # Errors
+    /// As [`data::hanzi::hanzi`].
+    pub fn hanzi(config: &HanziConfig) -> Result<Self> {
+        Self::new(
+            &format!(
+                "hanzi{}-n{}-s{}",
+                config.classes, config.train_per_class, config.seed
+            ),
+            hanzi::hanzi(config, hanzi::Part::Train)?,
+            hanzi::hanzi(config, hanzi::Part::Test)?,
+        )
+    }
+
+    /// A data set by name: `mnist`, `fashion-mnist`, or `hanzi-<classes>` (the first
+    /// `classes` characters, otherwise [`HanziConfig::quick`]).
     ///
     /// # Errors
     /// An unknown name, or data that cannot be fetched.
@@ -246,10 +268,16 @@ impl Data {
         match name {
             "mnist" => Self::mnist(),
             "fashion-mnist" | "fashion_mnist" => Self::fashion_mnist(),
-            other => Err(PipelineError::Data(format!(
-                "unknown data set `{other}` (known: mnist, fashion-mnist)"
-            ))
-            .into()),
+            other => match other.strip_prefix("hanzi-").map(str::parse::<usize>) {
+                Some(Ok(classes)) => Self::hanzi(&HanziConfig {
+                    classes,
+                    ..HanziConfig::quick()
+                }),
+                _ => Err(PipelineError::Data(format!(
+                    "unknown data set `{other}` (known: mnist, fashion-mnist, hanzi-<classes>)"
+                ))
+                .into()),
+            },
         }
     }
 
@@ -264,6 +292,9 @@ impl Data {
         self
     }
 }
+
+/// Epochs of the character CNN's baseline.
+const HANZI_EPOCHS: usize = 5;
 
 /// Kernel threads a baseline trains with, whatever the caller's setting: training is
 /// deterministic for a seed and a thread count, so a cached baseline is the same model
