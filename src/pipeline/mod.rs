@@ -523,6 +523,11 @@ fn settings_problem(step: &Step) -> Option<String> {
             .rank
             .problem()
             .or_else(|| (d.rank_multiple == 0).then(|| "rank_multiple must be at least 1".into()))
+            .or_else(|| {
+                d.speed_margin
+                    .filter(|m| !(m.is_finite() && *m > 0.0))
+                    .map(|m| format!("speed_margin must be a positive number, got {m}"))
+            })
             .or_else(|| tune(&d.fine_tune)),
         Step::Prune(p) => {
             if !(p.sparsity.is_finite() && (0.0..1.0).contains(&p.sparsity)) {

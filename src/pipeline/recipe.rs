@@ -379,6 +379,30 @@ mod tests {
         assert!(!e.contains('\n'), "{e}");
     }
 
+    /// A decomposition's speed check: a margin reaches the step; a margin that is not a
+    /// positive number is refused before anything runs.
+    #[test]
+    fn decompose_speed_margin() {
+        let step = |m: &str| {
+            format!(
+                "[[step]]\nstep = \"decompose\"\nmethod = \"tucker2\"\n\
+                 rank = {{ mac_ratio = 0.3 }}\nspeed_margin = {m}\n"
+            )
+        };
+        let r = Recipe::from_toml(&step("1.05"), "r.toml").unwrap();
+        let want = crate::pipeline::Decompose::new(Method::Tucker2, Rank::MacRatio(0.3))
+            .with_speed_check(1.05);
+        assert_eq!(r.pipeline().steps[0], want.into());
+        for bad in ["0.0", "-1.0", "nan"] {
+            let r = Recipe::from_toml(&step(bad), "r.toml").unwrap();
+            let e = r.pipeline().check_steps().unwrap_err().to_string();
+            assert!(
+                e.contains("speed_margin must be a positive number"),
+                "{bad}: {e}"
+            );
+        }
+    }
+
     #[test]
     fn line_and_column_count_characters() {
         assert_eq!(line_column("ab\ncé = 1", 6), (2, 3));
