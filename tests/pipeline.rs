@@ -306,6 +306,42 @@ fn the_shipped_recipes_parse_and_compose_lenet_is_the_deep_compression_recipe() 
     }
 }
 
+/// The character CNN's recipe is the PTQ path of `examples/hanzi_compress.rs` with its
+/// defaults, on layers the model has.
+#[test]
+fn the_hanzi_recipe_is_the_example() {
+    use slimnet::pipeline::FoldBn;
+    let root = env!("CARGO_MANIFEST_DIR");
+    let r = Recipe::load(format!("{root}/recipes/hanzi200_lowrank_sparse_int8.toml")).unwrap();
+    let b = r.baseline().unwrap();
+    assert_eq!((b.model.as_str(), b.seed), ("hanzi-200", 1));
+    let tune = |epochs| FineTune::sgd(epochs, 0.005).with_weight_decay(5e-4);
+    let example: Vec<Step> = vec![
+        FoldBn::default().into(),
+        Decompose::new(Method::Tucker2, Rank::MacRatio(0.25))
+            .with_layers(&["conv2", "conv3", "conv4"])
+            .with_speed_check(1.05)
+            .with_fine_tune(tune(1))
+            .into(),
+        Prune::new(0.9)
+            .with_layers(&["fc1", "fc2"])
+            .with_schedule(Schedule::Agp {
+                epochs: 2,
+                updates: 20,
+            })
+            .with_fine_tune(tune(2))
+            .into(),
+        ToSparse::default().into(),
+        Quantize::new(1024).into(),
+    ];
+    assert_eq!(r.pipeline().steps, example);
+    r.pipeline().check_steps().unwrap();
+    let model = models::by_name("hanzi-200", &mut tensor::rng(0)).unwrap();
+    for l in ["conv2", "conv3", "conv4", "fc1", "fc2"] {
+        assert!(model.find(l).is_some(), "{l} is not a layer of hanzi-200");
+    }
+}
+
 #[test]
 fn batchnorm_folding_and_quantization_aware_training() {
     use slimnet::core::layers::BatchNorm2d;

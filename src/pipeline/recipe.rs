@@ -9,7 +9,7 @@
 //! zoo = "lenet5"                     # trained once and cached; or path = "model.safetensors"
 //!
 //! [data]
-//! dataset = "mnist"                  # or "fashion-mnist"
+//! dataset = "mnist"                  # or "fashion-mnist", "hanzi-<classes>"
 //!
 //! [[step]]
 //! step = "decompose"                 # the kind comes first, then its settings
