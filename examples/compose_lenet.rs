@@ -93,22 +93,9 @@ fn compose() -> Res<()> {
     Ok(())
 }
 
-/// One line per training epoch and per finished step.
+/// Prints the pipeline's step starts, training epochs and finished steps.
 fn print_event(e: Event<'_>) {
-    match e {
-        Event::StepStarted { index, total, step } => {
-            println!("step {index}/{total} {}: {}", step.kind(), step.describe())
-        }
-        Event::Epoch { stats: s, .. } => println!(
-            "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  test_acc {:.4}  lr {:.5}  {:.1}s",
-            s.epoch + 1,
-            s.train_loss,
-            s.train_accuracy,
-            s.test_accuracy.unwrap_or(f32::NAN),
-            s.lr,
-            s.seconds
-        ),
-        Event::StepFinished(r) => println!("{}", r.details),
-        _ => {}
+    if let Some(line) = e.line() {
+        println!("{line}");
     }
 }

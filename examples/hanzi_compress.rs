@@ -114,22 +114,9 @@ fn hanzi_compress() -> Res<()> {
     Ok(())
 }
 
-/// One line per training epoch and per finished step (the decomposition's says which
-/// convolutions kept their factors).
+/// Prints the pipeline's step starts, training epochs and finished steps.
 fn print_event(e: Event<'_>) {
-    match e {
-        Event::StepStarted { index, total, step } => {
-            println!("step {index}/{total} {}: {}", step.kind(), step.describe())
-        }
-        Event::Epoch { stats: s, .. } => println!(
-            "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  test_acc {:.4}  {:.1}s",
-            s.epoch + 1,
-            s.train_loss,
-            s.train_accuracy,
-            s.test_accuracy.unwrap_or(f32::NAN),
-            s.seconds
-        ),
-        Event::StepFinished(r) => println!("{}", r.details),
-        _ => {}
+    if let Some(line) = e.line() {
+        println!("{line}");
     }
 }

@@ -109,6 +109,31 @@ pub enum Event<'a> {
     StepFinished(&'a StepRecord),
 }
 
+impl Event<'_> {
+    /// The event as the examples print it: one line per step start, training epoch and
+    /// finished step (its details: the rewrite or pruning table); `None` for the others.
+    pub fn line(&self) -> Option<String> {
+        match self {
+            Event::StepStarted { index, total, step } => Some(format!(
+                "step {index}/{total} {}: {}",
+                step.kind(),
+                step.describe()
+            )),
+            Event::Epoch { stats: s, .. } => Some(format!(
+                "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  test_acc {:.4}  lr {:.5}  {:.1}s",
+                s.epoch + 1,
+                s.train_loss,
+                s.train_accuracy,
+                s.test_accuracy.unwrap_or(f32::NAN),
+                s.lr,
+                s.seconds
+            )),
+            Event::StepFinished(r) => Some(r.details.clone()),
+            Event::Measured(_) => None,
+        }
+    }
+}
+
 /// The compressed model and what each step did to it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
