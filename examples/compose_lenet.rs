@@ -70,7 +70,7 @@ fn compose() -> Res<()> {
     let path = std::path::Path::new("target/slimnet/compose_lenet5.safetensors");
     slimnet::save(&out.model, path)?;
     let loaded = slimnet::load(path)?;
-    let x = data.validation.batch(&[0, 1, 2, 3]).0;
+    let x = data.validation.load(&[0, 1, 2, 3])?.0;
     assert_eq!(
         loaded.forward(&x)?,
         out.model.forward(&x)?,

@@ -15,6 +15,7 @@
 use std::path::Path;
 
 use slimnet::core::data::hanzi::HanziConfig;
+use slimnet::core::data::Dataset;
 use slimnet::pipeline::{
     Baseline, Data, Decompose, Event, FineTune, FoldBn, Method, Pipeline, Prune, Qat, Quantize,
     Rank, Schedule, ToSparse,
@@ -94,7 +95,7 @@ fn hanzi_compress() -> Res<()> {
     let (dense_onnx, small_onnx) = (dir.join("dense.onnx"), dir.join("compressed.onnx"));
     slimnet::export_onnx(&dense, &data.input, &dense_onnx)?;
     slimnet::export_onnx(&int8.model, &data.input, &small_onnx)?;
-    let timed = data.validation.take(100);
+    let timed = Dataset::first(&data.validation, 100)?;
     let pair = [
         ("dense", &dense, dense_onnx.as_path()),
         ("compressed", &int8.model, small_onnx.as_path()),

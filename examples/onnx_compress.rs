@@ -15,6 +15,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use slimnet::core::data::Dataset;
 use slimnet::onnx::ImportOptions;
 use slimnet::pipeline::{
     Baseline, Data, Decompose, Event, FineTune, Method, Pipeline, Prune, Quantize, Rank, Schedule,
@@ -130,7 +131,7 @@ fn onnx_compress() -> Res<()> {
     slimnet::export_onnx(&out.model, &data.input, &compressed)?;
 
     // 5. both models in both runtimes
-    let timed = data.validation.take(200);
+    let timed = Dataset::first(&data.validation, 200)?;
     let pair = [
         ("original", &imported.graph, original.as_path()),
         ("compressed", &out.model, compressed.as_path()),

@@ -247,7 +247,7 @@ fn a_recipe_runs_exactly_as_the_same_steps_through_the_api() {
         .timing(TimingConfig::quick())
         .run(model, &data)
         .unwrap();
-    let x = data.validation.batch(&[0, 1, 2]).0;
+    let x = data.validation.load(&[0, 1, 2]).unwrap().0;
     assert_eq!(a.model.forward(&x).unwrap(), b.model.forward(&x).unwrap());
     for (s, t) in a.report.steps.iter().zip(&b.report.steps) {
         assert_eq!(

@@ -71,6 +71,7 @@ pub use train::{Baseline, Data, FineTune, BASELINE_THREADS};
 
 use std::time::Instant;
 
+use crate::core::data::Dataset;
 use crate::core::layers::{Activation, BatchNorm2d, Conv2d, Linear};
 use crate::core::rewrite::{fold_batchnorm, Selector};
 use crate::core::timing::TimingConfig;
@@ -395,7 +396,7 @@ impl Pipeline {
                     .with_observer(q.observer.into())
                     .with_progress(self.progress)
                     .with_skip(q.skip.clone());
-                let calibration = data.train.take(q.calibration);
+                let calibration = Dataset::first(&*data.train, q.calibration)?;
                 *model = quantize_static(model, calibration.batches(q.batch_size), &cfg)?;
                 Ok(int8_details(model))
             }
@@ -455,8 +456,8 @@ impl Pipeline {
         }
         trainer.callback(EpochEvents { index, on_event }).fit(
             model,
-            &data.train,
-            Some(&data.validation),
+            &*data.train,
+            Some(&*data.validation),
         )?;
         Ok(())
     }
@@ -522,7 +523,7 @@ fn check_data(model: &Graph, data: &Data) -> Result<()> {
         ))
     })?;
     let out = shapes.last().cloned().unwrap_or_default();
-    let classes = data.validation.classes;
+    let classes = data.validation.classes();
     if out.len() != 2 || out[1] < classes {
         return Err(PipelineError::Data(format!(
             "the model gives outputs of shape {out:?} for input {:?}, but {} has {classes} \

@@ -267,12 +267,17 @@ mod tests {
         let data = Data::from_npy_dir(&d).unwrap();
         assert_eq!(data.input, [1, 1, 4, 4]);
         assert_eq!(
-            (data.train.len(), data.validation.len(), data.train.classes),
+            (
+                data.train.len(),
+                data.validation.len(),
+                data.train.classes()
+            ),
             (2, 1, 3)
         );
-        assert_eq!(data.train.labels, [0, 2]);
-        assert!((data.train.inputs[[0, 0, 0, 1]] - 8.0 / 255.0).abs() < 1e-7);
-        assert_eq!(data.validation.inputs[[0, 0, 1, 0]], 2.0);
+        let (train_x, train_y) = data.train.load(&[0, 1]).unwrap();
+        assert_eq!(train_y, [0, 2]);
+        assert!((train_x[[0, 0, 0, 1]] - 8.0 / 255.0).abs() < 1e-7);
+        assert_eq!(data.validation.load(&[0]).unwrap().0[[0, 0, 1, 0]], 2.0);
 
         // a label that is no class, and a count that does not match
         std::fs::write(

@@ -9,7 +9,11 @@
 //! zoo = "lenet5"                     # trained once and cached; or path = "model.safetensors"
 //!
 //! [data]
-//! dataset = "mnist"                  # or "fashion-mnist", "hanzi-<classes>"
+//! dataset = "mnist"                  # or "fashion-mnist", "hanzi-<classes>", or a folder:
+//!                                    # .npy arrays, or images in one sub-folder per class
+//! # image_size = [28, 28]            # image folders: resize to this, or 28 (default: first image's)
+//! # channels = 1                     # image folders: 1 gray or 3 RGB (default: first image's)
+//! # augment = true                   # image folders: shift, flip, rotate, scale training images
 //!
 //! [[step]]
 //! step = "decompose"                 # the kind comes first, then its settings
@@ -25,10 +29,11 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::core::data::{Augment, ImageOptions};
 use crate::core::timing::TimingConfig;
 use crate::Result;
 
-use super::{Baseline, FineTune, Pipeline, PipelineError, Step};
+use super::{Baseline, Data, FineTune, Pipeline, PipelineError, Step};
 
 /// A recipe: a [`Pipeline`] with the model and data it runs on (see the module docs for the
 /// file format).
@@ -105,7 +110,7 @@ pub struct ModelSpec {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct DataSpec {
-    /// `mnist` or `fashion-mnist`.
+    /// `mnist`, `fashion-mnist`, `hanzi-<classes>`, or a folder (see [`Data::open`]).
     #[serde(default = "dataset")]
     pub dataset: String,
     /// Use only the first this many training examples.
@@ -114,6 +119,57 @@ pub struct DataSpec {
     /// Use only the first this many validation examples.
     #[serde(default)]
     pub validation_examples: Option<usize>,
+    /// Image folders: height and width every image is resized to (default: the first
+    /// image's); `image_size = 28` in a recipe is a square.
+    #[serde(default, deserialize_with = "image_size")]
+    pub image_size: Option<[usize; 2]>,
+    /// Image folders: 1 (gray) or 3 (RGB) channels (default: the first image's).
+    #[serde(default)]
+    pub channels: Option<usize>,
+    /// Image folders: augment the training images ([`Augment::default`]).
+    #[serde(default)]
+    pub augment: bool,
+}
+
+impl DataSpec {
+    /// The image options of an image folder named by [`dataset`](Self::dataset).
+    pub fn image_options(&self) -> ImageOptions {
+        ImageOptions {
+            size: self.image_size.map(|[h, w]| (h, w)),
+            channels: self.channels,
+            augment: self.augment.then(Augment::default),
+            ..ImageOptions::default()
+        }
+    }
+
+    /// The data set, cut to the first examples as asked ([`Data::open`], then
+    /// [`Data::take`]).
+    ///
+    /// # Errors
+    /// As [`Data::open`].
+    pub fn load(&self) -> Result<Data> {
+        Ok(Data::open(&self.dataset, &self.image_options())?
+            .take(self.train_examples, self.validation_examples))
+    }
+}
+
+/// `[h, w]` or one number for a square.
+fn image_size<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<[usize; 2]>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "a size: [height, width] or one number for a square"
+    )]
+    enum Size {
+        Square(usize),
+        Sides([usize; 2]),
+    }
+    Ok(Some(match Size::deserialize(d)? {
+        Size::Square(n) => [n, n],
+        Size::Sides(hw) => hw,
+    }))
 }
 
 fn dataset() -> String {
@@ -126,6 +182,9 @@ impl Default for DataSpec {
             dataset: dataset(),
             train_examples: None,
             validation_examples: None,
+            image_size: None,
+            channels: None,
+            augment: false,
         }
     }
 }
@@ -354,6 +413,33 @@ mod tests {
             (b.model.as_str(), b.data.as_str(), b.seed),
             ("lenet5", "mnist", 3)
         );
+    }
+
+    #[test]
+    fn image_folder_settings() {
+        let r = Recipe::from_toml(
+            "[data]\ndataset = \"photos\"\nimage_size = [24, 32]\nchannels = 3\naugment = true\n[[step]]\nstep = \"quantize\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        let o = r.data.image_options();
+        assert_eq!((o.size, o.channels), (Some((24, 32)), Some(3)));
+        assert_eq!(o.augment, Some(Augment::default()));
+        let plain = Recipe::from_toml(
+            "[data]\ndataset = \"photos\"\n[[step]]\nstep = \"quantize\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        let o = plain.data.image_options();
+        assert_eq!((o.size, o.channels, o.augment), (None, None, None));
+        let square = Recipe::from_toml(
+            "[data]\nimage_size = 28\n[[step]]\nstep = \"quantize\"\n",
+            "r.toml",
+        )
+        .unwrap();
+        assert_eq!(square.data.image_options().size, Some((28, 28)));
+        let e = err("[data]\nimage_size = \"big\"\n[[step]]\nstep = \"quantize\"\n");
+        assert!(e.contains("[height, width] or one number"), "{e}");
     }
 
     #[test]

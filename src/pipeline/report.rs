@@ -45,7 +45,7 @@ pub struct Metrics {
 /// # Errors
 /// A model that rejects the data's input shape, or cannot be written.
 pub fn measure(model: &Graph, data: &Data, timing: &TimingConfig) -> Result<Metrics> {
-    let accuracy = train::accuracy(model, &data.validation)?;
+    let accuracy = train::accuracy(model, &*data.validation)?;
     let cost = model.cost(&data.input)?;
     let bytes = io::to_bytes(model)?.len();
     let plan = model.freeze(&data.input)?;

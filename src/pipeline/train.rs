@@ -1,11 +1,12 @@
 //! Training settings, the data a pipeline runs on, and trained zoo baselines cached on disk.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::core::data::hanzi::{self, HanziConfig};
-use crate::core::data::{self, Dataset, Split};
+use crate::core::data::{self, Examples, First, ImageFolder, ImageOptions, Split};
 use crate::core::{io, models, optim, tensor, train, Graph};
 use crate::Result;
 
@@ -171,20 +172,38 @@ pub struct Data {
     /// A short name (`mnist`, `fashion-mnist`, a folder name), used in reports and cache
     /// file names.
     pub name: String,
-    /// Training examples (fine-tuning, calibration).
-    pub train: Dataset,
+    /// Training examples (fine-tuning, calibration): in memory, or an [`ImageFolder`] read
+    /// batch by batch.
+    pub train: Arc<dyn Examples>,
     /// Validation examples (every accuracy in a report).
-    pub validation: Dataset,
+    pub validation: Arc<dyn Examples>,
     /// One example's shape with a batch of 1 in front (`[1, 1, 28, 28]`).
     pub input: Vec<usize>,
 }
 
 impl Data {
-    /// Training and validation sets; the input shape is one validation example's.
+    /// Training and validation sets (a [`Dataset`](data::Dataset) each, or any other
+    /// [`Examples`]); the input shape is one validation example's.
     ///
     /// # Errors
     /// Empty sets, or sets whose example shapes or class counts differ.
-    pub fn new(name: &str, train: Dataset, validation: Dataset) -> Result<Self> {
+    pub fn new(
+        name: &str,
+        train: impl Examples + 'static,
+        validation: impl Examples + 'static,
+    ) -> Result<Self> {
+        Self::shared(name, Arc::new(train), Arc::new(validation))
+    }
+
+    /// [`new`](Self::new) for sets already shared.
+    ///
+    /// # Errors
+    /// As [`new`](Self::new).
+    pub fn shared(
+        name: &str,
+        train: Arc<dyn Examples>,
+        validation: Arc<dyn Examples>,
+    ) -> Result<Self> {
         if train.is_empty() || validation.is_empty() {
             return Err(PipelineError::Data(format!(
                 "{name}: {} training and {} validation examples; both sets need some",
@@ -194,15 +213,15 @@ impl Data {
             .into());
         }
         if train.example_shape() != validation.example_shape()
-            || train.classes != validation.classes
+            || train.classes() != validation.classes()
         {
             return Err(PipelineError::Data(format!(
                 "{name}: training examples {:?} ({} classes) and validation examples {:?} ({} \
                  classes) differ",
                 train.example_shape(),
-                train.classes,
+                train.classes(),
                 validation.example_shape(),
-                validation.classes
+                validation.classes()
             ))
             .into());
         }
@@ -281,13 +300,53 @@ impl Data {
         }
     }
 
+    /// A folder of your own images ([`ImageFolder::open`]: one sub-folder per class, or
+    /// `train/` and `val/` sub-folders of those), read from disk a batch at a time, so a data
+    /// set larger than memory trains in the memory of a batch. Named after the folder.
+    ///
+    /// # Errors
+    /// As [`ImageFolder::open`].
+    pub fn from_image_dir(dir: impl AsRef<Path>, options: &ImageOptions) -> Result<Self> {
+        let dir = dir.as_ref();
+        let (train, validation) = ImageFolder::open(dir, options)?;
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("images")
+            .to_string();
+        Self::new(&name, train, validation)
+    }
+
+    /// A data set by name or path: a folder holding `.npy` files is read by
+    /// [`from_npy_dir`](Self::from_npy_dir), any other folder is an image folder
+    /// ([`from_image_dir`](Self::from_image_dir) with `images`), and anything else a name
+    /// for [`named`](Self::named).
+    ///
+    /// # Errors
+    /// As the function it picks.
+    pub fn open(name: &str, images: &ImageOptions) -> Result<Self> {
+        let path = Path::new(name);
+        if !path.is_dir() {
+            return Self::named(name);
+        }
+        let holds_npy = std::fs::read_dir(path)
+            .map_err(|e| PipelineError::Data(format!("{name}: {e}")))?
+            .filter_map(|e| e.ok())
+            .any(|e| e.path().extension().is_some_and(|x| x == "npy"));
+        if holds_npy {
+            Self::from_npy_dir(path)
+        } else {
+            Self::from_image_dir(path, images)
+        }
+    }
+
     /// The first `train` training and `validation` validation examples (all when `None`).
     pub fn take(mut self, train: Option<usize>, validation: Option<usize>) -> Self {
         if let Some(n) = train {
-            self.train = self.train.take(n);
+            self.train = Arc::new(First::new(self.train, n));
         }
         if let Some(n) = validation {
-            self.validation = self.validation.take(n);
+            self.validation = Arc::new(First::new(self.validation, n));
         }
         self
     }
@@ -414,7 +473,7 @@ impl Baseline {
             recipe
                 .trainer(recipe.epochs, progress)
                 .callback(Epochs(on_epoch))
-                .fit(&mut model, &data.train, Some(&data.validation))
+                .fit(&mut model, &*data.train, Some(&*data.validation))
         })?;
         Ok(model)
     }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
+use slimnet::core::data::{Augment, ImageOptions};
 use slimnet::core::Graph;
 use slimnet::pipeline::Data;
 
@@ -48,22 +49,80 @@ pub fn load_model(path: &Path) -> Result<Graph, CliError> {
     })
 }
 
-/// The data set `name` (mnist, fashion-mnist, or a folder of `.npy` arrays, see
-/// [`Data::from_npy_dir`]), cut to the first examples when asked.
+/// How the images of an image folder given as `--data` become examples.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ImageArgs {
+    /// Image folders: resize every image to this height and width, `HxW` or one number
+    /// (default: the first image's size).
+    #[arg(long, value_name = "HxW", value_parser = parse_size)]
+    pub image_size: Option<(usize, usize)>,
+    /// Image folders: 1 (gray) or 3 (RGB) channels (default: the first image's).
+    #[arg(long, value_parser = parse_channels)]
+    pub channels: Option<usize>,
+    /// Image folders: random shifts, flips, small rotations and scales of the training
+    /// images.
+    #[arg(long)]
+    pub augment: bool,
+}
+
+impl ImageArgs {
+    /// The flags as image options (defaults where a flag is not given).
+    pub fn options(&self) -> ImageOptions {
+        self.over(ImageOptions::default())
+    }
+
+    /// The flags over a recipe's settings: each flag given replaces the recipe's.
+    pub fn over(&self, recipe: ImageOptions) -> ImageOptions {
+        ImageOptions {
+            size: self.image_size.or(recipe.size),
+            channels: self.channels.or(recipe.channels),
+            augment: if self.augment {
+                Some(Augment::default())
+            } else {
+                recipe.augment
+            },
+            ..recipe
+        }
+    }
+}
+
+/// 1 or 3.
+fn parse_channels(s: &str) -> Result<usize, String> {
+    match s.trim() {
+        "1" => Ok(1),
+        "3" => Ok(3),
+        _ => Err(format!("`{s}` channels: images have 1 (gray) or 3 (RGB)")),
+    }
+}
+
+/// `HxW` or `N` (square) as a height and a width of at least 1.
+fn parse_size(s: &str) -> Result<(usize, usize), String> {
+    let side = |v: &str| match v.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "`{s}` is not a size: expected HxW or N, each at least 1"
+        )),
+    };
+    match s.split_once(['x', 'X']) {
+        Some((h, w)) => Ok((side(h)?, side(w)?)),
+        None => side(s).map(|n| (n, n)),
+    }
+}
+
+/// The data set `name` (mnist, fashion-mnist, hanzi-<classes>, a folder of `.npy` arrays or a
+/// folder of images, see [`Data::open`]), cut to the first examples when asked.
 pub fn load_data(
     name: &str,
     train: Option<usize>,
     validation: Option<usize>,
+    images: &ImageOptions,
 ) -> Result<Data, CliError> {
     if train == Some(0) || validation == Some(0) {
         return Err(CliError::usage(
             "--train-examples and --validation-examples must be at least 1",
         ));
     }
-    if Path::new(name).is_dir() {
-        return Ok(Data::from_npy_dir(name)?.take(train, validation));
-    }
-    Ok(Data::named(name)?.take(train, validation))
+    Ok(Data::open(name, images)?.take(train, validation))
 }
 
 /// Checks that `model` takes inputs of shape `input`, as a data error naming both.

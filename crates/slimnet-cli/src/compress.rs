@@ -16,6 +16,7 @@ pub struct Args {
     pub out: Option<PathBuf>,
     pub train_examples: Option<usize>,
     pub validation_examples: Option<usize>,
+    pub images: common::ImageArgs,
     pub json: bool,
 }
 
@@ -48,6 +49,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         &data_name,
         a.train_examples.or(recipe.data.train_examples),
         a.validation_examples.or(recipe.data.validation_examples),
+        &a.images.over(recipe.data.image_options()),
     )?;
     let model = match (&a.model, &recipe.model.path) {
         (Some(path), _) => common::load_model(path)?,
@@ -124,7 +126,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         .map_err(|e| CliError::new(exit::IO, format!("writing {}: {e}", out.display())))?;
     // the file must load back to the same outputs
     let back = common::load_model(&out)?;
-    let x = data.validation.batch(&[0]).0;
+    let x = data.validation.load(&[0])?.0;
     use slimnet::core::Layer;
     if back.forward(&x)? != outcome.model.forward(&x)? {
         return Err(CliError::new(

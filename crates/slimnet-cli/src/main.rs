@@ -44,8 +44,9 @@ struct Cli {
 
 /// The data sets `--data` names.
 const DATA_HELP: &str =
-    "Data set: mnist, fashion-mnist (validation = the test split), or a folder \
-with train_x.npy, train_y.npy, val_x.npy, val_y.npy";
+    "Data set: mnist, fashion-mnist, hanzi-<classes> (validation = the test split), a folder \
+with train_x.npy, train_y.npy, val_x.npy, val_y.npy, or a folder of PNG/JPEG images with one \
+sub-folder per class (or train/ and val/ folders of those), read batch by batch";
 
 #[derive(Debug, Subcommand)]
 enum Command {
@@ -80,6 +81,8 @@ enum Command {
         /// Use only the first N validation examples.
         #[arg(long)]
         validation_examples: Option<usize>,
+        #[command(flatten)]
+        images: common::ImageArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -93,6 +96,8 @@ enum Command {
         /// Use only the first N validation examples.
         #[arg(long)]
         validation_examples: Option<usize>,
+        #[command(flatten)]
+        images: common::ImageArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -151,6 +156,8 @@ enum Command {
         /// Also write the curves as an SVG plot.
         #[arg(long)]
         svg: Option<PathBuf>,
+        #[command(flatten)]
+        images: common::ImageArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -177,6 +184,8 @@ enum Command {
         /// Use only the first N training examples.
         #[arg(long)]
         train_examples: Option<usize>,
+        #[command(flatten)]
+        images: common::ImageArgs,
         /// Print JSON.
         #[arg(long)]
         json: bool,
@@ -226,6 +235,7 @@ fn run(command: Command) -> Result<(), CliError> {
             out,
             train_examples,
             validation_examples,
+            images,
             json,
         } => compress::run(compress::Args {
             recipe,
@@ -234,14 +244,16 @@ fn run(command: Command) -> Result<(), CliError> {
             out,
             train_examples,
             validation_examples,
+            images,
             json,
         }),
         Command::Eval {
             model,
             data,
             validation_examples,
+            images,
             json,
-        } => other::eval(&model, &data, validation_examples, json),
+        } => other::eval(&model, &data, validation_examples, &images, json),
         Command::Bench {
             model,
             other,
@@ -272,6 +284,7 @@ fn run(command: Command) -> Result<(), CliError> {
             sparsities,
             validation_examples,
             svg,
+            images,
             json,
         } => other::sensitivity(
             &model,
@@ -279,6 +292,7 @@ fn run(command: Command) -> Result<(), CliError> {
             &sparsities,
             validation_examples,
             svg.as_deref(),
+            &images,
             json,
         ),
         Command::Train {
@@ -289,6 +303,7 @@ fn run(command: Command) -> Result<(), CliError> {
             seed,
             out,
             train_examples,
+            images,
             json,
         } => other::train(other::TrainArgs {
             model,
@@ -298,6 +313,7 @@ fn run(command: Command) -> Result<(), CliError> {
             seed,
             out,
             train_examples,
+            images,
             json,
         }),
     }

@@ -37,10 +37,11 @@ pub fn eval(
     path: &Path,
     data: &str,
     validation: Option<usize>,
+    images: &common::ImageArgs,
     json: bool,
 ) -> Result<(), CliError> {
     let model = common::load_model(path)?;
-    let data = common::load_data(data, Some(1), validation)?;
+    let data = common::load_data(data, Some(1), validation, &images.options())?;
     common::check_input(&model, &data.input, path)?;
     let bar = common::spinner(json, format!("evaluating {}", path.display()));
     let metrics = measure(&model, &data, &TimingConfig::default())?;
@@ -120,6 +121,7 @@ pub fn sensitivity(
     sparsities: &[f32],
     validation: usize,
     svg: Option<&Path>,
+    images: &common::ImageArgs,
     json: bool,
 ) -> Result<(), CliError> {
     if let Some(s) = sparsities
@@ -131,7 +133,8 @@ pub fn sensitivity(
         )));
     }
     let model = common::load_model(path)?;
-    let data = common::load_data(data, Some(1), Some(validation))?;
+    let images = images.options();
+    let data = common::load_data(data, Some(1), Some(validation), &images)?;
     common::check_input(&model, &data.input, path)?;
     let bar = common::spinner(json, "pruning each layer alone".into());
     let selector = Selector::Kinds(vec!["Conv2d".into(), "Linear".into()]);
@@ -181,6 +184,7 @@ pub struct TrainArgs {
     pub seed: u64,
     pub out: Option<PathBuf>,
     pub train_examples: Option<usize>,
+    pub images: common::ImageArgs,
     pub json: bool,
 }
 
@@ -194,7 +198,8 @@ pub fn train(a: TrainArgs) -> Result<(), CliError> {
     if a.epochs == Some(0) {
         return Err(CliError::usage("--epochs must be at least 1"));
     }
-    let data = common::load_data(&a.data, a.train_examples, None)?;
+    let images = a.images.options();
+    let data = common::load_data(&a.data, a.train_examples, None, &images)?;
     let mut recipe = FineTune::zoo(&a.model);
     if let Some(e) = a.epochs {
         recipe = recipe.with_epochs(e);

@@ -445,6 +445,88 @@ fn npy_folders() {
     fails(&d, &["eval", &m, "--data", "digits"], DATA, "train_x.npy");
 }
 
+/// `n` gray 28x28 PNGs in `dir`, class `c` drawn as a bright band at row `8 * c`.
+fn pngs(dir: &Path, c: u32, n: u32) {
+    std::fs::create_dir_all(dir).unwrap();
+    for i in 0..n {
+        let img = image::GrayImage::from_fn(28, 28, |x, y| {
+            let on = (y / 8 == c) || (x + y + i) % 13 == 0;
+            image::Luma([if on { 230 } else { 20 }])
+        });
+        img.save(dir.join(format!("{i}.png"))).unwrap();
+    }
+}
+
+#[test]
+fn image_folders() {
+    let d = dir("images");
+    let m = lenet300(&d);
+    let root = d.join("bands");
+    for c in 0..3 {
+        pngs(&root.join("train").join(format!("band{c}")), c, 4);
+        pngs(&root.join("val").join(format!("band{c}")), c, 2);
+    }
+    let out = succeeds(&d, &["eval", &m, "--data", "bands"]);
+    assert!(out.contains(" bands examples=6 "), "{out}");
+    let out = succeeds(
+        &d,
+        &["eval", &m, "--data", "bands", "--image-size", "28x28"],
+    );
+    assert!(out.contains(" bands examples=6 "), "{out}");
+
+    fails(
+        &d,
+        &["eval", &m, "--data", "bands", "--channels", "2"],
+        USAGE,
+        "1 (gray) or 3 (RGB)",
+    );
+    fails(
+        &d,
+        &["eval", &m, "--data", "bands", "--image-size", "0"],
+        USAGE,
+        "not a size",
+    );
+    fails(
+        &d,
+        &["eval", &m, "--data", "bands", "--image-size", "28x"],
+        USAGE,
+        "not a size",
+    );
+    // RGB or resized images are not what this model takes
+    fails(
+        &d,
+        &["eval", &m, "--data", "bands", "--channels", "3"],
+        DATA,
+        "[1, 3, 28, 28]",
+    );
+    fails(
+        &d,
+        &["eval", &m, "--data", "bands", "--image-size", "32"],
+        DATA,
+        "[1, 1, 32, 32]",
+    );
+
+    // a file that is not an image is named when its batch is read
+    std::fs::write(root.join("val/band1/0.png"), b"not a png").unwrap();
+    fails(&d, &["eval", &m, "--data", "bands"], DATA, "0.png");
+    // a validation class the training part does not have
+    pngs(&root.join("val/band9"), 1, 1);
+    fails(
+        &d,
+        &["eval", &m, "--data", "bands"],
+        DATA,
+        "class `band9` has no folder",
+    );
+    // a class folder without images
+    std::fs::create_dir_all(d.join("empty/nothing")).unwrap();
+    fails(
+        &d,
+        &["eval", &m, "--data", "empty"],
+        DATA,
+        "no .png or .jpg images",
+    );
+}
+
 #[test]
 fn usage_errors() {
     let d = dir("usage");

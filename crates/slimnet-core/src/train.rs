@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 
-use crate::data::Dataset;
+use crate::data::Examples;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::io::{self, Registry};
@@ -272,15 +272,15 @@ impl<C: Callback + ?Sized> Callback for &mut C {
 ///
 /// # Errors
 /// When the model rejects the inputs or the dataset is empty.
-pub fn evaluate(model: &dyn Layer, data: &Dataset, batch_size: usize) -> Result<(f32, f32)> {
+pub fn evaluate(model: &dyn Layer, data: &dyn Examples, batch_size: usize) -> Result<(f32, f32)> {
     if data.is_empty() {
         return Err(Error::Invalid("evaluation on an empty dataset".into()));
     }
-    data.validate()?;
+    data.check()?;
     let idx: Vec<usize> = (0..data.len()).collect();
     let (mut loss, mut correct) = (0.0f64, 0usize);
     for chunk in idx.chunks(batch_size.max(1)) {
-        let (x, y) = data.batch(chunk);
+        let (x, y) = data.load(chunk)?;
         let out = model.forward(&x)?;
         let (l, _) = softmax_cross_entropy(&out, &y)?;
         loss += l as f64 * chunk.len() as f64;
@@ -296,7 +296,7 @@ pub fn evaluate(model: &dyn Layer, data: &Dataset, batch_size: usize) -> Result<
 ///
 /// # Errors
 /// As [`evaluate`].
-pub fn accuracy(model: &dyn Layer, data: &Dataset) -> Result<f32> {
+pub fn accuracy(model: &dyn Layer, data: &dyn Examples) -> Result<f32> {
     Ok(evaluate(model, data, 500)?.1)
 }
 
@@ -446,8 +446,8 @@ impl<'a> Trainer<'a> {
     pub fn fit(
         &mut self,
         model: &mut Graph,
-        train: &Dataset,
-        test: Option<&Dataset>,
+        train: &dyn Examples,
+        test: Option<&dyn Examples>,
     ) -> Result<Vec<EpochStats>> {
         let (bs, epochs) = (self.cfg.batch_size, self.cfg.epochs);
         if bs == 0 || train.is_empty() || epochs == 0 {
@@ -458,9 +458,9 @@ impl<'a> Trainer<'a> {
                 train.len()
             )));
         }
-        train.validate()?;
+        train.check()?;
         if let Some(t) = test {
-            t.validate()?;
+            t.check()?;
         }
         let own = Clock::start();
         let clock = self.clock.unwrap_or(&own);
@@ -524,7 +524,7 @@ impl<'a> Trainer<'a> {
                     });
                 }
                 self.optimizer.set_lr(lr);
-                let (x, y) = train.batch(chunk);
+                let (x, y) = train.load(chunk)?;
                 let out = model.forward_train(&x)?;
                 let batch = Batch {
                     indices: chunk,

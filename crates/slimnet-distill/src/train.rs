@@ -3,7 +3,7 @@
 //! its evaluations returned as [`TimePoint`]s of a run's [`Clock`].
 
 use indicatif::{ProgressBar, ProgressStyle};
-use slimnet_core::data::Dataset;
+use slimnet_core::data::{Dataset, Examples};
 use slimnet_core::loss::Loss;
 use slimnet_core::optim::{Adam, CosineLr, Optimizer, Sgd};
 use slimnet_core::train::{evaluate, TrainConfig, Trainer};
@@ -206,7 +206,7 @@ pub fn fit(
         .schedule(CosineLr::new(cfg.lr, cfg.epochs))
         .loss(LossRef(loss))
         .clock(clock)
-        .fit(model, train, test)?;
+        .fit(model, train, test.map(|t| t as &dyn Examples))?;
     Ok(history
         .iter()
         .flat_map(|e| &e.evals)

@@ -118,7 +118,11 @@ pub fn train_model(
 ) -> Result<Graph> {
     let mut model = models::by_name(name, &mut tensor::rng(seed))?;
     slimnet_kernels::threads::with(THREADS, || {
-        recipe.trainer(seed).fit(&mut model, train_set, test)
+        recipe.trainer(seed).fit(
+            &mut model,
+            train_set,
+            test.map(|t| t as &dyn data::Examples),
+        )
     })?;
     Ok(model)
 }

