@@ -35,7 +35,7 @@ fn hanzi_compress() -> Res<()> {
     let classes = args.get("classes", 200usize)?;
     let mac_ratio = args.get("mac-ratio", 0.25f64)?;
     let sparsity = args.get("sparsity", 0.9f32)?;
-    let prune_epochs = args.get("prune-epochs", 2usize)?;
+    let prune_epochs = args.get("prune-epochs", 4usize)?;
     let seed = args.get("seed", 1u64)?;
     let threads = args.get("threads", 2usize)?;
     let rounds = args.get("rounds", 5usize)?;

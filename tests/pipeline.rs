@@ -326,10 +326,10 @@ fn the_hanzi_recipe_is_the_example() {
         Prune::new(0.9)
             .with_layers(&["fc1", "fc2"])
             .with_schedule(Schedule::Agp {
-                epochs: 2,
+                epochs: 4,
                 updates: 20,
             })
-            .with_fine_tune(tune(2))
+            .with_fine_tune(tune(4))
             .into(),
         ToSparse::default().into(),
         Quantize::new(1024).into(),
