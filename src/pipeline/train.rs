@@ -362,7 +362,9 @@ pub const BASELINE_THREADS: usize = 2;
 
 /// A zoo model trained from a seed on a named data set, cached on disk so that it is trained
 /// once: `cache_dir()/baselines/<model>-<data>-e<epochs>-lr<lr>-wd<wd>[-plain]-s<seed>.safetensors`
-/// (the file the examples' baselines use).
+/// (the file the examples' baselines use). The cache knows a data set by its name only: after
+/// changing the images of a folder, delete the cached file ([`path`](Self::path)) so that the
+/// baseline is trained again on them.
 ///
 /// ```
 /// use slimnet::pipeline::{Baseline, FineTune};
@@ -399,13 +401,34 @@ impl Baseline {
         self
     }
 
-    /// The cache file.
+    /// The cache file. A data set named by a path (`data/photos`) is one file-name part
+    /// (`data_photos`): every character other than a letter, digit, `.`, `_` or `-` becomes
+    /// `_`.
+    ///
+    /// ```
+    /// use slimnet::pipeline::Baseline;
+    /// let b = Baseline::new("lenet5", "/home/me/data/photos/", 1);
+    /// let name = b.path().file_name().unwrap().to_string_lossy().into_owned();
+    /// assert!(name.starts_with("lenet5-home_me_data_photos-e15-"), "{name}");
+    /// ```
     pub fn path(&self) -> PathBuf {
         let r = &self.recipe;
         let momentum = if r.nesterov { "" } else { "-plain" };
+        let data: String = self
+            .data
+            .trim_matches(['/', '\\'])
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
         data::cache_dir().join("baselines").join(format!(
-            "{}-{}-e{}-lr{}-wd{}{momentum}-s{}.safetensors",
-            self.model, self.data, r.epochs, r.lr, r.weight_decay, self.seed
+            "{}-{data}-e{}-lr{}-wd{}{momentum}-s{}.safetensors",
+            self.model, r.epochs, r.lr, r.weight_decay, self.seed
         ))
     }
 
