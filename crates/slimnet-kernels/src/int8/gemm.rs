@@ -313,32 +313,42 @@ pub(crate) fn gemm_u8i8(isa: Isa, w: &QMatrix, a: &U8View<'_>, za: u8, c: &mut [
     {
         let vnni = isa >= Isa::Avx512 && f.avx512_vnni;
         if n == 1 {
-            // matrix-vector: rows of W against the (contiguous) vector
+            // matrix-vector: blocks of rows of W against the (contiguous) vector
             let x: Vec<u8> = (0..a.k).map(|i| a.at(i, 0)).collect();
+            let x16: Vec<i16> = if vnni {
+                Vec::new()
+            } else {
+                x.iter().map(|&v| v as i16).collect()
+            };
+            let k = w.cols;
             par_rows(rows, 1, MR, c, |r0, r1, cc| {
                 let mut r = r0;
-                while vnni && r + 4 <= r1 {
-                    let wr: [&[i8]; 4] =
-                        std::array::from_fn(|q| &w.values[(r + q) * w.cols..(r + q + 1) * w.cols]);
-                    // SAFETY: VNNI was detected above; every row and `x` hold `cols` bytes.
-                    let d = unsafe { super::x86::dot4_vnni(&x, wr) };
-                    for q in 0..4 {
-                        cc[r + q - r0] = d[q] - za as i32 * w.row_sums[r + q];
+                let mut block = |r: usize, d: &[i32]| {
+                    for (q, &v) in d.iter().enumerate() {
+                        cc[r + q - r0] = v - za as i32 * w.row_sums[r + q];
                     }
-                    r += 4;
-                }
-                for r in r..r1 {
-                    let wr = &w.values[r * w.cols..(r + 1) * w.cols];
-                    // SAFETY: the required CPU features were detected above; `wr` and `x`
-                    // both hold `cols` elements.
-                    let dot = unsafe {
-                        if vnni {
-                            super::x86::dot_vnni(&x, wr)
+                };
+                let wp = |r: usize| w.values[r * k..].as_ptr();
+                // SAFETY: the CPU features were detected above; every block reads whole rows
+                // `r..r + R` of `values` (`rows * k` bytes), and `x`, `x16` hold `k` values.
+                unsafe {
+                    while r + 8 <= r1 {
+                        let d: [i32; 8] = if vnni {
+                            super::x86::dot_rows_vnni(&x, wp(r), k)
                         } else {
-                            super::x86::dot_avx2(&x, wr)
-                        }
-                    };
-                    cc[r - r0] = dot - za as i32 * w.row_sums[r];
+                            super::x86::dot_rows_avx2(&x16, wp(r), k)
+                        };
+                        block(r, &d);
+                        r += 8;
+                    }
+                    for r in r..r1 {
+                        let d: [i32; 1] = if vnni {
+                            super::x86::dot_rows_vnni(&x, wp(r), k)
+                        } else {
+                            super::x86::dot_rows_avx2(&x16, wp(r), k)
+                        };
+                        block(r, &d);
+                    }
                 }
             });
             return;

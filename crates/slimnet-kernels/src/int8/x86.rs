@@ -5,69 +5,6 @@ use std::arch::x86_64::*;
 
 use super::gemm::{QMatrix, MR, NT};
 
-/// `sum x[i] * w[i]` (u8 x i8), VNNI.
-#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(crate) unsafe fn dot_vnni(x: &[u8], w: &[i8]) -> i32 {
-    let len = x.len().min(w.len());
-    let (xp, wp) = (x.as_ptr(), w.as_ptr());
-    let mut a0 = _mm512_setzero_si512();
-    let mut a1 = _mm512_setzero_si512();
-    let mut i = 0;
-    while i + 128 <= len {
-        a0 = _mm512_dpbusd_epi32(
-            a0,
-            _mm512_loadu_si512(xp.add(i) as *const __m512i),
-            _mm512_loadu_si512(wp.add(i) as *const __m512i),
-        );
-        a1 = _mm512_dpbusd_epi32(
-            a1,
-            _mm512_loadu_si512(xp.add(i + 64) as *const __m512i),
-            _mm512_loadu_si512(wp.add(i + 64) as *const __m512i),
-        );
-        i += 128;
-    }
-    while i < len {
-        let rem = (len - i).min(64);
-        let m: __mmask64 = if rem == 64 { !0 } else { (1u64 << rem) - 1 };
-        a0 = _mm512_dpbusd_epi32(
-            a0,
-            _mm512_maskz_loadu_epi8(m, xp.add(i) as *const i8),
-            _mm512_maskz_loadu_epi8(m, wp.add(i)),
-        );
-        i += rem;
-    }
-    _mm512_reduce_add_epi32(_mm512_add_epi32(a0, a1))
-}
-
-/// `sum x[i] * w[i]` (u8 x i8), AVX2 with exact i16 products.
-#[target_feature(enable = "avx2,fma")]
-pub(crate) unsafe fn dot_avx2(x: &[u8], w: &[i8]) -> i32 {
-    let len = x.len().min(w.len());
-    let (xp, wp) = (x.as_ptr(), w.as_ptr());
-    let mut a0 = _mm256_setzero_si256();
-    let mut a1 = _mm256_setzero_si256();
-    let mut i = 0;
-    while i + 32 <= len {
-        let x0 = _mm256_cvtepu8_epi16(_mm_loadu_si128(xp.add(i) as *const __m128i));
-        let w0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(i) as *const __m128i));
-        let x1 = _mm256_cvtepu8_epi16(_mm_loadu_si128(xp.add(i + 16) as *const __m128i));
-        let w1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wp.add(i + 16) as *const __m128i));
-        a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(x0, w0));
-        a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(x1, w1));
-        i += 32;
-    }
-    let s = _mm256_add_epi32(a0, a1);
-    let s = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256::<1>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-    let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-    let mut t = _mm_cvtsi128_si32(s);
-    while i < len {
-        t += *xp.add(i) as i32 * *wp.add(i) as i32;
-        i += 1;
-    }
-    t
-}
-
 /// Stores `MR` rows of a `16 * R`-column VNNI tile minus the zero-point term.
 #[inline]
 #[allow(clippy::too_many_arguments)]
@@ -284,31 +221,77 @@ pub(crate) fn interleave4(rows: [&[u8]; 4], out: &mut [u8]) {
     }
 }
 
-/// Four dot products `sum x[i] * w_r[i]` (u8 x i8) sharing the loads of `x`, VNNI.
+/// `R` dot products `sum x[i] * w[r * stride + i]` (u8 x i8) over `x.len()` columns, sharing
+/// the loads of `x`, VNNI: `R` weight rows stream from memory side by side.
 ///
-/// Needs `x.len() == w_r.len()` for every row.
+/// # Safety
+/// VNNI must be available; `w` must hold `(R - 1) * stride + x.len()` bytes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub(crate) unsafe fn dot4_vnni(x: &[u8], w: [&[i8]; 4]) -> [i32; 4] {
+pub(crate) unsafe fn dot_rows_vnni<const R: usize>(
+    x: &[u8],
+    w: *const i8,
+    stride: usize,
+) -> [i32; R] {
     let len = x.len();
     let xp = x.as_ptr();
-    let wp = w.map(|r| r.as_ptr());
-    let mut acc = [_mm512_setzero_si512(); 4];
+    let mut acc = [_mm512_setzero_si512(); R];
     let mut i = 0;
     while i + 64 <= len {
         let xv = _mm512_loadu_si512(xp.add(i) as *const __m512i);
-        for (a, p) in acc.iter_mut().zip(&wp) {
-            *a = _mm512_dpbusd_epi32(*a, xv, _mm512_loadu_si512(p.add(i) as *const __m512i));
+        for (r, a) in acc.iter_mut().enumerate() {
+            let wv = _mm512_loadu_si512(w.add(r * stride + i) as *const __m512i);
+            *a = _mm512_dpbusd_epi32(*a, xv, wv);
         }
         i += 64;
     }
     if i < len {
         let m: __mmask64 = (1u64 << (len - i)) - 1;
         let xv = _mm512_maskz_loadu_epi8(m, xp.add(i) as *const i8);
-        for (a, p) in acc.iter_mut().zip(&wp) {
-            *a = _mm512_dpbusd_epi32(*a, xv, _mm512_maskz_loadu_epi8(m, p.add(i)));
+        for (r, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_dpbusd_epi32(*a, xv, _mm512_maskz_loadu_epi8(m, w.add(r * stride + i)));
         }
     }
     acc.map(|a| _mm512_reduce_add_epi32(a))
+}
+
+/// [`dot_rows_vnni`] with AVX2, exact: `x` comes widened to i16 (`x16`, once per product), each
+/// weight row is widened as it is loaded, and `vpmaddwd` adds pairs of exact i16 products.
+///
+/// # Safety
+/// AVX2 must be available; `w` must hold `(R - 1) * stride + x16.len()` bytes.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn dot_rows_avx2<const R: usize>(
+    x16: &[i16],
+    w: *const i8,
+    stride: usize,
+) -> [i32; R] {
+    let len = x16.len();
+    let xp = x16.as_ptr();
+    let mut acc = [_mm256_setzero_si256(); R];
+    let mut i = 0;
+    while i + 16 <= len {
+        let xv = _mm256_loadu_si256(xp.add(i) as *const __m256i);
+        for (r, a) in acc.iter_mut().enumerate() {
+            let wv = _mm256_cvtepi8_epi16(_mm_loadu_si128(w.add(r * stride + i) as *const __m128i));
+            *a = _mm256_add_epi32(*a, _mm256_madd_epi16(xv, wv));
+        }
+        i += 16;
+    }
+    let mut out = [0i32; R];
+    for (r, (o, a)) in out.iter_mut().zip(&acc).enumerate() {
+        let s = _mm_add_epi32(
+            _mm256_castsi256_si128(*a),
+            _mm256_extracti128_si256::<1>(*a),
+        );
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        let mut t = _mm_cvtsi128_si32(s);
+        for k in i..len {
+            t += *xp.add(k) as i32 * *w.add(r * stride + k) as i32;
+        }
+        *o = t;
+    }
+    out
 }
 
 /// The `[k4][wt][4]` block of one packed tile (see `gemm::pack_a`): quads of four rows, each
