@@ -175,6 +175,38 @@ fn request_tile_permission() -> bool {
     false
 }
 
+/// Bytes of data a kernel may expect to find in cache again on its next call: half the
+/// last-level cache that Linux reports for CPU 0 (`/sys/devices/system/cpu/cpu0/cache`), or
+/// 16 MiB where it reports none. Read once.
+///
+/// Some kernels have one variant that is faster while their operand stays in cache and another
+/// that is faster once it streams from memory (see `sparse::x86::csr_dot_pick`).
+pub(crate) fn cache_resident_bytes() -> usize {
+    static BYTES: OnceLock<usize> = OnceLock::new();
+    *BYTES.get_or_init(|| last_level_cache().map_or(16 << 20, |b| b / 2))
+}
+
+/// The size of the largest cache of CPU 0 that Linux lists, in bytes.
+fn last_level_cache() -> Option<usize> {
+    let dir = std::fs::read_dir("/sys/devices/system/cpu/cpu0/cache").ok()?;
+    dir.filter_map(|e| {
+        let size = std::fs::read_to_string(e.ok()?.path().join("size")).ok()?;
+        let size = size.trim();
+        let (digits, unit) = size.split_at(
+            size.find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(size.len()),
+        );
+        let n: usize = digits.parse().ok()?;
+        Some(match unit {
+            "K" => n << 10,
+            "M" => n << 20,
+            "G" => n << 30,
+            _ => n,
+        })
+    })
+    .max()
+}
+
 impl Isa {
     /// The best level this CPU supports (detected once, then cached).
     pub fn detected() -> Isa {

@@ -283,6 +283,21 @@ impl RowSource for CsrMatrix {
     fn dot(&self, isa: Isa, r: usize, x: &[f32]) -> f32 {
         let (v, k) = self.row_parts(r);
         #[cfg(target_arch = "x86_64")]
+        if isa >= Isa::Avx2
+            && crate::isa::features().avx2_fma
+            && self.storage_bytes() <= crate::isa::cache_resident_bytes()
+        {
+            assert!(x.len() >= self.cols);
+            // SAFETY: AVX2 and FMA are available (checked above); every column index is below
+            // `cols` (validated at construction) and `x` holds at least `cols` elements.
+            return unsafe {
+                match k {
+                    RowCols::Narrow(k) => super::x86::csr_dot_pick(v, k, x),
+                    RowCols::Wide(k) => super::x86::csr_dot_pick(v, k, x),
+                }
+            };
+        }
+        #[cfg(target_arch = "x86_64")]
         if isa >= Isa::Avx512 && crate::isa::features().avx512 && self.cols <= i32::MAX as usize {
             assert!(x.len() >= self.cols);
             // SAFETY: AVX-512 F/BW/VL are available; indices are below `cols <= i32::MAX` and

@@ -542,3 +542,52 @@ fn from_dense_rejects_shapes_no_matrix_has() {
     let empty = CsrMatrix::from_dense(&[], 0, 5, None).unwrap();
     assert_eq!(empty.nnz(), 0);
 }
+
+/// The row kernels CSR chooses between by the matrix's size (picked loads for cached matrices,
+/// gathers for streamed ones) agree on every row length around their step sizes, with two- and
+/// four-byte indices.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn csr_row_kernels_agree() {
+    use crate::isa::features;
+    if !features().avx2_fma {
+        return;
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    let x = random(&mut rng, 1000);
+    for len in [0, 1, 7, 8, 9, 15, 16, 17, 31, 32, 33, 100] {
+        let v = random(&mut rng, len);
+        let k32: Vec<u32> = (0..len).map(|_| rng.random_range(0..1000u32)).collect();
+        let k16: Vec<u16> = k32.iter().map(|&k| k as u16).collect();
+        let want: f64 = v
+            .iter()
+            .zip(&k32)
+            .map(|(&v, &k)| v as f64 * x[k as usize] as f64)
+            .sum();
+        // SAFETY: AVX2 and FMA are available (checked above), AVX-512 where it is called;
+        // every index is below `x.len()`.
+        let mut got = unsafe {
+            vec![
+                x86::csr_dot_pick(&v, &k16, &x),
+                x86::csr_dot_pick(&v, &k32, &x),
+                x86::csr_dot_avx2(&v, &k16, &x),
+                x86::csr_dot_avx2(&v, &k32, &x),
+            ]
+        };
+        if features().avx512 {
+            // SAFETY: as above, AVX-512 F/BW/VL detected.
+            got.extend(unsafe {
+                [
+                    x86::csr_dot_avx512(&v, &k16, &x),
+                    x86::csr_dot_avx512(&v, &k32, &x),
+                ]
+            });
+        }
+        for g in got {
+            assert!(
+                (g as f64 - want).abs() <= 1e-5 * (1.0 + len as f64),
+                "{len}: {g} vs {want}"
+            );
+        }
+    }
+}

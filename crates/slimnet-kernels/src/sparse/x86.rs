@@ -165,6 +165,55 @@ macro_rules! idx16 {
     };
 }
 
+/// Eight elements `x[k[0..8]]` of `x`, by eight scalar loads.
+///
+/// # Safety
+/// `k` must point at eight readable indices, each below `x`'s length.
+#[inline(always)]
+unsafe fn pick8<I: ColIndex>(x: *const f32, k: *const I) -> __m256 {
+    // SAFETY: the caller's contract.
+    let at = |j: usize| unsafe { *x.add((*k.add(j)).into() as usize) };
+    _mm256_setr_ps(at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7))
+}
+
+/// `sum_i v[i] * x[k[i]]`, sixteen non-zeros a step, the elements of `x` picked by scalar
+/// loads rather than gathered, for matrices that stay in cache between products.
+///
+/// On an AMD EPYC (Zen 4, 32 MB L3), at batch 1 on 4096 columns: at 10% density (10 MB
+/// stored) 0.42 ms against 0.59 with 8-wide and 0.63 with 16-wide gathers; at 30% density on
+/// 1,536 rows (11 MB) 0.55 against 0.95-0.99. Once the matrix streams from memory the gathers
+/// win (4096 rows at 20% and 30% density, 20 and 30 MB: 1.86 against 1.35 ms, 2.19 against
+/// 1.91), so [`CsrMatrix`](super::CsrMatrix) picks this kernel by the matrix's size.
+///
+/// Needs every `k[i] < x.len()`.
+#[target_feature(enable = "avx2,fma")]
+pub(crate) unsafe fn csr_dot_pick<I: ColIndex>(v: &[f32], k: &[I], x: &[f32]) -> f32 {
+    let len = v.len().min(k.len());
+    let (vp, kp, xp) = (v.as_ptr(), k.as_ptr(), x.as_ptr());
+    let mut a0 = _mm256_setzero_ps();
+    let mut a1 = _mm256_setzero_ps();
+    let mut i = 0;
+    // SAFETY: `i + 16 <= len` (then `i + 8 <= len`) keeps the reads of `v` and `k` inside
+    // them, and every index is below `x.len()` (the caller's contract).
+    unsafe {
+        while i + 16 <= len {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(i)), pick8(xp, kp.add(i)), a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(i + 8)), pick8(xp, kp.add(i + 8)), a1);
+            i += 16;
+        }
+        if i + 8 <= len {
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(vp.add(i)), pick8(xp, kp.add(i)), a0);
+            i += 8;
+        }
+        let mut s = hsum8(_mm256_add_ps(a0, a1));
+        while i < len {
+            s += *vp.add(i) * *xp.add((*kp.add(i)).into() as usize);
+            i += 1;
+        }
+        s
+    }
+}
+
 /// `sum_i v[i] * x[k[i]]` with 8-wide gathers.
 ///
 /// Needs every `k[i] < x.len()` and `x.len() <= i32::MAX`.
