@@ -67,13 +67,13 @@ def vi(name, ty, shape):
     return helper.make_tensor_value_info(name, ty, shape)
 
 
-def conv(c, h, o, k, pad, depthwise=False):
+def conv(c, h, o, k, pad, depthwise=False, stride=1):
     group = c if depthwise else 1
     w = RNG.standard_normal((o, c // group, k, k), dtype=np.float32)
     b = RNG.standard_normal(o, dtype=np.float32)
-    oh = h + 2 * pad - k + 1
+    oh = (h + 2 * pad - k) // stride + 1
     node = helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[k, k],
-                            pads=[pad] * 4, group=group)
+                            pads=[pad] * 4, group=group, strides=[stride, stride])
     s = session([node], [vi("x", TensorProto.FLOAT, [1, c, h, h])],
                 [vi("y", TensorProto.FLOAT, [1, o, oh, oh])],
                 [numpy_helper.from_array(w, "w"), numpy_helper.from_array(b, "b")])
@@ -126,6 +126,15 @@ CASES = {
     "conv_vgg256x56": lambda: conv(256, 56, 256, 3, 1),
     "conv_lenet20x12": lambda: conv(20, 12, 50, 5, 0),
     "dw_128x56": lambda: conv(128, 56, 128, 3, 1, depthwise=True),
+    # the layers of slimnet's `models::resnet_small` at batch 1
+    "rs_stem1x28": lambda: conv(1, 28, 16, 3, 1),
+    "rs_16x28": lambda: conv(16, 28, 16, 3, 1),
+    "rs_16to32s2": lambda: conv(16, 28, 32, 3, 1, stride=2),
+    "rs_down16to32s2": lambda: conv(16, 28, 32, 1, 0, stride=2),
+    "rs_32x14": lambda: conv(32, 14, 32, 3, 1),
+    "rs_32to64s2": lambda: conv(32, 14, 64, 3, 1, stride=2),
+    "rs_down32to64s2": lambda: conv(32, 14, 64, 1, 0, stride=2),
+    "rs_64x7": lambda: conv(64, 7, 64, 3, 1),
     "linear_4096_b1": lambda: gemm(4096, 4096, 1),
     "linear_4096_b64": lambda: gemm(4096, 4096, 64),
     "linear_1024x4096_b1": lambda: gemm(1024, 4096, 1),

@@ -49,21 +49,32 @@ fn main() {
         println!("{name:<24} {ms:9.3} ms");
         writeln!(out, "{name} {ms:.4}").unwrap();
     };
-    // (name, C, H, O, k, pad, depthwise)
+    // (name, C, H, O, k, pad, stride, depthwise)
     let convs = [
-        ("conv_64x56", 64, 56, 64, 3, 1, false),
-        ("conv_128x28", 128, 28, 128, 3, 1, false),
-        ("conv_256x14", 256, 14, 256, 3, 1, false),
-        ("conv_512x7", 512, 7, 512, 3, 1, false),
-        ("conv_vgg256x56", 256, 56, 256, 3, 1, false),
-        ("conv_lenet20x12", 20, 12, 50, 5, 0, false),
-        ("dw_128x56", 128, 56, 128, 3, 1, true),
+        ("conv_64x56", 64, 56, 64, 3, 1, 1, false),
+        ("conv_128x28", 128, 28, 128, 3, 1, 1, false),
+        ("conv_256x14", 256, 14, 256, 3, 1, 1, false),
+        ("conv_512x7", 512, 7, 512, 3, 1, 1, false),
+        ("conv_vgg256x56", 256, 56, 256, 3, 1, 1, false),
+        ("conv_lenet20x12", 20, 12, 50, 5, 0, 1, false),
+        ("dw_128x56", 128, 56, 128, 3, 1, 1, true),
+        // the layers of `models::resnet_small` at batch 1
+        ("rs_stem1x28", 1, 28, 16, 3, 1, 1, false),
+        ("rs_16x28", 16, 28, 16, 3, 1, 1, false),
+        ("rs_16to32s2", 16, 28, 32, 3, 1, 2, false),
+        ("rs_down16to32s2", 16, 28, 32, 1, 0, 2, false),
+        ("rs_32x14", 32, 14, 32, 3, 1, 1, false),
+        ("rs_32to64s2", 32, 14, 64, 3, 1, 2, false),
+        ("rs_down32to64s2", 32, 14, 64, 1, 0, 2, false),
+        ("rs_64x7", 64, 7, 64, 3, 1, 1, false),
     ];
-    for (name, c, h, o, k, p, dw) in convs {
+    for (name, c, h, o, k, p, st, dw) in convs {
         if !want(name) {
             continue;
         }
-        let mut g = ConvGeometry::new(1, c, h, h, o, k, k).with_padding(p, p);
+        let mut g = ConvGeometry::new(1, c, h, h, o, k, k)
+            .with_padding(p, p)
+            .with_stride(st, st);
         if dw {
             g = g.with_groups(c);
         }
