@@ -7,6 +7,10 @@
 //! ([`pack_lanes`]), so a register tile is 6 pixels (broadcast from the im2col rows) by 64
 //! output channels (four zmm loads), 24 accumulators for 10 loads per step. The tile is
 //! written out transposed into `[O, plane]`.
+//!
+//! The AVX2 variant reads the same layout a quarter block at a time: 6 pixels by 16 channels
+//! (two ymm loads), 12 accumulators of the 16 registers. On ResNet's 512-channel 7x7 layer at
+//! the AVX2 level it replaced the im2col GEMM of the `gemm` crate.
 
 use std::arch::x86_64::*;
 
@@ -25,11 +29,14 @@ const PR: usize = 6;
 /// 32, 64, 96, 128 and the whole inner dimension, 64 and 96 measured best on ResNet's
 /// 512-channel 7x7 layer.
 const KC: usize = 64;
+/// [`KC`] of the AVX2 variant: of 16, 32, 48, 64, 96, 128 and 256, 16 and 32 measured best on
+/// ResNet's 512-channel 7x7 layer (about 2.5 ms against 2.7-2.9 for 64 and above).
+const KC_AVX2: usize = 32;
 
-/// Whether [`conv_lanes`] is expected to beat the im2col GEMM: AVX-512, outputs of at most 64
-/// pixels (where 32-pixel GEMM tiles waste lanes), and at least 64 output channels.
+/// Whether [`conv_lanes`] is expected to beat the im2col GEMM: AVX-512 or AVX2, outputs of at
+/// most 64 pixels (where 32-pixel GEMM tiles waste lanes), and at least 64 output channels.
 pub(crate) fn lanes_fit(out_channels: usize, plane: usize) -> bool {
-    crate::isa::features().avx512 && plane <= 64 && out_channels >= LANES
+    crate::isa::features().avx2_fma && plane <= 64 && out_channels >= LANES
 }
 
 /// An `[O, K]` weight as `[O / 64 (rounded up)][K][64]`, zero in the padding channels.
@@ -49,7 +56,7 @@ pub(crate) fn pack_lanes(weight: &[f32], o: usize, k: usize) -> AlignedF32 {
 /// `[K, plane]`; output channel blocks are shared among `n_threads`.
 ///
 /// # Panics
-/// Without AVX-512, or when a buffer is too short.
+/// Without AVX2 and FMA, or when a buffer is too short.
 pub(crate) fn conv_lanes(
     wt: &[f32],
     o: usize,
@@ -59,22 +66,23 @@ pub(crate) fn conv_lanes(
     out: &mut [f32],
     n_threads: usize,
 ) {
-    assert!(crate::isa::features().avx512);
+    let f = crate::isa::features();
+    assert!(f.avx2_fma);
+    let wide = f.avx512;
     let blocks = o.div_ceil(LANES);
     assert!(wt.len() >= blocks * k * LANES && col.len() >= k * plane && out.len() >= o * plane);
     let ptr = SendPtr(out.as_mut_ptr());
     let run = |b: usize| {
         let mut acc = AlignedF32::zeroed(plane * LANES);
-        // SAFETY: AVX-512F is available (asserted); `wt` holds block `b`'s `k * 64` values,
-        // `col` holds `k * plane` and `acc` `plane * 64`.
+        let wb = &wt[b * k * LANES..(b + 1) * k * LANES];
+        // SAFETY: AVX2 and FMA are available (asserted), AVX-512F when `wide`; `wt` holds
+        // block `b`'s `k * 64` values, `col` holds `k * plane` and `acc` `plane * 64`.
         unsafe {
-            block(
-                &wt[b * k * LANES..(b + 1) * k * LANES],
-                k,
-                col,
-                plane,
-                &mut acc,
-            )
+            if wide {
+                block(wb, k, col, plane, &mut acc)
+            } else {
+                block_avx2(wb, k, col, plane, &mut acc)
+            }
         };
         let p = ptr;
         for l in 0..LANES.min(o - b * LANES) {
@@ -158,6 +166,72 @@ unsafe fn tile<const R: usize>(
     for (r, x) in x.iter().enumerate() {
         for (q, x) in x.iter().enumerate() {
             _mm512_storeu_ps(acc.add(r * LANES + 16 * q), *x);
+        }
+    }
+}
+
+/// [`block`] with AVX2: per pass and pixel tile, the four 16-channel quarters of the block.
+#[target_feature(enable = "avx2,fma")]
+unsafe fn block_avx2(wt: &[f32], k: usize, col: &[f32], plane: usize, acc: &mut [f32]) {
+    let mut k0 = 0;
+    while k0 < k {
+        let kc = KC_AVX2.min(k - k0);
+        let first = k0 == 0;
+        let c = col.as_ptr().add(k0 * plane);
+        let mut p0 = 0;
+        while p0 < plane {
+            for q in 0..LANES / 16 {
+                let w = wt.as_ptr().add(k0 * LANES + 16 * q);
+                let a = acc.as_mut_ptr().add(p0 * LANES + 16 * q);
+                match plane - p0 {
+                    1 => tile_avx2::<1>(w, c.add(p0), plane, kc, a, first),
+                    2 => tile_avx2::<2>(w, c.add(p0), plane, kc, a, first),
+                    3 => tile_avx2::<3>(w, c.add(p0), plane, kc, a, first),
+                    4 => tile_avx2::<4>(w, c.add(p0), plane, kc, a, first),
+                    5 => tile_avx2::<5>(w, c.add(p0), plane, kc, a, first),
+                    _ => tile_avx2::<PR>(w, c.add(p0), plane, kc, a, first),
+                }
+            }
+            p0 += PR;
+        }
+        k0 += kc;
+    }
+}
+
+/// `R` pixels x 16 channels over `kc` steps: `acc[r][0..16] (=|+=) sum_k col[k * ldc + r]
+/// w[k][0..16]`, `w` and `acc` with rows of [`LANES`] values.
+#[inline]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx2<const R: usize>(
+    w: *const f32,
+    col: *const f32,
+    ldc: usize,
+    kc: usize,
+    acc: *mut f32,
+    first: bool,
+) {
+    let mut x = [[_mm256_setzero_ps(); 2]; R];
+    if !first {
+        for (r, x) in x.iter_mut().enumerate() {
+            for (q, x) in x.iter_mut().enumerate() {
+                *x = _mm256_loadu_ps(acc.add(r * LANES + 8 * q));
+            }
+        }
+    }
+    for kk in 0..kc {
+        let wp = w.add(kk * LANES);
+        let b = [_mm256_loadu_ps(wp), _mm256_loadu_ps(wp.add(8))];
+        let cp = col.add(kk * ldc);
+        for (r, x) in x.iter_mut().enumerate() {
+            let a = _mm256_broadcast_ss(&*cp.add(r));
+            for (x, b) in x.iter_mut().zip(&b) {
+                *x = _mm256_fmadd_ps(a, *b, *x);
+            }
+        }
+    }
+    for (r, x) in x.iter().enumerate() {
+        for (q, x) in x.iter().enumerate() {
+            _mm256_storeu_ps(acc.add(r * LANES + 8 * q), *x);
         }
     }
 }
