@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use slimnet::core::timing::{latency, TimingConfig};
 use slimnet::core::{models, tensor, Graph, Layer};
+use slimnet::pipeline::Baseline;
 use slimnet::quant::ptq::{quantize_static, PtqConfig};
-use slimnet_testkit::baseline::{self, Recipe};
 use slimnet_testkit::{Args, Res};
 
 const USAGE: &str = "usage: cargo bench --bench networks -- [--out DIR] [--batches 1,16] \
@@ -101,8 +101,7 @@ fn random_batches(n: usize, seed: u64) -> Vec<tensor::Tensor> {
 }
 
 fn lenet5() -> Res<Network> {
-    let recipe = Recipe::of("lenet5");
-    let cached = baseline::path("lenet5", &recipe, 1);
+    let cached = Baseline::new("lenet5", "mnist", 1).path();
     let (model, origin) = if cached.exists() {
         let origin = format!("trained baseline {}", cached.display());
         (slimnet::load(&cached)?, origin)

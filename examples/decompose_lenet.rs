@@ -6,17 +6,19 @@
 //! cargo run --release --example decompose_lenet -- [--model PATH] [--epochs N] [--threads N]
 //! ```
 //! Starts from the trained LeNet-5 baseline (trained once with `train_lenet`'s recipe and
-//! cached), or from the model file `--model PATH`. Prints the per-layer report, a table, and
+//! cached, `slimnet::pipeline::Baseline`), or from the model file `--model PATH`. Prints the per-layer report, a table, and
 //! last: `decompose lenet5 mnist acc_before=<f> acc_after=<f> macs_ratio=<before/after>
 //! params_ratio=<before/after> speedup=<f>` (speedup: whole-model latency at batch 1 on one
 //! thread, dense over decomposed, the fastest of 20 rounds over 20 test images).
+
+use std::sync::Arc;
 
 use slimnet::core::data::{self, Split};
 use slimnet::core::rewrite::Selector;
 use slimnet::core::summary::Summary;
 use slimnet::decompose::rank::RankPolicy;
 use slimnet::decompose::rewrite::{decompose, ConvMethod, DecomposeReport, LowRank, SpeedCheck};
-use slimnet_testkit::baseline::{self, Recipe};
+use slimnet::pipeline::{Baseline, Data, FineTune};
 use slimnet_testkit::{Args, PrintEpochs, Res, Stages};
 
 const USAGE: &str = "usage: decompose_lenet [--model PATH] [--epochs N] [--threads N]";
@@ -35,13 +37,16 @@ fn decompose_lenet() -> Res<()> {
     args.finish()?;
     slimnet::kernels::threads::set_num_threads(threads);
 
-    let train_set = data::mnist(Split::Train)?;
-    let test = data::mnist(Split::Test)?;
+    let train_set = Arc::new(data::mnist(Split::Train)?);
+    let test = Arc::new(data::mnist(Split::Test)?);
     let dense = match file {
         Some(path) => slimnet::load(path)?,
-        None => baseline::mnist("lenet5", &Recipe::of("lenet5"), 1)?,
+        None => {
+            let mnist = Data::shared("mnist", train_set.clone(), test.clone())?;
+            Baseline::new("lenet5", "mnist", 1).load_or_train(&mnist, true)?
+        }
     };
-    let mut stages = Stages::new(test.clone(), &INPUT)
+    let mut stages = Stages::new((*test).clone(), &INPUT)
         .timed_on_test_images(20, 20)
         .fastest();
     stages.measure("dense", &dense)?;
@@ -67,11 +72,12 @@ fn decompose_lenet() -> Res<()> {
     stages.measure("decomposed", &model)?;
 
     // fine-tune the factors: SGD with Nesterov momentum, cosine from 0.005
-    let fine_tune = Recipe::sgd(epochs, 0.005)
+    let fine_tune = FineTune::sgd(epochs, 0.005)
         .with_nesterov(true)
-        .with_weight_decay(5e-4);
+        .with_weight_decay(5e-4)
+        .with_seed(2);
     fine_tune
-        .trainer(2)
+        .trainer(epochs, true)
         .callback(PrintEpochs::new())
         .fit(&mut model, &train_set, Some(&test))?;
     stages.measure("fine-tuned", &model)?;

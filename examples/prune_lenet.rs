@@ -23,14 +23,16 @@
 //! `resnet` `structured resnet mnist acc_before=<f> acc_after=<f> channels_removed=<f>
 //! macs_before=<n> macs_after=<n> file_bytes_before=<n> file_bytes_after=<n> speedup=<f>`.
 
+use std::sync::Arc;
+
 use slimnet::core::data::{self, Split};
 use slimnet::core::rewrite::Selector;
 use slimnet::core::Graph;
+use slimnet::pipeline::{Baseline, Data, FineTune};
 use slimnet::prune::criterion::{L1Norm, Magnitude};
 use slimnet::prune::schedule::{Agp, PruneCallback, Unit};
 use slimnet::prune::structured::StructuredPruner;
 use slimnet::prune::{convert, sparsity_report, Pruner, Scope};
-use slimnet_testkit::baseline::{self, Recipe};
 use slimnet_testkit::{sweep, Args, PrintEpochs, Res, Stages, Usage};
 
 const USAGE: &str = "usage: prune_lenet [--model lenet300|lenet5|both|resnet] [--sparsity F] \
@@ -68,13 +70,17 @@ fn prune() -> Res<()> {
     }
     slimnet::kernels::threads::set_num_threads(threads);
     let (train, test) = (data::mnist(Split::Train)?, data::mnist(Split::Test)?);
+    let (train, test) = (Arc::new(train), Arc::new(test));
+    let mnist = Data::shared("mnist", train.clone(), test.clone())?;
 
     let mut lines = Vec::new();
     for name in models {
-        let recipe = Recipe::of(name);
+        let recipe = FineTune::zoo(name);
         let epochs = baseline_epochs.unwrap_or(recipe.epochs);
-        let dense = baseline::mnist(name, &recipe.clone().with_epochs(epochs), seed)?;
-        let mut stages = Stages::new(test.clone(), &INPUT).timed_on_test_images(200, 7);
+        let dense = Baseline::new(name, "mnist", seed)
+            .with_recipe(recipe.clone().with_epochs(epochs))
+            .load_or_train(&mnist, true)?;
+        let mut stages = Stages::new((*test).clone(), &INPUT).timed_on_test_images(200, 7);
         stages.measure("dense", &dense)?;
         // per model: epochs of pruning, then of fine-tuning, at this peak learning rate
         let (prune, finetune, rate) = match name {
@@ -91,7 +97,8 @@ fn prune() -> Res<()> {
         let finetune = finetune_epochs.unwrap_or(finetune);
         let fine_tune = recipe
             .with_epochs(prune + finetune)
-            .with_lr(lr.unwrap_or(rate));
+            .with_lr(lr.unwrap_or(rate))
+            .with_seed(seed + 1);
         let mut model = dense.clone();
 
         // what each method adds to the last line, between the accuracies and the sizes
@@ -103,7 +110,7 @@ fn prune() -> Res<()> {
             stages.measure("channels removed", &model)?;
             if finetune > 0 {
                 fine_tune
-                    .trainer(seed + 1)
+                    .trainer(fine_tune.epochs, true)
                     .callback(PrintEpochs::new())
                     .fit(&mut model, &train, Some(&test))?;
                 stages.measure("fine-tuned", &model)?;
@@ -126,7 +133,7 @@ fn prune() -> Res<()> {
             let pruner = Pruner::new(Magnitude).scope(Scope::Global);
             let zeros = |g: &Graph| sparsity_report(g, &Selector::All).sparsity();
             fine_tune
-                .trainer(seed + 1)
+                .trainer(fine_tune.epochs, true)
                 .callback(PruneCallback::new(pruner, agp, Unit::Step))
                 .callback(PrintEpochs::new().with_column("sparsity", zeros))
                 .fit(&mut model, &train, Some(&test))?;

@@ -16,16 +16,18 @@
 //! file_bytes_after=<n> speedup=<f>`, where speedup is the f32 over the quantized model's latency
 //! at batch 1 on one thread (median of 9 rounds over 100 test images).
 
+use std::sync::Arc;
+
 use slimnet::core::data::{self, Dataset, Split};
 use slimnet::core::rewrite::Selector;
 use slimnet::core::{train, Graph};
+use slimnet::pipeline::{Baseline, Data, FineTune};
 use slimnet::prune::criterion::Magnitude;
 use slimnet::prune::schedule::{Agp, PruneCallback, Unit};
 use slimnet::prune::{sparsity_report, Pruner, Scope};
 use slimnet::quant::observer::{ObserverKind, RangeMethod};
 use slimnet::quant::ptq::{f32_layers, float_for_int8, quantize_static, PtqConfig};
 use slimnet::quant::{qat, share};
-use slimnet_testkit::baseline::{self, Recipe};
 use slimnet_testkit::{Args, Res, Stages, Usage};
 
 const USAGE: &str = "usage: quantize_lenet [--method ptq|qat|share|all] \
@@ -67,10 +69,12 @@ fn quantize() -> Res<()> {
     };
     slimnet::kernels::threads::set_num_threads(threads);
     let (train, test) = (data::mnist(Split::Train)?, data::mnist(Split::Test)?);
+    let (train, test) = (Arc::new(train), Arc::new(test));
+    let mnist = Data::shared("mnist", train.clone(), test.clone())?;
 
     for (method, name) in runs {
-        let float = baseline::mnist(name, &Recipe::of(name), 1)?;
-        let mut stages = Stages::new(test.clone(), &INPUT).timed_on_test_images(100, 9);
+        let float = Baseline::new(name, "mnist", 1).load_or_train(&mnist, true)?;
+        let mut stages = Stages::new((*test).clone(), &INPUT).timed_on_test_images(100, 9);
         stages.measure("f32", &float)?;
         let compact = match method {
             "ptq" | "qat" => {
@@ -127,8 +131,9 @@ fn quantize() -> Res<()> {
 fn qat_int8(float: &Graph, train: &Dataset, test: &Dataset) -> Res<Graph> {
     let mut g = qat::prepare(float, &[64, 1, 28, 28], &qat::QatConfig::default())?;
     let steps = train.len().div_ceil(64);
-    Recipe::sgd(1, 1e-3)
-        .trainer(7)
+    FineTune::sgd(1, 1e-3)
+        .with_seed(7)
+        .trainer(1, true)
         .callback(qat::FreezeAfter(steps * 2 / 3))
         .fit(&mut g, train, None)?;
     let acc = train::accuracy(&g, test)?;
@@ -151,11 +156,12 @@ fn deep_compression(float: &Graph, train: &Dataset, stages: &mut Stages) -> Res<
     let steps = 10 * train.len().div_ceil(64);
     let agp = Agp::new(0.0, SHARE_SPARSITY, 0, steps, steps / 20);
     let pruning = PruneCallback::new(Pruner::new(Magnitude).scope(Scope::Global), agp, Unit::Step);
-    let recipe = Recipe::sgd(20, 0.05)
+    let recipe = FineTune::sgd(20, 0.05)
         .with_nesterov(true)
-        .with_weight_decay(1e-4);
+        .with_weight_decay(1e-4)
+        .with_seed(10);
     recipe
-        .trainer(10)
+        .trainer(recipe.epochs, true)
         .callback(pruning)
         .fit(&mut g, train, None)?;
     let sparsity = sparsity_report(&g, &Selector::All).sparsity();
@@ -169,6 +175,9 @@ fn deep_compression(float: &Graph, train: &Dataset, stages: &mut Stages) -> Res<
         share::share_weights(&mut g, &INPUT, Selector::All, &cfg)?
     );
     stages.measure("+ 5-bit sharing (k-means)", &g)?;
-    Recipe::sgd(1, 0.001).trainer(20).fit(&mut g, train, None)?;
+    FineTune::sgd(1, 0.001)
+        .with_seed(20)
+        .trainer(1, true)
+        .fit(&mut g, train, None)?;
     Ok(g)
 }

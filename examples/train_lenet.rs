@@ -4,7 +4,7 @@
 //! cargo run --release --example train_lenet -- [--model lenet5|lenet300|resnet] [--epochs N]
 //!     [--lr F] [--threads N] [--seed N] [--out PATH]
 //! ```
-//! Each model has its recipe (`slimnet_testkit::baseline::Recipe::of`: LeNet-5 15 epochs from
+//! Each model has its recipe (`slimnet::pipeline::FineTune::zoo`: LeNet-5 15 epochs from
 //! lr 0.01, LeNet-300-100 20 from 0.05, ResNet-small 8 from 0.05); `--epochs` and `--lr`
 //! override it. The last line reads
 //! `train <model> mnist test_accuracy=<f> epochs=<n> seconds=<s> params=<n>`.
@@ -14,7 +14,7 @@ use std::time::Instant;
 use slimnet::core::data::{self, Split};
 use slimnet::core::summary::Summary;
 use slimnet::core::{models, optim, tensor, train, Layer};
-use slimnet_testkit::baseline::Recipe;
+use slimnet::pipeline::FineTune;
 use slimnet_testkit::{Args, PrintEpochs, Res};
 
 const USAGE: &str = "usage: train_lenet [--model lenet5|lenet300|resnet] [--epochs N] [--lr F] \
@@ -27,7 +27,7 @@ fn main() {
 fn train() -> Res<()> {
     let mut args = Args::parse(USAGE)?;
     let name = args.get("model", "lenet5".to_string())?;
-    let recipe = Recipe::of(&name);
+    let recipe = FineTune::zoo(&name);
     let epochs = args.get("epochs", recipe.epochs)?;
     let lr = args.get("lr", recipe.lr)?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -9,14 +9,14 @@ type Column = Box<dyn FnMut(&Graph) -> f64>;
 /// accuracy (`NaN` without a test set), learning rate, seconds, and any extra columns.
 ///
 /// ```
-/// use slimnet_core::{data::Dataset, models, tensor, Layer};
-/// use slimnet_testkit::{baseline::Recipe, PrintEpochs};
+/// use slimnet_core::{data::Dataset, models, optim, tensor, train, Layer};
+/// use slimnet_testkit::PrintEpochs;
 /// let mut model = models::lenet300(&mut tensor::rng(0))?;
 /// let x = tensor::uniform(&[8, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(1));
 /// let data = Dataset::new(x, (0..8).map(|i| i % 10).collect(), 10)?;
 /// let params = |g: &slimnet_core::Graph| (g as &dyn Layer).num_params() as f64;
-/// Recipe::sgd(1, 0.01)
-///     .trainer(0)
+/// train::Trainer::new(train::TrainConfig::default().with_epochs(1))
+///     .optimizer(optim::Sgd::new(0.01))
 ///     .callback(PrintEpochs::new().with_column("params", params))
 ///     .fit(&mut model, &data, None)?; // one line, ending in `params 266610.0000`
 /// # Ok::<(), slimnet_core::Error>(())

@@ -1,6 +1,5 @@
 //! Support for slimnet's examples and tests (not published): command-line flags ([`Args`]),
-//! training recipes and trained baselines cached on disk ([`baseline`]), one line per training
-//! epoch ([`PrintEpochs`]), printed tables ([`Table`]), the accuracy / size / speed table of a
+//! one line per training epoch ([`PrintEpochs`]), printed tables ([`Table`]), the accuracy / size / speed table of a
 //! compression pipeline ([`Stages`]), batch-1 latency on real images ([`speed`]), analysis
 //! sweeps ([`sweep`]), what the distillation examples share ([`distill`]), a Python
 //! interpreter that can import what a test needs ([`python_with`]), ONNX Runtime as the peer
@@ -13,7 +12,6 @@
 #![warn(missing_docs)]
 
 mod args;
-pub mod baseline;
 pub mod distill;
 mod epochs;
 pub mod onnx_side;
