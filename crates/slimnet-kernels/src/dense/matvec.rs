@@ -196,7 +196,7 @@ fn rows_into(isa: Isa, batch: usize, inf: usize, w: &[f32], x: &[f32], out: &mut
 /// `y[b, o] = dot(x[b, :], w[o, :])` for `b < batch`, `y` row-major `[batch, out]`.
 ///
 /// Callers check lengths: `x` is `batch * in`, `w` is `out * in`, `y` is `batch * out`, and
-/// `1 <= batch <= MATVEC_MAX_BATCH`.
+/// `batch <= MATVEC_MAX_BATCH` (a batch of 0 writes nothing).
 pub(crate) fn small_batch_linear(
     isa: Isa,
     batch: usize,
@@ -206,7 +206,10 @@ pub(crate) fn small_batch_linear(
     w: &[f32],
     y: &mut [f32],
 ) {
-    assert!((1..=MATVEC_MAX_BATCH).contains(&batch));
+    assert!(batch <= MATVEC_MAX_BATCH);
+    if batch == 0 {
+        return;
+    }
     let (w, x) = (&w[..outf * inf], &x[..batch * inf]);
     let run = |out: &mut [f32]| {
         let parallel = threads::num_threads() > 1 && outf * inf >= 1 << 16;
@@ -243,6 +246,8 @@ mod tests {
     #[test]
     fn every_variant_matches_a_naive_product_on_ragged_shapes() {
         for (batch, inf, outf) in [
+            (0, 5, 3),
+            (1, 0, 4),
             (1, 1, 1),
             (1, 7, 3),
             (2, 33, 5),
