@@ -179,8 +179,9 @@ unsafe fn pick8<I: ColIndex>(x: *const f32, k: *const I) -> __m256 {
 /// `sum_i v[i] * x[k[i]]`, sixteen non-zeros a step, the elements of `x` picked by scalar
 /// loads rather than gathered, for matrices that stay in cache between products.
 ///
-/// On an AMD EPYC (Zen 4, 32 MB L3), at batch 1 on 4096 columns: at 10% density (10 MB
-/// stored) 0.42 ms against 0.59 with 8-wide and 0.63 with 16-wide gathers; at 30% density on
+/// On an AMD EPYC (Zen 4, 32 MB L3), at batch 1 on 4096 columns (a one-off comparison of the
+/// two kernels; `sparse90_4096_b1` of `benches/peers/run.py` times the chosen one): at 10%
+/// density (10 MB stored) 0.42 ms against 0.59 with 8-wide and 0.63 with 16-wide gathers; at 30% density on
 /// 1,536 rows (11 MB) 0.55 against 0.95-0.99. Once the matrix streams from memory the gathers
 /// win (4096 rows at 20% and 30% density, 20 and 30 MB: 1.86 against 1.35 ms, 2.19 against
 /// 1.91), so [`CsrMatrix`](super::CsrMatrix) picks this kernel by the matrix's size.

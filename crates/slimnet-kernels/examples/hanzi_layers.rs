@@ -1,0 +1,105 @@
+//! Batch-1 time of each int8 kernel of the compressed character CNN (`hanzi_compress`'s
+//! model at 200 classes: Tucker-2 convolutions of the ranks its policy picks, fc1 and fc2 at
+//! 10% density), so a level's share of the whole network can be read layer by layer.
+//!
+//! ```text
+//! cargo run --release -p slimnet-kernels --example hanzi_layers
+//! SLIMNET_ISA=avx2 cargo run --release -p slimnet-kernels --example hanzi_layers
+//! ```
+//! One thread; each time is the median of 400 calls on random codes and weights. Prints one
+//! line per layer (microseconds and GMAC/s for the convolutions) and the total.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use slimnet_kernels::int8::{
+    qconv2d_forward, qsparse_linear_forward, QCsrMatrix, QMatrix, QOutput, QuantParams,
+};
+use slimnet_kernels::threads::set_num_threads;
+use slimnet_kernels::ConvGeometry;
+
+/// Median microseconds of 400 calls of `f`, after one warm-up call.
+fn median_us(mut f: impl FnMut()) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..400)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    set_num_threads(1);
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let q = QuantParams {
+        scale: 0.02,
+        zero_point: 3,
+    };
+    let mut total = 0.0;
+    // (name, input channels, plane side, output channels, kernel side)
+    let convs = [
+        ("conv1", 1, 32, 32, 3),
+        ("conv2/reduce", 32, 16, 12, 1),
+        ("conv2/core", 12, 16, 24, 3),
+        ("conv2/restore", 24, 16, 64, 1),
+        ("conv3/reduce", 64, 8, 24, 1),
+        ("conv3/core", 24, 8, 48, 3),
+        ("conv3/restore", 48, 8, 128, 1),
+        ("conv4/reduce", 128, 8, 48, 1),
+        ("conv4/core", 48, 8, 96, 3),
+        ("conv4/restore", 96, 8, 256, 1),
+    ];
+    for (name, c, h, o, k) in convs {
+        let g = ConvGeometry::new(1, c, h, h, o, k, k).with_padding(k / 2, k / 2);
+        let x: Vec<u8> = (0..g.input_len()).map(|_| rng.random()).collect();
+        let wf: Vec<f32> = (0..g.weight_len())
+            .map(|_| rng.random_range(-1.0f32..1.0))
+            .collect();
+        let w = QMatrix::quantize(&wf, o, c * k * k).expect("weight");
+        let bias: Vec<i32> = (0..o).map(|_| rng.random_range(-1000..1000)).collect();
+        let mut y = vec![0u8; g.output_len()];
+        let us = median_us(|| {
+            let out = QOutput::U8 {
+                out: &mut y,
+                params: q,
+                bias: Some(&bias),
+                relu: true,
+            };
+            qconv2d_forward(&g, &x, q, &w, out).expect("conv")
+        });
+        total += us;
+        let gmacs = g.macs() as f64 / us / 1e3;
+        println!("{name:16} {us:8.2} us  {gmacs:6.1} GMAC/s");
+    }
+    for (name, o, i) in [("fc1", 1024, 4096), ("fc2", 200, 1024)] {
+        let dense: Vec<f32> = (0..o * i)
+            .map(|_| {
+                if rng.random_bool(0.1) {
+                    rng.random_range(-1.0f32..1.0)
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let w = QCsrMatrix::from_dense(o, i, &dense, None).expect("sparse weight");
+        let x: Vec<u8> = (0..i).map(|_| rng.random()).collect();
+        let mut y = vec![0u8; o];
+        let us = median_us(|| {
+            let out = QOutput::U8 {
+                out: &mut y,
+                params: q,
+                bias: None,
+                relu: true,
+            };
+            qsparse_linear_forward(&w, 1, &x, q, out).expect("sparse linear")
+        });
+        total += us;
+        println!("{name:16} {us:8.2} us");
+    }
+    println!("hanzi_layers total_us={total:.1}");
+}
