@@ -27,10 +27,8 @@
 //! seconds_to_target=<s> student_macs=<n> teacher_macs=<n>`, where the target is the scratch
 //! run's final test accuracy.
 
-use slimnet::core::loss::{CrossEntropy, Loss};
-use slimnet::distill::loss::{CachedKdLoss, KdConfig};
+use slimnet::distill::loss::KdConfig;
 use slimnet::distill::stagewise::StageWise;
-use slimnet::distill::train::{fit, Clock};
 use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
 use slimnet_testkit::{Args, Res, Usage};
 
@@ -94,34 +92,16 @@ fn distill_mnist() -> Res<()> {
         .filter(|r| runs.iter().any(|run| run == r))
     {
         println!("\n== {name} ==");
-        let clock = Clock::start();
         let run = match name {
-            "scratch" | "kd" => {
-                let mut student = design()?.stitch()?;
-                let mut loss: Box<dyn Loss> = if name == "kd" {
-                    // the teacher's logits for every training image, once, on the run's clock
-                    let loss = CachedKdLoss::from_teacher(&teacher, &train.inputs, kd)?;
-                    println!(
-                        "  teacher logits cached in {:.1}s (T={} alpha={})",
-                        clock.seconds(),
-                        kd.temperature,
-                        kd.alpha
-                    );
-                    Box::new(loss)
-                } else {
-                    Box::new(CrossEntropy)
-                };
-                let points = fit(
-                    &mut student,
-                    loss.as_mut(),
-                    &train,
-                    Some(&test),
-                    &student_fit,
-                    &clock,
-                    name,
-                )?;
-                Run::new(name, points, clock.seconds())
-            }
+            "scratch" | "kd" => distill::train_end_to_end(
+                name,
+                &mut design()?.stitch()?,
+                &teacher,
+                (name == "kd").then_some(kd),
+                &train,
+                &test,
+                &student_fit,
+            )?,
             _ => {
                 // phase 1 on the first --stage-examples images at --phase1-batch; phase 2 one
                 // epoch over the whole training set, evaluated often enough to time the target
@@ -135,17 +115,17 @@ fn distill_mnist() -> Res<()> {
                 let report = stagewise.run(&train, Some(&test))?;
                 distill::print_stage_losses(&report);
                 let run = Run::stagewise(name, &report);
+                println!("{run}");
                 stage_report = Some(report);
                 run
             }
         };
-        println!("{run}");
         results.push(run);
     }
 
     let scratch = results.iter().find(|r| r.name == "scratch");
     let target = scratch.map(|r| r.final_acc).or(target);
-    distill::write_plots(&flags, &results, stage_report.as_ref(), target)?;
+    distill::write_plots(&flags, "distill", &results, stage_report.as_ref(), target)?;
     for r in &results {
         println!(
             "distill {} {} student_acc={:.4} teacher_acc={teacher_acc:.4} seconds={:.1} \

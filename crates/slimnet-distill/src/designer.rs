@@ -7,7 +7,7 @@ use slimnet_core::tensor::SlimRng;
 use slimnet_core::Graph;
 
 use crate::adapter::{make_adapter, AdapterConfig};
-use crate::blocks::BlockKind;
+use crate::blocks::{basic, BlockKind};
 use crate::error::{DistillError, Result};
 use crate::stages::{boundary_shapes, compose, macs, split};
 
@@ -200,15 +200,12 @@ fn build_stage(
                 } else {
                     hidden
                 };
-                last = spec.block.append(
-                    &mut g,
-                    &format!("b{}", b + 1),
-                    last,
-                    cin,
-                    cout,
-                    stride,
-                    rng,
-                )?;
+                let name = format!("b{}", b + 1);
+                last = match spec.block {
+                    // a thin ResNet: the middle convolution of each block at the interior width
+                    BlockKind::Basic => basic(&mut g, &name, last, cin, hidden, cout, stride, rng)?,
+                    block => block.append(&mut g, &name, last, cin, cout, stride, rng)?,
+                };
                 cin = cout;
             }
             if out.len() == 2 {
@@ -336,6 +333,7 @@ mod tests {
             BlockKind::InvertedResidual { expansion: 2 },
             BlockKind::Shuffle { groups: 2 },
             BlockKind::Fire,
+            BlockKind::Basic,
         ] {
             for cuts in [&CUTS[..], &CUTS[1..2], &["stem_relu", "flatten"][..]] {
                 let spec = StudentSpec::width(0.5).with_block(block);
@@ -350,6 +348,40 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_basic_student_is_a_thin_resnet() {
+        let teacher = models::resnet_small(&mut tensor::rng(0)).unwrap();
+        let spec = StudentSpec::width(0.5)
+            .with_block(BlockKind::Basic)
+            .with_blocks_per_stage(1);
+        let s =
+            design_student(&teacher, &CUTS, &[1, 1, 28, 28], &spec, &mut tensor::rng(1)).unwrap();
+        let adds: Vec<usize> = s
+            .stages
+            .iter()
+            .map(|g| g.nodes().iter().filter(|n| matches!(n.op, Op::Add)).count())
+            .collect();
+        assert_eq!(
+            adds,
+            vec![1, 1, 1, 0],
+            "one residual block per teacher stage"
+        );
+        // the middle convolutions at half the teacher's width: block 2 maps 16 -> 16 -> 32
+        let mids: Vec<usize> = s.stages[..3]
+            .iter()
+            .map(|g| {
+                let c = g.layer("b1_c1").unwrap().as_any().downcast_ref::<Conv2d>();
+                c.unwrap().config().out_channels
+            })
+            .collect();
+        assert_eq!(mids, vec![8, 16, 32]);
+        let (t, m) = (
+            macs(&teacher, &[1, 1, 28, 28]).unwrap(),
+            s.macs(&[1, 1, 28, 28]).unwrap(),
+        );
+        assert!(2 * m < t, "{m} MACs against the teacher's {t}");
     }
 
     #[test]

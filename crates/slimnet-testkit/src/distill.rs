@@ -1,16 +1,18 @@
-//! What the distillation examples (`distill_mnist`, `distill_lowrank`, `distill_quant`) share:
+//! What the distillation examples (`distill_mnist`, `distill_lowrank`, `distill_quant`,
+//! `resnet_stagewise`) share:
 //! their common flags ([`Flags`]), the data and the cached small-ResNet teacher ([`setup`]),
 //! the light student ([`student`]), the training recipes ([`student_fit`],
-//! [`stagewise_config`]), and runs recorded as accuracy against time ([`Run`], [`write_plots`]).
+//! [`stagewise_config`]), end-to-end runs ([`train_end_to_end`]), and runs recorded as
+//! accuracy against time ([`Run`], [`write_plots`]).
 
 use std::fmt;
 use std::path::PathBuf;
 
 use slimnet_core::data::{self, Dataset, Split};
-use slimnet_core::loss::CrossEntropy;
+use slimnet_core::loss::{CrossEntropy, Loss};
 use slimnet_core::{io, models, tensor, train, Graph};
 use slimnet_distill::designer::{design_student, Student, StudentSpec};
-use slimnet_distill::loss::KdConfig;
+use slimnet_distill::loss::{CachedKdLoss, KdConfig};
 use slimnet_distill::report::{line_chart, Series};
 use slimnet_distill::stages::macs;
 use slimnet_distill::stagewise::{StageWiseConfig, StageWiseReport};
@@ -32,7 +34,7 @@ pub const USAGE: &str = "[--dataset mnist|fashion] [--train-examples N] [--teach
 /// The flags every distillation example takes.
 #[derive(Debug, Clone)]
 pub struct Flags {
-    /// `mnist` or `fashion` (`--dataset`, default `mnist`).
+    /// `mnist` or `fashion` (`--dataset`; default `mnist`, or the example's own).
     pub dataset: String,
     /// Training images used, the first N (`--train-examples`, default all).
     pub train_examples: usize,
@@ -56,8 +58,16 @@ impl Flags {
     /// # Errors
     /// A bad value, or a dataset other than `mnist` and `fashion`.
     pub fn take(args: &mut Args) -> Result<Self, Usage> {
+        Self::take_for(args, "mnist")
+    }
+
+    /// Takes the common flags from `args`, with `dataset` when `--dataset` is not given.
+    ///
+    /// # Errors
+    /// As [`Flags::take`].
+    pub fn take_for(args: &mut Args, dataset: &str) -> Result<Self, Usage> {
         let f = Self {
-            dataset: args.get("dataset", "mnist".to_string())?,
+            dataset: args.get("dataset", dataset.to_string())?,
             train_examples: args.get("train-examples", usize::MAX)?,
             teacher_epochs: args.get("teacher-epochs", 4)?,
             threads: args.get("threads", 1)?,
@@ -277,6 +287,11 @@ impl Run {
             .and_then(|t| seconds_to(&self.points, t))
             .map_or("inf".to_string(), |s| format!("{s:.1}"))
     }
+
+    /// Seconds until the run first reached `target` (infinite when it never did).
+    pub fn seconds_to(&self, target: f32) -> f64 {
+        seconds_to(&self.points, target).unwrap_or(f64::INFINITY)
+    }
 }
 
 impl fmt::Display for Run {
@@ -295,6 +310,49 @@ impl fmt::Display for Run {
         }
         Ok(())
     }
+}
+
+/// Trains `student` end to end on `train` with `fit_cfg`, evaluated on `test`: with
+/// cross-entropy, or with Hinton KD from `teacher` when `kd` is given (the teacher's logits for
+/// every training image computed once, on the run's clock). Prints the run's table.
+///
+/// # Errors
+/// Training errors.
+pub fn train_end_to_end(
+    name: &str,
+    student: &mut Graph,
+    teacher: &FrozenTeacher,
+    kd: Option<KdConfig>,
+    train: &Dataset,
+    test: &Dataset,
+    fit_cfg: &FitConfig,
+) -> Res<Run> {
+    let clock = Clock::start();
+    let mut loss: Box<dyn Loss> = match kd {
+        Some(kd) => {
+            let loss = CachedKdLoss::from_teacher(teacher, &train.inputs, kd)?;
+            println!(
+                "  teacher logits cached in {:.1}s (T={} alpha={})",
+                clock.seconds(),
+                kd.temperature,
+                kd.alpha
+            );
+            Box::new(loss)
+        }
+        None => Box::new(CrossEntropy),
+    };
+    let points = fit(
+        student,
+        loss.as_mut(),
+        train,
+        Some(test),
+        fit_cfg,
+        &clock,
+        name,
+    )?;
+    let run = Run::new(name, points, clock.seconds());
+    println!("{run}");
+    Ok(run)
 }
 
 /// Prints phase 1's duration and each stage's first and last feature MSE.
@@ -316,15 +374,16 @@ pub fn print_stage_losses(r: &StageWiseReport) {
     }
 }
 
-/// Writes `<out-dir>/distill_<label>.svg`, the runs' accuracy against time (a dashed line at
+/// Writes `<out-dir>/<prefix>_<label>.svg`, the runs' accuracy against time (a dashed line at
 /// `target`; points more than 3 points below it clamped to the floor), and, given a stage-wise
-/// report, `<out-dir>/distill_<label>_stages.svg`, its per-stage feature losses in phase 1.
-/// `<label>` is [`Flags::eval_label`].
+/// report, `<out-dir>/<prefix>_<label>_stages.svg`, its per-stage feature losses in phase 1.
+/// `<prefix>` names the example (e.g. `distill`), `<label>` is [`Flags::eval_label`].
 ///
 /// # Errors
 /// A file that cannot be written.
 pub fn write_plots(
     flags: &Flags,
+    prefix: &str,
     runs: &[Run],
     stages: Option<&StageWiseReport>,
     target: Option<f32>,
@@ -340,7 +399,7 @@ pub fn write_plots(
     } else {
         "test accuracy (%)"
     };
-    let plot = flags.out_dir.join(format!("distill_{label}.svg"));
+    let plot = flags.out_dir.join(format!("{prefix}_{label}.svg"));
     let svg = line_chart(
         &format!("student accuracy vs wall-clock ({label})"),
         "seconds",
@@ -358,7 +417,7 @@ pub fn write_plots(
             .enumerate()
             .map(|(k, c)| Series::loss(&format!("stage {}", k + 1), c))
             .collect();
-        let plot = flags.out_dir.join(format!("distill_{label}_stages.svg"));
+        let plot = flags.out_dir.join(format!("{prefix}_{label}_stages.svg"));
         let svg = line_chart(
             "phase 1 feature MSE per stage",
             "seconds",

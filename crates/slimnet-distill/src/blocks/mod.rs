@@ -8,6 +8,7 @@
 //! | [`shuffle_unit`] | two group 1x1 convolutions around a depthwise 3x3, with a [`ChannelShuffle`] |
 //! | [`fire`] | a 1x1 squeeze, then 1x1 and 3x3 expands concatenated |
 //! | [`inverted_residual`] | 1x1 expand, depthwise 3x3, linear 1x1 projection, residual when shapes allow |
+//! | [`basic`] | ResNet basic block with a thin middle: `H W 9 mid (cin + cout)` |
 
 mod shuffle;
 
@@ -274,6 +275,59 @@ pub fn inverted_residual(
     Ok(a)
 }
 
+/// ResNet basic block with a chosen middle width: 3x3 `cin -> mid` with `stride` (BN, ReLU),
+/// 3x3 `mid -> cout` (BN), plus the shortcut (the input, or a strided 1x1 `cin -> cout` + BN
+/// when the shape changes), then ReLU. With `mid == cout` it is
+/// [`slimnet_core::models::basic_block`]; a thinner `mid` makes a thin ResNet that keeps a
+/// teacher's stage boundaries.
+///
+/// ```
+/// use slimnet_core::{graph::Graph, tensor, Layer};
+/// use slimnet_distill::blocks::basic;
+/// let mut g = Graph::new();
+/// let x0 = g.input();
+/// basic(&mut g, "res", x0, 16, 8, 32, 2, &mut tensor::rng(0))?;
+/// assert_eq!(g.output_shape(&[1, 16, 14, 14])?, vec![1, 32, 7, 7]);
+/// # Ok::<(), slimnet_distill::DistillError>(())
+/// ```
+///
+/// # Errors
+/// Zero sizes or a duplicate name.
+#[allow(clippy::too_many_arguments)]
+pub fn basic(
+    g: &mut Graph,
+    name: &str,
+    from: NodeId,
+    cin: usize,
+    mid: usize,
+    cout: usize,
+    stride: usize,
+    rng: &mut SlimRng,
+) -> Result<NodeId> {
+    positive("basic", &[cin, mid, cout, stride])?;
+    let c1 = Conv2dConfig::new(cin, mid, 3)
+        .with_stride(stride)
+        .with_padding(1);
+    let a = conv_bn(
+        g,
+        &format!("{name}_c1"),
+        from,
+        c1,
+        Some(Activation::relu()),
+        rng,
+    )?;
+    let c2 = Conv2dConfig::new(mid, cout, 3).with_padding(1);
+    let a = conv_bn(g, &format!("{name}_c2"), a, c2, None, rng)?;
+    let short = if stride != 1 || cin != cout {
+        let d = Conv2dConfig::new(cin, cout, 1).with_stride(stride);
+        conv_bn(g, &format!("{name}_down"), from, d, None, rng)?
+    } else {
+        from
+    };
+    let sum = g.add(&format!("{name}_add"), a, short)?;
+    Ok(g.add_layer(&format!("{name}_relu"), Activation::relu(), sum)?)
+}
+
 /// Which light block a student is built from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -293,6 +347,10 @@ pub enum BlockKind {
     /// [`fire`] with squeeze `cout / 4` and expands `cout / 2` (after a 2x2 max-pool when
     /// strided).
     Fire,
+    /// [`basic`] (a ResNet basic block). Appended on its own it is full width (`mid == cout`);
+    /// the student designer gives its middle convolution the student's interior width, so a
+    /// designed student is a thin ResNet with the teacher's stage boundaries.
+    Basic,
 }
 
 impl BlockKind {
@@ -344,6 +402,7 @@ impl BlockKind {
                 }
                 fire(g, name, a, cin, (cout / 4).max(1), cout / 2, rng)
             }
+            BlockKind::Basic => basic(g, name, from, cin, cout, cout, stride, rng),
         }
     }
 }

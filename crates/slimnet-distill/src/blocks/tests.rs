@@ -10,6 +10,7 @@ fn every_block_has_a_consistent_backward() {
         BlockKind::InvertedResidual { expansion: 2 },
         BlockKind::Shuffle { groups: 2 },
         BlockKind::Fire,
+        BlockKind::Basic,
     ];
     for kind in kinds {
         for stride in [1, 2] {
