@@ -280,6 +280,8 @@ pub fn graph_to_json(g: &Graph) -> Value {
                 Op::Input => json!({"name": n.name, "op": "Input"}),
                 Op::Layer(l) => json!({"name": n.name, "op": "Layer", "kind": l.kind(),
                                        "config": l.config_json(), "inputs": inputs}),
+                Op::QuantAdd(p) => json!({"name": n.name, "op": "QuantAdd", "inputs": inputs,
+                                          "scale": p.scale, "zero_point": p.zero_point}),
                 other => json!({"name": n.name, "op": other.name(), "inputs": inputs}),
             }
         })
@@ -337,7 +339,7 @@ fn graph_from_json(
             .collect::<Result<_>>()?;
         let arity_ok = match op {
             "Layer" => inputs.len() == 1,
-            "Add" | "Mul" => inputs.len() == 2,
+            "Add" | "Mul" | "QuantAdd" => inputs.len() == 2,
             "Concat" => !inputs.is_empty(),
             _ => false,
         };
@@ -423,6 +425,11 @@ fn graph_from_json(
                 g.add_boxed(name, layer, inputs[0])
             }
             "Add" => g.add(name, inputs[0], inputs[1]),
+            "QuantAdd" => {
+                let p = quant_params(n, name)?;
+                g.add(name, inputs[0], inputs[1])
+                    .and_then(|id| g.quantize_add(name, p).map(|()| id))
+            }
             "Mul" => g.mul(name, inputs[0], inputs[1]),
             _ => g.concat(name, &inputs),
         }
@@ -442,6 +449,24 @@ fn graph_from_json(
     }
     g.set_output(out)?;
     Ok(g)
+}
+
+/// The `scale` and `zero_point` of a [`Op::QuantAdd`] node.
+fn quant_params(n: &Value, name: &str) -> Result<crate::value::QuantParams> {
+    let bad = |what: &str| Error::ModelFile(format!("node `{name}`: {what}"));
+    let scale = n
+        .get("scale")
+        .and_then(Value::as_f64)
+        .ok_or_else(|| bad("missing number `scale`"))? as f32;
+    let zero_point = n
+        .get("zero_point")
+        .and_then(Value::as_u64)
+        .and_then(|z| u8::try_from(z).ok())
+        .ok_or_else(|| bad("`zero_point` must be an integer in 0..=255"))?;
+    if !(scale.is_finite() && scale > 0.0) {
+        return Err(bad("`scale` must be positive and finite"));
+    }
+    Ok(crate::value::QuantParams { scale, zero_point })
 }
 
 /// Serializes a model to safetensors bytes.

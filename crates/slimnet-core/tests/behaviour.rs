@@ -271,3 +271,51 @@ fn relu_passes_nan_on() {
         assert_eq!((y[[0, 1]], y[[0, 2]]), (0.0, 2.0));
     }
 }
+
+#[test]
+fn quantized_sums_add_codes_like_reals_and_survive_files() {
+    use slimnet_core::value::{Codes, QuantParams, Value};
+    let mut g = Graph::new();
+    let x = g.input();
+    let a = g.add_layer("relu", Activation::relu(), x).unwrap();
+    g.add("sum", a, x).unwrap();
+    let p = QuantParams::from_range(-2.0, 4.0);
+    // only sums can be quantized, with a usable scale
+    assert!(g.quantize_add("relu", p).is_err());
+    let bad = QuantParams {
+        scale: 0.0,
+        zero_point: 0,
+    };
+    assert!(g.quantize_add("sum", bad).is_err());
+    g.quantize_add("sum", p).unwrap();
+    assert_eq!(g.nodes()[2].op.name(), "QuantAdd");
+
+    let xs = tensor::uniform(&[2, 3, 4, 4], -2.0, 2.0, &mut tensor::rng(0));
+    // typed inference writes codes; their real values are what f32 inference returns
+    let codes = Codes::quantize(&xs, QuantParams::from_range(-2.0, 2.0));
+    let y = g.forward_value(&Value::U8(codes.clone())).unwrap();
+    let Value::U8(yc) = &y else {
+        panic!("a quantized sum writes codes, got {:?}", y.kind())
+    };
+    assert_eq!(yc.params, p);
+    let reals = codes.dequantize();
+    assert_eq!(y.clone().into_f32(), g.forward(&reals).unwrap());
+    // the same as quantizing the real sum
+    let want = Codes::quantize(&(&reals.mapv(|v| v.max(0.0)) + &reals), p);
+    assert_eq!(yc.data, want.data);
+    // a frozen plan hands codes on without converting them
+    let plan = g.freeze(&[2, 3, 4, 4]).unwrap();
+    assert_eq!(plan.conversions(), 0);
+    assert_eq!(
+        plan.run_value(&Value::F32(reals.clone())).unwrap().kind(),
+        y.kind()
+    );
+    // and model files keep the quantization
+    let back = slimnet_core::io::from_bytes(
+        &slimnet_core::io::to_bytes(&g).unwrap(),
+        &slimnet_core::io::Registry::core(),
+    )
+    .unwrap();
+    assert_eq!(back.forward(&reals).unwrap(), g.forward(&reals).unwrap());
+    assert_eq!(back.nodes()[2].op.name(), "QuantAdd");
+}

@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::layer::{Cost, Layer, StoredTensor};
 use crate::param::Param;
 use crate::tensor::Tensor;
-use crate::value::{Value, ValueKind};
+use crate::value::{Codes, Value, ValueKind};
 
 /// Called at inference for every node with its dotted path, its inputs and its output.
 pub type Tap<'t> = dyn FnMut(&str, &[&Value], &Value) -> Result<()> + 't;
@@ -108,20 +108,21 @@ fn reduce_to(g: Tensor, shape: &[usize]) -> Tensor {
     r
 }
 
-/// A merge node (add, mul, concat) on f32 inputs.
+/// A merge node (add, mul, concat) on f32 inputs. A [`Op::QuantAdd`] returns its sum rounded
+/// to its codes' grid (the real values of the codes it writes in typed inference).
 pub(super) fn merge(node: &Node, ins: &[&Tensor]) -> Result<Tensor> {
     let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape()).collect();
     match node.op {
-        Op::Add | Op::Mul => {
+        Op::Add | Op::Mul | Op::QuantAdd(_) => {
             broadcast_shape(shapes[0], shapes[1]).ok_or_else(|| Error::Shape {
                 layer: node.name.clone(),
                 expected: format!("a shape broadcastable with {:?}", shapes[0]),
                 actual: shapes[1].to_vec(),
             })?;
-            Ok(if matches!(node.op, Op::Add) {
-                ins[0] + ins[1]
-            } else {
-                ins[0] * ins[1]
+            Ok(match node.op {
+                Op::Add => ins[0] + ins[1],
+                Op::QuantAdd(p) => Codes::quantize(&(ins[0] + ins[1]), p).dequantize(),
+                _ => ins[0] * ins[1],
             })
         }
         Op::Concat => {
@@ -132,6 +133,26 @@ pub(super) fn merge(node: &Node, ins: &[&Tensor]) -> Result<Tensor> {
         }
         _ => unreachable!("merge called on a merge node"),
     }
+}
+
+/// A merge node on typed values: a [`Op::QuantAdd`] writes codes (two code inputs of one
+/// shape added without an f32 tensor in between); the other merges work in f32.
+pub(super) fn merge_value(node: &Node, ins: &[&Value]) -> Result<Value> {
+    if let (Op::QuantAdd(p), [Value::U8(a), Value::U8(b)]) = (&node.op, ins) {
+        if a.data.shape() == b.data.shape() {
+            let mut out = vec![0u8; a.data.len()];
+            let (xa, xb) = (a.as_contiguous(), b.as_contiguous());
+            slimnet_kernels::int8::add_u8(&xa, a.params, &xb, b.params, *p, &mut out)?;
+            return Ok(Value::U8(Codes::from_vec(a.data.shape(), out, *p)));
+        }
+    }
+    let f: Vec<Cow<'_, Tensor>> = ins.iter().map(|v| v.to_f32()).collect();
+    let f: Vec<&Tensor> = f.iter().map(|t| t.as_ref()).collect();
+    let y = merge(node, &f)?;
+    Ok(match node.op {
+        Op::QuantAdd(p) => Value::U8(Codes::quantize(&y, p)),
+        _ => Value::F32(y),
+    })
 }
 
 /// Runs one layer on a typed value: handed over as it is when the layer accepts its kind,
@@ -191,11 +212,7 @@ impl Graph {
                     }
                     .map_err(|e| e.in_layer(&node.name))?
                 }
-                _ => {
-                    let f: Vec<Cow<'_, Tensor>> = vals.iter().map(|v| v.to_f32()).collect();
-                    let f: Vec<&Tensor> = f.iter().map(|t| t.as_ref()).collect();
-                    Value::F32(merge(node, &f)?)
-                }
+                _ => merge_value(node, &vals)?,
             };
             if let Some(t) = tap.as_mut() {
                 t(&format!("{prefix}{}", node.name), &vals, &y)?;
@@ -277,7 +294,7 @@ impl Graph {
     }
 
     /// The value kind every node produces when the graph reads `input` (layers convert what
-    /// they do not accept; merges work in f32).
+    /// they do not accept; merges work in f32, and a [`Op::QuantAdd`] writes its codes).
     pub fn kinds(&self, input: ValueKind) -> Vec<ValueKind> {
         let mut kinds = Vec::with_capacity(self.nodes.len());
         for n in &self.nodes {
@@ -288,6 +305,7 @@ impl Graph {
                     let k = if l.accepts(k) { k } else { l.input_kind() };
                     l.output_kind(k)
                 }
+                Op::QuantAdd(p) => ValueKind::U8(*p),
                 _ => ValueKind::F32,
             };
             kinds.push(k);
@@ -394,7 +412,7 @@ impl Layer for Graph {
                     let gi = l.backward(&g).map_err(|e| e.in_layer(&node.name))?;
                     accumulate(&mut grads[inputs[0].0], gi);
                 }
-                Op::Add => {
+                Op::Add | Op::QuantAdd(_) => {
                     for &j in &inputs {
                         accumulate(&mut grads[j.0], reduce_to(g.clone(), &cache.shapes[j.0]));
                     }

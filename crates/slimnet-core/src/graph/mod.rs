@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::tensor::Tensor;
+use crate::value::QuantParams;
 
 mod exec;
 mod plan;
@@ -37,6 +38,13 @@ pub enum Op {
     Mul,
     /// Concatenation of its inputs along axis 1 (channels).
     Concat,
+    /// Element-wise sum of two inputs like [`Op::Add`], written as u8 codes with these
+    /// parameters: the int8 residual addition of a quantized network. Its inputs may be f32 or
+    /// codes of any quantization (each branch keeps its own); two code inputs of one shape are
+    /// added without an f32 tensor in between. Made by static quantization
+    /// ([`Graph::quantize_add`]); in f32 inference and training it adds and rounds to its codes'
+    /// grid, and passes gradients straight through.
+    QuantAdd(QuantParams),
 }
 
 impl Op {
@@ -48,6 +56,7 @@ impl Op {
             Op::Add => "Add",
             Op::Mul => "Mul",
             Op::Concat => "Concat",
+            Op::QuantAdd(_) => "QuantAdd",
         }
     }
 }
@@ -297,6 +306,47 @@ impl Graph {
         self.push(name, Op::Add, vec![a, b])
     }
 
+    /// Makes the sum node `name` write u8 codes quantized with `params` ([`Op::QuantAdd`]), or
+    /// re-quantizes a node that already does.
+    ///
+    /// ```
+    /// use slimnet_core::graph::{Graph, Op};
+    /// use slimnet_core::value::QuantParams;
+    /// use slimnet_core::{tensor, Layer};
+    /// let mut g = Graph::new();
+    /// let x = g.input();
+    /// g.add("sum", x, x)?;
+    /// g.quantize_add("sum", QuantParams { scale: 0.5, zero_point: 0 })?;
+    /// let y = g.forward(&tensor::from_vec(&[1, 2], vec![0.3, -1.0])?)?;
+    /// assert_eq!(y.as_slice().unwrap(), &[0.5, 0.0]); // 0.6 and -2 on the grid of [0, 127.5]
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When `name` is not an `Add` or `QuantAdd` node, or `params` has a scale that is not
+    /// positive and finite.
+    pub fn quantize_add(&mut self, name: &str, params: QuantParams) -> Result<()> {
+        if !(params.scale.is_finite() && params.scale > 0.0) {
+            return Err(Error::Invalid(format!(
+                "quantize_add `{name}`: scale {} must be positive and finite",
+                params.scale
+            )));
+        }
+        let id = self
+            .node_id(name)
+            .ok_or_else(|| Error::Graph(format!("no node `{name}`")))?;
+        let op = &mut self.nodes[id.0].op;
+        if !matches!(op, Op::Add | Op::QuantAdd(_)) {
+            return Err(Error::Graph(format!(
+                "quantize_add `{name}`: a {} node, not an Add",
+                op.name()
+            )));
+        }
+        *op = Op::QuantAdd(params);
+        self.cache = None;
+        Ok(())
+    }
+
     /// Appends an element-wise product `a * b` (broadcasting).
     ///
     /// # Errors
@@ -382,7 +432,7 @@ impl Graph {
             let s = match &node.op {
                 Op::Input => input.to_vec(),
                 Op::Layer(l) => l.output_shape(ins[0]).map_err(|e| e.in_layer(&node.name))?,
-                Op::Add | Op::Mul => {
+                Op::Add | Op::Mul | Op::QuantAdd(_) => {
                     broadcast_shape(ins[0], ins[1]).ok_or_else(|| Error::Shape {
                         layer: node.name.clone(),
                         expected: format!("a shape broadcastable with {:?}", ins[0]),

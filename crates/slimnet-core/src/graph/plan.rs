@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::exec::{merge, release, Schedule};
+use super::exec::{merge_value, release, Schedule};
 use super::{Graph, Op};
 use crate::error::{Error, Result};
 use crate::layer::{Cost, Layer};
@@ -81,6 +81,8 @@ impl Graph {
                     };
                     (vec![c], l.output_kind(k))
                 }
+                // takes its inputs as they come (codes of any quantization, or f32)
+                Op::QuantAdd(p) => (vec![None; ins.len()], ValueKind::U8(*p)),
                 _ => (
                     ins.iter()
                         .map(|k| (*k != ValueKind::F32).then_some(ValueKind::F32))
@@ -140,14 +142,8 @@ impl Plan {
                         .forward_value(&vals[0])
                         .map_err(|e| e.in_layer(&node.name))?,
                     _ => {
-                        let f: Vec<&Tensor> = vals
-                            .iter()
-                            .map(|v| match v.as_ref() {
-                                Value::F32(t) => t,
-                                Value::U8(_) => unreachable!("merges read f32 by plan"),
-                            })
-                            .collect();
-                        Value::F32(merge(node, &f)?)
+                        let v: Vec<&Value> = vals.iter().map(|v| v.as_ref()).collect();
+                        merge_value(node, &v)?
                     }
                 };
                 Ok(Cow::Owned(y))

@@ -73,6 +73,37 @@ vectorized! {
     }
 }
 
+vectorized! {
+    /// The sum of two code tensors, written as codes: `out[i]` is
+    /// `po.quantize(pa.dequantize(a[i]) + pb.dequantize(b[i]))` exactly (the int8 residual
+    /// addition of a quantized ResNet: each branch keeps its own quantization), in vector
+    /// registers.
+    ///
+    /// ```
+    /// use slimnet_kernels::int8::{add_u8, QuantParams};
+    /// let (pa, pb) = (QuantParams { scale: 0.5, zero_point: 0 }, QuantParams { scale: 0.25, zero_point: 128 });
+    /// let po = QuantParams { scale: 0.5, zero_point: 10 };
+    /// let mut out = [0u8; 2];
+    /// add_u8(&[4, 200], pa, &[132, 0], pb, po, &mut out)?; // 2 + 1 = 3; 100 - 32 = 68
+    /// assert_eq!(out, [16, 146]);
+    /// # Ok::<(), slimnet_kernels::KernelError>(())
+    /// ```
+    ///
+    /// # Errors
+    /// When `a`, `b` and `out` differ in length.
+    pub fn add_u8(a: &[u8], pa: QuantParams, b: &[u8], pb: QuantParams, po: QuantParams, out: &mut [u8]) {
+        check_len("add input", a.len(), b.len())?;
+        check_len("add output", a.len(), out.len())?;
+        let (sa, za) = (pa.scale, i32::from(pa.zero_point));
+        let (sb, zb) = (pb.scale, i32::from(pb.zero_point));
+        for ((o, x), y) in out.iter_mut().zip(a).zip(b) {
+            let v = (i32::from(*x) - za) as f32 * sa + (i32::from(*y) - zb) as f32 * sb;
+            *o = quantize_one(po, v);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +144,41 @@ mod tests {
                 assert_eq!(r, p.dequantize(q), "{q} {p:?}");
             }
         }
+    }
+
+    #[test]
+    fn add_equals_dequantize_add_quantize() {
+        let a: Vec<u8> = (0..=255).flat_map(|i| [i as u8; 7]).collect();
+        let b: Vec<u8> = (0..a.len()).map(|i| (i * 37 % 256) as u8).collect();
+        let pa = QuantParams {
+            scale: 0.031,
+            zero_point: 0,
+        };
+        let pb = QuantParams {
+            scale: 0.012,
+            zero_point: 131,
+        };
+        for po in [
+            QuantParams {
+                scale: 0.04,
+                zero_point: 0,
+            },
+            QuantParams {
+                scale: 0.02,
+                zero_point: 90,
+            },
+        ] {
+            let mut out = vec![0u8; a.len()];
+            add_u8(&a, pa, &b, pb, po, &mut out).unwrap();
+            for ((&x, &y), &q) in a.iter().zip(&b).zip(&out) {
+                assert_eq!(
+                    q,
+                    po.quantize(pa.dequantize(x) + pb.dequantize(y)),
+                    "{x} {y}"
+                );
+            }
+        }
+        assert!(add_u8(&a, pa, &b[1..], pb, pa, &mut vec![0u8; a.len()]).is_err());
     }
 
     #[test]

@@ -45,7 +45,7 @@ mod tests;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use convert::{dequantize_u8, quantize_u8};
+pub use convert::{add_u8, dequantize_u8, quantize_u8};
 pub use gemm::{QMatrix, MAX_INNER};
 pub use ops::{
     qconv2d_forward, qconv2d_forward_with_isa, qdepthwise_forward, qdepthwise_forward_with_isa,

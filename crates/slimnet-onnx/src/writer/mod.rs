@@ -249,6 +249,20 @@ fn export_graph(
                     shape: shapes[i].clone(),
                 }
             }
+            // an int8 residual sum: DequantizeLinear on each input, Add, QuantizeLinear (ONNX
+            // Runtime fuses the pattern into QLinearAdd)
+            Op::QuantAdd(p) => {
+                let names: Vec<String> = ins
+                    .iter()
+                    .map(|e| b.convert(e, ValueKind::F32).name)
+                    .collect();
+                let sum = Edge {
+                    name: b.node(&path, "Add", &[&names[0], &names[1]], vec![]),
+                    kind: ValueKind::F32,
+                    shape: shapes[i].clone(),
+                };
+                b.convert(&sum, ValueKind::U8(*p))
+            }
             op => {
                 return Err(OnnxError::export(
                     &path,

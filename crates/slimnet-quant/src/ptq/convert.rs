@@ -37,7 +37,9 @@ fn input_params(ranges: &Ranges, path: &str) -> Result<QuantParams> {
 
 /// Builds the int8 graph of `g` (as [`float_for_int8`](super::float_for_int8) made it) from
 /// the calibrated input `ranges` of its layers ([`calibrate`](super::calibrate), or QAT's
-/// observers); layers in `cfg.skip` and grouped convolutions stay f32. `input` is the
+/// observers); layers in `cfg.skip` and grouped convolutions stay f32. Sums whose inputs
+/// both come from int8 layers add codes when `ranges` holds their calibration (see
+/// [`calibrate`](super::calibrate)). `input` is the
 /// graph's input shape. Returns the int8 graph and the report of every rule that ran; the
 /// report lists under `unhandled` the layers with weights left in f32 that no rule knows.
 ///
@@ -71,12 +73,13 @@ pub fn convert(
         })
         .run(&mut q, input)?;
     report.extend(link_int8(&mut q, input)?);
+    super::adds::link_adds(&mut q, ranges)?;
     Ok((q, report))
 }
 
 /// Whether a layer hands u8 codes on unchanged in their quantization (max-pool, flatten,
 /// ReLU, dropout): codes may flow through it from one int8 layer to the next.
-fn passes_codes(l: &dyn Layer) -> bool {
+pub(crate) fn passes_codes(l: &dyn Layer) -> bool {
     let k = ValueKind::U8(QuantParams {
         scale: 1.0,
         zero_point: 0,
@@ -107,7 +110,9 @@ pub fn write_codes_for_readers<T: Int8Layer>(
     ctx: &mut Ctx<'_>,
 ) -> slimnet_core::Result<Action> {
     let out = output_for(ctx);
-    if out == q.output() {
+    if out == q.output() || (out == QOut::F32 && ctx.downstream(passes_codes).is_none()) {
+        // codes kept for readers that take any (a sum of codes); readers that need reals
+        // convert them
         return Ok(Action::Keep);
     }
     if let QOut::Codes(p) = out {

@@ -28,6 +28,7 @@
 //! # Ok::<(), slimnet_quant::QuantError>(())
 //! ```
 
+mod adds;
 mod calibrate;
 mod convert;
 
