@@ -33,9 +33,32 @@ pub(crate) fn im2col_rows(
     // stride 1, dilation 1 and ow == w: an im2col row is the image shifted, so valid output
     // rows come from one contiguous copy
     let same_width = g.stride == (1, 1) && g.dilation == (1, 1) && ow == w;
+    // stride s > 1 in both axes, dilation 1, and `ow == ceil(w / s)`: each channel is split
+    // once into its s * s phase planes (`plane(py, px)[r][j] = img[r * s + py][j * s + px]`,
+    // `ceil(h / s) x ow` each), in which an im2col row is again a shifted copy
+    let s = g.stride.0;
+    let phased = s > 1 && g.stride.1 == s && g.dilation == (1, 1) && ow == w.div_ceil(s);
+    let hp = h.div_ceil(s);
+    let mut phases = if phased {
+        vec![0f32; s * s * hp * ow]
+    } else {
+        Vec::new()
+    };
     let mut row = 0;
     for c in 0..g.in_channels {
         let img = &image[c * h * w..(c + 1) * h * w];
+        if phased {
+            for (y, src) in img.chunks_exact(w).enumerate() {
+                let (py, r) = (y % s, y / s);
+                for px in 0..s {
+                    let at = ((py * s + px) * hp + r) * ow;
+                    let dst = &mut phases[at..at + ow];
+                    for (d, &v) in dst.iter_mut().zip(src[px..].iter().step_by(s)) {
+                        *d = v;
+                    }
+                }
+            }
+        }
         for ki in 0..g.kernel_h {
             let off_y = (ki * g.dilation.0) as isize - g.padding.0 as isize;
             let (ylo, yhi) = valid_range(oh, g.stride.0, off_y, h);
@@ -44,6 +67,21 @@ pub(crate) fn im2col_rows(
                 let (xlo, xhi) = valid_range(ow, g.stride.1, off_x, w);
                 let dst = &mut col[row * plane..(row + 1) * plane];
                 row += 1;
+                if phased {
+                    let (py, px) = (off_y.rem_euclid(s as isize), off_x.rem_euclid(s as isize));
+                    let p = (py as usize * s + px as usize) * hp * ow;
+                    shifted_rows(
+                        &phases[p..p + hp * ow],
+                        ow,
+                        (ylo, yhi),
+                        (xlo, xhi),
+                        (off_y.div_euclid(s as isize), off_x.div_euclid(s as isize)),
+                        oy0,
+                        oy1,
+                        dst,
+                    );
+                    continue;
+                }
                 if same_width {
                     shifted_rows(
                         img,

@@ -80,6 +80,11 @@ fn conv_forward_matches_definition() {
             .with_stride(2, 2)
             .with_padding(1, 1),
         ConvGeometry::new(1, 20, 12, 12, 50, 5, 5),
+        // strides in both axes unfold through phase planes (odd sizes, a 5x5 kernel, stride 3)
+        ConvGeometry::new(1, 6, 13, 14, 10, 5, 5)
+            .with_stride(3, 3)
+            .with_padding(2, 2),
+        ConvGeometry::new(1, 7, 11, 9, 9, 3, 3).with_stride(2, 2),
         ConvGeometry::new(1, 24, 10, 9, 33, 1, 1),
         ConvGeometry::new(3, 6, 11, 7, 4, 3, 2)
             .with_stride(2, 1)
