@@ -218,9 +218,10 @@ fn onnx_layers() -> (&'static str, Graph) {
     ("onnx_layers", g)
 }
 
-/// The upsampling layers of detection and segmentation heads, as the reader imports them.
+/// The upsampling layers of detection and segmentation heads, as the reader imports them, with
+/// the reflection padding and instance normalization of style-transfer networks.
 fn upsampling() -> (&'static str, Graph) {
-    use slimnet::core::layers::Conv2dConfig;
+    use slimnet::core::layers::{Conv2dConfig, InstanceNormConfig};
     use slimnet::onnx::layers::*;
     let mut rng = tensor::rng(7);
     let w = tensor::uniform(&[4, 3, 3, 3], -0.5, 0.5, &mut rng);
@@ -239,6 +240,20 @@ fn upsampling() -> (&'static str, Graph) {
                 .unwrap(),
         )
         .push("up", ConvTranspose2d::new(w, Some(b), up).unwrap())
+        .push(
+            "reflect",
+            Pad::spatial([1, 2, 2, 1], PadMode::Reflect).unwrap(),
+        )
+        .push("norm", {
+            let mut n = InstanceNormConfig::new(3).with_eps(1e-3).init().unwrap();
+            n.weight
+                .value_mut()
+                .assign(&tensor::uniform(&[3], 0.5, 1.5, &mut rng));
+            n.bias
+                .value_mut()
+                .assign(&tensor::uniform(&[3], -0.5, 0.5, &mut rng));
+            n
+        })
         .push(
             "bilinear",
             Resize2d::new(

@@ -191,6 +191,15 @@ fn load_bn(cfg: &Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
     )?))
 }
 
+fn load_instance_norm(cfg: &Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+    let cfg: InstanceNormConfig = parse_config("InstanceNorm2d", cfg)?;
+    Ok(Box::new(InstanceNorm2d::from_parts(
+        cfg,
+        t.f32("weight")?,
+        t.f32("bias")?,
+    )?))
+}
+
 fn load_activation(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
     Ok(Box::new(Activation::new(parse_config("activation", cfg)?)?))
 }
@@ -245,6 +254,10 @@ impl Registry {
         r.register("Dropout", load_dropout);
         r.register("Softmax", load_softmax);
         r.register("LogSoftmax", load_softmax);
+        r.register("InstanceNorm2d", load_instance_norm);
+        r.register("ConvTranspose2d", loaders::conv_transpose);
+        r.register("Resize2d", loaders::resize);
+        r.register("Pad", loaders::pad);
         r
     }
 

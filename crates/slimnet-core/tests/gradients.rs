@@ -1,4 +1,5 @@
-//! Finite-difference checks of every layer's backward pass (input and parameter gradients).
+//! Finite-difference checks of every layer's backward pass (input and parameter gradients) and
+//! of the image losses' gradients.
 
 use slimnet_core::graph::Graph;
 use slimnet_core::layers::*;
@@ -276,4 +277,187 @@ fn dropout_backward_uses_the_forward_mask() {
         "{dropped} of 200 dropped at p = 0.25"
     );
     assert_eq!(d.forward(&x).unwrap(), x, "identity in evaluation");
+}
+
+#[test]
+fn conv_transpose_variants() {
+    let mut rng = tensor::rng(30);
+    let cases = [
+        (
+            "stride2",
+            ConvTransposeConfig::new().with_stride(2, 2),
+            3,
+            4,
+            2,
+        ),
+        (
+            "stride2_pad_outpad",
+            ConvTransposeConfig::upsample2x(),
+            3,
+            4,
+            3,
+        ),
+        (
+            "groups2_asym_pads",
+            ConvTransposeConfig::new()
+                .with_stride(2, 1)
+                .with_pads([1, 0, 0, 1])
+                .with_output_padding(1, 0)
+                .with_groups(2),
+            4,
+            6,
+            3,
+        ),
+        (
+            "groups2_stride2_outpad_dilation",
+            ConvTransposeConfig::new()
+                .with_stride(2, 2)
+                .with_dilation(2, 1)
+                .with_pads([1, 1, 2, 0])
+                .with_output_padding(1, 1)
+                .with_groups(2),
+            2,
+            4,
+            3,
+        ),
+    ];
+    for (i, (name, cfg, cin, cout, k)) in cases.into_iter().enumerate() {
+        let mut l = cfg.init(cin, cout, k, &mut rng).unwrap();
+        if let Some(b) = &mut l.bias {
+            b.value_mut().mapv_inplace(|_| 0.3);
+        }
+        check(name, &mut l, &[2, cin, 4, 3], 30 + i as u64);
+    }
+}
+
+#[test]
+fn resize_upsampling() {
+    for (i, mode) in [
+        ResizeMode::Nearest(NearestMode::Floor),
+        ResizeMode::Nearest(NearestMode::RoundPreferFloor),
+        ResizeMode::Linear,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut l = Resize2d::upsample(2, mode).unwrap();
+        check(
+            &format!("{mode:?} x2"),
+            &mut l,
+            &[2, 3, 4, 5],
+            40 + i as u64,
+        );
+    }
+    // bilinear with corners aligned, to an odd size
+    let mut l = Resize2d::new(
+        ResizeMode::Linear,
+        CoordMode::AlignCorners,
+        ResizeTarget::Sizes([7, 9]),
+    )
+    .unwrap();
+    check("linear_align_corners", &mut l, &[1, 2, 4, 5], 43);
+}
+
+#[test]
+fn instance_norm() {
+    let mut l = InstanceNormConfig::new(3).init().unwrap();
+    l.weight
+        .value_mut()
+        .assign(&tensor::from_vec(&[3], vec![0.5, 1.5, -1.0]).unwrap());
+    l.bias
+        .value_mut()
+        .assign(&tensor::from_vec(&[3], vec![0.1, -0.2, 0.3]).unwrap());
+    check("instance_norm", &mut l, &[2, 3, 4, 5], 50);
+    // a wider eps and a plane of one row
+    let mut l = InstanceNormConfig::new(2).with_eps(0.1).init().unwrap();
+    l.weight.value_mut().mapv_inplace(|_| 2.0);
+    check("instance_norm_eps0.1", &mut l, &[3, 2, 1, 6], 51);
+}
+
+#[test]
+fn pad_modes() {
+    for (i, mode) in [
+        PadMode::Reflect,
+        PadMode::Edge,
+        PadMode::Wrap,
+        PadMode::Constant(0.5),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut l = Pad::spatial([2, 1, 1, 3], mode).unwrap();
+        check(
+            &format!("pad_{mode:?}"),
+            &mut l,
+            &[2, 2, 4, 5],
+            60 + i as u64,
+        );
+    }
+}
+
+/// Checks a loss's gradient against central differences of the loss itself, at a spread of
+/// positions.
+fn check_loss(name: &str, f: impl Fn(&Tensor) -> (f32, Tensor), x: &Tensor) {
+    let (_, g) = f(x);
+    assert_eq!(g.shape(), x.shape(), "{name}: gradient shape");
+    let n = x.len();
+    for k in (0..n).step_by((n / 29).max(1)) {
+        let mut xp = x.clone();
+        let mut xm = x.clone();
+        xp.as_slice_mut().unwrap()[k] += FD_STEP;
+        xm.as_slice_mut().unwrap()[k] -= FD_STEP;
+        let num = (f64::from(f(&xp).0) - f64::from(f(&xm).0)) / (2.0 * FD_STEP as f64);
+        let ana = f64::from(g.as_slice().unwrap()[k]);
+        assert!(
+            rel_err(num, ana) < FD_TOLERANCE,
+            "{name}: d/dx[{k}] numeric {num} analytic {ana}"
+        );
+    }
+}
+
+#[test]
+fn image_losses() {
+    use slimnet_core::loss;
+    let mut rng = tensor::rng(70);
+    // the losses are means over few values here, so their gradients are not tiny
+    let x = tensor::uniform(&[2, 3, 4, 3], -1.0, 1.0, &mut rng);
+    let style = tensor::uniform(&[1, 3, 5, 5], -1.0, 1.0, &mut rng);
+    let target = loss::gram_matrix(&style).unwrap();
+    check_loss(
+        "gram_style_broadcast",
+        |f| loss::gram_style(f, &target).unwrap(),
+        &x,
+    );
+    let per_sample =
+        loss::gram_matrix(&tensor::uniform(&[2, 3, 2, 2], -1.0, 1.0, &mut rng)).unwrap();
+    check_loss(
+        "gram_style_per_sample",
+        |f| loss::gram_style(f, &per_sample).unwrap(),
+        &x,
+    );
+    check_loss("total_variation", |f| loss::total_variation(f).unwrap(), &x);
+    check_loss(
+        "total_variation_one_row",
+        |f| loss::total_variation(f).unwrap(),
+        &tensor::uniform(&[2, 2, 1, 7], -1.0, 1.0, &mut rng),
+    );
+    // flows whose errors are at least 0.3 long, far from the kink of the norm at zero
+    let pred = tensor::uniform(&[2, 2, 3, 4], -2.0, 2.0, &mut rng);
+    let mut target = pred.clone();
+    let len = tensor::uniform(&[2, 1, 3, 4], 0.3, 1.0, &mut rng);
+    let ang = tensor::uniform(&[2, 1, 3, 4], 0.0, std::f32::consts::TAU, &mut rng);
+    for n in 0..2 {
+        for i in 0..3 {
+            for j in 0..4 {
+                let (r, a) = (len[[n, 0, i, j]], ang[[n, 0, i, j]]);
+                target[[n, 0, i, j]] -= r * a.cos();
+                target[[n, 1, i, j]] -= r * a.sin();
+            }
+        }
+    }
+    check_loss("epe", |p| loss::epe(p, &target).unwrap(), &pred);
+    // an exact prediction: a finite loss of at most sqrt(eps) and a zero gradient
+    let (l, g) = loss::epe(&pred, &pred).unwrap();
+    assert!((0.0..=1e-6).contains(&l), "epe of an exact flow: {l}");
+    assert!(g.iter().all(|v| *v == 0.0));
 }

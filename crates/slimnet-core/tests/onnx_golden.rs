@@ -15,7 +15,9 @@ use std::sync::OnceLock;
 use serde_json::Value;
 use slimnet_core::layers::{
     Activation, ActivationKind, AvgPool2d, BatchNorm2d, BatchNormConfig, Conv2d, Conv2dConfig,
-    Dropout, Flatten, GlobalAvgPool, Linear, LinearConfig, MaxPool2d, PoolConfig, Softmax,
+    ConvTranspose2d, ConvTransposeConfig, CoordMode, Dropout, Flatten, GlobalAvgPool,
+    InstanceNorm2d, InstanceNormConfig, Linear, LinearConfig, MaxPool2d, NearestMode, PoolConfig,
+    Resize2d, ResizeMode, ResizeTarget, Softmax,
 };
 use slimnet_core::{tensor, Layer, Tensor};
 
@@ -24,10 +26,13 @@ const GOLDEN_ATOL: f32 = 1e-4;
 /// Relative tolerance against ONNX Runtime.
 const GOLDEN_RTOL: f32 = 1e-4;
 /// The fixture must hold at least this many cases (guards against a truncated regeneration).
-const MIN_CASES: usize = 45;
+const MIN_CASES: usize = 66;
 /// ONNX ops that the fixture must cover at least once.
-const REQUIRED_OPS: [&str; 17] = [
+const REQUIRED_OPS: [&str; 20] = [
     "Conv",
+    "ConvTranspose",
+    "Resize",
+    "InstanceNormalization",
     "Gemm",
     "BatchNormalization",
     "Relu",
@@ -55,6 +60,9 @@ enum Family {
     Activation,
     Pool,
     Reshape,
+    ConvTranspose,
+    Resize,
+    InstanceNorm,
 }
 
 fn family(op: &str) -> Option<Family> {
@@ -67,6 +75,9 @@ fn family(op: &str) -> Option<Family> {
         }
         "MaxPool" | "AveragePool" | "GlobalAveragePool" => Family::Pool,
         "Flatten" | "Softmax" | "LogSoftmax" | "Dropout" => Family::Reshape,
+        "ConvTranspose" => Family::ConvTranspose,
+        "Resize" => Family::Resize,
+        "InstanceNormalization" => Family::InstanceNorm,
         _ => return None,
     })
 }
@@ -363,6 +374,105 @@ fn reshape(c: &Case) -> Built {
     }
 }
 
+fn conv_transpose(c: &Case) -> Built {
+    c.only(
+        &[
+            "kernel_shape",
+            "strides",
+            "pads",
+            "output_padding",
+            "dilations",
+            "group",
+        ],
+        &["weight", "bias"],
+    )?;
+    let w = c.param("weight")?;
+    let ws = w.shape().to_vec();
+    match c.ints("kernel_shape", &ws[2..])?.as_slice() {
+        k if k == &ws[2..] => {}
+        k => return Err(format!("kernel_shape {k:?} vs weight {ws:?}")),
+    }
+    let [sh, sw] = c.pair("strides")?;
+    let [dh, dw] = c.pair("dilations")?;
+    let pads = match c.ints("pads", &[0, 0, 0, 0])?.as_slice() {
+        &[t, l, b, r] => [t, l, b, r],
+        p => return Err(format!("pads {p:?} are not [top, left, bottom, right]")),
+    };
+    let [oh, ow] = match c.ints("output_padding", &[0, 0])?.as_slice() {
+        &[a, b] => [a, b],
+        v => return Err(format!("output_padding {v:?} is not a pair")),
+    };
+    let cfg = ConvTransposeConfig::new()
+        .with_stride(sh, sw)
+        .with_dilation(dh, dw)
+        .with_pads(pads)
+        .with_output_padding(oh, ow)
+        .with_groups(c.int("group", 1)? as usize);
+    let bias = c.params.get("bias").cloned();
+    Ok(Box::new(
+        ConvTranspose2d::new(w, bias, cfg).map_err(|e| e.to_string())?,
+    ))
+}
+
+fn resize(c: &Case) -> Built {
+    c.only(
+        &[
+            "mode",
+            "coordinate_transformation_mode",
+            "nearest_mode",
+            "scales",
+        ],
+        &[],
+    )?;
+    let text = |key: &str, default: &str| -> Result<String, String> {
+        match c.attrs.get(key) {
+            None => Ok(default.to_string()),
+            Some(v) => v
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| format!("attribute {key}: {v} is not a string")),
+        }
+    };
+    let coord = text("coordinate_transformation_mode", "half_pixel")?;
+    let coord = CoordMode::from_onnx(&coord).ok_or_else(|| format!("coordinate mode {coord}"))?;
+    let mode = match text("mode", "nearest")?.as_str() {
+        "linear" => {
+            if c.attrs.contains_key("nearest_mode") {
+                return Err("nearest_mode with linear interpolation".into());
+            }
+            ResizeMode::Linear
+        }
+        "nearest" => {
+            let m = text("nearest_mode", "round_prefer_floor")?;
+            ResizeMode::Nearest(NearestMode::from_onnx(&m).ok_or_else(|| format!("nearest {m}"))?)
+        }
+        m => return Err(format!("mode {m} (slimnet resizes by nearest or linear)")),
+    };
+    let scales: Vec<f32> = match c.attrs.get("scales") {
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_f64().map(|v| v as f32))
+            .collect::<Option<_>>()
+            .ok_or_else(|| format!("scales {a:?} are not numbers"))?,
+        v => return Err(format!("scales {v:?}: expected a list")),
+    };
+    let target = match scales.as_slice() {
+        &[1.0, 1.0, h, w] => ResizeTarget::Scales([h, w]),
+        s => return Err(format!("scales {s:?} (slimnet resizes H and W only)")),
+    };
+    Ok(Box::new(
+        Resize2d::new(mode, coord, target).map_err(|e| e.to_string())?,
+    ))
+}
+
+fn instance_norm(c: &Case) -> Built {
+    c.only(&["epsilon"], &["scale", "B"])?;
+    let scale = c.param("scale")?;
+    let cfg = InstanceNormConfig::new(scale.len()).with_eps(c.float("epsilon", 1e-5)?);
+    let l = InstanceNorm2d::from_parts(cfg, scale, c.param("B")?);
+    Ok(Box::new(l.map_err(|e| e.to_string())?))
+}
+
 /// The slimnet layer for a case, or why there is none.
 fn build(c: &Case) -> Built {
     match family(&c.op) {
@@ -372,6 +482,9 @@ fn build(c: &Case) -> Built {
         Some(Family::Activation) => activation(c),
         Some(Family::Pool) => pool(c),
         Some(Family::Reshape) => reshape(c),
+        Some(Family::ConvTranspose) => conv_transpose(c),
+        Some(Family::Resize) => resize(c),
+        Some(Family::InstanceNorm) => instance_norm(c),
         None => Err(format!("op {:?} is unknown to this test", c.op)),
     }
 }
@@ -488,4 +601,19 @@ fn pooling_matches_onnx_runtime() {
 #[test]
 fn flatten_softmax_dropout_match_onnx_runtime() {
     check_family(Family::Reshape);
+}
+
+#[test]
+fn conv_transpose_matches_onnx_runtime() {
+    check_family(Family::ConvTranspose);
+}
+
+#[test]
+fn resize_matches_onnx_runtime() {
+    check_family(Family::Resize);
+}
+
+#[test]
+fn instance_norm_matches_onnx_runtime() {
+    check_family(Family::InstanceNorm);
 }

@@ -222,6 +222,7 @@ pub fn scope(case: &Case) -> Option<&'static str> {
             op,
             "Conv"
                 | "ConvTranspose"
+                | "InstanceNormalization"
                 | "MaxPool"
                 | "AveragePool"
                 | "GlobalAveragePool"

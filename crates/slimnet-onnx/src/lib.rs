@@ -1,8 +1,9 @@
 //! slimnet-onnx: ONNX in and out for slimnet.
 //!
 //! - Reading ([`reader`]): an ONNX model (opsets [`reader::MIN_OPSET`] to
-//!   [`reader::MAX_OPSET`]) becomes a slimnet [`Graph`](slimnet_core::Graph) of core layers, plus the few layers of
-//!   [`layers`] where core has none (asymmetric padding, clamps, arithmetic with constants,
+//!   [`reader::MAX_OPSET`]) becomes a slimnet [`Graph`](slimnet_core::Graph) of core layers
+//!   (padding, transposed convolutions, resizing and instance normalization among them), plus
+//!   the few layers of [`layers`] where core has none (clamps, arithmetic with constants,
 //!   reshapes, ONNX-style pooling). Initializers and `Constant` nodes are weights, named after
 //!   their ONNX node (`.` becomes `_`); shape arithmetic on constants folds at import; an op
 //!   outside [`reader::SUPPORTED_OPS`] is an error naming the node, op type and opset.

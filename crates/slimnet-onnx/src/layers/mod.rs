@@ -1,27 +1,31 @@
-//! Layers that ONNX graphs need and slimnet-core does not have: general padding, clamping,
-//! element-wise arithmetic with a constant, reshapes and transposes, pooling with ONNX's
-//! asymmetric pads, dilations and ceil mode, softmax over any axis, matrix products with a
-//! constant, transposed convolutions and nearest / bilinear resizing. Each is a plain [`Layer`](slimnet_core::Layer) that model files know once
-//! [`register`] added its kind, and that the writer exports as the ONNX op it came from.
+//! Layers that ONNX graphs need and slimnet-core does not have: clamping, element-wise
+//! arithmetic with a constant, reshapes and transposes, pooling with ONNX's asymmetric pads,
+//! dilations and ceil mode, softmax over any axis and matrix products with a constant. Each is a
+//! plain [`Layer`](slimnet_core::Layer) that model files know once [`register`] added its kind,
+//! and that the writer exports as the ONNX op it came from.
+//!
+//! General padding ([`Pad`]), transposed convolutions ([`ConvTranspose2d`]) and nearest /
+//! bilinear resizing ([`Resize2d`]) are general layers that live in
+//! [`slimnet_core::layers`] (their model-file kinds are in
+//! [`Registry::core`](slimnet_core::io::Registry::core)); they are re-exported here so that the
+//! paths `slimnet_onnx::layers::Pad` etc. keep working.
 
 mod clamp;
-mod conv_transpose;
 pub(crate) mod elementwise;
 mod matmul;
-mod pad;
 mod pool;
 mod reshape;
-mod resize;
 mod softmax;
 
 pub use clamp::Clamp;
-pub use conv_transpose::{ConvTranspose2d, ConvTransposeConfig};
 pub use elementwise::{BinaryOp, ConstOp};
 pub use matmul::MatMul;
-pub use pad::{Pad, PadMode};
 pub use pool::{Pool2d, PoolKind};
 pub use reshape::{Reshape, Transpose};
-pub use resize::{CoordMode, NearestMode, Resize2d, ResizeMode, ResizeTarget};
+pub use slimnet_core::layers::{
+    ConvTranspose2d, ConvTransposeConfig, CoordMode, NearestMode, Pad, PadMode, Resize2d,
+    ResizeMode, ResizeTarget,
+};
 pub use softmax::SoftmaxAxis;
 
 use slimnet_core::io::Registry;
@@ -29,15 +33,15 @@ use slimnet_core::serde_json::Value;
 use slimnet_core::{Error, Result};
 
 /// Adds the layer kinds of this crate to a model-file registry, so a saved imported model
-/// loads again.
+/// loads again (`Pad`, `ConvTranspose2d` and `Resize2d` are core kinds, already in
+/// [`Registry::core`]).
 ///
 /// ```
 /// let mut r = slimnet_core::io::Registry::core();
 /// slimnet_onnx::layers::register(&mut r);
-/// assert!(r.contains("Pad") && r.contains("Pool2d"));
+/// assert!(r.contains("Pad") && r.contains("Pool2d") && r.contains("Resize2d"));
 /// ```
 pub fn register(r: &mut Registry) {
-    r.register("Pad", pad::load);
     r.register("Clamp", clamp::load);
     r.register("ConstOp", elementwise::load);
     r.register("Reshape", reshape::load_reshape);
@@ -45,8 +49,6 @@ pub fn register(r: &mut Registry) {
     r.register("Pool2d", pool::load);
     r.register("SoftmaxAxis", softmax::load);
     r.register("MatMul", matmul::load);
-    r.register("ConvTranspose2d", conv_transpose::load);
-    r.register("Resize2d", resize::load);
 }
 
 /// Element count of a shape, or an error when it overflows or exceeds `2^31` elements.
@@ -73,14 +75,6 @@ pub(crate) fn int_list(cfg: &Value, kind: &str, name: &str) -> Result<Vec<i64>> 
         .iter()
         .map(|v| v.as_i64().ok_or_else(bad))
         .collect()
-}
-
-/// A number from a model-file field (`null` reads as NaN is refused).
-pub(crate) fn float(cfg: &Value, kind: &str, name: &str) -> Result<f32> {
-    field(cfg, kind, name)?
-        .as_f64()
-        .map(|v| v as f32)
-        .ok_or_else(|| Error::ModelFile(format!("{kind} config: `{name}` is not a number")))
 }
 
 /// Resolves a possibly negative axis against a rank.

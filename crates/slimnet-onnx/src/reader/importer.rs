@@ -221,6 +221,7 @@ impl Importer {
             "Gemm" => ops::gemm(self, n)?,
             "MatMul" => ops::matmul(self, n)?,
             "BatchNormalization" => ops::batchnorm(self, n)?,
+            "InstanceNormalization" => upsample_ops::instance_norm(self, n)?,
             "MaxPool" | "AveragePool" => ops::pool(self, n)?,
             "GlobalAveragePool" => ops::global_pool(self, n)?,
             "Relu" | "Clip" | "LeakyRelu" | "Sigmoid" | "Tanh" | "HardSigmoid" | "HardSwish" => {

@@ -43,6 +43,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gemm",
     "MatMul",
     "BatchNormalization",
+    "InstanceNormalization",
     "Relu",
     "Clip",
     "LeakyRelu",

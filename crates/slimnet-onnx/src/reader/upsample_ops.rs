@@ -1,5 +1,7 @@
-//! Import of the upsampling ops of detection and segmentation heads: `ConvTranspose`, `Resize`
-//! and `Upsample`.
+//! Import of the ops of image-to-image networks (detection and segmentation heads, style
+//! transfer, optical flow): `ConvTranspose`, `Resize`, `Upsample` and `InstanceNormalization`.
+
+use slimnet_core::layers::{InstanceNorm2d, InstanceNormConfig};
 
 use crate::error::Result;
 use crate::layers::{
@@ -227,5 +229,32 @@ pub(crate) fn resize(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
         (None, None) => return Err(imp.invalid(n, "neither scales nor sizes")),
     };
     let layer = Resize2d::new(mode, coord, target).map_err(|e| imp.invalid(n, e.to_string()))?;
+    imp.push(n, "", Box::new(layer), x, &s)
+}
+
+/// `InstanceNormalization` over the two spatial axes of NCHW input.
+pub(crate) fn instance_norm(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
+    let (x, s) = input4(imp, n)?;
+    let t = |i: usize| -> Result<slimnet_core::Tensor> {
+        let c = imp.konst(n, i)?;
+        let len = c.len();
+        Ok(c.tensor()
+            .into_shape_with_order(ndarray::IxDyn(&[len]))
+            .expect("length"))
+    };
+    let (scale, bias) = (t(1)?, t(2)?);
+    if s[1] != scale.len() || bias.len() != scale.len() {
+        return Err(imp.invalid(
+            n,
+            format!(
+                "input {s:?} with {} scales and {} shifts",
+                scale.len(),
+                bias.len()
+            ),
+        ));
+    }
+    let cfg = InstanceNormConfig::new(s[1]).with_eps(Attrs::of(n).float("epsilon", 1e-5));
+    let layer =
+        InstanceNorm2d::from_parts(cfg, scale, bias).map_err(|e| imp.invalid(n, e.to_string()))?;
     imp.push(n, "", Box::new(layer), x, &s)
 }

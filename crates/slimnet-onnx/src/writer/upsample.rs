@@ -1,5 +1,7 @@
-//! Exporters of the upsampling layers: `ConvTranspose` and `Resize`.
+//! Exporters of the layers of image-to-image networks: `ConvTranspose`, `Resize` and
+//! `InstanceNormalization`.
 
+use slimnet_core::layers::InstanceNorm2d;
 use slimnet_core::value::ValueKind;
 
 use super::attr;
@@ -89,7 +91,22 @@ fn resize(l: &Resize2d, cx: &mut LayerExport<'_>) -> Result<()> {
     Ok(())
 }
 
+fn instance_norm(l: &InstanceNorm2d, cx: &mut LayerExport<'_>) -> Result<()> {
+    let x = cx.input_f32();
+    let data = |t: &slimnet_core::Tensor| t.iter().copied().collect::<Vec<f32>>();
+    let s = cx.init_f32("weight", l.weight.value().shape(), &data(l.weight.value()));
+    let b = cx.init_f32("bias", l.bias.value().shape(), &data(l.bias.value()));
+    let y = cx.node(
+        "InstanceNormalization",
+        &[&x, &s, &b],
+        vec![attr::float("epsilon", l.config().eps)],
+    );
+    cx.set_output(y, ValueKind::F32);
+    Ok(())
+}
+
 pub(super) fn register(r: &mut ExportRegistry) {
     r.register::<ConvTranspose2d>(conv_transpose);
     r.register::<Resize2d>(resize);
+    r.register::<InstanceNorm2d>(instance_norm);
 }

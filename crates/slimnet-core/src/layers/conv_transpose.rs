@@ -2,14 +2,16 @@
 //! and text-detection heads (DB, U-Net, FPN decoders).
 
 use ndarray::IxDyn;
-use slimnet_core::io::TensorSource;
-use slimnet_core::serde_json::{json, Value};
-use slimnet_core::tensor::contiguous;
-use slimnet_core::{Cost, Error, Layer, Param, Result, Tensor};
+use serde_json::{json, Value};
 use slimnet_kernels::dense::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use slimnet_kernels::{Activation, ConvGeometry};
 
-use super::{checked_len, int_list};
+use super::file::{checked_len, int_list};
+use crate::error::{Error, Result};
+use crate::io::TensorSource;
+use crate::layer::{no_cache, Cost, Layer};
+use crate::param::Param;
+use crate::tensor::{contiguous, normal, zeros, SlimRng, Tensor};
 
 /// Hyper-parameters of a [`ConvTranspose2d`] (ONNX's attributes, for two spatial axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,16 +76,84 @@ impl ConvTransposeConfig {
         self.groups = groups;
         self
     }
+
+    /// The usual learned 2x upsampling of a decoder: kernel 3 with stride 2, pads 1 and output
+    /// padding 1, so that an `H x W` map becomes exactly `2H x 2W` (PyTorch's
+    /// `ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=1)`).
+    ///
+    /// ```
+    /// use slimnet_core::layers::ConvTransposeConfig;
+    /// use slimnet_core::{tensor, Layer};
+    /// let up = ConvTransposeConfig::upsample2x().init(8, 4, 3, &mut tensor::rng(0))?;
+    /// assert_eq!(up.output_shape(&[1, 8, 5, 7])?, vec![1, 4, 10, 14]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    pub fn upsample2x() -> Self {
+        Self::new()
+            .with_stride(2, 2)
+            .with_pads([1, 1, 1, 1])
+            .with_output_padding(1, 1)
+    }
+
+    /// Builds a layer of `in_channels` to `out_channels` with a square `k x k` kernel,
+    /// He-normal weights and a zero bias.
+    ///
+    /// The weight's standard deviation is `sqrt(2 / fan_in)` with `fan_in` the number of
+    /// products one output value sums on average: `(in_channels / groups) * k * k / (sh * sw)`
+    /// (at least 1), the transposed counterpart of [`Conv2dConfig::init`](super::Conv2dConfig::init).
+    ///
+    /// ```
+    /// use slimnet_core::layers::ConvTransposeConfig;
+    /// use slimnet_core::{tensor, Layer};
+    /// let up = ConvTransposeConfig::new()
+    ///     .with_stride(2, 2)
+    ///     .with_groups(2)
+    ///     .init(4, 6, 2, &mut tensor::rng(0))?;
+    /// assert_eq!(up.weight.value().shape(), &[4, 3, 2, 2]);
+    /// assert_eq!(up.output_shape(&[2, 4, 3, 3])?, vec![2, 6, 6, 6]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// Zero sizes, groups that do not divide both channel counts, or anything
+    /// [`ConvTranspose2d::new`] refuses.
+    pub fn init(
+        self,
+        in_channels: usize,
+        out_channels: usize,
+        k: usize,
+        rng: &mut SlimRng,
+    ) -> Result<ConvTranspose2d> {
+        let g = self.groups;
+        if in_channels == 0 || out_channels == 0 || k == 0 || k > 1 << 20 {
+            return Err(Error::config(format!(
+                "ConvTranspose2d of {in_channels} to {out_channels} channels, kernel {k}: \
+                 sizes must be positive and at most 2^20"
+            )));
+        }
+        if g == 0 || !in_channels.is_multiple_of(g) || !out_channels.is_multiple_of(g) {
+            return Err(Error::config(format!(
+                "ConvTranspose2d: {g} groups do not divide {in_channels} input and \
+                 {out_channels} output channels"
+            )));
+        }
+        let shape = [in_channels, out_channels / g, k, k];
+        crate::limits::check_shape("weight", &shape, 4)?;
+        let stride = (self.stride[0] * self.stride[1]).max(1) as f32;
+        let fan_in = ((in_channels / g * k * k) as f32 / stride).max(1.0);
+        let w = normal(&shape, 0.0, (2.0 / fan_in).sqrt(), rng);
+        ConvTranspose2d::new(w, Some(zeros(&[out_channels])), self)
+    }
 }
 
 /// A transposed convolution: each input position scatters its kernel-weighted values into a
-/// `stride`-spaced output window (the adjoint of a [`Conv2d`](slimnet_core::layers::Conv2d)
+/// `stride`-spaced output window (the adjoint of a [`Conv2d`](super::Conv2d)
 /// with the same weight). Output size per axis:
 /// `stride * (in - 1) + output_padding + (kernel - 1) * dilation + 1 - pad_begin - pad_end`.
 ///
 /// ```
 /// use slimnet_core::{tensor, Layer};
-/// use slimnet_onnx::layers::{ConvTranspose2d, ConvTransposeConfig};
+/// use slimnet_core::layers::{ConvTranspose2d, ConvTransposeConfig};
 /// // 2x upsampling of 4 channels into 2, kernel 2, stride 2
 /// let w = tensor::uniform(&[4, 2, 2, 2], -1.0, 1.0, &mut tensor::rng(0));
 /// let up = ConvTranspose2d::new(w, None, ConvTransposeConfig::new().with_stride(2, 2))?;
@@ -307,10 +377,10 @@ impl Layer for ConvTranspose2d {
     /// weight gradient is that convolution's weight gradient with the roles of input and
     /// output gradient swapped.
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let x = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "ConvTranspose2d: backward called without a preceding forward_train".into(),
-        })?;
+        let x = self
+            .cache
+            .take()
+            .ok_or_else(|| no_cache("ConvTranspose2d"))?;
         let p = self.plan(x.shape())?;
         if grad_out.shape() != p.out {
             return Err(Error::shape(

@@ -2,12 +2,13 @@
 //! ONNX's coordinate transformations, as feature-pyramid and segmentation heads use them.
 
 use ndarray::IxDyn;
-use slimnet_core::io::TensorSource;
-use slimnet_core::serde_json::{json, Value};
-use slimnet_core::tensor::contiguous;
-use slimnet_core::{Error, Layer, Result, Tensor};
+use serde_json::{json, Value};
 
-use super::checked_len;
+use super::file::checked_len;
+use crate::error::{Error, Result};
+use crate::io::TensorSource;
+use crate::layer::{no_cache, Layer};
+use crate::tensor::{contiguous, Tensor};
 
 /// How an output position maps to a position of the input (ONNX
 /// `coordinate_transformation_mode`); `scale` is output size over input size.
@@ -134,7 +135,7 @@ struct Tap {
 ///
 /// ```
 /// use slimnet_core::{tensor, Layer};
-/// use slimnet_onnx::layers::{CoordMode, NearestMode, Resize2d, ResizeMode, ResizeTarget};
+/// use slimnet_core::layers::{CoordMode, NearestMode, Resize2d, ResizeMode, ResizeTarget};
 /// let up = Resize2d::new(
 ///     ResizeMode::Nearest(NearestMode::Floor),
 ///     CoordMode::Asymmetric,
@@ -176,6 +177,44 @@ impl Resize2d {
             target,
             cache: None,
         })
+    }
+
+    /// Upsampling by an integer `factor` in both directions, as PyTorch's `nn.Upsample` (and
+    /// its ONNX export) does it:
+    /// - [`ResizeMode::Nearest`] maps positions by [`CoordMode::Asymmetric`] (`x / factor`),
+    ///   so with [`NearestMode::Floor`] (or [`NearestMode::Simple`]) each value is repeated in
+    ///   a `factor x factor` block;
+    /// - [`ResizeMode::Linear`] maps them by [`CoordMode::HalfPixel`] (`align_corners=False`):
+    ///   bilinear interpolation with the edges repeated.
+    ///
+    /// ```
+    /// use slimnet_core::layers::{NearestMode, Resize2d, ResizeMode};
+    /// use slimnet_core::{tensor, Layer};
+    /// let x = tensor::from_vec(&[1, 1, 1, 2], vec![1.0, 2.0])?;
+    /// let near = Resize2d::upsample(2, ResizeMode::Nearest(NearestMode::Floor))?;
+    /// let y = near.forward(&x)?;
+    /// assert_eq!(y.shape(), &[1, 1, 2, 4]);
+    /// assert_eq!(y.iter().copied().collect::<Vec<_>>(), [1.0, 1.0, 2.0, 2.0, 1.0, 1.0, 2.0, 2.0]);
+    /// let lin = Resize2d::upsample(2, ResizeMode::Linear)?;
+    /// let row: Vec<f32> = lin.forward(&x)?.iter().copied().take(4).collect();
+    /// assert_eq!(row, [1.0, 1.25, 1.75, 2.0]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A factor of zero or beyond `2^12`.
+    pub fn upsample(factor: usize, mode: ResizeMode) -> Result<Self> {
+        if !(1..=1 << 12).contains(&factor) {
+            return Err(Error::config(format!(
+                "Resize2d::upsample: factor {factor} must be in 1..=4096"
+            )));
+        }
+        let coord = match mode {
+            ResizeMode::Nearest(_) => CoordMode::Asymmetric,
+            ResizeMode::Linear => CoordMode::HalfPixel,
+        };
+        let f = factor as f32;
+        Self::new(mode, coord, ResizeTarget::Scales([f, f]))
     }
 
     /// The interpolation, coordinate mapping and target.
@@ -323,10 +362,7 @@ impl Layer for Resize2d {
     /// Each output gradient goes back to the input values it was interpolated from, by their
     /// weights.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Resize2d: backward called without a preceding forward_train".into(),
-        })?;
+        let shape = self.cache.take().ok_or_else(|| no_cache("Resize2d"))?;
         let (out, ty, tx) = self.plan(&shape)?;
         if g.shape() != out.as_slice() {
             return Err(Error::shape(format!("gradient {out:?}"), g.shape()));

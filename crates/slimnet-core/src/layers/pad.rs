@@ -1,12 +1,13 @@
 //! Padding (ONNX `Pad`, and the asymmetric padding of `Conv` / `AveragePool` / `MaxPool`).
 
 use ndarray::IxDyn;
-use slimnet_core::io::TensorSource;
-use slimnet_core::serde_json::{json, Value};
-use slimnet_core::tensor::contiguous;
-use slimnet_core::{Error, Layer, Result, Tensor};
+use serde_json::{json, Value};
 
-use super::{checked_len, float, int_list};
+use super::file::{checked_len, float, int_list};
+use crate::error::{Error, Result};
+use crate::io::TensorSource;
+use crate::layer::{no_cache, Layer};
+use crate::tensor::{contiguous, Tensor};
 
 /// What fills the border of a [`Pad`].
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -40,7 +41,7 @@ type Maps = Vec<Vec<Option<usize>>>;
 ///
 /// ```
 /// use slimnet_core::{tensor, Layer};
-/// use slimnet_onnx::layers::{Pad, PadMode};
+/// use slimnet_core::layers::{Pad, PadMode};
 /// // one row of zeros on top of an NCHW image, none at the bottom
 /// let pad = Pad::new(vec![(0, 0), (0, 0), (1, 0), (0, 0)], PadMode::Constant(0.0))?;
 /// assert_eq!(pad.output_shape(&[1, 3, 4, 4])?, vec![1, 3, 5, 4]);
@@ -61,7 +62,7 @@ impl Pad {
     pub fn new(pads: Vec<(i64, i64)>, mode: PadMode) -> Result<Self> {
         if pads
             .iter()
-            .any(|&(a, b)| a.abs() > 1 << 24 || b.abs() > 1 << 24)
+            .any(|&(a, b)| a.unsigned_abs() > 1 << 24 || b.unsigned_abs() > 1 << 24)
         {
             return Err(Error::config(format!("pads {pads:?} exceed 2^24")));
         }
@@ -73,6 +74,28 @@ impl Pad {
             mode,
             cache: None,
         })
+    }
+
+    /// Padding of the two spatial axes of NCHW input, `[top, left, bottom, right]` (PyTorch's
+    /// `ReflectionPad2d` is `Pad::spatial([p; 4], PadMode::Reflect)`).
+    ///
+    /// ```
+    /// use slimnet_core::layers::{Pad, PadMode};
+    /// use slimnet_core::{tensor, Layer};
+    /// let pad = Pad::spatial([1, 1, 1, 1], PadMode::Reflect)?;
+    /// let x = tensor::from_vec(&[1, 1, 2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0])?;
+    /// let y = pad.forward(&x)?;
+    /// assert_eq!(y.shape(), &[1, 1, 4, 5]);
+    /// let top: Vec<f32> = y.iter().copied().take(5).collect();
+    /// assert_eq!(top, [5.0, 4.0, 5.0, 6.0, 5.0]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`Pad::new`].
+    pub fn spatial(pads: [usize; 4], mode: PadMode) -> Result<Self> {
+        let p = pads.map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        Self::new(vec![(0, 0), (0, 0), (p[0], p[2]), (p[1], p[3])], mode)
     }
 
     /// The pads per axis and the mode.
@@ -188,10 +211,7 @@ impl Layer for Pad {
 
     /// Each output gradient goes back to the input it was read from.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Pad: backward called without a preceding forward_train".into(),
-        })?;
+        let shape = self.cache.take().ok_or_else(|| no_cache("Pad"))?;
         let (out, maps) = self.maps(&shape)?;
         if g.shape() != out.as_slice() {
             return Err(Error::shape(format!("{out:?}"), g.shape()));
