@@ -158,6 +158,46 @@ impl std::fmt::Debug for Registry {
     }
 }
 
+/// A list of integers from field `name` of a layer's model-file configuration (for layers
+/// that read their configuration field by field).
+///
+/// ```
+/// let cfg = slimnet_core::serde_json::json!({"pads": [1, 2]});
+/// assert_eq!(slimnet_core::io::config_ints(&cfg, "Pad", "pads")?, vec![1, 2]);
+/// assert!(slimnet_core::io::config_ints(&cfg, "Pad", "mode").is_err());
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::ModelFile`] naming the kind and the field when it is missing or not a list of
+/// integers.
+pub fn config_ints(cfg: &Value, kind: &str, name: &str) -> Result<Vec<i64>> {
+    let bad = || Error::ModelFile(format!("{kind} config: `{name}` is not a list of integers"));
+    config_field(cfg, kind, name)?
+        .as_array()
+        .ok_or_else(bad)?
+        .iter()
+        .map(|v| v.as_i64().ok_or_else(bad))
+        .collect()
+}
+
+/// A number from field `name` of a layer's model-file configuration (`null`, which is how
+/// JSON writes NaN, is refused).
+///
+/// # Errors
+/// [`Error::ModelFile`] naming the kind and the field when it is missing or not a number.
+pub fn config_float(cfg: &Value, kind: &str, name: &str) -> Result<f32> {
+    config_field(cfg, kind, name)?
+        .as_f64()
+        .map(|v| v as f32)
+        .ok_or_else(|| Error::ModelFile(format!("{kind} config: `{name}` is not a number")))
+}
+
+fn config_field<'a>(cfg: &'a Value, kind: &str, name: &str) -> Result<&'a Value> {
+    cfg.get(name)
+        .ok_or_else(|| Error::ModelFile(format!("{kind} config: missing `{name}`")))
+}
+
 /// Deserializes a layer configuration, naming the kind on failure.
 ///
 /// # Errors

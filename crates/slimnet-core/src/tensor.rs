@@ -52,6 +52,26 @@ pub fn normal(shape: &[usize], mean: f32, std: f32, rng: &mut SlimRng) -> Tensor
     })
 }
 
+/// Element count of a shape, or an error when it overflows or exceeds `2^31` elements (the
+/// bound every layer that computes a shape from its input or its file keeps to).
+///
+/// ```
+/// use slimnet_core::tensor::checked_len;
+/// assert_eq!(checked_len(&[2, 3, 4])?, 24);
+/// assert!(checked_len(&[1 << 20, 1 << 20]).is_err());
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Shape`](crate::Error::Shape) naming the shape.
+pub fn checked_len(shape: &[usize]) -> crate::error::Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= 1 << 31)
+        .ok_or_else(|| crate::error::Error::shape("a shape of at most 2^31 elements", shape))
+}
+
 /// The data of a tensor as a contiguous row-major slice, copying only if it is not already one.
 pub fn contiguous(t: &Tensor) -> std::borrow::Cow<'_, [f32]> {
     match t.as_slice() {

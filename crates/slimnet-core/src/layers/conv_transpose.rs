@@ -6,11 +6,12 @@ use serde_json::{json, Value};
 use slimnet_kernels::dense::{conv2d_backward_input, conv2d_backward_weight, conv2d_forward};
 use slimnet_kernels::{Activation, ConvGeometry};
 
-use super::file::{checked_len, int_list};
 use crate::error::{Error, Result};
+use crate::io::config_ints;
 use crate::io::TensorSource;
 use crate::layer::{no_cache, Cost, Layer};
 use crate::param::Param;
+use crate::tensor::checked_len;
 use crate::tensor::{contiguous, normal, zeros, SlimRng, Tensor};
 
 /// Hyper-parameters of a [`ConvTranspose2d`] (ONNX's attributes, for two spatial axes).
@@ -459,7 +460,7 @@ impl Layer for ConvTranspose2d {
 pub(crate) fn load(cfg: &Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
     let kind = "ConvTranspose2d";
     let list = |name: &str, len: usize| -> Result<Vec<usize>> {
-        let v = int_list(cfg, kind, name)?;
+        let v = config_ints(cfg, kind, name)?;
         if v.len() != len || v.iter().any(|&x| !(0..=1 << 20).contains(&x)) {
             return Err(Error::ModelFile(format!(
                 "{kind} config: `{name}` must hold {len} sizes up to 2^20"

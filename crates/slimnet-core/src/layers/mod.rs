@@ -10,7 +10,6 @@ mod batchnorm;
 mod conv;
 mod conv_transpose;
 mod dropout;
-mod file;
 mod flatten;
 mod instance_norm;
 mod linear;

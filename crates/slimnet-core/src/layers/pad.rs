@@ -3,10 +3,11 @@
 use ndarray::IxDyn;
 use serde_json::{json, Value};
 
-use super::file::{checked_len, float, int_list};
 use crate::error::{Error, Result};
 use crate::io::TensorSource;
+use crate::io::{config_float, config_ints};
 use crate::layer::{no_cache, Layer};
+use crate::tensor::checked_len;
 use crate::tensor::{contiguous, Tensor};
 
 /// What fills the border of a [`Pad`].
@@ -243,15 +244,15 @@ impl Layer for Pad {
 }
 
 pub(crate) fn load(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
-    let b = int_list(cfg, "Pad", "begin")?;
-    let e = int_list(cfg, "Pad", "end")?;
+    let b = config_ints(cfg, "Pad", "begin")?;
+    let e = config_ints(cfg, "Pad", "end")?;
     if b.len() != e.len() {
         return Err(Error::ModelFile(
             "Pad config: `begin` and `end` differ in length".into(),
         ));
     }
     let mode = match cfg.get("mode").and_then(Value::as_str) {
-        Some("constant") => PadMode::Constant(float(cfg, "Pad", "value")?),
+        Some("constant") => PadMode::Constant(config_float(cfg, "Pad", "value")?),
         Some("reflect") => PadMode::Reflect,
         Some("edge") => PadMode::Edge,
         Some("wrap") => PadMode::Wrap,

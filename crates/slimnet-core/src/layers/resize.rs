@@ -4,10 +4,10 @@
 use ndarray::IxDyn;
 use serde_json::{json, Value};
 
-use super::file::checked_len;
 use crate::error::{Error, Result};
 use crate::io::TensorSource;
 use crate::layer::{no_cache, Layer};
+use crate::tensor::checked_len;
 use crate::tensor::{contiguous, Tensor};
 
 /// How an output position maps to a position of the input (ONNX

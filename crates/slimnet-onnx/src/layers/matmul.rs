@@ -7,8 +7,8 @@ use slimnet_core::io::TensorSource;
 use slimnet_core::serde_json::{json, Value};
 use slimnet_core::{Error, Layer, Result, Tensor};
 
-use super::checked_len;
 use super::elementwise::broadcast_shape;
+use slimnet_core::tensor::checked_len;
 
 /// `x @ b` with NumPy's `matmul` rules: the last two axes multiply, the leading axes broadcast,
 /// and a rank-1 operand is a row (left) or a column (right) that is dropped from the result.

@@ -29,8 +29,6 @@ pub use slimnet_core::layers::{
 pub use softmax::SoftmaxAxis;
 
 use slimnet_core::io::Registry;
-use slimnet_core::serde_json::Value;
-use slimnet_core::{Error, Result};
 
 /// Adds the layer kinds of this crate to a model-file registry, so a saved imported model
 /// loads again (`Pad`, `ConvTranspose2d` and `Resize2d` are core kinds, already in
@@ -49,32 +47,6 @@ pub fn register(r: &mut Registry) {
     r.register("Pool2d", pool::load);
     r.register("SoftmaxAxis", softmax::load);
     r.register("MatMul", matmul::load);
-}
-
-/// Element count of a shape, or an error when it overflows or exceeds `2^31` elements.
-pub(crate) fn checked_len(shape: &[usize]) -> Result<usize> {
-    shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .filter(|&n| n <= 1 << 31)
-        .ok_or_else(|| Error::shape("a shape of at most 2^31 elements", shape))
-}
-
-/// A model-file field, or a model-file error naming it.
-pub(crate) fn field<'a>(cfg: &'a Value, kind: &str, name: &str) -> Result<&'a Value> {
-    cfg.get(name)
-        .ok_or_else(|| Error::ModelFile(format!("{kind} config: missing `{name}`")))
-}
-
-/// A list of integers from a model-file field.
-pub(crate) fn int_list(cfg: &Value, kind: &str, name: &str) -> Result<Vec<i64>> {
-    let bad = || Error::ModelFile(format!("{kind} config: `{name}` is not a list of integers"));
-    field(cfg, kind, name)?
-        .as_array()
-        .ok_or_else(bad)?
-        .iter()
-        .map(|v| v.as_i64().ok_or_else(bad))
-        .collect()
 }
 
 /// Resolves a possibly negative axis against a rank.

@@ -6,7 +6,7 @@ use slimnet_core::serde_json::{json, Value};
 use slimnet_core::tensor::{contiguous, expect_nchw};
 use slimnet_core::{Error, Layer, Result, Tensor};
 
-use super::int_list;
+use slimnet_core::io::config_ints;
 
 /// Max or average.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,7 +199,7 @@ impl Layer for Pool2d {
 
 pub(crate) fn load(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
     let list = |name: &str, n: usize| -> Result<Vec<usize>> {
-        let v = int_list(cfg, "Pool2d", name)?;
+        let v = config_ints(cfg, "Pool2d", name)?;
         if v.len() != n || v.iter().any(|&d| !(0..=1 << 20).contains(&d)) {
             return Err(Error::ModelFile(format!(
                 "Pool2d config: bad `{name}` {v:?}"

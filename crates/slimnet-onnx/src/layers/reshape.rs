@@ -6,7 +6,8 @@ use slimnet_core::io::TensorSource;
 use slimnet_core::serde_json::{json, Value};
 use slimnet_core::{Error, Layer, Result, Tensor};
 
-use super::{checked_len, int_list};
+use slimnet_core::io::config_ints;
+use slimnet_core::tensor::checked_len;
 
 /// Reshapes to a target given the ONNX way: a `0` copies the input's size at that position
 /// (unless `allowzero`), one `-1` takes what is left. Written with `0` or `-1` for the batch,
@@ -213,13 +214,13 @@ pub(crate) fn load_reshape(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<
         .and_then(Value::as_bool)
         .unwrap_or(false);
     Ok(Box::new(Reshape::new(
-        int_list(cfg, "Reshape", "spec")?,
+        config_ints(cfg, "Reshape", "spec")?,
         allowzero,
     )?))
 }
 
 pub(crate) fn load_transpose(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
-    let perm = int_list(cfg, "Transpose", "perm")?
+    let perm = config_ints(cfg, "Transpose", "perm")?
         .into_iter()
         .map(|p| usize::try_from(p).map_err(|_| Error::ModelFile(format!("Transpose: axis {p}"))))
         .collect::<Result<_>>()?;

@@ -11,8 +11,8 @@ use slimnet_kernels::int8::QuantParams;
 use super::tensor::Const;
 use super::{fold, ops, quant_ops, shape_ops, upsample_ops, Int8Import};
 use crate::error::{OnnxError, Result};
-use crate::layers::checked_len;
 use crate::proto::NodeProto;
+use slimnet_core::tensor::checked_len;
 
 /// A value during import: a constant, or the output of a graph node with its shape.
 #[derive(Debug, Clone)]

@@ -25,9 +25,9 @@ use slimnet_core::{Graph, Layer};
 use slimnet_kernels::int8::QuantParams;
 
 use crate::error::{OnnxError, Result};
-use crate::layers::checked_len;
 use crate::proto::{type_proto, ModelProto, ValueInfoProto};
 pub(crate) use importer::{display_name, Importer, Val};
+use slimnet_core::tensor::checked_len;
 
 /// Lowest opset of the default domain that the reader accepts.
 pub const MIN_OPSET: i64 = 7;
