@@ -1,11 +1,13 @@
 //! Model constructors: for 28x28 single-channel inputs with 10 classes (MNIST, Fashion-MNIST),
-//! and a character CNN for 32x32 rendered characters ([`hanzi_cnn`], [`data::hanzi`](crate::data::hanzi)).
+//! a character CNN for 32x32 rendered characters ([`hanzi_cnn`], [`data::hanzi`](crate::data::hanzi)),
+//! and a FlowNetSimple-style optical-flow network for stacked grayscale frame pairs
+//! ([`flownet_simple`], [`data::flow`](crate::data::flow)).
 
 use crate::error::Result;
 use crate::graph::{Graph, NodeId, Sequential};
 use crate::layers::{
-    Activation, BatchNormConfig, Conv2dConfig, Flatten, GlobalAvgPool, LinearConfig, MaxPool2d,
-    PoolConfig,
+    Activation, BatchNormConfig, Conv2dConfig, ConvTransposeConfig, Flatten, GlobalAvgPool,
+    LinearConfig, MaxPool2d, PoolConfig,
 };
 use crate::tensor::SlimRng;
 
@@ -216,8 +218,117 @@ pub fn hanzi_cnn(classes: usize, rng: &mut SlimRng) -> Result<Graph> {
         .build()
 }
 
-/// The model constructor for a name: `lenet5`, `lenet300`, `vgg`, `resnet`, or
-/// `hanzi-<classes>` ([`hanzi_cnn`]).
+/// The slope of the leaky ReLUs of [`flownet_simple`] (FlowNet's 0.1).
+const FLOWNET_LEAK: f32 = 0.1;
+
+/// Appends `layer`, a batch norm of `c` channels and a leaky ReLU after `from`, named
+/// `<name>`, `<name>_bn`, `<name>_relu`.
+fn with_bn_lrelu(
+    g: &mut Graph,
+    name: &str,
+    layer: impl crate::Layer + 'static,
+    c: usize,
+    from: NodeId,
+) -> Result<NodeId> {
+    let a = g.add_layer(name, layer, from)?;
+    let a = g.add_layer(&format!("{name}_bn"), BatchNormConfig::new(c).init()?, a)?;
+    g.add_layer(
+        &format!("{name}_relu"),
+        Activation::leaky_relu(FLOWNET_LEAK),
+        a,
+    )
+}
+
+/// A 3x3 convolution of `stride` with padding 1 and no bias (a batch norm follows).
+fn conv3(
+    cin: usize,
+    cout: usize,
+    stride: usize,
+    rng: &mut SlimRng,
+) -> Result<crate::layers::Conv2d> {
+    Conv2dConfig::new(cin, cout, 3)
+        .with_stride(stride)
+        .with_padding(1)
+        .with_bias(false)
+        .init(rng)
+}
+
+/// A small FlowNetSimple-style optical-flow network (Dosovitskiy et al. 2015) for two stacked
+/// grayscale frames `[N, 2, H, W]` (H and W multiples of 16; built for 64x64, as
+/// [`data::flow`](crate::data::flow) makes them), predicting the flow `[N, 2, H, W]` in pixels
+/// (channel 0 horizontal, channel 1 vertical).
+///
+/// Every convolution is 3x3, followed by batch norm and a leaky ReLU (slope 0.1). Sizes for a
+/// 64x64 input:
+///
+/// | node | layer | output |
+/// |---|---|---|
+/// | `conv1` | conv, stride 2 | 16 x 32 x 32 |
+/// | `conv2` | conv, stride 2 | 32 x 16 x 16 |
+/// | `conv3`, `conv3_1` | conv, stride 2; conv | 64 x 8 x 8 |
+/// | `conv4`, `conv4_1` | conv, stride 2; conv | 96 x 4 x 4 |
+/// | `deconv4`, `concat3` | 2x [`ConvTranspose2d`](crate::layers::ConvTranspose2d), ++ `conv3_1` | 64 + 64 x 8 x 8 |
+/// | `deconv3`, `concat2` | 2x transposed conv, ++ `conv2` | 32 + 32 x 16 x 16 |
+/// | `deconv2`, `concat1` | 2x transposed conv, ++ `conv1` | 16 + 16 x 32 x 32 |
+/// | `deconv1`, `concat0` | 2x transposed conv, ++ the input frames | 16 + 2 x 64 x 64 |
+/// | `flow` | conv with bias, no norm or activation | 2 x 64 x 64 |
+///
+/// The flow is predicted at full resolution, from the decoder's features concatenated with
+/// the two frames themselves, rather than at 1/4 resolution and upsampled bilinearly as the
+/// original FlowNet does: flying shapes have sharp motion boundaries, where most of the
+/// end-point error is, and an upsampled 16x16 flow would blur them over 4 pixels; the full
+/// resolution head costs 6 M multiply-adds, keeping the whole within budget. The encoder
+/// reaches 1/16 resolution, so a 4x4 feature sees the whole 64x64 pair and displacements of
+/// 8 pixels and more fall within one layer's receptive field.
+///
+/// 305,862 parameters (those of [`Layer::num_params`](crate::Layer::num_params)) and 19.0 M
+/// multiply-adds per 64x64 pair (as [`Summary`](crate::summary::Summary) counts them: 18.9 M in
+/// the convolutions, the rest in batch norms and biases).
+///
+/// ```
+/// use slimnet_core::{models, summary::Summary, tensor, Layer};
+/// let net = models::flownet_simple(&mut tensor::rng(0))?;
+/// let flow = net.forward(&tensor::zeros(&[1, 2, 64, 64]))?;
+/// assert_eq!(flow.shape(), &[1, 2, 64, 64]);
+/// let s = Summary::of(&net, &[1, 2, 64, 64])?;
+/// assert_eq!((s.params(), s.macs()), (305_862, 19_004_416));
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+///
+/// # Errors
+/// Never in practice (layer configurations are fixed); an input whose sides are not
+/// multiples of 16 fails at its first forward pass, at a concatenation.
+pub fn flownet_simple(rng: &mut SlimRng) -> Result<Graph> {
+    let mut g = Graph::new();
+    let x = g.input();
+    let c1 = with_bn_lrelu(&mut g, "conv1", conv3(2, 16, 2, rng)?, 16, x)?;
+    let c2 = with_bn_lrelu(&mut g, "conv2", conv3(16, 32, 2, rng)?, 32, c1)?;
+    let c3 = with_bn_lrelu(&mut g, "conv3", conv3(32, 64, 2, rng)?, 64, c2)?;
+    let c3 = with_bn_lrelu(&mut g, "conv3_1", conv3(64, 64, 1, rng)?, 64, c3)?;
+    let c4 = with_bn_lrelu(&mut g, "conv4", conv3(64, 96, 2, rng)?, 96, c3)?;
+    let c4 = with_bn_lrelu(&mut g, "conv4_1", conv3(96, 96, 1, rng)?, 96, c4)?;
+    let mut up = |g: &mut Graph, name: &str, cin: usize, cout: usize, from: NodeId| {
+        let layer = ConvTransposeConfig::upsample2x().init(cin, cout, 3, rng)?;
+        with_bn_lrelu(g, name, layer, cout, from)
+    };
+    let d = up(&mut g, "deconv4", 96, 64, c4)?;
+    let d = g.concat("concat3", &[d, c3])?;
+    let d = up(&mut g, "deconv3", 128, 32, d)?;
+    let d = g.concat("concat2", &[d, c2])?;
+    let d = up(&mut g, "deconv2", 64, 16, d)?;
+    let d = g.concat("concat1", &[d, c1])?;
+    let d = up(&mut g, "deconv1", 32, 16, d)?;
+    let d = g.concat("concat0", &[d, x])?;
+    g.add_layer(
+        "flow",
+        Conv2dConfig::new(18, 2, 3).with_padding(1).init(rng)?,
+        d,
+    )?;
+    Ok(g)
+}
+
+/// The classifier constructor for a name (what the trainer and the command line take):
+/// `lenet5`, `lenet300`, `vgg`, `resnet`, or `hanzi-<classes>` ([`hanzi_cnn`]).
 ///
 /// # Errors
 /// An unknown name (the message lists the known ones).

@@ -2,9 +2,11 @@
 //! into the cache without root), rendered Chinese characters ([`hanzi`]), the IDX reader,
 //! folders of the user's own images ([`ImageFolder`], read from disk batch by batch), and the
 //! [`Examples`] trait the trainer draws batches from, which the in-memory [`Dataset`] and
-//! [`ImageFolder`] both implement.
+//! [`ImageFolder`] both implement; and synthetic optical-flow pairs with their exact flow
+//! ([`flow`]).
 
 mod deb;
+pub mod flow;
 mod folder;
 pub mod hanzi;
 pub mod idx;
