@@ -319,3 +319,93 @@ fn quantized_sums_add_codes_like_reals_and_survive_files() {
     assert_eq!(back.forward(&reals).unwrap(), g.forward(&reals).unwrap());
     assert_eq!(back.nodes()[2].op.name(), "QuantAdd");
 }
+
+/// A side output (not on the way to the graph's output) trained with its own weighted loss
+/// term: the input and parameter gradients of `sum(main * r) + w * sum(side * s)` match
+/// central differences.
+#[test]
+fn side_outputs_train_with_their_own_loss_terms() {
+    let mut g = Graph::new();
+    let x = g.input();
+    let conv = |ci, co, k: usize, seed| {
+        Conv2dConfig::new(ci, co, k)
+            .with_padding(k / 2)
+            .init(&mut tensor::rng(seed))
+            .unwrap()
+    };
+    let h = g.add_layer("conv", conv(2, 3, 3, 0), x).unwrap();
+    let h = g.add_layer("act", Activation::tanh(), h).unwrap();
+    let side = g.add_layer("side", conv(3, 2, 1, 1), h).unwrap();
+    let down = g
+        .add_layer("pool", AvgPool2d::new(PoolConfig::new(2)).unwrap(), h)
+        .unwrap();
+    let main = g.add_layer("head", conv(3, 2, 3, 2), down).unwrap();
+    g.set_output(main).unwrap();
+    let xs = tensor::uniform(&[2, 2, 6, 6], -1.0, 1.0, &mut tensor::rng(3));
+    let r = tensor::uniform(&[2, 2, 3, 3], -1.0, 1.0, &mut tensor::rng(4));
+    let s = tensor::uniform(&[2, 2, 6, 6], -1.0, 1.0, &mut tensor::rng(5));
+    let w = 0.3f32;
+    let objective = |g: &Graph, x: &Tensor| -> f64 {
+        let ys = g.clone().forward_train_at(x, &[main, side]).unwrap();
+        ((&ys[0] * &r).sum() + w * (&ys[1] * &s).sum()) as f64
+    };
+    let ys = g.forward_train_at(&xs, &[main, side]).unwrap();
+    assert_eq!(ys[0].shape(), &[2, 2, 3, 3]);
+    assert_eq!(ys[1].shape(), &[2, 2, 6, 6]);
+    g.zero_grad();
+    let dx = g
+        .backward_from(&[(main, r.clone()), (side, &s * w)])
+        .unwrap();
+    let h = 1e-2f32;
+    let close = |num: f64, ana: f64| (num - ana).abs() <= 2e-2 * (num.abs() + ana.abs()).max(1e-2);
+    for i in (0..xs.len()).step_by(7) {
+        let (mut xp, mut xm) = (xs.clone(), xs.clone());
+        xp.as_slice_mut().unwrap()[i] += h;
+        xm.as_slice_mut().unwrap()[i] -= h;
+        let num = (objective(&g, &xp) - objective(&g, &xm)) / (2.0 * h as f64);
+        let ana = dx.as_slice().unwrap()[i] as f64;
+        assert!(close(num, ana), "input {i}: {num} vs {ana}");
+    }
+    // the side head's weights get gradient from its own term only
+    let gw = g.layer("side").unwrap();
+    let mut grad = None;
+    gw.visit_params(&mut |name, p| {
+        if name == "weight" {
+            grad = Some(p.grad.clone());
+        }
+    });
+    let grad = grad.unwrap();
+    for k in [0, 3, 5] {
+        let mut gp = g.clone();
+        let mut gm = g.clone();
+        for (gg, sign) in [(&mut gp, 1.0), (&mut gm, -1.0)] {
+            gg.layer_mut("side")
+                .unwrap()
+                .visit_params_mut(&mut |name, p| {
+                    if name == "weight" {
+                        let mut v = p.value().clone();
+                        v.as_slice_mut().unwrap()[k] += sign * h;
+                        p.set_value(v).unwrap();
+                    }
+                });
+        }
+        let num = (objective(&gp, &xs) - objective(&gm, &xs)) / (2.0 * h as f64);
+        assert!(
+            close(num, grad.as_slice().unwrap()[k] as f64),
+            "side weight {k}"
+        );
+    }
+    // with the output's gradient alone it is the ordinary backward pass
+    let mut a = g.clone();
+    let mut b = g.clone();
+    a.forward_train_at(&xs, &[main, side]).unwrap();
+    let da = a.backward_from(&[(main, r.clone())]).unwrap();
+    b.forward_train(&xs).unwrap();
+    assert_eq!(da, b.backward(&r).unwrap());
+    // gradients at nodes the pass did not compute, or of the wrong shape, are errors
+    g.forward_train_at(&xs, &[main]).unwrap();
+    assert!(g.backward_from(&[(side, s.clone())]).is_err());
+    g.forward_train_at(&xs, &[main, side]).unwrap();
+    assert!(g.backward_from(&[(side, r.clone())]).is_err());
+    assert!(g.forward_train_at(&xs, &[]).is_err());
+}

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use ndarray::{Axis, IxDyn};
 
-use super::{broadcast_shape, Graph, Node, Op, TrainCache};
+use super::{broadcast_shape, Graph, Node, NodeId, Op, TrainCache};
 use crate::error::{Error, Result};
 use crate::layer::{Cost, Layer, StoredTensor};
 use crate::param::Param;
@@ -23,16 +23,25 @@ pub(crate) struct Schedule {
     inputs: Vec<Vec<usize>>,
     needed: Vec<bool>,
     last: Vec<usize>,
-    output: usize,
+    outputs: Vec<usize>,
 }
 
 impl Schedule {
     /// The schedule of nodes reading `inputs[i]`, with node 0 the input and `output` the result.
     pub(crate) fn new(inputs: Vec<Vec<usize>>, output: usize) -> Self {
+        Self::for_outputs(inputs, &[output])
+    }
+
+    /// The schedule that computes the nodes `outputs` (and what they read), keeping their
+    /// values to the end.
+    pub(crate) fn for_outputs(inputs: Vec<Vec<usize>>, outputs: &[usize]) -> Self {
         let n = inputs.len();
+        let end = outputs.iter().copied().max().unwrap_or(0);
         let mut needed = vec![false; n];
-        needed[output] = true;
-        for i in (1..=output).rev() {
+        for &o in outputs {
+            needed[o] = true;
+        }
+        for i in (1..=end).rev() {
             if needed[i] {
                 for &j in &inputs[i] {
                     needed[j] = true;
@@ -40,33 +49,49 @@ impl Schedule {
             }
         }
         let mut last = vec![0usize; n];
-        for i in 1..=output {
+        for i in 1..=end {
             if needed[i] {
                 for &j in &inputs[i] {
                     last[j] = i;
                 }
             }
         }
-        last[output] = usize::MAX;
+        for &o in outputs {
+            last[o] = usize::MAX;
+        }
         Self {
             inputs,
             needed,
             last,
-            output,
+            outputs: outputs.to_vec(),
         }
     }
 
     /// Runs the nodes in order from input `x`: `step(i, ins)` computes node `i` from its input
     /// values; `release` gets each value after its last reader.
-    pub(crate) fn run<V>(
+    pub(crate) fn run<V: Clone>(
+        &self,
+        x: V,
+        step: impl FnMut(usize, &[&V]) -> Result<V>,
+        release: impl FnMut(V),
+    ) -> Result<V> {
+        Ok(self
+            .run_all(x, step, release)?
+            .pop()
+            .expect("a schedule has an output"))
+    }
+
+    /// [`run`](Self::run) returning the value of every output, in the order they were given.
+    pub(crate) fn run_all<V: Clone>(
         &self,
         x: V,
         mut step: impl FnMut(usize, &[&V]) -> Result<V>,
         mut release: impl FnMut(V),
-    ) -> Result<V> {
+    ) -> Result<Vec<V>> {
         let mut values: Vec<Option<V>> = (0..self.inputs.len()).map(|_| None).collect();
         values[0] = Some(x);
-        for i in 1..=self.output {
+        let end = self.outputs.iter().copied().max().unwrap_or(0);
+        for i in 1..=end {
             if !self.needed[i] {
                 continue;
             }
@@ -86,7 +111,19 @@ impl Schedule {
                 }
             }
         }
-        Ok(values[self.output].take().expect("the output ran"))
+        let mut out: Vec<V> = Vec::with_capacity(self.outputs.len());
+        for (k, &o) in self.outputs.iter().enumerate() {
+            let v = match values[o].take() {
+                Some(v) => v,
+                // the same node asked for twice
+                None => {
+                    let first = self.outputs[..k].iter().position(|&p| p == o);
+                    out[first.expect("the outputs ran")].clone()
+                }
+            };
+            out.push(v);
+        }
+        Ok(out)
     }
 }
 
@@ -314,7 +351,23 @@ impl Graph {
     }
 
     fn run_train(&mut self, x: &Tensor) -> Result<Tensor> {
-        let schedule = self.schedule();
+        let out = self.output.0;
+        Ok(self
+            .run_train_at(x, &[out])?
+            .pop()
+            .expect("one output asked for"))
+    }
+
+    /// Training forward computing the nodes `outputs` (and what they read); caches for a
+    /// backward pass from any of them.
+    fn run_train_at(&mut self, x: &Tensor, outputs: &[usize]) -> Result<Vec<Tensor>> {
+        let schedule = Schedule::for_outputs(
+            self.nodes
+                .iter()
+                .map(|n| n.inputs.iter().map(|i| i.0).collect())
+                .collect(),
+            outputs,
+        );
         let inputs: Vec<Vec<usize>> = self
             .nodes
             .iter()
@@ -327,7 +380,7 @@ impl Graph {
         };
         cache.shapes[0] = x.shape().to_vec();
         let nodes = &mut self.nodes;
-        let out = schedule.run(
+        let outs = schedule.run_all(
             Cow::Borrowed(x),
             |i, ins| {
                 let ins: Vec<&Tensor> = ins.iter().map(|t| t.as_ref()).collect();
@@ -350,7 +403,139 @@ impl Graph {
             drop,
         )?;
         self.cache = Some(cache);
-        Ok(out.into_owned())
+        Ok(outs.into_iter().map(Cow::into_owned).collect())
+    }
+
+    /// The backward pass from gradients `seeds` at nodes (index, gradient), checked against
+    /// the shapes of the training forward pass `cache`.
+    fn backward_seeded(
+        &mut self,
+        cache: TrainCache,
+        seeds: Vec<(usize, Tensor)>,
+    ) -> Result<Tensor> {
+        let mut grads: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        let mut last = 0;
+        for (i, g) in seeds {
+            if g.shape() != cache.shapes[i].as_slice() {
+                return Err(
+                    Error::shape(format!("gradient {:?}", cache.shapes[i]), g.shape())
+                        .in_layer(&self.nodes[i].name),
+                );
+            }
+            last = last.max(i);
+            accumulate(&mut grads[i], g);
+        }
+        for i in (1..=last).rev() {
+            let Some(g) = grads[i].take() else { continue };
+            let node = &mut self.nodes[i];
+            let inputs = node.inputs.clone();
+            match &mut node.op {
+                Op::Input => unreachable!("only node 0 is the input"),
+                Op::Layer(l) => {
+                    let gi = l.backward(&g).map_err(|e| e.in_layer(&node.name))?;
+                    accumulate(&mut grads[inputs[0].0], gi);
+                }
+                Op::Add | Op::QuantAdd(_) => {
+                    for &j in &inputs {
+                        accumulate(&mut grads[j.0], reduce_to(g.clone(), &cache.shapes[j.0]));
+                    }
+                }
+                Op::Mul => {
+                    let va = cache.values[inputs[0].0]
+                        .as_ref()
+                        .expect("mul inputs cached");
+                    let vb = cache.values[inputs[1].0]
+                        .as_ref()
+                        .expect("mul inputs cached");
+                    let ga = reduce_to(&g * vb, &cache.shapes[inputs[0].0]);
+                    let gb = reduce_to(&g * va, &cache.shapes[inputs[1].0]);
+                    accumulate(&mut grads[inputs[0].0], ga);
+                    accumulate(&mut grads[inputs[1].0], gb);
+                }
+                Op::Concat => {
+                    let mut start = 0;
+                    for &j in &inputs {
+                        let c = cache.shapes[j.0][1];
+                        let part = g.slice_axis(Axis(1), (start..start + c).into()).to_owned();
+                        accumulate(&mut grads[j.0], part);
+                        start += c;
+                    }
+                }
+            }
+        }
+        Ok(grads[0]
+            .take()
+            .unwrap_or_else(|| Tensor::zeros(IxDyn(&cache.shapes[0]))))
+    }
+
+    /// Training forward pass that returns the values of several nodes, in the order given:
+    /// a network trained with a loss on each of several outputs (FlowNet's flow predicted at
+    /// every scale of its decoder, each with its own loss weight, or an auxiliary classifier)
+    /// computes them in one pass, and [`backward_from`](Self::backward_from) takes a gradient
+    /// at each. Side outputs need not lead to the graph's output; nodes that none of `nodes`
+    /// reads are not run.
+    ///
+    /// ```
+    /// use slimnet_core::layers::{Activation, LinearConfig};
+    /// use slimnet_core::{tensor, Graph, Layer};
+    /// let mut g = Graph::new();
+    /// let x = g.input();
+    /// let h = g.add_layer("fc1", LinearConfig::new(4, 8).init(&mut tensor::rng(0))?, x)?;
+    /// let h = g.add_layer("relu", Activation::relu(), h)?;
+    /// let side = g.add_layer("aux", LinearConfig::new(8, 2).init(&mut tensor::rng(1))?, h)?;
+    /// let main = g.add_layer("fc2", LinearConfig::new(8, 3).init(&mut tensor::rng(2))?, h)?;
+    /// g.set_output(main)?;
+    /// let x = tensor::uniform(&[5, 4], -1.0, 1.0, &mut tensor::rng(3));
+    /// let ys = g.forward_train_at(&x, &[main, side])?;
+    /// assert_eq!((ys[0].shape(), ys[1].shape()), (&[5, 3][..], &[5, 2][..]));
+    /// // loss = sum(main) + 0.5 * sum(side): one gradient per output, weighted
+    /// let (d_main, d_side) = (tensor::zeros(&[5, 3]) + 1.0, tensor::zeros(&[5, 2]) + 0.5);
+    /// let dx = g.backward_from(&[(main, d_main), (side, d_side)])?;
+    /// assert_eq!(dx.shape(), &[5, 4]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// A node id not in the graph, or an input a layer rejects (named by node).
+    pub fn forward_train_at(&mut self, x: &Tensor, nodes: &[NodeId]) -> Result<Vec<Tensor>> {
+        for &n in nodes {
+            self.check_id(n)?;
+        }
+        if nodes.is_empty() {
+            return Err(Error::Graph("forward_train_at: no nodes asked for".into()));
+        }
+        let ids: Vec<usize> = nodes.iter().map(|n| n.0).collect();
+        self.run_train_at(x, &ids)
+    }
+
+    /// Backward pass from gradients at several nodes (after
+    /// [`forward_train_at`](Self::forward_train_at) computed them): each gradient enters at its
+    /// node, they add up where paths meet, parameter gradients accumulate as in
+    /// [`Layer::backward`], and the input gradient is returned. Weight each loss term by
+    /// scaling its gradient.
+    ///
+    /// # Errors
+    /// Without a preceding training forward pass, a node that pass did not compute, or a
+    /// gradient whose shape differs from its node's value.
+    pub fn backward_from(&mut self, grads: &[(NodeId, Tensor)]) -> Result<Tensor> {
+        let cache = self.cache.take().ok_or_else(|| Error::Backward {
+            layer: String::new(),
+            reason: "Graph: backward called without a preceding forward_train".into(),
+        })?;
+        let mut seeds = Vec::with_capacity(grads.len());
+        for (n, g) in grads {
+            if n.0 == 0 || n.0 >= self.nodes.len() || cache.shapes[n.0].is_empty() {
+                return Err(Error::Backward {
+                    layer: self
+                        .nodes
+                        .get(n.0)
+                        .map_or_else(String::new, |node| node.name.clone()),
+                    reason: "a gradient at a node the training forward pass did not compute".into(),
+                });
+            }
+            seeds.push((n.0, g.clone()));
+        }
+        self.backward_seeded(cache, seeds)
     }
 }
 
@@ -394,55 +579,13 @@ impl Layer for Graph {
             reason: "Graph: backward called without a preceding forward_train".into(),
         })?;
         let out = self.output.0;
-        if grad_out.shape() != cache.shapes[out].as_slice() {
-            return Err(Error::shape(
-                format!("gradient {:?}", cache.shapes[out]),
-                grad_out.shape(),
-            ));
+        if cache.shapes[out].is_empty() {
+            return Err(Error::Backward {
+                layer: self.nodes[out].name.clone(),
+                reason: "the last training forward pass did not compute the output".into(),
+            });
         }
-        let mut grads: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
-        grads[out] = Some(grad_out.clone());
-        for i in (1..=out).rev() {
-            let Some(g) = grads[i].take() else { continue };
-            let node = &mut self.nodes[i];
-            let inputs = node.inputs.clone();
-            match &mut node.op {
-                Op::Input => unreachable!("only node 0 is the input"),
-                Op::Layer(l) => {
-                    let gi = l.backward(&g).map_err(|e| e.in_layer(&node.name))?;
-                    accumulate(&mut grads[inputs[0].0], gi);
-                }
-                Op::Add | Op::QuantAdd(_) => {
-                    for &j in &inputs {
-                        accumulate(&mut grads[j.0], reduce_to(g.clone(), &cache.shapes[j.0]));
-                    }
-                }
-                Op::Mul => {
-                    let va = cache.values[inputs[0].0]
-                        .as_ref()
-                        .expect("mul inputs cached");
-                    let vb = cache.values[inputs[1].0]
-                        .as_ref()
-                        .expect("mul inputs cached");
-                    let ga = reduce_to(&g * vb, &cache.shapes[inputs[0].0]);
-                    let gb = reduce_to(&g * va, &cache.shapes[inputs[1].0]);
-                    accumulate(&mut grads[inputs[0].0], ga);
-                    accumulate(&mut grads[inputs[1].0], gb);
-                }
-                Op::Concat => {
-                    let mut start = 0;
-                    for &j in &inputs {
-                        let c = cache.shapes[j.0][1];
-                        let part = g.slice_axis(Axis(1), (start..start + c).into()).to_owned();
-                        accumulate(&mut grads[j.0], part);
-                        start += c;
-                    }
-                }
-            }
-        }
-        Ok(grads[0]
-            .take()
-            .unwrap_or_else(|| Tensor::zeros(IxDyn(&cache.shapes[0]))))
+        self.backward_seeded(cache, vec![(out, grad_out.clone())])
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
