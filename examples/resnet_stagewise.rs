@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo run --release --example resnet_stagewise -- [--dataset fashion|mnist] [--width F]
-//!     [--epochs N] [--stage-examples N] [--phase1-epochs N] [--runs scratch,kd,stagewise]
+//!     [--epochs N] [--stage-examples N] [--phase1-epochs N] [--phase2-epochs N]
+//!     [--phase2-lr F] [--runs scratch,kd,stagewise]
 //!     [--train-examples N] [--teacher-epochs N] [--threads N] [--seed N] [--out-dir DIR]
 //!     [--validation N]
 //! ```
@@ -30,7 +31,7 @@ use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
 use slimnet_testkit::{Args, Res, Usage};
 
 const USAGE: &str = "usage: resnet_stagewise [--width F] [--epochs N] [--stage-examples N] \
-     [--phase1-epochs N] [--runs scratch,kd,stagewise]";
+     [--phase1-epochs N] [--phase2-epochs N] [--phase2-lr F] [--runs scratch,kd,stagewise]";
 
 fn main() {
     slimnet_testkit::run(resnet_stagewise);
@@ -43,6 +44,8 @@ fn resnet_stagewise() -> Res<()> {
     let epochs = args.get("epochs", 3usize)?;
     let stage_examples = args.get("stage-examples", 12_000usize)?;
     let phase1_epochs = args.get("phase1-epochs", 2usize)?;
+    let phase2_epochs = args.get("phase2-epochs", 1usize)?;
+    let phase2_lr = args.get("phase2-lr", 0.01f32)?;
     let runs = args.get_subset("runs", &["scratch", "kd", "stagewise"])?;
     args.finish()?;
     if !(width > 0.0 && width <= 1.0) {
@@ -94,10 +97,11 @@ fn resnet_stagewise() -> Res<()> {
             )?,
             _ => {
                 // phase 1: each stage regresses the teacher's features on the first
-                // --stage-examples images; phase 2: one epoch end to end with KD
-                let mut cfg = distill::stagewise_config(phase1_epochs, 5e-3, 1, flags.seed);
+                // --stage-examples images; phase 2: --phase2-epochs end to end with KD
+                let mut cfg =
+                    distill::stagewise_config(phase1_epochs, 5e-3, phase2_epochs, flags.seed);
                 cfg.phase1_examples = Some(stage_examples);
-                cfg.phase2 = cfg.phase2.with_evals_per_epoch(8);
+                cfg.phase2 = cfg.phase2.with_evals_per_epoch(8).with_lr(phase2_lr);
                 let mut stagewise =
                     StageWise::from_student(&teacher, &CUTS, design()?, &INPUT[1..], cfg)?;
                 let report = stagewise.run(&train, Some(&test))?;
