@@ -2,9 +2,6 @@
 //! mutated files (at least 10,000) and files declaring huge shapes. A counting allocator
 //! checks that no single allocation exceeds [`MAX_ALLOC`].
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use prost::Message;
 use rand::{Rng, SeedableRng};
 use slimnet_core::layers::{
@@ -19,33 +16,13 @@ use slimnet_onnx::proto::{
     tensor_shape_proto::dimension::Value as Dim, type_proto, ModelProto, NodeProto, TensorProto,
 };
 use slimnet_onnx::{from_bytes, ExportRegistry};
+use slimnet_testkit::alloc::{self, CountingAlloc};
 
 /// The largest single allocation an import of a small file may make.
 const MAX_ALLOC: usize = 64 << 20;
 
-struct Counting;
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only recording sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
-        // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        LARGEST.fetch_max(n, Ordering::Relaxed);
-        // SAFETY: as the caller's contract.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static A: Counting = Counting;
+static A: CountingAlloc = CountingAlloc;
 
 fn small_models() -> Vec<Vec<u8>> {
     let mut rng = tensor::rng(0);
@@ -121,9 +98,9 @@ fn small_models() -> Vec<Vec<u8>> {
 
 /// Imports `bytes`; a panic fails the test naming what was fed.
 fn feed(bytes: &[u8], what: &str) -> bool {
-    LARGEST.store(0, Ordering::Relaxed);
+    alloc::reset_largest_allocation();
     let r = std::panic::catch_unwind(|| from_bytes(bytes).is_ok());
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = alloc::largest_allocation();
     assert!(
         largest <= MAX_ALLOC.max(bytes.len() * 8),
         "{what}: an allocation of {largest} bytes"

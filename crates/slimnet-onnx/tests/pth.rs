@@ -63,40 +63,17 @@
 //! BIG_VIEW, _ = save(collections.OrderedDict([('w', Tensor(s, 0, (1 << 20, 1 << 20), (0, 0)))]), [s])
 //! ```
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use rand::{Rng, SeedableRng};
 use slimnet_core::{Layer, Tensor};
 use slimnet_onnx::pth::{self, efficientnet, read_state_dict, read_state_dict_bytes};
+use slimnet_testkit::alloc::{self, CountingAlloc};
 use slimnet_testkit::pretrained;
 
 /// The largest single allocation that reading a bad small file may make.
 const MAX_ALLOC: usize = 64 << 20;
 
-struct Counting;
-static LARGEST: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: forwards to the system allocator, only recording sizes.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
-        LARGEST.fetch_max(l.size(), Ordering::Relaxed);
-        // SAFETY: same layout contract as the caller's.
-        unsafe { System.alloc(l) }
-    }
-    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
-        // SAFETY: `p` came from `alloc` with `l`.
-        unsafe { System.dealloc(p, l) }
-    }
-    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
-        LARGEST.fetch_max(n, Ordering::Relaxed);
-        // SAFETY: as the caller's contract.
-        unsafe { System.realloc(p, l, n) }
-    }
-}
-
 #[global_allocator]
-static A: Counting = Counting;
+static A: CountingAlloc = CountingAlloc;
 
 const SMALL: &[u8] = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19\x2e\x80\x02\x4d\xe9\x03\x2e\x80\x02\x7d\
 \x71\x00\x28\x58\x10\x00\x00\x00\x70\x72\x6f\x74\x6f\x63\x6f\x6c\x5f\x76\x65\x72\x73\x69\x6f\x6e\
@@ -235,7 +212,7 @@ fn reads_from_a_path_and_names_it() {
 
 #[test]
 fn bad_input_is_an_error_never_a_panic() {
-    LARGEST.store(0, Ordering::Relaxed);
+    alloc::reset_largest_allocation();
     let mut errors = 0;
     // truncated at every byte (the small file is a few hundred bytes)
     for n in 0..SMALL.len() {
@@ -289,7 +266,7 @@ fn bad_input_is_an_error_never_a_panic() {
     m.extend(std::iter::repeat_n(0x85u8, 1_000_000));
     m.push(b'.');
     assert!(read_state_dict_bytes(&m).is_err());
-    let largest = LARGEST.load(Ordering::Relaxed);
+    let largest = alloc::largest_allocation();
     println!("pth bad input: {errors} errors, largest allocation {largest} bytes");
     assert!(largest < MAX_ALLOC, "an allocation of {largest} bytes");
 }

@@ -11,6 +11,7 @@
 //! they all need lives here once.
 #![warn(missing_docs)]
 
+pub mod alloc;
 mod args;
 pub mod distill;
 mod epochs;
