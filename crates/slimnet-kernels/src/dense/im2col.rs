@@ -53,7 +53,8 @@ pub(crate) fn im2col_rows(
                 for px in 0..s {
                     let at = ((py * s + px) * hp + r) * ow;
                     let dst = &mut phases[at..at + ow];
-                    for (d, &v) in dst.iter_mut().zip(src[px..].iter().step_by(s)) {
+                    // (a stride wider than the image leaves the phases past it empty)
+                    for (d, &v) in dst.iter_mut().zip(src.iter().skip(px).step_by(s)) {
                         *d = v;
                     }
                 }

@@ -85,6 +85,10 @@ fn conv_forward_matches_definition() {
             .with_stride(3, 3)
             .with_padding(2, 2),
         ConvGeometry::new(1, 7, 11, 9, 9, 3, 3).with_stride(2, 2),
+        // a stride wider than the image (found by the fuzz test)
+        ConvGeometry::new(1, 2, 5, 3, 3, 3, 3)
+            .with_stride(5, 5)
+            .with_padding(1, 1),
         ConvGeometry::new(1, 24, 10, 9, 33, 1, 1),
         ConvGeometry::new(3, 6, 11, 7, 4, 3, 2)
             .with_stride(2, 1)
