@@ -381,3 +381,30 @@ fn pruned_layers_become_sparse_int8() {
     let int8 = qat::convert(&g, &[1, 1, 28, 28]).unwrap();
     assert_eq!(kinds(&int8)[2..], ["QSparseLinear"; 3]);
 }
+
+#[test]
+fn the_report_says_which_sums_add_codes_and_why_others_stay_f32() {
+    let model = models::resnet_small(&mut tensor::rng(0)).unwrap();
+    let shape = [8, 1, 28, 28];
+    let g = ptq::float_for_int8(&model, &shape).unwrap();
+    let sums = |cfg: &PtqConfig| {
+        let ranges = ptq::calibrate(&g, batches(2, 10), cfg).unwrap();
+        let (q, report) = ptq::convert(&g, &ranges, cfg, &shape).unwrap();
+        let recs: Vec<_> = report
+            .records
+            .into_iter()
+            .filter(|r| r.rule == "int8-sum")
+            .collect();
+        (q, recs)
+    };
+    let (_, recs) = sums(&PtqConfig::default());
+    assert_eq!(recs.len(), 3);
+    assert!(recs.iter().all(|r| r.changed && r.kind_after == "QuantAdd"));
+    // a skipped convolution feeds block 1's sum in f32: that sum stays f32 and says why
+    let cfg = PtqConfig::default().with_skip(vec!["block1_conv2".into()]);
+    let (q, recs) = sums(&cfg);
+    let b1 = recs.iter().find(|r| r.path == "block1_add").unwrap();
+    assert!(!b1.changed, "{b1:?}");
+    assert!(b1.note.contains("block1_conv2"), "{}", b1.note);
+    assert_eq!(kinds(&q).iter().filter(|k| **k == "QuantAdd").count(), 2);
+}

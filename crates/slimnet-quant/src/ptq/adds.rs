@@ -9,6 +9,7 @@
 //! writes codes with its calibrated output range (or its other readers' quantization).
 
 use slimnet_core::graph::{Graph, Op};
+use slimnet_core::rewrite::Record;
 use slimnet_core::value::ValueKind;
 use slimnet_core::Layer;
 use slimnet_kernels::int8::QuantParams;
@@ -88,12 +89,28 @@ fn writes_codes(g: &Graph, name: &str) -> bool {
     }
 }
 
+/// The record of sum `name`: made a sum of codes, or kept in f32 and why.
+fn record(name: &str, after: &str, note: String) -> Record {
+    Record {
+        path: name.to_string(),
+        rule: "int8-sum".into(),
+        kind_before: "Add".into(),
+        kind_after: after.into(),
+        params: (0, 0),
+        macs: (0, 0),
+        bytes: (0, 0),
+        changed: after != "Add",
+        note,
+    }
+}
+
 /// Turns the calibrated Adds of `g` whose inputs both come from int8 layers into sums of
 /// codes, and makes the int8 layers feeding them write codes. `ranges` holds each Add's
-/// input and sum ranges under [`add_keys`]; an Add without them stays f32. Returns the
-/// names of the sums made.
-pub(crate) fn link_adds(g: &mut Graph, ranges: &Ranges) -> Result<Vec<String>> {
+/// input and sum ranges under [`add_keys`]; an Add without them stays f32. Returns one record
+/// per Add: the sums made, and the ones kept in f32 with the reason.
+pub(crate) fn link_adds(g: &mut Graph, ranges: &Ranges) -> Result<Vec<Record>> {
     let mut made = Vec::new();
+    let mut records = Vec::new();
     let adds: Vec<String> = g
         .nodes()
         .iter()
@@ -103,6 +120,8 @@ pub(crate) fn link_adds(g: &mut Graph, ranges: &Ranges) -> Result<Vec<String>> {
     for name in adds {
         let [_, _, sum] = add_keys(&name);
         let Some(&(lo, hi)) = ranges.get(&sum) else {
+            let why = "stays f32: no calibrated range (not calibrated, or its values were not finite or constant)";
+            records.push(record(&name, "Add", why.into()));
             continue;
         };
         let id = g.node_id(&name).expect("listed above");
@@ -111,13 +130,20 @@ pub(crate) fn link_adds(g: &mut Graph, ranges: &Ranges) -> Result<Vec<String>> {
             .iter()
             .map(|i| g.nodes()[i.index()].name.clone())
             .collect();
-        if !inputs.iter().all(|i| writes_codes(g, &source(g, i))) {
+        if let Some(f) = inputs.iter().find(|i| !writes_codes(g, &source(g, i))) {
+            let why = format!("stays f32: input `{f}` does not come from an int8 layer");
+            records.push(record(&name, "Add", why));
             continue;
         }
         let p = code_readers(g, &name)
             .and_then(|r| agreed(&r))
             .unwrap_or_else(|| to_params(lo, hi));
         g.quantize_add(&name, p)?;
+        let note = format!(
+            "adds u8 codes (scale {:.3e}, zero point {})",
+            p.scale, p.zero_point
+        );
+        records.push(record(&name, "QuantAdd", note));
         made.push(name);
     }
     // the int8 layers feeding a sum write codes
@@ -153,5 +179,5 @@ pub(crate) fn link_adds(g: &mut Graph, ranges: &Ranges) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(made)
+    Ok(records)
 }

@@ -73,7 +73,9 @@ pub fn convert(
         })
         .run(&mut q, input)?;
     report.extend(link_int8(&mut q, input)?);
-    super::adds::link_adds(&mut q, ranges)?;
+    report
+        .records
+        .extend(super::adds::link_adds(&mut q, ranges)?);
     Ok((q, report))
 }
 
