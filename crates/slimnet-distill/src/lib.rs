@@ -12,6 +12,9 @@
 //!   by a width multiplier or a MAC budget.
 //! - [`stagewise`]: phase 1 trains each student stage on the teacher's features `F(k-1) ->
 //!   F(k)` (stages in parallel), phase 2 stitches them and fine-tunes with cross-entropy + KD.
+//! - [`layerwise`]: the same method on any graph (skip connections, dense outputs): each
+//!   convolution unit of the teacher becomes a light block of the student trained on the
+//!   unit's own input and output.
 //! - [`train`]: a training loop that records test accuracy against wall-clock time, and
 //!   [`report`]: the SVG plot of such curves.
 //!
@@ -31,6 +34,7 @@ pub mod adapter;
 pub mod blocks;
 pub mod designer;
 mod error;
+pub mod layerwise;
 pub mod loss;
 pub mod report;
 pub mod stages;
