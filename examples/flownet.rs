@@ -100,7 +100,11 @@ fn flownet() -> Res<()> {
     };
 
     // The light student: the teacher's graph, each convolution unit a depthwise-separable block.
-    let (student, units) = lighten(&teacher, &[2, size, size], &mut tensor::rng(seed + 1))?;
+    let light = lighten(&teacher, &[2, size, size], &mut tensor::rng(seed + 1))?;
+    for (name, why) in &light.kept {
+        println!("student: `{name}` kept as in the teacher ({why})");
+    }
+    let (student, units) = (light.student, light.units);
     let input = [1, 2, size, size];
     let macs_ratio = macs(&teacher, &input)? as f64 / macs(&student, &input)? as f64;
     println!(

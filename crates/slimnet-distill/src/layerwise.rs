@@ -17,8 +17,10 @@
 //! use slimnet_core::{models, tensor, Layer};
 //! use slimnet_distill::layerwise::{lighten, train_units, LayerwiseConfig};
 //! let teacher = models::flownet_simple(&mut tensor::rng(0))?;
-//! let (mut student, units) = lighten(&teacher, &[2, 32, 32], &mut tensor::rng(1))?;
+//! let light = lighten(&teacher, &[2, 32, 32], &mut tensor::rng(1))?;
+//! let (mut student, units) = (light.student, light.units);
 //! assert_eq!(units.len(), 11); // 6 convolutions, 4 up-convolutions, the flow predictor
+//! assert!(light.kept.is_empty());
 //! let macs = |g| slimnet_distill::stages::macs(g, &[1, 2, 64, 64]);
 //! assert!(macs(&student)? * 5 < macs(&teacher)?);
 //! let x = tensor::uniform(&[8, 2, 32, 32], 0.0, 1.0, &mut tensor::rng(2));
@@ -60,6 +62,18 @@ pub struct Unit {
     pub output: String,
 }
 
+/// What [`lighten`] made.
+#[derive(Debug, Clone)]
+pub struct Light {
+    /// The teacher's graph with each unit collapsed into one node named after its
+    /// convolution; the other nodes and their weights copied.
+    pub student: Graph,
+    /// The units replaced, in graph order.
+    pub units: Vec<Unit>,
+    /// Nodes left as they are that a reader might expect replaced, with the reason.
+    pub kept: Vec<(String, String)>,
+}
+
 /// Replaces every unit of `teacher` (a convolution with more than one tap and one group, or
 /// a transposed convolution with one group, with the BatchNorm and activation that follow it
 /// alone) by a depthwise-separable block of the same input and output shapes:
@@ -72,22 +86,19 @@ pub struct Unit {
 ///   BatchNorm (and activation), then a depthwise transposed convolution with the teacher's
 ///   geometry, then the unit's BatchNorm and activation.
 ///
-/// `example` is the shape of one input without the batch axis. Returns the student (the
-/// teacher's graph with each unit collapsed into one node named after its convolution, the
-/// other nodes and their weights copied) and the units, in graph order.
+/// `example` is the shape of one input without the batch axis. Convolutions that are not
+/// units (`1x1`, grouped or depthwise ones) and nested graphs (inline them first) stay as they
+/// are and are listed in [`Light::kept`] with the reason.
 ///
 /// # Errors
 /// An input shape the teacher rejects, or a teacher without a unit to replace.
-pub fn lighten(
-    teacher: &Graph,
-    example: &[usize],
-    rng: &mut SlimRng,
-) -> Result<(Graph, Vec<Unit>)> {
+pub fn lighten(teacher: &Graph, example: &[usize], rng: &mut SlimRng) -> Result<Light> {
     let mut input = vec![1];
     input.extend_from_slice(example);
     teacher.output_shape(&input).map_err(DistillError::Core)?;
     let mut student = teacher.clone();
     let mut units = Vec::new();
+    let mut kept = Vec::new();
     for node in teacher.nodes() {
         let Some(layer) = teacher.layer(&node.name) else {
             continue;
@@ -95,12 +106,15 @@ pub fn lighten(
         let block = if let Some(c) = layer.downcast_ref::<Conv2d>() {
             let cfg = c.config();
             if cfg.groups != 1 || cfg.kernel == [1, 1] {
+                let why = if cfg.groups != 1 { "grouped" } else { "1x1" };
+                kept.push((node.name.clone(), format!("a {why} convolution")));
                 continue;
             }
             Kind::Conv(cfg.clone())
         } else if let Some(c) = layer.downcast_ref::<ConvTranspose2d>() {
             let (w, cfg) = (c.weight.value().shape(), c.config());
             if cfg.groups != 1 {
+                kept.push((node.name.clone(), "a grouped transposed convolution".into()));
                 continue;
             }
             Kind::Up {
@@ -110,6 +124,9 @@ pub fn lighten(
                 cfg: *cfg,
             }
         } else {
+            if Graph::of(layer).is_some() {
+                kept.push((node.name.clone(), "a nested graph (inline it first)".into()));
+            }
             continue;
         };
         let tail = unit_tail(teacher, &node.name);
@@ -143,7 +160,11 @@ pub fn lighten(
         ));
     }
     student.output_shape(&input).map_err(DistillError::Core)?;
-    Ok((student, units))
+    Ok(Light {
+        student,
+        units,
+        kept,
+    })
 }
 
 /// The BatchNorm and activation nodes that follow `conv` alone (each the only reader of the
@@ -527,7 +548,8 @@ mod tests {
     #[test]
     fn units_without_batchnorm_keep_the_rest_of_the_graph() {
         let teacher = models::lenet5(&mut tensor::rng(0)).unwrap();
-        let (student, units) = lighten(&teacher, &[1, 28, 28], &mut tensor::rng(1)).unwrap();
+        let light = lighten(&teacher, &[1, 28, 28], &mut tensor::rng(1)).unwrap();
+        let (student, units) = (light.student, light.units);
         let names: Vec<_> = units
             .iter()
             .map(|u| (u.name.as_str(), u.tail.len()))
@@ -554,6 +576,40 @@ mod tests {
         assert_eq!(student.forward(&x).unwrap().shape(), &[2, 10]);
     }
 
+    /// A 1x1 convolution and a depthwise one are kept and listed, not replaced.
+    #[test]
+    fn convolutions_that_are_not_units_are_listed() {
+        let mut r = tensor::rng(0);
+        let teacher = slimnet_core::Sequential::new()
+            .push(
+                "conv",
+                Conv2dConfig::new(3, 8, 3)
+                    .with_padding(1)
+                    .init(&mut r)
+                    .unwrap(),
+            )
+            .push(
+                "dw",
+                Conv2dConfig::new(8, 8, 3)
+                    .with_padding(1)
+                    .with_groups(8)
+                    .init(&mut r)
+                    .unwrap(),
+            )
+            .push("pw", Conv2dConfig::new(8, 4, 1).init(&mut r).unwrap())
+            .build()
+            .unwrap();
+        let light = lighten(&teacher, &[3, 8, 8], &mut r).unwrap();
+        assert_eq!(light.units.len(), 1);
+        assert_eq!(
+            light.kept,
+            [
+                ("dw".to_string(), "a grouped convolution".to_string()),
+                ("pw".to_string(), "a 1x1 convolution".to_string())
+            ]
+        );
+    }
+
     #[test]
     fn a_teacher_without_convolutions_is_refused() {
         let teacher = models::lenet300(&mut tensor::rng(0)).unwrap();
@@ -566,8 +622,8 @@ mod tests {
     #[test]
     fn bad_units_and_settings_are_named() {
         let teacher = models::lenet5(&mut tensor::rng(0)).unwrap();
-        let (mut student, mut units) =
-            lighten(&teacher, &[1, 28, 28], &mut tensor::rng(1)).unwrap();
+        let light = lighten(&teacher, &[1, 28, 28], &mut tensor::rng(1)).unwrap();
+        let (mut student, mut units) = (light.student, light.units);
         let x = tensor::uniform(&[4, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(2));
         let cfg = LayerwiseConfig::default().with_progress(false);
         let e = train_units(
@@ -588,7 +644,8 @@ mod tests {
     #[test]
     fn blocks_train_the_same_one_at_a_time_or_side_by_side() {
         let teacher = models::lenet5(&mut tensor::rng(0)).unwrap();
-        let (student, units) = lighten(&teacher, &[1, 28, 28], &mut tensor::rng(1)).unwrap();
+        let light = lighten(&teacher, &[1, 28, 28], &mut tensor::rng(1)).unwrap();
+        let (student, units) = (light.student, light.units);
         let x = tensor::uniform(&[32, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(2));
         let cfg = LayerwiseConfig::default()
             .with_epochs(10)
