@@ -285,6 +285,7 @@ impl RowSource for CsrMatrix {
         #[cfg(target_arch = "x86_64")]
         if isa >= Isa::Avx2
             && crate::isa::features().avx2_fma
+            && !crate::isa::features().fast_gathers
             && self.storage_bytes() <= crate::isa::cache_resident_bytes()
         {
             assert!(x.len() >= self.cols);
