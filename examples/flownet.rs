@@ -8,15 +8,19 @@
 //! ```text
 //! cargo run --release --example flownet -- [--size N] [--train N] [--val N] [--test N]
 //!     [--teacher-epochs N] [--epochs N] [--layerwise-epochs N] [--layerwise-examples N]
-//!     [--phase2-epochs N] [--threads N] [--seed N] [--out-dir DIR]
+//!     [--phase2-epochs N] [--unit-inputs student|teacher] [--threads N] [--seed N]
+//!     [--out-dir DIR]
 //! ```
 //! The teacher is `models::flownet_simple` (strided encoder, transposed-convolution decoder
 //! with skip concatenations), trained once with the end-point error and cached under the output
 //! directory. The flying-shapes pairs are generated from the seed (train, validation and test
 //! splits are disjoint). Both student runs use the same initialization and `--threads` kernel
 //! threads (2 by default) and count their wall-clock from their own start (teacher inference
-//! included, validation evaluations excluded); the stage-wise run's time to scratch's final
-//! validation EPE over scratch's whole time is `time_ratio` (`inf` when it never got there).
+//! included, validation evaluations excluded). Each block of the layer-wise run learns from the
+//! student's own feature map at its input (`--unit-inputs student`, the default) or from the
+//! teacher's (`teacher`); its target is the teacher's unit output either way. The layer-wise
+//! run's time to scratch's final validation EPE over scratch's whole time is `time_ratio`
+//! (`inf` when it never got there).
 //! The int8 student is static post-training quantization of the layer-wise one, calibrated on
 //! 256 training pairs. Prints a table, writes `flownet.svg` (validation EPE against time) and
 //! `flownet.png` (a test pair: frame 1, the true flow, the teacher's, the student's and the
@@ -27,7 +31,7 @@ use slimnet::core::data::flow::{flying_shapes, FlowDataset, FlowSplit, FlyingSha
 use slimnet::core::data::Dataset;
 use slimnet::core::train::Clock;
 use slimnet::core::{io, models, tensor, Graph, Layer};
-use slimnet::distill::layerwise::{lighten, train_units, LayerwiseConfig};
+use slimnet::distill::layerwise::{lighten, train_units, LayerwiseConfig, UnitInputs};
 use slimnet::distill::report::{line_chart, Series};
 use slimnet::distill::stages::macs;
 use slimnet::quant::ptq::{quantize_static, PtqConfig};
@@ -36,7 +40,8 @@ use slimnet_testkit::{speed, Args, Res, Table};
 
 const USAGE: &str = "usage: flownet [--size N] [--train N] [--val N] [--test N] \
      [--teacher-epochs N] [--epochs N] [--layerwise-epochs N] [--layerwise-examples N] \
-     [--phase2-epochs N] [--threads N] [--seed N] [--out-dir DIR]";
+     [--phase2-epochs N] [--unit-inputs student|teacher] [--threads N] [--seed N] \
+     [--out-dir DIR]";
 
 fn main() {
     slimnet_testkit::run(flownet);
@@ -53,6 +58,11 @@ fn flownet() -> Res<()> {
     let layerwise_epochs = args.get("layerwise-epochs", 3usize)?;
     let layerwise_examples = args.get("layerwise-examples", 1000usize)?;
     let phase2_epochs = args.get("phase2-epochs", 4usize)?;
+    let unit_inputs = match args.get("unit-inputs", "student".to_string())?.as_str() {
+        "student" => UnitInputs::Student,
+        "teacher" => UnitInputs::Teacher,
+        other => return Err(format!("--unit-inputs {other}: expected student or teacher").into()),
+    };
     let threads = args.get("threads", 2usize)?;
     let seed = args.get("seed", 1u64)?;
     let out_dir = args.get("out-dir", std::path::PathBuf::from("target/slimnet"))?;
@@ -139,6 +149,7 @@ fn flownet() -> Res<()> {
     let cfg = LayerwiseConfig::default()
         .with_epochs(layerwise_epochs)
         .with_unit_threads(1)
+        .with_inputs(unit_inputs)
         .with_seed(seed);
     let losses = train_units(&teacher, &mut layerwise, &units, &x, &cfg)?;
     for l in &losses {

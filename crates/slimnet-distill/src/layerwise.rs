@@ -11,7 +11,9 @@
 //! teacher's output of the unit. [`train_units`] runs the teacher once over the training inputs,
 //! keeps each unit's input and output, and trains every block on its pair with a mean squared
 //! error, blocks side by side; the student is then fine-tuned end to end on the task's own loss
-//! by the caller.
+//! by the caller. With [`UnitInputs::Student`] each block learns instead from the student's own
+//! feature map at its input (the blocks before it trained first), so that the stitched
+//! student's errors do not add up along the graph.
 //!
 //! ```
 //! use slimnet_core::{models, tensor, Layer};
@@ -283,11 +285,29 @@ pub struct LayerwiseConfig {
     pub unit_threads: usize,
     /// Whether to draw a progress bar (only drawn on a terminal).
     pub progress: bool,
+    /// Where each block's training input comes from.
+    pub inputs: UnitInputs,
+}
+
+/// The feature map a block learns from; its target is always the teacher's unit output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnitInputs {
+    /// The teacher's input of the unit. Blocks are independent sub-tasks and train side by
+    /// side, but once stitched each block reads the (imperfect) output of the student blocks
+    /// before it, not the teacher's, so the errors add up along the graph.
+    Teacher,
+    /// The student's own feature map at the block's input, the blocks before it (in graph
+    /// order) already trained: each block learns to map what it will read in the stitched
+    /// student to the teacher's output, undoing part of the earlier blocks' errors. Blocks
+    /// train one after the other ([`LayerwiseConfig::unit_threads`] is not used), and the
+    /// student runs over the inputs once per block.
+    Student,
 }
 
 impl Default for LayerwiseConfig {
     /// 5 epochs of batch 32 at learning rate 3e-3, seed 0, teacher batches of 64, blocks
-    /// trained two at a time, with a progress bar.
+    /// trained two at a time on the teacher's inputs ([`UnitInputs::Teacher`]), with a
+    /// progress bar.
     fn default() -> Self {
         Self {
             epochs: 5,
@@ -297,6 +317,7 @@ impl Default for LayerwiseConfig {
             teacher_batch: 64,
             unit_threads: 2,
             progress: true,
+            inputs: UnitInputs::Teacher,
         }
     }
 }
@@ -337,6 +358,12 @@ impl LayerwiseConfig {
         self.progress = p;
         self
     }
+
+    /// Sets where the blocks' training inputs come from.
+    pub fn with_inputs(mut self, i: UnitInputs) -> Self {
+        self.inputs = i;
+        self
+    }
 }
 
 /// The feature loss of one block: mean squared error against the teacher's unit output,
@@ -353,8 +380,9 @@ pub struct UnitLoss {
 
 /// Trains every block of `student` (made by [`lighten`], or any student with one node per
 /// unit that maps the unit's input to its output) on its unit's input and output in
-/// `teacher`, collected by running the teacher once over `inputs` in inference mode. Blocks
-/// train independently, [`LayerwiseConfig::unit_threads`] at a time, each with its own Adam.
+/// `teacher`, collected by running the teacher once over `inputs` in inference mode (with
+/// [`UnitInputs::Student`], the inputs are the student's own, see there). Blocks train
+/// independently, [`LayerwiseConfig::unit_threads`] at a time, each with its own Adam.
 ///
 /// # Errors
 /// No inputs, a batch size or epoch count of 0, a unit missing from either graph, a block
@@ -398,7 +426,7 @@ pub fn train_units(
         ProgressStyle::with_template("layer-wise {bar:30} {pos}/{len} epochs {elapsed_precise}")
             .expect("valid template"),
     );
-    let work = |(k, (block, (x, y))): (usize, (&mut Box<dyn Layer>, &Pair))| {
+    let work = |k: usize, block: &mut Box<dyn Layer>, (x, y): (&Tensor, &Tensor)| {
         train_block(
             block.as_mut(),
             x,
@@ -414,6 +442,19 @@ pub fn train_units(
         })
         .map_err(DistillError::in_stage(k + 1))
     };
+    if cfg.inputs == UnitInputs::Student {
+        let mut losses = Vec::with_capacity(units.len());
+        for (k, (u, (_, y))) in units.iter().zip(&pairs).enumerate() {
+            let x = taps(student, &[Tap::Input(&u.name)], inputs, cfg.teacher_batch)?;
+            let mut block = blocks[k].clone_box();
+            losses.push(work(k, &mut block, (&x[0], y))?);
+            student
+                .replace_layer(&u.name, block)
+                .map_err(DistillError::Core)?;
+        }
+        bar.finish_and_clear();
+        return Ok(losses);
+    }
     let losses: Vec<UnitLoss> = if cfg.unit_threads > 1 {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(cfg.unit_threads)
@@ -430,7 +471,9 @@ pub fn train_units(
                 .par_iter_mut()
                 .zip(pairs.par_iter())
                 .enumerate()
-                .map(|item| slimnet_kernels::threads::with(per_unit, || work(item)))
+                .map(|(k, (b, (x, y)))| {
+                    slimnet_kernels::threads::with(per_unit, || work(k, b, (x, y)))
+                })
                 .collect::<Result<_>>()
         })?
     } else {
@@ -438,7 +481,7 @@ pub fn train_units(
             .iter_mut()
             .zip(&pairs)
             .enumerate()
-            .map(work)
+            .map(|(k, (b, (x, y)))| work(k, b, (x, y)))
             .collect::<Result<_>>()?
     };
     bar.finish_and_clear();
@@ -460,38 +503,61 @@ fn unit_features(
     inputs: &Tensor,
     chunk: usize,
 ) -> Result<Vec<Pair>> {
-    let mut ins: Vec<Vec<Tensor>> = vec![Vec::new(); units.len()];
-    let mut outs: Vec<Vec<Tensor>> = vec![Vec::new(); units.len()];
+    let wanted: Vec<Tap> = units
+        .iter()
+        .flat_map(|u| [Tap::Input(&u.name), Tap::Output(&u.output)])
+        .collect();
+    let mut maps = taps(teacher, &wanted, inputs, chunk)?.into_iter();
+    let mut pairs = Vec::with_capacity(units.len());
+    while let (Some(x), Some(y)) = (maps.next(), maps.next()) {
+        pairs.push((x, y));
+    }
+    Ok(pairs)
+}
+
+/// A feature map of a graph node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tap<'a> {
+    /// The node's (first) input.
+    Input(&'a str),
+    /// The node's output.
+    Output(&'a str),
+}
+
+/// The feature maps `wanted` of `graph` over all `inputs`, run in inference mode `chunk`
+/// examples at a time; one tensor per tap, in order.
+fn taps(graph: &Graph, wanted: &[Tap], inputs: &Tensor, chunk: usize) -> Result<Vec<Tensor>> {
+    let mut parts: Vec<Vec<Tensor>> = vec![Vec::new(); wanted.len()];
     let n = inputs.shape()[0];
     for start in (0..n).step_by(chunk) {
         let x = inputs
             .slice_axis(Axis(0), (start..(start + chunk).min(n)).into())
             .to_owned();
-        teacher
+        graph
             .forward_tapped(&x, &mut |path, vals, out| {
-                for (k, u) in units.iter().enumerate() {
-                    if path == u.name {
-                        let v = vals.first().copied().cloned().map(Value::into_f32);
-                        ins[k].push(v.ok_or_else(|| {
-                            slimnet_core::Error::Graph(format!("`{path}` has no input"))
-                        })?);
-                    }
-                    if path == u.output {
-                        outs[k].push(out.clone().into_f32());
+                for (tap, part) in wanted.iter().zip(parts.iter_mut()) {
+                    match *tap {
+                        Tap::Input(name) if name == path => {
+                            let v = vals.first().copied().cloned().map(Value::into_f32);
+                            part.push(v.ok_or_else(|| {
+                                slimnet_core::Error::Graph(format!("`{path}` has no input"))
+                            })?);
+                        }
+                        Tap::Output(name) if name == path => part.push(out.clone().into_f32()),
+                        _ => {}
                     }
                 }
                 Ok(())
             })
             .map_err(DistillError::Core)?;
     }
-    let join = |parts: Vec<Tensor>| -> Result<Tensor> {
-        let views: Vec<_> = parts.iter().map(|t| t.view()).collect();
-        ndarray::concatenate(Axis(0), &views)
-            .map_err(|e| DistillError::Config(format!("cannot join teacher features: {e}")))
-    };
-    ins.into_iter()
-        .zip(outs)
-        .map(|(i, o)| Ok((join(i)?, join(o)?)))
+    parts
+        .into_iter()
+        .map(|p| {
+            let views: Vec<_> = p.iter().map(|t| t.view()).collect();
+            ndarray::concatenate(Axis(0), &views)
+                .map_err(|e| DistillError::Config(format!("cannot join feature maps: {e}")))
+        })
         .collect()
 }
 
@@ -671,5 +737,43 @@ mod tests {
         };
         assert_eq!(w(&a), w(&b));
         assert_ne!(w(&a), w(&student));
+    }
+
+    /// With the student's own inputs the first block (which reads the graph input either way)
+    /// trains as with the teacher's, and the next block learns from what it reads once
+    /// stitched: the stitched student's last unit output ends closer to the teacher's.
+    #[test]
+    fn student_inputs_train_blocks_on_what_they_will_read() {
+        let teacher = models::lenet5(&mut tensor::rng(0)).unwrap();
+        let light = lighten(&teacher, &[1, 28, 28], &mut tensor::rng(1)).unwrap();
+        let (student, units) = (light.student, light.units);
+        let x = tensor::uniform(&[64, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(2));
+        let run = |inputs| {
+            let cfg = LayerwiseConfig::default()
+                .with_epochs(10)
+                .with_batch_size(8)
+                .with_lr(1e-2)
+                .with_unit_threads(1)
+                .with_inputs(inputs)
+                .with_progress(false);
+            let mut s = student.clone();
+            let l = slimnet_kernels::threads::with(1, || {
+                train_units(&teacher, &mut s, &units, &x, &cfg).unwrap()
+            });
+            (s, l)
+        };
+        let ((a, la), (b, lb)) = (run(UnitInputs::Teacher), run(UnitInputs::Student));
+        assert_eq!(la[0], lb[0]);
+        assert_ne!(la[1], lb[1]);
+        let (first, last) = (&units[0], &units[units.len() - 1]);
+        let y = |g: &Graph, tap| taps(g, &[tap], &x, 16).unwrap().remove(0);
+        assert_eq!(
+            y(&a, Tap::Output(&first.name)),
+            y(&b, Tap::Output(&first.name))
+        );
+        let target = y(&teacher, Tap::Output(&last.output));
+        let err = |g: &Graph| mse(&y(g, Tap::Output(&last.name)), &target).unwrap().0;
+        let (ea, eb) = (err(&a), err(&b));
+        assert!(eb < 0.9 * ea, "teacher inputs {ea}, student inputs {eb}");
     }
 }
