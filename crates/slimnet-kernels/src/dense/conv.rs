@@ -297,6 +297,8 @@ fn conv_forward_threads(
         };
         if pointwise {
             run(x);
+        } else if g.groups == 1 && kk * plane > BANDED_IM2COL {
+            banded(&one, x, weight, o, nt);
         } else {
             crate::scratch::with_f32(g.in_channels * g.kernel_h * g.kernel_w * plane, |col| {
                 im2col(&one, x, col);
@@ -304,6 +306,34 @@ fn conv_forward_threads(
             });
         }
         epilogue(o, plane, bias, act);
+    });
+}
+
+/// Values of an im2col panel above which a convolution of one group unfolds its image in bands
+/// of output rows ([`banded`]) rather than whole (4 MB).
+const BANDED_IM2COL: usize = 1 << 20;
+
+/// One image of a convolution of one group (no bias or activation) for layers whose whole
+/// im2col panel would not stay in cache (without AVX-512, whose own blocked kernel does the
+/// same): bands of output rows (a panel of about 1 MB each) are unfolded, multiplied into a
+/// small buffer, and copied into their columns of `out` `[O, oh * ow]`.
+fn banded(g: &ConvGeometry, x: &[f32], weight: &[f32], out: &mut [f32], nt: usize) {
+    let (oh, ow, o) = (g.out_h(), g.out_w(), g.out_channels);
+    let (plane, kk) = (oh * ow, g.in_channels * g.kernel_h * g.kernel_w);
+    let w = MatRef::row_major(&weight[..o * kk], o, kk).expect("weight slice has O*K elements");
+    let rows = ((1 << 18) / (kk * ow)).clamp(1, oh);
+    crate::scratch::with_f32(rows * ow * (kk + o), |buf| {
+        let (col, tmp) = buf.split_at_mut(rows * ow * kk);
+        for y0 in (0..oh).step_by(rows) {
+            let y1 = (y0 + rows).min(oh);
+            let nb = (y1 - y0) * ow;
+            super::im2col::im2col_rows(g, x, y0, y1, &mut col[..kk * nb]);
+            let c = MatRef::row_major(&col[..kk * nb], kk, nb).expect("band length");
+            sgemm_unchecked(1.0, w, c, 0.0, &mut tmp[..o * nb], nt);
+            for (r, band) in tmp[..o * nb].chunks_exact(nb).enumerate() {
+                out[r * plane + y0 * ow..][..nb].copy_from_slice(band);
+            }
+        }
     });
 }
 

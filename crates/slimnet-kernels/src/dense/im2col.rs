@@ -44,11 +44,23 @@ pub(crate) fn im2col_rows(
     } else {
         Vec::new()
     };
+    // the input rows that output rows `oy0..oy1` read: only those are split into phases (a
+    // caller unfolding an image in bands of rows would otherwise split it whole per band)
+    let top = oy0 * g.stride.0;
+    let y_lo = top.saturating_sub(g.padding.0);
+    let y_hi = if oy1 > oy0 {
+        ((oy1 - 1) * g.stride.0 + (g.kernel_h - 1) * g.dilation.0 + 1)
+            .saturating_sub(g.padding.0)
+            .min(h)
+    } else {
+        y_lo
+    };
     let mut row = 0;
     for c in 0..g.in_channels {
         let img = &image[c * h * w..(c + 1) * h * w];
         if phased {
-            for (y, src) in img.chunks_exact(w).enumerate() {
+            let band = img.chunks_exact(w).enumerate().take(y_hi).skip(y_lo);
+            for (y, src) in band {
                 let (py, r) = (y % s, y / s);
                 for px in 0..s {
                     let at = ((py * s + px) * hp + r) * ow;
@@ -244,5 +256,38 @@ mod tests {
             .map(|(a, b)| (*a as f64) * (*b as f64))
             .sum();
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn bands_of_rows_unfold_as_the_whole() {
+        // strided (phase-split) and plain unfoldings, in bands of output rows of every size
+        for (stride, pad, k, h) in [(2, 1, 3, 11), (2, 0, 3, 12), (3, 2, 5, 13), (1, 1, 3, 9)] {
+            let g = ConvGeometry::new(1, 2, h, h, 3, k, k)
+                .with_stride(stride, stride)
+                .with_padding(pad, pad);
+            g.validate().unwrap();
+            let x: Vec<f32> = (0..2 * h * h)
+                .map(|i| ((i * 37) % 23) as f32 - 11.0)
+                .collect();
+            let (oh, ow, rows) = (g.out_h(), g.out_w(), 2 * k * k);
+            let mut whole = vec![0.0; rows * oh * ow];
+            im2col(&g, &x, &mut whole);
+            for band in 1..=oh {
+                for y0 in (0..oh).step_by(band) {
+                    let y1 = (y0 + band).min(oh);
+                    let plane = (y1 - y0) * ow;
+                    let mut col = vec![f32::NAN; rows * plane];
+                    im2col_rows(&g, &x, y0, y1, &mut col);
+                    for r in 0..rows {
+                        let want = &whole[r * oh * ow + y0 * ow..r * oh * ow + y1 * ow];
+                        assert_eq!(
+                            &col[r * plane..(r + 1) * plane],
+                            want,
+                            "{g:?} rows {y0}..{y1}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }

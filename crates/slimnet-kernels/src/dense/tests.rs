@@ -122,6 +122,12 @@ fn conv_forward_matches_definition() {
         ConvGeometry::new(2, 8, 9, 9, 65, 3, 3)
             .with_stride(2, 2)
             .with_padding(1, 1),
+        // im2col panels of over a million values unfold in bands of rows (few output channels,
+        // a 9x9 kernel; strided)
+        ConvGeometry::new(1, 16, 97, 99, 3, 9, 9).with_padding(4, 4),
+        ConvGeometry::new(1, 16, 190, 181, 5, 3, 3)
+            .with_stride(2, 2)
+            .with_padding(1, 1),
     ];
     for g in shapes {
         g.validate().unwrap();
