@@ -111,18 +111,27 @@ pub(crate) fn depthwise_forward_unchecked(
                 })
             };
             return;
-        } else if wide {
-            // SAFETY: AVX-512F is available; the function only does safe slice work, compiled
-            // with wider vectors.
-            unsafe { plane_forward_avx512(g, &cols, x, wk, o) };
-        } else if avx2 {
-            // SAFETY: AVX2 and FMA are available; as above.
-            unsafe { plane_forward_avx2(g, &cols, x, wk, o) };
-        } else {
-            plane_forward(g, &cols, x, wk, o);
         }
-        #[cfg(not(target_arch = "x86_64"))]
-        plane_forward(g, &cols, x, wk, o);
+        crate::scratch::with(&crate::scratch::F32_A, |buf| {
+            let x = if g.stride.1 == 2 {
+                split_phases(g, x, buf)
+            } else {
+                x
+            };
+            #[cfg(target_arch = "x86_64")]
+            if wide {
+                // SAFETY: AVX-512F is available; the function only does safe slice work,
+                // compiled with wider vectors.
+                unsafe { plane_forward_avx512(g, &cols, x, wk, o) };
+            } else if avx2 {
+                // SAFETY: AVX2 and FMA are available; as above.
+                unsafe { plane_forward_avx2(g, &cols, x, wk, o) };
+            } else {
+                plane_forward(g, &cols, x, wk, o);
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            plane_forward(g, &cols, x, wk, o);
+        });
         epilogue(o, oh * ow, bias.map(|b| &b[ch..ch + 1]), act);
     });
 }
@@ -141,6 +150,10 @@ fn columns(g: &ConvGeometry) -> Vec<(usize, usize, usize)> {
 
 /// One output plane, output row by output row (the row stays in cache across the taps); each
 /// output sums its taps in kernel order, so every compilation of this gives the same bits.
+/// With a horizontal stride of 2, `x` is the input plane split into its column phases by
+/// [`split_phases`], in which every tap reads a contiguous run, so the taps' loops vectorize
+/// instead of picking every other value (a 3x3 stride-2 layer of 16 channels at 256x256:
+/// 2.09 -> 0.78-0.91 ms); otherwise `x` is the input plane.
 #[inline(always)]
 fn plane_forward(
     g: &ConvGeometry,
@@ -149,8 +162,33 @@ fn plane_forward(
     wk: &[f32],
     o: &mut [f32],
 ) {
+    let (s, h, w) = (g.stride.1, g.in_h, g.in_w);
+    if s == 2 {
+        let wp = w.div_ceil(2);
+        plane_taps(
+            g,
+            cols,
+            |iy, x0, len| &x[((x0 % 2) * h + iy) * wp + x0 / 2..][..len],
+            wk,
+            o,
+        );
+    } else if s == 1 {
+        plane_taps(g, cols, |iy, x0, len| &x[iy * w + x0..][..len], wk, o);
+    } else {
+        plane_strided(g, cols, x, wk, o);
+    }
+}
+
+/// [`plane_forward`] for horizontal strides above 2 (rare): every `s`-th input picked.
+#[inline(always)]
+fn plane_strided(
+    g: &ConvGeometry,
+    cols: &[(usize, usize, usize)],
+    x: &[f32],
+    wk: &[f32],
+    o: &mut [f32],
+) {
     let (oh, ow, h, w) = (g.out_h(), g.out_w(), g.in_h, g.in_w);
-    let kw = g.kernel_w;
     o.fill(0.0);
     for oy in 0..oh {
         let d = &mut o[oy * ow..(oy + 1) * ow];
@@ -161,18 +199,62 @@ fn plane_forward(
             }
             let src = &x[iy as usize * w..(iy as usize + 1) * w];
             for (kj, &(xlo, xhi, x0)) in cols.iter().enumerate() {
+                let wv = wk[ki * g.kernel_w + kj];
+                for (i, dv) in d[xlo..xhi.max(xlo)].iter_mut().enumerate() {
+                    *dv += wv * src[x0 + i * g.stride.1];
+                }
+            }
+        }
+    }
+}
+
+/// Splits one input plane into its two column phases for [`plane_forward`] with a horizontal
+/// stride of 2: `phases[p][y][j] = x[y][2 j + p]`, each phase row `ceil(w / 2)` long.
+fn split_phases<'a>(g: &ConvGeometry, x: &[f32], buf: &'a mut Vec<f32>) -> &'a [f32] {
+    let (h, w) = (g.in_h, g.in_w);
+    let wp = w.div_ceil(2);
+    let phases = crate::scratch::sized(buf, 2 * h * wp);
+    let (even, odd) = phases.split_at_mut(h * wp);
+    for (y, row) in x.chunks_exact(w).enumerate().take(h) {
+        // pairs into two rows, which the compiler does with shuffles
+        let (even, odd) = (&mut even[y * wp..][..wp], &mut odd[y * wp..][..wp]);
+        for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+            (*e, *o) = (pair[0], pair[1]);
+        }
+        if w % 2 == 1 {
+            even[wp - 1] = row[w - 1];
+        }
+    }
+    phases
+}
+
+/// The loop of [`plane_forward`]: `row(iy, x0, len)` gives the `len` inputs one tap reads for
+/// consecutive outputs, starting at input row `iy`, column `x0`.
+#[inline(always)]
+fn plane_taps<'a>(
+    g: &ConvGeometry,
+    cols: &[(usize, usize, usize)],
+    row: impl Fn(usize, usize, usize) -> &'a [f32],
+    wk: &[f32],
+    o: &mut [f32],
+) {
+    let (oh, ow, h) = (g.out_h(), g.out_w(), g.in_h);
+    let kw = g.kernel_w;
+    o.fill(0.0);
+    for oy in 0..oh {
+        let d = &mut o[oy * ow..(oy + 1) * ow];
+        for ki in 0..g.kernel_h {
+            let iy = (oy * g.stride.0 + ki * g.dilation.0) as isize - g.padding.0 as isize;
+            if iy < 0 || iy >= h as isize {
+                continue;
+            }
+            for (kj, &(xlo, xhi, x0)) in cols.iter().enumerate() {
                 if xlo >= xhi {
                     continue;
                 }
                 let wv = wk[ki * kw + kj];
-                if g.stride.1 == 1 {
-                    for (dv, s) in d[xlo..xhi].iter_mut().zip(&src[x0..x0 + xhi - xlo]) {
-                        *dv += wv * s;
-                    }
-                } else {
-                    for (i, dv) in d[xlo..xhi].iter_mut().enumerate() {
-                        *dv += wv * src[x0 + i * g.stride.1];
-                    }
+                for (dv, s) in d[xlo..xhi].iter_mut().zip(row(iy as usize, x0, xhi - xlo)) {
+                    *dv += wv * s;
                 }
             }
         }
@@ -189,6 +271,12 @@ pub(crate) fn plane_forward_for_test(
     wk: &[f32],
     o: &mut [f32],
 ) {
+    let mut buf = Vec::new();
+    let x = if g.stride.1 == 2 {
+        split_phases(g, x, &mut buf)
+    } else {
+        x
+    };
     #[cfg(target_arch = "x86_64")]
     if wide {
         assert!(crate::isa::features().avx512);
