@@ -77,6 +77,65 @@ pub fn output(shape: &[usize]) -> Tensor {
         .expect("a contiguous run of the shape's length")
 }
 
+/// `f` applied to every value of `x`, into an [`output`] buffer (the element-wise layers'
+/// inference: a fresh allocation per layer costs page faults at every pass on large images).
+///
+/// ```
+/// use slimnet_core::{buffers, tensor};
+/// let x = tensor::from_vec(&[1, 3], vec![-1.0, 0.5, 2.0])?;
+/// let y = buffers::map(&x, |v| v.max(0.0));
+/// assert_eq!(y.as_slice().unwrap(), &[0.0, 0.5, 2.0]);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+pub fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
+    map_planes(x, x.len().max(1), |_, src, dst| {
+        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = f(v))
+    })
+}
+
+/// `f` applied to the values of `a` and `b` pairwise, into an [`output`] buffer.
+///
+/// # Panics
+/// When `a` and `b` differ in shape.
+pub fn map2(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+    assert_eq!(a.shape(), b.shape(), "map2 of two shapes");
+    let bs = crate::tensor::contiguous(b);
+    map_planes(a, a.len().max(1), |_, src, dst| {
+        for ((d, &x), &y) in dst.iter_mut().zip(src).zip(bs.iter()) {
+            *d = f(x, y);
+        }
+    })
+}
+
+/// An [`output`] buffer of `x`'s shape written plane by plane: `f(i, src, dst)` for the `i`-th
+/// run of `plane` consecutive values of `x` (in standard order) and the same run of the output,
+/// which `f` must write completely.
+///
+/// # Panics
+/// When `plane` is 0 or does not divide `x.len()`.
+pub fn map_planes(
+    x: &Tensor,
+    plane: usize,
+    mut f: impl FnMut(usize, &[f32], &mut [f32]),
+) -> Tensor {
+    assert!(
+        plane > 0 && x.len() % plane == 0,
+        "planes of {plane} in {}",
+        x.len()
+    );
+    let mut y = output(x.shape());
+    let xs = crate::tensor::contiguous(x);
+    let ys = y.as_slice_mut().expect("an output buffer is contiguous");
+    for (i, (src, dst)) in xs
+        .chunks_exact(plane)
+        .zip(ys.chunks_exact_mut(plane))
+        .enumerate()
+    {
+        f(i, src, dst);
+    }
+    y
+}
+
 /// Gives the allocation of a tensor that is no longer needed back to this thread's pool
 /// (dropped instead when it is small, huge, shared or the pool is full).
 pub fn recycle(t: Tensor) {
@@ -148,6 +207,76 @@ mod tests {
                 "{cfg:?} took the buffer"
             );
             assert_eq!(got, want, "{cfg:?}");
+        }
+    }
+
+    /// The element-wise layers write every value of the buffer they take, and compute what
+    /// they computed before they took buffers (checked against a fresh allocation: the pool
+    /// emptied, each output equals the output computed on a buffer full of NaN).
+    #[test]
+    fn element_wise_layers_overwrite_recycled_outputs() {
+        use crate::layers::{
+            Activation, BatchNormConfig, CoordMode, InstanceNormConfig, NearestMode, Pad, PadMode,
+            Resize2d, ResizeMode, ResizeTarget,
+        };
+        let mut rng = tensor::rng(6);
+        let up = |mode| {
+            Resize2d::new(
+                mode,
+                CoordMode::Asymmetric,
+                ResizeTarget::Scales([2.0, 2.0]),
+            )
+        };
+        let layers: Vec<(Box<dyn Layer>, [usize; 4])> = vec![
+            (Box::new(Activation::relu()), [1, 16, 33, 32]),
+            (Box::new(Activation::sigmoid()), [1, 16, 33, 32]),
+            (
+                Box::new(BatchNormConfig::new(16).init().unwrap()),
+                [2, 16, 32, 17],
+            ),
+            (
+                Box::new(InstanceNormConfig::new(16).init().unwrap()),
+                [2, 16, 32, 17],
+            ),
+            (
+                Box::new(Pad::spatial([4, 3, 2, 5], PadMode::Reflect).unwrap()),
+                [1, 16, 40, 33],
+            ),
+            (
+                Box::new(
+                    Pad::new(
+                        vec![(0, 0), (1, -2), (-3, 2), (2, -1)],
+                        PadMode::Constant(0.5),
+                    )
+                    .unwrap(),
+                ),
+                [1, 16, 40, 33],
+            ),
+            (
+                Box::new(Pad::spatial([1, 1, 1, 1], PadMode::Edge).unwrap()),
+                [1, 16, 40, 33],
+            ),
+            (
+                Box::new(up(ResizeMode::Nearest(NearestMode::Floor)).unwrap()),
+                [1, 16, 20, 17],
+            ),
+            (Box::new(up(ResizeMode::Linear).unwrap()), [1, 16, 20, 17]),
+        ];
+        for (layer, shape) in layers {
+            let x = tensor::uniform(&shape, -1.0, 1.0, &mut rng);
+            POOL.with(|p| p.borrow_mut().clear());
+            let want = layer.forward(&x).unwrap();
+            assert!(want.len() >= MIN_LEN, "{layer:?} too small to use the pool");
+            let mut stale = want.clone();
+            stale.fill(f32::NAN);
+            recycle(stale);
+            let got = layer.forward(&x).unwrap();
+            assert_eq!(
+                POOL.with(|p| p.borrow().len()),
+                0,
+                "{layer:?} took the buffer"
+            );
+            assert_eq!(got, want, "{layer:?}");
         }
     }
 

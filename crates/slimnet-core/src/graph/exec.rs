@@ -157,6 +157,9 @@ pub(super) fn merge(node: &Node, ins: &[&Tensor]) -> Result<Tensor> {
                 actual: shapes[1].to_vec(),
             })?;
             Ok(match node.op {
+                Op::Add if shapes[0] == shapes[1] => {
+                    crate::buffers::map2(ins[0], ins[1], |a, b| a + b)
+                }
                 Op::Add => ins[0] + ins[1],
                 Op::QuantAdd(p) => Codes::quantize(&(ins[0] + ins[1]), p).dequantize(),
                 _ => ins[0] * ins[1],

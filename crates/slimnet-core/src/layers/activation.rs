@@ -230,7 +230,11 @@ impl Layer for Activation {
     /// Any shape -> the same shape.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let k = self.kind;
-        Ok(x.mapv(|v| k.f(v)))
+        Ok(match k {
+            // its own loop, which the compiler vectorizes
+            ActivationKind::Relu => crate::buffers::map(x, |v| ActivationKind::Relu.f(v)),
+            _ => crate::buffers::map(x, |v| k.f(v)),
+        })
     }
 
     /// ReLU also works on u8 codes: `max(code, zero_point)`, with the same quantization.

@@ -172,18 +172,16 @@ impl Layer for BatchNorm2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         expect_nchw(x.shape(), Some(self.cfg.num_features))?;
         let (scale, shift) = self.folded();
-        let mut y = x.as_standard_layout().into_owned();
         let plane: usize = x.shape()[2..].iter().product();
-        let c = scale.len();
-        let data = y
-            .as_slice_mut()
-            .expect("a standard-layout tensor is contiguous");
-        // one `[H, W]` plane per (image, channel), in memory order
-        for (i, p) in data.chunks_exact_mut(plane.max(1)).enumerate() {
-            let (a, b) = (scale[i % c], shift[i % c]);
-            p.iter_mut().for_each(|v| *v = *v * a + b);
+        if x.is_empty() {
+            return Ok(x.clone());
         }
-        Ok(y)
+        let c = scale.len();
+        // one `[H, W]` plane per (image, channel), in memory order
+        Ok(crate::buffers::map_planes(x, plane, |i, src, dst| {
+            let (a, b) = (scale[i % c], shift[i % c]);
+            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v * a + b);
+        }))
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {

@@ -126,31 +126,33 @@ impl InstanceNorm2d {
         let eps = f64::from(self.cfg.eps);
         let mut inv_std = Vec::with_capacity(xs.len() / m);
         for p in xs.chunks_exact_mut(m) {
-            let mean = p.iter().map(|&v| f64::from(v)).sum::<f64>() / m as f64;
-            let var = p
-                .iter()
-                .map(|&v| (f64::from(v) - mean).powi(2))
-                .sum::<f64>()
-                / m as f64;
-            let is = 1.0 / (var + eps).sqrt();
+            let (mean, is) = plane_stats(p, eps);
             p.iter_mut()
                 .for_each(|v| *v = ((f64::from(*v) - mean) * is) as f32);
             inv_std.push(is as f32);
         }
         Ok((xs, inv_std))
     }
+}
 
-    /// `x_hat * weight + bias`, per channel.
-    fn affine(&self, mut xhat: Vec<f32>, shape: &[usize]) -> Tensor {
-        let m = shape[2] * shape[3];
-        let c = self.cfg.num_features;
-        let (g, b) = (self.weight.value(), self.bias.value());
-        for (i, p) in xhat.chunks_exact_mut(m).enumerate() {
-            let (g, b) = (g[i % c], b[i % c]);
-            p.iter_mut().for_each(|v| *v = *v * g + b);
+/// The mean of a plane and its inverse standard deviation `1 / sqrt(var + eps)`, summed in f64
+/// over eight lanes (so that the loops vectorize).
+fn plane_stats(p: &[f32], eps: f64) -> (f64, f64) {
+    fn sum(p: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+        let mut acc = [0.0f64; 8];
+        let chunks = p.chunks_exact(8);
+        let rest: f64 = chunks.remainder().iter().map(|&v| f(v)).sum();
+        for c in chunks {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += f(v);
+            }
         }
-        Tensor::from_shape_vec(IxDyn(shape), xhat).expect("the input's length")
+        acc.iter().sum::<f64>() + rest
     }
+    let m = p.len() as f64;
+    let mean = sum(p, f64::from) / m;
+    let var = sum(p, |v| (f64::from(v) - mean).powi(2)) / m;
+    (mean, 1.0 / (var + eps).sqrt())
 }
 
 impl Layer for InstanceNorm2d {
@@ -160,13 +162,23 @@ impl Layer for InstanceNorm2d {
 
     /// `[N, C, H, W]` -> the same shape.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (xhat, _) = self.normalise(x)?;
-        Ok(self.affine(xhat, x.shape()))
+        let m = self.plane(x.shape())?;
+        let (c, eps) = (self.cfg.num_features, f64::from(self.cfg.eps));
+        let (g, b) = (self.weight.value(), self.bias.value());
+        // normalisation and affine map in one pass per plane, into a reused buffer
+        Ok(crate::buffers::map_planes(x, m, |i, src, dst| {
+            let (mean, is) = plane_stats(src, eps);
+            let (mean, a, b) = (mean as f32, (is as f32) * g[i % c], b[i % c]);
+            dst.iter_mut()
+                .zip(src)
+                .for_each(|(d, &v)| *d = (v - mean) * a + b);
+        }))
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        // the output as inference computes it (same bits), the normalised input for backward
+        let y = self.forward(x)?;
         let (xhat, inv_std) = self.normalise(x)?;
-        let y = self.affine(xhat.clone(), x.shape());
         let xhat = Tensor::from_shape_vec(IxDyn(x.shape()), xhat).expect("the input's length");
         self.cache = Some((xhat, inv_std));
         Ok(y)

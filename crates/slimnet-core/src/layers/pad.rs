@@ -198,11 +198,50 @@ impl Layer for Pad {
             PadMode::Constant(v) => v,
             _ => 0.0,
         };
-        let mut y = Vec::with_capacity(out.iter().product());
-        Self::walk(x.shape(), &out, &maps, |o| {
-            y.push(o.map_or(fill, |o| xs[o]))
-        });
-        Ok(Tensor::from_shape_vec(IxDyn(&out), y).expect("length"))
+        let (Some(&wo), Some(&wi)) = (out.last(), x.shape().last()) else {
+            // rank 0: the one value
+            return Ok(x.clone());
+        };
+        let mut y = crate::buffers::output(&out);
+        if y.is_empty() {
+            return Ok(y);
+        }
+        let ys = y.as_slice_mut().expect("an output buffer is contiguous");
+        // row by row along the last axis: the rows the other axes map to, each copied in one
+        // piece where it lies inside the input, value by value at its padded ends
+        let outer = &out[..out.len() - 1];
+        let last = maps.last().expect("rank 1 or more");
+        let b = self.pads.last().expect("rank 1 or more").0;
+        let (lo, hi) = (
+            (b.max(0) as usize).min(wo),
+            ((b + wi as i64).max(0) as usize).min(wo),
+        );
+        let mut k = 0;
+        Self::walk(
+            &x.shape()[..out.len() - 1],
+            outer,
+            &maps[..out.len() - 1],
+            |o| {
+                let row = &mut ys[k * wo..(k + 1) * wo];
+                k += 1;
+                let Some(o) = o.map(|o| o * wi) else {
+                    row.fill(fill);
+                    return;
+                };
+                let src = &xs[o..o + wi];
+                for (d, m) in row[..lo].iter_mut().zip(&last[..lo]) {
+                    *d = m.map_or(fill, |m| src[m]);
+                }
+                if lo < hi {
+                    let s0 = (lo as i64 - b) as usize;
+                    row[lo..hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                }
+                for (d, m) in row[hi..].iter_mut().zip(&last[hi..]) {
+                    *d = m.map_or(fill, |m| src[m]);
+                }
+            },
+        );
+        Ok(y)
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {

@@ -331,12 +331,28 @@ impl Layer for Resize2d {
         let (out, ty, tx) = self.plan(x.shape())?;
         let (h, w) = (x.shape()[2], x.shape()[3]);
         let xs = contiguous(x);
-        let mut y = Vec::with_capacity(out.iter().product());
-        let mut row = vec![0.0f32; out[3]];
-        for plane in xs.chunks(h * w) {
-            for t in &ty {
+        let mut y = crate::buffers::output(&out);
+        let ow = out[3];
+        if ow == 0 || out[2] == 0 || h * w == 0 {
+            return Ok(Tensor::zeros(IxDyn(&out)));
+        }
+        let ys = y.as_slice_mut().expect("an output buffer is contiguous");
+        // nearest along the width: each value one input value
+        let picks = tx.iter().all(|c| c.w == 0.0 && c.i0 == c.i1);
+        for (plane, dst) in xs.chunks(h * w).zip(ys.chunks_exact_mut(out[2] * ow)) {
+            for (k, t) in ty.iter().enumerate() {
                 let (r0, r1) = (&plane[t.i0 * w..][..w], &plane[t.i1 * w..][..w]);
-                if t.w == 0.0 {
+                let (above, row) = dst.split_at_mut(k * ow);
+                let row = &mut row[..ow];
+                let prev = k.checked_sub(1).map(|p| &ty[p]);
+                if t.w == 0.0 && prev.is_some_and(|p| p.w == 0.0 && p.i0 == t.i0) {
+                    // the same input row as the output row above (nearest, enlarging)
+                    row.copy_from_slice(&above[(k - 1) * ow..]);
+                    continue;
+                }
+                if t.w == 0.0 && picks {
+                    row.iter_mut().zip(&tx).for_each(|(o, c)| *o = r0[c.i0]);
+                } else if t.w == 0.0 {
                     row.iter_mut()
                         .zip(&tx)
                         .for_each(|(o, c)| *o = r0[c.i0] + c.w * (r0[c.i1] - r0[c.i0]));
@@ -347,10 +363,9 @@ impl Layer for Resize2d {
                         *o = a + t.w * (b - a);
                     });
                 }
-                y.extend_from_slice(&row);
             }
         }
-        Ok(Tensor::from_shape_vec(IxDyn(&out), y).expect("length"))
+        Ok(y)
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
