@@ -119,7 +119,7 @@ pub fn map_planes(
     mut f: impl FnMut(usize, &[f32], &mut [f32]),
 ) -> Tensor {
     assert!(
-        plane > 0 && x.len() % plane == 0,
+        plane > 0 && x.len().is_multiple_of(plane),
         "planes of {plane} in {}",
         x.len()
     );

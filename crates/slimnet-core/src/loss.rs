@@ -380,6 +380,17 @@ pub trait Loss {
     }
 }
 
+/// A loss borrowed mutably is a loss, so callers keep it (and its state) after training.
+impl<L: Loss + ?Sized> Loss for &mut L {
+    fn loss(&mut self, input: &Tensor, output: &Tensor, labels: &[usize]) -> Result<(f32, Tensor)> {
+        (**self).loss(input, output, labels)
+    }
+
+    fn loss_batch(&mut self, batch: &Batch<'_>, output: &Tensor) -> Result<(f32, Tensor)> {
+        (**self).loss_batch(batch, output)
+    }
+}
+
 /// One training batch: the examples' indices in the training set, inputs and labels.
 #[derive(Debug, Clone, Copy)]
 pub struct Batch<'a> {
