@@ -95,8 +95,37 @@ pub const SKIMAGE_PHOTOS: [&str; 4] = ["coffee.png", "chelsea.png", "astronaut.p
 /// # Errors
 /// When pip fails, the wheel's checksum differs, or unpacking fails (the message says which).
 pub fn skimage_photos() -> Result<PathBuf, String> {
+    skimage_files(&format!("photos-{SKIMAGE_VERSION}"), &SKIMAGE_PHOTOS)
+}
+
+/// Images of `skimage/data/` for style transfer: colour photos to stylise (content images)
+/// and one style image, an immunohistochemistry micrograph (`ihc.png`), whose stained tissue
+/// has the strong colours and brush-like texture of a painting (no painting ships in a
+/// package registry that we found).
+pub const SKIMAGE_STYLE: [&str; 8] = [
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "motorcycle_left.png",
+    "hubble_deep_field.jpg",
+    "retina.jpg",
+    "rocket.jpg",
+    "ihc.png",
+];
+
+/// The folder holding [`SKIMAGE_STYLE`], fetched as [`skimage_photos`] fetches its photos
+/// (from the same cached wheel).
+///
+/// # Errors
+/// As [`skimage_photos`].
+pub fn skimage_style_images() -> Result<PathBuf, String> {
+    skimage_files(&format!("style-{SKIMAGE_VERSION}"), &SKIMAGE_STYLE)
+}
+
+/// Unpacks `names` of `skimage/data/` from the scikit-image wheel into the folder `out`.
+fn skimage_files(out: &str, names: &[&str]) -> Result<PathBuf, String> {
     let v = SKIMAGE_VERSION;
-    let members = SKIMAGE_PHOTOS.map(|n| format!("skimage/data/{n}"));
+    let members: Vec<String> = names.iter().map(|n| format!("skimage/data/{n}")).collect();
     fetch_wheel(
         &Wheel {
             cache: "skimage",
@@ -116,7 +145,7 @@ pub fn skimage_photos() -> Result<PathBuf, String> {
                 "cp311",
             ],
         },
-        &format!("photos-{v}"),
+        out,
         &members,
     )
 }

@@ -25,8 +25,21 @@ use slimnet_core::{Layer, Result};
 /// # Errors
 /// A model that rejects the images.
 pub fn batch1(models: &[&dyn Layer], images: &Dataset, rounds: usize) -> Result<Vec<Latency>> {
+    batch1_threads(models, images, rounds, 1)
+}
+
+/// [`batch1`] on `threads` kernel threads.
+///
+/// # Errors
+/// A model that rejects the images.
+pub fn batch1_threads(
+    models: &[&dyn Layer],
+    images: &Dataset,
+    rounds: usize,
+    threads: usize,
+) -> Result<Vec<Latency>> {
     let xs: Vec<_> = (0..images.len()).map(|i| images.batch(&[i]).0).collect();
-    slimnet_kernels::threads::with(1, || {
+    slimnet_kernels::threads::with(threads, || {
         for m in models {
             for x in &xs {
                 m.forward(x)?;
