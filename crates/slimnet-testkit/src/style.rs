@@ -380,3 +380,67 @@ pub fn write_rgb_png(path: &std::path::Path, images: &[Tensor]) -> crate::Res<()
         .map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use slimnet_core::layers::{Activation, BatchNormConfig, Conv2dConfig};
+
+    /// A small loss network with a batch norm (folded by the loss) and three named layers.
+    fn loss_net() -> Graph {
+        let mut rng = tensor::rng(3);
+        let mut g = Graph::new();
+        let x = g.input();
+        let conv = |cin, cout, rng: &mut _| {
+            Conv2dConfig::new(cin, cout, 3)
+                .with_padding(1)
+                .init(rng)
+                .unwrap()
+        };
+        let a = g.add_layer("c1", conv(3, 4, &mut rng), x).unwrap();
+        let a = g
+            .add_layer("bn", BatchNormConfig::new(4).init().unwrap(), a)
+            .unwrap();
+        let a = g.add_layer("r1", Activation::tanh(), a).unwrap();
+        g.add_layer("c2", conv(4, 5, &mut rng), a).unwrap();
+        g
+    }
+
+    /// The gradient of the weighted loss with respect to the output, against central
+    /// differences of the loss itself (content, style at two layers, one of them shared with
+    /// the content layer, and total variation).
+    #[test]
+    fn perceptual_gradient_matches_differences() {
+        let style = tensor::uniform(&[1, 3, 6, 6], -1.0, 1.0, &mut tensor::rng(1));
+        let weights = PerceptualWeights {
+            content: 1.0,
+            style: 30.0,
+            tv: 0.5,
+        };
+        let mut loss = Perceptual::new(loss_net(), &style, "r1", &["r1", "c2"], weights).unwrap();
+        let input = tensor::uniform(&[2, 3, 5, 4], -1.0, 1.0, &mut tensor::rng(2));
+        let output = tensor::uniform(&[2, 3, 5, 4], -1.0, 1.0, &mut tensor::rng(4));
+        let (terms, grad) = loss.terms(&input, &output).unwrap();
+        assert!(terms.content > 0.0 && terms.style > 0.0 && terms.tv > 0.0);
+        let h = 1e-2f32;
+        for i in (0..output.len()).step_by(7) {
+            let mut at = |d: f32| {
+                let mut o = output.clone();
+                o.as_slice_mut().unwrap()[i] += d;
+                f64::from(loss.terms(&input, &o).unwrap().0.total())
+            };
+            let numeric = (at(h) - at(-h)) / (2.0 * f64::from(h));
+            let analytic = f64::from(grad.as_slice().unwrap()[i]);
+            assert!(
+                (numeric - analytic).abs() <= 2e-2 * analytic.abs().max(1e-2),
+                "value {i}: {numeric} against {analytic}"
+            );
+        }
+        // the same image as its own input: no content loss
+        let (same, _) = loss.terms(&input, &input).unwrap();
+        assert!(same.content.abs() < 1e-12);
+        assert!(loss.terms(&input, &style).is_err());
+        assert!(Perceptual::new(loss_net(), &style, "nope", &["c2"], weights).is_err());
+        assert!(Perceptual::new(loss_net(), &style, "r1", &[], weights).is_err());
+    }
+}
