@@ -35,7 +35,8 @@ use slimnet::distill::layerwise::{lighten, train_units, LayerwiseConfig, UnitInp
 use slimnet::distill::report::{line_chart, Series};
 use slimnet::distill::stages::macs;
 use slimnet::quant::ptq::{quantize_static, PtqConfig};
-use slimnet_testkit::flow::{fit_flow, mean_epe, seconds_to, write_flow_png, FlowFit};
+use slimnet_testkit::fit::Fit;
+use slimnet_testkit::flow::{fit_flow, mean_epe, seconds_to, write_flow_png};
 use slimnet_testkit::{speed, Args, Res, Table};
 
 const USAGE: &str = "usage: flownet [--size N] [--train N] [--val N] [--test N] \
@@ -80,7 +81,7 @@ fn flownet() -> Res<()> {
          EPE of predicting no motion {:.4}",
         test.mean_flow_magnitude()
     );
-    let fit = |epochs, lr| FlowFit {
+    let fit = |epochs, lr| Fit {
         epochs,
         batch_size: 16,
         lr,

@@ -34,9 +34,13 @@ use slimnet::distill::layerwise::{lighten, train_units, LayerwiseConfig, UnitInp
 use slimnet::distill::report::{line_chart, Series};
 use slimnet::distill::stages::macs;
 use slimnet::onnx::pth;
-use slimnet_testkit::pretrained::{efficientnet_lite0_pth, skimage_style_images};
+use slimnet_testkit::fit::Fit;
+use slimnet_testkit::pretrained::{
+    efficientnet_lite0_pth, skimage_style_images, STYLE_IMAGE, STYLE_TEST_PHOTO as TEST_PHOTO,
+    STYLE_TRAIN_PHOTOS as TRAIN_PHOTOS,
+};
 use slimnet_testkit::style::{
-    fit_style, photo, photo_crops, write_rgb_png, Perceptual, PerceptualWeights, StyleFit,
+    fit_style, photo, photo_crops, write_rgb_png, Perceptual, PerceptualWeights,
 };
 use slimnet_testkit::{speed, Args, Res, Table};
 
@@ -44,19 +48,6 @@ const USAGE: &str = "usage: style_transfer [--size N] [--crops N] [--width N] \
      [--teacher-epochs N] [--layerwise-epochs N] [--epochs N] [--style-weight F] \
      [--content-weight F] [--tv-weight F] [--threads N] [--seed N] [--out-dir DIR]";
 
-/// The photos the networks learn to stylise.
-const TRAIN_PHOTOS: [&str; 6] = [
-    "astronaut.png",
-    "chelsea.png",
-    "coffee.png",
-    "motorcycle_left.png",
-    "hubble_deep_field.jpg",
-    "retina.jpg",
-];
-/// The held-out photo (validation and test crops, the picture).
-const TEST_PHOTO: &str = "rocket.jpg";
-/// The style.
-const STYLE_IMAGE: &str = "ihc.png";
 /// Side of the test images and of the speed measurement.
 const FRAME: usize = 256;
 
@@ -106,7 +97,7 @@ fn style_transfer() -> Res<()> {
         &["_relu0", "_blocks_0", "_blocks_2", "_blocks_4"],
         weights,
     )?;
-    let fit = |epochs, lr| StyleFit {
+    let fit = |epochs, lr| Fit {
         epochs,
         batch_size: 4,
         lr,

@@ -1,5 +1,5 @@
 //! What the optical-flow example needs around the library: training a flow network on
-//! [`FlowDataset`] pairs with the end-point error (core's [`Trainer`] with a loss that looks up
+//! [`FlowDataset`] pairs with the end-point error (core's trainer with a loss that looks up
 //! each batch's target flows), the mean EPE on a held-out set, and flow fields drawn as
 //! colour-wheel PNG images.
 
@@ -7,8 +7,9 @@ use ndarray::{ArrayView3, Axis};
 use slimnet_core::data::flow::FlowDataset;
 use slimnet_core::data::Dataset;
 use slimnet_core::loss::{epe, Batch, Loss};
-use slimnet_core::optim::{Adam, CosineLr};
-use slimnet_core::train::{Callback, Clock, StepInfo, TrainConfig, Trainer};
+use slimnet_core::train::{Callback, Clock, StepInfo};
+
+use crate::fit::Fit;
 use slimnet_core::{Error, Graph, Layer, Result, Tensor};
 
 /// The end-point error against the training set's flows, found by the batch's indices.
@@ -41,21 +42,6 @@ pub fn mean_epe(model: &dyn Layer, data: &FlowDataset) -> Result<f32> {
         sum += epe(&model.forward(&x)?, &flow)?.0 as f64 * chunk.len() as f64;
     }
     Ok((sum / data.len().max(1) as f64) as f32)
-}
-
-/// Settings of [`fit_flow`].
-#[derive(Debug, Clone)]
-pub struct FlowFit {
-    /// Passes over the training pairs.
-    pub epochs: usize,
-    /// Pairs per step.
-    pub batch_size: usize,
-    /// Adam's learning rate at the start (cosine decay over the epochs).
-    pub lr: f32,
-    /// Validation evaluations per epoch (evenly spaced, the last at its end).
-    pub evals_per_epoch: usize,
-    /// Seed of the shuffle.
-    pub seed: u64,
 }
 
 /// Validation EPE every few steps, timed by a clock that leaves the evaluations out.
@@ -96,34 +82,23 @@ pub fn fit_flow(
     model: &mut Graph,
     train: &FlowDataset,
     val: &FlowDataset,
-    fit: &FlowFit,
+    fit: &Fit,
     clock: &Clock,
     phase: &str,
 ) -> Result<Vec<(f64, f32)>> {
     // the trainer's examples: the input pairs, with labels it does not use
     let pairs = Dataset::new(train.inputs.clone(), vec![0; train.len()], 1)?;
-    let steps = train.len().div_ceil(fit.batch_size.max(1));
     let mut eval = EvalEpe {
         val,
         clock,
-        every: (steps / fit.evals_per_epoch.max(1)).max(1),
+        every: fit.eval_every(train.len()),
         phase,
         points: Vec::new(),
     };
-    let cfg = TrainConfig::default()
-        .with_epochs(fit.epochs)
-        .with_batch_size(fit.batch_size)
-        .with_seed(fit.seed)
-        .with_label(phase);
-    Trainer::new(cfg)
-        .clock(clock)
-        .optimizer(Adam::new(fit.lr))
-        .schedule(CosineLr::new(fit.lr, fit.epochs))
-        .loss(EpeTargets {
-            flows: &train.flows,
-        })
-        .callback(&mut eval)
-        .fit(model, &pairs, None)?;
+    let loss = EpeTargets {
+        flows: &train.flows,
+    };
+    fit.run(model, &pairs, loss, &mut eval, clock, phase)?;
     Ok(eval.points)
 }
 

@@ -2,7 +2,8 @@
 //! one line per training epoch ([`PrintEpochs`]), printed tables ([`Table`]), the accuracy / size / speed table of a
 //! compression pipeline ([`Stages`]), batch-1 latency on real images ([`speed`]), analysis
 //! sweeps ([`sweep`]), what the distillation examples share ([`distill`]), flow training
-//! and pictures ([`flow`]), style-transfer losses, training and pictures ([`style`]), a Python
+//! and pictures ([`flow`]), style-transfer losses, training and pictures ([`style`]), the training run both use
+//! ([`fit`]), a Python
 //! interpreter that can import what a test needs ([`python_with`]), ONNX Runtime as the peer
 //! for outputs and latency ([`ort`]) and a model beside its ONNX file in both runtimes
 //! ([`onnx_side`]), and real pretrained ONNX CNNs from a package registry
@@ -16,6 +17,7 @@ pub mod alloc;
 mod args;
 pub mod distill;
 mod epochs;
+pub mod fit;
 pub mod flow;
 pub mod onnx_side;
 pub mod ort;

@@ -98,28 +98,31 @@ pub fn skimage_photos() -> Result<PathBuf, String> {
     skimage_files(&format!("photos-{SKIMAGE_VERSION}"), &SKIMAGE_PHOTOS)
 }
 
-/// Images of `skimage/data/` for style transfer: colour photos to stylise (content images)
-/// and one style image, an immunohistochemistry micrograph (`ihc.png`), whose stained tissue
-/// has the strong colours and brush-like texture of a painting (no painting ships in a
-/// package registry that we found).
-pub const SKIMAGE_STYLE: [&str; 8] = [
+/// Colour photos of `skimage/data/` that style transfer learns to stylise.
+pub const STYLE_TRAIN_PHOTOS: [&str; 6] = [
     "astronaut.png",
     "chelsea.png",
     "coffee.png",
     "motorcycle_left.png",
     "hubble_deep_field.jpg",
     "retina.jpg",
-    "rocket.jpg",
-    "ihc.png",
 ];
+/// A colour photo of `skimage/data/` held out from style-transfer training.
+pub const STYLE_TEST_PHOTO: &str = "rocket.jpg";
+/// The style image: an immunohistochemistry micrograph of `skimage/data/`, whose stained
+/// tissue has the strong colours and brush-like texture of a painting (no painting ships in
+/// a package registry that we found).
+pub const STYLE_IMAGE: &str = "ihc.png";
 
-/// The folder holding [`SKIMAGE_STYLE`], fetched as [`skimage_photos`] fetches its photos
-/// (from the same cached wheel).
+/// The folder holding [`STYLE_TRAIN_PHOTOS`], [`STYLE_TEST_PHOTO`] and [`STYLE_IMAGE`],
+/// fetched as [`skimage_photos`] fetches its photos (from the same cached wheel).
 ///
 /// # Errors
 /// As [`skimage_photos`].
 pub fn skimage_style_images() -> Result<PathBuf, String> {
-    skimage_files(&format!("style-{SKIMAGE_VERSION}"), &SKIMAGE_STYLE)
+    let mut names = STYLE_TRAIN_PHOTOS.to_vec();
+    names.extend([STYLE_TEST_PHOTO, STYLE_IMAGE]);
+    skimage_files(&format!("style-{SKIMAGE_VERSION}"), &names)
 }
 
 /// Unpacks `names` of `skimage/data/` from the scikit-image wheel into the folder `out`.

@@ -1,7 +1,7 @@
 //! What the style-transfer example needs around the library: a perceptual loss on a frozen loss
 //! network ([`Perceptual`]: content, Gram-matrix style and total variation, as Johnson et al.
 //! 2016 train their network), training an image-to-image network with it on core's
-//! [`Trainer`] ([`fit_style`]), random crops of photos as training images ([`photo_crops`]),
+//! trainer ([`fit_style`]), random crops of photos as training images ([`photo_crops`]),
 //! and images written side by side as one PNG ([`write_rgb_png`]).
 //!
 //! Images are `[N, 3, H, W]` with 8-bit values `v` stored as `(v - 127) / 128`, the input
@@ -12,10 +12,11 @@ use rand_chacha::ChaCha8Rng;
 use slimnet_core::data::Dataset;
 use slimnet_core::graph::NodeId;
 use slimnet_core::loss::{gram_matrix, gram_style, mse, total_variation, Loss};
-use slimnet_core::optim::{Adam, CosineLr};
 use slimnet_core::rewrite::fold_batchnorm;
-use slimnet_core::train::{Callback, Clock, StepInfo, TrainConfig, Trainer};
+use slimnet_core::train::{Callback, Clock, StepInfo};
 use slimnet_core::{tensor, Error, Graph, Layer, Result, Tensor};
+
+use crate::fit::Fit;
 
 /// The weights of the three terms of a [`Perceptual`] loss.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -175,21 +176,6 @@ impl Loss for Perceptual {
     }
 }
 
-/// Settings of [`fit_style`].
-#[derive(Debug, Clone)]
-pub struct StyleFit {
-    /// Passes over the training images.
-    pub epochs: usize,
-    /// Images per step.
-    pub batch_size: usize,
-    /// Adam's learning rate at the start (cosine decay over the epochs).
-    pub lr: f32,
-    /// Validation evaluations per epoch (evenly spaced, the last at its end).
-    pub evals_per_epoch: usize,
-    /// Seed of the shuffle.
-    pub seed: u64,
-}
-
 /// Validation loss every few steps, timed by a clock that leaves the evaluations out.
 struct EvalLoss<'a> {
     loss: &'a mut Perceptual,
@@ -235,14 +221,13 @@ pub fn fit_style(
     train: &Tensor,
     val: &Tensor,
     loss: &mut Perceptual,
-    fit: &StyleFit,
+    fit: &Fit,
     clock: &Clock,
     phase: &str,
 ) -> Result<Vec<(f64, f32)>> {
     let n = train.shape()[0];
     // the trainer's examples: the images, with labels it does not use
     let images = Dataset::new(train.clone(), vec![0; n], 1)?;
-    let steps = n.div_ceil(fit.batch_size.max(1));
     // the trainer owns its loss for the whole run; the evaluations use a second copy of the
     // (frozen) loss network
     let mut eval_loss = Perceptual {
@@ -256,22 +241,11 @@ pub fn fit_style(
         loss: &mut eval_loss,
         val,
         clock,
-        every: (steps / fit.evals_per_epoch.max(1)).max(1),
+        every: fit.eval_every(n),
         phase,
         points: Vec::new(),
     };
-    let cfg = TrainConfig::default()
-        .with_epochs(fit.epochs)
-        .with_batch_size(fit.batch_size)
-        .with_seed(fit.seed)
-        .with_label(phase);
-    Trainer::new(cfg)
-        .clock(clock)
-        .optimizer(Adam::new(fit.lr))
-        .schedule(CosineLr::new(fit.lr, fit.epochs))
-        .loss(&mut *loss)
-        .callback(&mut eval)
-        .fit(model, &images, None)?;
+    fit.run(model, &images, &mut *loss, &mut eval, clock, phase)?;
     Ok(eval.points)
 }
 
