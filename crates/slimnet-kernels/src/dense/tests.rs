@@ -114,6 +114,20 @@ fn conv_forward_matches_definition() {
         ConvGeometry::new(1, 2, 11, 16, 2, 3, 3)
             .with_groups(2)
             .with_padding(1, 1),
+        // depthwise kernels of 5, 7 and 9 rows (the tall-kernel path) and of 4 (the generic
+        // one), bands of eight output rows with a remainder, partial column blocks
+        ConvGeometry::new(1, 3, 27, 21, 3, 9, 9)
+            .with_groups(3)
+            .with_padding(4, 2),
+        ConvGeometry::new(2, 2, 13, 35, 2, 5, 7)
+            .with_groups(2)
+            .with_padding(2, 3),
+        ConvGeometry::new(1, 2, 19, 18, 2, 7, 5)
+            .with_groups(2)
+            .with_padding(1, 0),
+        ConvGeometry::new(1, 2, 12, 10, 2, 4, 3)
+            .with_groups(2)
+            .with_padding(1, 1),
         // small planes with at least 64 output channels: prepared weights take the kernel with
         // output channels along the lanes (a partial second block of 6 channels; pointwise;
         // strided with a batch of two)
