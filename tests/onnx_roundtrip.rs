@@ -221,7 +221,7 @@ fn onnx_layers() -> (&'static str, Graph) {
 /// The upsampling layers of detection and segmentation heads, as the reader imports them, with
 /// the reflection padding and instance normalization of style-transfer networks.
 fn upsampling() -> (&'static str, Graph) {
-    use slimnet::core::layers::{Conv2dConfig, InstanceNormConfig};
+    use slimnet::core::layers::{ActivationKind, Conv2dConfig, InstanceNormConfig};
     use slimnet::onnx::layers::*;
     let mut rng = tensor::rng(7);
     let w = tensor::uniform(&[4, 3, 3, 3], -0.5, 0.5, &mut rng);
@@ -249,6 +249,16 @@ fn upsampling() -> (&'static str, Graph) {
             n.weight
                 .value_mut()
                 .assign(&tensor::uniform(&[3], 0.5, 1.5, &mut rng));
+            n.bias
+                .value_mut()
+                .assign(&tensor::uniform(&[3], -0.5, 0.5, &mut rng));
+            n
+        })
+        .push("norm_relu", {
+            // an activation fused into the normalisation, as frozen plans have them: exported
+            // as the node after it
+            let cfg = InstanceNormConfig::new(3).with_activation(ActivationKind::Relu);
+            let mut n = cfg.init().unwrap();
             n.bias
                 .value_mut()
                 .assign(&tensor::uniform(&[3], -0.5, 0.5, &mut rng));

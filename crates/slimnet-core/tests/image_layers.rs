@@ -3,10 +3,10 @@
 //! through model files; the image losses' shape checks and Gram matrices.
 
 use slimnet_core::layers::{
-    ConvTranspose2d, ConvTransposeConfig, CoordMode, InstanceNormConfig, NearestMode, Pad, PadMode,
-    Resize2d, ResizeMode, ResizeTarget,
+    Activation, ActivationKind, ConvTranspose2d, ConvTransposeConfig, CoordMode,
+    InstanceNormConfig, NearestMode, Pad, PadMode, Resize2d, ResizeMode, ResizeTarget,
 };
-use slimnet_core::{tensor, Layer, Tensor};
+use slimnet_core::{models, tensor, Layer, Tensor};
 
 /// Relative error of the input gradient of `sum(w * layer(x))` against central differences.
 fn grad_error(layer: &mut dyn Layer, x: &Tensor) -> f32 {
@@ -311,6 +311,13 @@ fn new_layers_round_trip_through_model_files() {
             n.bias.value_mut()[0] = 0.25;
             n
         })
+        .push("norm_act", {
+            let cfg = InstanceNormConfig::new(2)
+                .with_activation(ActivationKind::LeakyRelu { alpha: 0.1 });
+            let mut n = cfg.init().unwrap();
+            n.bias.value_mut()[1] = -0.3;
+            n
+        })
         .push(
             "fit",
             Resize2d::new(
@@ -531,4 +538,57 @@ fn gram_matrix_matches_its_definition() {
         .sum::<f64>()
         / 18.0;
     assert!((f64::from(l) - want).abs() < 1e-6);
+}
+
+#[test]
+fn instance_norm_with_a_fused_activation() {
+    let x = tensor::uniform(&[2, 3, 4, 5], -3.0, 5.0, &mut tensor::rng(5));
+    for kind in [
+        ActivationKind::Relu,
+        ActivationKind::LeakyRelu { alpha: 0.2 },
+        ActivationKind::Tanh,
+    ] {
+        let mut plain = InstanceNormConfig::new(3).init().unwrap();
+        plain.weight.value_mut()[1] = -1.5;
+        plain.bias.value_mut()[2] = 0.4;
+        let mut fused = InstanceNormConfig::new(3)
+            .with_activation(kind)
+            .init()
+            .unwrap();
+        fused.weight.value_mut()[1] = -1.5;
+        fused.bias.value_mut()[2] = 0.4;
+        // the same bits as the two layers one after the other
+        let want = Activation::new(kind)
+            .unwrap()
+            .forward(&plain.forward(&x).unwrap())
+            .unwrap();
+        assert_eq!(fused.forward(&x).unwrap(), want, "{kind:?}");
+        assert_eq!(fused.forward_train(&x).unwrap(), want, "{kind:?}");
+    }
+    // the gradient goes through the activation (a smooth one, for finite differences)
+    let mut l = InstanceNormConfig::new(3)
+        .with_activation(ActivationKind::Tanh)
+        .init()
+        .unwrap();
+    l.bias.value_mut()[0] = 0.5;
+    let e = grad_error(
+        &mut l,
+        &tensor::uniform(&[1, 3, 3, 4], -1.0, 1.0, &mut tensor::rng(6)),
+    );
+    assert!(e < 2e-3, "input gradient error {e}");
+    assert!(InstanceNormConfig::new(2)
+        .with_activation(ActivationKind::LeakyRelu { alpha: f32::NAN })
+        .init()
+        .is_err());
+}
+
+#[test]
+fn frozen_style_network_fuses_its_activations() {
+    let g = models::style_net(4, &mut tensor::rng(7)).unwrap();
+    let plan = g.freeze(&[1, 3, 24, 24]).unwrap();
+    let kinds: Vec<&str> = plan.layers().map(|(_, l)| l.kind()).collect();
+    assert!(!kinds.contains(&"ReLU"), "{kinds:?}");
+    let x = tensor::uniform(&[1, 3, 24, 24], 0.0, 1.0, &mut tensor::rng(8));
+    let d = tensor::max_abs_diff(&plan.run(&x).unwrap(), &g.forward(&x).unwrap());
+    assert!(d < 1e-4, "plan against graph: {d}");
 }

@@ -11,7 +11,8 @@ use crate::value::{Value, ValueKind};
 
 /// A graph frozen for inference by [`Graph::freeze`]: nested graphs inlined, batch norms
 /// folded into the convolutions they follow (as [`fold_batchnorm`] does; outputs equal the
-/// graph's up to f32 rounding), every layer's prepared weights made once (Winograd
+/// graph's up to f32 rounding), activations fused into the instance norms they follow (as
+/// [`fuse_norm_activations`] does), every layer's prepared weights made once (Winograd
 /// transforms, packed panels), the kind of every edge fixed (f32, or u8 codes with their
 /// quantization, so consecutive int8 layers hand codes straight on and a conversion runs
 /// only where a reader needs the other kind), and the order of the nodes with the point
@@ -22,6 +23,7 @@ use crate::value::{Value, ValueKind};
 /// change it. It is `Send + Sync`; run it from many threads at once.
 ///
 /// [`fold_batchnorm`]: crate::rewrite::fold_batchnorm
+/// [`fuse_norm_activations`]: crate::rewrite::fuse_norm_activations
 ///
 /// ```
 /// use slimnet_core::{models, tensor, Layer};
@@ -64,6 +66,7 @@ impl Graph {
         g.cache = None;
         g.inline()?;
         crate::rewrite::fold_batchnorm(&mut g, input)?;
+        crate::rewrite::fuse_norm_activations(&mut g, input)?;
         let shapes = g.shapes(input)?;
         let mut kinds: Vec<ValueKind> = Vec::with_capacity(g.nodes.len());
         let mut convert = Vec::with_capacity(g.nodes.len());

@@ -61,7 +61,7 @@ impl ActivationKind {
     ];
 
     #[inline]
-    fn f(self, x: f32) -> f32 {
+    pub(crate) fn f(self, x: f32) -> f32 {
         match self {
             // NaN passes through (`f32::max` would turn it into 0 and hide it)
             ActivationKind::Relu => {
@@ -88,7 +88,7 @@ impl ActivationKind {
 
     /// Derivative with respect to the input.
     #[inline]
-    fn df(self, x: f32) -> f32 {
+    pub(crate) fn df(self, x: f32) -> f32 {
         match self {
             ActivationKind::Relu => (x > 0.0) as u8 as f32,
             ActivationKind::Relu6 => (x > 0.0 && x < 6.0) as u8 as f32,

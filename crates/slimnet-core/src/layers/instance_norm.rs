@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::layer::{no_cache, Cost, Layer};
+use crate::layers::{Activation, ActivationKind};
 use crate::param::Param;
 use crate::tensor::{contiguous, expect_nchw, Tensor};
 
@@ -17,6 +18,12 @@ pub struct InstanceNormConfig {
     pub num_features: usize,
     /// Added to the variance before the square root.
     pub eps: f32,
+    /// An activation applied to the output in the same pass (fused by [`Graph::freeze`] where
+    /// one follows); `None` in a training graph as built.
+    ///
+    /// [`Graph::freeze`]: crate::Graph::freeze
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub activation: Option<ActivationKind>,
 }
 
 impl InstanceNormConfig {
@@ -25,6 +32,7 @@ impl InstanceNormConfig {
         Self {
             num_features,
             eps: 1e-5,
+            activation: None,
         }
     }
 
@@ -34,10 +42,17 @@ impl InstanceNormConfig {
         self
     }
 
+    /// Applies `kind` to the output (see [`InstanceNormConfig::activation`]).
+    pub fn with_activation(mut self, kind: ActivationKind) -> Self {
+        self.activation = Some(kind);
+        self
+    }
+
     /// Builds the layer with scale 1 and bias 0 (the plain normalisation).
     ///
     /// # Errors
-    /// Zero channels, more than `2^24`, or an `eps` that is not finite and positive.
+    /// Zero channels, more than `2^24`, an `eps` that is not finite and positive, or an
+    /// activation with a parameter that is not finite.
     pub fn init(self) -> Result<InstanceNorm2d> {
         let c = self.num_features;
         InstanceNorm2d::from_parts(self, Tensor::ones(vec![c]), Tensor::zeros(vec![c]))
@@ -76,8 +91,8 @@ impl InstanceNorm2d {
     /// A layer from its configuration, scale and shift.
     ///
     /// # Errors
-    /// Zero channels or more than `2^24`, an `eps` that is not finite and positive, or a
-    /// scale or shift not of shape `[C]`.
+    /// Zero channels or more than `2^24`, an `eps` that is not finite and positive, an
+    /// activation with a parameter that is not finite, or a scale or shift not of shape `[C]`.
     pub fn from_parts(cfg: InstanceNormConfig, weight: Tensor, bias: Tensor) -> Result<Self> {
         let c = cfg.num_features;
         if c == 0 || c > 1 << 24 || !(cfg.eps > 0.0 && cfg.eps.is_finite()) {
@@ -85,6 +100,9 @@ impl InstanceNorm2d {
                 "InstanceNorm2d: num_features {c} must be in 1..=2^24 and eps {} positive",
                 cfg.eps
             )));
+        }
+        if let Some(kind) = cfg.activation {
+            Activation::new(kind)?;
         }
         for (name, t) in [("weight", &weight), ("bias", &bias)] {
             if t.shape() != [c] {
@@ -165,13 +183,27 @@ impl Layer for InstanceNorm2d {
         let m = self.plane(x.shape())?;
         let (c, eps) = (self.cfg.num_features, f64::from(self.cfg.eps));
         let (g, b) = (self.weight.value(), self.bias.value());
-        // normalisation and affine map in one pass per plane, into a reused buffer
+        let act = self.cfg.activation;
+        // normalisation and affine map in one pass per plane, into a reused buffer; the
+        // activation while the plane is still in cache
         Ok(crate::buffers::map_planes(x, m, |i, src, dst| {
             let (mean, is) = plane_stats(src, eps);
             let (mean, a, b) = (mean as f32, (is as f32) * g[i % c], b[i % c]);
-            dst.iter_mut()
-                .zip(src)
-                .for_each(|(d, &v)| *d = (v - mean) * a + b);
+            match act {
+                None => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = (v - mean) * a + b),
+                // as the ReLU layer: NaN passes through
+                Some(ActivationKind::Relu) => dst.iter_mut().zip(src).for_each(|(d, &v)| {
+                    let y = (v - mean) * a + b;
+                    *d = if y < 0.0 { 0.0 } else { y }
+                }),
+                Some(k) => dst
+                    .iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &v)| *d = k.f((v - mean) * a + b)),
+            }
         }))
     }
 
@@ -187,7 +219,8 @@ impl Layer for InstanceNorm2d {
     /// Per plane of `m = H * W` values:
     /// `dx = weight * inv_std / m * (m * dy - sum(dy) - x_hat * sum(dy * x_hat))`; the
     /// scale gradient is `sum(dy * x_hat)` and the shift gradient `sum(dy)`, over samples and
-    /// positions.
+    /// positions. With an activation, `dy` is first multiplied by its derivative at
+    /// `weight * x_hat + bias`.
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
         let (xhat, inv_std) = self
             .cache
@@ -201,7 +234,22 @@ impl Layer for InstanceNorm2d {
         }
         let c = self.cfg.num_features;
         let m = xhat.shape()[2] * xhat.shape()[3];
-        let dy = contiguous(grad_out);
+        let mut dy = contiguous(grad_out);
+        if let Some(k) = self.cfg.activation {
+            let (g, b) = (self.weight.value(), self.bias.value());
+            let xh = xhat.as_slice().expect("the cached tensor is contiguous");
+            for (i, (d, x)) in dy
+                .to_mut()
+                .chunks_exact_mut(m)
+                .zip(xh.chunks_exact(m))
+                .enumerate()
+            {
+                let (g, b) = (g[i % c], b[i % c]);
+                d.iter_mut()
+                    .zip(x)
+                    .for_each(|(d, &x)| *d *= k.df(x * g + b));
+            }
+        }
         let xh = xhat.as_slice().expect("the cached tensor is contiguous");
         let mut dx = vec![0.0f32; xh.len()];
         let (gamma, gw) = self.weight.value_and_grad_mut();

@@ -1,9 +1,10 @@
-//! Folding a BatchNorm into the convolution before it.
+//! Folding a BatchNorm into the convolution before it, and an activation into the
+//! normalisation before it.
 
 use super::{Action, Ctx, Report, Rewriter};
 use crate::error::Result;
 use crate::graph::Graph;
-use crate::layers::{BatchNorm2d, Conv2d};
+use crate::layers::{Activation, BatchNorm2d, Conv2d, InstanceNorm2d};
 use crate::tensor;
 
 /// The rule folding a [`BatchNorm2d`] into the [`Conv2d`] that feeds it (when the BatchNorm is
@@ -57,5 +58,53 @@ pub fn fold_into_conv(bn: &BatchNorm2d, ctx: &mut Ctx<'_>) -> Result<Action> {
 pub fn fold_batchnorm(graph: &mut Graph, input: &[usize]) -> Result<Report> {
     Rewriter::new()
         .rule::<BatchNorm2d>("fold-bn", fold_into_conv)
+        .run(graph, input)
+}
+
+/// The rule fusing an [`Activation`] into the [`InstanceNorm2d`] that feeds it (when the
+/// activation is that normalisation's only reader and the normalisation has none yet): the
+/// normalisation applies it in the same pass over each plane (see
+/// [`InstanceNormConfig::activation`](crate::layers::InstanceNormConfig::activation)), and the
+/// activation node goes. Outputs are unchanged.
+///
+/// # Errors
+/// When the fused normalisation cannot be built (it always can for a valid one).
+pub fn fuse_into_norm(act: &Activation, ctx: &mut Ctx<'_>) -> Result<Action> {
+    let Some(norm) = ctx
+        .producer()
+        .filter(|p| p.sole_reader)
+        .and_then(|p| p.downcast::<InstanceNorm2d>())
+        .filter(|n| n.config().activation.is_none())
+    else {
+        return Ok(Action::Keep);
+    };
+    let cfg = norm.config().clone().with_activation(act.activation_kind());
+    let new =
+        InstanceNorm2d::from_parts(cfg, norm.weight.value().clone(), norm.bias.value().clone())?;
+    Ok(Action::FuseIntoProducer(Box::new(new)))
+}
+
+/// Fuses every activation that directly follows an InstanceNorm2d (and is its only reader) into
+/// it, in nested graphs too (see [`fuse_into_norm`]); [`Graph::freeze`] does this. `input` is
+/// the graph's input shape.
+///
+/// ```
+/// use slimnet_core::{models, rewrite::fuse_norm_activations, tensor, Layer};
+/// let mut g = models::style_net(4, &mut tensor::rng(0))?;
+/// let x = tensor::uniform(&[1, 3, 16, 16], 0.0, 1.0, &mut tensor::rng(1));
+/// let before = g.forward(&x)?;
+/// let report = fuse_norm_activations(&mut g, &[1, 3, 16, 16])?;
+/// // the three down-sampling stages, the first half of each of the five residual blocks and
+/// // the two up-sampling stages
+/// assert_eq!(report.changes().count(), 10);
+/// assert_eq!(before, g.forward(&x)?);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+///
+/// # Errors
+/// An input shape the graph rejects.
+pub fn fuse_norm_activations(graph: &mut Graph, input: &[usize]) -> Result<Report> {
+    Rewriter::new()
+        .rule::<Activation>("fuse-into-norm", fuse_into_norm)
         .run(graph, input)
 }

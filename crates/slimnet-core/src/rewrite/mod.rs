@@ -37,7 +37,7 @@ use std::any::TypeId;
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
-pub use fold::{fold_batchnorm, fold_into_conv};
+pub use fold::{fold_batchnorm, fold_into_conv, fuse_into_norm, fuse_norm_activations};
 pub use lower::lower_to_core;
 
 use crate::error::{Error, Result};

@@ -57,7 +57,7 @@ fn pool_attrs(c: &PoolConfig) -> Vec<crate::proto::AttributeProto> {
     ]
 }
 
-fn activation(l: &Activation, cx: &mut LayerExport<'_>) -> Result<()> {
+pub(super) fn activation(l: &Activation, cx: &mut LayerExport<'_>) -> Result<()> {
     match l.activation_kind() {
         ActivationKind::Relu => match cx.input_kind() {
             // ReLU on codes: max(code, zero point), same quantization

@@ -1,7 +1,7 @@
 //! Exporters of the layers of image-to-image networks: `ConvTranspose`, `Resize` and
 //! `InstanceNormalization`.
 
-use slimnet_core::layers::InstanceNorm2d;
+use slimnet_core::layers::{Activation, InstanceNorm2d};
 use slimnet_core::value::ValueKind;
 
 use super::attr;
@@ -101,8 +101,22 @@ fn instance_norm(l: &InstanceNorm2d, cx: &mut LayerExport<'_>) -> Result<()> {
         &[&x, &s, &b],
         vec![attr::float("epsilon", l.config().eps)],
     );
-    cx.set_output(y, ValueKind::F32);
-    Ok(())
+    match l.config().activation {
+        None => {
+            cx.set_output(y, ValueKind::F32);
+            Ok(())
+        }
+        // a fused activation as the node after it
+        Some(kind) => {
+            let act = Activation::new(kind).map_err(|e| cx.error(e.to_string()))?;
+            cx.input = super::builder::Edge {
+                name: y,
+                kind: ValueKind::F32,
+                shape: cx.output_shape.clone(),
+            };
+            super::core::activation(&act, cx)
+        }
+    }
 }
 
 pub(super) fn register(r: &mut ExportRegistry) {
