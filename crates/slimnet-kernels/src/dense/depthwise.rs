@@ -5,8 +5,8 @@ use crate::threads;
 use crate::{Activation, ConvGeometry};
 
 /// Depthwise convolution forward (`groups == in_channels == out_channels`), run directly
-/// without im2col. Stride-1 `kh x 1` and `1 x kw` kernels take dedicated AVX-512 / AVX2 paths
-/// when the CPU has them.
+/// without im2col. Stride-1, dilation-1 kernels take dedicated AVX-512 / AVX2 paths when the
+/// CPU has them (1-D kernels without copying the input, 2-D ones over a zero-padded copy).
 ///
 /// Shapes as in [`conv2d_forward`](super::conv2d_forward) with a `[C, 1, kh, kw]` weight.
 ///
@@ -101,15 +101,18 @@ pub(crate) fn depthwise_forward_unchecked(
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if wide && g.stride == (1, 1) && g.dilation == (1, 1) {
-            // SAFETY: AVX-512F is available; stride and dilation are 1; `x`, `wk` and `o` are
-            // one channel's input plane, weights and output plane.
-            unsafe {
-                crate::scratch::with(&crate::scratch::F32_A, |buf| {
-                    let b = bias.map_or(0.0, |b| b[ch]);
-                    super::depthwise_x86::plane_s1_avx512(g, x, wk, b, act, o, buf)
-                })
-            };
+        if (wide || avx2) && g.stride == (1, 1) && g.dilation == (1, 1) {
+            crate::scratch::with(&crate::scratch::F32_A, |buf| {
+                let b = bias.map_or(0.0, |b| b[ch]);
+                if wide {
+                    // SAFETY: AVX-512F is available; stride and dilation are 1; `x`, `wk` and
+                    // `o` are one channel's input plane, weights and output plane.
+                    unsafe { super::depthwise_x86::plane_s1_avx512(g, x, wk, b, act, o, buf) }
+                } else {
+                    // SAFETY: AVX2 and FMA are available; otherwise as above.
+                    unsafe { super::depthwise_x86::plane_s1_avx2(g, x, wk, b, act, o, buf) }
+                }
+            });
             return;
         }
         crate::scratch::with(&crate::scratch::F32_A, |buf| {
