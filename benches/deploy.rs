@@ -2,13 +2,17 @@
 //! - ResNet-small through `Graph::freeze`, f32 against whole-network int8 (u8 codes between
 //!   layers);
 //! - a core `Conv2d` at the 512-channel 7x7 ResNet shape against the kernel it calls, so the
-//!   layer's own overhead shows.
+//!   layer's own overhead shows;
+//! - the style network of `style_transfer` at 256x256 (`models::style_net(16)`) against its
+//!   light student (`distill::layerwise::lighten` of it), the example's `speedup`; the weights
+//!   are random (the time does not depend on them).
 //!
 //! `cargo bench --bench deploy -- --warm-up-time 1 --measurement-time 3`
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use slimnet::core::layers::Conv2dConfig;
 use slimnet::core::{models, tensor, Layer};
+use slimnet::distill::layerwise::lighten;
 use slimnet::kernels::dense::{conv2d_forward_prepared, ConvWeights};
 use slimnet::kernels::Activation;
 use slimnet::quant::ptq::{quantize_static, PtqConfig};
@@ -61,6 +65,21 @@ fn deploy(c: &mut Criterion) {
     g.bench_function("layer", |b| {
         b.iter(|| slimnet::core::buffers::recycle(conv.forward(&x).expect("runs")))
     });
+    g.finish();
+
+    let teacher = models::style_net(16, &mut rng).expect("style network builds");
+    let student = lighten(&teacher, &[3, 128, 128], &mut rng)
+        .expect("lightens")
+        .student;
+    let frame = [1, 3, 256, 256];
+    let x = tensor::uniform(&frame, 0.0, 1.0, &mut rng);
+    let mut g = c.benchmark_group("style_256_b1");
+    for (name, model) in [("teacher", &teacher), ("student", &student)] {
+        let plan = model.freeze(&frame).expect("freezes");
+        g.bench_function(name, |b| {
+            b.iter(|| slimnet::core::buffers::recycle(plan.run(&x).expect("runs")))
+        });
+    }
     g.finish();
 }
 
