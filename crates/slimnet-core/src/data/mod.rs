@@ -11,6 +11,7 @@ mod folder;
 pub mod hanzi;
 pub mod idx;
 mod mnist;
+pub mod npy;
 
 pub use folder::{Augment, ImageFolder, ImageOptions};
 
