@@ -194,7 +194,9 @@ impl Layer for InstanceNorm2d {
                     .iter_mut()
                     .zip(src)
                     .for_each(|(d, &v)| *d = (v - mean) * a + b),
-                // as the ReLU layer: NaN passes through
+                // ReLU written out, as the ReLU layer computes it (NaN passes through): through
+                // `ActivationKind::f` the loop does not vectorize (16 planes of 256x256: 1.1
+                // against 2.1-2.9 ms)
                 Some(ActivationKind::Relu) => dst.iter_mut().zip(src).for_each(|(d, &v)| {
                     let y = (v - mean) * a + b;
                     *d = if y < 0.0 { 0.0 } else { y }
