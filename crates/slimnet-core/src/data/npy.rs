@@ -136,3 +136,52 @@ pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
         bytes: kind == b'u' && size == 1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A version-1 `.npy` file of `descr` values.
+    fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
+        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + h.len() + 1) % 64 != 0 {
+            h.push(' ');
+        }
+        h.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+        out.extend_from_slice(h.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn reads_floats_and_names_what_is_wrong() {
+        let path =
+            std::env::temp_dir().join(format!("slimnet-npy-core-{}.npy", std::process::id()));
+        let v = [1.5f32, -2.0, f32::INFINITY, 0.25, 7.0, 8.0];
+        let data: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(&path, npy("<f4", "(2, 3)", &data)).unwrap();
+        let a = read(&path).unwrap();
+        assert_eq!(a.shape, [2, 3]);
+        assert_eq!(a.values, v.map(f64::from));
+        assert!(!a.bytes);
+        std::fs::write(&path, npy("|u1", "(2,)", &[3, 255])).unwrap();
+        let a = read(&path).unwrap();
+        assert_eq!(
+            (a.shape, a.values, a.bytes),
+            (vec![2], vec![3.0, 255.0], true)
+        );
+        for (bytes, want) in [
+            (b"nope".to_vec(), "no \\x93NUMPY magic"),
+            (npy("<f4", "(2, 3)", &data[..20]), "20 data bytes"),
+            (npy(">f4", "(1,)", &data[..4]), "unsupported dtype `>f4`"),
+        ] {
+            std::fs::write(&path, bytes).unwrap();
+            let e = read(&path).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("slimnet-npy-core"), "{e}");
+        }
+        std::fs::remove_file(&path).ok();
+        assert!(read(&path).is_err());
+    }
+}
