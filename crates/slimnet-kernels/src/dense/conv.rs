@@ -64,9 +64,9 @@ pub fn conv2d_forward(
 
 /// Convolution weights prepared for repeated inference: the OIHW weights and, made on first use
 /// and kept, the forms the kernels transform them into (the Winograd transform; for small
-/// output planes, output channels along the vector lanes), so that a layer whose weights stay
-/// put pays for them once (as ONNX Runtime prepacks constant weights when it creates a
-/// session).
+/// output planes, output channels along the vector lanes; the panels of the direct kernel), so
+/// that a layer whose weights stay put pays for them once (as ONNX Runtime prepacks constant
+/// weights when it creates a session).
 ///
 /// ```
 /// use slimnet_kernels::dense::{conv2d_forward, conv2d_forward_prepared, ConvWeights};
@@ -89,6 +89,10 @@ pub struct ConvWeights {
     /// (`lanes_x86::pack_lanes`), for small output planes.
     #[cfg(target_arch = "x86_64")]
     lanes: OnceLock<((usize, usize), AlignedF32)>,
+    /// The geometry's `(O, C, kh, kw)` and the weights packed for the direct kernel
+    /// (`direct_x86::pack_direct`).
+    #[cfg(target_arch = "x86_64")]
+    direct: OnceLock<((usize, usize, usize, usize), Vec<f32>)>,
 }
 
 impl ConvWeights {
@@ -99,6 +103,8 @@ impl ConvWeights {
             winograd: OnceLock::new(),
             #[cfg(target_arch = "x86_64")]
             lanes: OnceLock::new(),
+            #[cfg(target_arch = "x86_64")]
+            direct: OnceLock::new(),
         }
     }
 
@@ -109,8 +115,8 @@ impl ConvWeights {
 
     /// Whether [`conv2d_forward_prepared`] has something to keep for a convolution of geometry
     /// `g`: a form of the weights that [`conv2d_forward`] would make anew on every call (the
-    /// Winograd transform, or output channels along the lanes). When false, both calls do the
-    /// same work.
+    /// Winograd transform, output channels along the lanes, or the direct kernel's panels).
+    /// When false, both calls do the same work.
     pub fn pays(g: &ConvGeometry) -> bool {
         if g.is_depthwise() {
             return false;
@@ -120,6 +126,10 @@ impl ConvWeights {
         }
         #[cfg(target_arch = "x86_64")]
         if g.groups == 1 && super::lanes_x86::lanes_fit(g.out_channels, g.out_h() * g.out_w()) {
+            return true;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::direct_x86::direct_fits(g) {
             return true;
         }
         false
@@ -149,6 +159,20 @@ impl ConvWeights {
         } else {
             // (a geometry other than the kept one: correct, though no longer line-aligned)
             Cow::Owned(make().to_vec())
+        }
+    }
+
+    /// The weights packed for the direct kernel, made on first use (a geometry with other
+    /// channel or kernel sizes gets a fresh copy).
+    #[cfg(target_arch = "x86_64")]
+    fn direct(&self, g: &ConvGeometry) -> Cow<'_, [f32]> {
+        let key = (g.out_channels, g.in_channels, g.kernel_h, g.kernel_w);
+        let make = || super::direct_x86::pack_direct(g, &self.weight);
+        let (k, ap) = self.direct.get_or_init(|| (key, make()));
+        if *k == key {
+            Cow::Borrowed(ap)
+        } else {
+            Cow::Owned(make())
         }
     }
 }
@@ -224,7 +248,10 @@ fn conv_forward_threads(
     let blocked = !pointwise && super::sgemm_x86::conv_blocked_fits(g);
     let line_winograd = super::winograd_line::winograd_line_fits(g);
     #[cfg(target_arch = "x86_64")]
-    let direct = super::direct_x86::direct_fits(g);
+    let direct = super::direct_x86::direct_fits(g).then(|| match prepared {
+        Some(p) => p.direct(g),
+        None => Cow::Owned(super::direct_x86::pack_direct(g, weight)),
+    });
     let winograd = super::winograd::winograd_pays(g, prepared.is_some()).then(|| match prepared {
         Some(p) => p.winograd(g),
         None => Cow::Owned(super::winograd::transform_weights(g, weight)),
@@ -267,8 +294,8 @@ fn conv_forward_threads(
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if direct {
-            super::direct_x86::conv_direct_avx512(&one, x, weight, o, nt);
+        if let Some(ap) = &direct {
+            super::direct_x86::conv_direct_avx512(&one, x, ap, o, nt);
             epilogue(o, plane, bias, act);
             return;
         }

@@ -1,4 +1,4 @@
-//! Direct f32 convolution on AVX-512 for stride 1 and dilation 1, without im2col.
+//! Direct f32 convolution on AVX-512 for dilation 1, without im2col.
 //!
 //! The input is copied once into a zero-padded plane per channel (`[C][Hp][Wp]`). Seen as a
 //! matrix whose rows are channels, that copy holds every kernel tap's im2col rows at once:
@@ -8,6 +8,12 @@
 //! channel straight from the copy (one row stride, one offset per tap), and nothing is
 //! unfolded. The `kw - 1` columns a padded row has beyond the output width are computed and
 //! dropped when the tile is stored.
+//!
+//! With strides `sy x sx` the padded plane is split into its `sy * sx` stride phases (every
+//! `sy`-th row from row `a`, every `sx`-th column from column `b`), each `Hq x Wq`. Tap `(i, j)`
+//! then reads phase `(i % sy, j % sx)` shifted by `(i / sy) * Wq + j / sx`: again one offset
+//! per tap over padded output columns `p = y * Wq + x`, so the same tile runs, and
+//! `(kw - 1) / sx` columns per row are dropped.
 //!
 //! Low-rank rewrites are full of the layers this suits: 3x3 convolutions with a few tens of
 //! channels (Tucker-2 cores, channel SVD's first layer), where Winograd's transforms cost more
@@ -34,29 +40,32 @@ const NR: usize = 32;
 const KC: usize = 256;
 
 /// Whether [`conv_direct_avx512`] applies and is expected to beat im2col: AVX-512, one group,
-/// stride 1, dilation 1, a kernel with more than one row (`1 x k` kernels shift every tap
-/// sideways, so most loads straddle two cache lines; im2col measured faster), at least 8 input
-/// and output channels (fewer make tiles too short for their stores), and at most 1 in 8
-/// columns computed and thrown away (`kw - 1` of every `ow + kw - 1`).
+/// dilation 1, a kernel with more than one row (`1 x k` kernels shift every tap sideways, so
+/// most loads straddle two cache lines; im2col measured faster), at least 8 input and output
+/// channels (fewer make tiles too short for their stores), and at most 1 in 8 columns computed
+/// and thrown away (`(kw - 1) / sx` of every `ow + (kw - 1) / sx`).
 ///
 /// Measured with `prof_case k<C>x<O>x<H>x<KH>x<KW>` (ms, im2col -> direct): 64 to 31 at 56x56,
 /// 3x1: 0.392 -> 0.312; 3x3: 64 to 19 at 56x56 0.742 -> 0.564, 30 to 30 0.479 -> 0.399, 16 to
 /// 16 at 14x14 0.013 -> 0.011; but 1x3, 31 to 64 at 56x56, 0.293 -> 0.320; 5x5, 20 to 50 at
 /// 12x12 (a third of the columns thrown away) 0.070 -> 0.088; 3 to 64 channels 0.092 -> 0.124.
+/// Stride 2, split into phases instead of unfolded (`zz_conv`-style loop, fastest of six
+/// interleaved runs, im2col -> direct): 16 to 32 channels at 28x28 0.033 -> 0.024 ms; 32 to 64
+/// at 14x14 0.025 -> 0.024 (a 7x7 output: the prepared lanes layout, tried first, ties).
 /// `SLIMNET_CONV=im2col` turns it off.
 pub(crate) fn direct_fits(g: &ConvGeometry) -> bool {
-    let wp = g.out_w() + g.kernel_w - 1;
+    let dropped = (g.kernel_w - 1) / g.stride.1;
     direct_applies(g)
         && !super::conv::plain_im2col_forced()
         && g.kernel_h > 1
         && g.in_channels >= 8
         && g.out_channels >= 8
-        && 8 * (g.kernel_w - 1) <= wp
+        && 8 * dropped <= g.out_w() + dropped
 }
 
-/// Whether [`conv_direct_avx512`] can run at all: AVX-512, one group, stride 1, dilation 1.
+/// Whether [`conv_direct_avx512`] can run at all: AVX-512, one group, dilation 1.
 pub(crate) fn direct_applies(g: &ConvGeometry) -> bool {
-    crate::isa::features().avx512 && g.groups == 1 && g.stride == (1, 1) && g.dilation == (1, 1)
+    crate::isa::features().avx512 && g.groups == 1 && g.dilation == (1, 1)
 }
 
 /// Whether the direct kernel is chosen over Winograd: it fits and the layer has at most 32
@@ -67,8 +76,18 @@ pub(crate) fn direct_preferred(g: &ConvGeometry) -> bool {
     direct_fits(g) && g.in_channels.min(g.out_channels) <= 32
 }
 
-/// One image of a convolution (no bias or activation) into `out` `[O, oh * ow]`; with threads,
-/// column tiles are shared among them.
+/// The OIHW weights of `g` in the layout [`conv_direct_avx512`] reads ([`pack_weights`]).
+/// Packing a small layer's weights took about a quarter of its call (32 to 32 channels at
+/// 14x14), so prepared weights keep this form.
+pub(crate) fn pack_direct(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
+    let (o, c, taps) = (g.out_channels, g.in_channels, g.kernel_h * g.kernel_w);
+    let mut ap = vec![0.0; o.div_ceil(MR) * taps * c * MR];
+    pack_weights(weight, (o, c, taps), &mut ap);
+    ap
+}
+
+/// One image of a convolution (no bias or activation) into `out` `[O, oh * ow]`, with the
+/// weights `ap` packed by [`pack_direct`]; with threads, column tiles are shared among them.
 ///
 /// # Panics
 /// When [`direct_applies`] is false or a buffer does not match the geometry (checked by the
@@ -76,7 +95,7 @@ pub(crate) fn direct_preferred(g: &ConvGeometry) -> bool {
 pub(crate) fn conv_direct_avx512(
     g: &ConvGeometry,
     x: &[f32],
-    weight: &[f32],
+    ap: &[f32],
     out: &mut [f32],
     n_threads: usize,
 ) {
@@ -85,57 +104,64 @@ pub(crate) fn conv_direct_avx512(
     let (o, kh, kw) = (g.out_channels, g.kernel_h, g.kernel_w);
     let (oh, ow) = (g.out_h(), g.out_w());
     let (ph, pw) = g.padding;
-    assert!(x.len() >= c * h * w && weight.len() >= o * c * kh * kw && out.len() >= o * oh * ow);
-    // stride 1, dilation 1: the padded plane is exactly (oh + kh - 1) x (ow + kw - 1)
-    let (hp, wp) = (oh + kh - 1, ow + kw - 1);
-    let plane_p = hp * wp;
-    let taps = kh * kw;
-    let k = taps * c;
+    let packed = o.div_ceil(MR) * kh * kw * c * MR;
+    assert!(x.len() >= c * h * w && ap.len() >= packed && out.len() >= o * oh * ow);
+    // dilation 1: each stride phase of the padded input is exactly the rows and columns its
+    // taps read, (oh + (kh - 1) / sy) x (ow + (kw - 1) / sx)
+    let (sy, sx) = g.stride;
+    let geo = Phases {
+        sy,
+        sx,
+        hq: oh + (kh - 1) / sy,
+        wq: ow + (kw - 1) / sx,
+    };
+    let wp = geo.wq;
+    // a channel's phases, one after the other
+    let plane_p = sy * sx * geo.hq * wp;
     // padded output columns; the last tile may read up to NR + kw past the last plane
     let n = oh * wp;
     let slack = NR + kw;
-    crate::scratch::with(&crate::scratch::F32_A, |wbuf| {
-        let mpan = o.div_ceil(MR);
-        let ap = crate::scratch::sized_aligned(wbuf, mpan * k * MR);
-        pack_weights(weight, (o, c, taps), ap);
-        crate::scratch::with_f32(c * plane_p + slack, |xp| {
-            pad_input(x, (c, h, w), (ph, pw), (hp, wp), xp);
-            let offsets: Vec<usize> = (0..kh)
-                .flat_map(|i| (0..kw).map(move |j| i * wp + j))
-                .collect();
-            let job = Job {
-                ap,
-                xp,
-                offsets: &offsets,
-                c,
-                o,
-                plane_p,
-                wp,
-                ow,
-                n,
-            };
-            let ptr = SendPtr(out.as_mut_ptr());
-            let tiles = n.div_ceil(NR);
-            let parts = if n_threads > 1 {
-                n_threads.min(tiles)
-            } else {
-                1
-            };
-            let per = tiles.div_ceil(parts) * NR;
-            let run = |t: usize| {
-                let (lo, hi) = (t * per, ((t + 1) * per).min(n));
-                let p = ptr;
-                // SAFETY: AVX-512F is available (asserted through `direct_applies`); `p` points at
-                // `out` (`O * oh * ow` values, asserted) and each part stores only the output
-                // pixels of its own padded columns `lo..hi`.
-                unsafe { job.columns(lo, hi, p.0) };
-            };
-            if parts > 1 {
-                threads::with_pool(|| (0..parts).into_par_iter().for_each(run));
-            } else {
-                run(0);
-            }
-        })
+    crate::scratch::with_f32(c * plane_p + slack, |xp| {
+        pad_input(x, (c, h, w), (ph, pw), geo, xp);
+        // tap (i, j) reads phase (i % sy, j % sx), shifted by (i / sy, j / sx)
+        let offsets: Vec<usize> = (0..kh)
+            .flat_map(|i| {
+                (0..kw)
+                    .map(move |j| ((i % sy) * sx + j % sx) * geo.hq * wp + (i / sy) * wp + j / sx)
+            })
+            .collect();
+        let job = Job {
+            ap,
+            xp,
+            offsets: &offsets,
+            c,
+            o,
+            plane_p,
+            wp,
+            ow,
+            n,
+        };
+        let ptr = SendPtr(out.as_mut_ptr());
+        let tiles = n.div_ceil(NR);
+        let parts = if n_threads > 1 {
+            n_threads.min(tiles)
+        } else {
+            1
+        };
+        let per = tiles.div_ceil(parts) * NR;
+        let run = |t: usize| {
+            let (lo, hi) = (t * per, ((t + 1) * per).min(n));
+            let p = ptr;
+            // SAFETY: AVX-512F is available (asserted through `direct_applies`); `p` points at
+            // `out` (`O * oh * ow` values, asserted) and each part stores only the output
+            // pixels of its own padded columns `lo..hi`.
+            unsafe { job.columns(lo, hi, p.0) };
+        };
+        if parts > 1 {
+            threads::with_pool(|| (0..parts).into_par_iter().for_each(run));
+        } else {
+            run(0);
+        }
     })
 }
 
@@ -155,34 +181,61 @@ fn pack_weights(weight: &[f32], oct: (usize, usize, usize), ap: &mut [f32]) {
     }
 }
 
-/// `[C][H][W]` into `[C][hp][wp]` with `pad` zeros before each row and column (and after, to
-/// fill the plane); values past the last plane are zeroed too. Only the padding is zeroed.
+/// `[C][H][W]` into `[C][sy * sx][hq][wq]`: each channel zero-padded by `pad` and split into
+/// its `sy x sx` stride phases (phase `(a, b)` holds padded rows `a, a + sy, ...` and columns
+/// `b, b + sx, ...`; with stride 1, the one phase is the padded plane). Values past the last
+/// plane are zeroed too.
 fn pad_input(
     x: &[f32],
     chw: (usize, usize, usize),
     pad: (usize, usize),
-    padded: (usize, usize),
+    geo: Phases,
     xp: &mut [f32],
 ) {
     let (c, h, w) = chw;
     let (ph, pw) = pad;
-    let (hp, wp) = padded;
-    // rows past the input (when the plane is cut short, `hp < h + ph`, they are none)
-    let rows = h.min(hp.saturating_sub(ph));
-    let n = w.min(wp.saturating_sub(pw));
+    let Phases { sy, sx, hq, wq } = geo;
+    let plane = hq * wq;
     for ci in 0..c {
-        let dst = &mut xp[ci * hp * wp..(ci + 1) * hp * wp];
-        let (top, rest) = dst.split_at_mut(ph * wp);
-        top.fill(0.0);
-        let (body, bottom) = rest.split_at_mut(rows * wp);
-        bottom.fill(0.0);
-        for (y, row) in body.chunks_exact_mut(wp).enumerate() {
-            row[..pw].fill(0.0);
-            row[pw..pw + n].copy_from_slice(&x[(ci * h + y) * w..][..n]);
-            row[pw + n..].fill(0.0);
+        let src_c = &x[ci * h * w..(ci + 1) * h * w];
+        for a in 0..sy {
+            for b in 0..sx {
+                let dst = &mut xp[((ci * sy + a) * sx + b) * plane..][..plane];
+                for (r, row) in dst.chunks_exact_mut(wq).enumerate() {
+                    let y = (sy * r + a).wrapping_sub(ph);
+                    if y >= h {
+                        row.fill(0.0);
+                        continue;
+                    }
+                    let src = &src_c[y * w..(y + 1) * w];
+                    if sx == 1 {
+                        // columns q read input column q - pw
+                        let lead = pw.min(wq);
+                        let n = w.min(wq - lead);
+                        row[..lead].fill(0.0);
+                        row[lead..lead + n].copy_from_slice(&src[..n]);
+                        row[lead + n..].fill(0.0);
+                    } else {
+                        for (q, v) in row.iter_mut().enumerate() {
+                            let xx = (sx * q + b).wrapping_sub(pw);
+                            *v = if xx < w { src[xx] } else { 0.0 };
+                        }
+                    }
+                }
+            }
         }
     }
-    xp[c * hp * wp..].fill(0.0);
+    xp[c * sy * sx * plane..].fill(0.0);
+}
+
+/// The stride phases of a convolution's padded input: strides `sy x sx`, each phase `hq x wq`
+/// (`oh + (kh - 1) / sy` by `ow + (kw - 1) / sx`, the rows and columns its taps read).
+#[derive(Clone, Copy)]
+struct Phases {
+    sy: usize,
+    sx: usize,
+    hq: usize,
+    wq: usize,
 }
 
 /// The operands of one convolution, shared by the threads.

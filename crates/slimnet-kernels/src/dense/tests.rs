@@ -278,10 +278,10 @@ fn linear_forward_matches_definition() {
     }
 }
 
-/// The direct AVX-512 convolution (stride 1, no im2col) against the definition, including
-/// shapes its dispatch rule sends elsewhere: ragged output channel panels, `k x 1` and `1 x k`
-/// kernels, padding 0 to 2, few input channels, planes narrower than a vector and several
-/// column tiles, one and two threads.
+/// The direct AVX-512 convolution (no im2col) against the definition, including shapes its
+/// dispatch rule sends elsewhere: ragged output channel panels, `k x 1` and `1 x k` kernels,
+/// padding 0 to 3, few input channels, planes narrower than a vector and several column tiles,
+/// strides of 1 to 3 (equal and not), one and two threads.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn direct_convolution_matches_definition() {
@@ -299,6 +299,21 @@ fn direct_convolution_matches_definition() {
         ConvGeometry::new(1, 6, 15, 14, 12, 5, 5).with_padding(2, 2),
         ConvGeometry::new(1, 2, 3, 70, 17, 1, 5).with_padding(0, 2),
         ConvGeometry::new(1, 64, 12, 12, 16, 3, 1).with_padding(1, 0),
+        // strided: the input split into its stride phases
+        ConvGeometry::new(1, 16, 28, 28, 32, 3, 3)
+            .with_padding(1, 1)
+            .with_stride(2, 2),
+        ConvGeometry::new(1, 5, 13, 11, 14, 3, 3)
+            .with_padding(1, 1)
+            .with_stride(2, 2),
+        ConvGeometry::new(1, 3, 17, 19, 9, 5, 4)
+            .with_padding(2, 1)
+            .with_stride(3, 2),
+        ConvGeometry::new(1, 8, 10, 12, 13, 3, 2).with_stride(1, 2),
+        ConvGeometry::new(1, 8, 9, 9, 20, 1, 1).with_stride(2, 2),
+        ConvGeometry::new(1, 6, 8, 8, 7, 7, 7)
+            .with_padding(3, 3)
+            .with_stride(2, 2),
     ];
     for g in shapes {
         g.validate().unwrap();
@@ -308,7 +323,8 @@ fn direct_convolution_matches_definition() {
         let (want, mag) = direct(&g, &x, &w, None);
         for nt in [1, 2] {
             let mut y = vec![f32::NAN; g.output_len()];
-            super::direct_x86::conv_direct_avx512(&g, &x, &w, &mut y, nt);
+            let ap = super::direct_x86::pack_direct(&g, &w);
+            super::direct_x86::conv_direct_avx512(&g, &x, &ap, &mut y, nt);
             for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
                 assert!(
                     ((*y as f64) - w).abs() <= CONV_TOL * m,
