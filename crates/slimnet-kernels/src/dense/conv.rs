@@ -92,7 +92,7 @@ pub struct ConvWeights {
     /// The geometry's `(O, C, kh, kw)` and the weights packed for the direct kernel
     /// (`direct_x86::pack_direct`).
     #[cfg(target_arch = "x86_64")]
-    direct: OnceLock<((usize, usize, usize, usize), Vec<f32>)>,
+    direct: OnceLock<([usize; 4], Vec<f32>)>,
 }
 
 impl ConvWeights {
@@ -166,7 +166,7 @@ impl ConvWeights {
     /// channel or kernel sizes gets a fresh copy).
     #[cfg(target_arch = "x86_64")]
     fn direct(&self, g: &ConvGeometry) -> Cow<'_, [f32]> {
-        let key = (g.out_channels, g.in_channels, g.kernel_h, g.kernel_w);
+        let key = [g.out_channels, g.in_channels, g.kernel_h, g.kernel_w];
         let make = || super::direct_x86::pack_direct(g, &self.weight);
         let (k, ap) = self.direct.get_or_init(|| (key, make()));
         if *k == key {
@@ -268,6 +268,19 @@ fn conv_forward_threads(
         }
         _ => None,
     };
+    // where the lanes kernel reads its im2col values: the input itself (1x1, stride 1), the
+    // input split into stride phases (dilation 1: nothing unfolded), or an im2col copy
+    #[cfg(target_arch = "x86_64")]
+    let lane_cols = lanes.as_ref().map(|_| {
+        if pointwise {
+            (None, super::lanes_x86::Cols::matrix(kk, plane))
+        } else if g.dilation == (1, 1) {
+            let ph = super::im2col::Phases::of(&one);
+            (Some(ph), super::lanes_x86::Cols::phases(&one, &ph))
+        } else {
+            (None, super::lanes_x86::Cols::matrix(kk, plane))
+        }
+    });
     for_images(g.batch, out, g.out_channels * plane, |n, o, nt| {
         let x = &input[n * in_img..(n + 1) * in_img];
         if let Some(u) = &winograd {
@@ -275,14 +288,19 @@ fn conv_forward_threads(
             return;
         }
         #[cfg(target_arch = "x86_64")]
-        if let Some(wt) = &lanes {
+        if let (Some(wt), Some((phases, cols))) = (&lanes, &lane_cols) {
             let oc = g.out_channels;
             if pointwise {
-                super::lanes_x86::conv_lanes(wt, oc, kk, x, plane, o, nt);
+                super::lanes_x86::conv_lanes(wt, oc, x, cols, o, nt);
+            } else if let Some(ph) = phases {
+                crate::scratch::with_f32(g.in_channels * ph.channel_len(), |xp| {
+                    ph.split(x, &one, xp);
+                    super::lanes_x86::conv_lanes(wt, oc, xp, cols, o, nt);
+                });
             } else {
                 crate::scratch::with_f32(kk * plane, |col| {
                     im2col(&one, x, col);
-                    super::lanes_x86::conv_lanes(wt, oc, kk, col, plane, o, nt);
+                    super::lanes_x86::conv_lanes(wt, oc, col, cols, o, nt);
                 });
             }
             epilogue(o, plane, bias, act);

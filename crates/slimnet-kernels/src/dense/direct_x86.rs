@@ -9,10 +9,8 @@
 //! unfolded. The `kw - 1` columns a padded row has beyond the output width are computed and
 //! dropped when the tile is stored.
 //!
-//! With strides `sy x sx` the padded plane is split into its `sy * sx` stride phases (every
-//! `sy`-th row from row `a`, every `sx`-th column from column `b`), each `Hq x Wq`. Tap `(i, j)`
-//! then reads phase `(i % sy, j % sx)` shifted by `(i / sy) * Wq + j / sx`: again one offset
-//! per tap over padded output columns `p = y * Wq + x`, so the same tile runs, and
+//! With strides the padded plane is split into its stride phases ([`Phases`]), in which every
+//! tap is again one offset over padded output columns, so the same tile runs and
 //! `(kw - 1) / sx` columns per row are dropped.
 //!
 //! Low-rank rewrites are full of the layers this suits: 3x3 convolutions with a few tens of
@@ -25,6 +23,7 @@ use std::arch::x86_64::*;
 
 use rayon::prelude::*;
 
+use super::im2col::Phases;
 use crate::threads::{self, SendPtr};
 use crate::ConvGeometry;
 
@@ -103,33 +102,19 @@ pub(crate) fn conv_direct_avx512(
     let (c, h, w) = (g.in_channels, g.in_h, g.in_w);
     let (o, kh, kw) = (g.out_channels, g.kernel_h, g.kernel_w);
     let (oh, ow) = (g.out_h(), g.out_w());
-    let (ph, pw) = g.padding;
     let packed = o.div_ceil(MR) * kh * kw * c * MR;
     assert!(x.len() >= c * h * w && ap.len() >= packed && out.len() >= o * oh * ow);
     // dilation 1: each stride phase of the padded input is exactly the rows and columns its
-    // taps read, (oh + (kh - 1) / sy) x (ow + (kw - 1) / sx)
-    let (sy, sx) = g.stride;
-    let geo = Phases {
-        sy,
-        sx,
-        hq: oh + (kh - 1) / sy,
-        wq: ow + (kw - 1) / sx,
-    };
+    // taps read
+    let geo = Phases::of(g);
     let wp = geo.wq;
-    // a channel's phases, one after the other
-    let plane_p = sy * sx * geo.hq * wp;
+    let plane_p = geo.channel_len();
     // padded output columns; the last tile may read up to NR + kw past the last plane
     let n = oh * wp;
     let slack = NR + kw;
     crate::scratch::with_f32(c * plane_p + slack, |xp| {
-        pad_input(x, (c, h, w), (ph, pw), geo, xp);
-        // tap (i, j) reads phase (i % sy, j % sx), shifted by (i / sy, j / sx)
-        let offsets: Vec<usize> = (0..kh)
-            .flat_map(|i| {
-                (0..kw)
-                    .map(move |j| ((i % sy) * sx + j % sx) * geo.hq * wp + (i / sy) * wp + j / sx)
-            })
-            .collect();
+        geo.split(x, g, xp);
+        let offsets = geo.tap_offsets(g);
         let job = Job {
             ap,
             xp,
@@ -179,63 +164,6 @@ fn pack_weights(weight: &[f32], oct: (usize, usize, usize), ap: &mut [f32]) {
             }
         }
     }
-}
-
-/// `[C][H][W]` into `[C][sy * sx][hq][wq]`: each channel zero-padded by `pad` and split into
-/// its `sy x sx` stride phases (phase `(a, b)` holds padded rows `a, a + sy, ...` and columns
-/// `b, b + sx, ...`; with stride 1, the one phase is the padded plane). Values past the last
-/// plane are zeroed too.
-fn pad_input(
-    x: &[f32],
-    chw: (usize, usize, usize),
-    pad: (usize, usize),
-    geo: Phases,
-    xp: &mut [f32],
-) {
-    let (c, h, w) = chw;
-    let (ph, pw) = pad;
-    let Phases { sy, sx, hq, wq } = geo;
-    let plane = hq * wq;
-    for ci in 0..c {
-        let src_c = &x[ci * h * w..(ci + 1) * h * w];
-        for a in 0..sy {
-            for b in 0..sx {
-                let dst = &mut xp[((ci * sy + a) * sx + b) * plane..][..plane];
-                for (r, row) in dst.chunks_exact_mut(wq).enumerate() {
-                    let y = (sy * r + a).wrapping_sub(ph);
-                    if y >= h {
-                        row.fill(0.0);
-                        continue;
-                    }
-                    let src = &src_c[y * w..(y + 1) * w];
-                    if sx == 1 {
-                        // columns q read input column q - pw
-                        let lead = pw.min(wq);
-                        let n = w.min(wq - lead);
-                        row[..lead].fill(0.0);
-                        row[lead..lead + n].copy_from_slice(&src[..n]);
-                        row[lead + n..].fill(0.0);
-                    } else {
-                        for (q, v) in row.iter_mut().enumerate() {
-                            let xx = (sx * q + b).wrapping_sub(pw);
-                            *v = if xx < w { src[xx] } else { 0.0 };
-                        }
-                    }
-                }
-            }
-        }
-    }
-    xp[c * sy * sx * plane..].fill(0.0);
-}
-
-/// The stride phases of a convolution's padded input: strides `sy x sx`, each phase `hq x wq`
-/// (`oh + (kh - 1) / sy` by `ow + (kw - 1) / sx`, the rows and columns its taps read).
-#[derive(Clone, Copy)]
-struct Phases {
-    sy: usize,
-    sx: usize,
-    hq: usize,
-    wq: usize,
 }
 
 /// The operands of one convolution, shared by the threads.

@@ -291,3 +291,124 @@ mod tests {
         }
     }
 }
+
+/// The zero-padded input of a convolution with dilation 1, split into its `sy x sx` stride
+/// phases: phase `(a, b)` holds padded rows `a, a + sy, ...` and columns `b, b + sx, ...`,
+/// `hq x wq` of them (`oh + (kh - 1) / sy` by `ow + (kw - 1) / sx`, the rows and columns its
+/// taps read). With stride 1 the one phase is the padded plane; phases no tap reads (`a >= kh`
+/// or `b >= kw`, as with a strided 1x1 kernel) are left out.
+///
+/// Tap `(i, j)` of output pixel `(y, x)` then reads phase `(i % sy, j % sx)` at row
+/// `y + i / sy`, column `x + j / sx`: over "padded output columns" `p = y * wq + x` every tap is
+/// the split copy shifted by one offset ([`Phases::tap_offsets`]), so kernels read their
+/// im2col rows straight from it and nothing is unfolded. The `(kw - 1) / sx` columns per row
+/// beyond the output width are what such a kernel computes and drops.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Phases {
+    pub(crate) sy: usize,
+    pub(crate) sx: usize,
+    /// Phases kept along each axis: `min(sy, kh)` and `min(sx, kw)`.
+    pub(crate) py: usize,
+    pub(crate) px: usize,
+    pub(crate) hq: usize,
+    pub(crate) wq: usize,
+}
+
+impl Phases {
+    /// The phases of `g` (dilation 1).
+    pub(crate) fn of(g: &ConvGeometry) -> Phases {
+        debug_assert_eq!(g.dilation, (1, 1));
+        let (sy, sx) = g.stride;
+        Phases {
+            sy,
+            sx,
+            py: sy.min(g.kernel_h),
+            px: sx.min(g.kernel_w),
+            hq: g.out_h() + (g.kernel_h - 1) / sy,
+            wq: g.out_w() + (g.kernel_w - 1) / sx,
+        }
+    }
+
+    /// Values of one channel's phases, one after the other.
+    pub(crate) fn channel_len(&self) -> usize {
+        self.py * self.px * self.hq * self.wq
+    }
+
+    /// The offset of each tap `(i, j)` (row-major) within a channel's phases.
+    pub(crate) fn tap_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
+        let Phases {
+            sy, sx, px, hq, wq, ..
+        } = *self;
+        (0..g.kernel_h)
+            .flat_map(|i| {
+                (0..g.kernel_w)
+                    .map(move |j| ((i % sy) * px + j % sx) * hq * wq + (i / sy) * wq + j / sx)
+            })
+            .collect()
+    }
+
+    /// Splits one image `[C][H][W]` of `g` into `xp` `[C][py * px][hq][wq]`; values of `xp`
+    /// past the last channel are zeroed.
+    ///
+    /// # Panics
+    /// When `x` or `xp` is too short.
+    pub(crate) fn split(&self, x: &[f32], g: &ConvGeometry, xp: &mut [f32]) {
+        let (c, h, w) = (g.in_channels, g.in_h, g.in_w);
+        let (ph, pw) = g.padding;
+        let Phases {
+            sy,
+            sx,
+            py,
+            px,
+            hq,
+            wq,
+        } = *self;
+        let plane = hq * wq;
+        // one padded input row, as wide as every phase's columns need (strided columns only);
+        // its padding stays zero, each row writes only the input's columns
+        let mut padded = vec![0f32; if sx > 1 { sx * (wq + 1) } else { 0 }];
+        let width = if sx > 1 { padded.len() } else { wq };
+        let lead = pw.min(width);
+        let n = w.min(width - lead);
+        // the padding of every phase row (and rows past the input) is zero: one fill for all
+        xp.fill(0.0);
+        for (ci, chan) in xp.chunks_exact_mut(py * px * plane).take(c).enumerate() {
+            let src_c = &x[ci * h * w..(ci + 1) * h * w];
+            for a in 0..py {
+                for r in 0..hq {
+                    let y = (sy * r + a).wrapping_sub(ph);
+                    if y >= h {
+                        continue;
+                    }
+                    let src = &src_c[y * w..y * w + n];
+                    let at = |b: usize| (a * px + b) * plane + r * wq;
+                    if sx == 1 {
+                        // padded column q holds input column q - pw
+                        chan[at(0) + lead..at(0) + lead + n].copy_from_slice(src);
+                    } else {
+                        padded[lead..lead + n].copy_from_slice(src);
+                        if (sx, px) == (2, 2) {
+                            // both phases in one pass over pairs of columns (vectorizes as a
+                            // de-interleave; the loop below stays scalar)
+                            let (p0, p1) = chan.split_at_mut(at(1));
+                            let pairs = padded.chunks_exact(2);
+                            let (d0, d1) = (&mut p0[at(0)..at(0) + wq], &mut p1[..wq]);
+                            for ((e, o), pair) in d0.iter_mut().zip(d1.iter_mut()).zip(pairs) {
+                                *e = pair[0];
+                                *o = pair[1];
+                            }
+                            continue;
+                        }
+                        // phase b takes every sx-th padded column from column b
+                        for b in 0..px {
+                            let taken = padded[b..].iter().step_by(sx);
+                            for (v, s) in chan[at(b)..at(b) + wq].iter_mut().zip(taken) {
+                                *v = *s;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

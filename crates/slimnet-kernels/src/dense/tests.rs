@@ -129,13 +129,21 @@ fn conv_forward_matches_definition() {
             .with_groups(2)
             .with_padding(1, 1),
         // small planes with at least 64 output channels: prepared weights take the kernel with
-        // output channels along the lanes (a partial second block of 6 channels; pointwise;
-        // strided with a batch of two)
+        // output channels along the lanes, reading the input split into stride phases (a
+        // partial second block of 6 channels; pointwise; strided with a batch of two; 1x1 with
+        // stride 2; unequal strides and padding), or an im2col copy (dilation 2)
         ConvGeometry::new(1, 24, 7, 7, 70, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 33, 5, 6, 64, 1, 1),
         ConvGeometry::new(2, 8, 9, 9, 65, 3, 3)
             .with_stride(2, 2)
             .with_padding(1, 1),
+        ConvGeometry::new(1, 32, 14, 14, 64, 1, 1).with_stride(2, 2),
+        ConvGeometry::new(1, 12, 11, 9, 64, 5, 3)
+            .with_padding(2, 0)
+            .with_stride(2, 1),
+        ConvGeometry::new(1, 10, 8, 7, 64, 3, 3)
+            .with_dilation(2, 2)
+            .with_padding(2, 2),
         // im2col panels of over a million values unfold in bands of rows (few output channels,
         // a 9x9 kernel; strided)
         ConvGeometry::new(1, 16, 97, 99, 3, 9, 9).with_padding(4, 4),
