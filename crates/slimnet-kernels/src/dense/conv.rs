@@ -290,20 +290,20 @@ fn conv_forward_threads(
         #[cfg(target_arch = "x86_64")]
         if let (Some(wt), Some((phases, cols))) = (&lanes, &lane_cols) {
             let oc = g.out_channels;
+            let ep = (bias, act);
             if pointwise {
-                super::lanes_x86::conv_lanes(wt, oc, x, cols, o, nt);
+                super::lanes_x86::conv_lanes(wt, oc, x, cols, ep, o, nt);
             } else if let Some(ph) = phases {
                 crate::scratch::with_f32(g.in_channels * ph.channel_len(), |xp| {
                     ph.split(x, &one, xp);
-                    super::lanes_x86::conv_lanes(wt, oc, xp, cols, o, nt);
+                    super::lanes_x86::conv_lanes(wt, oc, xp, cols, ep, o, nt);
                 });
             } else {
                 crate::scratch::with_f32(kk * plane, |col| {
                     im2col(&one, x, col);
-                    super::lanes_x86::conv_lanes(wt, oc, col, cols, o, nt);
+                    super::lanes_x86::conv_lanes(wt, oc, col, cols, ep, o, nt);
                 });
             }
-            epilogue(o, plane, bias, act);
             return;
         }
         if line_winograd {
@@ -313,8 +313,7 @@ fn conv_forward_threads(
         }
         #[cfg(target_arch = "x86_64")]
         if let Some(ap) = &direct {
-            super::direct_x86::conv_direct_avx512(&one, x, ap, o, nt);
-            epilogue(o, plane, bias, act);
+            super::direct_x86::conv_direct_avx512(&one, x, ap, (bias, act), o, nt);
             return;
         }
         #[cfg(target_arch = "x86_64")]

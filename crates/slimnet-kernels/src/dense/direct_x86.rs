@@ -25,7 +25,7 @@ use rayon::prelude::*;
 
 use super::im2col::Phases;
 use crate::threads::{self, SendPtr};
-use crate::ConvGeometry;
+use crate::{Activation, ConvGeometry};
 
 /// Output channels per register tile: 24 accumulators, two input vectors and a broadcast fit
 /// the 32 zmm registers. (`prof_case`, 8 -> 12 rows: 32 to 32 channels at 56x56 0.445 -> 0.418
@@ -85,8 +85,9 @@ pub(crate) fn pack_direct(g: &ConvGeometry, weight: &[f32]) -> Vec<f32> {
     ap
 }
 
-/// One image of a convolution (no bias or activation) into `out` `[O, oh * ow]`, with the
-/// weights `ap` packed by [`pack_direct`]; with threads, column tiles are shared among them.
+/// One image of a convolution into `out` `[O, oh * ow]`, with the weights `ap` packed by
+/// [`pack_direct`] and the bias and activation applied as each tile is stored; with threads,
+/// column tiles are shared among them.
 ///
 /// # Panics
 /// When [`direct_applies`] is false or a buffer does not match the geometry (checked by the
@@ -95,15 +96,18 @@ pub(crate) fn conv_direct_avx512(
     g: &ConvGeometry,
     x: &[f32],
     ap: &[f32],
+    epilogue: (Option<&[f32]>, Activation),
     out: &mut [f32],
     n_threads: usize,
 ) {
     assert!(direct_applies(g));
+    let (bias, act) = epilogue;
     let (c, h, w) = (g.in_channels, g.in_h, g.in_w);
     let (o, kh, kw) = (g.out_channels, g.kernel_h, g.kernel_w);
     let (oh, ow) = (g.out_h(), g.out_w());
     let packed = o.div_ceil(MR) * kh * kw * c * MR;
     assert!(x.len() >= c * h * w && ap.len() >= packed && out.len() >= o * oh * ow);
+    assert!(bias.is_none_or(|b| b.len() >= o));
     // dilation 1: each stride phase of the padded input is exactly the rows and columns its
     // taps read
     let geo = Phases::of(g);
@@ -125,6 +129,8 @@ pub(crate) fn conv_direct_avx512(
             wp,
             ow,
             n,
+            bias,
+            act,
         };
         let ptr = SendPtr(out.as_mut_ptr());
         let tiles = n.div_ceil(NR);
@@ -181,6 +187,10 @@ struct Job<'a> {
     ow: usize,
     /// Padded output columns, `oh * wp`.
     n: usize,
+    /// Added to each output channel as it is stored (`O` values).
+    bias: Option<&'a [f32]>,
+    /// Applied after the bias.
+    act: Activation,
 }
 
 impl Job<'_> {
@@ -287,7 +297,8 @@ impl Job<'_> {
         (runs, n)
     }
 
-    /// Writes the output pixels of one tile (channels `o0..o0 + rows`), along `runs`.
+    /// Writes the output pixels of one tile (channels `o0..o0 + rows`), along `runs`, with the
+    /// bias added and the activation applied.
     #[inline]
     #[target_feature(enable = "avx512f")]
     unsafe fn store(
@@ -299,10 +310,20 @@ impl Job<'_> {
         out: *mut f32,
     ) {
         let plane = (self.n / self.wp) * self.ow;
+        // the activation as a clamp to [lo, hi]
+        let (lo, hi) = match self.act {
+            Activation::Identity => (f32::NEG_INFINITY, f32::INFINITY),
+            Activation::Relu => (0.0, f32::INFINITY),
+            Activation::Relu6 => (0.0, 6.0),
+        };
+        let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
         for r in 0..rows {
             let ch = out.wrapping_add((o0 + r) * plane);
+            let b = _mm512_set1_ps(self.bias.map_or(0.0, |b| b[o0 + r]));
             for &(h, m, at) in runs {
-                _mm512_mask_storeu_ps(ch.wrapping_offset(at), m, acc[2 * r + h]);
+                let v = _mm512_add_ps(acc[2 * r + h], b);
+                let v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+                _mm512_mask_storeu_ps(ch.wrapping_offset(at), m, v);
             }
         }
     }

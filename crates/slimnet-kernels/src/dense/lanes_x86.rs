@@ -22,7 +22,7 @@ use rayon::prelude::*;
 use super::im2col::Phases;
 use crate::aligned::AlignedF32;
 use crate::threads::{self, SendPtr};
-use crate::ConvGeometry;
+use crate::{Activation, ConvGeometry};
 
 /// Output channels per block: four zmm registers.
 pub(crate) const LANES: usize = 64;
@@ -92,8 +92,9 @@ impl Cols {
 }
 
 /// `out [O, plane] = W col`, with `wt` the [`pack_lanes`] form of `W` (`[O, K]`) and `col`
-/// the `[K, plane]` values read from `src` through `cols`; output channel blocks are shared
-/// among `n_threads`.
+/// the `[K, plane]` values read from `src` through `cols`, with the bias added and the
+/// activation applied as the tile is written out; output channel blocks are shared among
+/// `n_threads`.
 ///
 /// # Panics
 /// Without AVX2 and FMA, or when a buffer is too short.
@@ -102,9 +103,12 @@ pub(crate) fn conv_lanes(
     o: usize,
     src: &[f32],
     cols: &Cols,
+    epilogue: (Option<&[f32]>, Activation),
     out: &mut [f32],
     n_threads: usize,
 ) {
+    let (bias, act) = epilogue;
+    assert!(bias.is_none_or(|b| b.len() >= o));
     let f = crate::isa::features();
     assert!(f.avx2_fma);
     let wide = f.avx512;
@@ -137,8 +141,9 @@ pub(crate) fn conv_lanes(
             // SAFETY: `p` points at `out`, `o * plane` values (asserted); row `ch < o` lies
             // inside it and only this block writes the rows of its channels.
             let dst = unsafe { std::slice::from_raw_parts_mut(p.0.add(ch * plane), plane) };
+            let b = bias.map_or(0.0, |b| b[ch]);
             for (px, d) in dst.iter_mut().enumerate() {
-                *d = acc[px * LANES + l];
+                *d = act.apply(acc[px * LANES + l] + b);
             }
         }
     };

@@ -328,15 +328,27 @@ fn direct_convolution_matches_definition() {
         assert!(super::direct_x86::direct_applies(&g), "{g:?}");
         let x = randv(&mut rng, g.input_len());
         let w = randv(&mut rng, g.weight_len());
-        let (want, mag) = direct(&g, &x, &w, None);
-        for nt in [1, 2] {
+        // a bias scaled so that some outputs pass 6 and some fall below 0
+        let b: Vec<f32> = randv(&mut rng, g.out_channels)
+            .iter()
+            .map(|v| 4.0 * v)
+            .collect();
+        let ap = super::direct_x86::pack_direct(&g, &w);
+        // (the bias and activation are applied as tiles are stored)
+        let cases = [
+            (None, Activation::Identity, 1),
+            (Some(&b[..]), Activation::Relu, 2),
+            (Some(&b[..]), Activation::Relu6, 1),
+        ];
+        for (bias, act, nt) in cases {
+            let (want, mag) = direct(&g, &x, &w, bias);
             let mut y = vec![f32::NAN; g.output_len()];
-            let ap = super::direct_x86::pack_direct(&g, &w);
-            super::direct_x86::conv_direct_avx512(&g, &x, &ap, &mut y, nt);
+            super::direct_x86::conv_direct_avx512(&g, &x, &ap, (bias, act), &mut y, nt);
             for (i, ((y, w), m)) in y.iter().zip(&want).zip(&mag).enumerate() {
+                let w = act.apply(*w as f32) as f64;
                 assert!(
                     ((*y as f64) - w).abs() <= CONV_TOL * m,
-                    "{g:?} threads {nt} at {i}: {y} vs {w}"
+                    "{g:?} {act:?} threads {nt} at {i}: {y} vs {w}"
                 );
             }
         }
