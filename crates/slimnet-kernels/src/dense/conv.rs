@@ -313,7 +313,7 @@ fn conv_forward_threads(
         }
         #[cfg(target_arch = "x86_64")]
         if let Some(ap) = &direct {
-            super::direct_x86::conv_direct_avx512(&one, x, ap, (bias, act), o, nt);
+            super::direct_x86::conv_direct(&one, x, ap, (bias, act), o, nt);
             return;
         }
         #[cfg(target_arch = "x86_64")]
