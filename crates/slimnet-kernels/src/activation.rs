@@ -14,6 +14,17 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The activation as a clamp to `[lo, hi]` (for kernels that apply it to whole registers
+    /// with a max and a min).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn bounds(self) -> (f32, f32) {
+        match self {
+            Activation::Identity => (f32::NEG_INFINITY, f32::INFINITY),
+            Activation::Relu => (0.0, f32::INFINITY),
+            Activation::Relu6 => (0.0, 6.0),
+        }
+    }
+
     #[inline]
     pub(crate) fn apply(self, v: f32) -> f32 {
         match self {

@@ -336,11 +336,7 @@ impl Job<'_> {
         out: *mut f32,
     ) {
         let plane = (self.n / self.wp) * self.ow;
-        let (lo, hi) = match self.act {
-            Activation::Identity => (f32::NEG_INFINITY, f32::INFINITY),
-            Activation::Relu => (0.0, f32::INFINITY),
-            Activation::Relu6 => (0.0, 6.0),
-        };
+        let (lo, hi) = self.act.bounds();
         let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
         let lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
         for r in 0..rows {
@@ -436,12 +432,7 @@ impl Job<'_> {
         out: *mut f32,
     ) {
         let plane = (self.n / self.wp) * self.ow;
-        // the activation as a clamp to [lo, hi]
-        let (lo, hi) = match self.act {
-            Activation::Identity => (f32::NEG_INFINITY, f32::INFINITY),
-            Activation::Relu => (0.0, f32::INFINITY),
-            Activation::Relu6 => (0.0, 6.0),
-        };
+        let (lo, hi) = self.act.bounds();
         let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
         for r in 0..rows {
             let ch = out.wrapping_add((o0 + r) * plane);
