@@ -89,11 +89,21 @@ fn panel_rows() -> usize {
 }
 
 /// Whether the direct kernel is chosen over Winograd: it fits and the layer has at most 32
-/// input or output channels, where Winograd's transforms cost more than its multiplications
-/// save (`prof_case`, Winograd -> direct: 3x3 at 56x56, 30 to 30 channels 0.471 -> 0.399 ms,
-/// 32 to 32 0.530 -> 0.441, 16 to 64 0.652 -> 0.450; but 48 to 48 at 28x28 0.214 -> 0.290).
+/// input or output channels (24 with AVX2), where Winograd's transforms cost more than its
+/// multiplications save (`prof_case`, Winograd -> direct: 3x3 at 56x56, 30 to 30 channels
+/// 0.471 -> 0.399 ms, 32 to 32 0.530 -> 0.441, 16 to 64 0.652 -> 0.450; but 48 to 48 at 28x28
+/// 0.214 -> 0.290). The AVX2 tile does half the work per step, so Winograd keeps 32-channel
+/// layers there (a loop of prepared calls, fastest of eight alternating runs, Winograd ->
+/// direct: 32 to 32 at 56x56 1.02 -> 1.17 ms, 32 to 64 1.27 -> 1.75, 32 to 32 at 28x28 0.27 ->
+/// 0.31; 24 to 24 at 56x56 0.75 -> 0.71, 16 to 32 0.75 -> 0.65, 16 to 16 at 28x28 0.12 ->
+/// 0.09).
 pub(crate) fn direct_preferred(g: &ConvGeometry) -> bool {
-    direct_fits(g) && g.in_channels.min(g.out_channels) <= 32
+    let most = if crate::isa::features().avx512 {
+        32
+    } else {
+        24
+    };
+    direct_fits(g) && g.in_channels.min(g.out_channels) <= most
 }
 
 /// The OIHW weights of `g` in the layout [`conv_direct`] reads at the running level
