@@ -110,26 +110,7 @@ impl Data {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A version-1 `.npy` file.
-    fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        let shape = if dims.len() == 1 {
-            format!("({},)", dims[0])
-        } else {
-            format!("({})", dims.join(", "))
-        };
-        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out
-    }
+    use crate::core::data::npy;
 
     fn folder(name: &str) -> std::path::PathBuf {
         let d = std::env::temp_dir().join(format!("slimnet-npy-{}-{name}", std::process::id()));
@@ -141,14 +122,14 @@ mod tests {
     fn reads_images_and_labels() {
         let d = folder("ok");
         let px: Vec<u8> = (0..2 * 4 * 4).map(|i| (i * 8) as u8).collect();
-        std::fs::write(d.join("train_x.npy"), npy("|u1", &[2, 4, 4], &px)).unwrap();
+        std::fs::write(d.join("train_x.npy"), npy::encode("|u1", &[2, 4, 4], &px)).unwrap();
         let y: Vec<u8> = [0i64, 2].iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(d.join("train_y.npy"), npy("<i8", &[2], &y)).unwrap();
+        std::fs::write(d.join("train_y.npy"), npy::encode("<i8", &[2], &y)).unwrap();
         let f: Vec<u8> = (0..16)
             .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
             .collect();
-        std::fs::write(d.join("val_x.npy"), npy("<f4", &[1, 1, 4, 4], &f)).unwrap();
-        std::fs::write(d.join("val_y.npy"), npy("|u1", &[1], &[1])).unwrap();
+        std::fs::write(d.join("val_x.npy"), npy::encode("<f4", &[1, 1, 4, 4], &f)).unwrap();
+        std::fs::write(d.join("val_y.npy"), npy::encode("|u1", &[1], &[1])).unwrap();
         let data = Data::from_npy_dir(&d).unwrap();
         assert_eq!(data.input, [1, 1, 4, 4]);
         assert_eq!(
@@ -167,7 +148,7 @@ mod tests {
         // a label that is no class, and a count that does not match
         std::fs::write(
             d.join("val_y.npy"),
-            npy("<f4", &[1], &(-1f32).to_le_bytes()),
+            npy::encode("<f4", &[1], &(-1f32).to_le_bytes()),
         )
         .unwrap();
         let e = Data::from_npy_dir(&d).unwrap_err().to_string();
@@ -175,16 +156,24 @@ mod tests {
             e.contains("val_y.npy: label -1 at index 0 is not a class number"),
             "{e}"
         );
-        std::fs::write(d.join("val_y.npy"), npy("|u1", &[2], &[0, 1])).unwrap();
+        std::fs::write(d.join("val_y.npy"), npy::encode("|u1", &[2], &[0, 1])).unwrap();
         let e = Data::from_npy_dir(&d).unwrap_err().to_string();
         assert!(e.contains("1 images but val_y.npy 2 labels"), "{e}");
         std::fs::write(d.join("val_x.npy"), b"not npy").unwrap();
         let e = Data::from_npy_dir(&d).unwrap_err().to_string();
         assert!(e.contains("val_x.npy: not a .npy file"), "{e}");
-        std::fs::write(d.join("val_x.npy"), npy(">f4", &[1, 4, 4], &[0; 64])).unwrap();
+        std::fs::write(
+            d.join("val_x.npy"),
+            npy::encode(">f4", &[1, 4, 4], &[0; 64]),
+        )
+        .unwrap();
         let e = Data::from_npy_dir(&d).unwrap_err().to_string();
         assert!(e.contains("unsupported dtype `>f4`"), "{e}");
-        std::fs::write(d.join("val_x.npy"), npy("<f4", &[1, 4, 4], &[0; 60])).unwrap();
+        std::fs::write(
+            d.join("val_x.npy"),
+            npy::encode("<f4", &[1, 4, 4], &[0; 60]),
+        )
+        .unwrap();
         let e = Data::from_npy_dir(&d).unwrap_err().to_string();
         assert!(e.contains("60 data bytes"), "{e}");
         std::fs::remove_dir_all(&d).ok();

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use slimnet::core::data::npy;
 use slimnet::core::layers::LinearConfig;
 use slimnet::core::{models, tensor, Sequential};
 
@@ -398,24 +399,6 @@ fn data_and_shape_errors() {
     );
 }
 
-/// A version-1 `.npy` file.
-fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-    let dims: Vec<String> = shape.iter().map(|d| format!("{d},")).collect();
-    let mut h = format!(
-        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}), }}",
-        dims.join(" ")
-    );
-    while (10 + h.len() + 1) % 64 != 0 {
-        h.push(' ');
-    }
-    h.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-    out.extend_from_slice(h.as_bytes());
-    out.extend_from_slice(data);
-    out
-}
-
 #[test]
 fn npy_folders() {
     let d = dir("npy");
@@ -427,14 +410,22 @@ fn npy_folders() {
     for set in ["train", "val"] {
         std::fs::write(
             data.join(format!("{set}_x.npy")),
-            npy("|u1", &[8, 28, 28], &px),
+            npy::encode("|u1", &[8, 28, 28], &px),
         )
         .unwrap();
-        std::fs::write(data.join(format!("{set}_y.npy")), npy("|u1", &[8], &labels)).unwrap();
+        std::fs::write(
+            data.join(format!("{set}_y.npy")),
+            npy::encode("|u1", &[8], &labels),
+        )
+        .unwrap();
     }
     let out = succeeds(&d, &["eval", &m, "--data", data.to_str().unwrap()]);
     assert!(out.contains(" digits examples=8 "), "{out}");
-    std::fs::write(data.join("val_y.npy"), npy("|u1", &[7], &labels[..7])).unwrap();
+    std::fs::write(
+        data.join("val_y.npy"),
+        npy::encode("|u1", &[7], &labels[..7]),
+    )
+    .unwrap();
     fails(
         &d,
         &["eval", &m, "--data", "digits"],

@@ -24,6 +24,36 @@ fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
     }
 }
 
+/// A version-1 `.npy` file holding `data`, the raw little-endian (or single-byte) values of
+/// dtype `descr` (e.g. `"<f4"`, `"|u1"`, `"<i8"`) in C order with shape `shape`. The bytes are
+/// written as given: a length that does not match the shape makes a file [`read`] rejects.
+///
+/// ```
+/// use slimnet_core::data::npy;
+/// let values = [1.5f32, -2.0];
+/// let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+/// let file = std::env::temp_dir().join(format!("npy-doc-{}.npy", std::process::id()));
+/// std::fs::write(&file, npy::encode("<f4", &[1, 2], &bytes))?;
+/// let a = npy::read(&file)?;
+/// assert_eq!((a.shape, a.values), (vec![1, 2], vec![1.5, -2.0]));
+/// # std::fs::remove_file(&file)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn encode(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+    let dims: String = shape.iter().map(|d| format!("{d},")).collect();
+    let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': ({dims}), }}");
+    // the header, with its 10 leading bytes and the newline, pads to a multiple of 64
+    while (10 + h.len() + 1) % 64 != 0 {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    out.extend_from_slice(h.as_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
 /// Reads a `.npy` file (format versions 1 to 3) of floats (f4, f8), unsigned (u1, u2, u4, u8)
 /// or signed (i1, i2, i4, i8) numbers, little-endian, C order.
 ///
@@ -141,32 +171,18 @@ pub fn read(path: impl AsRef<Path>) -> Result<NpyArray> {
 mod tests {
     use super::*;
 
-    /// A version-1 `.npy` file of `descr` values.
-    fn npy(descr: &str, shape: &str, data: &[u8]) -> Vec<u8> {
-        let mut h = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + h.len() + 1) % 64 != 0 {
-            h.push(' ');
-        }
-        h.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(h.len() as u16).to_le_bytes());
-        out.extend_from_slice(h.as_bytes());
-        out.extend_from_slice(data);
-        out
-    }
-
     #[test]
     fn reads_floats_and_names_what_is_wrong() {
         let path =
             std::env::temp_dir().join(format!("slimnet-npy-core-{}.npy", std::process::id()));
         let v = [1.5f32, -2.0, f32::INFINITY, 0.25, 7.0, 8.0];
         let data: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-        std::fs::write(&path, npy("<f4", "(2, 3)", &data)).unwrap();
+        std::fs::write(&path, encode("<f4", &[2, 3], &data)).unwrap();
         let a = read(&path).unwrap();
         assert_eq!(a.shape, [2, 3]);
         assert_eq!(a.values, v.map(f64::from));
         assert!(!a.bytes);
-        std::fs::write(&path, npy("|u1", "(2,)", &[3, 255])).unwrap();
+        std::fs::write(&path, encode("|u1", &[2], &[3, 255])).unwrap();
         let a = read(&path).unwrap();
         assert_eq!(
             (a.shape, a.values, a.bytes),
@@ -174,8 +190,8 @@ mod tests {
         );
         for (bytes, want) in [
             (b"nope".to_vec(), "no \\x93NUMPY magic"),
-            (npy("<f4", "(2, 3)", &data[..20]), "20 data bytes"),
-            (npy(">f4", "(1,)", &data[..4]), "unsupported dtype `>f4`"),
+            (encode("<f4", &[2, 3], &data[..20]), "20 data bytes"),
+            (encode(">f4", &[1], &data[..4]), "unsupported dtype `>f4`"),
         ] {
             std::fs::write(&path, bytes).unwrap();
             let e = read(&path).unwrap_err().to_string();
