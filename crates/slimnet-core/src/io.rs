@@ -392,7 +392,7 @@ fn graph_from_json(
             .collect::<Result<_>>()?;
         let arity_ok = match op {
             "Layer" => inputs.len() == 1,
-            "Add" | "Mul" | "QuantAdd" => inputs.len() == 2,
+            "Add" | "Mul" | "QuantAdd" | "MatMul" => inputs.len() == 2,
             "Concat" => !inputs.is_empty(),
             _ => false,
         };
@@ -484,6 +484,7 @@ fn graph_from_json(
                     .and_then(|id| g.quantize_add(name, p).map(|()| id))
             }
             "Mul" => g.mul(name, inputs[0], inputs[1]),
+            "MatMul" => g.matmul(name, inputs[0], inputs[1]),
             _ => g.concat(name, &inputs),
         }
         .map_err(|e| Error::ModelFile(e.to_string()))?;

@@ -41,11 +41,7 @@ impl Summary {
                     .map_err(|e| e.in_layer(&n.name))?,
                 _ => Cost {
                     output: shapes[i].clone(),
-                    macs: if matches!(n.op, Op::Concat) {
-                        0
-                    } else {
-                        shapes[i].iter().product()
-                    },
+                    macs: n.op.merge_macs(&shapes[i], &shapes[n.inputs[0].index()]),
                     ..Cost::default()
                 },
             };

@@ -461,3 +461,75 @@ fn image_losses() {
     assert!((0.0..=1e-6).contains(&l), "epe of an exact flow: {l}");
     assert!(g.iter().all(|v| *v == 0.0));
 }
+
+#[test]
+fn graph_matrix_products() {
+    // attention-like: scores = x @ f(x), then scores @ x, on stacks of 3x3 matrices
+    let mut rng = tensor::rng(8);
+    let mut g = Graph::new();
+    let x = g.input();
+    let f = g
+        .add_layer("f", Conv2dConfig::new(2, 2, 1).init(&mut rng).unwrap(), x)
+        .unwrap();
+    let s = g.matmul("scores", x, f).unwrap();
+    let s = g.add_layer("tanh", Activation::tanh(), s).unwrap();
+    g.matmul("mix", s, x).unwrap();
+    check("matmul", &mut g, &[2, 2, 3, 3], 9);
+}
+
+/// The gradients of `sum(matmul(a, b) * r)` for operands a graph (one input) cannot form:
+/// broadcast leading axes and rank-1 operands.
+#[test]
+fn matrix_product_broadcast_and_vectors() {
+    use slimnet_core::tensor::matmul;
+    let mut rng = tensor::rng(3);
+    for (ashape, bshape) in [
+        (vec![2, 3, 4], vec![4, 5]),
+        (vec![4], vec![2, 4, 3]),
+        (vec![2, 1, 3, 4], vec![3, 4, 2]),
+        (vec![3, 4], vec![4]),
+    ] {
+        let a = tensor::uniform(&ashape, -1.0, 1.0, &mut rng);
+        let b = tensor::uniform(&bshape, -1.0, 1.0, &mut rng);
+        let y = matmul(&a, &b).unwrap();
+        // against a direct sum over the shared axis, for the plain 3-D case
+        if ashape == [2, 3, 4] {
+            for (n, i, j) in [(0, 0, 0), (1, 2, 4), (1, 1, 3)] {
+                let want: f32 = (0..4).map(|k| a[[n, i, k]] * b[[k, j]]).sum();
+                assert!((y[[n, i, j]] - want).abs() < 1e-5);
+            }
+        }
+        let r = tensor::uniform(y.shape(), -1.0, 1.0, &mut rng);
+        let obj = |a: &Tensor, b: &Tensor| -> f64 {
+            matmul(a, b)
+                .unwrap()
+                .iter()
+                .zip(r.iter())
+                .map(|(p, q)| (*p as f64) * (*q as f64))
+                .sum()
+        };
+        let (ga, gb) = tensor::matmul_grads(&a, &b, &r).unwrap();
+        assert_eq!(ga.shape(), a.shape());
+        assert_eq!(gb.shape(), b.shape());
+        for (t, grad, is_a) in [(&a, &ga, true), (&b, &gb, false)] {
+            for k in 0..t.len() {
+                let bump = |d: f32| {
+                    let mut u = t.clone();
+                    u.as_slice_mut().unwrap()[k] += d;
+                    if is_a {
+                        obj(&u, &b)
+                    } else {
+                        obj(&a, &u)
+                    }
+                };
+                let num = (bump(FD_STEP) - bump(-FD_STEP)) / (2.0 * FD_STEP as f64);
+                let ana = grad.as_slice().unwrap()[k] as f64;
+                assert!(
+                    rel_err(num, ana) < FD_TOLERANCE,
+                    "{ashape:?} @ {bshape:?}: d/d{}[{k}] numeric {num} analytic {ana}",
+                    if is_a { "a" } else { "b" }
+                );
+            }
+        }
+    }
+}

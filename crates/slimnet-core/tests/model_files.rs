@@ -25,6 +25,18 @@ fn perturbed(mut g: Graph) -> Graph {
     g
 }
 
+/// A graph with a matrix product of two activations: each 28x28 image times a 1x1
+/// convolution of itself.
+fn matmul_net(rng: &mut tensor::SlimRng) -> Graph {
+    let mut g = Graph::new();
+    let x = g.input();
+    let f = g
+        .add_layer("f", Conv2dConfig::new(1, 1, 1).init(rng).unwrap(), x)
+        .unwrap();
+    g.matmul("product", x, f).unwrap();
+    g
+}
+
 #[test]
 fn save_then_load_gives_bit_identical_outputs() {
     let mut rng = tensor::rng(3);
@@ -33,6 +45,7 @@ fn save_then_load_gives_bit_identical_outputs() {
         ("lenet300", models::lenet300(&mut rng).unwrap()),
         ("vgg", models::vgg_small(&mut rng).unwrap()),
         ("resnet", models::resnet_small(&mut rng).unwrap()),
+        ("matmul", matmul_net(&mut rng)),
     ] {
         let g = perturbed(g);
         let dir = std::env::temp_dir().join(format!("slimnet-test-{}-{name}", std::process::id()));

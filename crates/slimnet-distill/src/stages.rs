@@ -159,8 +159,7 @@ pub fn macs(graph: &Graph, input: &[usize]) -> Result<usize> {
                     None => l.cost(x).map_err(|e| e.in_layer(&n.name))?.macs,
                 }
             }
-            Op::Add | Op::Mul | Op::QuantAdd(_) => shapes[i].iter().product(),
-            _ => 0,
+            op => op.merge_macs(&shapes[i], &shapes[n.inputs[0].index()]),
         };
     }
     Ok(total)

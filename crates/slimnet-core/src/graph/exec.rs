@@ -5,10 +5,11 @@ use std::borrow::Cow;
 
 use ndarray::{Axis, IxDyn};
 
-use super::{broadcast_shape, Graph, Node, NodeId, Op, TrainCache};
+use super::{Graph, Node, NodeId, Op, TrainCache};
 use crate::error::{Error, Result};
 use crate::layer::{Cost, Layer, StoredTensor};
 use crate::param::Param;
+use crate::tensor::broadcast_shape;
 use crate::tensor::Tensor;
 use crate::value::{Codes, Value, ValueKind};
 
@@ -127,25 +128,7 @@ impl Schedule {
     }
 }
 
-/// Sums `g` over the axes where `shape` was broadcast, returning a tensor of `shape`.
-fn reduce_to(g: Tensor, shape: &[usize]) -> Tensor {
-    if g.shape() == shape {
-        return g;
-    }
-    let mut r = g;
-    let extra = r.ndim() - shape.len();
-    for _ in 0..extra {
-        r = r.sum_axis(Axis(0));
-    }
-    for (i, &s) in shape.iter().enumerate() {
-        if s == 1 && r.shape()[i] != 1 {
-            r = r.sum_axis(Axis(i)).insert_axis(Axis(i));
-        }
-    }
-    r
-}
-
-/// A merge node (add, mul, concat) on f32 inputs. A [`Op::QuantAdd`] returns its sum rounded
+/// A merge node (add, mul, concat, matrix product) on f32 inputs. A [`Op::QuantAdd`] returns its sum rounded
 /// to its codes' grid (the real values of the codes it writes in typed inference).
 pub(super) fn merge(node: &Node, ins: &[&Tensor]) -> Result<Tensor> {
     let shapes: Vec<&[usize]> = ins.iter().map(|t| t.shape()).collect();
@@ -171,6 +154,7 @@ pub(super) fn merge(node: &Node, ins: &[&Tensor]) -> Result<Tensor> {
             ndarray::concatenate(Axis(1), &views)
                 .map_err(|e| Error::Graph(format!("{}: {e}", node.name)))
         }
+        Op::MatMul => crate::tensor::matmul(ins[0], ins[1]).map_err(|e| e.in_layer(&node.name)),
         _ => unreachable!("merge called on a merge node"),
     }
 }
@@ -376,7 +360,11 @@ impl Graph {
             .iter()
             .map(|n| n.inputs.iter().map(|i| i.0).collect())
             .collect();
-        let muls: Vec<bool> = self.nodes.iter().map(|n| matches!(n.op, Op::Mul)).collect();
+        let muls: Vec<bool> = self
+            .nodes
+            .iter()
+            .map(|n| matches!(n.op, Op::Mul | Op::MatMul))
+            .collect();
         let mut cache = TrainCache {
             shapes: vec![Vec::new(); self.nodes.len()],
             values: vec![None; self.nodes.len()],
@@ -388,7 +376,7 @@ impl Graph {
             |i, ins| {
                 let ins: Vec<&Tensor> = ins.iter().map(|t| t.as_ref()).collect();
                 if muls[i] {
-                    // the product's backward needs both factors
+                    // a product's backward needs both factors
                     for (&j, t) in inputs[i].iter().zip(&ins) {
                         cache.values[j] = Some((*t).clone());
                     }
@@ -440,7 +428,10 @@ impl Graph {
                 }
                 Op::Add | Op::QuantAdd(_) => {
                     for &j in &inputs {
-                        accumulate(&mut grads[j.0], reduce_to(g.clone(), &cache.shapes[j.0]));
+                        accumulate(
+                            &mut grads[j.0],
+                            crate::tensor::sum_to_shape(g.clone(), &cache.shapes[j.0]),
+                        );
                     }
                 }
                 Op::Mul => {
@@ -450,8 +441,19 @@ impl Graph {
                     let vb = cache.values[inputs[1].0]
                         .as_ref()
                         .expect("mul inputs cached");
-                    let ga = reduce_to(&g * vb, &cache.shapes[inputs[0].0]);
-                    let gb = reduce_to(&g * va, &cache.shapes[inputs[1].0]);
+                    let ga = crate::tensor::sum_to_shape(&g * vb, &cache.shapes[inputs[0].0]);
+                    let gb = crate::tensor::sum_to_shape(&g * va, &cache.shapes[inputs[1].0]);
+                    accumulate(&mut grads[inputs[0].0], ga);
+                    accumulate(&mut grads[inputs[1].0], gb);
+                }
+                Op::MatMul => {
+                    let factor = |k: usize| -> &Tensor {
+                        cache.values[inputs[k].0]
+                            .as_ref()
+                            .expect("matmul inputs cached")
+                    };
+                    let (ga, gb) = crate::tensor::matmul_grads(factor(0), factor(1), &g)
+                        .map_err(|e| e.in_layer(&node.name))?;
                     accumulate(&mut grads[inputs[0].0], ga);
                     accumulate(&mut grads[inputs[1].0], gb);
                 }

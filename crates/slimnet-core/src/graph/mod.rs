@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::layer::Layer;
-use crate::tensor::Tensor;
+use crate::tensor::{broadcast_shape, Tensor};
 use crate::value::QuantParams;
 
 mod exec;
@@ -38,6 +38,10 @@ pub enum Op {
     Mul,
     /// Concatenation of its inputs along axis 1 (channels).
     Concat,
+    /// Matrix product of two inputs with NumPy's `matmul` rules (see
+    /// [`tensor::matmul`](crate::tensor::matmul)): the attention of a transformer block, where
+    /// both operands are activations.
+    MatMul,
     /// Element-wise sum of two inputs like [`Op::Add`], written as u8 codes with these
     /// parameters: the int8 residual addition of a quantized network. Its inputs may be f32 or
     /// codes of any quantization (each branch keeps its own); two code inputs of one shape are
@@ -48,7 +52,20 @@ pub enum Op {
 }
 
 impl Op {
-    /// A short name: the layer kind, or `Input`, `Add`, `Mul`, `Concat`.
+    /// The multiply-adds of a merge node writing `output` from a first input of shape
+    /// `first`: one per output value for the element-wise ops, the length of the shared axis
+    /// per output value for [`Op::MatMul`], none for the input, a concatenation or a layer
+    /// (whose cost its [`Layer::cost`] gives).
+    pub fn merge_macs(&self, output: &[usize], first: &[usize]) -> usize {
+        let values: usize = output.iter().product();
+        match self {
+            Op::Add | Op::Mul | Op::QuantAdd(_) => values,
+            Op::MatMul => values * first.last().copied().unwrap_or(1),
+            Op::Input | Op::Layer(_) | Op::Concat => 0,
+        }
+    }
+
+    /// A short name: the layer kind, or `Input`, `Add`, `Mul`, `Concat`, `MatMul`, `QuantAdd`.
     pub fn name(&self) -> &'static str {
         match self {
             Op::Input => "Input",
@@ -56,6 +73,7 @@ impl Op {
             Op::Add => "Add",
             Op::Mul => "Mul",
             Op::Concat => "Concat",
+            Op::MatMul => "MatMul",
             Op::QuantAdd(_) => "QuantAdd",
         }
     }
@@ -115,31 +133,6 @@ impl Default for Graph {
     fn default() -> Self {
         Self::new()
     }
-}
-
-fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
-    let n = a.len().max(b.len());
-    let mut out = vec![0; n];
-    for i in 0..n {
-        let da = if i + a.len() >= n {
-            a[i + a.len() - n]
-        } else {
-            1
-        };
-        let db = if i + b.len() >= n {
-            b[i + b.len() - n]
-        } else {
-            1
-        };
-        out[i] = if da == db || db == 1 {
-            da
-        } else if da == 1 {
-            db
-        } else {
-            return None;
-        };
-    }
-    Some(out)
 }
 
 fn concat_shape(name: &str, ins: &[&[usize]]) -> Result<Vec<usize>> {
@@ -355,6 +348,25 @@ impl Graph {
         self.push(name, Op::Mul, vec![a, b])
     }
 
+    /// Appends a matrix product `a @ b` of two activations ([`Op::MatMul`]).
+    ///
+    /// ```
+    /// use slimnet_core::{graph::Graph, tensor, Layer};
+    /// // the square of each 2x2 matrix in the batch
+    /// let mut g = Graph::new();
+    /// let x = g.input();
+    /// g.matmul("square", x, x)?;
+    /// let y = g.forward(&tensor::from_vec(&[1, 2, 2], vec![1.0, 2.0, 3.0, 4.0])?)?;
+    /// assert_eq!(y.as_slice().unwrap(), &[7.0, 10.0, 15.0, 22.0]);
+    /// # Ok::<(), slimnet_core::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`add_layer`](Self::add_layer).
+    pub fn matmul(&mut self, name: &str, a: NodeId, b: NodeId) -> Result<NodeId> {
+        self.push(name, Op::MatMul, vec![a, b])
+    }
+
     /// Appends a concatenation along channels.
     ///
     /// # Errors
@@ -440,6 +452,13 @@ impl Graph {
                     })?
                 }
                 Op::Concat => concat_shape(&node.name, &ins)?,
+                Op::MatMul => {
+                    crate::tensor::matmul_shape(ins[0], ins[1]).ok_or_else(|| Error::Shape {
+                        layer: node.name.clone(),
+                        expected: format!("an operand that multiplies with {:?}", ins[1]),
+                        actual: ins[0].to_vec(),
+                    })?
+                }
             };
             shapes.push(s);
         }
