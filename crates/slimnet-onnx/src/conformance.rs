@@ -23,15 +23,7 @@ use crate::reader::{self, tensor, ImportOptions, SUPPORTED_OPS};
 pub const ONNX_VERSION: &str = "1.22.0";
 
 /// Ops that only fold on constants: their node tests apply them to activations.
-const CONST_ONLY: &[&str] = &[
-    "Constant",
-    "Shape",
-    "Gather",
-    "Cast",
-    "Slice",
-    "ConstantOfShape",
-    "Neg",
-];
+const CONST_ONLY: &[&str] = &["Constant", "Shape", "Gather", "Cast", "ConstantOfShape"];
 
 /// The folder holding one subfolder per node test, fetched and unpacked on first use.
 ///

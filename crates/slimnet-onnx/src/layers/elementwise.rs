@@ -1,9 +1,12 @@
-//! Element-wise arithmetic of an activation with a constant tensor (ONNX `Add`, `Sub`, `Mul`,
-//! `Div` with one constant operand), with NumPy broadcasting.
+//! Element-wise arithmetic: of an activation with a constant tensor (ONNX `Add`, `Sub`,
+//! `Mul`, `Div`, `Pow` with one constant operand, with NumPy broadcasting), and the unary
+//! functions ONNX graphs apply to activations (`Sqrt`, `Reciprocal`, `Exp`, `Log`, `Neg`,
+//! `Abs`).
 
-use ndarray::Axis;
 use slimnet_core::io::TensorSource;
 use slimnet_core::serde_json::{json, Value};
+pub(crate) use slimnet_core::tensor::broadcast_shape;
+use slimnet_core::tensor::sum_to_shape;
 use slimnet_core::{Error, Layer, Result, Tensor};
 
 /// The arithmetic of a [`ConstOp`].
@@ -17,16 +20,19 @@ pub enum BinaryOp {
     Mul,
     /// `a / b`.
     Div,
+    /// `a` to the power `b`.
+    Pow,
 }
 
 impl BinaryOp {
-    /// The ONNX op type (`Add`, `Sub`, `Mul`, `Div`).
+    /// The ONNX op type (`Add`, `Sub`, `Mul`, `Div`, `Pow`).
     pub fn onnx_name(self) -> &'static str {
         match self {
             BinaryOp::Add => "Add",
             BinaryOp::Sub => "Sub",
             BinaryOp::Mul => "Mul",
             BinaryOp::Div => "Div",
+            BinaryOp::Pow => "Pow",
         }
     }
 
@@ -37,6 +43,7 @@ impl BinaryOp {
             "Sub" => BinaryOp::Sub,
             "Mul" => BinaryOp::Mul,
             "Div" => BinaryOp::Div,
+            "Pow" => BinaryOp::Pow,
             _ => return None,
         })
     }
@@ -47,32 +54,11 @@ impl BinaryOp {
             BinaryOp::Sub => a - b,
             BinaryOp::Mul => a * b,
             BinaryOp::Div => a / b,
+            // squares (a layer norm's variance) as one product, as exact as ONNX Runtime's
+            BinaryOp::Pow if b == 2.0 => a * a,
+            BinaryOp::Pow => a.powf(b),
         }
     }
-}
-
-/// The shape of `a` and `b` broadcast together (NumPy rules), if they broadcast.
-pub(crate) fn broadcast_shape(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
-    let n = a.len().max(b.len());
-    (0..n)
-        .map(|i| {
-            let da = if i + a.len() >= n {
-                a[i + a.len() - n]
-            } else {
-                1
-            };
-            let db = if i + b.len() >= n {
-                b[i + b.len() - n]
-            } else {
-                1
-            };
-            match (da, db) {
-                _ if da == db => Some(da),
-                (1, d) | (d, 1) => Some(d),
-                _ => None,
-            }
-        })
-        .collect()
 }
 
 /// `x op c` (or `c op x`) for a constant tensor `c`, broadcasting both ways.
@@ -92,7 +78,8 @@ pub struct ConstOp {
     op: BinaryOp,
     constant: Tensor,
     const_first: bool,
-    cache: Option<Vec<usize>>,
+    /// The input of the last training forward pass (its shape is all a sum or product needs).
+    cache: Option<Tensor>,
 }
 
 impl ConstOp {
@@ -110,20 +97,6 @@ impl ConstOp {
     pub fn parts(&self) -> (BinaryOp, &Tensor, bool) {
         (self.op, &self.constant, self.const_first)
     }
-}
-
-/// Sums `g` over the axes where `shape` was broadcast, giving a tensor of `shape`.
-fn reduce_to(g: Tensor, shape: &[usize]) -> Tensor {
-    let mut r = g;
-    while r.ndim() > shape.len() {
-        r = r.sum_axis(Axis(0));
-    }
-    for (i, &s) in shape.iter().enumerate() {
-        if s == 1 && r.shape()[i] != 1 {
-            r = r.sum_axis(Axis(i)).insert_axis(Axis(i));
-        }
-    }
-    r
 }
 
 impl Layer for ConstOp {
@@ -152,16 +125,20 @@ impl Layer for ConstOp {
     }
 
     fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
-        self.cache = Some(x.shape().to_vec());
+        self.cache = Some(x.clone());
         self.forward(x)
     }
 
     /// The input gradient (the constant is not trained); `c / x` cannot train.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| Error::Backward {
+        let x = self.cache.take().ok_or_else(|| Error::Backward {
             layer: String::new(),
             reason: "ConstOp: backward called without a preceding forward_train".into(),
         })?;
+        let shape = x.shape().to_vec();
+        let xb = x
+            .broadcast(g.shape())
+            .ok_or_else(|| Error::shape("the forward output shape", g.shape()))?;
         let c = self
             .constant
             .broadcast(g.shape())
@@ -177,8 +154,25 @@ impl Layer for ConstOp {
                     reason: "ConstOp: `constant / x` cannot be trained".into(),
                 })
             }
+            // d/dx x^c = c x^(c-1); d/dx c^x = c^x ln c
+            (BinaryOp::Pow, false) => {
+                let mut d = g.to_owned();
+                ndarray::Zip::from(&mut d)
+                    .and(&xb)
+                    .and(&c)
+                    .for_each(|d, &x, &c| *d *= c * x.powf(c - 1.0));
+                d
+            }
+            (BinaryOp::Pow, true) => {
+                let mut d = g.to_owned();
+                ndarray::Zip::from(&mut d)
+                    .and(&xb)
+                    .and(&c)
+                    .for_each(|d, &x, &c| *d *= c.powf(x) * c.ln());
+                d
+            }
         };
-        Ok(reduce_to(gx, &shape))
+        Ok(sum_to_shape(gx, &shape))
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
@@ -204,10 +198,160 @@ pub(crate) fn load(cfg: &Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Laye
         .get("op")
         .and_then(Value::as_str)
         .and_then(BinaryOp::from_onnx)
-        .ok_or_else(|| Error::ModelFile("ConstOp config: `op` is not Add/Sub/Mul/Div".into()))?;
+        .ok_or_else(|| {
+            Error::ModelFile("ConstOp config: `op` is not Add/Sub/Mul/Div/Pow".into())
+        })?;
     let first = cfg
         .get("const_first")
         .and_then(Value::as_bool)
         .ok_or_else(|| Error::ModelFile("ConstOp config: `const_first` is not a bool".into()))?;
     Ok(Box::new(ConstOp::new(op, t.f32("constant")?, first)))
+}
+
+/// A function applied to every value of an activation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnaryOp {
+    /// Square root.
+    Sqrt,
+    /// `1 / x`.
+    Reciprocal,
+    /// `e^x`.
+    Exp,
+    /// Natural logarithm.
+    Log,
+    /// `-x`.
+    Neg,
+    /// `|x|`.
+    Abs,
+}
+
+impl UnaryOp {
+    /// Every op, in ONNX op-type order.
+    pub const ALL: [UnaryOp; 6] = [
+        UnaryOp::Sqrt,
+        UnaryOp::Reciprocal,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Neg,
+        UnaryOp::Abs,
+    ];
+
+    /// The ONNX op type.
+    pub fn onnx_name(self) -> &'static str {
+        match self {
+            UnaryOp::Sqrt => "Sqrt",
+            UnaryOp::Reciprocal => "Reciprocal",
+            UnaryOp::Exp => "Exp",
+            UnaryOp::Log => "Log",
+            UnaryOp::Neg => "Neg",
+            UnaryOp::Abs => "Abs",
+        }
+    }
+
+    /// The op of an ONNX op type.
+    pub fn from_onnx(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.onnx_name() == name)
+    }
+
+    fn apply(self, x: f32) -> f32 {
+        match self {
+            UnaryOp::Sqrt => x.sqrt(),
+            UnaryOp::Reciprocal => 1.0 / x,
+            UnaryOp::Exp => x.exp(),
+            UnaryOp::Log => x.ln(),
+            UnaryOp::Neg => -x,
+            UnaryOp::Abs => x.abs(),
+        }
+    }
+
+    /// The derivative at `x`, given `y = f(x)`.
+    fn derivative(self, x: f32, y: f32) -> f32 {
+        match self {
+            UnaryOp::Sqrt => 0.5 / y,
+            UnaryOp::Reciprocal => -y * y,
+            UnaryOp::Exp => y,
+            UnaryOp::Log => 1.0 / x,
+            UnaryOp::Neg => -1.0,
+            UnaryOp::Abs => x.signum(),
+        }
+    }
+}
+
+/// `f(x)` for every value of an activation (any shape).
+///
+/// ```
+/// use slimnet_core::{tensor, Layer};
+/// use slimnet_onnx::layers::{Unary, UnaryOp};
+/// let y = Unary::new(UnaryOp::Sqrt).forward(&tensor::from_vec(&[1, 2], vec![4.0, 9.0])?)?;
+/// assert_eq!(y.as_slice().unwrap(), &[2.0, 3.0]);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Unary {
+    op: UnaryOp,
+    cache: Option<(Tensor, Tensor)>,
+}
+
+impl Unary {
+    /// The layer applying `op`.
+    pub fn new(op: UnaryOp) -> Self {
+        Self { op, cache: None }
+    }
+
+    /// The function.
+    pub fn op(&self) -> UnaryOp {
+        self.op
+    }
+}
+
+impl Layer for Unary {
+    fn kind(&self) -> &'static str {
+        "Unary"
+    }
+
+    /// Any shape -> the same shape.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let op = self.op;
+        Ok(x.mapv(|v| op.apply(v)))
+    }
+
+    fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        let y = self.forward(x)?;
+        self.cache = Some((x.clone(), y.clone()));
+        Ok(y)
+    }
+
+    fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
+        let (x, y) = self.cache.take().ok_or_else(|| Error::Backward {
+            layer: String::new(),
+            reason: "Unary: backward called without a preceding forward_train".into(),
+        })?;
+        if g.shape() != x.shape() {
+            return Err(Error::shape(format!("gradient {:?}", x.shape()), g.shape()));
+        }
+        let op = self.op;
+        let mut d = g.to_owned();
+        ndarray::Zip::from(&mut d)
+            .and(&x)
+            .and(&y)
+            .for_each(|d, &x, &y| *d *= op.derivative(x, y));
+        Ok(d)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(input.to_vec())
+    }
+
+    fn config_json(&self) -> Value {
+        json!({"op": self.op.onnx_name()})
+    }
+}
+
+pub(crate) fn load_unary(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+    let op = cfg
+        .get("op")
+        .and_then(Value::as_str)
+        .and_then(UnaryOp::from_onnx)
+        .ok_or_else(|| Error::ModelFile("Unary config: `op` is not a known function".into()))?;
+    Ok(Box::new(Unary::new(op)))
 }

@@ -2,16 +2,14 @@
 //! [`Linear`](slimnet_core::layers::Linear) does not fit: inputs of rank other than 2, batched
 //! constants).
 
-use ndarray::{Ix2, IxDyn};
 use slimnet_core::io::TensorSource;
 use slimnet_core::serde_json::{json, Value};
+use slimnet_core::tensor::{matmul, matmul_shape};
 use slimnet_core::{Error, Layer, Result, Tensor};
 
-use super::elementwise::broadcast_shape;
-use slimnet_core::tensor::checked_len;
-
-/// `x @ b` with NumPy's `matmul` rules: the last two axes multiply, the leading axes broadcast,
-/// and a rank-1 operand is a row (left) or a column (right) that is dropped from the result.
+/// `x @ b` with NumPy's `matmul` rules ([`slimnet_core::tensor::matmul`]): the last two axes
+/// multiply, the leading axes broadcast, and a rank-1 operand is a row (left) or a column
+/// (right) that is dropped from the result.
 ///
 /// ```
 /// use slimnet_core::{tensor, Layer};
@@ -23,15 +21,6 @@ use slimnet_core::tensor::checked_len;
 #[derive(Debug, Clone)]
 pub struct MatMul {
     b: Tensor,
-}
-
-struct Plan {
-    /// Broadcast batch shape.
-    batch: Vec<usize>,
-    n: usize,
-    k: usize,
-    m: usize,
-    out: Vec<usize>,
 }
 
 impl MatMul {
@@ -52,45 +41,6 @@ impl MatMul {
     pub fn weight(&self) -> &Tensor {
         &self.b
     }
-
-    fn plan(&self, a: &[usize]) -> Result<Plan> {
-        let bs = self.b.shape();
-        let bad = || Error::shape(format!("a left operand for {bs:?} in a matrix product"), a);
-        if a.is_empty() {
-            return Err(bad());
-        }
-        let (a2, a_row) = if a.len() == 1 {
-            (vec![1, a[0]], true)
-        } else {
-            (a.to_vec(), false)
-        };
-        let (b2, b_col) = if bs.len() == 1 {
-            (vec![bs[0], 1], true)
-        } else {
-            (bs.to_vec(), false)
-        };
-        let (n, k) = (a2[a2.len() - 2], a2[a2.len() - 1]);
-        let (k2, m) = (b2[b2.len() - 2], b2[b2.len() - 1]);
-        if k != k2 {
-            return Err(bad());
-        }
-        let batch = broadcast_shape(&a2[..a2.len() - 2], &b2[..b2.len() - 2]).ok_or_else(bad)?;
-        let mut out = batch.clone();
-        if !a_row {
-            out.push(n);
-        }
-        if !b_col {
-            out.push(m);
-        }
-        checked_len(&out)?;
-        Ok(Plan {
-            batch,
-            n,
-            k,
-            m,
-            out,
-        })
-    }
 }
 
 impl Layer for MatMul {
@@ -100,50 +50,19 @@ impl Layer for MatMul {
 
     /// `[..., N, K]` (or `[K]`) -> `[..., N, M]` for a constant `[..., K, M]`.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let p = self.plan(x.shape())?;
-        let mut ashape = p.batch.clone();
-        ashape.extend([p.n, p.k]);
-        let mut bshape = p.batch.clone();
-        bshape.extend([p.k, p.m]);
-        let a_full = x
-            .to_shape(IxDyn(&if x.ndim() == 1 {
-                vec![1, p.k]
-            } else {
-                x.shape().to_vec()
-            }))
-            .expect("same length")
-            .into_owned();
-        let b_full = self
-            .b
-            .to_shape(IxDyn(&if self.b.ndim() == 1 {
-                vec![p.k, 1]
-            } else {
-                self.b.shape().to_vec()
-            }))
-            .expect("same length")
-            .into_owned();
-        let a = a_full.broadcast(IxDyn(&ashape)).expect("checked by plan");
-        let b = b_full.broadcast(IxDyn(&bshape)).expect("checked by plan");
-        let count: usize = p.batch.iter().product();
-        let a = a.to_shape(IxDyn(&[count, p.n, p.k])).expect("same length");
-        let b = b.to_shape(IxDyn(&[count, p.k, p.m])).expect("same length");
-        let mut out = Vec::with_capacity(count * p.n * p.m);
-        for i in 0..count {
-            let ai = a
-                .index_axis(ndarray::Axis(0), i)
-                .into_dimensionality::<Ix2>()
-                .expect("2-D");
-            let bi = b
-                .index_axis(ndarray::Axis(0), i)
-                .into_dimensionality::<Ix2>()
-                .expect("2-D");
-            out.extend(ai.dot(&bi).iter().copied());
-        }
-        Ok(Tensor::from_shape_vec(IxDyn(&p.out), out).expect("length"))
+        matmul(x, &self.b)
     }
 
     fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        Ok(self.plan(input)?.out)
+        matmul_shape(input, self.b.shape()).ok_or_else(|| {
+            Error::shape(
+                format!(
+                    "a left operand for {:?} in a matrix product",
+                    self.b.shape()
+                ),
+                input,
+            )
+        })
     }
 
     fn visit_buffers(&self, f: &mut dyn FnMut(&str, &Tensor)) {

@@ -1,6 +1,8 @@
 //! Layers that ONNX graphs need and slimnet-core does not have: clamping, element-wise
-//! arithmetic with a constant, reshapes and transposes, pooling with ONNX's asymmetric pads,
-//! dilations and ceil mode, softmax over any axis and matrix products with a constant. Each is a
+//! arithmetic with a constant and unary functions, reductions over axes, reshapes, transposes
+//! and slices, pooling with ONNX's asymmetric pads, dilations and ceil mode, softmax over any
+//! axis and matrix products with a constant (a product of two activations is the graph node
+//! [`Op::MatMul`](slimnet_core::graph::Op::MatMul)). Each is a
 //! plain [`Layer`](slimnet_core::Layer) that model files know once [`register`] added its kind,
 //! and that the writer exports as the ONNX op it came from.
 //!
@@ -14,14 +16,16 @@ mod clamp;
 pub(crate) mod elementwise;
 mod matmul;
 mod pool;
-mod reshape;
+mod reduce;
+pub(crate) mod reshape;
 mod softmax;
 
 pub use clamp::Clamp;
-pub use elementwise::{BinaryOp, ConstOp};
+pub use elementwise::{BinaryOp, ConstOp, Unary, UnaryOp};
 pub use matmul::MatMul;
 pub use pool::{Pool2d, PoolKind};
-pub use reshape::{Reshape, Transpose};
+pub use reduce::{Reduce, ReduceOp};
+pub use reshape::{Reshape, Slice, Transpose};
 pub use slimnet_core::layers::{
     ConvTranspose2d, ConvTransposeConfig, CoordMode, NearestMode, Pad, PadMode, Resize2d,
     ResizeMode, ResizeTarget,
@@ -47,6 +51,9 @@ pub fn register(r: &mut Registry) {
     r.register("Pool2d", pool::load);
     r.register("SoftmaxAxis", softmax::load);
     r.register("MatMul", matmul::load);
+    r.register("Unary", elementwise::load_unary);
+    r.register("Reduce", reduce::load);
+    r.register("Slice", reshape::load_slice);
 }
 
 /// Resolves a possibly negative axis against a rank.

@@ -1,7 +1,7 @@
 //! Shape-only layers: [`Reshape`] (ONNX `Reshape`, `Squeeze`, `Unsqueeze`, `Flatten` with an
-//! axis other than 1) and [`Transpose`].
+//! axis other than 1), [`Transpose`] and [`Slice`].
 
-use ndarray::IxDyn;
+use ndarray::{Axis, Dimension, IxDyn};
 use slimnet_core::io::TensorSource;
 use slimnet_core::serde_json::{json, Value};
 use slimnet_core::{Error, Layer, Result, Tensor};
@@ -206,6 +206,160 @@ impl Layer for Transpose {
     fn config_json(&self) -> Value {
         json!({"perm": self.perm})
     }
+}
+
+/// The indices ONNX `Slice` picks along an axis of size `d` from `start` to `end` (exclusive)
+/// by `step` (negative bounds count from the end and are clamped; a negative step walks
+/// backwards); `None` for a zero step.
+pub(crate) fn slice_indices(d: usize, start: i64, end: i64, step: i64) -> Option<Vec<usize>> {
+    if step == 0 {
+        return None;
+    }
+    let d = d as i64;
+    let norm =
+        |v: i64, lo: i64, hi: i64| (if v < 0 { v.saturating_add(d) } else { v }).clamp(lo, hi);
+    let (mut i, end) = if step > 0 {
+        (norm(start, 0, d), norm(end, 0, d))
+    } else {
+        (norm(start, -1, d - 1), norm(end, -1, d - 1))
+    };
+    let mut v = Vec::new();
+    while (step > 0 && i < end) || (step < 0 && i > end) {
+        v.push(i as usize);
+        i += step;
+    }
+    Some(v)
+}
+
+/// ONNX `Slice` of an activation: along each of `axes`, the values from `starts` to `ends`
+/// (exclusive) by `steps`, with ONNX's rules (negative bounds count from the end, bounds are
+/// clamped, a negative step walks backwards). Bounds are resolved against each input, so the
+/// layer works at any batch size.
+///
+/// ```
+/// use slimnet_core::{tensor, Layer};
+/// use slimnet_onnx::layers::Slice;
+/// // the second of three stacked tensors, as attention splits queries, keys and values
+/// let s = Slice::new(vec![1], vec![2], vec![0], vec![1])?;
+/// let y = s.forward(&tensor::from_vec(&[3, 2], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0])?)?;
+/// assert_eq!(y.as_slice().unwrap(), &[2.0, 3.0]);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct Slice {
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    axes: Vec<i64>,
+    steps: Vec<i64>,
+    cache: Option<Vec<usize>>,
+}
+
+impl Slice {
+    /// A slice along `axes` (negative counts from the end).
+    ///
+    /// # Errors
+    /// Lists of different lengths, or a zero step.
+    pub fn new(starts: Vec<i64>, ends: Vec<i64>, axes: Vec<i64>, steps: Vec<i64>) -> Result<Self> {
+        if [ends.len(), axes.len(), steps.len()]
+            .iter()
+            .any(|&l| l != starts.len())
+        {
+            return Err(Error::config(
+                "slice: starts, ends, axes and steps differ in length",
+            ));
+        }
+        if steps.contains(&0) {
+            return Err(Error::config("slice: a zero step"));
+        }
+        Ok(Self {
+            starts,
+            ends,
+            axes,
+            steps,
+            cache: None,
+        })
+    }
+
+    /// `(starts, ends, axes, steps)`.
+    pub fn parts(&self) -> (&[i64], &[i64], &[i64], &[i64]) {
+        (&self.starts, &self.ends, &self.axes, &self.steps)
+    }
+
+    /// The input indices kept along every axis of an input of shape `input`.
+    fn picks(&self, input: &[usize]) -> Result<Vec<Vec<usize>>> {
+        let mut picks: Vec<Vec<usize>> = input.iter().map(|&d| (0..d).collect()).collect();
+        for k in 0..self.axes.len() {
+            let ax = super::axis(self.axes[k], input.len()).ok_or_else(|| {
+                Error::shape(format!("a rank holding axes {:?}", self.axes), input)
+            })?;
+            picks[ax] = slice_indices(input[ax], self.starts[k], self.ends[k], self.steps[k])
+                .expect("steps checked in new");
+        }
+        Ok(picks)
+    }
+}
+
+impl Layer for Slice {
+    fn kind(&self) -> &'static str {
+        "Slice"
+    }
+
+    /// Any shape holding the axes -> the sliced shape.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let picks = self.picks(x.shape())?;
+        let mut y = x.to_owned();
+        for (ax, p) in picks.iter().enumerate() {
+            if p.len() != x.shape()[ax] || p.iter().enumerate().any(|(i, &j)| i != j) {
+                y = y.select(Axis(ax), p);
+            }
+        }
+        Ok(y)
+    }
+
+    fn forward_train(&mut self, x: &Tensor) -> Result<Tensor> {
+        self.cache = Some(x.shape().to_vec());
+        self.forward(x)
+    }
+
+    /// The gradient put back where its values came from; zero elsewhere.
+    fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
+        let shape = self.cache.take().ok_or_else(|| Error::Backward {
+            layer: String::new(),
+            reason: "Slice: backward called without a preceding forward_train".into(),
+        })?;
+        let picks = self.picks(&shape)?;
+        let out: Vec<usize> = picks.iter().map(Vec::len).collect();
+        if g.shape() != out {
+            return Err(Error::shape(format!("gradient {out:?}"), g.shape()));
+        }
+        let mut dx = Tensor::zeros(IxDyn(&shape));
+        let mut at = vec![0; shape.len()];
+        for (idx, &v) in g.indexed_iter() {
+            for (a, (i, p)) in at.iter_mut().zip(idx.slice().iter().zip(&picks)) {
+                *a = p[*i];
+            }
+            dx[IxDyn(&at)] += v;
+        }
+        Ok(dx)
+    }
+
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        Ok(self.picks(input)?.iter().map(Vec::len).collect())
+    }
+
+    fn config_json(&self) -> Value {
+        json!({"starts": self.starts, "ends": self.ends, "axes": self.axes, "steps": self.steps})
+    }
+}
+
+pub(crate) fn load_slice(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+    let get = |k: &str| config_ints(cfg, "Slice", k);
+    Ok(Box::new(Slice::new(
+        get("starts")?,
+        get("ends")?,
+        get("axes")?,
+        get("steps")?,
+    )?))
 }
 
 pub(crate) fn load_reshape(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {

@@ -42,9 +42,30 @@ fn backward_matches_finite_differences() {
         Box::new(ConstOp::new(BinaryOp::Div, c, false)),
         Box::new(Reshape::new(vec![0, -1], false).unwrap()),
         Box::new(Transpose::new(vec![0, 2, 3, 1]).unwrap()),
+        Box::new(Unary::new(UnaryOp::Neg)),
+        Box::new(Unary::new(UnaryOp::Exp)),
+        Box::new(Reduce::new(ReduceOp::Mean, vec![-1, 1], true)),
+        Box::new(Reduce::new(ReduceOp::Sum, vec![2], false)),
+        Box::new(Reduce::new(ReduceOp::Mean, vec![], false)),
+        Box::new(Slice::new(vec![1, -1], vec![3, 0], vec![1, -1], vec![1, -2]).unwrap()),
     ];
     for l in &mut layers {
         let e = grad_error(l.as_mut(), &x);
+        assert!(e < 2e-2, "{}: {e}", l.kind());
+    }
+    // the functions defined for positive inputs only, and powers either way round
+    let pos = x.mapv(|v| v.abs() + 0.5);
+    let c = tensor::uniform(&[5], 0.5, 2.0, &mut tensor::rng(4));
+    let mut layers: Vec<Box<dyn Layer>> = vec![
+        Box::new(Unary::new(UnaryOp::Sqrt)),
+        Box::new(Unary::new(UnaryOp::Reciprocal)),
+        Box::new(Unary::new(UnaryOp::Log)),
+        Box::new(Unary::new(UnaryOp::Abs)),
+        Box::new(ConstOp::new(BinaryOp::Pow, c.clone(), false)),
+        Box::new(ConstOp::new(BinaryOp::Pow, c, true)),
+    ];
+    for l in &mut layers {
+        let e = grad_error(l.as_mut(), &pos);
         assert!(e < 2e-2, "{}: {e}", l.kind());
     }
 }
@@ -69,6 +90,20 @@ fn forward_values() {
     let m = MatMul::new(tensor::from_vec(&[3], vec![1.0, 10.0, 100.0]).unwrap()).unwrap();
     assert_eq!(m.forward(&x).unwrap().shape(), &[1, 1, 1]);
     assert_eq!(row(&m), [321.0]);
+    // ONNX's slice rules: from the last value backwards by 2, and bounds past the ends clamped
+    let back = Slice::new(vec![-1], vec![-10], vec![3], vec![-2]).unwrap();
+    assert_eq!(row(&back), [3.0, 1.0]);
+    let wide = Slice::new(vec![-7], vec![100], vec![-1], vec![1]).unwrap();
+    assert_eq!(row(&wide), [1.0, 2.0, 3.0]);
+    let sum = Reduce::new(ReduceOp::Sum, vec![], true);
+    assert_eq!(sum.forward(&x).unwrap().shape(), &[1, 1, 1, 1]);
+    assert_eq!(row(&sum), [6.0]);
+    let p = ConstOp::new(
+        BinaryOp::Pow,
+        tensor::from_vec(&[], vec![2.0]).unwrap(),
+        false,
+    );
+    assert_eq!(row(&p), [1.0, 4.0, 9.0]);
     let s = SoftmaxAxis::new(-1, true, false).forward(&x).unwrap();
     let total: f32 = s.iter().map(|v| v.exp()).sum();
     assert!((total - 1.0).abs() < 1e-6);
@@ -88,5 +123,14 @@ fn bad_shapes_are_errors() {
     assert!(MatMul::new(tensor::zeros(&[3, 2]))
         .unwrap()
         .output_shape(&[2, 4])
+        .is_err());
+    assert!(Slice::new(vec![0], vec![1], vec![0], vec![0]).is_err());
+    assert!(Slice::new(vec![0, 1], vec![1], vec![0], vec![1]).is_err());
+    assert!(Slice::new(vec![0], vec![1], vec![4], vec![1])
+        .unwrap()
+        .output_shape(&[2, 3])
+        .is_err());
+    assert!(Reduce::new(ReduceOp::Mean, vec![2], true)
+        .output_shape(&[2, 3])
         .is_err());
 }

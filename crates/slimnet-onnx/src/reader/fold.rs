@@ -6,6 +6,7 @@ use std::rc::Rc;
 use crate::error::Result;
 use crate::layers::axis as resolve;
 use crate::layers::elementwise::broadcast_shape;
+use crate::layers::reshape::slice_indices;
 use crate::layers::Reshape;
 use crate::proto::NodeProto;
 use slimnet_core::Layer;
@@ -425,23 +426,8 @@ fn slice(imp: &Importer, n: &NodeProto, x: &Const, ins: &[Option<Rc<Const>>]) ->
     let mut picks: Vec<Vec<usize>> = x.dims.iter().map(|&d| (0..d).collect()).collect();
     for k in 0..starts.len() {
         let ax = resolve(axes[k], rank).ok_or_else(|| bad("axis out of range"))?;
-        let d = x.dims[ax] as i64;
-        let step = steps[k];
-        if step == 0 {
-            return Err(bad("a zero step"));
-        }
-        let norm = |v: i64, lo: i64, hi: i64| (if v < 0 { v + d } else { v }).clamp(lo, hi);
-        let (mut i, end) = if step > 0 {
-            (norm(starts[k], 0, d), norm(ends[k], 0, d))
-        } else {
-            (norm(starts[k], -1, d - 1), norm(ends[k], -1, d - 1))
-        };
-        let mut v = Vec::new();
-        while (step > 0 && i < end) || (step < 0 && i > end) {
-            v.push(i as usize);
-            i += step;
-        }
-        picks[ax] = v;
+        picks[ax] = slice_indices(x.dims[ax], starts[k], ends[k], steps[k])
+            .ok_or_else(|| bad("a zero step"))?;
     }
     let st = strides(&x.dims);
     let dims: Vec<usize> = picks.iter().map(Vec::len).collect();

@@ -228,7 +228,10 @@ impl Importer {
                 ops::activation(self, n)?
             }
             "Softmax" | "LogSoftmax" => ops::softmax(self, n)?,
-            "Add" | "Sub" | "Mul" | "Div" => shape_ops::binary(self, n)?,
+            "Add" | "Sub" | "Mul" | "Div" | "Pow" => shape_ops::binary(self, n)?,
+            "Sqrt" | "Reciprocal" | "Exp" | "Log" | "Neg" | "Abs" => shape_ops::unary(self, n)?,
+            "ReduceMean" | "ReduceSum" => shape_ops::reduce(self, n)?,
+            "Slice" => shape_ops::slice(self, n)?,
             "Concat" => shape_ops::concat(self, n)?,
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => shape_ops::reshape(self, n)?,
             "Transpose" => shape_ops::transpose(self, n)?,

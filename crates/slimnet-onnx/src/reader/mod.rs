@@ -36,7 +36,8 @@ pub const MIN_OPSET: i64 = 7;
 pub const MAX_OPSET: i64 = 25;
 
 /// The op types the reader imports (default domain). Constant-only ops (`Shape`, `Gather`,
-/// `Cast`, `Slice`, `ConstantOfShape`, ...) are accepted where they fold to constants.
+/// `Cast`, `ConstantOfShape`, ...) are accepted where they fold to constants; `Slice`, `Neg`
+/// and the arithmetic fold on constants and become layers on activations.
 pub const SUPPORTED_OPS: &[&str] = &[
     "Conv",
     "ConvTranspose",
@@ -63,6 +64,14 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Sub",
     "Mul",
     "Div",
+    "Pow",
+    "Sqrt",
+    "Reciprocal",
+    "Exp",
+    "Log",
+    "Abs",
+    "ReduceMean",
+    "ReduceSum",
     "Concat",
     "Softmax",
     "LogSoftmax",

@@ -281,6 +281,13 @@ pub(crate) fn gemm(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
 
 pub(crate) fn matmul(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
     let (x, s) = imp.act(n, 0)?;
+    if let Some(Val::Act(y, sy)) = imp.input(n, 1)? {
+        // both operands computed from the input (attention): a graph node of its own
+        let out = slimnet_core::tensor::matmul_shape(&s, &sy)
+            .ok_or_else(|| imp.invalid(n, format!("shapes {s:?} and {sy:?} do not multiply")))?;
+        let name = imp.name(n, "");
+        return Ok(Val::Act(imp.graph.matmul(&name, x, y)?, out));
+    }
     let b = imp.konst(n, 1)?;
     if s.len() == 2 && b.dims.len() == 2 && s[1] == b.dims[0] {
         let w = b.tensor().t().as_standard_layout().into_owned();

@@ -7,7 +7,10 @@ use slimnet_core::Layer;
 
 use crate::error::Result;
 use crate::layers::elementwise::broadcast_shape;
-use crate::layers::{axis as resolve, BinaryOp, ConstOp, Pad, PadMode, Reshape, Transpose};
+use crate::layers::{
+    axis as resolve, BinaryOp, ConstOp, Pad, PadMode, Reduce, ReduceOp, Reshape, Slice, Transpose,
+    Unary, UnaryOp,
+};
 use crate::proto::NodeProto;
 
 use super::attrs::Attrs;
@@ -133,7 +136,17 @@ pub(crate) fn binary(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
                     };
                     imp.graph.add(&name, x, m)?
                 }
-                BinaryOp::Div => return Err(imp.unsupported(n, "division of two activations")),
+                // x * (1 / y): within a rounding of ONNX Runtime's quotient
+                BinaryOp::Div => {
+                    let r = Unary::new(UnaryOp::Reciprocal);
+                    let Val::Act(m, _) = imp.push(n, "_reciprocal", Box::new(r), y, &sy)? else {
+                        unreachable!()
+                    };
+                    imp.graph.mul(&name, x, m)?
+                }
+                BinaryOp::Pow => {
+                    return Err(imp.unsupported(n, "a power whose exponent is an activation"))
+                }
             };
             Ok(Val::Act(id, out))
         }
@@ -399,4 +412,51 @@ pub(crate) fn identity(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
         _ => {}
     }
     Ok(Val::Act(x, s))
+}
+
+pub(crate) fn unary(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
+    let (x, s) = imp.act(n, 0)?;
+    let op = UnaryOp::from_onnx(n.op_type()).expect("dispatched on the op type");
+    imp.push(n, "", Box::new(Unary::new(op)), x, &s)
+}
+
+pub(crate) fn reduce(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
+    let (x, s) = imp.act(n, 0)?;
+    let op = ReduceOp::from_onnx(n.op_type()).expect("dispatched on the op type");
+    let a = Attrs::of(n);
+    // the axes moved from an attribute to an input in opset 13 (ReduceSum) and 18 (the rest)
+    let axes_input = match op {
+        ReduceOp::Sum => imp.opset >= 13,
+        ReduceOp::Mean => imp.opset >= 18,
+    };
+    let axes = if axes_input {
+        imp.konst_opt(n, 1)?.map(|c| c.ints())
+    } else {
+        a.ints("axes")
+    }
+    .unwrap_or_default();
+    if axes.is_empty() && a.int("noop_with_empty_axes", 0) != 0 {
+        return Ok(Val::Act(x, s));
+    }
+    let layer = Reduce::new(op, axes, a.int("keepdims", 1) != 0);
+    imp.push(n, "", Box::new(layer), x, &s)
+}
+
+pub(crate) fn slice(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
+    let (x, s) = imp.act(n, 0)?;
+    let a = Attrs::of(n);
+    let get = |i: usize, attr: &str| -> Result<Option<Vec<i64>>> {
+        Ok(if imp.opset >= 10 {
+            imp.konst_opt(n, i)?.map(|c| c.ints())
+        } else {
+            a.ints(attr)
+        })
+    };
+    let starts = get(1, "starts")?.ok_or_else(|| imp.invalid(n, "missing starts"))?;
+    let ends = get(2, "ends")?.ok_or_else(|| imp.invalid(n, "missing ends"))?;
+    let axes = get(3, "axes")?.unwrap_or_else(|| (0..starts.len() as i64).collect());
+    let steps =
+        if imp.opset >= 10 { get(4, "")? } else { None }.unwrap_or_else(|| vec![1; starts.len()]);
+    let layer = Slice::new(starts, ends, axes, steps).map_err(|e| imp.invalid(n, e.to_string()))?;
+    imp.push(n, "", Box::new(layer), x, &s)
 }

@@ -11,7 +11,8 @@ use super::attr;
 use super::{ExportRegistry, LayerExport};
 use crate::error::Result;
 use crate::layers::{
-    Clamp, ConstOp, MatMul, Pad, PadMode, Pool2d, PoolKind, Reshape, SoftmaxAxis, Transpose,
+    Clamp, ConstOp, MatMul, Pad, PadMode, Pool2d, PoolKind, Reduce, Reshape, Slice, SoftmaxAxis,
+    Transpose, Unary,
 };
 
 fn data(t: &Tensor) -> Vec<f32> {
@@ -286,4 +287,36 @@ pub(super) fn register(r: &mut ExportRegistry) {
     r.register::<Pool2d>(pool2d);
     r.register::<SoftmaxAxis>(softmax_axis);
     r.register::<MatMul>(matmul);
+    r.register::<Unary>(|l, cx| unary(cx, l.op().onnx_name(), vec![]));
+    r.register::<Reduce>(reduce);
+    r.register::<Slice>(slice);
+}
+
+fn reduce(l: &Reduce, cx: &mut LayerExport<'_>) -> Result<()> {
+    let (op, axes, keepdims) = l.parts();
+    let x = cx.input_f32();
+    let keep = attr::int("keepdims", keepdims as i64);
+    // written for opset 19: ReduceSum takes its axes as an input since opset 13, ReduceMean
+    // since 18
+    let y = if axes.is_empty() {
+        cx.node(op.onnx_name(), &[&x], vec![keep])
+    } else {
+        let a = cx.init_i64("axes", &[axes.len()], axes);
+        cx.node(op.onnx_name(), &[&x, &a], vec![keep])
+    };
+    cx.set_output(y, ValueKind::F32);
+    Ok(())
+}
+
+fn slice(l: &Slice, cx: &mut LayerExport<'_>) -> Result<()> {
+    let (starts, ends, axes, steps) = l.parts();
+    let x = cx.input_f32();
+    let k = [starts.len()];
+    let s = cx.init_i64("starts", &k, starts);
+    let e = cx.init_i64("ends", &k, ends);
+    let a = cx.init_i64("axes", &k, axes);
+    let st = cx.init_i64("steps", &k, steps);
+    let y = cx.node("Slice", &[&x, &s, &e, &a, &st], vec![]);
+    cx.set_output(y, ValueKind::F32);
+    Ok(())
 }

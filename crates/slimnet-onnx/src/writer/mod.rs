@@ -232,7 +232,7 @@ fn export_graph(
         let e = match &node.op {
             Op::Input => input.clone(),
             Op::Layer(l) => export_layer(b, reg, l.as_ref(), &path, &ins[0], &shapes[i])?,
-            op @ (Op::Add | Op::Mul | Op::Concat) => {
+            op @ (Op::Add | Op::Mul | Op::Concat | Op::MatMul) => {
                 let names: Vec<String> = ins
                     .iter()
                     .map(|e| b.convert(e, ValueKind::F32).name)
@@ -241,6 +241,7 @@ fn export_graph(
                 let (name, attrs) = match op {
                     Op::Add => ("Add", vec![]),
                     Op::Mul => ("Mul", vec![]),
+                    Op::MatMul => ("MatMul", vec![]),
                     _ => ("Concat", vec![attr::int("axis", 1)]),
                 };
                 Edge {
