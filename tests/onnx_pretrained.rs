@@ -54,7 +54,10 @@ fn check(name: &str, shape: &[usize], seed: u64) {
     let saved = dir.join(format!("{name}.safetensors"));
     slimnet::save(&m.graph, &saved).unwrap();
     let back = slimnet::load(&saved).unwrap().forward(&x).unwrap();
-    assert_eq!(back, ours, "{name}: the saved model computes something else");
+    assert_eq!(
+        back, ours,
+        "{name}: the saved model computes something else"
+    );
     std::fs::remove_dir_all(&dir).ok();
     println!(
         "pretrained {name} import_ms={ms:.1} layers={} params={} max_abs_diff={:.2e} output={:?}",

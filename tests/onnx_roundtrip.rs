@@ -280,6 +280,8 @@ fn attention() -> (&'static str, Graph) {
     let h = g.add_layer("abs", Unary::new(UnaryOp::Abs), h).unwrap();
     let h = g.add_layer("exp", Unary::new(UnaryOp::Exp), h).unwrap();
     let h = g.add_layer("log", Unary::new(UnaryOp::Log), h).unwrap();
+    let slopes = tensor::from_vec(&[4], vec![0.1, -0.2, 0.3, 2.0]).unwrap();
+    let h = g.add_layer("prelu", PRelu::new(slopes), h).unwrap();
     g.add_layer("sum", Reduce::new(ReduceOp::Sum, vec![1], false), h)
         .unwrap();
     ("attention", g)

@@ -1,5 +1,8 @@
-//! The ONNX backend node tests (`onnx/backend/test/data/node/<case>/`) run through the reader:
-//! what `cargo run --release -p slimnet-onnx --example conformance` runs, and what tests use.
+//! The ONNX backend test cases (`onnx/backend/test/data/<suite>/<case>/`) run through the
+//! reader: what `cargo run --release -p slimnet-onnx --example conformance` runs, and what
+//! tests use. Three suites ([`Suite`]): the node tests (one op each, current opsets), and two
+//! suites of models exported by PyTorch's `torch.onnx.export` (whole `nn` modules, and single
+//! operators; opsets 6, 9 and 12).
 //!
 //! The cases come from the `onnx==1.22.0` wheel on PyPI (later wheels dropped them), fetched
 //! once with `pip download` into [`slimnet_core::data::cache_dir`]`/onnx` and unpacked there
@@ -25,13 +28,69 @@ pub const ONNX_VERSION: &str = "1.22.0";
 /// Ops that only fold on constants: their node tests apply them to activations.
 const CONST_ONLY: &[&str] = &["Constant", "Shape", "Gather", "Cast", "ConstantOfShape"];
 
+/// A folder of backend test cases in the onnx wheel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suite {
+    /// `node/`: one op per case, with its attributes.
+    Node,
+    /// `pytorch-converted/`: `torch.nn` modules exported by PyTorch.
+    PytorchConverted,
+    /// `pytorch-operator/`: single PyTorch operators exported by PyTorch.
+    PytorchOperator,
+}
+
+impl Suite {
+    /// Every suite.
+    pub const ALL: [Suite; 3] = [Suite::Node, Suite::PytorchConverted, Suite::PytorchOperator];
+
+    /// The folder under `onnx/backend/test/data/`.
+    pub fn folder(self) -> &'static str {
+        match self {
+            Suite::Node => "node",
+            Suite::PytorchConverted => "pytorch-converted",
+            Suite::PytorchOperator => "pytorch-operator",
+        }
+    }
+}
+
 /// The folder holding one subfolder per node test, fetched and unpacked on first use.
 ///
 /// # Errors
 /// When pip or the unpacking fails (the message says what to do).
 pub fn node_tests_dir() -> Result<PathBuf, String> {
+    suite_dir(Suite::Node)
+}
+
+/// The cases of `suite` that test ops the reader knows ([`Case::selected`]), by name.
+///
+/// # Errors
+/// As [`suite_dir`], or a case that cannot be read.
+pub fn selected_cases(suite: Suite) -> Result<Vec<Case>, String> {
+    let dir = suite_dir(suite)?;
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    paths.sort();
+    let mut cases = Vec::new();
+    for p in paths {
+        let case = Case::load(&p)?;
+        if case.selected() {
+            cases.push(case);
+        }
+    }
+    Ok(cases)
+}
+
+/// The folder holding one subfolder per case of `suite`, fetched and unpacked on first use.
+///
+/// # Errors
+/// When pip or the unpacking fails (the message says what to do).
+pub fn suite_dir(suite: Suite) -> Result<PathBuf, String> {
     let root = slimnet_core::data::cache_dir().join("onnx");
-    let dir = root.join(format!("node-{ONNX_VERSION}"));
+    let dir = root.join(format!("{}-{ONNX_VERSION}", suite.folder()));
     if dir.join(".complete").exists() {
         return Ok(dir);
     }
@@ -65,7 +124,7 @@ pub fn node_tests_dir() -> Result<PathBuf, String> {
         }
     };
     let script = "import sys, zipfile, os\n\
-        z = zipfile.ZipFile(sys.argv[1]); out = sys.argv[2]; p = 'onnx/backend/test/data/node/'\n\
+        z = zipfile.ZipFile(sys.argv[1]); out = sys.argv[2]; p = 'onnx/backend/test/data/' + sys.argv[3] + '/'\n\
         for n in z.namelist():\n    \
             if n.startswith(p) and not n.endswith('/'):\n        \
                 t = os.path.join(out, n[len(p):]); os.makedirs(os.path.dirname(t), exist_ok=True)\n        \
@@ -74,6 +133,7 @@ pub fn node_tests_dir() -> Result<PathBuf, String> {
         .args(["-c", script])
         .arg(&wheel)
         .arg(&dir)
+        .arg(suite.folder())
         .output()
         .map_err(|e| format!("running python3 ({e})"))?;
     if !out.status.success() {

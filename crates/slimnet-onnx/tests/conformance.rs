@@ -1,40 +1,43 @@
-//! Every in-scope ONNX backend node test of onnx 1.22.0 passes (the cases are fetched with
-//! `pip download` into slimnet's cache on first use; see `slimnet_onnx::conformance`). The
-//! example `conformance` prints the same run case by case.
+//! Every in-scope ONNX backend test case of onnx 1.22.0 passes: the node tests, and the models
+//! PyTorch's exporter wrote (the cases are fetched with `pip download` into slimnet's cache on
+//! first use; see `slimnet_onnx::conformance`). The example `conformance` prints the same run
+//! case by case.
 
-use slimnet_onnx::conformance::{node_tests_dir, run, scope, Case};
+use slimnet_onnx::conformance::{run, scope, selected_cases, Suite};
 
-/// The in-scope count of the last reviewed run; fewer means cases left scope unnoticed.
-const MIN_IN_SCOPE: usize = 140;
+/// The in-scope counts of the last reviewed run, per suite; fewer means cases left scope
+/// unnoticed.
+fn min_in_scope(suite: Suite) -> usize {
+    match suite {
+        Suite::Node => 221,
+        Suite::PytorchConverted => 49,
+        Suite::PytorchOperator => 20,
+    }
+}
 
 #[test]
-fn every_in_scope_node_test_passes() {
-    let dir = node_tests_dir().unwrap_or_else(|e| panic!("{e}"));
-    let mut failed = Vec::new();
-    let mut total = 0;
-    let mut paths: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    paths.sort();
-    for p in paths {
-        let case = Case::load(&p).unwrap();
-        if !case.selected() || scope(&case).is_some() {
-            continue;
+fn every_in_scope_case_passes() {
+    for suite in Suite::ALL {
+        let cases = selected_cases(suite).unwrap_or_else(|e| panic!("{e}"));
+        let mut failed = Vec::new();
+        let mut total = 0;
+        for case in cases.iter().filter(|c| scope(c).is_none()) {
+            total += 1;
+            if let Err(e) = run(case) {
+                failed.push(format!("{}: {e}", case.name));
+            }
         }
-        total += 1;
-        if let Err(e) = run(&case) {
-            failed.push(format!("{}: {e}", case.name));
-        }
+        let name = suite.folder();
+        assert!(
+            failed.is_empty(),
+            "{name}: {} of {total} failed:\n{}",
+            failed.len(),
+            failed.join("\n")
+        );
+        assert!(
+            total >= min_in_scope(suite),
+            "{name}: only {total} cases in scope"
+        );
+        println!("suite {name} passed={total} of={total}");
     }
-    assert!(
-        failed.is_empty(),
-        "{} of {total} failed:\n{}",
-        failed.len(),
-        failed.join("\n")
-    );
-    assert!(total >= MIN_IN_SCOPE, "only {total} cases in scope");
-    println!("onnx_conformance passed={total} of={total}");
 }

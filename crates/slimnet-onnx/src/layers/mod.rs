@@ -1,4 +1,4 @@
-//! Layers that ONNX graphs need and slimnet-core does not have: clamping, element-wise
+//! Layers that ONNX graphs need and slimnet-core does not have: clamping, PReLU, element-wise
 //! arithmetic with a constant and unary functions, reductions over axes, reshapes, transposes
 //! and slices, pooling with ONNX's asymmetric pads, dilations and ceil mode, softmax over any
 //! axis and matrix products with a constant (a product of two activations is the graph node
@@ -16,6 +16,7 @@ mod clamp;
 pub(crate) mod elementwise;
 mod matmul;
 mod pool;
+mod prelu;
 mod reduce;
 pub(crate) mod reshape;
 mod softmax;
@@ -24,6 +25,7 @@ pub use clamp::Clamp;
 pub use elementwise::{BinaryOp, ConstOp, Unary, UnaryOp};
 pub use matmul::MatMul;
 pub use pool::{Pool2d, PoolKind};
+pub use prelu::PRelu;
 pub use reduce::{Reduce, ReduceOp};
 pub use reshape::{Reshape, Slice, Transpose};
 pub use slimnet_core::layers::{
@@ -54,6 +56,7 @@ pub fn register(r: &mut Registry) {
     r.register("Unary", elementwise::load_unary);
     r.register("Reduce", reduce::load);
     r.register("Slice", reshape::load_slice);
+    r.register("PRelu", prelu::load);
 }
 
 /// Resolves a possibly negative axis against a rank.

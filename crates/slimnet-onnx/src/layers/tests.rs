@@ -48,6 +48,9 @@ fn backward_matches_finite_differences() {
         Box::new(Reduce::new(ReduceOp::Sum, vec![2], false)),
         Box::new(Reduce::new(ReduceOp::Mean, vec![], false)),
         Box::new(Slice::new(vec![1, -1], vec![3, 0], vec![1, -1], vec![1, -2]).unwrap()),
+        Box::new(PRelu::new(
+            tensor::from_vec(&[3, 1, 1], vec![0.1, -0.5, 2.0]).unwrap(),
+        )),
     ];
     for l in &mut layers {
         let e = grad_error(l.as_mut(), &x);

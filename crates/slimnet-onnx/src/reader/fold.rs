@@ -178,11 +178,17 @@ fn eval(imp: &Importer, n: &NodeProto, ins: &[Option<Rc<Const>>]) -> Result<Cons
             _ => Const::i64(x.dims.clone(), x.ints()),
         },
         "Add" | "Sub" | "Mul" | "Div" => {
-            let y = ins
+            let mut y = ins
                 .get(1)
                 .cloned()
                 .flatten()
                 .ok_or_else(|| bad("missing input 1".into()))?;
+            if let Some(d) = imp.legacy_operand(n, &x.dims, &y.dims)? {
+                y = Rc::new(Const {
+                    dims: d,
+                    ..(*y).clone()
+                });
+            }
             let out = broadcast_shape(&x.dims, &y.dims).ok_or_else(|| {
                 bad(format!(
                     "shapes {:?} and {:?} do not broadcast",

@@ -160,6 +160,47 @@ impl Importer {
         Ok(Val::Act(id, out))
     }
 
+    /// The shape the second operand of an element-wise op takes under the broadcasting of
+    /// opsets before 7 (`broadcast = 1`: its shape matches a run of the first operand's axes
+    /// starting at `axis`, by default the trailing ones), written as NumPy broadcasting reads
+    /// it (trailing axes of size 1 added); `None` from opset 7 on, or when the shapes are equal.
+    ///
+    /// # Errors
+    /// Shapes that do not fit the legacy rule, or differ without `broadcast = 1`.
+    pub fn legacy_operand(
+        &self,
+        n: &NodeProto,
+        a: &[usize],
+        b: &[usize],
+    ) -> Result<Option<Vec<usize>>> {
+        if self.opset >= 7 || a == b {
+            return Ok(None);
+        }
+        let at = super::attrs::Attrs::of(n);
+        if at.int("broadcast", 0) == 0 {
+            return Err(self.invalid(
+                n,
+                format!(
+                    "shapes {a:?} and {b:?} differ, and broadcast is 0 (opset {})",
+                    self.opset
+                ),
+            ));
+        }
+        let axis = at.int("axis", a.len() as i64 - b.len() as i64);
+        let start = usize::try_from(axis).ok().filter(|&s| {
+            s + b.len() <= a.len() && b.iter().zip(&a[s..]).all(|(x, y)| x == y || *x == 1)
+        });
+        let start = start.ok_or_else(|| {
+            self.invalid(
+                n,
+                format!("{b:?} is not a run of {a:?}'s axes from axis {axis}"),
+            )
+        })?;
+        let mut dims = b.to_vec();
+        dims.resize(a.len() - start, 1);
+        Ok(Some(dims))
+    }
+
     /// The quantization of input `i` when it is u8 codes.
     pub fn domain(&self, n: &NodeProto, i: usize) -> Option<QuantParams> {
         n.input.get(i).and_then(|x| self.domain.get(x)).copied()
@@ -228,6 +269,7 @@ impl Importer {
                 ops::activation(self, n)?
             }
             "Softmax" | "LogSoftmax" => ops::softmax(self, n)?,
+            "PRelu" => ops::prelu(self, n)?,
             "Add" | "Sub" | "Mul" | "Div" | "Pow" => shape_ops::binary(self, n)?,
             "Sqrt" | "Reciprocal" | "Exp" | "Log" | "Neg" | "Abs" => shape_ops::unary(self, n)?,
             "ReduceMean" | "ReduceSum" => shape_ops::reduce(self, n)?,

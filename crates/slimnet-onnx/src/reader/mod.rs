@@ -30,7 +30,7 @@ pub(crate) use importer::{display_name, Importer, Val};
 use slimnet_core::tensor::checked_len;
 
 /// Lowest opset of the default domain that the reader accepts.
-pub const MIN_OPSET: i64 = 7;
+pub const MIN_OPSET: i64 = 6;
 /// Highest opset of the default domain that the reader accepts (the supported ops kept their
 /// float semantics up to it; later opsets only added element types).
 pub const MAX_OPSET: i64 = 25;
@@ -48,6 +48,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Relu",
     "Clip",
     "LeakyRelu",
+    "PRelu",
     "Sigmoid",
     "Tanh",
     "HardSigmoid",

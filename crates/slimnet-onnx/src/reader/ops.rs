@@ -9,8 +9,8 @@ use slimnet_core::{Layer, Tensor};
 
 use crate::error::Result;
 use crate::layers::{
-    axis as resolve, BinaryOp, Clamp, ConstOp, MatMul, Pad, PadMode, Pool2d, PoolKind, SoftmaxAxis,
-    Transpose,
+    axis as resolve, BinaryOp, Clamp, ConstOp, MatMul, PRelu, Pad, PadMode, Pool2d, PoolKind,
+    SoftmaxAxis, Transpose,
 };
 use crate::proto::NodeProto;
 use slimnet_core::graph::NodeId;
@@ -202,7 +202,11 @@ pub(crate) fn build_conv(
 pub(crate) fn gemm(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
     let (mut x, mut s) = imp.act(n, 0)?;
     let b = imp.konst(n, 1)?;
-    let c = imp.konst_opt(n, 2)?;
+    // C computed from the input (`addmm` of two products) is added after the layer
+    let (c, c_act) = match imp.input(n, 2)? {
+        Some(Val::Act(id, shape)) => (None, Some((id, shape))),
+        _ => (imp.konst_opt(n, 2)?, None),
+    };
     let a = Attrs::of(n);
     let (alpha, beta) = (a.float("alpha", 1.0), a.float("beta", 1.0));
     if s.len() != 2 || b.dims.len() != 2 {
@@ -262,6 +266,30 @@ pub(crate) fn gemm(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
     let lin = Linear::from_parts(LinearConfig::new(k, out).with_bias(bias.is_some()), w, bias)
         .map_err(|e| imp.invalid(n, e.to_string()))?;
     let v = imp.push(n, "", Box::new(lin), x, &s)?;
+    if let Some((mut cid, mut cs)) = c_act {
+        let Val::Act(id, shape) = v else {
+            unreachable!("push gives activations")
+        };
+        if beta != 1.0 {
+            let scale = ConstOp::new(
+                BinaryOp::Mul,
+                Tensor::from_elem(ndarray::IxDyn(&[]), beta),
+                false,
+            );
+            let Val::Act(scaled, ss) = imp.push(n, "_beta", Box::new(scale), cid, &cs)? else {
+                unreachable!("push gives activations")
+            };
+            (cid, cs) = (scaled, ss);
+        }
+        let out = slimnet_core::tensor::broadcast_shape(&shape, &cs).ok_or_else(|| {
+            imp.invalid(
+                n,
+                format!("C of shape {cs:?} does not broadcast to {shape:?}"),
+            )
+        })?;
+        let name = imp.name(n, "_c");
+        return Ok(Val::Act(imp.graph.add(&name, id, cid)?, out));
+    }
     match extra {
         None => Ok(v),
         Some(c) => {
@@ -494,4 +522,19 @@ pub(crate) fn softmax(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
         Box::new(SoftmaxAxis::new(axis, log, flatten && r + 1 != s.len()))
     };
     imp.push(n, "", layer, x, &s)
+}
+
+pub(crate) fn prelu(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
+    let (x, s) = imp.act(n, 0)?;
+    let c = imp.konst(n, 1)?;
+    let mut slope = c.tensor();
+    // before opset 7 a slope per channel is given as a vector and meant for axis 1
+    if imp.opset < 7 && c.dims.len() == 1 && s.len() > 2 && s.get(1) == Some(&c.len()) {
+        let mut d = vec![c.len()];
+        d.resize(s.len() - 1, 1);
+        slope = slope
+            .into_shape_with_order(ndarray::IxDyn(&d))
+            .expect("same length");
+    }
+    imp.push(n, "", Box::new(PRelu::new(slope)), x, &s)
 }

@@ -115,7 +115,28 @@ fn fuse(
 
 pub(crate) fn binary(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
     let op = BinaryOp::from_onnx(n.op_type()).expect("dispatched on the op type");
-    let (a, b) = (imp.input(n, 0)?, imp.input(n, 1)?);
+    let (a, mut b) = (imp.input(n, 0)?, imp.input(n, 1)?);
+    // opsets before 7: the second operand lines up with the first from an axis
+    let dims = |v: &Option<Val>| match v {
+        Some(Val::Act(_, s)) => Some(s.clone()),
+        Some(Val::Const(c)) => Some(c.dims.clone()),
+        None => None,
+    };
+    if let (Some(da), Some(db)) = (dims(&a), dims(&b)) {
+        if let Some(d) = imp.legacy_operand(n, &da, &db)? {
+            b = match b {
+                Some(Val::Const(c)) => Some(Val::Const(std::rc::Rc::new(Const {
+                    dims: d,
+                    ..(*c).clone()
+                }))),
+                Some(Val::Act(..)) if d != db => return Err(imp.unsupported(
+                    n,
+                    "an activation as the second operand of a pre-opset-7 broadcast from an axis",
+                )),
+                other => other,
+            };
+        }
+    }
     match (a, b) {
         (Some(Val::Act(x, sx)), Some(Val::Act(y, sy))) => {
             let out = broadcast_shape(&sx, &sy).ok_or_else(|| {

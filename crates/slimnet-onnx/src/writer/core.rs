@@ -11,8 +11,8 @@ use super::attr;
 use super::{ExportRegistry, LayerExport};
 use crate::error::Result;
 use crate::layers::{
-    Clamp, ConstOp, MatMul, Pad, PadMode, Pool2d, PoolKind, Reduce, Reshape, Slice, SoftmaxAxis,
-    Transpose, Unary,
+    Clamp, ConstOp, MatMul, PRelu, Pad, PadMode, Pool2d, PoolKind, Reduce, Reshape, Slice,
+    SoftmaxAxis, Transpose, Unary,
 };
 
 fn data(t: &Tensor) -> Vec<f32> {
@@ -290,6 +290,13 @@ pub(super) fn register(r: &mut ExportRegistry) {
     r.register::<Unary>(|l, cx| unary(cx, l.op().onnx_name(), vec![]));
     r.register::<Reduce>(reduce);
     r.register::<Slice>(slice);
+    r.register::<PRelu>(|l, cx| {
+        let x = cx.input_f32();
+        let s = tensor(cx, "slope", l.slope());
+        let y = cx.node("PRelu", &[&x, &s], vec![]);
+        cx.set_output(y, ValueKind::F32);
+        Ok(())
+    });
 }
 
 fn reduce(l: &Reduce, cx: &mut LayerExport<'_>) -> Result<()> {
