@@ -30,7 +30,7 @@ use slimnet::decompose::rewrite::{decompose, ConvMethod, DecomposeReport, LowRan
 use slimnet::distill::stages::{boundary_shapes, compose, macs, split};
 use slimnet::distill::stagewise::{StageWise, StudentStage};
 use slimnet::distill::train::{fit, Clock};
-use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
+use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS};
 use slimnet_testkit::{Args, Res, Usage};
 
 const USAGE: &str = "usage: distill_lowrank [--method tucker2|channel|spatial|cp] \
@@ -72,11 +72,13 @@ fn distill_lowrank() -> Res<()> {
         teacher,
         teacher_acc,
         teacher_macs,
+        input,
     } = distill::setup(&flags)?;
-    let (stages, report) = decompose_stages(&split(teacher.graph(), &CUTS)?, method, mac_ratio)?;
+    let (stages, report) =
+        decompose_stages(&split(teacher.graph(), &CUTS)?, &input, method, mac_ratio)?;
     println!("{report}");
     let student = compose(&stages)?;
-    let student_macs = macs(&student, &INPUT)?;
+    let student_macs = macs(&student, &input)?;
     let acc_before = train::accuracy(&student, &test)?;
     println!(
         "decomposed ({}, MAC ratio {mac_ratio} per layer): macs={student_macs} ({:.2}x fewer), \
@@ -95,7 +97,7 @@ fn distill_lowrank() -> Res<()> {
             // both phases on the first --stage-examples images
             let cfg = distill::stagewise_config(phase1_epochs, phase1_lr, epochs, flags.seed);
             let students = stages.iter().cloned().map(StudentStage::new).collect();
-            let mut stagewise = StageWise::new(&teacher, &CUTS, students, &INPUT[1..], cfg)?;
+            let mut stagewise = StageWise::new(&teacher, &CUTS, students, &input[1..], cfg)?;
             let report = stagewise.run(&train.take(stage_examples), Some(&test))?;
             distill::print_stage_losses(&report);
             budget.get_or_insert(report.seconds);
@@ -150,13 +152,14 @@ fn distill_lowrank() -> Res<()> {
 /// shortcut convolutions and the classifier stay.
 fn decompose_stages(
     stages: &[Graph],
+    input: &[usize],
     method: ConvMethod,
     mac_ratio: f64,
 ) -> Res<(Vec<Graph>, DecomposeReport)> {
     let rule = LowRank::new(method, RankPolicy::MacRatio(mac_ratio));
     let mut report = DecomposeReport::default();
     let mut out = Vec::with_capacity(stages.len());
-    for (stage, shape) in stages.iter().zip(&boundary_shapes(stages, &INPUT)?) {
+    for (stage, shape) in stages.iter().zip(&boundary_shapes(stages, input)?) {
         let mut convs = Vec::new();
         stage.visit_layers(&mut |path, _| {
             if path.ends_with("_conv1") || path.ends_with("_conv2") {

@@ -29,7 +29,7 @@
 
 use slimnet::distill::loss::KdConfig;
 use slimnet::distill::stagewise::StageWise;
-use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
+use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS};
 use slimnet_testkit::{Args, Res, Usage};
 
 const USAGE: &str = "usage: distill_mnist [--epochs N] [--stage-examples N] [--phase1-epochs N] \
@@ -71,13 +71,14 @@ fn distill_mnist() -> Res<()> {
         teacher,
         teacher_acc,
         teacher_macs,
+        input,
     } = distill::setup(&flags)?;
     if teacher_only {
         return Ok(());
     }
     // one student architecture for all runs, built from the same seed each time
-    let design = || distill::student(teacher.graph(), flags.seed);
-    let student_macs = design()?.macs(&INPUT)?;
+    let design = || distill::student(teacher.graph(), &input, flags.seed);
+    let student_macs = design()?.macs(&input)?;
     println!(
         "student: width x{:.3}, macs={student_macs} ({:.2}x fewer), cuts {CUTS:?}",
         design()?.multiplier,
@@ -111,7 +112,7 @@ fn distill_mnist() -> Res<()> {
                 cfg.phase2 = cfg.phase2.with_evals_per_epoch(phase2_evals);
                 cfg.bn_recalibration_batches = bn_recalibration;
                 let mut stagewise =
-                    StageWise::from_student(&teacher, &CUTS, design()?, &INPUT[1..], cfg)?;
+                    StageWise::from_student(&teacher, &CUTS, design()?, &input[1..], cfg)?;
                 let report = stagewise.run(&train, Some(&test))?;
                 distill::print_stage_losses(&report);
                 let run = Run::stagewise(name, &report);

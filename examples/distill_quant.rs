@@ -32,7 +32,7 @@ use slimnet::distill::stages::{boundary_shapes, compose};
 use slimnet::distill::stagewise::{StageWise, StudentStage};
 use slimnet::distill::train::OptimizerKind;
 use slimnet::quant::qat;
-use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
+use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS};
 use slimnet_testkit::{Args, Res, Stages};
 
 const USAGE: &str = "usage: distill_quant [--stage-examples N] [--phase1-epochs N] [--epochs N] \
@@ -60,9 +60,10 @@ fn distill_quant() -> Res<()> {
         teacher,
         teacher_acc,
         teacher_macs,
+        input,
     } = distill::setup(&flags)?;
-    let student = distill::student(teacher.graph(), flags.seed)?;
-    let student_macs = student.macs(&INPUT)?;
+    let student = distill::student(teacher.graph(), &input, flags.seed)?;
+    let student_macs = student.macs(&input)?;
     println!(
         "student: width x{:.3}, macs={student_macs} ({:.2}x fewer), cuts {CUTS:?}",
         student.multiplier,
@@ -72,7 +73,7 @@ fn distill_quant() -> Res<()> {
 
     println!("\n== f32 stage-wise ==");
     let cfg = distill::stagewise_config(phase1_epochs, 5e-3, epochs, flags.seed);
-    let mut f32_stagewise = StageWise::from_student(&teacher, &CUTS, student, &INPUT[1..], cfg)?;
+    let mut f32_stagewise = StageWise::from_student(&teacher, &CUTS, student, &input[1..], cfg)?;
     let f32_run = f32_stagewise.run(&subset, Some(&test))?;
     distill::print_stage_losses(&f32_run);
     println!("{}", Run::stagewise("f32", &f32_run));
@@ -83,7 +84,7 @@ fn distill_quant() -> Res<()> {
         .iter()
         .map(|s| s.net.clone())
         .collect();
-    let shapes = boundary_shapes(&nets, &INPUT)?;
+    let shapes = boundary_shapes(&nets, &input)?;
     let (qat_cfg, mut qat_stages) = (qat::QatConfig::default(), Vec::new());
     for (net, shape) in nets.iter().zip(&shapes) {
         qat_stages.push(StudentStage::new(qat::prepare(net, shape, &qat_cfg)?));
@@ -97,7 +98,7 @@ fn distill_quant() -> Res<()> {
         .with_weight_decay(0.0)
         .with_lr(qat_finetune_lr);
     let qat_run =
-        StageWise::new(&teacher, &CUTS, qat_stages, &INPUT[1..], cfg)?.run(&subset, Some(&test))?;
+        StageWise::new(&teacher, &CUTS, qat_stages, &input[1..], cfg)?.run(&subset, Some(&test))?;
     distill::print_stage_losses(&qat_run);
     println!("{}", Run::stagewise("qat", &qat_run));
     // the observers tracked the stitched student's own activations during phase 2; freeze the
@@ -119,7 +120,7 @@ fn distill_quant() -> Res<()> {
     let file = |what: &str| dir.join(format!("distill_quant_{set}_{what}.safetensors"));
     slimnet::save(&f32_run.student, file("f32"))?;
     slimnet::save(&int8, file("int8"))?;
-    let mut stages = Stages::new(test.clone(), &INPUT);
+    let mut stages = Stages::new(test.clone(), &input);
     stages.measure("teacher (f32)", teacher.graph())?;
     let f32_student = stages.measure("student f32", &f32_run.student)?.clone();
     let fq_acc = stages.measure("student fake-quant", &fake_quant)?.accuracy;

@@ -1,18 +1,20 @@
 //! ResNet teacher-student, stage-wise by residual stages (the thesis's ResNet verification): a
 //! thin ResNet student (the teacher's stage boundaries, each basic block's middle convolution
-//! at `--width` times the teacher's channels) trained three ways on Fashion-MNIST — from
-//! scratch, with Hinton KD, and stage-wise on the teacher's features after each residual
-//! stage — and timed.
+//! at `--width` times the teacher's channels) trained three ways on Fashion-MNIST (or
+//! `--dataset mnist`, or `--dataset hanzi`: 200 classes of rendered characters, 32x32, tested
+//! on fonts training never saw) — from scratch, with Hinton KD, and stage-wise on the
+//! teacher's features after each residual stage — and timed.
 //!
 //! ```text
-//! cargo run --release --example resnet_stagewise -- [--dataset fashion|mnist] [--width F]
+//! cargo run --release --example resnet_stagewise -- [--dataset fashion|mnist|hanzi] [--width F]
 //!     [--epochs N] [--stage-examples N] [--phase1-epochs N] [--phase2-epochs N]
 //!     [--phase2-lr F] [--runs scratch,kd,stagewise]
 //!     [--train-examples N] [--teacher-epochs N] [--threads N] [--seed N] [--out-dir DIR]
 //!     [--validation N]
 //! ```
-//! The teacher is `models::resnet_small` (stem, three basic blocks at 16, 32 and 64 channels),
-//! trained once and cached under the output directory (shared with `distill_mnist`); it is cut
+//! The teacher is `models::resnet_small_classes` (stem, three basic blocks at 16, 32 and 64
+//! channels, a classifier for the dataset's classes), trained once and cached under the output
+//! directory (shared with `distill_mnist`); it is cut
 //! after each residual stage (`block1_relu2`, `block2_relu2`, `block3_relu2`). Every run uses
 //! one kernel thread (`--threads`), the same student and initialization, and counts its
 //! wall-clock from its own start, teacher inference included (teacher training and test
@@ -27,7 +29,7 @@ use slimnet::distill::blocks::BlockKind;
 use slimnet::distill::designer::{design_student, StudentSpec};
 use slimnet::distill::loss::KdConfig;
 use slimnet::distill::stagewise::StageWise;
-use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS, INPUT};
+use slimnet_testkit::distill::{self, Flags, Run, Setup, CUTS};
 use slimnet_testkit::{Args, Res, Usage};
 
 const USAGE: &str = "usage: resnet_stagewise [--width F] [--epochs N] [--stage-examples N] \
@@ -58,6 +60,7 @@ fn resnet_stagewise() -> Res<()> {
         teacher,
         teacher_acc,
         teacher_macs,
+        input,
     } = distill::setup(&flags)?;
 
     // The student: one thin basic block per residual stage of the teacher, ending on the
@@ -67,9 +70,9 @@ fn resnet_stagewise() -> Res<()> {
         .with_blocks_per_stage(1);
     let design = || {
         let rng = &mut tensor::rng(flags.seed + 7);
-        design_student(teacher.graph(), &CUTS, &INPUT, &spec, rng)
+        design_student(teacher.graph(), &CUTS, &input, &spec, rng)
     };
-    let student_macs = design()?.macs(&INPUT)?;
+    let student_macs = design()?.macs(&input)?;
     println!(
         "student: thin ResNet, width x{width}, macs={student_macs} ({:.2}x fewer than the \
          teacher's {teacher_macs}; teacher test_acc={teacher_acc:.4}), cuts {CUTS:?}",
@@ -103,7 +106,7 @@ fn resnet_stagewise() -> Res<()> {
                 cfg.phase1_examples = Some(stage_examples);
                 cfg.phase2 = cfg.phase2.with_evals_per_epoch(8).with_lr(phase2_lr);
                 let mut stagewise =
-                    StageWise::from_student(&teacher, &CUTS, design()?, &INPUT[1..], cfg)?;
+                    StageWise::from_student(&teacher, &CUTS, design()?, &input[1..], cfg)?;
                 let report = stagewise.run(&train, Some(&test))?;
                 distill::print_stage_losses(&report);
                 let run = Run::stagewise(name, &report);

@@ -145,11 +145,33 @@ pub fn basic_block(
 
 /// A small ResNet-style network: a 3x3 stem (16 channels), three basic blocks at 16, 32 and 64
 /// channels (the last two with stride 2: 28 -> 14 -> 7), global average pooling and a linear
-/// layer. About 78k parameters and 9.6M MACs per image.
+/// layer to 10 classes. About 78k parameters and 9.6M MACs per image.
 ///
 /// # Errors
 /// Never in practice.
 pub fn resnet_small(rng: &mut SlimRng) -> Result<Graph> {
+    resnet_small_classes(10, rng)
+}
+
+/// [`resnet_small`] with `classes` outputs, for single-channel images of any size (the
+/// average pooling takes whatever the blocks leave), e.g. the rendered characters of
+/// [`data::hanzi`](crate::data::hanzi).
+///
+/// ```
+/// use slimnet_core::{models, tensor, Layer};
+/// let net = models::resnet_small_classes(200, &mut tensor::rng(0))?;
+/// assert_eq!(net.forward(&tensor::zeros(&[2, 1, 32, 32]))?.shape(), &[2, 200]);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+///
+/// # Errors
+/// `classes` of 0.
+pub fn resnet_small_classes(classes: usize, rng: &mut SlimRng) -> Result<Graph> {
+    if classes == 0 {
+        return Err(crate::Error::Invalid(
+            "resnet_small_classes needs at least one class".into(),
+        ));
+    }
     let mut g = Graph::new();
     let x = g.input();
     let s = g.add_layer(
@@ -167,7 +189,7 @@ pub fn resnet_small(rng: &mut SlimRng) -> Result<Graph> {
     let b = basic_block(&mut g, "block3", b, 32, 64, 2, rng)?;
     let p = g.add_layer("gap", GlobalAvgPool::new(), b)?;
     let f = g.add_layer("flatten", Flatten::new(), p)?;
-    g.add_layer("fc", LinearConfig::new(64, 10).init(rng)?, f)?;
+    g.add_layer("fc", LinearConfig::new(64, classes).init(rng)?, f)?;
     Ok(g)
 }
 

@@ -8,6 +8,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use slimnet_core::data::hanzi::{hanzi, HanziConfig, Part};
 use slimnet_core::data::{self, Dataset, Split};
 use slimnet_core::loss::{CrossEntropy, Loss};
 use slimnet_core::{io, models, tensor, train, Graph};
@@ -24,17 +25,17 @@ use crate::{Args, Res, Usage};
 /// Where the small ResNet teacher is cut into four stages.
 pub const CUTS: [&str; 3] = ["block1_relu2", "block2_relu2", "block3_relu2"];
 
-/// The input shape of one example.
-pub const INPUT: [usize; 4] = [1, 1, 28, 28];
-
 /// The usage text of the flags every distillation example takes.
-pub const USAGE: &str = "[--dataset mnist|fashion] [--train-examples N] [--teacher-epochs N] \
+pub const USAGE: &str =
+    "[--dataset mnist|fashion|hanzi] [--train-examples N] [--teacher-epochs N] \
                          [--threads N] [--seed N] [--out-dir DIR] [--validation N]";
 
 /// The flags every distillation example takes.
 #[derive(Debug, Clone)]
 pub struct Flags {
-    /// `mnist` or `fashion` (`--dataset`; default `mnist`, or the example's own).
+    /// `mnist`, `fashion` or `hanzi` (`--dataset`; default `mnist`, or the example's own).
+    /// `hanzi` is the 200-class set of rendered characters ([`HanziConfig::quick`]; 32x32,
+    /// test fonts unseen in training).
     pub dataset: String,
     /// Training images used, the first N (`--train-examples`, default all).
     pub train_examples: usize,
@@ -56,7 +57,7 @@ impl Flags {
     /// Takes the common flags from `args`.
     ///
     /// # Errors
-    /// A bad value, or a dataset other than `mnist` and `fashion`.
+    /// A bad value, or a dataset other than `mnist`, `fashion` and `hanzi`.
     pub fn take(args: &mut Args) -> Result<Self, Usage> {
         Self::take_for(args, "mnist")
     }
@@ -75,13 +76,24 @@ impl Flags {
             out_dir: args.get("out-dir", PathBuf::from("target/slimnet"))?,
             validation: args.get("validation", 0)?,
         };
-        if f.dataset != "mnist" && f.dataset != "fashion" {
+        if !["mnist", "fashion", "hanzi"].contains(&f.dataset.as_str()) {
             return Err(Usage(format!(
-                "--dataset {}: expected mnist or fashion",
+                "--dataset {}: expected mnist, fashion or hanzi",
                 f.dataset
             )));
         }
         Ok(f)
+    }
+
+    /// The shape of one input image of the dataset, `[1, 1, H, W]`.
+    pub fn input(&self) -> [usize; 4] {
+        match self.dataset.as_str() {
+            "hanzi" => {
+                let s = HanziConfig::quick().size;
+                [1, 1, s, s]
+            }
+            _ => [1, 1, 28, 28],
+        }
     }
 
     /// The name of the evaluation set in output lines: the dataset, with `-validation`
@@ -107,6 +119,8 @@ pub struct Setup {
     pub teacher_acc: f32,
     /// Its MACs per image.
     pub teacher_macs: usize,
+    /// The shape of one input image, `[1, 1, H, W]`.
+    pub input: [usize; 4],
 }
 
 /// Sets the kernel thread count, loads the datasets and the teacher (training it when it is
@@ -118,6 +132,14 @@ pub fn setup(flags: &Flags) -> Res<Setup> {
     slimnet_kernels::threads::set_num_threads(flags.threads);
     let load = |split| match flags.dataset.as_str() {
         "fashion" => data::fashion_mnist(split),
+        "hanzi" => hanzi(
+            &HanziConfig::quick(),
+            if split == Split::Train {
+                Part::Train
+            } else {
+                Part::Test
+            },
+        ),
         _ => data::mnist(split),
     };
     let mut train = load(Split::Train)?.take(flags.train_examples);
@@ -141,7 +163,8 @@ pub fn setup(flags: &Flags) -> Res<Setup> {
         );
     }
     let teacher_acc = train::accuracy(&graph, &test)?;
-    let teacher_macs = macs(&graph, &INPUT)?;
+    let input = flags.input();
+    let teacher_macs = macs(&graph, &input)?;
     let set = if flags.validation > 0 {
         "validation"
     } else {
@@ -154,12 +177,13 @@ pub fn setup(flags: &Flags) -> Res<Setup> {
         teacher: FrozenTeacher::new(graph)?,
         teacher_acc,
         teacher_macs,
+        input,
     })
 }
 
 /// The cached teacher (`<out-dir>/distill_teacher_<dataset>.safetensors`), or a freshly
-/// trained `resnet_small` (distillation's [`FitConfig`] default recipe for
-/// `--teacher-epochs`), saved for the next run.
+/// trained `resnet_small_classes` for the dataset's classes (distillation's [`FitConfig`]
+/// default recipe for `--teacher-epochs`), saved for the next run.
 ///
 /// # Errors
 /// Training or file errors.
@@ -172,11 +196,12 @@ pub fn teacher(flags: &Flags, train: &Dataset, test: &Dataset) -> Res<Graph> {
         return Ok(io::load(&path)?);
     }
     println!(
-        "teacher: training resnet_small for {} epochs (cached to {})",
+        "teacher: training resnet_small ({} classes) for {} epochs (cached to {})",
+        train.classes,
         flags.teacher_epochs,
         path.display()
     );
-    let mut g = models::resnet_small(&mut tensor::rng(flags.seed))?;
+    let mut g = models::resnet_small_classes(train.classes, &mut tensor::rng(flags.seed))?;
     let cfg = FitConfig::default()
         .with_epochs(flags.teacher_epochs)
         .with_seed(flags.seed);
@@ -197,17 +222,17 @@ pub fn teacher(flags: &Flags, train: &Dataset, test: &Dataset) -> Res<Graph> {
 }
 
 /// The light student of the examples: the widest depthwise-separable student within a fifth of
-/// the teacher's MACs, one stage per teacher stage, initialized from `seed` (the same network
-/// for the same seed).
+/// the teacher's MACs (on images of shape `input`), one stage per teacher stage, initialized
+/// from `seed` (the same network for the same seed).
 ///
 /// # Errors
 /// A teacher the designer cannot map.
-pub fn student(teacher: &Graph, seed: u64) -> Res<Student> {
-    let teacher_macs = macs(teacher, &INPUT)?;
+pub fn student(teacher: &Graph, input: &[usize], seed: u64) -> Res<Student> {
+    let teacher_macs = macs(teacher, input)?;
     Ok(design_student(
         teacher,
         &CUTS,
-        &INPUT,
+        input,
         &StudentSpec::mac_budget(teacher_macs / 5),
         &mut tensor::rng(seed + 7),
     )?)
