@@ -239,6 +239,15 @@ impl Error {
         }
     }
 
+    /// The error of a layer's `backward` called before its `forward_train` (`kind`: the
+    /// layer's kind).
+    pub fn no_cache(kind: &str) -> Self {
+        Error::Backward {
+            layer: String::new(),
+            reason: format!("{kind}: backward called without a preceding forward_train"),
+        }
+    }
+
     /// A configuration error for a free-standing layer.
     pub fn config(reason: impl Into<String>) -> Self {
         Error::Config {

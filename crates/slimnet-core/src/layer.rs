@@ -335,11 +335,3 @@ impl Clone for Box<dyn Layer> {
         (**self).clone_box()
     }
 }
-
-/// Error for `backward` called before `forward_train`.
-pub(crate) fn no_cache(kind: &str) -> Error {
-    Error::Backward {
-        layer: String::new(),
-        reason: format!("{kind}: backward called without a preceding forward_train"),
-    }
-}

@@ -523,10 +523,7 @@ impl Graph {
     /// Without a preceding training forward pass, a node that pass did not compute, or a
     /// gradient whose shape differs from its node's value.
     pub fn backward_from(&mut self, grads: &[(NodeId, Tensor)]) -> Result<Tensor> {
-        let cache = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Graph: backward called without a preceding forward_train".into(),
-        })?;
+        let cache = self.cache.take().ok_or_else(|| Error::no_cache("Graph"))?;
         let mut seeds = Vec::with_capacity(grads.len());
         for (n, g) in grads {
             if n.0 == 0 || n.0 >= self.nodes.len() || cache.shapes[n.0].is_empty() {
@@ -579,10 +576,7 @@ impl Layer for Graph {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let cache = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Graph: backward called without a preceding forward_train".into(),
-        })?;
+        let cache = self.cache.take().ok_or_else(|| Error::no_cache("Graph"))?;
         let out = self.output.0;
         if cache.shapes[out].is_empty() {
             return Err(Error::Backward {

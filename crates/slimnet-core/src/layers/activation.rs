@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Cost, Layer};
+use crate::layer::{Cost, Layer};
 use crate::tensor::Tensor;
 use crate::value::{Codes, Value, ValueKind};
 
@@ -272,7 +272,7 @@ impl Layer for Activation {
         let x = self
             .cache
             .take()
-            .ok_or_else(|| no_cache(self.kind.name()))?;
+            .ok_or_else(|| Error::no_cache(self.kind.name()))?;
         if x.shape() != grad_out.shape() {
             return Err(Error::shape(
                 format!("gradient {:?}", x.shape()),

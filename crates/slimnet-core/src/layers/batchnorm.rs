@@ -4,7 +4,7 @@ use ndarray::{Axis, Ix1};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Cost, Layer};
+use crate::layer::{Cost, Layer};
 use crate::param::Param;
 use crate::tensor::{expect_nchw, Tensor};
 
@@ -226,7 +226,10 @@ impl Layer for BatchNorm2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let (xhat, inv_std) = self.cache.take().ok_or_else(|| no_cache("BatchNorm2d"))?;
+        let (xhat, inv_std) = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("BatchNorm2d"))?;
         if grad_out.shape() != xhat.shape() {
             return Err(Error::shape(
                 format!("gradient {:?}", xhat.shape()),

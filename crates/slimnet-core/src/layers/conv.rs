@@ -8,7 +8,7 @@ use slimnet_kernels::dense::{self, ConvWeights};
 use slimnet_kernels::{Activation, ConvGeometry};
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Cost, Layer};
+use crate::layer::{Cost, Layer};
 use crate::param::Param;
 use crate::tensor::{contiguous, expect_nchw, normal, zeros, SlimRng, Tensor};
 
@@ -354,7 +354,7 @@ impl Layer for Conv2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let x = self.cache.take().ok_or_else(|| no_cache("Conv2d"))?;
+        let x = self.cache.take().ok_or_else(|| Error::no_cache("Conv2d"))?;
         let g = self.geometry(x.shape())?;
         let want = [g.batch, g.out_channels, g.out_h(), g.out_w()];
         if grad_out.shape() != want {

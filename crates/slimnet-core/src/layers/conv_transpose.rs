@@ -9,7 +9,7 @@ use slimnet_kernels::{Activation, ConvGeometry};
 use crate::error::{Error, Result};
 use crate::io::config_ints;
 use crate::io::TensorSource;
-use crate::layer::{no_cache, Cost, Layer};
+use crate::layer::{Cost, Layer};
 use crate::param::Param;
 use crate::tensor::checked_len;
 use crate::tensor::{contiguous, normal, zeros, SlimRng, Tensor};
@@ -381,7 +381,7 @@ impl Layer for ConvTranspose2d {
         let x = self
             .cache
             .take()
-            .ok_or_else(|| no_cache("ConvTranspose2d"))?;
+            .ok_or_else(|| Error::no_cache("ConvTranspose2d"))?;
         let p = self.plan(x.shape())?;
         if grad_out.shape() != p.out {
             return Err(Error::shape(

@@ -4,7 +4,7 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Layer};
+use crate::layer::Layer;
 use crate::tensor::{rng, SlimRng, Tensor};
 
 /// Hyper-parameters of a [`Dropout`].
@@ -108,7 +108,10 @@ impl Layer for Dropout {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let mask = self.cache.take().ok_or_else(|| no_cache("Dropout"))?;
+        let mask = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("Dropout"))?;
         if mask.shape() != grad_out.shape() {
             return Err(Error::shape(
                 format!("gradient {:?}", mask.shape()),

@@ -1,7 +1,7 @@
 //! Flatten.
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Layer};
+use crate::layer::Layer;
 use crate::tensor::Tensor;
 use crate::value::{Codes, Value, ValueKind};
 
@@ -76,7 +76,10 @@ impl Layer for Flatten {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| no_cache("Flatten"))?;
+        let shape = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("Flatten"))?;
         let want = flat(&shape)?;
         if grad_out.shape() != want.as_slice() {
             return Err(Error::shape(format!("gradient {want:?}"), grad_out.shape()));

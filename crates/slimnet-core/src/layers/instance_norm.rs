@@ -5,7 +5,7 @@ use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Cost, Layer};
+use crate::layer::{Cost, Layer};
 use crate::layers::{Activation, ActivationKind};
 use crate::param::Param;
 use crate::tensor::{contiguous, expect_nchw, Tensor};
@@ -227,7 +227,7 @@ impl Layer for InstanceNorm2d {
         let (xhat, inv_std) = self
             .cache
             .take()
-            .ok_or_else(|| no_cache("InstanceNorm2d"))?;
+            .ok_or_else(|| Error::no_cache("InstanceNorm2d"))?;
         if grad_out.shape() != xhat.shape() {
             return Err(Error::shape(
                 format!("gradient {:?}", xhat.shape()),

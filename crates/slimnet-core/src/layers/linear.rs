@@ -6,7 +6,7 @@ use slimnet_kernels::dense;
 use slimnet_kernels::Activation;
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Cost, Layer};
+use crate::layer::{Cost, Layer};
 use crate::param::Param;
 use crate::tensor::{contiguous, normal, zeros, SlimRng, Tensor};
 
@@ -175,7 +175,7 @@ impl Layer for Linear {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let x = self.cache.take().ok_or_else(|| no_cache("Linear"))?;
+        let x = self.cache.take().ok_or_else(|| Error::no_cache("Linear"))?;
         let n = x.shape()[0];
         if grad_out.shape() != [n, self.cfg.out_features] {
             return Err(Error::shape(

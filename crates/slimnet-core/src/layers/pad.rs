@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use crate::error::{Error, Result};
 use crate::io::TensorSource;
 use crate::io::{config_float, config_ints};
-use crate::layer::{no_cache, Layer};
+use crate::layer::Layer;
 use crate::tensor::checked_len;
 use crate::tensor::{contiguous, Tensor};
 
@@ -251,7 +251,7 @@ impl Layer for Pad {
 
     /// Each output gradient goes back to the input it was read from.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| no_cache("Pad"))?;
+        let shape = self.cache.take().ok_or_else(|| Error::no_cache("Pad"))?;
         let (out, maps) = self.maps(&shape)?;
         if g.shape() != out.as_slice() {
             return Err(Error::shape(format!("{out:?}"), g.shape()));

@@ -4,7 +4,7 @@ use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Cost, Layer};
+use crate::layer::{Cost, Layer};
 use crate::tensor::{contiguous, expect_nchw, Tensor};
 use crate::value::{Codes, Value, ValueKind};
 
@@ -264,7 +264,10 @@ impl Layer for MaxPool2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let (shape, arg) = self.cache.take().ok_or_else(|| no_cache("MaxPool2d"))?;
+        let (shape, arg) = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("MaxPool2d"))?;
         let out = self.cfg.out_shape(&shape)?;
         if grad_out.shape() != out {
             return Err(Error::shape(format!("gradient {out:?}"), grad_out.shape()));
@@ -361,7 +364,10 @@ impl Layer for AvgPool2d {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| no_cache("AvgPool2d"))?;
+        let shape = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("AvgPool2d"))?;
         let out = self.cfg.out_shape(&shape)?;
         if grad_out.shape() != out {
             return Err(Error::shape(format!("gradient {out:?}"), grad_out.shape()));
@@ -441,7 +447,10 @@ impl Layer for GlobalAvgPool {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| no_cache("GlobalAvgPool"))?;
+        let shape = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("GlobalAvgPool"))?;
         let want = [shape[0], shape[1], 1, 1];
         if grad_out.shape() != want {
             return Err(Error::shape(format!("gradient {want:?}"), grad_out.shape()));

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::error::{Error, Result};
 use crate::io::TensorSource;
-use crate::layer::{no_cache, Layer};
+use crate::layer::Layer;
 use crate::tensor::checked_len;
 use crate::tensor::{contiguous, Tensor};
 
@@ -377,7 +377,10 @@ impl Layer for Resize2d {
     /// Each output gradient goes back to the input values it was interpolated from, by their
     /// weights.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| no_cache("Resize2d"))?;
+        let shape = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("Resize2d"))?;
         let (out, ty, tx) = self.plan(&shape)?;
         if g.shape() != out.as_slice() {
             return Err(Error::shape(format!("gradient {out:?}"), g.shape()));

@@ -4,7 +4,7 @@ use ndarray::Axis;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::layer::{no_cache, Layer};
+use crate::layer::Layer;
 use crate::tensor::Tensor;
 
 /// Softmax or log-softmax over axis 1 (the class or channel axis) of a tensor of rank >= 2.
@@ -87,7 +87,10 @@ impl Layer for Softmax {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let y = self.cache.take().ok_or_else(|| no_cache(self.kind()))?;
+        let y = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache(self.kind()))?;
         if y.shape() != grad_out.shape() {
             return Err(Error::shape(
                 format!("gradient {:?}", y.shape()),

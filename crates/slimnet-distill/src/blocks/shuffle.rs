@@ -96,10 +96,10 @@ impl Layer for ChannelShuffle {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> CoreResult<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| CoreError::Backward {
-            layer: String::new(),
-            reason: "ChannelShuffle: backward called without a preceding forward_train".into(),
-        })?;
+        let shape = self
+            .cache
+            .take()
+            .ok_or_else(|| CoreError::no_cache("ChannelShuffle"))?;
         if grad_out.shape() != shape.as_slice() {
             return Err(CoreError::shape(
                 format!("gradient {shape:?}"),

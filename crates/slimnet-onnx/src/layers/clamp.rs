@@ -70,10 +70,7 @@ impl Layer for Clamp {
 
     /// Passes the gradient where the input was strictly inside the bounds.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let x = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Clamp: backward called without a preceding forward_train".into(),
-        })?;
+        let x = self.cache.take().ok_or_else(|| Error::no_cache("Clamp"))?;
         let mut out = g.clone();
         out.zip_mut_with(&x, |g, &x| {
             if !(x > self.min && x < self.max) {

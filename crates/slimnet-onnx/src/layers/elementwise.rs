@@ -131,10 +131,10 @@ impl Layer for ConstOp {
 
     /// The input gradient (the constant is not trained); `c / x` cannot train.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let x = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "ConstOp: backward called without a preceding forward_train".into(),
-        })?;
+        let x = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("ConstOp"))?;
         let shape = x.shape().to_vec();
         let xb = x
             .broadcast(g.shape())
@@ -322,10 +322,7 @@ impl Layer for Unary {
     }
 
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let (x, y) = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Unary: backward called without a preceding forward_train".into(),
-        })?;
+        let (x, y) = self.cache.take().ok_or_else(|| Error::no_cache("Unary"))?;
         if g.shape() != x.shape() {
             return Err(Error::shape(format!("gradient {:?}", x.shape()), g.shape()));
         }

@@ -63,10 +63,7 @@ impl Layer for PRelu {
 
     /// The input gradient (the slopes are constants).
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let x = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "PRelu: backward called without a preceding forward_train".into(),
-        })?;
+        let x = self.cache.take().ok_or_else(|| Error::no_cache("PRelu"))?;
         if g.shape() != x.shape() {
             return Err(Error::shape(format!("gradient {:?}", x.shape()), g.shape()));
         }

@@ -128,10 +128,7 @@ impl Layer for Reduce {
 
     /// The gradient spread back over the reduced axes (divided by their size for a mean).
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Reduce: backward called without a preceding forward_train".into(),
-        })?;
+        let shape = self.cache.take().ok_or_else(|| Error::no_cache("Reduce"))?;
         let kept = self.kept(&shape)?;
         let g = g.to_shape(IxDyn(&kept)).map_err(|_| {
             Error::shape(

@@ -77,10 +77,10 @@ impl Layer for Reshape {
     }
 
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let s = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Reshape: backward called without a preceding forward_train".into(),
-        })?;
+        let s = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("Reshape"))?;
         g.as_standard_layout()
             .into_owned()
             .into_shape_with_order(IxDyn(&s))
@@ -323,10 +323,7 @@ impl Layer for Slice {
 
     /// The gradient put back where its values came from; zero elsewhere.
     fn backward(&mut self, g: &Tensor) -> Result<Tensor> {
-        let shape = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "Slice: backward called without a preceding forward_train".into(),
-        })?;
+        let shape = self.cache.take().ok_or_else(|| Error::no_cache("Slice"))?;
         let picks = self.picks(&shape)?;
         let out: Vec<usize> = picks.iter().map(Vec::len).collect();
         if g.shape() != out {

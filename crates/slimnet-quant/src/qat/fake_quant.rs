@@ -115,10 +115,10 @@ impl Layer for FakeQuantize {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let inside = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "FakeQuantize: backward called without a preceding forward_train".into(),
-        })?;
+        let inside = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("FakeQuantize"))?;
         if inside.len() != grad_out.len() {
             return Err(Error::shape(
                 format!("a gradient of {} values", inside.len()),

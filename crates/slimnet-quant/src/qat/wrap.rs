@@ -148,10 +148,10 @@ impl Layer for QatWeights {
     }
 
     fn backward(&mut self, grad_out: &Tensor) -> Result<Tensor> {
-        let wq = self.cache.take().ok_or_else(|| Error::Backward {
-            layer: String::new(),
-            reason: "QatWeights: backward called without a preceding forward_train".into(),
-        })?;
+        let wq = self
+            .cache
+            .take()
+            .ok_or_else(|| Error::no_cache("QatWeights"))?;
         // straight-through: the gradient of the quantized weight lands on the float weight
         let g = self.with_quantized(wq, |l| l.backward(grad_out))?;
         self.input.backward(&g)
