@@ -274,6 +274,7 @@ impl Importer {
             "Sqrt" | "Reciprocal" | "Exp" | "Log" | "Neg" | "Abs" => shape_ops::unary(self, n)?,
             "ReduceMean" | "ReduceSum" => shape_ops::reduce(self, n)?,
             "Slice" => shape_ops::slice(self, n)?,
+            "Split" => return shape_ops::split(self, n),
             "Concat" => shape_ops::concat(self, n)?,
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => shape_ops::reshape(self, n)?,
             "Transpose" => shape_ops::transpose(self, n)?,

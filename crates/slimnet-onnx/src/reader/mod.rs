@@ -86,6 +86,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gather",
     "Cast",
     "Slice",
+    "Split",
     "ConstantOfShape",
     "Neg",
     "QuantizeLinear",

@@ -481,3 +481,50 @@ pub(crate) fn slice(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
     let layer = Slice::new(starts, ends, axes, steps).map_err(|e| imp.invalid(n, e.to_string()))?;
     imp.push(n, "", Box::new(layer), x, &s)
 }
+
+/// `Split` of an activation: each output that something reads becomes a [`Slice`] of its part
+/// along the axis (sizes from the attribute before opset 13, the input from 13 on, else equal
+/// parts, the last one smaller when they do not divide).
+pub(crate) fn split(imp: &mut Importer, n: &NodeProto) -> Result<()> {
+    let (x, s) = imp.act(n, 0)?;
+    let a = Attrs::of(n);
+    let r = s.len();
+    let axis = a.int("axis", 0);
+    let ax = resolve(axis, r).ok_or_else(|| imp.invalid(n, format!("axis {axis} for rank {r}")))?;
+    let given = if imp.opset >= 13 {
+        imp.konst_opt(n, 1)?.map(|c| c.ints())
+    } else {
+        a.ints("split")
+    };
+    let (d, parts) = (s[ax] as i64, n.output.len().max(1) as i64);
+    let sizes: Vec<i64> = match given.filter(|v| !v.is_empty()) {
+        Some(v) => v,
+        None => {
+            let each = (d + parts - 1) / parts;
+            (0..parts).map(|k| each.min(d - k * each).max(0)).collect()
+        }
+    };
+    if sizes.len() != n.output.len()
+        || sizes.iter().any(|&v| v < 0)
+        || sizes.iter().sum::<i64>() != d
+    {
+        return Err(imp.invalid(
+            n,
+            format!(
+                "parts {sizes:?} do not split axis {ax} of {s:?} into {} outputs",
+                n.output.len()
+            ),
+        ));
+    }
+    let mut start = 0;
+    for (k, &len) in sizes.iter().enumerate() {
+        if imp.output_used(n, k) {
+            let part = Slice::new(vec![start], vec![start + len], vec![ax as i64], vec![1])
+                .map_err(|e| imp.invalid(n, e.to_string()))?;
+            let v = imp.push(n, &format!("_{k}"), Box::new(part), x, &s)?;
+            imp.set(n, k, v);
+        }
+        start += len;
+    }
+    Ok(())
+}
