@@ -282,6 +282,8 @@ fn attention() -> (&'static str, Graph) {
     let h = g.add_layer("log", Unary::new(UnaryOp::Log), h).unwrap();
     let slopes = tensor::from_vec(&[4], vec![0.1, -0.2, 0.3, 2.0]).unwrap();
     let h = g.add_layer("prelu", PRelu::new(slopes), h).unwrap();
+    let elu = Unary::new(UnaryOp::Elu { alpha: 0.5 });
+    let h = g.add_layer("elu", elu, h).unwrap();
     g.add_layer("sum", Reduce::new(ReduceOp::Sum, vec![1], false), h)
         .unwrap();
     ("attention", g)

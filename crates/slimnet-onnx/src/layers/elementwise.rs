@@ -1,7 +1,7 @@
 //! Element-wise arithmetic: of an activation with a constant tensor (ONNX `Add`, `Sub`,
 //! `Mul`, `Div`, `Pow` with one constant operand, with NumPy broadcasting), and the unary
 //! functions ONNX graphs apply to activations (`Sqrt`, `Reciprocal`, `Exp`, `Log`, `Neg`,
-//! `Abs`).
+//! `Abs`, `Elu`, `Selu`, `Softplus`, `Softsign`).
 
 use slimnet_core::io::TensorSource;
 use slimnet_core::serde_json::{json, Value};
@@ -209,7 +209,7 @@ pub(crate) fn load(cfg: &Value, t: &mut TensorSource<'_>) -> Result<Box<dyn Laye
 }
 
 /// A function applied to every value of an activation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum UnaryOp {
     /// Square root.
     Sqrt,
@@ -223,19 +223,39 @@ pub enum UnaryOp {
     Neg,
     /// `|x|`.
     Abs,
+    /// `x` for `x > 0`, else `alpha (e^x - 1)`.
+    Elu {
+        /// The scale of the negative part.
+        alpha: f32,
+    },
+    /// `gamma x` for `x > 0`, else `gamma alpha (e^x - 1)`.
+    Selu {
+        /// The scale of the negative part.
+        alpha: f32,
+        /// The scale of both parts.
+        gamma: f32,
+    },
+    /// `ln(1 + e^x)`.
+    Softplus,
+    /// `x / (1 + |x|)`.
+    Softsign,
 }
 
-impl UnaryOp {
-    /// Every op, in ONNX op-type order.
-    pub const ALL: [UnaryOp; 6] = [
-        UnaryOp::Sqrt,
-        UnaryOp::Reciprocal,
-        UnaryOp::Exp,
-        UnaryOp::Log,
-        UnaryOp::Neg,
-        UnaryOp::Abs,
-    ];
+/// The op types of [`UnaryOp`].
+pub(crate) const UNARY_OPS: [&str; 10] = [
+    "Sqrt",
+    "Reciprocal",
+    "Exp",
+    "Log",
+    "Neg",
+    "Abs",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "Softsign",
+];
 
+impl UnaryOp {
     /// The ONNX op type.
     pub fn onnx_name(self) -> &'static str {
         match self {
@@ -245,12 +265,43 @@ impl UnaryOp {
             UnaryOp::Log => "Log",
             UnaryOp::Neg => "Neg",
             UnaryOp::Abs => "Abs",
+            UnaryOp::Elu { .. } => "Elu",
+            UnaryOp::Selu { .. } => "Selu",
+            UnaryOp::Softplus => "Softplus",
+            UnaryOp::Softsign => "Softsign",
         }
     }
 
-    /// The op of an ONNX op type.
-    pub fn from_onnx(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|o| o.onnx_name() == name)
+    /// The op of an ONNX op type, its float attributes read through `attr(name, default)`
+    /// (ONNX's defaults: Elu's alpha 1, Selu's alpha 1.6732632 and gamma 1.0507009).
+    pub fn from_onnx(name: &str, attr: impl Fn(&str, f32) -> f32) -> Option<Self> {
+        Some(match name {
+            "Sqrt" => UnaryOp::Sqrt,
+            "Reciprocal" => UnaryOp::Reciprocal,
+            "Exp" => UnaryOp::Exp,
+            "Log" => UnaryOp::Log,
+            "Neg" => UnaryOp::Neg,
+            "Abs" => UnaryOp::Abs,
+            "Elu" => UnaryOp::Elu {
+                alpha: attr("alpha", 1.0),
+            },
+            "Selu" => UnaryOp::Selu {
+                alpha: attr("alpha", 1.673_263_2),
+                gamma: attr("gamma", 1.050_701),
+            },
+            "Softplus" => UnaryOp::Softplus,
+            "Softsign" => UnaryOp::Softsign,
+            _ => return None,
+        })
+    }
+
+    /// The float attributes, by ONNX name.
+    pub fn attributes(self) -> Vec<(&'static str, f32)> {
+        match self {
+            UnaryOp::Elu { alpha } => vec![("alpha", alpha)],
+            UnaryOp::Selu { alpha, gamma } => vec![("alpha", alpha), ("gamma", gamma)],
+            _ => vec![],
+        }
     }
 
     fn apply(self, x: f32) -> f32 {
@@ -261,6 +312,17 @@ impl UnaryOp {
             UnaryOp::Log => x.ln(),
             UnaryOp::Neg => -x,
             UnaryOp::Abs => x.abs(),
+            UnaryOp::Elu { alpha } => {
+                if x > 0.0 {
+                    x
+                } else {
+                    alpha * x.exp_m1()
+                }
+            }
+            UnaryOp::Selu { alpha, gamma } => gamma * if x > 0.0 { x } else { alpha * x.exp_m1() },
+            // ln(1 + e^x) without overflow for large x
+            UnaryOp::Softplus => x.max(0.0) + (-x.abs()).exp().ln_1p(),
+            UnaryOp::Softsign => x / (1.0 + x.abs()),
         }
     }
 
@@ -273,6 +335,22 @@ impl UnaryOp {
             UnaryOp::Log => 1.0 / x,
             UnaryOp::Neg => -1.0,
             UnaryOp::Abs => x.signum(),
+            UnaryOp::Elu { alpha } => {
+                if x > 0.0 {
+                    1.0
+                } else {
+                    y + alpha
+                }
+            }
+            UnaryOp::Selu { alpha, gamma } => {
+                if x > 0.0 {
+                    gamma
+                } else {
+                    y + gamma * alpha
+                }
+            }
+            UnaryOp::Softplus => 1.0 / (1.0 + (-x).exp()),
+            UnaryOp::Softsign => 1.0 / ((1.0 + x.abs()) * (1.0 + x.abs())),
         }
     }
 }
@@ -340,15 +418,24 @@ impl Layer for Unary {
     }
 
     fn config_json(&self) -> Value {
-        json!({"op": self.op.onnx_name()})
+        let mut cfg = json!({"op": self.op.onnx_name()});
+        for (name, v) in self.op.attributes() {
+            cfg[name] = json!(v);
+        }
+        cfg
     }
 }
 
 pub(crate) fn load_unary(cfg: &Value, _: &mut TensorSource<'_>) -> Result<Box<dyn Layer>> {
+    let attr = |name: &str, default: f32| {
+        cfg.get(name)
+            .and_then(Value::as_f64)
+            .map_or(default, |v| v as f32)
+    };
     let op = cfg
         .get("op")
         .and_then(Value::as_str)
-        .and_then(UnaryOp::from_onnx)
+        .and_then(|name| UnaryOp::from_onnx(name, attr))
         .ok_or_else(|| Error::ModelFile("Unary config: `op` is not a known function".into()))?;
     Ok(Box::new(Unary::new(op)))
 }

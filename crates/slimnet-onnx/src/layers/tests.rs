@@ -44,6 +44,13 @@ fn backward_matches_finite_differences() {
         Box::new(Transpose::new(vec![0, 2, 3, 1]).unwrap()),
         Box::new(Unary::new(UnaryOp::Neg)),
         Box::new(Unary::new(UnaryOp::Exp)),
+        Box::new(Unary::new(UnaryOp::Elu { alpha: 0.7 })),
+        Box::new(Unary::new(UnaryOp::Selu {
+            alpha: 1.5,
+            gamma: 1.1,
+        })),
+        Box::new(Unary::new(UnaryOp::Softplus)),
+        Box::new(Unary::new(UnaryOp::Softsign)),
         Box::new(Reduce::new(ReduceOp::Mean, vec![-1, 1], true)),
         Box::new(Reduce::new(ReduceOp::Sum, vec![2], false)),
         Box::new(Reduce::new(ReduceOp::Mean, vec![], false)),

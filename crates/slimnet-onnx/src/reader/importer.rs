@@ -271,7 +271,7 @@ impl Importer {
             "Softmax" | "LogSoftmax" => ops::softmax(self, n)?,
             "PRelu" => ops::prelu(self, n)?,
             "Add" | "Sub" | "Mul" | "Div" | "Pow" => shape_ops::binary(self, n)?,
-            "Sqrt" | "Reciprocal" | "Exp" | "Log" | "Neg" | "Abs" => shape_ops::unary(self, n)?,
+            op if crate::layers::elementwise::UNARY_OPS.contains(&op) => shape_ops::unary(self, n)?,
             "ReduceMean" | "ReduceSum" => shape_ops::reduce(self, n)?,
             "Slice" => shape_ops::slice(self, n)?,
             "Split" => return shape_ops::split(self, n),

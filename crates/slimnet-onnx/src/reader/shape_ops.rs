@@ -437,7 +437,9 @@ pub(crate) fn identity(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
 
 pub(crate) fn unary(imp: &mut Importer, n: &NodeProto) -> Result<Val> {
     let (x, s) = imp.act(n, 0)?;
-    let op = UnaryOp::from_onnx(n.op_type()).expect("dispatched on the op type");
+    let a = Attrs::of(n);
+    let op = UnaryOp::from_onnx(n.op_type(), |name, default| a.float(name, default))
+        .expect("dispatched on the op type");
     imp.push(n, "", Box::new(Unary::new(op)), x, &s)
 }
 

@@ -287,7 +287,14 @@ pub(super) fn register(r: &mut ExportRegistry) {
     r.register::<Pool2d>(pool2d);
     r.register::<SoftmaxAxis>(softmax_axis);
     r.register::<MatMul>(matmul);
-    r.register::<Unary>(|l, cx| unary(cx, l.op().onnx_name(), vec![]));
+    r.register::<Unary>(|l, cx| {
+        let attrs = l.op().attributes().into_iter();
+        unary(
+            cx,
+            l.op().onnx_name(),
+            attrs.map(|(k, v)| attr::float(k, v)).collect(),
+        )
+    });
     r.register::<Reduce>(reduce);
     r.register::<Slice>(slice);
     r.register::<PRelu>(|l, cx| {
