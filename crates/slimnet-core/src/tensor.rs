@@ -226,10 +226,12 @@ pub fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             .into_dimensionality::<ndarray::Ix2>()
             .expect("2-D");
         let b2 = b.view().into_dimensionality::<ndarray::Ix2>().expect("2-D");
-        let y = a2.dot(&b2).into_dyn();
-        return Ok(y
-            .into_shape_with_order(IxDyn(&s.out))
-            .expect("the product's length"));
+        // (the product may be column-major: its values are taken in logical order)
+        let y = a2.dot(&b2);
+        return Ok(
+            Tensor::from_shape_vec(IxDyn(&s.out), y.into_iter().collect())
+                .expect("the product's length"),
+        );
     }
     let full = |t: &Tensor, rows: usize, cols: usize| {
         let mut shape = s.batch.clone();
@@ -325,7 +327,7 @@ pub fn matmul_grads(a: &Tensor, b: &Tensor, g: &Tensor) -> Result<(Tensor, Tenso
     let ga = sum_to_shape(matmul(&g2, &t(&b2))?, a2.shape());
     let gb = sum_to_shape(matmul(&t(&a2), &g2)?, b2.shape());
     let back = |x: Tensor, shape: &[usize]| {
-        x.into_shape_with_order(IxDyn(shape))
+        Tensor::from_shape_vec(IxDyn(shape), x.into_iter().collect())
             .expect("a promoted operand keeps its length")
     };
     Ok((back(ga, a.shape()), back(gb, b.shape())))
