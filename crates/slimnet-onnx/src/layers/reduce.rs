@@ -72,7 +72,8 @@ impl Reduce {
         (self.op, &self.axes, self.keepdims)
     }
 
-    /// The reduced axes of an input of rank `rank`, sorted, or an error naming the axis.
+    /// The reduced axes of an input of shape `input`, sorted and without repeats, or an error
+    /// naming the axes.
     fn resolved(&self, input: &[usize]) -> Result<Vec<usize>> {
         if self.axes.is_empty() {
             return Ok((0..input.len()).collect());
