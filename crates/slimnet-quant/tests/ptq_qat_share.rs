@@ -408,3 +408,37 @@ fn the_report_says_which_sums_add_codes_and_why_others_stay_f32() {
     assert!(b1.note.contains("block1_conv2"), "{}", b1.note);
     assert_eq!(kinds(&q).iter().filter(|k| **k == "QuantAdd").count(), 2);
 }
+
+#[test]
+fn products_of_two_activations_stay_f32_and_the_report_names_them() {
+    use slimnet_core::layers::Conv2dConfig;
+    // attention-like: scores = x @ f(x) on stacks of 6x6 matrices, then a 1x1 convolution
+    let mut rng = tensor::rng(4);
+    let mut g = Graph::new();
+    let x = g.input();
+    let f = Conv2dConfig::new(2, 2, 1).init(&mut rng).unwrap();
+    let f = g.add_layer("f", f, x).unwrap();
+    let s = g.matmul("scores", x, f).unwrap();
+    let out = Conv2dConfig::new(2, 3, 1).init(&mut rng).unwrap();
+    g.add_layer("out", out, s).unwrap();
+    let shape = [4, 2, 6, 6];
+    let batches: Vec<Tensor> = (0..3)
+        .map(|i| tensor::uniform(&shape, -1.0, 1.0, &mut tensor::rng(20 + i)))
+        .collect();
+    let cfg = PtqConfig::default();
+    let ranges = ptq::calibrate(&g, batches.clone(), &cfg).unwrap();
+    let (q, report) = ptq::convert(&g, &ranges, &cfg, &shape).unwrap();
+    let products: Vec<_> = report
+        .records
+        .iter()
+        .filter(|r| r.rule == "int8-matmul")
+        .collect();
+    assert_eq!(products.len(), 1, "{report}");
+    assert_eq!(products[0].path, "scores");
+    assert!(!products[0].changed && products[0].note.contains("stays f32"));
+    assert_eq!(kinds(&q), ["Input", "QConv2d", "MatMul", "QConv2d"]);
+    assert!(close(
+        &g.forward(&batches[0]).unwrap(),
+        &q.forward(&batches[0]).unwrap()
+    ));
+}

@@ -91,17 +91,34 @@ fn writes_codes(g: &Graph, name: &str) -> bool {
 
 /// The record of sum `name`: made a sum of codes, or kept in f32 and why.
 fn record(name: &str, after: &str, note: String) -> Record {
+    merge_record(name, "int8-sum", "Add", after, note)
+}
+
+fn merge_record(name: &str, rule: &str, before: &str, after: &str, note: String) -> Record {
     Record {
         path: name.to_string(),
-        rule: "int8-sum".into(),
-        kind_before: "Add".into(),
+        rule: rule.into(),
+        kind_before: before.into(),
         kind_after: after.into(),
         params: (0, 0),
         macs: (0, 0),
         bytes: (0, 0),
-        changed: after != "Add",
+        changed: after != before,
         note,
     }
+}
+
+/// One record per product of two activations ([`Op::MatMul`], from attention blocks): no int8
+/// kernel multiplies two activations, so each stays f32, and the report says so.
+pub(crate) fn f32_products(g: &Graph) -> Vec<Record> {
+    g.nodes()
+        .iter()
+        .filter(|n| matches!(n.op, Op::MatMul))
+        .map(|n| {
+            let why = "stays f32: no int8 kernel multiplies two activations".to_string();
+            merge_record(&n.name, "int8-matmul", "MatMul", "MatMul", why)
+        })
+        .collect()
 }
 
 /// Turns the calibrated Adds of `g` whose inputs both come from int8 layers into sums of

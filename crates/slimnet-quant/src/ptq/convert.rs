@@ -39,9 +39,9 @@ fn input_params(ranges: &Ranges, path: &str) -> Result<QuantParams> {
 /// the calibrated input `ranges` of its layers ([`calibrate`](super::calibrate), or QAT's
 /// observers); layers in `cfg.skip` and grouped convolutions stay f32. Sums whose inputs
 /// both come from int8 layers add codes when `ranges` holds their calibration (see
-/// [`calibrate`](super::calibrate)). `input` is the
-/// graph's input shape. Returns the int8 graph and the report of every rule that ran; the
-/// report lists under `unhandled` the layers with weights left in f32 that no rule knows.
+/// [`calibrate`](super::calibrate)); products of two activations stay f32, one record each.
+/// `input` is the graph's input shape. Returns the int8 graph and the report of every rule
+/// that ran; the report lists under `unhandled` the layers with weights left in f32 that no rule knows.
 ///
 /// # Errors
 /// A missing or non-finite range, or a layer the int8 kernels reject (named by path).
@@ -76,6 +76,7 @@ pub fn convert(
     report
         .records
         .extend(super::adds::link_adds(&mut q, ranges)?);
+    report.records.extend(super::adds::f32_products(&q));
     Ok((q, report))
 }
 
