@@ -120,15 +120,7 @@ impl Event<'_> {
                 step.kind(),
                 step.describe()
             )),
-            Event::Epoch { stats: s, .. } => Some(format!(
-                "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  test_acc {:.4}  lr {:.5}  {:.1}s",
-                s.epoch + 1,
-                s.train_loss,
-                s.train_accuracy,
-                s.test_accuracy.unwrap_or(f32::NAN),
-                s.lr,
-                s.seconds
-            )),
+            Event::Epoch { stats, .. } => Some(stats.to_string()),
             Event::StepFinished(r) => Some(r.details.clone()),
             Event::Measured(_) => None,
         }

@@ -71,7 +71,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
             let json = a.json;
             baseline.load_or_train_with(&data, interactive(json), &mut |s| {
                 if !json {
-                    println!("  baseline {}", epoch_line(s));
+                    println!("  baseline {s}");
                 }
             })?
         }
@@ -85,15 +85,15 @@ pub fn run(a: Args) -> Result<(), CliError> {
                 m.accuracy, m.bytes, m.latency_us
             )
         }
-        Event::StepStarted { index, total, step } => {
-            let line = format!("step {index}/{total} {}: {}", step.kind(), step.describe());
+        Event::StepStarted { .. } => {
+            let line = e.line().unwrap_or_default();
             bar = Some(common::spinner(a.json, line.clone()));
             if show {
                 println!("{line}");
             }
         }
         Event::Epoch { stats: s, .. } if show => {
-            let msg = format!("  {}", epoch_line(s));
+            let msg = format!("  {s}");
             match &bar {
                 Some(b) if !b.is_hidden() => b.println(msg),
                 _ => println!("{msg}"),
@@ -165,17 +165,4 @@ pub fn run(a: Args) -> Result<(), CliError> {
     println!("{report}");
     println!("{}", report.summary_line());
     Ok(())
-}
-
-/// One training epoch on one line.
-fn epoch_line(s: &slimnet::core::train::EpochStats) -> String {
-    format!(
-        "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  val_acc {:.4}  lr {:.5}  {:.1}s",
-        s.epoch + 1,
-        s.train_loss,
-        s.train_accuracy,
-        s.test_accuracy.unwrap_or(f32::NAN),
-        s.lr,
-        s.seconds
-    )
 }

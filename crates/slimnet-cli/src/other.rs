@@ -211,14 +211,7 @@ pub fn train(a: TrainArgs) -> Result<(), CliError> {
     let json = a.json;
     let model = baseline.train_with(&data, interactive(json), &mut |s| {
         if !json {
-            println!(
-                "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  val_acc {:.4}  {:.1}s",
-                s.epoch + 1,
-                s.train_loss,
-                s.train_accuracy,
-                s.test_accuracy.unwrap_or(f32::NAN),
-                s.seconds
-            );
+            println!("{s}");
         }
     })?;
     let out = a.out.clone().unwrap_or_else(|| {

@@ -223,6 +223,42 @@ pub struct EpochStats {
     pub evals: Vec<EvalPoint>,
 }
 
+/// The line the examples and the command line print per epoch: `epoch  3  train_loss 0.1234
+/// train_acc 0.9612  test_acc 0.9701  lr 0.00500  12.3s` (no `test_acc` without a test set).
+///
+/// ```
+/// use slimnet_core::train::EpochStats;
+/// let s = EpochStats {
+///     epoch: 2,
+///     train_loss: 0.1234,
+///     train_accuracy: 0.9612,
+///     test_loss: Some(0.1),
+///     test_accuracy: Some(0.9701),
+///     seconds: 12.34,
+///     lr: 0.005,
+///     evals: vec![],
+/// };
+/// assert_eq!(
+///     s.to_string(),
+///     "epoch  3  train_loss 0.1234  train_acc 0.9612  test_acc 0.9701  lr 0.00500  12.3s"
+/// );
+/// ```
+impl std::fmt::Display for EpochStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "epoch {:>2}  train_loss {:.4}  train_acc {:.4}",
+            self.epoch + 1,
+            self.train_loss,
+            self.train_accuracy
+        )?;
+        if let Some(a) = self.test_accuracy {
+            write!(f, "  test_acc {a:.4}")?;
+        }
+        write!(f, "  lr {:.5}  {:.1}s", self.lr, self.seconds)
+    }
+}
+
 /// Hooks into the training loop (pruning and quantization schedules live here).
 pub trait Callback {
     /// After every optimizer step.

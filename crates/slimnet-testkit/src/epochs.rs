@@ -5,8 +5,8 @@ use slimnet_core::{Graph, Result};
 
 type Column = Box<dyn FnMut(&Graph) -> f64>;
 
-/// A training callback that prints one line per epoch: training loss and accuracy, test
-/// accuracy (`NaN` without a test set), learning rate, seconds, and any extra columns.
+/// A training callback that prints one line per epoch ([`EpochStats`]' `Display`: training
+/// loss and accuracy, test accuracy, learning rate, seconds) and any extra columns.
 ///
 /// ```
 /// use slimnet_core::{data::Dataset, models, optim, tensor, train, Layer};
@@ -41,15 +41,7 @@ impl PrintEpochs {
 
 impl Callback for PrintEpochs {
     fn on_epoch_end(&mut self, model: &mut Graph, s: &EpochStats) -> Result<()> {
-        let mut line = format!(
-            "epoch {:>2}  train_loss {:.4}  train_acc {:.4}  test_acc {:.4}  lr {:.5}  {:.1}s",
-            s.epoch + 1,
-            s.train_loss,
-            s.train_accuracy,
-            s.test_accuracy.unwrap_or(f32::NAN),
-            s.lr,
-            s.seconds
-        );
+        let mut line = s.to_string();
         for (name, f) in &mut self.columns {
             line += &format!("  {name} {:.4}", f(model));
         }
