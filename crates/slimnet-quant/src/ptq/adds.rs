@@ -7,6 +7,9 @@
 //! reaches (through a ReLU, whose clamp the codes then already hold), or with its own
 //! calibrated range when its readers disagree or need reals. Each layer feeding the sum
 //! writes codes with its calibrated output range (or its other readers' quantization).
+//!
+//! Products of two activations (attention in imported models) stay f32, with a record each
+//! that says so.
 
 use slimnet_core::graph::{Graph, Op};
 use slimnet_core::rewrite::Record;
@@ -94,6 +97,7 @@ fn record(name: &str, after: &str, note: String) -> Record {
     merge_record(name, "int8-sum", "Add", after, note)
 }
 
+/// A report record of the merge node `name` (no parameters or MACs of its own).
 fn merge_record(name: &str, rule: &str, before: &str, after: &str, note: String) -> Record {
     Record {
         path: name.to_string(),

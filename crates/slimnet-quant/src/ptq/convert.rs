@@ -41,7 +41,8 @@ fn input_params(ranges: &Ranges, path: &str) -> Result<QuantParams> {
 /// both come from int8 layers add codes when `ranges` holds their calibration (see
 /// [`calibrate`](super::calibrate)); products of two activations stay f32, one record each.
 /// `input` is the graph's input shape. Returns the int8 graph and the report of every rule
-/// that ran; the report lists under `unhandled` the layers with weights left in f32 that no rule knows.
+/// that ran; the report lists under `unhandled` the layers with weights left in f32 that no
+/// rule knows.
 ///
 /// # Errors
 /// A missing or non-finite range, or a layer the int8 kernels reject (named by path).
