@@ -158,6 +158,38 @@ fn masks_keep_pruned_weights_at_zero_through_training() {
     assert!(bad.is_err());
 }
 
+/// Momenta of pruned weights decay with no gradient to renew them; without a flush they settle
+/// on subnormals for good (0.9 times a few units of the last place rounds back to itself), and
+/// subnormal arithmetic is slow. After the decay every optimizer state entry is exactly zero.
+#[test]
+fn decayed_momenta_become_zero_not_subnormal() {
+    let mut fc = LinearConfig::new(16, 8).init(&mut tensor::rng(3)).unwrap();
+    let mask = Tensor::from_shape_fn(fc.weight.value().raw_dim(), |ix| (ix[1] % 2) as f32);
+    fc.weight.set_mask(mask).unwrap();
+    for (name, mut opt) in [
+        (
+            "sgd",
+            Box::new(Sgd::new(0.01).with_momentum(0.9)) as Box<dyn Optimizer>,
+        ),
+        ("adam", Box::new(Adam::new(1e-3).with_betas(0.9, 0.99))),
+    ] {
+        // one step with small gradients everywhere, then steps without any: the momenta decay
+        fc.weight.grad.fill(1e-12);
+        opt.step(&mut fc).unwrap();
+        (&mut fc as &mut dyn Layer).zero_grad();
+        for _ in 0..12_000 {
+            opt.step(&mut fc).unwrap();
+        }
+        for (entry, t) in opt.state() {
+            let odd = t.iter().find(|v| **v != 0.0 && !v.is_normal());
+            assert!(odd.is_none(), "{name} {entry}: subnormal {odd:?}");
+            if entry != "t" {
+                assert!(t.iter().all(|v| *v == 0.0), "{name} {entry}: {t:?}");
+            }
+        }
+    }
+}
+
 #[test]
 fn graph_bypass_and_replace() {
     let mut rng = tensor::rng(0);

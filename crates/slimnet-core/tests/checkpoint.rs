@@ -48,6 +48,11 @@ impl Callback for Slow {
 }
 
 fn train(g: &mut Graph, epochs: usize, checkpoint: Option<&Path>, slow: bool) {
+    train_with(g, epochs, checkpoint, slow, false);
+}
+
+/// [`train`] with Adam, or with SGD and momentum when `sgd`.
+fn train_with(g: &mut Graph, epochs: usize, checkpoint: Option<&Path>, slow: bool, sgd: bool) {
     let mut cfg = TrainConfig::default()
         .with_epochs(epochs)
         .with_batch_size(16)
@@ -56,7 +61,11 @@ fn train(g: &mut Graph, epochs: usize, checkpoint: Option<&Path>, slow: bool) {
     if let Some(p) = checkpoint {
         cfg = cfg.with_checkpoint(p);
     }
-    let mut t = Trainer::new(cfg).optimizer(optim::Adam::new(0.01));
+    let mut t = if sgd {
+        Trainer::new(cfg).optimizer(optim::Sgd::new(0.05).with_momentum(0.9))
+    } else {
+        Trainer::new(cfg).optimizer(optim::Adam::new(0.01))
+    };
     if slow {
         t = t.callback(Slow);
     }
@@ -77,17 +86,20 @@ fn temp(name: &str) -> PathBuf {
 
 #[test]
 fn a_stopped_run_resumes_to_the_same_weights() {
-    let mut whole = model();
-    train(&mut whole, 6, None, false);
-    let path = temp("stopped");
-    let mut first = model();
-    train(&mut first, 3, Some(&path), false);
-    // a fresh process would start from a fresh model and optimizer
-    let mut resumed = model();
-    train(&mut resumed, 6, Some(&path), false);
-    std::fs::remove_file(&path).ok();
-    assert_eq!(weights(&resumed), weights(&whole));
-    assert_ne!(weights(&first), weights(&whole));
+    // Adam's moments and step count, SGD's velocities: both must come back from the file
+    for sgd in [false, true] {
+        let mut whole = model();
+        train_with(&mut whole, 6, None, false, sgd);
+        let path = temp(&format!("stopped-{sgd}"));
+        let mut first = model();
+        train_with(&mut first, 3, Some(&path), false, sgd);
+        // a fresh process would start from a fresh model and optimizer
+        let mut resumed = model();
+        train_with(&mut resumed, 6, Some(&path), false, sgd);
+        std::fs::remove_file(&path).ok();
+        assert_eq!(weights(&resumed), weights(&whole), "sgd={sgd}");
+        assert_ne!(weights(&first), weights(&whole));
+    }
 }
 
 #[test]
