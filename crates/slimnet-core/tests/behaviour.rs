@@ -441,3 +441,21 @@ fn side_outputs_train_with_their_own_loss_terms() {
     assert!(g.backward_from(&[(side, r.clone())]).is_err());
     assert!(g.forward_train_at(&xs, &[]).is_err());
 }
+
+#[test]
+fn the_character_cnn_starts_every_class_near_one_over_the_classes() {
+    // A classifier that starts far from uniform at 3,755 classes killed fc1's ReLUs in the
+    // first steps and left the network at chance for an epoch.
+    let classes = 3755;
+    let cnn = models::hanzi_cnn(classes, &mut tensor::rng(1)).unwrap();
+    let mut rng = tensor::rng(2);
+    let x = tensor::normal(&[32, 1, 32, 32], 0.0, 1.0, &mut rng);
+    let labels: Vec<usize> = (0..32).map(|i| i * 117 % classes).collect();
+    let (loss, _) =
+        slimnet_core::loss::softmax_cross_entropy(&cnn.forward(&x).unwrap(), &labels).unwrap();
+    let uniform = (classes as f32).ln();
+    assert!(
+        (loss - uniform).abs() < 0.05,
+        "initial loss {loss}, uniform {uniform}"
+    );
+}
