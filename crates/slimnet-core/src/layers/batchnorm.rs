@@ -1,6 +1,6 @@
 //! Batch normalization over the channels of NCHW input.
 
-use ndarray::{Axis, Ix1};
+use ndarray::Ix1;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -156,11 +156,18 @@ impl BatchNorm2d {
     }
 }
 
-fn per_channel(x: &Tensor, mut f: impl FnMut(usize, &mut dyn Iterator<Item = &f32>)) {
-    for c in 0..x.shape()[1] {
-        let lane = x.index_axis(Axis(1), c);
-        f(c, &mut lane.iter());
+/// Per channel of `c`, the sums of `a` and of `a * b` over its `[H, W]` planes (`a` and `b`
+/// in NCHW memory order, `plane` values a plane), accumulated in f64 in memory order.
+fn channel_sums(a: &[f32], b: &[f32], c: usize, plane: usize) -> Vec<(f64, f64)> {
+    let mut sums = vec![(0.0f64, 0.0f64); c];
+    for (i, (pa, pb)) in a.chunks_exact(plane).zip(b.chunks_exact(plane)).enumerate() {
+        let (s, sp) = &mut sums[i % c];
+        for (&u, &v) in pa.iter().zip(pb) {
+            *s += u as f64;
+            *sp += (u as f64) * (v as f64);
+        }
     }
+    sums
 }
 
 impl Layer for BatchNorm2d {
@@ -190,18 +197,14 @@ impl Layer for BatchNorm2d {
         if m == 0.0 {
             return Err(Error::shape("a non-empty batch", x.shape()));
         }
-        let mut mean = vec![0.0f32; c];
-        let mut var = vec![0.0f32; c];
-        per_channel(x, |ch, it| {
-            let (mut s, mut s2) = (0.0f64, 0.0f64);
-            for &v in it {
-                s += v as f64;
-                s2 += (v as f64) * (v as f64);
-            }
+        let plane = h * w;
+        let xs = crate::tensor::contiguous(x);
+        let (mut mean, mut var) = (vec![0.0f32; c], vec![0.0f32; c]);
+        for (ch, (s, s2)) in channel_sums(&xs, &xs, c, plane).into_iter().enumerate() {
             let mu = s / m;
             mean[ch] = mu as f32;
             var[ch] = (s2 / m - mu * mu).max(0.0) as f32;
-        });
+        }
         let mom = self.cfg.momentum;
         let unbias = if m > 1.0 { m / (m - 1.0) } else { 1.0 } as f32;
         let inv_std: Vec<f32> = var
@@ -212,15 +215,18 @@ impl Layer for BatchNorm2d {
             self.running_mean[ch] = (1.0 - mom) * self.running_mean[ch] + mom * mean[ch];
             self.running_var[ch] = (1.0 - mom) * self.running_var[ch] + mom * var[ch] * unbias;
         }
-        let mut xhat = x.to_owned();
-        for (ch, mut lane) in xhat.axis_iter_mut(Axis(1)).enumerate() {
-            lane.mapv_inplace(|v| (v - mean[ch]) * inv_std[ch]);
-        }
-        let mut y = xhat.clone();
-        for (ch, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
-            let (g, b) = (self.weight.value()[ch], self.bias.value()[ch]);
-            lane.mapv_inplace(|v| v * g + b);
-        }
+        // one `[H, W]` plane per (image, channel), in memory order
+        let xhat = crate::buffers::map_planes(x, plane, |i, src, dst| {
+            let (mu, k) = (mean[i % c], inv_std[i % c]);
+            dst.iter_mut()
+                .zip(src)
+                .for_each(|(d, &v)| *d = (v - mu) * k);
+        });
+        let (gamma, beta) = (self.weight.value(), self.bias.value());
+        let y = crate::buffers::map_planes(&xhat, plane, |i, src, dst| {
+            let (g, b) = (gamma[i % c], beta[i % c]);
+            dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v * g + b);
+        });
         self.cache = Some((xhat, inv_std));
         Ok(y)
     }
@@ -238,30 +244,35 @@ impl Layer for BatchNorm2d {
         }
         let c = self.cfg.num_features;
         let m = (xhat.len() / c) as f32;
-        let mut dx = grad_out.to_owned();
+        if xhat.is_empty() {
+            return Ok(grad_out.to_owned());
+        }
+        let plane = xhat.len() / (xhat.shape()[0] * c);
+        let dy = crate::tensor::contiguous(grad_out);
+        let xh = xhat.as_slice().expect("the cached input is contiguous");
+        let sums = channel_sums(&dy, xh, c, plane);
         let (gamma, gw) = self.weight.value_and_grad_mut();
-        let gw = gw.view_mut().into_dimensionality::<Ix1>().expect("1-d");
-        let gb = self
+        let mut gw = gw.view_mut().into_dimensionality::<Ix1>().expect("1-d");
+        let mut gb = self
             .bias
             .grad
             .view_mut()
             .into_dimensionality::<Ix1>()
             .expect("1-d");
-        let (mut gw, mut gb) = (gw, gb);
-        for ch in 0..c {
-            let dy = grad_out.index_axis(Axis(1), ch);
-            let xh = xhat.index_axis(Axis(1), ch);
-            let (mut sdy, mut sdyx) = (0.0f64, 0.0f64);
-            for (d, x) in dy.iter().zip(xh.iter()) {
-                sdy += *d as f64;
-                sdyx += (*d as f64) * (*x as f64);
-            }
+        let mut coef = Vec::with_capacity(c);
+        for (ch, &(sdy, sdyx)) in sums.iter().enumerate() {
             gw[ch] += sdyx as f32;
             gb[ch] += sdy as f32;
-            let k = gamma[ch] * inv_std[ch] / m;
-            let (sdy, sdyx) = (sdy as f32, sdyx as f32);
-            let mut lane = dx.index_axis_mut(Axis(1), ch);
-            lane.zip_mut_with(&xh, |d, &x| *d = k * (m * *d - sdy - x * sdyx));
+            coef.push((gamma[ch] * inv_std[ch] / m, sdy as f32, sdyx as f32));
+        }
+        let mut dx = crate::buffers::output(xhat.shape());
+        let out = dx.as_slice_mut().expect("an output buffer is contiguous");
+        let planes = out.chunks_exact_mut(plane).zip(dy.chunks_exact(plane));
+        for (i, ((dst, d), x)) in planes.zip(xh.chunks_exact(plane)).enumerate() {
+            let (k, sdy, sdyx) = coef[i % c];
+            for ((o, &d), &x) in dst.iter_mut().zip(d).zip(x) {
+                *o = k * (m * d - sdy - x * sdyx);
+            }
         }
         Ok(dx)
     }
