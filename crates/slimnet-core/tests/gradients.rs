@@ -533,3 +533,38 @@ fn matrix_product_broadcast_and_vectors() {
         }
     }
 }
+
+#[test]
+fn batchnorm_in_training_normalizes_each_channel_by_its_own_batch_statistics() {
+    // channel c holds values around 10 c with spread c + 1, so a statistic taken from the
+    // wrong channel shows in the output and in the running averages
+    let (n, c, h, w) = (3, 4, 2, 5);
+    let mut rng = tensor::rng(7);
+    let noise = tensor::normal(&[n, c, h, w], 0.0, 1.0, &mut rng);
+    let x = ndarray::Array::from_shape_fn(noise.raw_dim(), |i| {
+        let ch = i[1] as f32;
+        10.0 * ch + (ch + 1.0) * noise[&i]
+    });
+    let mut bn = BatchNormConfig::new(c).init().unwrap();
+    bn.weight
+        .value_mut()
+        .assign(&tensor::from_vec(&[c], vec![0.5, 1.5, -1.0, 2.0]).unwrap());
+    bn.bias
+        .value_mut()
+        .assign(&tensor::from_vec(&[c], vec![1.0, -2.0, 0.0, 3.0]).unwrap());
+    let y = bn.forward_train(&x).unwrap();
+    let m = (n * h * w) as f32;
+    for ch in 0..c {
+        let xs: Vec<f32> = x.index_axis(ndarray::Axis(1), ch).iter().copied().collect();
+        let mean = xs.iter().sum::<f32>() / m;
+        let var = xs.iter().map(|v| (v - mean).powi(2)).sum::<f32>() / m;
+        let (g, b) = (bn.weight.value()[ch], bn.bias.value()[ch]);
+        for (v, out) in xs.iter().zip(y.index_axis(ndarray::Axis(1), ch).iter()) {
+            let want = (v - mean) / (var + 1e-5).sqrt() * g + b;
+            assert!((out - want).abs() < 1e-4, "channel {ch}: {out} vs {want}");
+        }
+        assert!((bn.running_mean[ch] - 0.1 * mean).abs() < 1e-4);
+        let unbiased = var * m / (m - 1.0);
+        assert!((bn.running_var[ch] - (0.9 + 0.1 * unbiased)).abs() < 1e-3);
+    }
+}
