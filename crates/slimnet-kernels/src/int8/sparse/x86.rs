@@ -38,11 +38,10 @@ pub(crate) fn spmv_slices(w: &QCsrMatrix, x: &[u8], za: u8, r0: usize, r1: usize
     let f = crate::isa::features();
     assert!(f.avx512_vnni && f.avx512_vbmi);
     assert!(x.len() >= w.cols() + WINDOW_SLACK);
-    spmv_windows(w.slices(), w, za, r0, r1, c, |window, steps| {
-        // SAFETY: the features were checked above; every step's window `b` is below
-        // `cols.div_ceil(128)`, so its 128 bytes from `128 b` lie below `cols + 128`, inside
-        // `x`.
-        unsafe { group_dot(window, steps, x.as_ptr()) }
+    spmv_windows(w.slices(), w, za, r0, r1, c, |start, steps| {
+        // SAFETY: the features were checked above; every step's window starts below `cols`,
+        // so its 128 bytes lie below `cols + 128`, inside `x`.
+        unsafe { group_dot(start, steps, x.as_ptr()) }
     });
 }
 
@@ -65,14 +64,14 @@ pub(crate) fn spmv_shuffle(
 ) {
     assert!(crate::isa::features().avx2_fma);
     assert!(low.len().min(high.len()) >= w.cols() + WINDOW_SLACK);
-    spmv_windows(w.shuffle_slices(), w, za, r0, r1, c, |window, steps| {
-        // SAFETY: AVX2 was checked above; every step's window `b` is below `cols.div_ceil(16)`,
-        // so its 16 bytes from `16 b` lie below `cols + 16`, inside `low` and `high`.
-        unsafe { group_dot_avx2(window, steps, low.as_ptr(), high.as_ptr()) }
+    spmv_windows(w.shuffle_slices(), w, za, r0, r1, c, |start, steps| {
+        // SAFETY: AVX2 was checked above; every step's window starts below `cols`, so its 16
+        // bytes lie below `cols + 16`, inside `low` and `high`.
+        unsafe { group_dot_avx2(start, steps, low.as_ptr(), high.as_ptr()) }
     });
 }
 
-/// The group loop of the window kernels: `dot(windows, steps)` gives a group's row sums, from
+/// The group loop of the window kernels: `dot(starts, steps)` gives a group's row sums, from
 /// which the zero-point correction is taken.
 fn spmv_windows<S: StepFormat, const G: usize>(
     s: &super::slices::Slices<S>,
@@ -87,7 +86,7 @@ fn spmv_windows<S: StepFormat, const G: usize>(
     assert!(r0.is_multiple_of(S::GROUP) && c.len() >= r1 - r0);
     for g in r0 / S::GROUP..r1.div_ceil(S::GROUP) {
         let (lo, hi) = (s.group_ptr[g] as usize, s.group_ptr[g + 1] as usize);
-        let sums = dot(&s.window[lo..hi], &s.steps[lo..hi]);
+        let sums = dot(&s.start[lo..hi], &s.steps[lo..hi]);
         for (l, sum) in sums.iter().enumerate() {
             let r = S::GROUP * g + l;
             if r < r1 {
@@ -101,11 +100,11 @@ fn spmv_windows<S: StepFormat, const G: usize>(
 /// step's lanes, times its values.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
-unsafe fn group_dot(window: &[u16], steps: &[PermuteStep], x: *const u8) -> [i32; 16] {
-    let n = window.len().min(steps.len());
+unsafe fn group_dot(start: &[u16], steps: &[PermuteStep], x: *const u8) -> [i32; 16] {
+    let n = start.len().min(steps.len());
     let mut acc = [_mm512_setzero_si512(); 2];
     let step = |i: usize, acc: __m512i| {
-        let p = x.add(PermuteStep::WINDOW * window[i] as usize);
+        let p = x.add(start[i] as usize);
         let t0 = _mm512_loadu_si512(p as *const __m512i);
         let t1 = _mm512_loadu_si512(p.add(64) as *const __m512i);
         let s = &steps[i];
@@ -141,17 +140,17 @@ const HIGH_RUN: usize = 64;
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn group_dot_avx2(
-    window: &[u16],
+    start: &[u16],
     steps: &[ShuffleStep],
     low: *const u8,
     high: *const u8,
 ) -> [i32; 8] {
-    let n = window.len().min(steps.len());
+    let n = start.len().min(steps.len());
     let shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
     let nibble = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let step = |i: usize, acc: &mut __m256i, acc_high: &mut __m256i| {
-        let at = ShuffleStep::WINDOW * window[i] as usize;
+        let at = start[i] as usize;
         let tl = _mm256_broadcastsi128_si256(_mm_loadu_si128(low.add(at) as *const __m128i));
         let th = _mm256_broadcastsi128_si256(_mm_loadu_si128(high.add(at) as *const __m128i));
         let s = &steps[i];
