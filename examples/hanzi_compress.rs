@@ -11,6 +11,8 @@
 //! test fonts, which training never sees. Prints each step's accuracy, size and batch-1
 //! latency, the speed check's choice per convolution, and last
 //! `hanzi classes=<n> base_acc=<f> acc=<f> speedup=<f> speedup_vs_ort=<f> size_ratio=<f>`.
+//! Leaves the dense and compressed ONNX exports and the compressed model
+//! (`compressed.safetensors`, for `slimnet::load`) in `target/slimnet/hanzi_compress`.
 
 use std::path::Path;
 
@@ -97,6 +99,8 @@ fn hanzi_compress() -> Res<()> {
     let dir = Path::new("target/slimnet/hanzi_compress");
     std::fs::create_dir_all(dir)?;
     let (dense_onnx, small_onnx) = (dir.join("dense.onnx"), dir.join("compressed.onnx"));
+    // the compressed model as slimnet stores it (sparse int8 weights), to load and time again
+    slimnet::save(&int8.model, dir.join("compressed.safetensors"))?;
     slimnet::export_onnx(&dense, &data.input, &dense_onnx)?;
     slimnet::export_onnx(&int8.model, &data.input, &small_onnx)?;
     let timed = Dataset::first(&data.validation, 100)?;
