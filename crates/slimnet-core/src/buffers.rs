@@ -14,6 +14,8 @@ use std::cell::RefCell;
 
 use ndarray::{s, Array1, IxDyn};
 
+use slimnet_kernels::threads;
+
 use crate::tensor::Tensor;
 
 /// Smallest allocation (in f32 values, 64 KiB) worth keeping; smaller ones are cheap to make.
@@ -79,6 +81,7 @@ pub fn output(shape: &[usize]) -> Tensor {
 
 /// `f` applied to every value of `x`, into an [`output`] buffer (the element-wise layers'
 /// inference: a fresh allocation per layer costs page faults at every pass on large images).
+/// Large tensors are split across the kernel threads (see [`cut`]).
 ///
 /// ```
 /// use slimnet_core::{buffers, tensor};
@@ -87,36 +90,46 @@ pub fn output(shape: &[usize]) -> Tensor {
 /// assert_eq!(y.as_slice().unwrap(), &[0.0, 0.5, 2.0]);
 /// # Ok::<(), slimnet_core::Error>(())
 /// ```
-pub fn map(x: &Tensor, f: impl Fn(f32) -> f32) -> Tensor {
-    map_planes(x, x.len().max(1), |_, src, dst| {
-        dst.iter_mut().zip(src).for_each(|(d, &v)| *d = f(v))
-    })
+pub fn map(x: &Tensor, f: impl Fn(f32) -> f32 + Sync) -> Tensor {
+    let mut y = output(x.shape());
+    let xs = crate::tensor::contiguous(x);
+    let ys = y.as_slice_mut().expect("an output buffer is contiguous");
+    let n = ys.len();
+    for_parts(ys, 1, n, |r, dst| {
+        dst.iter_mut().zip(&xs[r]).for_each(|(d, &v)| *d = f(v))
+    });
+    y
 }
 
 /// `f` applied to the values of `a` and `b` pairwise, into an [`output`] buffer.
 ///
 /// # Panics
 /// When `a` and `b` differ in shape.
-pub fn map2(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32) -> Tensor {
+pub fn map2(a: &Tensor, b: &Tensor, f: impl Fn(f32, f32) -> f32 + Sync) -> Tensor {
     assert_eq!(a.shape(), b.shape(), "map2 of two shapes");
-    let bs = crate::tensor::contiguous(b);
-    map_planes(a, a.len().max(1), |_, src, dst| {
-        for ((d, &x), &y) in dst.iter_mut().zip(src).zip(bs.iter()) {
+    let mut y = output(a.shape());
+    let (xa, xb) = (crate::tensor::contiguous(a), crate::tensor::contiguous(b));
+    let ys = y.as_slice_mut().expect("an output buffer is contiguous");
+    let n = ys.len();
+    for_parts(ys, 1, n, |r, dst| {
+        for ((d, &x), &y) in dst.iter_mut().zip(&xa[r.clone()]).zip(&xb[r]) {
             *d = f(x, y);
         }
-    })
+    });
+    y
 }
 
 /// An [`output`] buffer of `x`'s shape written plane by plane: `f(i, src, dst)` for the `i`-th
 /// run of `plane` consecutive values of `x` (in standard order) and the same run of the output,
-/// which `f` must write completely.
+/// which `f` must write completely. Large tensors are split across the kernel threads by whole
+/// planes (see [`cut`]).
 ///
 /// # Panics
 /// When `plane` is 0 or does not divide `x.len()`.
 pub fn map_planes(
     x: &Tensor,
     plane: usize,
-    mut f: impl FnMut(usize, &[f32], &mut [f32]),
+    f: impl Fn(usize, &[f32], &mut [f32]) + Sync,
 ) -> Tensor {
     assert!(
         plane > 0 && x.len().is_multiple_of(plane),
@@ -126,14 +139,74 @@ pub fn map_planes(
     let mut y = output(x.shape());
     let xs = crate::tensor::contiguous(x);
     let ys = y.as_slice_mut().expect("an output buffer is contiguous");
-    for (i, (src, dst)) in xs
-        .chunks_exact(plane)
-        .zip(ys.chunks_exact_mut(plane))
-        .enumerate()
-    {
-        f(i, src, dst);
-    }
+    let n = ys.len();
+    for_parts(ys, plane, n, |r, dst| {
+        for (i, d) in r.zip(dst.chunks_exact_mut(plane)) {
+            f(i, &xs[i * plane..(i + 1) * plane], d);
+        }
+    });
     y
+}
+
+/// Runs `f(runs, part)` on the kernel threads for each part of `data` that [`cut`] makes of
+/// its runs of `unit` values, for `elements` of light work (see [`threads::ranges`]).
+///
+/// ```
+/// use slimnet_core::buffers;
+/// let mut v = vec![0usize; 6];
+/// buffers::for_parts(&mut v, 3, 6, |runs, part| {
+///     for (run, values) in runs.zip(part.chunks_mut(3)) {
+///         values.fill(run);
+///     }
+/// });
+/// assert_eq!(v, [0, 0, 0, 1, 1, 1]);
+/// ```
+pub fn for_parts<T: Send>(
+    data: &mut [T],
+    unit: usize,
+    elements: usize,
+    f: impl Fn(std::ops::Range<usize>, &mut [T]) + Sync,
+) {
+    let ranges = threads::ranges(data.len() / unit.max(1), elements);
+    let parts: Vec<_> = ranges
+        .iter()
+        .cloned()
+        .zip(cut(data, unit, &ranges))
+        .collect();
+    threads::run_parts(parts, |(r, part)| f(r, part));
+}
+
+/// `data` cut into consecutive parts, part `k` holding the runs `ranges[k]` of `unit` values
+/// each: the ranges come from [`threads::ranges`] over `data.len() / unit` runs, and the parts
+/// go to [`threads::run_parts`], so that each kernel thread writes its own part. Large
+/// element-wise work (training batches) then uses every thread; small work (an image at
+/// inference) stays on the calling thread.
+///
+/// ```
+/// use slimnet_core::buffers;
+/// let mut v = vec![0u8; 10];
+/// let parts = buffers::cut(&mut v, 2, &[0..2, 2..5]);
+/// assert_eq!(parts.iter().map(|p| p.len()).collect::<Vec<_>>(), [4, 6]);
+/// ```
+///
+/// # Panics
+/// When the ranges do not follow each other from 0 or reach past `data`.
+pub fn cut<'a, T>(
+    data: &'a mut [T],
+    unit: usize,
+    ranges: &[std::ops::Range<usize>],
+) -> Vec<&'a mut [T]> {
+    let mut rest = data;
+    let mut next = 0;
+    let mut parts = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        assert_eq!(r.start, next, "ranges that follow each other");
+        let (part, tail) = std::mem::take(&mut rest).split_at_mut(r.len() * unit);
+        parts.push(part);
+        rest = tail;
+        next = r.end;
+    }
+    parts
 }
 
 /// Gives the allocation of a tensor that is no longer needed back to this thread's pool

@@ -13,8 +13,9 @@
 
 use std::collections::HashMap;
 
-use ndarray::Zip;
+use slimnet_kernels::threads;
 
+use crate::buffers::cut;
 use crate::error::{Error, Result};
 use crate::layer::Layer;
 use crate::param::Param;
@@ -59,6 +60,50 @@ fn flush(v: f32) -> f32 {
         0.0
     } else {
         v
+    }
+}
+
+/// `f(w, g, states)` for every value `w` of a parameter, its gradient `g` and the same
+/// element of each of its optimizer states, split across the kernel threads for large
+/// parameters (each value's update is the same wherever it runs, so the result does not
+/// depend on the thread count). `g` and the states have `w`'s shape.
+fn update<const K: usize>(
+    w: &mut Tensor,
+    g: &Tensor,
+    states: [&mut Tensor; K],
+    f: impl Fn(&mut f32, f32, [&mut f32; K]) + Sync,
+) {
+    let standard = g.is_standard_layout() && states.iter().all(|s| s.is_standard_layout());
+    if let (true, Some(ws), Some(gs)) = (standard, w.as_slice_mut(), g.as_slice()) {
+        let ranges = threads::ranges(ws.len(), ws.len());
+        let mut cuts = states.map(|s| {
+            let s = s.as_slice_mut().expect("a tensor in standard layout");
+            cut(s, 1, &ranges).into_iter()
+        });
+        let parts: Vec<_> = (ranges.iter().cloned().zip(cut(ws, 1, &ranges)))
+            .map(|(r, w)| {
+                (
+                    r,
+                    w,
+                    cuts.each_mut().map(|c| c.next().expect("a part a range")),
+                )
+            })
+            .collect();
+        threads::run_parts(parts, |(r, w, mut st)| {
+            for (i, (w, &g)) in w.iter_mut().zip(&gs[r]).enumerate() {
+                f(w, g, st.each_mut().map(|s| &mut s[i]));
+            }
+        });
+        return;
+    }
+    let mut its = states.map(|s| s.iter_mut());
+    for (w, &g) in w.iter_mut().zip(g.iter()) {
+        f(
+            w,
+            g,
+            its.each_mut()
+                .map(|it| it.next().expect("a state of the parameter's shape")),
+        );
     }
 }
 
@@ -143,9 +188,7 @@ impl Optimizer for Sgd {
             p.apply_mask();
             if mom == 0.0 {
                 let (w, g) = p.value_mut_and_grad();
-                Zip::from(w)
-                    .and(g)
-                    .for_each(|w, &g| *w -= lr * (g + wd * *w));
+                update(w, g, [], |w, g, []| *w -= lr * (g + wd * *w));
             } else {
                 let v = match state(vel, path, p) {
                     Ok(v) => v,
@@ -155,7 +198,7 @@ impl Optimizer for Sgd {
                     }
                 };
                 let (w, g) = p.value_mut_and_grad();
-                Zip::from(w).and(g).and(v).for_each(|w, &g, v| {
+                update(w, g, [v], |w, g, [v]| {
                     let g = g + wd * *w;
                     *v = flush(mom * *v + g);
                     *w -= lr * if nest { g + mom * *v } else { *v };
@@ -273,7 +316,7 @@ impl Optimizer for Adam {
                 }
             };
             let (w, g) = p.value_mut_and_grad();
-            Zip::from(w).and(g).and(m).and(v).for_each(|w, &g, m, v| {
+            update(w, g, [m, v], |w, g, [m, v]| {
                 let g = if dec { g } else { g + wd * *w };
                 *m = flush(b1 * *m + (1.0 - b1) * g);
                 *v = flush(b2 * *v + (1.0 - b2) * g * g);

@@ -121,6 +121,131 @@ fn training_is_deterministic_and_learns() {
     assert!(ha[1].test_accuracy.unwrap() > 0.9, "{:?}", ha[1]);
 }
 
+/// A fresh layer or optimizer of one kind.
+type MakeLayer = fn() -> Box<dyn Layer>;
+type MakeOptimizer = fn() -> Box<dyn Optimizer>;
+
+/// Element-wise layers, pooling, batch norm and the optimizers split large batches and large
+/// parameters across the kernel threads; every value must come out as on one thread. The
+/// shapes are large enough that each of them splits in two (2^19 values).
+#[test]
+fn element_wise_layers_and_optimizers_give_the_bits_of_one_thread_on_two() {
+    let mut rng = tensor::rng(11);
+    let x = tensor::uniform(&[8, 16, 64, 64], -1.0, 1.0, &mut rng);
+    let layers: [(&str, MakeLayer); 3] = [
+        ("relu", || Box::new(Activation::relu())),
+        ("batch norm", || {
+            Box::new(BatchNormConfig::new(16).init().unwrap())
+        }),
+        ("max pool", || {
+            Box::new(MaxPool2d::new(PoolConfig::new(2)).unwrap())
+        }),
+    ];
+    for (name, make) in &layers {
+        let run = |threads: usize| {
+            slimnet_kernels::threads::with(threads, || {
+                let mut l = make();
+                let y = l.forward_train(&x).unwrap();
+                let dy = tensor::uniform(y.shape(), -1.0, 1.0, &mut tensor::rng(3));
+                let dx = l.backward(&dy).unwrap();
+                let mut grads = Vec::new();
+                l.visit_params(&mut |_, p| grads.extend(p.grad.iter().copied()));
+                (y, dx, grads)
+            })
+        };
+        let (one, two) = (run(1), run(2));
+        assert!(one.0 == two.0, "{name}: outputs differ");
+        assert!(one.1 == two.1, "{name}: input gradients differ");
+        assert!(one.2 == two.2, "{name}: parameter gradients differ");
+    }
+    let optimizers: [(&str, MakeOptimizer); 3] = [
+        ("sgd", || Box::new(Sgd::new(0.1).with_weight_decay(1e-3))),
+        ("sgd with momentum", || {
+            Box::new(Sgd::new(0.1).with_momentum(0.9))
+        }),
+        ("adam", || Box::new(Adam::new(1e-3))),
+    ];
+    for (name, make) in &optimizers {
+        let run = |threads: usize| {
+            slimnet_kernels::threads::with(threads, || {
+                let mut fc = LinearConfig::new(1 << 13, 64)
+                    .init(&mut tensor::rng(4))
+                    .unwrap();
+                let mut opt = make();
+                for step in 0..3 {
+                    fc.visit_params_mut(&mut |_, p| {
+                        let g =
+                            tensor::uniform(p.value().shape(), -1.0, 1.0, &mut tensor::rng(step));
+                        p.value_and_grad_mut().1.assign(&g);
+                    });
+                    opt.step(&mut fc).unwrap();
+                }
+                let mut w = Vec::new();
+                fc.visit_params(&mut |_, p| w.extend(p.value().iter().copied()));
+                w
+            })
+        };
+        assert!(run(1) == run(2), "{name}: weights differ");
+    }
+}
+
+/// Training on two threads repeats itself bit for bit (no sum depends on which thread finishes
+/// first), with every layer kind of the character CNN.
+#[test]
+fn training_on_two_threads_repeats_itself() {
+    let n = 8;
+    let x = tensor::uniform(&[n, 2, 64, 64], -1.0, 1.0, &mut tensor::rng(11));
+    let train = Dataset::new(x, (0..n).map(|i| i % 4).collect(), 32).unwrap();
+    let run = || {
+        slimnet_kernels::threads::with(2, || {
+            let mut rng = tensor::rng(2);
+            let mut m = slimnet_core::Sequential::new()
+                .push(
+                    "conv",
+                    Conv2dConfig::new(2, 16, 3)
+                        .with_padding(1)
+                        .init(&mut rng)
+                        .unwrap(),
+                )
+                .push("bn", BatchNormConfig::new(16).init().unwrap())
+                .push("relu", Activation::relu())
+                .push("pool", MaxPool2d::new(PoolConfig::new(2)).unwrap())
+                .push("flatten", Flatten::new())
+                .push(
+                    "fc",
+                    LinearConfig::new(16 * 32 * 32, 32).init(&mut rng).unwrap(),
+                )
+                .build()
+                .unwrap();
+            let before = params(&m);
+            Trainer::new(
+                TrainConfig::default()
+                    .with_epochs(2)
+                    .with_batch_size(n)
+                    .with_seed(1)
+                    .with_progress(false),
+            )
+            .optimizer(Sgd::new(0.05).with_momentum(0.9))
+            .fit(&mut m, &train, None)
+            .unwrap();
+            let after = params(&m);
+            assert!(before != after, "training changed nothing");
+            after
+        })
+    };
+    let (a, b) = (run(), run());
+    for (a, b) in a.iter().zip(&b) {
+        assert!(a.1 == b.1, "`{}` differs between two runs", a.0);
+    }
+}
+
+/// Every parameter's values by name.
+fn params(m: &Graph) -> Vec<(String, Vec<f32>)> {
+    let mut v = Vec::new();
+    m.visit_params(&mut |name, p| v.push((name.to_string(), p.value().iter().copied().collect())));
+    v
+}
+
 #[test]
 fn masks_keep_pruned_weights_at_zero_through_training() {
     let train = synthetic(256, 4);

@@ -94,6 +94,32 @@ pub(crate) fn for_work<R>(work: usize, per_thread: usize, f: impl FnOnce() -> R)
     }
 }
 
+/// Elements of light element-wise work (a load or two, an add or a compare, a store) that
+/// pay for a thread of their own: about a tenth of a millisecond of work, the time it can take
+/// to wake a pool thread (see [`MIN_PARALLEL_MACS`]).
+const MIN_PARALLEL_ELEMENTS: usize = 1 << 18;
+
+/// `0..len` cut into contiguous ranges of nearly equal length, one per thread that `elements`
+/// of light element-wise work pay for (one per 2^18 elements, about a tenth of a millisecond;
+/// at most [`num_threads`], at least one; none for `len == 0`), for [`run_parts`].
+///
+/// ```
+/// use slimnet_kernels::threads;
+/// threads::set_num_threads(2);
+/// assert_eq!(threads::ranges(10, 1 << 20), vec![0..5, 5..10]);
+/// assert_eq!(threads::ranges(10, 100), vec![0..10]);
+/// threads::set_num_threads(1);
+/// assert_eq!(threads::ranges(10, 1 << 20), vec![0..10]);
+/// ```
+pub fn ranges(len: usize, elements: usize) -> Vec<std::ops::Range<usize>> {
+    let parts = (elements / MIN_PARALLEL_ELEMENTS)
+        .clamp(1, num_threads())
+        .min(len);
+    (0..parts)
+        .map(|k| len * k / parts..len * (k + 1) / parts)
+        .collect()
+}
+
 /// The cached pool and the thread count it was built for.
 type PoolSlot = std::sync::Mutex<Option<(usize, std::sync::Arc<rayon::ThreadPool>)>>;
 
@@ -132,8 +158,32 @@ pub(crate) fn with_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
 ///
 /// For short parallel sections (a tenth of a millisecond) this beats [`with_pool`]: the
 /// calling thread works instead of handing the whole job to the pool and sleeping until a
-/// worker wakes it, so only one worker has to wake up.
-pub(crate) fn run_parts<T: Send>(parts: Vec<T>, f: impl Fn(T) + Sync) {
+/// worker wakes it, so only one worker has to wake up. With [`ranges`], for work outside the
+/// kernels (element-wise layers, optimizer updates) that splits into independent parts:
+///
+/// ```
+/// use slimnet_kernels::threads;
+/// let x: Vec<f32> = (0..1000).map(|i| i as f32).collect();
+/// let mut y = vec![0.0f32; 1000];
+/// threads::set_num_threads(2);
+/// // one part per thread that a million elements pay for (here both)
+/// let ranges = threads::ranges(x.len(), 1 << 20);
+/// let mut parts = Vec::new();
+/// let mut rest = &mut y[..];
+/// for r in ranges {
+///     let (part, tail) = rest.split_at_mut(r.len());
+///     parts.push((r, part));
+///     rest = tail;
+/// }
+/// threads::run_parts(parts, |(r, part)| {
+///     for (o, &v) in part.iter_mut().zip(&x[r]) {
+///         *o = 2.0 * v;
+///     }
+/// });
+/// threads::set_num_threads(1);
+/// assert_eq!(y[999], 1998.0);
+/// ```
+pub fn run_parts<T: Send>(parts: Vec<T>, f: impl Fn(T) + Sync) {
     let n = num_threads();
     if n == 1 || parts.len() <= 1 {
         parts.into_iter().for_each(f);

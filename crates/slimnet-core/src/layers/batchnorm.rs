@@ -157,16 +157,22 @@ impl BatchNorm2d {
 }
 
 /// Per channel of `c`, the sums of `a` and of `a * b` over its `[H, W]` planes (`a` and `b`
-/// in NCHW memory order, `plane` values a plane), accumulated in f64 in memory order.
+/// in NCHW memory order, `plane` values a plane), accumulated in f64 in memory order; channels
+/// are split across the kernel threads for large batches (the same sums in the same order).
 fn channel_sums(a: &[f32], b: &[f32], c: usize, plane: usize) -> Vec<(f64, f64)> {
     let mut sums = vec![(0.0f64, 0.0f64); c];
-    for (i, (pa, pb)) in a.chunks_exact(plane).zip(b.chunks_exact(plane)).enumerate() {
-        let (s, sp) = &mut sums[i % c];
-        for (&u, &v) in pa.iter().zip(pb) {
-            *s += u as f64;
-            *sp += (u as f64) * (v as f64);
+    let images = a.len() / (c * plane).max(1);
+    crate::buffers::for_parts(&mut sums, 1, a.len(), |channels, sums| {
+        for (ch, (s, sp)) in channels.zip(sums) {
+            for n in 0..images {
+                let at = (n * c + ch) * plane..(n * c + ch + 1) * plane;
+                for (&u, &v) in a[at.clone()].iter().zip(&b[at]) {
+                    *s += u as f64;
+                    *sp += (u as f64) * (v as f64);
+                }
+            }
         }
-    }
+    });
     sums
 }
 
@@ -267,13 +273,16 @@ impl Layer for BatchNorm2d {
         }
         let mut dx = crate::buffers::output(xhat.shape());
         let out = dx.as_slice_mut().expect("an output buffer is contiguous");
-        let planes = out.chunks_exact_mut(plane).zip(dy.chunks_exact(plane));
-        for (i, ((dst, d), x)) in planes.zip(xh.chunks_exact(plane)).enumerate() {
-            let (k, sdy, sdyx) = coef[i % c];
-            for ((o, &d), &x) in dst.iter_mut().zip(d).zip(x) {
-                *o = k * (m * d - sdy - x * sdyx);
+        let elements = out.len();
+        crate::buffers::for_parts(out, plane, elements, |planes, out| {
+            for (i, dst) in planes.zip(out.chunks_exact_mut(plane)) {
+                let (k, sdy, sdyx) = coef[i % c];
+                let at = i * plane..(i + 1) * plane;
+                for ((o, &d), &x) in dst.iter_mut().zip(&dy[at.clone()]).zip(&xh[at]) {
+                    *o = k * (m * d - sdy - x * sdyx);
+                }
             }
-        }
+        });
         Ok(dx)
     }
 

@@ -3,6 +3,8 @@
 use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
 
+use slimnet_kernels::threads;
+
 use crate::error::{Error, Result};
 use crate::layer::{Cost, Layer};
 use crate::tensor::{contiguous, expect_nchw, Tensor};
@@ -147,7 +149,12 @@ impl MaxPool2d {
 
     /// Inference: the maxima only (a 2x2 window with stride 2, the common case, runs
     /// without the general window walk).
-    fn maxima<T: Copy + PartialOrd>(&self, xs: &[T], shape: &[usize], lowest: T) -> Result<Vec<T>> {
+    fn maxima<T: Copy + PartialOrd + Send + Sync>(
+        &self,
+        xs: &[T],
+        shape: &[usize],
+        lowest: T,
+    ) -> Result<Vec<T>> {
         let [n, c, oh, ow] = self.cfg.out_shape(shape)?;
         let c2 = &self.cfg;
         if c2.kernel != [2, 2] || c2.stride != [2, 2] || c2.padding != [0, 0] {
@@ -175,7 +182,7 @@ impl MaxPool2d {
 
     /// Max over each window of NCHW `xs` of `shape` (NaN wins, as in `f32::max` chains that
     /// propagate it); returns the maxima and their positions within the plane.
-    fn pool<T: Copy + PartialOrd>(
+    fn pool<T: Copy + PartialOrd + Send + Sync>(
         &self,
         xs: &[T],
         shape: &[usize],
@@ -185,28 +192,54 @@ impl MaxPool2d {
         let (h, w) = (shape[2], shape[3]);
         let mut out = vec![lowest; n * c * oh * ow];
         let mut arg = vec![0u32; out.len()];
-        for p in 0..n * c {
-            let plane = &xs[p * h * w..(p + 1) * h * w];
-            let o = &mut out[p * oh * ow..(p + 1) * oh * ow];
-            let a = &mut arg[p * oh * ow..(p + 1) * oh * ow];
-            self.cfg.windows(h, w, oh, ow, |i, [ylo, yhi, xlo, xhi]| {
-                let mut best = lowest;
-                let mut bi = ylo * w + xlo;
-                for y in ylo..yhi {
-                    for xx in xlo..xhi {
-                        let v = plane[y * w + xx];
-                        #[allow(clippy::eq_op)] // `v != v` is true only for NaN
-                        if v > best || v != v {
-                            best = v;
-                            bi = y * w + xx;
-                        }
+        // whole planes per kernel thread, for batches large enough to pay for them
+        let ranges = threads::ranges(n * c, xs.len());
+        let outs = crate::buffers::cut(&mut out, oh * ow, &ranges);
+        let args = crate::buffers::cut(&mut arg, oh * ow, &ranges);
+        let parts: Vec<_> = ranges.into_iter().zip(outs.into_iter().zip(args)).collect();
+        threads::run_parts(parts, |(planes, (outs, args))| {
+            let runs = outs
+                .chunks_exact_mut(oh * ow)
+                .zip(args.chunks_exact_mut(oh * ow));
+            for (p, (o, a)) in planes.zip(runs) {
+                self.window_maxima(
+                    &xs[p * h * w..(p + 1) * h * w],
+                    (h, w, oh, ow),
+                    lowest,
+                    o,
+                    a,
+                );
+            }
+        });
+        Ok((out, arg))
+    }
+
+    /// The maximum of every window of one `[h, w]` plane into `o`, and its index in the plane
+    /// into `a`.
+    fn window_maxima<T: Copy + PartialOrd>(
+        &self,
+        plane: &[T],
+        (h, w, oh, ow): (usize, usize, usize, usize),
+        lowest: T,
+        o: &mut [T],
+        a: &mut [u32],
+    ) {
+        self.cfg.windows(h, w, oh, ow, |i, [ylo, yhi, xlo, xhi]| {
+            let mut best = lowest;
+            let mut bi = ylo * w + xlo;
+            for y in ylo..yhi {
+                for xx in xlo..xhi {
+                    let v = plane[y * w + xx];
+                    #[allow(clippy::eq_op)] // `v != v` is true only for NaN
+                    if v > best || v != v {
+                        best = v;
+                        bi = y * w + xx;
                     }
                 }
-                o[i] = best;
-                a[i] = bi as u32;
-            });
-        }
-        Ok((out, arg))
+            }
+            o[i] = best;
+            a[i] = bi as u32;
+        });
     }
 }
 
@@ -275,11 +308,15 @@ impl Layer for MaxPool2d {
         let (hw, ohw) = (shape[2] * shape[3], out[2] * out[3]);
         let dy = contiguous(grad_out);
         let mut dx = vec![0.0f32; shape.iter().product()];
-        for p in 0..shape[0] * shape[1] {
-            for i in 0..ohw {
-                dx[p * hw + arg[p * ohw + i] as usize] += dy[p * ohw + i];
+        let elements = dx.len();
+        // each plane's gradient gathers from its own plane of `dy` only
+        crate::buffers::for_parts(&mut dx, hw, elements, |planes, dx| {
+            for (p, dx) in planes.zip(dx.chunks_exact_mut(hw)) {
+                for i in p * ohw..(p + 1) * ohw {
+                    dx[arg[i] as usize] += dy[i];
+                }
             }
-        }
+        });
         Ok(Tensor::from_shape_vec(IxDyn(&shape), dx).expect("length"))
     }
 
