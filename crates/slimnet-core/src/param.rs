@@ -115,7 +115,14 @@ impl Param {
 
     /// Sets the gradient to zero.
     pub fn zero_grad(&mut self) {
-        self.grad.fill(0.0);
+        match self.grad.as_slice_mut() {
+            // large gradients (a wide classifier's) are cleared on every kernel thread
+            Some(g) => {
+                let n = g.len();
+                crate::buffers::for_parts(g, 1, n, |_, g| g.fill(0.0));
+            }
+            None => self.grad.fill(0.0),
+        }
     }
 
     /// Number of elements.
@@ -162,13 +169,26 @@ impl Param {
     pub fn apply_mask(&mut self) {
         if let Some(m) = &self.mask {
             self.version = next_version();
-            self.value.zip_mut_with(m, |v, &k| *v *= k);
-            self.grad.zip_mut_with(m, |g, &k| *g *= k);
+            masked(&mut self.value, m);
+            masked(&mut self.grad, m);
         }
     }
 
     /// Number of non-zero values.
     pub fn nonzeros(&self) -> usize {
         self.value.iter().filter(|v| **v != 0.0).count()
+    }
+}
+
+/// `t *= mask`, element by element (on every kernel thread for large tensors).
+fn masked(t: &mut Tensor, mask: &Tensor) {
+    match (t.as_slice_mut(), mask.as_slice()) {
+        (Some(t), Some(m)) if t.len() == m.len() => {
+            let n = t.len();
+            crate::buffers::for_parts(t, 1, n, |r, t| {
+                t.iter_mut().zip(&m[r]).for_each(|(v, &k)| *v *= k)
+            });
+        }
+        _ => t.zip_mut_with(mask, |v, &k| *v *= k),
     }
 }

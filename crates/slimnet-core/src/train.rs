@@ -358,8 +358,17 @@ fn first_non_finite(model: &Graph) -> Option<(String, f32)> {
     let mut found = None;
     model.visit_params(&mut |path, p| {
         if found.is_none() {
-            if let Some(v) = p.value().iter().find(|v| !v.is_finite()) {
-                found = Some((path.to_string(), *v));
+            // a check the compiler vectorizes (no early exit within a run of values), then the
+            // value itself when there is one
+            let all_finite = match p.value().as_slice() {
+                Some(s) => s
+                    .chunks(4096)
+                    .all(|run| run.iter().fold(true, |ok, v| ok & v.is_finite())),
+                None => p.value().iter().all(|v| v.is_finite()),
+            };
+            if !all_finite {
+                let v = p.value().iter().copied().find(|v| !v.is_finite());
+                found = v.map(|v| (path.to_string(), v));
             }
         }
     });

@@ -125,8 +125,8 @@ fn training_is_deterministic_and_learns() {
 type MakeLayer = fn() -> Box<dyn Layer>;
 type MakeOptimizer = fn() -> Box<dyn Optimizer>;
 
-/// Element-wise layers, pooling, batch norm and the optimizers split large batches and large
-/// parameters across the kernel threads; every value must come out as on one thread. The
+/// Element-wise layers, pooling, batch norm, the optimizers and masks split large batches and
+/// large parameters across the kernel threads; every value must come out as on one thread. The
 /// shapes are large enough that each of them splits in two (2^19 values).
 #[test]
 fn element_wise_layers_and_optimizers_give_the_bits_of_one_thread_on_two() {
@@ -171,6 +171,11 @@ fn element_wise_layers_and_optimizers_give_the_bits_of_one_thread_on_two() {
                 let mut fc = LinearConfig::new(1 << 13, 64)
                     .init(&mut tensor::rng(4))
                     .unwrap();
+                // every third weight pruned: the masks are applied on every thread too
+                let mask = Tensor::from_shape_fn(fc.weight.value().raw_dim(), |ix| {
+                    ((ix[0] + ix[1]) % 3 != 0) as u8 as f32
+                });
+                fc.weight.set_mask(mask).unwrap();
                 let mut opt = make();
                 for step in 0..3 {
                     fc.visit_params_mut(&mut |_, p| {
@@ -182,10 +187,16 @@ fn element_wise_layers_and_optimizers_give_the_bits_of_one_thread_on_two() {
                 }
                 let mut w = Vec::new();
                 fc.visit_params(&mut |_, p| w.extend(p.value().iter().copied()));
-                w
+                (fc.weight.nonzeros(), w)
             })
         };
-        assert!(run(1) == run(2), "{name}: weights differ");
+        let (one, two) = (run(1), run(2));
+        assert!(one == two, "{name}: weights differ");
+        assert_eq!(
+            one.0,
+            (1 << 13) * 64 * 2 / 3,
+            "{name}: a pruned weight moved"
+        );
     }
 }
 
