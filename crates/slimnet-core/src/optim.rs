@@ -63,48 +63,57 @@ fn flush(v: f32) -> f32 {
     }
 }
 
-/// `f(w, g, states)` for every value `w` of a parameter, its gradient `g` and the same
-/// element of each of its optimizer states, split across the kernel threads for large
-/// parameters (each value's update is the same wherever it runs, so the result does not
-/// depend on the thread count). `g` and the states have `w`'s shape.
+/// `f(w, g, states)` over matching runs of a parameter's values `w`, its gradient `g` and its
+/// optimizer states (each of `w`'s shape), one run per kernel thread for large parameters:
+/// each value's update is the same wherever it runs, so the result does not depend on the
+/// thread count.
 fn update<const K: usize>(
     w: &mut Tensor,
     g: &Tensor,
     states: [&mut Tensor; K],
-    f: impl Fn(&mut f32, f32, [&mut f32; K]) + Sync,
+    f: impl Fn(&mut [f32], &[f32], [&mut [f32]; K]) + Sync,
 ) {
-    let standard = g.is_standard_layout() && states.iter().all(|s| s.is_standard_layout());
-    if let (true, Some(ws), Some(gs)) = (standard, w.as_slice_mut(), g.as_slice()) {
-        let ranges = threads::ranges(ws.len(), ws.len());
-        let mut cuts = states.map(|s| {
-            let s = s.as_slice_mut().expect("a tensor in standard layout");
-            cut(s, 1, &ranges).into_iter()
-        });
-        let parts: Vec<_> = (ranges.iter().cloned().zip(cut(ws, 1, &ranges)))
-            .map(|(r, w)| {
-                (
-                    r,
-                    w,
-                    cuts.each_mut().map(|c| c.next().expect("a part a range")),
-                )
-            })
-            .collect();
-        threads::run_parts(parts, |(r, w, mut st)| {
-            for (i, (w, &g)) in w.iter_mut().zip(&gs[r]).enumerate() {
-                f(w, g, st.each_mut().map(|s| &mut s[i]));
-            }
-        });
+    let standard = w.is_standard_layout()
+        && g.is_standard_layout()
+        && states.iter().all(|s| s.is_standard_layout());
+    if !standard {
+        // not met by the layers' own parameters: update copies in standard layout
+        let mut wc = w.as_standard_layout().into_owned();
+        let gc = g.as_standard_layout().into_owned();
+        let mut sc = states
+            .each_ref()
+            .map(|s| s.as_standard_layout().into_owned());
+        update_runs(&mut wc, &gc, sc.each_mut(), &f);
+        w.assign(&wc);
+        for (s, c) in states.into_iter().zip(&sc) {
+            s.assign(c);
+        }
         return;
     }
-    let mut its = states.map(|s| s.iter_mut());
-    for (w, &g) in w.iter_mut().zip(g.iter()) {
-        f(
-            w,
-            g,
-            its.each_mut()
-                .map(|it| it.next().expect("a state of the parameter's shape")),
-        );
-    }
+    update_runs(w, g, states, &f);
+}
+
+/// [`update`] of tensors in standard layout.
+fn update_runs<const K: usize>(
+    w: &mut Tensor,
+    g: &Tensor,
+    states: [&mut Tensor; K],
+    f: &(impl Fn(&mut [f32], &[f32], [&mut [f32]; K]) + Sync),
+) {
+    let in_order = "a tensor in standard layout";
+    let (ws, gs) = (
+        w.as_slice_mut().expect(in_order),
+        g.as_slice().expect(in_order),
+    );
+    let ranges = threads::ranges(ws.len(), ws.len());
+    let mut cuts = states.map(|s| cut(s.as_slice_mut().expect(in_order), 1, &ranges).into_iter());
+    let parts: Vec<_> = (ranges.iter().cloned().zip(cut(ws, 1, &ranges)))
+        .map(|(r, w)| {
+            let st = cuts.each_mut().map(|c| c.next().expect("a part a range"));
+            (r, w, st)
+        })
+        .collect();
+    threads::run_parts(parts, |(r, w, st)| f(w, &gs[r], st));
 }
 
 /// The entries of `map` named `<prefix>.<path>`, in a fixed order.
@@ -188,7 +197,11 @@ impl Optimizer for Sgd {
             p.apply_mask();
             if mom == 0.0 {
                 let (w, g) = p.value_mut_and_grad();
-                update(w, g, [], |w, g, []| *w -= lr * (g + wd * *w));
+                update(w, g, [], |w, g, []| {
+                    for (w, &g) in w.iter_mut().zip(g) {
+                        *w -= lr * (g + wd * *w);
+                    }
+                });
             } else {
                 let v = match state(vel, path, p) {
                     Ok(v) => v,
@@ -199,9 +212,11 @@ impl Optimizer for Sgd {
                 };
                 let (w, g) = p.value_mut_and_grad();
                 update(w, g, [v], |w, g, [v]| {
-                    let g = g + wd * *w;
-                    *v = flush(mom * *v + g);
-                    *w -= lr * if nest { g + mom * *v } else { *v };
+                    for ((w, &g), v) in w.iter_mut().zip(g).zip(v) {
+                        let g = g + wd * *w;
+                        *v = flush(mom * *v + g);
+                        *w -= lr * if nest { g + mom * *v } else { *v };
+                    }
                 });
             }
             p.apply_mask();
@@ -317,14 +332,16 @@ impl Optimizer for Adam {
             };
             let (w, g) = p.value_mut_and_grad();
             update(w, g, [m, v], |w, g, [m, v]| {
-                let g = if dec { g } else { g + wd * *w };
-                *m = flush(b1 * *m + (1.0 - b1) * g);
-                *v = flush(b2 * *v + (1.0 - b2) * g * g);
-                let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
-                if dec {
-                    *w -= lr * wd * *w;
+                for (((w, &g), m), v) in w.iter_mut().zip(g).zip(m).zip(v) {
+                    let g = if dec { g } else { g + wd * *w };
+                    *m = flush(b1 * *m + (1.0 - b1) * g);
+                    *v = flush(b2 * *v + (1.0 - b2) * g * g);
+                    let upd = (*m / c1) / ((*v / c2).sqrt() + eps);
+                    if dec {
+                        *w -= lr * wd * *w;
+                    }
+                    *w -= lr * upd;
                 }
-                *w -= lr * upd;
             });
             p.apply_mask();
         });
