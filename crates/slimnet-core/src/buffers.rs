@@ -9,6 +9,9 @@
 //!
 //! The pool is per thread and small: at most [`MAX_BUFFERS`] allocations of at least
 //! [`MIN_LEN`] and at most [`MAX_LEN`] values each are kept.
+//!
+//! The element-wise helpers ([`map`], [`map2`], [`map_planes`]) also split large tensors across
+//! the kernel threads; [`for_parts`] and [`cut`] do that for other layers' element-wise work.
 
 use std::cell::RefCell;
 
