@@ -1,11 +1,14 @@
 //! Batch-1 time of each int8 kernel of the compressed character CNN (`hanzi_compress`'s
-//! model at 200 classes: Tucker-2 convolutions of the ranks its policy picks, fc1 and fc2 at
-//! 10% density), so a level's share of the whole network can be read layer by layer.
+//! model, at 200 classes by default: Tucker-2 convolutions of the ranks its policy picks, fc1
+//! and fc2 at 10% density), so a level's share of the whole network can be read layer by layer.
 //!
 //! ```text
-//! cargo run --release -p slimnet-kernels --example hanzi_layers
+//! cargo run --release -p slimnet-kernels --example hanzi_layers [-- CLASSES]
 //! SLIMNET_ISA=avx2 cargo run --release -p slimnet-kernels --example hanzi_layers
 //! ```
+//! `CLASSES` (default 200) sets fc2's rows; at 3,755 the two sparse layers together no longer
+//! fit in a core's L2, which these one-layer-at-a-time times do not show (the whole network's
+//! latency in `hanzi_compress` does).
 //! One thread; each time is the median of 400 calls on random codes and weights. Prints one
 //! line per layer (microseconds and GMAC/s for the convolutions) and the total.
 
@@ -34,6 +37,14 @@ fn median_us(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    let classes: usize = match std::env::args().nth(1).map(|a| a.parse()) {
+        None => 200,
+        Some(Ok(n)) if n > 0 => n,
+        Some(_) => {
+            eprintln!("usage: hanzi_layers [CLASSES] (a positive number of classes)");
+            std::process::exit(2);
+        }
+    };
     set_num_threads(1);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let q = QuantParams {
@@ -76,7 +87,7 @@ fn main() {
         let gmacs = g.macs() as f64 / us / 1e3;
         println!("{name:16} {us:8.2} us  {gmacs:6.1} GMAC/s");
     }
-    for (name, o, i) in [("fc1", 1024, 4096), ("fc2", 200, 1024)] {
+    for (name, o, i) in [("fc1", 1024, 4096), ("fc2", classes, 1024)] {
         let dense: Vec<f32> = (0..o * i)
             .map(|_| {
                 if rng.random_bool(0.1) {
