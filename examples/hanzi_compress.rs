@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! cargo run --release --example hanzi_compress -- [--classes N] [--mac-ratio F]
-//!     [--sparsity F] [--prune-epochs N] [--seed N] [--threads N] [--rounds N]
+//!     [--sparsity F] [--prune-epochs N] [--distill ALPHA] [--seed N] [--threads N] [--rounds N]
 //! ```
 //! The data are the first `--classes` level-1 GB2312 characters (default 200; 3755 for all)
 //! rendered from Debian's CJK fonts (`slimnet::core::data::hanzi`); every accuracy is on the
-//! test fonts, which training never sees. Prints each step's accuracy, size and batch-1
+//! test fonts, which training never sees. `--distill ALPHA` (0 for none) fine-tunes on the
+//! dense network's outputs at temperature 4 as well as on the labels, its term weighted
+//! ALPHA. Prints each step's accuracy, size and batch-1
 //! latency, the speed check's choice per convolution, and last
 //! `hanzi classes=<n> base_acc=<f> acc=<f> speedup=<f> speedup_vs_ort=<f> size_ratio=<f>`.
 //! Leaves the dense and compressed ONNX exports and the compressed model
@@ -19,14 +21,14 @@ use std::path::Path;
 use slimnet::core::data::hanzi::HanziConfig;
 use slimnet::core::data::Dataset;
 use slimnet::pipeline::{
-    Baseline, Data, Decompose, Event, FineTune, FoldBn, Method, Pipeline, Prune, Qat, Quantize,
-    Rank, Schedule, ToSparse,
+    Baseline, Data, Decompose, Distill, Event, FineTune, FoldBn, Method, Pipeline, Prune, Qat,
+    Quantize, Rank, Schedule, ToSparse,
 };
 use slimnet_testkit::onnx_side::{measure, SideTable};
 use slimnet_testkit::{Args, Res};
 
 const USAGE: &str = "usage: hanzi_compress [--classes N] [--mac-ratio F] [--sparsity F] \
-                     [--prune-epochs N] [--seed N] [--threads N] [--rounds N]";
+                     [--prune-epochs N] [--distill ALPHA] [--seed N] [--threads N] [--rounds N]";
 
 fn main() {
     slimnet_testkit::run(hanzi_compress);
@@ -38,6 +40,7 @@ fn hanzi_compress() -> Res<()> {
     let mac_ratio = args.get("mac-ratio", 0.25f64)?;
     let sparsity = args.get("sparsity", 0.9f32)?;
     let prune_epochs = args.get("prune-epochs", 4usize)?;
+    let distill = args.get("distill", 0.0f32)?;
     let seed = args.get("seed", 1u64)?;
     let threads = args.get("threads", 2usize)?;
     let rounds = args.get("rounds", 5usize)?;
@@ -55,7 +58,16 @@ fn hanzi_compress() -> Res<()> {
             print_event(Event::Epoch { index: 0, stats })
         })?;
 
-    let tune = |epochs| FineTune::sgd(epochs, 0.005).with_weight_decay(5e-4);
+    // every fine-tuning: SGD from 0.005, and when asked, also learning the dense network's
+    // softened outputs (knowledge distillation, the dense network run on each batch)
+    let tune = |epochs| {
+        let t = FineTune::sgd(epochs, 0.005).with_weight_decay(5e-4);
+        if distill > 0.0 {
+            t.with_distill(Distill::new(4.0, distill))
+        } else {
+            t
+        }
+    };
     let shrink = Pipeline::new("hanzi")
         .threads(threads)
         // 1. batch norms into the convolutions, so the factorisations see the real weights

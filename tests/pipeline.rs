@@ -375,3 +375,86 @@ fn batchnorm_folding_and_quantization_aware_training() {
     );
     assert!(r.size_ratio() > 3.0, "{r}");
 }
+
+/// Mean over examples of the squared distance between two models' class probabilities.
+fn probability_gap(a: &Graph, b: &Graph, x: &Tensor) -> f32 {
+    let p = |m: &Graph| {
+        let y = m.forward(x).unwrap();
+        let mut p = y.clone();
+        for (mut row, logits) in p.outer_iter_mut().zip(y.outer_iter()) {
+            let top = logits.fold(f32::MIN, |m, &v| m.max(v));
+            let sum: f32 = logits.iter().map(|v| (v - top).exp()).sum();
+            row.zip_mut_with(&logits, |q, &v| *q = (v - top).exp() / sum);
+        }
+        p
+    };
+    let (pa, pb) = (p(a), p(b));
+    (&pa - &pb).mapv(|d| d * d).sum() / x.shape()[0] as f32
+}
+
+/// A distilling fine-tuning pulls the pruned model's outputs back to those of the model the
+/// pipeline was given; the same fine-tuning on the (random) labels alone does not.
+#[test]
+fn distilling_fine_tunes_towards_the_model_as_given() {
+    use slimnet::pipeline::Distill;
+    let data = data(256);
+    let teacher = models::lenet300(&mut tensor::rng(5)).unwrap();
+    let run = |tune: FineTune| {
+        let out = quick("kd")
+            .step(Prune::new(0.7))
+            .step(tune.with_batch_size(32))
+            .run(teacher.clone(), &data)
+            .unwrap();
+        (out.model, out.report)
+    };
+    let x = data
+        .validation
+        .load(&(0..256).collect::<Vec<_>>())
+        .unwrap()
+        .0;
+    let pruned = quick("pruned")
+        .step(Prune::new(0.7))
+        .run(teacher.clone(), &data)
+        .unwrap()
+        .model;
+    let (distilled, report) = run(FineTune::sgd(3, 0.05).with_distill(Distill::new(2.0, 1.0)));
+    let (plain, _) = run(FineTune::sgd(3, 0.05));
+    let before = probability_gap(&pruned, &teacher, &x);
+    let kd = probability_gap(&distilled, &teacher, &x);
+    let labels = probability_gap(&plain, &teacher, &x);
+    assert!(kd < 0.5 * before, "gap {before} -> {kd} when distilling");
+    assert!(
+        kd < 0.5 * labels,
+        "gap {kd} distilling, {labels} from the labels"
+    );
+    assert!(
+        report.steps[1]
+            .settings
+            .ends_with("distilled at T=2 alpha=1"),
+        "{}",
+        report.steps[1].settings
+    );
+
+    // settings out of range are refused before anything runs, in a recipe as in code
+    let text = "name = \"kd\"\n[[step]]\nstep = \"fine_tune\"\nepochs = 1\n\
+        distill = { temperature = 0.0 }\n";
+    let e = Recipe::from_toml(text, "kd.toml")
+        .unwrap()
+        .pipeline()
+        .check_steps()
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("distill.temperature must be a positive number, got 0"),
+        "{e}"
+    );
+    let e = quick("kd")
+        .step(FineTune::sgd(1, 0.01).with_distill(Distill::new(4.0, 1.5)))
+        .run(teacher, &data)
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("distill.alpha must be in [0, 1], got 1.5"),
+        "{e}"
+    );
+}

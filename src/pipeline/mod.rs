@@ -67,7 +67,7 @@ pub use steps::{
     Criterion, Decompose, FoldBn, Method, Observer, Pattern, Prune, Qat, Quantize, Rank, Schedule,
     Scope, Step, ToSparse,
 };
-pub use train::{Baseline, Data, FineTune, BASELINE_THREADS};
+pub use train::{Baseline, Data, Distill, FineTune, BASELINE_THREADS};
 
 use std::time::Instant;
 
@@ -78,6 +78,7 @@ use crate::core::timing::TimingConfig;
 use crate::core::train::{Callback, EpochStats};
 use crate::core::{Graph, Layer};
 use crate::decompose::rewrite::{decompose, LowRank, SpeedCheck};
+use crate::distill::{loss::KdConfig, loss::KdLoss, FrozenTeacher};
 use crate::prune::schedule::{Agp, PruneCallback, Unit};
 use crate::prune::{convert::to_sparse, sparsity_report, Pruner};
 use crate::quant::ptq::{f32_layers, quantize_static, PtqConfig};
@@ -260,6 +261,19 @@ impl Pipeline {
     ) -> Result<Outcome> {
         let base = measure(&model, data, &self.timing)?;
         on_event(Event::Measured(&base));
+        // the model as given, for the fine-tunings that distil from it
+        let teacher = if self
+            .steps
+            .iter()
+            .any(|s| s.tuning().is_some_and(|t| t.distill.is_some()))
+        {
+            let mut t = model.clone();
+            t.zero_grad();
+            Some(FrozenTeacher::new(t)?)
+        } else {
+            None
+        };
+        let teacher = teacher.as_ref();
         let mut records: Vec<StepRecord> = Vec::new();
         let total = self.steps.len();
         for (i, step) in self.steps.iter().enumerate() {
@@ -270,7 +284,7 @@ impl Pipeline {
             State::of(&model).admit(index, step)?;
             let started = Instant::now();
             let details = self
-                .apply(index, step, &mut model, data, on_event)
+                .apply(index, step, &mut model, data, teacher, on_event)
                 .map_err(|source| PipelineError::Step {
                     index,
                     step: step.kind(),
@@ -313,6 +327,7 @@ impl Pipeline {
         step: &Step,
         model: &mut Graph,
         data: &Data,
+        teacher: Option<&FrozenTeacher>,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<String> {
         let input = &data.input;
@@ -330,7 +345,7 @@ impl Pipeline {
                 }
                 let report = decompose(model, input, &selector, &rule)?;
                 if let Some(t) = &d.fine_tune {
-                    self.fit(index, model, data, t, t.epochs, None, on_event)?;
+                    self.fit(index, model, (data, teacher), t, t.epochs, None, on_event)?;
                 }
                 Ok(report.to_string())
             }
@@ -353,7 +368,7 @@ impl Pipeline {
                     (Schedule::OneShot, tune) => {
                         let report = pruner.prune(model, p.sparsity)?;
                         if let Some(t) = tune {
-                            self.fit(index, model, data, t, t.epochs, None, on_event)?;
+                            self.fit(index, model, (data, teacher), t, t.epochs, None, on_event)?;
                         }
                         Ok(report.to_string())
                     }
@@ -362,7 +377,15 @@ impl Pipeline {
                         let schedule = Agp::new(0.0, p.sparsity, 0, steps, steps / updates);
                         let pruning = PruneCallback::new(pruner, schedule, Unit::Step);
                         let total = epochs + t.epochs;
-                        self.fit(index, model, data, t, total, Some(pruning), on_event)?;
+                        self.fit(
+                            index,
+                            model,
+                            (data, teacher),
+                            t,
+                            total,
+                            Some(pruning),
+                            on_event,
+                        )?;
                         let selector = if p.layers.is_empty() {
                             Selector::Kinds(vec!["Conv2d".into(), "Linear".into()])
                         } else {
@@ -403,25 +426,34 @@ impl Pipeline {
                 let freeze = q
                     .freeze_after
                     .map(|e| qat::FreezeAfter(e * data.train.len().div_ceil(t.batch_size)));
-                self.fit_with(index, &mut training, data, t, t.epochs, freeze, on_event)?;
+                self.fit_with(
+                    index,
+                    &mut training,
+                    (data, teacher),
+                    t,
+                    t.epochs,
+                    freeze,
+                    on_event,
+                )?;
                 *model = qat::convert(&training, input)?;
                 Ok(int8_details(model))
             }
             Step::FoldBn(_) => Ok(fold_batchnorm(model, input)?.to_string()),
             Step::FineTune(t) => {
-                self.fit(index, model, data, t, t.epochs, None, on_event)?;
+                self.fit(index, model, (data, teacher), t, t.epochs, None, on_event)?;
                 Ok(String::new())
             }
         }
     }
 
-    /// Trains `model` with `tune` for `epochs`, with an optional pruning callback.
+    /// Trains `model` on the data with `tune` for `epochs` (distilling from the teacher when
+    /// `tune` says so), with an optional pruning callback.
     #[allow(clippy::too_many_arguments)]
     fn fit(
         &self,
         index: usize,
         model: &mut Graph,
-        data: &Data,
+        data: (&Data, Option<&FrozenTeacher>),
         tune: &FineTune,
         epochs: usize,
         pruning: Option<PruneCallback>,
@@ -430,19 +462,26 @@ impl Pipeline {
         self.fit_with(index, model, data, tune, epochs, pruning, on_event)
     }
 
-    /// Trains `model` with `tune` for `epochs`, with an optional extra callback (first).
+    /// [`fit`](Self::fit) with any extra callback (first).
     #[allow(clippy::too_many_arguments)]
     fn fit_with<C: Callback>(
         &self,
         index: usize,
         model: &mut Graph,
-        data: &Data,
+        (data, teacher): (&Data, Option<&FrozenTeacher>),
         tune: &FineTune,
         epochs: usize,
         extra: Option<C>,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> Result<()> {
         let mut trainer = tune.trainer(epochs, self.progress);
+        if let Some(d) = tune.distill {
+            let teacher = teacher.ok_or_else(|| {
+                PipelineError::Data("a distilling fine-tuning needs the model as given".into())
+            })?;
+            let kd = KdConfig::new(d.temperature, d.alpha);
+            trainer = trainer.loss(KdLoss::new(teacher.clone(), kd)?);
+        }
         if let Some(c) = extra {
             trainer = trainer.callback(c);
         }

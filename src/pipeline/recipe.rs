@@ -21,6 +21,8 @@
 //! rank = { mac_ratio = 0.3 }
 //! layers = ["conv2"]
 //! fine_tune = { epochs = 1, lr = 0.01, weight_decay = 5e-4 }
+//! # fine_tune = { epochs = 1, distill = { temperature = 4.0, alpha = 0.5 } }
+//! #                                  # also learn the outputs of the model as given
 //! ```
 //!
 //! Every table refuses keys it does not know, with the file, line and column of the key.

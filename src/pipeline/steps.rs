@@ -58,7 +58,12 @@ impl Step {
                 format!(" {}", l.join(","))
             }
         };
-        match self {
+        let distill = self
+            .tuning()
+            .and_then(|t| t.distill)
+            .map(|d| format!(", distilled at T={} alpha={}", d.temperature, d.alpha))
+            .unwrap_or_default();
+        let what = match self {
             Step::Decompose(d) => format!(
                 "{} {}{}{}",
                 ConvMethod::from(d.method).name(),
@@ -84,6 +89,18 @@ impl Step {
             Step::Qat(q) => format!("int8 QAT, {} epochs", q.fine_tune.epochs),
             Step::FoldBn(_) => "fold BatchNorm".into(),
             Step::FineTune(f) => format!("{} epochs from lr {}", f.epochs, f.lr),
+        };
+        what + &distill
+    }
+
+    /// The training settings the step fine-tunes with, if any.
+    pub(crate) fn tuning(&self) -> Option<&FineTune> {
+        match self {
+            Step::Decompose(d) => d.fine_tune.as_ref(),
+            Step::Prune(p) => p.fine_tune.as_ref(),
+            Step::Qat(q) => Some(&q.fine_tune),
+            Step::FineTune(t) => Some(t),
+            Step::ToSparse(_) | Step::Quantize(_) | Step::FoldBn(_) => None,
         }
     }
 }

@@ -16,7 +16,9 @@ use super::PipelineError;
 /// decay, a cosine schedule from `lr` over the epochs, shuffled mini-batches.
 ///
 /// In a recipe it is a table with any of these keys (the others keep their defaults):
-/// `fine_tune = { epochs = 1, lr = 0.01, weight_decay = 5e-4 }`.
+/// `fine_tune = { epochs = 1, lr = 0.01, weight_decay = 5e-4 }`, and with knowledge
+/// distillation from the model the pipeline started from
+/// `fine_tune = { epochs = 1, distill = { temperature = 4.0, alpha = 0.5 } }`.
 ///
 /// ```
 /// use slimnet::pipeline::FineTune;
@@ -43,6 +45,49 @@ pub struct FineTune {
     pub batch_size: usize,
     /// Seed of the shuffle.
     pub seed: u64,
+    /// Learn from the uncompressed model's outputs as well as from the labels (`None`: from
+    /// the labels only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub distill: Option<Distill>,
+}
+
+/// Knowledge distillation (Hinton et al. 2015) in a pipeline's fine-tuning: the loss mixes
+/// the cross-entropy on the labels with the distance between the model's class
+/// probabilities and those of the model the pipeline was given (the teacher, run frozen on
+/// each batch), both softened at `temperature`:
+/// `alpha * T^2 * KL(teacher_T || model_T) + (1 - alpha) * CE(model, labels)`.
+///
+/// A compressed model that fits the training set already (training accuracy near 1) still
+/// learns from the teacher's soft outputs, which carry how alike the classes look.
+///
+/// ```
+/// use slimnet::pipeline::{Distill, FineTune};
+/// let t = FineTune::sgd(1, 0.005).with_distill(Distill::new(4.0, 0.5));
+/// assert_eq!(t.distill.map(|d| (d.temperature, d.alpha)), Some((4.0, 0.5)));
+/// assert_eq!(Distill::default(), Distill::new(4.0, 0.9));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+#[non_exhaustive]
+pub struct Distill {
+    /// Softmax temperature `T` (> 0) of both models.
+    pub temperature: f32,
+    /// Weight of the teacher's term, in `[0, 1]`; the labels' term gets `1 - alpha`.
+    pub alpha: f32,
+}
+
+impl Default for Distill {
+    /// `T = 4`, `alpha = 0.9`.
+    fn default() -> Self {
+        Self::new(4.0, 0.9)
+    }
+}
+
+impl Distill {
+    /// Distillation at `temperature` with the teacher's term weighted `alpha`.
+    pub fn new(temperature: f32, alpha: f32) -> Self {
+        Self { temperature, alpha }
+    }
 }
 
 impl Default for FineTune {
@@ -63,6 +108,7 @@ impl FineTune {
             weight_decay: 0.0,
             batch_size: 64,
             seed: 0,
+            distill: None,
         }
     }
 
@@ -119,6 +165,12 @@ impl FineTune {
         self
     }
 
+    /// Distils from the model the pipeline was given while fine-tuning.
+    pub fn with_distill(mut self, distill: Distill) -> Self {
+        self.distill = Some(distill);
+        self
+    }
+
     /// Why these settings cannot train, if they cannot (`what` prefixes the setting names).
     pub(crate) fn problem(&self, what: &str) -> Option<String> {
         if !(self.lr.is_finite() && self.lr > 0.0) {
@@ -141,6 +193,20 @@ impl FineTune {
         }
         if self.batch_size == 0 {
             return Some(format!("{what}batch_size must be at least 1"));
+        }
+        if let Some(d) = self.distill {
+            if !(d.temperature.is_finite() && d.temperature > 0.0) {
+                return Some(format!(
+                    "{what}distill.temperature must be a positive number, got {}",
+                    d.temperature
+                ));
+            }
+            if !(0.0..=1.0).contains(&d.alpha) {
+                return Some(format!(
+                    "{what}distill.alpha must be in [0, 1], got {}",
+                    d.alpha
+                ));
+            }
         }
         None
     }
@@ -489,6 +555,14 @@ impl Baseline {
     ) -> Result<Graph> {
         if let Some(p) = self.recipe.problem("baseline ") {
             return Err(PipelineError::Data(p).into());
+        }
+        if self.recipe.distill.is_some() {
+            return Err(PipelineError::Data(
+                "a baseline is trained from scratch, with no model to distil from: remove \
+                 `distill` from its training settings"
+                    .into(),
+            )
+            .into());
         }
         let mut model = models::by_name(&self.model, &mut tensor::rng(self.seed))?;
         let recipe = self.recipe.clone().with_seed(self.seed);
