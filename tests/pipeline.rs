@@ -317,7 +317,6 @@ fn the_hanzi_recipe_is_the_example() {
     assert_eq!((b.model.as_str(), b.seed), ("hanzi-200", 1));
     let tune = |epochs| FineTune::sgd(epochs, 0.005).with_weight_decay(5e-4);
     let example: Vec<Step> = vec![
-        FoldBn::default().into(),
         Decompose::new(Method::Tucker2, Rank::MacRatio(0.25))
             .with_layers(&["conv2", "conv3", "conv4"])
             .with_speed_check(1.05)
@@ -331,6 +330,7 @@ fn the_hanzi_recipe_is_the_example() {
             })
             .with_fine_tune(tune(4))
             .into(),
+        FoldBn::default().into(),
         ToSparse::default().into(),
         Quantize::new(1024).into(),
     ];
@@ -457,4 +457,28 @@ fn distilling_fine_tunes_towards_the_model_as_given() {
             .contains("distill.alpha must be in [0, 1], got 1.5"),
         "{e}"
     );
+}
+
+/// With the teacher's term weighted 0, a distilling fine-tuning is the plain one: running
+/// the teacher between the model's forward and backward passes changes nothing.
+#[test]
+fn distilling_with_alpha_zero_is_plain_fine_tuning() {
+    use slimnet::pipeline::Distill;
+    let data = data(128);
+    let model = models::lenet5(&mut tensor::rng(2)).unwrap();
+    let run = |tune: FineTune| {
+        quick("kd0")
+            .step(
+                Decompose::new(Method::Tucker2, Rank::MacRatio(0.5))
+                    .with_layers(&["conv2"])
+                    .with_fine_tune(tune.with_batch_size(32)),
+            )
+            .run(model.clone(), &data)
+            .unwrap()
+            .model
+    };
+    let plain = run(FineTune::sgd(1, 0.05));
+    let kd = run(FineTune::sgd(1, 0.05).with_distill(Distill::new(4.0, 0.0)));
+    let x = data.validation.load(&[0, 1, 2, 3]).unwrap().0;
+    assert_eq!(plain.forward(&x).unwrap(), kd.forward(&x).unwrap());
 }

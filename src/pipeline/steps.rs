@@ -667,7 +667,13 @@ impl Default for Qat {
     }
 }
 
-/// Settings of a `fold_bn` step (none).
+/// Settings of a `fold_bn` step (none): each BatchNorm2d that follows a convolution goes into
+/// that convolution's weights and bias.
+///
+/// Fold after the last step that trains, just before `to_sparse` and `quantize`: a network
+/// fine-tunes better with its batch norms in (the character CNN's Tucker-2 factors ended a
+/// point higher on its test fonts at 3,755 classes than the same factors of the folded
+/// network). A low-rank chain ends in a convolution, so its batch norm folds there.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
