@@ -3,25 +3,58 @@
 
 use super::{Action, Ctx, Report, Rewriter};
 use crate::error::Result;
-use crate::graph::Graph;
+use crate::graph::{Graph, Op};
+use crate::layer::Layer;
 use crate::layers::{Activation, BatchNorm2d, Conv2d, InstanceNorm2d};
 use crate::tensor;
 
 /// The rule folding a [`BatchNorm2d`] into the [`Conv2d`] that feeds it (when the BatchNorm is
 /// that convolution's only reader): the convolution's weight and bias absorb the normalisation,
-/// and the BatchNorm node goes. Evaluation outputs are unchanged up to rounding; a pruning mask
-/// on the convolution's weight is kept.
+/// and the BatchNorm node goes. A nested graph whose output comes from a convolution (a
+/// low-rank chain, say) counts as that convolution: the normalisation goes into its last
+/// layer. Evaluation outputs are unchanged up to rounding; a pruning mask on the convolution's
+/// weight is kept.
 ///
 /// # Errors
 /// When the folded convolution cannot be built (it always can for a valid convolution).
 pub fn fold_into_conv(bn: &BatchNorm2d, ctx: &mut Ctx<'_>) -> Result<Action> {
-    let Some(conv) = ctx
-        .producer()
-        .filter(|p| p.sole_reader)
-        .and_then(|p| p.downcast::<Conv2d>())
-    else {
+    let Some(producer) = ctx.producer().filter(|p| p.sole_reader) else {
         return Ok(Action::Keep);
     };
+    Ok(match folded(producer.layer, bn)? {
+        Some(layer) => Action::FuseIntoProducer(layer),
+        None => Action::Keep,
+    })
+}
+
+/// `layer` with `bn` applied to its output folded in: a [`Conv2d`] with new weights and bias,
+/// or a nested graph whose output layer (read by nothing else inside) folds it; `None` for
+/// other layers.
+fn folded(layer: &dyn Layer, bn: &BatchNorm2d) -> Result<Option<Box<dyn Layer>>> {
+    if let Some(conv) = layer.downcast_ref::<Conv2d>() {
+        return Ok(Some(Box::new(fold_conv(conv, bn)?)));
+    }
+    let Some(graph) = Graph::of(layer) else {
+        return Ok(None);
+    };
+    let out = graph.output();
+    let node = &graph.nodes()[out.index()];
+    let Op::Layer(last) = &node.op else {
+        return Ok(None);
+    };
+    if !graph.consumers(out).is_empty() {
+        return Ok(None);
+    }
+    let Some(last) = folded(last.as_ref(), bn)? else {
+        return Ok(None);
+    };
+    let mut graph = graph.clone();
+    graph.replace_layer(&node.name, last)?;
+    Ok(Some(Box::new(graph)))
+}
+
+/// `conv` followed by `bn`, as one convolution.
+fn fold_conv(conv: &Conv2d, bn: &BatchNorm2d) -> Result<Conv2d> {
     let (scale, shift) = bn.folded();
     let mut w = conv.weight.value().clone();
     for (o, mut f) in w.outer_iter_mut().enumerate() {
@@ -35,7 +68,7 @@ pub fn fold_into_conv(bn: &BatchNorm2d, ctx: &mut Ctx<'_>) -> Result<Action> {
     if let Some(m) = conv.weight.mask() {
         new.weight.set_mask(m.clone())?;
     }
-    Ok(Action::FuseIntoProducer(Box::new(new)))
+    Ok(new)
 }
 
 /// Folds every BatchNorm2d that directly follows a Conv2d (and is that convolution's only

@@ -49,6 +49,62 @@ fn rules_reach_nested_graphs() {
     );
 }
 
+/// A BatchNorm after a nested graph that ends in a convolution (a low-rank chain) goes into
+/// that convolution; after a graph that ends in anything else it stays.
+#[test]
+fn batchnorm_folds_into_the_last_convolution_of_a_chain() {
+    let mut rng = tensor::rng(4);
+    let chain = |rng: &mut tensor::SlimRng| {
+        Sequential::new()
+            .push("reduce", Conv2dConfig::new(2, 3, 1).init(rng).unwrap())
+            .push("core", Conv2dConfig::new(3, 3, 3).init(rng).unwrap())
+            .push("restore", Conv2dConfig::new(3, 4, 1).init(rng).unwrap())
+            .build()
+            .unwrap()
+    };
+    let ends_in_relu = Sequential::new()
+        .push("conv", Conv2dConfig::new(4, 4, 1).init(&mut rng).unwrap())
+        .push("relu", Activation::relu())
+        .build()
+        .unwrap();
+    let mut g = Sequential::new()
+        .push("conv2", chain(&mut rng))
+        .push(
+            "bn2",
+            crate::layers::BatchNormConfig::new(4).init().unwrap(),
+        )
+        .push("block", ends_in_relu)
+        .push(
+            "bn3",
+            crate::layers::BatchNormConfig::new(4).init().unwrap(),
+        )
+        .build()
+        .unwrap();
+    let x = tensor::uniform(&[2, 2, 6, 6], -1.0, 1.0, &mut tensor::rng(5));
+    for _ in 0..3 {
+        g.forward_train(&x).unwrap(); // move running statistics off their defaults
+    }
+    let before = g.forward(&x).unwrap();
+    let report = fold_batchnorm(&mut g, &[2, 2, 6, 6]).unwrap();
+    assert_eq!(report.changes().count(), 1, "{report}");
+    let mut kinds = Vec::new();
+    g.visit_layers(&mut |p, l| kinds.push(format!("{p}:{}", l.kind())));
+    assert_eq!(
+        kinds,
+        [
+            "conv2:Graph",
+            "conv2.reduce:Conv2d",
+            "conv2.core:Conv2d",
+            "conv2.restore:Conv2d",
+            "block:Graph",
+            "block.conv:Conv2d",
+            "block.relu:ReLU",
+            "bn3:BatchNorm2d"
+        ]
+    );
+    assert!(tensor::max_abs_diff(&before, &g.forward(&x).unwrap()) < 1e-4);
+}
+
 #[test]
 fn replacements_are_checked_and_recorded() {
     let mut g = models::lenet300(&mut tensor::rng(0)).unwrap();
