@@ -19,11 +19,18 @@ use crate::tensor;
 /// When the folded convolution cannot be built (it always can for a valid convolution).
 pub fn fold_into_conv(bn: &BatchNorm2d, ctx: &mut Ctx<'_>) -> Result<Action> {
     let Some(producer) = ctx.producer().filter(|p| p.sole_reader) else {
+        ctx.note("not folded: its input is not a layer's output read by it alone");
         return Ok(Action::Keep);
     };
     Ok(match folded(producer.layer, bn)? {
         Some(layer) => Action::FuseIntoProducer(layer),
-        None => Action::Keep,
+        None => {
+            ctx.note(format!(
+                "not folded: `{}` is not a convolution or a graph ending in one",
+                producer.name
+            ));
+            Action::Keep
+        }
     })
 }
 

@@ -87,6 +87,16 @@ fn batchnorm_folds_into_the_last_convolution_of_a_chain() {
     let before = g.forward(&x).unwrap();
     let report = fold_batchnorm(&mut g, &[2, 2, 6, 6]).unwrap();
     assert_eq!(report.changes().count(), 1, "{report}");
+    let kept = report
+        .records
+        .iter()
+        .find(|r| r.path == "bn3")
+        .expect("bn3 is reported");
+    assert!(
+        kept.note
+            .contains("not folded: `block` is not a convolution"),
+        "{report}"
+    );
     let mut kinds = Vec::new();
     g.visit_layers(&mut |p, l| kinds.push(format!("{p}:{}", l.kind())));
     assert_eq!(
