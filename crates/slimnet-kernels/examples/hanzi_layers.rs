@@ -3,10 +3,11 @@
 //! and fc2 at 10% density), so a level's share of the whole network can be read layer by layer.
 //!
 //! ```text
-//! cargo run --release -p slimnet-kernels --example hanzi_layers [-- CLASSES]
+//! cargo run --release -p slimnet-kernels --example hanzi_layers [-- CLASSES [BITS]]
 //! SLIMNET_ISA=avx2 cargo run --release -p slimnet-kernels --example hanzi_layers
 //! ```
-//! `CLASSES` (default 200) sets fc2's rows. A line times fc1 and fc2 one after the other, as
+//! `CLASSES` (default 200) sets fc2's rows, `BITS` (default 8) the weights' bits (7: narrow
+//! weights, see `slimnet_kernels::int8::NARROW_MAX`). A line times fc1 and fc2 one after the other, as
 //! the network runs them: when the two no longer fit in a core's L2 together, that pair takes
 //! longer than the sum of the one-layer times.
 //! One thread; each time is the median of 400 calls on random codes and weights. Prints one
@@ -38,13 +39,20 @@ fn median_us(mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let classes: usize = match std::env::args().nth(1).map(|a| a.parse()) {
+    let usage = || -> ! {
+        eprintln!("usage: hanzi_layers [CLASSES [BITS]] (a positive number of classes, bits 2-8)");
+        std::process::exit(2);
+    };
+    let mut args = std::env::args().skip(1);
+    let classes: usize = match args.next().map(|a| a.parse()) {
         None => 200,
         Some(Ok(n)) if n > 0 => n,
-        Some(_) => {
-            eprintln!("usage: hanzi_layers [CLASSES] (a positive number of classes)");
-            std::process::exit(2);
-        }
+        Some(_) => usage(),
+    };
+    let bits: u32 = match args.next().map(|a| a.parse()) {
+        None => 8,
+        Some(Ok(b)) if (2..=8).contains(&b) => b,
+        Some(_) => usage(),
     };
     set_num_threads(1);
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -72,7 +80,7 @@ fn main() {
         let wf: Vec<f32> = (0..g.weight_len())
             .map(|_| rng.random_range(-1.0f32..1.0))
             .collect();
-        let w = QMatrix::quantize(&wf, o, c * k * k).expect("weight");
+        let w = QMatrix::quantize_bits(&wf, o, c * k * k, bits).expect("weight");
         let bias: Vec<i32> = (0..o).map(|_| rng.random_range(-1000..1000)).collect();
         let mut y = vec![0u8; g.output_len()];
         let us = median_us(|| {
@@ -99,7 +107,7 @@ fn main() {
                 }
             })
             .collect();
-        let w = QCsrMatrix::from_dense(o, i, &dense, None).expect("sparse weight");
+        let w = QCsrMatrix::from_dense_bits(o, i, &dense, None, bits).expect("sparse weight");
         let x: Vec<u8> = (0..i).map(|_| rng.random()).collect();
         let mut y = vec![0u8; o];
         let us = median_us(|| fc(&w, &x, &mut y, q));

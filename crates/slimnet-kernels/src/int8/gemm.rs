@@ -32,6 +32,8 @@ pub struct QMatrix {
     row_sums: Vec<i32>,
     /// `[rows / MR][cols / 4][MR][4]`, zero-padded in rows and columns.
     packed: Vec<i8>,
+    /// Whether every value is within `±NARROW_MAX` (derived from `values`).
+    narrow: bool,
 }
 
 impl QMatrix {
@@ -82,6 +84,7 @@ impl QMatrix {
             mults: Default::default(),
             rows,
             cols,
+            narrow: super::quant::all_narrow(&values),
             values,
             scales,
             row_sums,
@@ -101,6 +104,26 @@ impl QMatrix {
         }
         let (q, s) = super::quantize_weights_per_channel(w, rows)?;
         Self::new(rows, cols, q, s)
+    }
+
+    /// [`quantize`](Self::quantize) to `bits` bits (see
+    /// [`quantize_weights_per_channel_bits`](super::quantize_weights_per_channel_bits)).
+    ///
+    /// # Errors
+    /// Wrong lengths, non-finite weights or `bits` outside `2..=8`.
+    pub fn quantize_bits(w: &[f32], rows: usize, cols: usize, bits: u32) -> Result<Self> {
+        check_len2("f32 weight", rows, cols, w.len())?;
+        super::quant::symmetric_max(bits)?;
+        if rows == 0 {
+            return Self::new(0, cols, vec![], vec![]);
+        }
+        let (q, s) = super::quantize_weights_per_channel_bits(w, rows, bits)?;
+        Self::new(rows, cols, q, s)
+    }
+
+    /// Whether every value is within `±`[`NARROW_MAX`](super::NARROW_MAX) (7-bit weights are).
+    pub fn is_narrow(&self) -> bool {
+        self.narrow
     }
 
     /// Number of rows (output channels).

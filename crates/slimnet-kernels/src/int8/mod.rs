@@ -4,7 +4,8 @@
 //!
 //! - [`QuantParams`], [`quantize_u8`], [`dequantize_u8`]: activation quantization,
 //!   vectorized.
-//! - [`quantize_weights_per_channel`], [`QMatrix`]: weights, packed once for the kernels.
+//! - [`quantize_weights_per_channel`], [`QMatrix`]: weights, packed once for the kernels;
+//!   [`quantize_weights_per_channel_bits`] for 7-bit ("narrow", [`NARROW_MAX`]) weights.
 //! - [`Requant`]: the fixed-point multiplier and shift for a real scale.
 //! - [`qlinear_forward`], [`qconv2d_forward`], [`qdepthwise_forward`]: the layers' kernels,
 //!   writing a [`QOutput`].
@@ -12,8 +13,10 @@
 //!   weights with the same quantization and outputs.
 //!
 //! Variants: scalar reference; AVX2 (u8 and i8 widened to i16, `vpmaddwd`: exact, unlike
-//! `vpmaddubsw` whose i16 pair sums saturate); AVX-512 VNNI (`vpdpbusd`); AMX tiles
-//! (`tdpbuud`, for products with more than one column). All are bit-exact with the reference.
+//! `vpmaddubsw` whose i16 pair sums saturate; on weights whose levels are all within
+//! `±`[`NARROW_MAX`], such as 7-bit ones, `vpmaddubsw` is exact and the batch-1 sparse kernel
+//! uses it); AVX-512 VNNI (`vpdpbusd`); AMX tiles (`tdpbuud`, for products with more than one
+//! column). All are bit-exact with the reference.
 //!
 //! Convolutions with stride 1 unfold from a copy of the input padded with the zero point
 //! (`direct`): no per-row edge cases, and with AVX-512 VBMI each 64-column tile of the unfolding
@@ -51,7 +54,10 @@ pub use ops::{
     qconv2d_forward, qconv2d_forward_with_isa, qdepthwise_forward, qdepthwise_forward_with_isa,
     qlinear_forward, qlinear_forward_with_isa, QOutput,
 };
-pub use quant::{quantize_weights_per_channel, QuantParams, Requant};
+pub use quant::{
+    quantize_weights_per_channel, quantize_weights_per_channel_bits, QuantParams, Requant,
+    NARROW_MAX,
+};
 pub use sparse::{
     qsparse_conv2d_forward, qsparse_conv2d_forward_with_isa, qsparse_linear_forward,
     qsparse_linear_forward_with_isa, QCsrMatrix,

@@ -58,6 +58,56 @@ impl QuantParams {
 /// # Ok::<(), slimnet_kernels::KernelError>(())
 /// ```
 pub fn quantize_weights_per_channel(w: &[f32], channels: usize) -> Result<(Vec<i8>, Vec<f32>)> {
+    quantize_weights_per_channel_bits(w, channels, 8)
+}
+
+/// Largest magnitude of a weight level that the AVX2 kernels multiply with `vpmaddubsw`
+/// exactly: two products of a u8 input and levels within `±NARROW_MAX` add up to at most
+/// `2 * 255 * 64 = 32640`, inside i16. Weights quantized to 7 bits or fewer
+/// ([`quantize_weights_per_channel_bits`]) are narrow; 8-bit ones are not in general.
+pub const NARROW_MAX: i8 = 64;
+
+/// Whether every level is within `±`[`NARROW_MAX`].
+pub(crate) fn all_narrow(values: &[i8]) -> bool {
+    values.iter().all(|v| v.unsigned_abs() <= NARROW_MAX as u8)
+}
+
+/// The largest level of symmetric `bits`-bit weights, `2^(bits - 1) - 1`.
+///
+/// # Errors
+/// `bits` outside `2..=8`.
+pub(crate) fn symmetric_max(bits: u32) -> Result<f32> {
+    if !(2..=8).contains(&bits) {
+        return Err(KernelError::Invalid {
+            what: "weight bits",
+            reason: format!("{bits} is not in 2..=8"),
+        });
+    }
+    Ok(((1i32 << (bits - 1)) - 1) as f32)
+}
+
+/// [`quantize_weights_per_channel`] with `bits` bits (`2..=8`): levels in
+/// `-(2^(bits-1) - 1)..=2^(bits-1) - 1`, scale `max |w| / (2^(bits-1) - 1)`. The levels are
+/// still stored as i8 and run on the same kernels; at 7 bits or fewer they are narrow
+/// ([`NARROW_MAX`]), which the AVX2 kernels multiply in fewer instructions (as ONNX Runtime's
+/// `reduce_range` does for CPUs without VNNI).
+///
+/// # Errors
+/// As [`quantize_weights_per_channel`], and `bits` outside `2..=8`.
+///
+/// ```
+/// use slimnet_kernels::int8::quantize_weights_per_channel_bits;
+/// let (q, s) = quantize_weights_per_channel_bits(&[0.5, -1.0, 2.0, 1.0], 2, 7)?;
+/// assert_eq!(q, vec![32, -63, 63, 32]);
+/// assert_eq!(s, vec![1.0 / 63.0, 2.0 / 63.0]);
+/// # Ok::<(), slimnet_kernels::KernelError>(())
+/// ```
+pub fn quantize_weights_per_channel_bits(
+    w: &[f32],
+    channels: usize,
+    bits: u32,
+) -> Result<(Vec<i8>, Vec<f32>)> {
+    let top = symmetric_max(bits)?;
     if channels == 0 || !w.len().is_multiple_of(channels) {
         return Err(KernelError::Invalid {
             what: "weight channels",
@@ -75,12 +125,9 @@ pub fn quantize_weights_per_channel(w: &[f32], channels: usize) -> Result<(Vec<i
     let mut scales = Vec::with_capacity(channels);
     for row in w.chunks(per.max(1)).take(channels) {
         let m = row.iter().fold(0.0f32, |a, v| a.max(v.abs()));
-        let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+        let s = if m > 0.0 { m / top } else { 1.0 };
         scales.push(s);
-        q.extend(
-            row.iter()
-                .map(|v| (v / s).round().clamp(-127.0, 127.0) as i8),
-        );
+        q.extend(row.iter().map(|v| (v / s).round().clamp(-top, top) as i8));
     }
     Ok((q, scales))
 }

@@ -14,14 +14,24 @@ fn u8s(rng: &mut ChaCha8Rng, len: usize) -> Vec<u8> {
 /// Extreme weights (all of -127, 127) included on purpose: they would saturate
 /// `vpmaddubsw` with activations near 255.
 fn i8s(rng: &mut ChaCha8Rng, len: usize) -> Vec<i8> {
+    i8s_within(rng, len, 127)
+}
+
+/// Weights in `-top..=top`, a seventh of them at each extreme. At `top` = [`NARROW_MAX`] the
+/// extremes are the largest that `vpmaddubsw` takes without saturating.
+fn i8s_within(rng: &mut ChaCha8Rng, len: usize, top: i8) -> Vec<i8> {
     (0..len)
         .map(|i| match i % 7 {
-            0 => 127,
-            1 => -127,
-            _ => rng.random_range(-127..=127),
+            0 => top,
+            1 => -top,
+            _ => rng.random_range(-top..=top),
         })
         .collect()
 }
+
+/// The weight range of each run of a test: 8-bit, and narrow (the AVX2 kernels' `vpmaddubsw`
+/// paths).
+const TOPS: [i8; 2] = [127, NARROW_MAX];
 
 fn reference_acc(w: &QMatrix, x: impl Fn(usize, usize) -> u8, n: usize, za: u8) -> Vec<i32> {
     let (rows, k) = (w.rows(), w.cols());
@@ -39,7 +49,7 @@ fn reference_acc(w: &QMatrix, x: impl Fn(usize, usize) -> u8, n: usize, za: u8) 
 #[test]
 fn linear_all_variants_bit_exact() {
     let mut rng = ChaCha8Rng::seed_from_u64(11);
-    for (out, inp, batch) in [
+    for shape in [
         (1, 1, 1),
         (5, 7, 1),
         (9, 130, 1),
@@ -47,8 +57,19 @@ fn linear_all_variants_bit_exact() {
         (4, 64, 3),
         (13, 67, 17),
         (33, 200, 70),
-    ] {
-        let w = QMatrix::new(out, inp, i8s(&mut rng, out * inp), vec![0.01; out]).unwrap();
+    ]
+    .into_iter()
+    .flat_map(|s| TOPS.map(|t| (s, t)))
+    {
+        let ((out, inp, batch), top) = shape;
+        let w = QMatrix::new(
+            out,
+            inp,
+            i8s_within(&mut rng, out * inp, top),
+            vec![0.01; out],
+        );
+        let w = w.unwrap();
+        assert_eq!(w.is_narrow(), top <= NARROW_MAX);
         let x = u8s(&mut rng, batch * inp);
         let xq = QuantParams {
             scale: 0.02,
@@ -77,7 +98,7 @@ fn linear_all_variants_bit_exact() {
                 relu: true,
             };
             qlinear_forward_with_isa(isa, &w, batch, &x, xq, o).unwrap();
-            assert_eq!(y, want, "{isa:?} {out}x{inp} batch {batch}");
+            assert_eq!(y, want, "{isa:?} {out}x{inp} batch {batch} top {top}");
             let mut f = vec![0f32; batch * out];
             qlinear_forward_with_isa(
                 isa,
@@ -103,7 +124,7 @@ fn linear_all_variants_bit_exact() {
 #[test]
 fn conv_all_variants_bit_exact() {
     let mut rng = ChaCha8Rng::seed_from_u64(12);
-    for g in [
+    for (g, top) in [
         ConvGeometry::new(2, 3, 7, 9, 5, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 6, 8, 5, 7, 3, 2)
             .with_stride(2, 1)
@@ -123,15 +144,21 @@ fn conv_all_variants_bit_exact() {
         // 32 with a 5x5 kernel
         ConvGeometry::new(1, 48, 7, 10, 20, 3, 3).with_padding(1, 1),
         ConvGeometry::new(2, 32, 9, 9, 33, 5, 5).with_padding(2, 2),
-    ] {
+        // the hanzi network's first layer: one input channel, 3x3, "same", 32 x 32
+        ConvGeometry::new(1, 1, 32, 32, 32, 3, 3).with_padding(1, 1),
+    ]
+    .into_iter()
+    .flat_map(|g| TOPS.map(|t| (g, t)))
+    {
         let kk = g.in_channels * g.kernel_h * g.kernel_w;
         let w = QMatrix::new(
             g.out_channels,
             kk,
-            i8s(&mut rng, g.out_channels * kk),
+            i8s_within(&mut rng, g.out_channels * kk, top),
             vec![0.003; g.out_channels],
         )
         .unwrap();
+        assert_eq!(w.is_narrow(), top <= NARROW_MAX);
         let x = u8s(&mut rng, g.input_len());
         let xq = QuantParams {
             scale: 0.05,
@@ -188,7 +215,7 @@ fn conv_all_variants_bit_exact() {
                 },
             )
             .unwrap();
-            assert_eq!(y, want, "{isa:?} {g:?}");
+            assert_eq!(y, want, "{isa:?} {g:?} top {top}");
         }
     }
 }

@@ -1,5 +1,6 @@
 //! x86-64 int8 kernels: AVX-512 VNNI (`vpdpbusd`, exact u8 x i8 -> i32) and AVX2 (widen to
-//! i16 then `vpmaddwd`, exact; `vpmaddubsw` is avoided because its i16 sums saturate).
+//! i16 then `vpmaddwd`, exact; `vpmaddubsw`, whose i16 sums saturate on 8-bit weights, only on
+//! narrow ones, where it is exact).
 
 use std::arch::x86_64::*;
 
@@ -142,7 +143,59 @@ unsafe fn avx2_tile(
     }
 }
 
-/// Rows `r0..r1` (`r0` a multiple of `MR`) of the packed product, AVX2.
+/// Stores `MR` rows of a 16-column AVX2 tile of a narrow weight (every value within
+/// `±NARROW_MAX`): `vpmaddubsw` multiplies the u8 quads by the weight quad and adds pairs, which
+/// cannot saturate (`2 * 255 * 64 < 2^15`), `vpmaddwd` by ones adds the pairs into the column's
+/// sum. No widening, and 32 products a multiply where the i16 tile does 16.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn avx2_tile_narrow(
+    wb: *const i8,
+    ap: *const u8,
+    k4: usize,
+    wt: usize,
+    corr: &[i32; MR],
+    rows: usize,
+    cols: usize,
+    n: usize,
+    out: *mut i32,
+) {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
+    for kq in 0..k4 {
+        let p = ap.add(kq * wt * 4);
+        let a = [
+            _mm256_loadu_si256(p as *const __m256i),
+            _mm256_loadu_si256(p.add(32) as *const __m256i),
+        ];
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let q = (wb.add((kq * MR + r) * 4) as *const i32).read_unaligned();
+            let w = _mm256_set1_epi32(q);
+            for (x, a) in acc.iter_mut().zip(&a) {
+                *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(*a, w), ones));
+            }
+        }
+    }
+    let idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (r, acc) in acc.iter().enumerate().take(rows) {
+        let cz = _mm256_set1_epi32(corr[r]);
+        for (h, x) in acc.iter().enumerate() {
+            let dst = out.add(r * n + 8 * h);
+            let s = _mm256_sub_epi32(*x, cz);
+            let left = cols.saturating_sub(8 * h).min(8);
+            if left == 8 {
+                _mm256_storeu_si256(dst as *mut __m256i, s);
+            } else if left > 0 {
+                let m = _mm256_cmpgt_epi32(_mm256_set1_epi32(left as i32), idx);
+                _mm256_maskstore_epi32(dst, m, s);
+            }
+        }
+    }
+}
+
+/// Rows `r0..r1` (`r0` a multiple of `MR`) of the packed product, AVX2 (16-column tiles of
+/// `vpmaddubsw` when the weight is narrow, else 8-column tiles on i16).
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn gemm_avx2(
@@ -156,9 +209,12 @@ pub(crate) unsafe fn gemm_avx2(
     c: &mut [i32],
 ) {
     let k4 = w.cols().div_ceil(4);
+    let narrow = w.is_narrow();
+    let step = if narrow { 16 } else { 8 };
     let mut j = 0;
     while j < n {
-        let width = (n - j).min(8);
+        // tiles of 16 columns stay inside a panel tile: those are multiples of `NPAD` = 16 wide
+        let width = (n - j).min(step);
         let mut rb = r0;
         while rb < r1 {
             let rows = (r1 - rb).min(MR);
@@ -169,17 +225,12 @@ pub(crate) unsafe fn gemm_avx2(
             let wb = w.packed_block(rb / MR).as_ptr();
             let out = c.as_mut_ptr().add((rb - r0) * n + j);
             let (j0, jj) = (j / NT * NT, j % NT);
-            avx2_tile(
-                wb,
-                ap.as_ptr().add(j0 * k4 * 4 + jj * 4),
-                k4,
-                NT.min(npad - j0),
-                &corr,
-                rows,
-                width,
-                n,
-                out,
-            );
+            let (a, wt) = (ap.as_ptr().add(j0 * k4 * 4 + jj * 4), NT.min(npad - j0));
+            if narrow {
+                avx2_tile_narrow(wb, a, k4, wt, &corr, rows, width, n, out);
+            } else {
+                avx2_tile(wb, a, k4, wt, &corr, rows, width, n, out);
+            }
             rb += MR;
         }
         j += width;

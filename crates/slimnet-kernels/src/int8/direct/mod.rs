@@ -13,7 +13,9 @@
 //! The dense product packs the unfolded rows four at a time for the SIMD kernels
 //! ([`gemm_u8i8_packed`]); with VNNI and a u8 output the requantization is fused into the
 //! product (`fused_x86`), so no i32 accumulator goes through memory; without VNNI, the rows
-//! are packed as i16 pairs for an AVX2 kernel that widens nothing in its loop (`pairs_x86`).
+//! are packed as i16 pairs for an AVX2 kernel that widens nothing in its loop (`pairs_x86`),
+//! unless the weight is narrow (7-bit): then the AVX2 kernel multiplies the u8 quads of the
+//! packed panel with `vpmaddubsw`, exactly.
 //! The sparse product reads the unfolded rows as they are.
 
 #[cfg(target_arch = "x86_64")]
@@ -328,7 +330,7 @@ pub(crate) fn conv_dense(
     #[cfg(target_arch = "x86_64")]
     let fused = vnni && matches!(out, QOutput::U8 { .. });
     #[cfg(target_arch = "x86_64")]
-    let pairs = !vnni && isa.or_supported() >= Isa::Avx2;
+    let pairs = !vnni && isa.or_supported() >= Isa::Avx2 && !w.is_narrow();
     crate::scratch::with(&crate::scratch::U8_A, |xp| {
         crate::scratch::with(&crate::scratch::U8_B, |ap| {
             crate::scratch::with(&crate::scratch::U8_C, |col| {

@@ -50,6 +50,8 @@ pub struct QCsrMatrix {
     mults: crate::int8::quant::Multipliers,
     /// The column-major copy of the zero-point-skipping walk, made on its first use.
     csc: LazyCsc,
+    /// Whether every value is within `±NARROW_MAX` (derived from `values`).
+    narrow: bool,
 }
 
 impl QCsrMatrix {
@@ -77,6 +79,32 @@ impl QCsrMatrix {
         dense: &[f32],
         keep: Option<&[bool]>,
     ) -> Result<Self> {
+        Self::from_dense_bits(rows, cols, dense, keep, 8)
+    }
+
+    /// [`from_dense`](Self::from_dense) with `bits`-bit values (`2..=8`): scale
+    /// `max |w| / (2^(bits-1) - 1)`. At 7 bits or fewer the values are narrow
+    /// ([`is_narrow`](Self::is_narrow)), which the AVX2 batch-1 kernel multiplies in half the
+    /// steps.
+    ///
+    /// # Errors
+    /// As [`from_dense`](Self::from_dense), and `bits` outside `2..=8`.
+    ///
+    /// ```
+    /// use slimnet_kernels::int8::QCsrMatrix;
+    /// let w = QCsrMatrix::from_dense_bits(1, 3, &[0.0, 0.5, -1.0], None, 7)?;
+    /// assert_eq!(w.values(), &[32i8, -63][..]);
+    /// assert!(w.is_narrow());
+    /// # Ok::<(), slimnet_kernels::KernelError>(())
+    /// ```
+    pub fn from_dense_bits(
+        rows: usize,
+        cols: usize,
+        dense: &[f32],
+        keep: Option<&[bool]>,
+        bits: u32,
+    ) -> Result<Self> {
+        let top = crate::int8::quant::symmetric_max(bits)?;
         check_cols(cols)?;
         let total = rows
             .checked_mul(cols)
@@ -110,12 +138,12 @@ impl QCsrMatrix {
             let m = (base..base + cols)
                 .filter(|&i| kept(i))
                 .fold(0.0f32, |a, i| a.max(dense[i].abs()));
-            let s = if m > 0.0 { m / 127.0 } else { 1.0 };
+            let s = if m > 0.0 { m / top } else { 1.0 };
             scales.push(s);
             for c in 0..cols {
                 if kept(base + c) {
                     col_idx.push(c as u16);
-                    values.push((dense[base + c] / s).round().clamp(-127.0, 127.0) as i8);
+                    values.push((dense[base + c] / s).round().clamp(-top, top) as i8);
                 }
             }
             let nnz = u32::try_from(values.len()).map_err(|_| {
@@ -212,6 +240,7 @@ impl QCsrMatrix {
             cols,
             row_ptr,
             col_idx,
+            narrow: crate::int8::quant::all_narrow(&values),
             values,
             scales,
             row_sums,
@@ -260,6 +289,12 @@ impl QCsrMatrix {
     /// Per-row sums of the stored values (used to apply the activation zero point).
     pub fn row_sums(&self) -> &[i32] {
         &self.row_sums
+    }
+
+    /// Whether every stored value is within `±`[`NARROW_MAX`](crate::int8::NARROW_MAX) (7-bit
+    /// weights are).
+    pub fn is_narrow(&self) -> bool {
+        self.narrow
     }
 
     /// Fraction of stored values, `nnz / (rows * cols)` (0 for an empty shape).

@@ -16,6 +16,17 @@ use crate::ConvGeometry;
 /// A dense i8 `[rows, cols]` with about `density` non-zeros (extremes ±127 included): row 0
 /// fully dense, row 1 empty (when there are enough rows).
 pub(super) fn random_i8(rng: &mut ChaCha8Rng, rows: usize, cols: usize, density: f64) -> Vec<i8> {
+    random_i8_within(rng, rows, cols, density, 127)
+}
+
+/// [`random_i8`] with values in `-top..=top` (extremes included).
+fn random_i8_within(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    cols: usize,
+    density: f64,
+    top: i8,
+) -> Vec<i8> {
     let mut w = vec![0i8; rows * cols];
     for r in 0..rows {
         for c in 0..cols {
@@ -26,9 +37,9 @@ pub(super) fn random_i8(rng: &mut ChaCha8Rng, rows: usize, cols: usize, density:
             };
             if keep {
                 w[r * cols + c] = match rng.random_range(0..8) {
-                    0 => 127,
-                    1 => -127,
-                    _ => rng.random_range(-127..=127),
+                    0 => top,
+                    1 => -top,
+                    _ => rng.random_range(-top..=top),
                 };
             }
         }
@@ -117,7 +128,7 @@ fn each_variant(mut f: impl FnMut(Variant, usize)) {
 #[test]
 fn linear_variants_bit_exact() {
     let mut rng = ChaCha8Rng::seed_from_u64(21);
-    for (rows, cols, density) in [
+    for shape in [
         (1, 1, 1.0),
         (5, 7, 0.5),
         (37, 130, 0.1),
@@ -125,10 +136,19 @@ fn linear_variants_bit_exact() {
         (50, 333, 0.02),
         (130, 517, 0.15),
         (3, 2000, 0.9),
-    ] {
-        let w = random_i8(&mut rng, rows, cols, density);
+    ]
+    .into_iter()
+    .flat_map(|s| [(s, 127), (s, crate::int8::NARROW_MAX)])
+    {
+        let ((rows, cols, density), top) = shape;
+        let w = random_i8_within(&mut rng, rows, cols, density, top);
         let scales: Vec<f32> = (0..rows).map(|_| rng.random_range(0.001..0.02)).collect();
         let m = csr(&w, rows, cols, scales.clone());
+        let narrow = w
+            .iter()
+            .all(|v| v.unsigned_abs() <= crate::int8::NARROW_MAX as u8);
+        assert_eq!(m.is_narrow(), narrow);
+        assert!(narrow || top > crate::int8::NARROW_MAX);
         let bias: Vec<i32> = (0..rows).map(|_| rng.random_range(-5000..5000)).collect();
         let fbias: Vec<f32> = bias.iter().map(|&b| b as f32).collect();
         let oq = QuantParams {
@@ -148,8 +168,9 @@ fn linear_variants_bit_exact() {
                 let (want_u, want_f) =
                     expected(&acc, rows, batch, xq, &scales, Some((oq, relu)), b, at);
                 each_variant(|v, nt| {
-                    let what =
-                        format!("{v:?} {nt} threads {rows}x{cols} batch {batch} relu {relu}");
+                    let what = format!(
+                        "{v:?} {nt} threads {rows}x{cols} batch {batch} relu {relu} top {top}"
+                    );
                     let mut y = vec![0u8; batch * rows];
                     let bias = with_bias.then_some(&bias[..]);
                     let out = QOutput::U8 {

@@ -8,7 +8,8 @@
 //!   windows; each step shuffles its 32 inputs out of the window (`vpshufb`) and adds their
 //!   products with the step's values into the 8 row sums (`vpmaddubsw`, then `vpmaddwd`). The
 //!   input is split into its low 7 bits and its high bit so that no pair of products saturates
-//!   16 bits. Gathers (one per non-zero) took 3.7x as long on Zen 4 (641 against 175 us on the
+//!   16 bits, unless the weight is narrow (7-bit values), whose products with the whole input
+//!   cannot saturate: then a step is one shuffle and one multiply. Gathers (one per non-zero) took 3.7x as long on Zen 4 (641 against 175 us on the
 //!   4096x4096 layer at 10% density).
 //! - More columns (`x` is `[cols, n]`): column tiles outermost, so the tile's panel of `x`
 //!   stays in cache across the rows. VNNI takes a row's non-zeros four at a time: four rows of
@@ -46,29 +47,44 @@ pub(crate) fn spmv_slices(w: &QCsrMatrix, x: &[u8], za: u8, r0: usize, r1: usize
 }
 
 /// Batch-1 rows `r0..r1` (`r0` a multiple of 8) (`c[r - r0] = sum_i v_i * x[k_i] - za * row_sum[r]`), on the shuffle
-/// layout of `w` (made on first use) with `vpshufb`: AVX2. The input `x` comes split as
-/// `low = x & 127` and `high = x >> 7`, each followed by [`WINDOW_SLACK`] readable bytes, so
-/// that `vpmaddubsw` adds two products without saturating (`|2 * 127 * 128| < 2^15`).
+/// layout of `w` (made on first use) with `vpshufb`: AVX2. With `high`, the input comes split
+/// as `low = x & 127` and `high = x >> 7`, so that `vpmaddubsw` adds two products without
+/// saturating (`|2 * 127 * 128| < 2^15`); without it, `low` is the input itself and the
+/// weight must be narrow (`|2 * 255 * 64| < 2^15`). Each is followed by [`WINDOW_SLACK`]
+/// readable bytes.
 ///
 /// # Panics
-/// When the CPU lacks AVX2, `low` or `high` is shorter than `cols + WINDOW_SLACK`, `r0` is not a
-/// multiple of 8, the row range is not inside the matrix or `c` is shorter than it.
+/// When the CPU lacks AVX2, `high` is `None` and `w` is not narrow, `low` or `high` is shorter
+/// than `cols + WINDOW_SLACK`, `r0` is not a multiple of 8, the row range is not inside the
+/// matrix or `c` is shorter than it.
 pub(crate) fn spmv_shuffle(
     w: &QCsrMatrix,
     low: &[u8],
-    high: &[u8],
+    high: Option<&[u8]>,
     za: u8,
     r0: usize,
     r1: usize,
     c: &mut [i32],
 ) {
     assert!(crate::isa::features().avx2_fma);
-    assert!(low.len().min(high.len()) >= w.cols() + WINDOW_SLACK);
-    spmv_windows(w.shuffle_slices(), w, za, r0, r1, c, |start, steps| {
-        // SAFETY: AVX2 was checked above; every step's window starts below `cols`, so its 16
-        // bytes lie below `cols + 16`, inside `low` and `high`.
-        unsafe { group_dot_avx2(start, steps, low.as_ptr(), high.as_ptr()) }
-    });
+    assert!(low.len() >= w.cols() + WINDOW_SLACK);
+    match high {
+        Some(high) => {
+            assert!(high.len() >= w.cols() + WINDOW_SLACK);
+            spmv_windows(w.shuffle_slices(), w, za, r0, r1, c, |start, steps| {
+                // SAFETY: AVX2 was checked above; every step's window starts below `cols`, so
+                // its 16 bytes lie below `cols + 16`, inside `low` and `high`.
+                unsafe { group_dot_avx2(start, steps, low.as_ptr(), high.as_ptr()) }
+            })
+        }
+        None => {
+            assert!(w.is_narrow(), "an 8-bit weight needs the input split");
+            spmv_windows(w.shuffle_slices(), w, za, r0, r1, c, |start, steps| {
+                // SAFETY: as above, for `low`; the values are narrow (checked above).
+                unsafe { group_dot_narrow(start, steps, low.as_ptr()) }
+            })
+        }
+    }
 }
 
 /// The group loop of the window kernels: `dot(starts, steps)` gives a group's row sums, from
@@ -182,6 +198,44 @@ unsafe fn group_dot_avx2(
         // each at most HIGH_RUN / 2 * 256 in magnitude, so their sum fits in i16
         let h = _mm256_add_epi16(acc_high[0], acc_high[1]);
         acc[1] = _mm256_add_epi32(acc[1], _mm256_madd_epi16(h, _mm256_set1_epi16(128)));
+    }
+    let mut out = [0i32; 8];
+    _mm256_storeu_si256(
+        out.as_mut_ptr() as *mut __m256i,
+        _mm256_add_epi32(acc[0], acc[1]),
+    );
+    out
+}
+
+/// [`group_dot_avx2`] on narrow values (all within `±64`) and the whole input: one shuffle and
+/// one `vpmaddubsw` a step, whose pair sums (at most `2 * 255 * 64`) fit in i16.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn group_dot_narrow(start: &[u16], steps: &[ShuffleStep], x: *const u8) -> [i32; 8] {
+    let n = start.len().min(steps.len());
+    let shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
+    let nibble = _mm256_set1_epi8(0x0F);
+    let ones = _mm256_set1_epi16(1);
+    let step = |i: usize, acc: __m256i| {
+        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(
+            x.add(start[i] as usize) as *const __m128i
+        ));
+        let s = &steps[i];
+        let packed = _mm256_broadcastsi128_si256(_mm_load_si128(s.pos.as_ptr() as *const __m128i));
+        let pos = _mm256_and_si256(_mm256_srlv_epi32(packed, shifts), nibble);
+        let val = _mm256_loadu_si256(s.val.as_ptr() as *const __m256i);
+        let p = _mm256_maddubs_epi16(_mm256_shuffle_epi8(t, pos), val);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones))
+    };
+    let mut acc = [_mm256_setzero_si256(); 2];
+    let mut i = 0;
+    while i + 2 <= n {
+        acc[0] = step(i, acc[0]);
+        acc[1] = step(i + 1, acc[1]);
+        i += 2;
+    }
+    if i < n {
+        acc[0] = step(i, acc[0]);
     }
     let mut out = [0i32; 8];
     _mm256_storeu_si256(
