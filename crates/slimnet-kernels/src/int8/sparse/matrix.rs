@@ -3,7 +3,7 @@
 use std::borrow::Cow;
 
 use super::csc::{Csc, LazyCsc};
-use super::slices::{LazySlices, PermuteStep, ShuffleStep, Slices};
+use super::slices::{LazySlices, PermuteStep, ShuffleStep, Slices, WideStep};
 use crate::error::{check_len, KernelError, Result};
 use crate::int8::MAX_INNER;
 
@@ -28,7 +28,8 @@ fn invalid(what: &'static str, reason: String) -> KernelError {
 /// On x86-64 with AVX2, the first product with one input column builds a second copy of the
 /// weight in the window layout of the batch-1 kernel (with AVX-512 VBMI and VNNI, groups of 16
 /// rows, steps of four non-zeros a row in 128-column windows; otherwise groups of 8 rows and
-/// 16-column windows: about the size of the CSR arrays at 10% density,
+/// 16-column windows, or 32-column ones for narrow values: about the size of the CSR arrays at
+/// 10% density,
 /// and 30 ms for a 4096x4096 weight at that density), kept for the matrix's lifetime and left
 /// out of comparisons. So is the column-major copy (three bytes a non-zero) made by the first
 /// batch-1 product that skips the inputs at the zero point, and the requantization
@@ -46,6 +47,8 @@ pub struct QCsrMatrix {
     slices: LazySlices<PermuteStep>,
     /// The batch-1 layout of the AVX2 shuffle kernel, made on its first use.
     shuffle: LazySlices<ShuffleStep>,
+    /// The batch-1 layout of the AVX2 kernel on narrow values, made on its first use.
+    wide: LazySlices<WideStep>,
     /// Requantization multipliers of the last activation scales (derived from `scales`).
     mults: crate::int8::quant::Multipliers,
     /// The column-major copy of the zero-point-skipping walk, made on its first use.
@@ -246,6 +249,7 @@ impl QCsrMatrix {
             row_sums,
             slices: LazySlices::default(),
             shuffle: LazySlices::default(),
+            wide: LazySlices::default(),
             mults: Default::default(),
             csc: LazyCsc::default(),
         }
@@ -332,6 +336,12 @@ impl QCsrMatrix {
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn shuffle_slices(&self) -> &Slices<ShuffleStep> {
         self.shuffle.get(self)
+    }
+
+    /// The layout of the batch-1 AVX2 kernel on narrow values, made on first use.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    pub(crate) fn wide_slices(&self) -> &Slices<WideStep> {
+        self.wide.get(self)
     }
 }
 

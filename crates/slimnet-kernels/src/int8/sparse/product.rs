@@ -1,7 +1,7 @@
 //! The int8 CSR product in i32: variant choice, threads over row ranges, the scalar reference.
 
 use super::matrix::QCsrMatrix;
-use super::slices::{PermuteStep, ShuffleStep, StepFormat};
+use super::slices::{PermuteStep, ShuffleStep, StepFormat, WideStep};
 use crate::isa::Isa;
 use crate::threads;
 
@@ -129,7 +129,7 @@ pub(crate) fn product(v: Variant, w: &QCsrMatrix, x: &[u8], n: usize, za: u8, ac
                     let xp = crate::scratch::sized_aligned(xp, padded);
                     xp[..cols].copy_from_slice(&x[..cols]);
                     let xp = &*xp;
-                    run_split(w, 1, ShuffleStep::GROUP, acc, |r0, r1, c| {
+                    run_split(w, 1, WideStep::GROUP, acc, |r0, r1, c| {
                         super::x86::spmv_shuffle(w, xp, None, za, r0, r1, c)
                     });
                 } else {
@@ -165,9 +165,10 @@ const WALK_VALUE: usize = 45;
 const WALK_INPUT: usize = 30;
 const SLICE_STEP: usize = 150;
 const SHUFFLE_STEP: usize = 118;
-/// A step of the AVX2 layout on a narrow weight (one shuffle and multiply instead of two: fc1
-/// of the character CNN, 4096 inputs at 10% density, 52.4 -> 41.4 us on an Intel Xeon).
-const SHUFFLE_STEP_NARROW: usize = 93;
+/// A step of the AVX2 layout on a narrow weight (32-column windows, about 20 non-zeros a step
+/// at 10% density): the character CNN's fc1 (4096 inputs, 10%) took 31 us for 21,000 steps
+/// on an Intel Xeon.
+const WIDE_STEP: usize = 147;
 const ROW_VALUE: usize = 68;
 
 /// Whether the batch-1 product of `x` is cheaper as the column walk that skips the inputs at
@@ -185,14 +186,8 @@ fn walk_wins(v: Variant, w: &QCsrMatrix, x: &[u8], za: u8) -> bool {
         #[cfg(target_arch = "x86_64")]
         Variant::Vnni if crate::isa::features().avx512_vbmi => w.slices().steps.len() * SLICE_STEP,
         #[cfg(target_arch = "x86_64")]
-        _ => {
-            let step = if w.is_narrow() {
-                SHUFFLE_STEP_NARROW
-            } else {
-                SHUFFLE_STEP
-            };
-            w.shuffle_slices().steps.len() * step
-        }
+        _ if w.is_narrow() => w.wide_slices().steps.len() * WIDE_STEP,
+        _ => w.shuffle_slices().steps.len() * SHUFFLE_STEP,
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("no SIMD variants off x86-64"),
     };

@@ -9,7 +9,8 @@
 //!   products with the step's values into the 8 row sums (`vpmaddubsw`, then `vpmaddwd`). The
 //!   input is split into its low 7 bits and its high bit so that no pair of products saturates
 //!   16 bits, unless the weight is narrow (7-bit values), whose products with the whole input
-//!   cannot saturate: then a step is one shuffle and one multiply. Gathers (one per non-zero) took 3.7x as long on Zen 4 (641 against 175 us on the
+//!   cannot saturate: then the steps span 32-column windows (two shuffles joined) and one
+//!   multiply takes the whole input. Gathers (one per non-zero) took 3.7x as long on Zen 4 (641 against 175 us on the
 //!   4096x4096 layer at 10% density).
 //! - More columns (`x` is `[cols, n]`): column tiles outermost, so the tile's panel of `x`
 //!   stays in cache across the rows. VNNI takes a row's non-zeros four at a time: four rows of
@@ -22,7 +23,7 @@ use std::arch::x86_64::*;
 
 use super::matrix::QCsrMatrix;
 use super::product::SLACK;
-use super::slices::{PermuteStep, ShuffleStep, StepFormat};
+use super::slices::{PermuteStep, ShuffleStep, StepFormat, WideStep};
 
 /// Bytes past `cols` of the input of the window kernels ([`spmv_slices`], [`spmv_shuffle`])
 /// that they may read.
@@ -79,8 +80,9 @@ pub(crate) fn spmv_shuffle(
         }
         None => {
             assert!(w.is_narrow(), "an 8-bit weight needs the input split");
-            spmv_windows(w.shuffle_slices(), w, za, r0, r1, c, |start, steps| {
-                // SAFETY: as above, for `low`; the values are narrow (checked above).
+            spmv_windows(w.wide_slices(), w, za, r0, r1, c, |start, steps| {
+                // SAFETY: AVX2 and narrow values were checked above; every step's window starts
+                // below `cols`, so its 32 bytes lie below `cols + 32`, inside `low`.
                 unsafe { group_dot_narrow(start, steps, low.as_ptr()) }
             })
         }
@@ -207,25 +209,30 @@ unsafe fn group_dot_avx2(
     out
 }
 
-/// [`group_dot_avx2`] on narrow values (all within `±64`) and the whole input: one shuffle and
-/// one `vpmaddubsw` a step, whose pair sums (at most `2 * 255 * 64`) fit in i16.
+/// The 8 row sums of one group on narrow values (all within `±64`) and the whole input, over
+/// the 32-column windows of [`WideStep`]: per step, the window's two 16-byte halves in both
+/// lanes of a vector, shuffled by the step's position codes and by the codes with bit 7 flipped
+/// (each zeroes the slots of the other half), joined, and multiplied by the values with
+/// `vpmaddubsw`, whose pair sums (at most `2 * 255 * 64`) fit in i16.
 #[inline]
 #[target_feature(enable = "avx2")]
-unsafe fn group_dot_narrow(start: &[u16], steps: &[ShuffleStep], x: *const u8) -> [i32; 8] {
+unsafe fn group_dot_narrow(start: &[u16], steps: &[WideStep], x: *const u8) -> [i32; 8] {
     let n = start.len().min(steps.len());
-    let shifts = _mm256_setr_epi32(0, 0, 0, 0, 4, 4, 4, 4);
-    let nibble = _mm256_set1_epi8(0x0F);
+    let flip = _mm256_set1_epi8(-128);
     let ones = _mm256_set1_epi16(1);
     let step = |i: usize, acc: __m256i| {
-        let t = _mm256_broadcastsi128_si256(_mm_loadu_si128(
-            x.add(start[i] as usize) as *const __m128i
-        ));
+        let p = x.add(start[i] as usize);
+        let lo = _mm256_broadcastsi128_si256(_mm_loadu_si128(p as *const __m128i));
+        let hi = _mm256_broadcastsi128_si256(_mm_loadu_si128(p.add(16) as *const __m128i));
         let s = &steps[i];
-        let packed = _mm256_broadcastsi128_si256(_mm_load_si128(s.pos.as_ptr() as *const __m128i));
-        let pos = _mm256_and_si256(_mm256_srlv_epi32(packed, shifts), nibble);
-        let val = _mm256_loadu_si256(s.val.as_ptr() as *const __m256i);
-        let p = _mm256_maddubs_epi16(_mm256_shuffle_epi8(t, pos), val);
-        _mm256_add_epi32(acc, _mm256_madd_epi16(p, ones))
+        let pos = _mm256_load_si256(s.pos.as_ptr() as *const __m256i);
+        let val = _mm256_load_si256(s.val.as_ptr() as *const __m256i);
+        let picked = _mm256_or_si256(
+            _mm256_shuffle_epi8(lo, pos),
+            _mm256_shuffle_epi8(hi, _mm256_xor_si256(pos, flip)),
+        );
+        let pairs = _mm256_maddubs_epi16(picked, val);
+        _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones))
     };
     let mut acc = [_mm256_setzero_si256(); 2];
     let mut i = 0;
