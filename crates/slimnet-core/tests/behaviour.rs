@@ -595,3 +595,23 @@ fn the_character_cnn_starts_every_class_near_one_over_the_classes() {
         "initial loss {loss}, uniform {uniform}"
     );
 }
+
+/// Max pooling of codes is the codes of the max-pooled reals, for the 2x2 window (its own
+/// kernel) and another window, over odd plane sizes too.
+#[test]
+fn max_pooling_codes_pools_their_reals() {
+    use slimnet_core::value::{Codes, QuantParams, Value};
+    let p = QuantParams::from_range(-1.0, 3.0);
+    for (kernel, stride) in [(2, 2), (3, 2)] {
+        let pool = MaxPool2d::new(PoolConfig::new(kernel).with_stride(stride)).unwrap();
+        for (h, w) in [(32, 32), (9, 13), (8, 40)] {
+            let xs = tensor::uniform(&[2, 3, h, w], -1.0, 3.0, &mut tensor::rng(h as u64));
+            let codes = Codes::quantize(&xs, p);
+            let Value::U8(y) = pool.forward_value(&Value::U8(codes.clone())).unwrap() else {
+                panic!("max pooling keeps codes")
+            };
+            let want = Codes::quantize(&pool.forward(&codes.dequantize()).unwrap(), p);
+            assert_eq!(y.data, want.data, "{kernel}x{kernel} on {h}x{w}");
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use ndarray::IxDyn;
 use serde::{Deserialize, Serialize};
 
-use slimnet_kernels::threads;
+use slimnet_kernels::{int8, threads};
 
 use crate::error::{Error, Result};
 use crate::layer::{Cost, Layer};
@@ -280,8 +280,18 @@ impl Layer for MaxPool2d {
         match x {
             Value::F32(t) => Ok(Value::F32(self.forward(t)?)),
             Value::U8(c) => {
-                let shape = self.cfg.out_shape(c.data.shape())?;
-                let out = self.maxima(&c.as_contiguous(), c.data.shape(), 0u8)?;
+                let (input, shape) = (c.data.shape(), self.cfg.out_shape(c.data.shape())?);
+                let x = c.as_contiguous();
+                let c2 = &self.cfg;
+                let out = if c2.kernel == [2, 2] && c2.stride == [2, 2] && c2.padding == [0, 0] {
+                    // the common window on SIMD registers
+                    let mut out = vec![0u8; shape.iter().product()];
+                    let (planes, h, w) = (input[0] * input[1], input[2], input[3]);
+                    int8::max_pool_2x2_u8(&x, planes, h, w, &mut out)?;
+                    out
+                } else {
+                    self.maxima(&x, input, 0u8)?
+                };
                 Ok(Value::U8(Codes::from_vec(&shape, out, c.params)))
             }
         }

@@ -11,6 +11,7 @@
 //!   writing a [`QOutput`].
 //! - [`QCsrMatrix`], [`qsparse_linear_forward`], [`qsparse_conv2d_forward`]: sparse (CSR)
 //!   weights with the same quantization and outputs.
+//! - [`max_pool_2x2_u8`]: 2x2 max pooling of codes (the max of codes is the code of the max).
 //!
 //! Variants: scalar reference; AVX2 (u8 and i8 widened to i16, `vpmaddwd`: exact, unlike
 //! `vpmaddubsw` whose i16 pair sums saturate; on weights whose levels are all within
@@ -36,6 +37,7 @@ mod convert;
 mod direct;
 mod gemm;
 mod ops;
+mod pool;
 mod quant;
 mod requant;
 #[cfg(target_arch = "x86_64")]
@@ -54,6 +56,7 @@ pub use ops::{
     qconv2d_forward, qconv2d_forward_with_isa, qdepthwise_forward, qdepthwise_forward_with_isa,
     qlinear_forward, qlinear_forward_with_isa, QOutput,
 };
+pub use pool::max_pool_2x2_u8;
 pub use quant::{
     quantize_weights_per_channel, quantize_weights_per_channel_bits, QuantParams, Requant,
     NARROW_MAX,
