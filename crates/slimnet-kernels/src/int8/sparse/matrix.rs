@@ -43,18 +43,26 @@ pub struct QCsrMatrix {
     values: Vec<i8>,
     scales: Vec<f32>,
     row_sums: Vec<i32>,
-    /// The batch-1 layout of the permute kernel, made on its first use.
-    slices: LazySlices<PermuteStep>,
-    /// The batch-1 layout of the AVX2 shuffle kernel, made on its first use.
-    shuffle: LazySlices<ShuffleStep>,
-    /// The batch-1 layout of the AVX2 kernel on narrow values, made on its first use.
-    wide: LazySlices<WideStep>,
+    /// The other kernels' layouts, each made on its first use (boxed: four of them).
+    layouts: Box<Layouts>,
     /// Requantization multipliers of the last activation scales (derived from `scales`).
     mults: crate::int8::quant::Multipliers,
-    /// The column-major copy of the zero-point-skipping walk, made on its first use.
-    csc: LazyCsc,
     /// Whether every value is within `±NARROW_MAX` (derived from `values`).
     narrow: bool,
+}
+
+/// The layouts of a [`QCsrMatrix`] that kernels make on first use (each compares equal, so they
+/// stay out of the matrix's value).
+#[derive(Debug, Clone, PartialEq, Default)]
+struct Layouts {
+    /// The batch-1 layout of the permute kernel.
+    slices: LazySlices<PermuteStep>,
+    /// The batch-1 layout of the AVX2 shuffle kernel.
+    shuffle: LazySlices<ShuffleStep>,
+    /// The batch-1 layout of the AVX2 kernel on narrow values.
+    wide: LazySlices<WideStep>,
+    /// The column-major copy of the zero-point-skipping walk.
+    csc: LazyCsc,
 }
 
 impl QCsrMatrix {
@@ -247,11 +255,8 @@ impl QCsrMatrix {
             values,
             scales,
             row_sums,
-            slices: LazySlices::default(),
-            shuffle: LazySlices::default(),
-            wide: LazySlices::default(),
+            layouts: Box::default(),
             mults: Default::default(),
-            csc: LazyCsc::default(),
         }
     }
 
@@ -318,7 +323,7 @@ impl QCsrMatrix {
 
     /// The column-major copy of the zero-point-skipping walk, made on first use.
     pub(crate) fn csc(&self) -> &Csc {
-        self.csc.get(self)
+        self.layouts.csc.get(self)
     }
 
     /// The column indices as stored.
@@ -329,19 +334,19 @@ impl QCsrMatrix {
     /// The layout of the batch-1 permute kernel, made on first use.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn slices(&self) -> &Slices<PermuteStep> {
-        self.slices.get(self)
+        self.layouts.slices.get(self)
     }
 
     /// The layout of the batch-1 AVX2 shuffle kernel, made on first use.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn shuffle_slices(&self) -> &Slices<ShuffleStep> {
-        self.shuffle.get(self)
+        self.layouts.shuffle.get(self)
     }
 
     /// The layout of the batch-1 AVX2 kernel on narrow values, made on first use.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pub(crate) fn wide_slices(&self) -> &Slices<WideStep> {
-        self.wide.get(self)
+        self.layouts.wide.get(self)
     }
 }
 
