@@ -442,3 +442,66 @@ fn products_of_two_activations_stay_f32_and_the_report_names_them() {
         &q.forward(&batches[0]).unwrap()
     ));
 }
+
+/// The largest stored level of every int8 layer of `g`, by path.
+fn top_levels(g: &Graph) -> Vec<(String, i8)> {
+    use slimnet_quant::layers::{QConv2d, QLinear};
+    let mut out = Vec::new();
+    g.visit_layers(&mut |path, l| {
+        let levels = if let Some(c) = l.downcast_ref::<QConv2d>() {
+            c.weight_levels()
+        } else if let Some(f) = l.downcast_ref::<QLinear>() {
+            f.weight_levels()
+        } else {
+            return;
+        };
+        let top = levels.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+        out.push((path.to_string(), top as i8));
+    });
+    out
+}
+
+#[test]
+fn seven_bit_weights_through_ptq_and_qat() {
+    let model = pruned_lenet300();
+    let x = tensor::uniform(&[4, 1, 28, 28], 0.0, 1.0, &mut tensor::rng(31));
+    let y = model.forward(&x).unwrap();
+    // every layer, dense or sparse, stores levels in -63..=63 and reaches the edge of that
+    // grid (each channel's largest weight maps to 63); 8-bit weights reach 127
+    let eight = ptq::quantize_static(&model, batches(2, 30), &PtqConfig::default()).unwrap();
+    let cfg = PtqConfig::default().with_weight_bits(7);
+    let seven = ptq::quantize_static(&model, batches(2, 30), &cfg).unwrap();
+    assert_eq!(top_levels(&eight).len(), 3);
+    assert!(top_levels(&eight).iter().all(|(_, t)| *t == 127));
+    assert_eq!(top_levels(&seven).len(), 3);
+    assert!(
+        top_levels(&seven).iter().all(|(_, t)| *t == 63),
+        "{:?}",
+        top_levels(&seven)
+    );
+    assert!(kinds(&seven).contains(&"QSparseLinear"));
+    assert!(close(&y, &seven.forward(&x).unwrap()));
+    // and the levels survive a save and a load
+    let back = io::from_bytes(&io::to_bytes(&seven).unwrap(), &registry()).unwrap();
+    assert_eq!(back.forward(&x).unwrap(), seven.forward(&x).unwrap());
+    let bad = PtqConfig::default().with_weight_bits(9);
+    assert!(ptq::quantize_static(&model, batches(1, 30), &bad).is_err());
+
+    // QAT fake-quantizes to the same grid, keeps it through a save mid-training, and converts
+    // to it
+    let cfg = qat::QatConfig::default().with_weight_bits(7);
+    let mut g = qat::prepare(&model, &[4, 1, 28, 28], &cfg).unwrap();
+    g.forward_train(&x).unwrap();
+    let back = io::from_bytes(&io::to_bytes(&g).unwrap(), &registry()).unwrap();
+    assert_eq!(back.forward(&x).unwrap(), g.forward(&x).unwrap());
+    let eight = qat::prepare(&model, &[4, 1, 28, 28], &qat::QatConfig::default()).unwrap();
+    let mut eight = eight;
+    eight.forward_train(&x).unwrap();
+    assert_ne!(eight.forward(&x).unwrap(), g.forward(&x).unwrap());
+    let int8 = qat::convert(&back, &[1, 1, 28, 28]).unwrap();
+    assert!(top_levels(&int8).iter().all(|(_, t)| *t == 63));
+    let (a, b) = (g.forward(&x).unwrap(), int8.forward(&x).unwrap());
+    assert!(close(&a, &b), "{}", tensor::max_abs_diff(&a, &b));
+    let bad = qat::QatConfig::default().with_weight_bits(1);
+    assert!(qat::prepare(&model, &[4, 1, 28, 28], &bad).is_err());
+}

@@ -19,7 +19,7 @@ use slimnet_core::value::{Codes, Value, ValueKind};
 use slimnet_core::{Cost, Error, Layer, Param, Result, StoredTensor, Tensor};
 use slimnet_kernels::int8::{
     qconv2d_forward, qdepthwise_forward, qlinear_forward, qsparse_conv2d_forward,
-    qsparse_linear_forward, quantize_weights_per_channel, QCsrMatrix, QMatrix, QOutput,
+    qsparse_linear_forward, quantize_weights_per_channel_bits, QCsrMatrix, QMatrix, QOutput,
     QuantParams,
 };
 use slimnet_kernels::ConvGeometry;
@@ -87,6 +87,14 @@ impl QWeight {
         }
     }
 
+    /// The stored levels: every weight of a dense weight, the kept ones of a sparse one.
+    fn levels(&self) -> &[i8] {
+        match self {
+            QWeight::Dense(m) => m.values(),
+            QWeight::Sparse(m) => m.values(),
+        }
+    }
+
     fn stored_values(&self) -> usize {
         match self {
             QWeight::Dense(m) => m.values().len(),
@@ -109,7 +117,7 @@ struct QCore {
 impl QCore {
     /// Quantizes a float weight (its mask, when it has one, says which weights are kept: a
     /// layer keeping under [`SPARSE_DENSITY`] of them gets a sparse weight).
-    fn quantize(w: &Param, b: Option<&Param>, input: QuantParams) -> Result<Self> {
+    fn quantize(w: &Param, b: Option<&Param>, input: QuantParams, bits: u32) -> Result<Self> {
         let v = w.value();
         let rows = v.shape()[0];
         let cols = v.len() / rows.max(1);
@@ -120,9 +128,15 @@ impl QCore {
             .map_or(data.len(), |k| k.iter().filter(|&&k| k).count());
         let sparse = keep.is_some() && (kept as f64) < SPARSE_DENSITY * data.len() as f64;
         let weight = if sparse {
-            QWeight::Sparse(QCsrMatrix::from_dense(rows, cols, &data, keep.as_deref())?)
+            QWeight::Sparse(QCsrMatrix::from_dense_bits(
+                rows,
+                cols,
+                &data,
+                keep.as_deref(),
+                bits,
+            )?)
         } else {
-            let (q, s) = quantize_weights_per_channel(&data, rows)?;
+            let (q, s) = quantize_weights_per_channel_bits(&data, rows, bits)?;
             QWeight::Dense(QMatrix::new(rows, cols, q, s)?)
         };
         let s = weight.scales();
@@ -436,15 +450,25 @@ impl QConv2d {
     /// Groups other than 1 or the channel count (or a sparse grouped weight), non-finite
     /// weights, or scales whose ratio the fixed-point requantization cannot represent.
     pub fn from_conv(conv: &Conv2d, input: QuantParams) -> Result<Self> {
+        Self::from_conv_with_bits(conv, input, 8)
+    }
+
+    /// [`from_conv`](Self::from_conv) with `bits`-bit weights (`2..=8`; levels
+    /// `±(2^(bits-1) - 1)` stored as i8). 7-bit weights run the AVX2 kernels' `vpmaddubsw`
+    /// paths, exactly (see `slimnet_kernels::int8::NARROW_MAX`).
+    ///
+    /// # Errors
+    /// As [`from_conv`](Self::from_conv), and `bits` outside `2..=8`.
+    pub fn from_conv_with_bits(conv: &Conv2d, input: QuantParams, bits: u32) -> Result<Self> {
         let cfg = conv.config().clone();
         check_groups(&cfg)?;
-        let mut core = QCore::quantize(&conv.weight, conv.bias.as_ref(), input)?;
+        let mut core = QCore::quantize(&conv.weight, conv.bias.as_ref(), input, bits)?;
         if cfg.groups != 1 {
             if let QWeight::Sparse(_) = core.weight {
                 // depthwise weights are tiny: run them dense
                 let mut dense = conv.clone();
                 dense.weight.clear_mask();
-                core = QCore::quantize(&dense.weight, conv.bias.as_ref(), input)?;
+                core = QCore::quantize(&dense.weight, conv.bias.as_ref(), input, bits)?;
             }
         }
         Ok(Self { cfg, core })
@@ -453,6 +477,12 @@ impl QConv2d {
     /// The configuration of the float convolution.
     pub fn config(&self) -> &Conv2dConfig {
         &self.cfg
+    }
+
+    /// The weight's stored i8 levels (each stands for `level * scale` of its output channel):
+    /// every weight of a dense layer, the kept ones of a sparse one, row after row.
+    pub fn weight_levels(&self) -> &[i8] {
+        self.core.weight.levels()
     }
 
     fn geometry(&self, input: &[usize]) -> Result<ConvGeometry> {
@@ -579,13 +609,27 @@ impl QLinear {
         &self.cfg
     }
 
+    /// The weight's stored i8 levels (see [`QConv2d::weight_levels`]).
+    pub fn weight_levels(&self) -> &[i8] {
+        self.core.weight.levels()
+    }
+
     /// Quantizes a linear layer for inputs quantized with `input`; it writes f32 until told
     /// otherwise ([`with_output`](Self::with_output)).
     ///
     /// # Errors
     /// Non-finite weights, or scales the fixed-point requantization cannot represent.
     pub fn from_linear(l: &Linear, input: QuantParams) -> Result<Self> {
-        let core = QCore::quantize(&l.weight, l.bias.as_ref(), input)?;
+        Self::from_linear_with_bits(l, input, 8)
+    }
+
+    /// [`from_linear`](Self::from_linear) with `bits`-bit weights (see
+    /// [`QConv2d::from_conv_with_bits`]).
+    ///
+    /// # Errors
+    /// As [`from_linear`](Self::from_linear), and `bits` outside `2..=8`.
+    pub fn from_linear_with_bits(l: &Linear, input: QuantParams, bits: u32) -> Result<Self> {
+        let core = QCore::quantize(&l.weight, l.bias.as_ref(), input, bits)?;
         Ok(Self {
             cfg: l.config().clone(),
             core,

@@ -45,13 +45,16 @@ fn input_params(ranges: &Ranges, path: &str) -> Result<QuantParams> {
 /// rule knows.
 ///
 /// # Errors
-/// A missing or non-finite range, or a layer the int8 kernels reject (named by path).
+/// Weight bits outside `2..=8` (`cfg.weight_bits`), a missing or non-finite range, or a layer
+/// the int8 kernels reject (named by path).
 pub fn convert(
     g: &Graph,
     ranges: &Ranges,
     cfg: &PtqConfig,
     input: &[usize],
 ) -> Result<(Graph, Report)> {
+    crate::scheme::QScheme::symmetric(cfg.weight_bits)?;
+    let bits = cfg.weight_bits;
     let mut q = g.clone();
     let skip = cfg.skip.clone();
     let skipped = move |p: &str| skip.iter().any(|s| s == p || s.replace('.', "/") == p);
@@ -66,11 +69,15 @@ pub fn convert(
                 return Ok(Action::Keep);
             }
             let p = input_params(ranges, ctx.path())?;
-            Ok(Action::Replace(Box::new(QConv2d::from_conv(c, p)?)))
+            Ok(Action::Replace(Box::new(QConv2d::from_conv_with_bits(
+                c, p, bits,
+            )?)))
         })
         .rule::<Linear>("int8", |l, ctx| {
             let p = input_params(ranges, ctx.path())?;
-            Ok(Action::Replace(Box::new(QLinear::from_linear(l, p)?)))
+            Ok(Action::Replace(Box::new(QLinear::from_linear_with_bits(
+                l, p, bits,
+            )?)))
         })
         .run(&mut q, input)?;
     report.extend(link_int8(&mut q, input)?);

@@ -37,9 +37,10 @@ use slimnet_core::rewrite::{Action, Rewriter, Selector};
 use slimnet_core::train::{Callback, StepInfo};
 use slimnet_core::Layer;
 
-use crate::error::{QuantError, Result};
+use crate::error::{to_core, QuantError, Result};
 use crate::layers::{QConv2d, QLinear};
 use crate::ptq::{float_for_int8, int8_capable, link_int8};
+use crate::scheme::QScheme;
 
 /// Settings of quantization-aware training.
 #[derive(Debug, Clone)]
@@ -49,6 +50,9 @@ pub struct QatConfig {
     pub averaging: f32,
     /// Paths of layers that stay f32 (a layer `b` of a nested graph `a` is `a.b`).
     pub skip: Vec<String>,
+    /// Bits of the weights, `2..=8` (8 by default; see
+    /// [`PtqConfig::weight_bits`](crate::ptq::PtqConfig::weight_bits)).
+    pub weight_bits: u32,
 }
 
 impl Default for QatConfig {
@@ -56,6 +60,7 @@ impl Default for QatConfig {
         Self {
             averaging: 0.01,
             skip: Vec::new(),
+            weight_bits: 8,
         }
     }
 }
@@ -72,12 +77,19 @@ impl QatConfig {
         self.skip = paths;
         self
     }
+
+    /// Sets the bits of the weights (checked by [`prepare`]).
+    pub fn with_weight_bits(mut self, bits: u32) -> Self {
+        self.weight_bits = bits;
+        self
+    }
 }
 
 /// The training graph for QAT of `model`, whose input has shape `input` (see the module docs).
 ///
 /// # Errors
-/// An averaging constant outside `(0, 1]`, or an input shape the model rejects.
+/// An averaging constant outside `(0, 1]`, weight bits outside `2..=8`, or an input shape the
+/// model rejects.
 pub fn prepare(model: &Graph, input: &[usize], cfg: &QatConfig) -> Result<Graph> {
     if !(cfg.averaging > 0.0 && cfg.averaging <= 1.0) {
         return Err(QuantError::invalid(
@@ -85,15 +97,16 @@ pub fn prepare(model: &Graph, input: &[usize], cfg: &QatConfig) -> Result<Graph>
             format!("observer averaging {} is not in (0, 1]", cfg.averaging),
         ));
     }
+    QScheme::symmetric(cfg.weight_bits)?;
     let mut g = float_for_int8(model, input)?;
     let skip = cfg.skip.clone();
     let wrap = |l: &dyn Layer| -> slimnet_core::Result<Action> {
         if !int8_capable(l) {
             return Ok(Action::Keep);
         }
-        Ok(Action::Replace(Box::new(
-            QatWeights::new(l.clone_box())?.with_averaging(cfg.averaging),
-        )))
+        let q = QatWeights::new(l.clone_box())?.with_averaging(cfg.averaging);
+        let q = q.with_weight_bits(cfg.weight_bits).map_err(to_core)?;
+        Ok(Action::Replace(Box::new(q)))
     };
     Rewriter::new()
         .select(Selector::Predicate(Box::new(move |p, _| {
@@ -141,11 +154,11 @@ pub fn convert(qat: &Graph, input: &[usize]) -> Result<Graph> {
             let p = q.input_params().ok_or_else(|| QuantError::NoData {
                 layer: ctx.path().to_string(),
             })?;
-            let inner = q.inner();
+            let (inner, bits) = (q.inner(), q.weight_bits());
             let layer: Box<dyn Layer> = if let Some(c) = inner.downcast_ref::<Conv2d>() {
-                Box::new(QConv2d::from_conv(c, p)?)
+                Box::new(QConv2d::from_conv_with_bits(c, p, bits)?)
             } else if let Some(l) = inner.downcast_ref::<Linear>() {
-                Box::new(QLinear::from_linear(l, p)?)
+                Box::new(QLinear::from_linear_with_bits(l, p, bits)?)
             } else {
                 unreachable!("QatWeights wraps Conv2d or Linear")
             };

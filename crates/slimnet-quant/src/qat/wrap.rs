@@ -80,6 +80,21 @@ impl QatWeights {
         self
     }
 
+    /// Fake-quantizes the weight to `bits` bits (symmetric, per output channel; 8 by default),
+    /// as the int8 layer that [`convert`](super::convert) makes will store it.
+    ///
+    /// # Errors
+    /// `bits` outside `2..=8`.
+    pub fn with_weight_bits(mut self, bits: u32) -> crate::Result<Self> {
+        self.scheme = QScheme::symmetric(bits)?;
+        Ok(self)
+    }
+
+    /// The bits of the fake-quantized weight.
+    pub fn weight_bits(&self) -> u32 {
+        self.scheme.bits
+    }
+
     /// The float layer.
     pub fn inner(&self) -> &dyn Layer {
         self.inner.as_ref()
@@ -175,7 +190,7 @@ impl Layer for QatWeights {
 
     fn config_json(&self) -> serde_json::Value {
         json!({"inner": self.inner.kind(), "config": self.inner.config_json(),
-               "input": self.input.config_json()})
+               "input": self.input.config_json(), "weight_bits": self.scheme.bits})
     }
 
     fn stored_tensors(&self, f: &mut dyn FnMut(&str, StoredTensor)) {
@@ -209,5 +224,9 @@ pub(crate) fn load_qat_weights(
         super::fake_quant::load_state(cfg.get("input").unwrap_or(&json!(null)), t, "input.")?;
     let mut q = QatWeights::new(inner)?;
     q.input = input;
+    // files written before the setting existed hold 8-bit weights
+    if let Some(b) = cfg.get("weight_bits").and_then(|v| v.as_u64()) {
+        q = q.with_weight_bits(b as u32).map_err(to_core)?;
+    }
     Ok(Box::new(q))
 }
