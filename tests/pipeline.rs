@@ -332,7 +332,7 @@ fn the_hanzi_recipe_is_the_example() {
             .into(),
         FoldBn::default().into(),
         ToSparse::default().into(),
-        Quantize::new(1024).into(),
+        Quantize::new(1024).with_weight_bits(7).into(),
     ];
     assert_eq!(r.pipeline().steps, example);
     r.pipeline().check_steps().unwrap();

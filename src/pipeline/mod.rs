@@ -410,7 +410,8 @@ impl Pipeline {
                 let cfg = PtqConfig::default()
                     .with_observer(q.observer.into())
                     .with_progress(self.progress)
-                    .with_skip(q.skip.clone());
+                    .with_skip(q.skip.clone())
+                    .with_weight_bits(q.weight_bits);
                 let calibration = Dataset::first(&*data.train, q.calibration)?;
                 *model = quantize_static(model, calibration.batches(q.batch_size), &cfg)?;
                 Ok(int8_details(model))
@@ -421,7 +422,8 @@ impl Pipeline {
                 shape[0] = t.batch_size;
                 let cfg = qat::QatConfig::default()
                     .with_averaging(q.averaging)
-                    .with_skip(q.skip.clone());
+                    .with_skip(q.skip.clone())
+                    .with_weight_bits(q.weight_bits);
                 let mut training = qat::prepare(model, &shape, &cfg)?;
                 let freeze = q
                     .freeze_after
@@ -627,6 +629,9 @@ fn settings_problem(step: &Step) -> Option<String> {
         }
         Step::ToSparse(_) | Step::FoldBn(_) => None,
         Step::Quantize(q) => {
+            if let Some(p) = bits_problem(q.weight_bits) {
+                return Some(p);
+            }
             if q.calibration == 0 || q.batch_size == 0 {
                 return Some(format!(
                     "calibration and batch_size must be at least 1, got {} and {}",
@@ -641,6 +646,9 @@ fn settings_problem(step: &Step) -> Option<String> {
             }
         }
         Step::Qat(q) => {
+            if let Some(p) = bits_problem(q.weight_bits) {
+                return Some(p);
+            }
             if !(q.averaging > 0.0 && q.averaging <= 1.0) {
                 return Some(format!("averaging must be in (0, 1], got {}", q.averaging));
             }
@@ -650,6 +658,11 @@ fn settings_problem(step: &Step) -> Option<String> {
             .problem("")
             .or_else(|| (t.epochs == 0).then(|| "epochs must be at least 1".to_string())),
     }
+}
+
+/// What is wrong with a step's weight bits, if anything.
+fn bits_problem(bits: u32) -> Option<String> {
+    (!(2..=8).contains(&bits)).then(|| format!("weight_bits must be in 2..=8, got {bits}"))
 }
 
 /// What the model holds, as far as the order of steps is concerned, and which step (or the

@@ -491,6 +491,32 @@ mod tests {
         }
     }
 
+    /// Weight bits of `quantize` and `qat`: a width reaches the step, 8 when not given; a
+    /// width outside 2..=8 is refused before anything runs.
+    #[test]
+    fn quantize_weight_bits() {
+        let step = |kind: &str, bits: &str| format!("[[step]]\nstep = \"{kind}\"\n{bits}");
+        let r = Recipe::from_toml(&step("quantize", "weight_bits = 7\n"), "r.toml").unwrap();
+        let want = crate::pipeline::Quantize::default().with_weight_bits(7);
+        assert_eq!(r.pipeline().steps[0], want.into());
+        assert!(r.pipeline().steps[0].describe().contains("7-bit weights"));
+        let r = Recipe::from_toml(&step("qat", ""), "r.toml").unwrap();
+        assert_eq!(
+            r.pipeline().steps[0],
+            crate::pipeline::Qat::default().into()
+        );
+        for kind in ["quantize", "qat"] {
+            for bad in ["1", "9"] {
+                let r = Recipe::from_toml(&step(kind, &format!("weight_bits = {bad}\n")), "r.toml");
+                let e = r.unwrap().pipeline().check_steps().unwrap_err().to_string();
+                assert!(
+                    e.contains("weight_bits must be in 2..=8"),
+                    "{kind} {bad}: {e}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn line_and_column_count_characters() {
         assert_eq!(line_column("ab\ncé = 1", 6), (2, 3));

@@ -85,8 +85,16 @@ impl Step {
                 layers(&p.layers)
             ),
             Step::ToSparse(t) => format!("sparse kernels{}", layers(&t.layers)),
-            Step::Quantize(q) => format!("int8, {} calibration images", q.calibration),
-            Step::Qat(q) => format!("int8 QAT, {} epochs", q.fine_tune.epochs),
+            Step::Quantize(q) => format!(
+                "int8, {} calibration images{}",
+                q.calibration,
+                bits_note(q.weight_bits)
+            ),
+            Step::Qat(q) => format!(
+                "int8 QAT, {} epochs{}",
+                q.fine_tune.epochs,
+                bits_note(q.weight_bits)
+            ),
             Step::FoldBn(_) => "fold BatchNorm".into(),
             Step::FineTune(f) => format!("{} epochs from lr {}", f.epochs, f.lr),
         };
@@ -575,6 +583,15 @@ impl From<Observer> for ObserverKind {
     }
 }
 
+/// `, 7-bit weights` when the weights are not 8-bit.
+fn bits_note(bits: u32) -> String {
+    if bits == 8 {
+        String::new()
+    } else {
+        format!(", {bits}-bit weights")
+    }
+}
+
 /// Settings of a `quantize` step: static int8 of the whole network (pruned layers in sparse
 /// int8), calibrated on the first training examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -593,6 +610,14 @@ pub struct Quantize {
     /// Paths of layers that stay f32.
     #[serde(default)]
     pub skip: Vec<String>,
+    /// Bits of the weights, `2..=8` (8 by default). 7 is what CPUs with AVX2 and no VNNI run
+    /// fastest (see [`PtqConfig::weight_bits`](crate::quant::ptq::PtqConfig::weight_bits)).
+    #[serde(default = "weight_bits")]
+    pub weight_bits: u32,
+}
+
+fn weight_bits() -> u32 {
+    8
 }
 
 fn calibration() -> usize {
@@ -618,12 +643,19 @@ impl Quantize {
             batch_size: batch(),
             observer: Observer::default(),
             skip: Vec::new(),
+            weight_bits: weight_bits(),
         }
     }
 
     /// Sets the observer.
     pub fn with_observer(mut self, o: Observer) -> Self {
         self.observer = o;
+        self
+    }
+
+    /// Sets the bits of the weights.
+    pub fn with_weight_bits(mut self, bits: u32) -> Self {
+        self.weight_bits = bits;
         self
     }
 }
@@ -645,6 +677,9 @@ pub struct Qat {
     /// Paths of layers that stay f32.
     #[serde(default)]
     pub skip: Vec<String>,
+    /// Bits of the weights, `2..=8` (as [`Quantize::weight_bits`]).
+    #[serde(default = "weight_bits")]
+    pub weight_bits: u32,
 }
 
 fn qat_tune() -> FineTune {
@@ -663,6 +698,7 @@ impl Default for Qat {
             averaging: averaging(),
             freeze_after: None,
             skip: Vec::new(),
+            weight_bits: weight_bits(),
         }
     }
 }
