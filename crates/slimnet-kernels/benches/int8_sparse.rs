@@ -3,7 +3,8 @@
 //!
 //! `u8`: requantized output with bias and ReLU (this includes computing the 4096 fixed-point
 //! multipliers on every call); `f32`: dequantized output. `avx2` and `scalar` restrict both
-//! kernels to that level.
+//! kernels to that level. `csr7` is the sparse kernel on the same weights quantized to 7 bits
+//! (narrow: the AVX2 level's `vpmaddubsw` path).
 //!
 //! `cargo bench -p slimnet-kernels --bench int8_sparse -- --warm-up-time 1 --measurement-time 3`
 
@@ -57,6 +58,7 @@ fn bench(c: &mut Criterion) {
         })
         .collect();
     let sparse = QCsrMatrix::from_dense(N, N, &w, None).unwrap();
+    let sparse7 = QCsrMatrix::from_dense_bits(N, N, &w, None, 7).unwrap();
     // the same i8 values and scales, dense
     let mut values = vec![0i8; N * N];
     let (rp, ci) = (sparse.row_ptr(), sparse.col_idx());
@@ -93,6 +95,15 @@ fn bench(c: &mut Criterion) {
                         qsparse_linear_forward_with_isa(isa, &sparse, batch, &x, xq, o).unwrap()
                     })
                 });
+                if batch == 1 && !f32_out {
+                    g.bench_function(id("csr7"), |b| {
+                        b.iter(|| {
+                            let o = out.get(f32_out);
+                            qsparse_linear_forward_with_isa(isa, &sparse7, batch, &x, xq, o)
+                                .unwrap()
+                        })
+                    });
+                }
             }
         }
     }

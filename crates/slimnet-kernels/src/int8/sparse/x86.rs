@@ -114,22 +114,11 @@ fn spmv_windows<S: StepFormat, const G: usize>(
     }
 }
 
-/// The 16 row sums of one group: per step, the window's 128 input bytes permuted into the
-/// step's lanes, times its values.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
-unsafe fn group_dot(start: &[u16], steps: &[PermuteStep], x: *const u8) -> [i32; 16] {
-    let n = start.len().min(steps.len());
-    let mut acc = [_mm512_setzero_si512(); 2];
-    let step = |i: usize, acc: __m512i| {
-        let p = x.add(start[i] as usize);
-        let t0 = _mm512_loadu_si512(p as *const __m512i);
-        let t1 = _mm512_loadu_si512(p.add(64) as *const __m512i);
-        let s = &steps[i];
-        let pos = _mm512_load_si512(s.pos.as_ptr() as *const __m512i);
-        let val = _mm512_load_si512(s.val.as_ptr() as *const __m512i);
-        _mm512_dpbusd_epi32(acc, _mm512_permutex2var_epi8(t0, pos, t1), val)
-    };
+/// Folds steps `0..n` into two accumulators that take turns (two chains of dependent adds
+/// instead of one), returning both.
+#[inline(always)]
+fn alternate<A: Copy>(n: usize, zero: A, step: impl Fn(usize, A) -> A) -> [A; 2] {
+    let mut acc = [zero; 2];
     let mut i = 0;
     while i + 2 <= n {
         acc[0] = step(i, acc[0]);
@@ -139,6 +128,25 @@ unsafe fn group_dot(start: &[u16], steps: &[PermuteStep], x: *const u8) -> [i32;
     if i < n {
         acc[0] = step(i, acc[0]);
     }
+    acc
+}
+
+/// The 16 row sums of one group: per step, the window's 128 input bytes permuted into the
+/// step's lanes, times its values.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx512vbmi")]
+unsafe fn group_dot(start: &[u16], steps: &[PermuteStep], x: *const u8) -> [i32; 16] {
+    let n = start.len().min(steps.len());
+    let step = |i: usize, acc: __m512i| {
+        let p = x.add(start[i] as usize);
+        let t0 = _mm512_loadu_si512(p as *const __m512i);
+        let t1 = _mm512_loadu_si512(p.add(64) as *const __m512i);
+        let s = &steps[i];
+        let pos = _mm512_load_si512(s.pos.as_ptr() as *const __m512i);
+        let val = _mm512_load_si512(s.val.as_ptr() as *const __m512i);
+        _mm512_dpbusd_epi32(acc, _mm512_permutex2var_epi8(t0, pos, t1), val)
+    };
+    let acc = alternate(n, _mm512_setzero_si512(), step);
     let mut out = [0i32; 16];
     _mm512_storeu_si512(
         out.as_mut_ptr() as *mut __m512i,
@@ -234,16 +242,7 @@ unsafe fn group_dot_narrow(start: &[u16], steps: &[WideStep], x: *const u8) -> [
         let pairs = _mm256_maddubs_epi16(picked, val);
         _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, ones))
     };
-    let mut acc = [_mm256_setzero_si256(); 2];
-    let mut i = 0;
-    while i + 2 <= n {
-        acc[0] = step(i, acc[0]);
-        acc[1] = step(i + 1, acc[1]);
-        i += 2;
-    }
-    if i < n {
-        acc[0] = step(i, acc[0]);
-    }
+    let acc = alternate(n, _mm256_setzero_si256(), step);
     let mut out = [0i32; 8];
     _mm256_storeu_si256(
         out.as_mut_ptr() as *mut __m256i,
