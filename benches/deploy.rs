@@ -1,6 +1,6 @@
 //! Criterion bench of inference as deployed (batch 1, one thread):
 //! - ResNet-small through `Graph::freeze`, f32 against whole-network int8 (u8 codes between
-//!   layers);
+//!   layers), with 8-bit and 7-bit weights (`int8_w7`: the AVX2 level's `vpmaddubsw` paths);
 //! - a core `Conv2d` at the 512-channel 7x7 ResNet shape against the kernel it calls, so the
 //!   layer's own overhead shows;
 //! - the style network of `style_transfer` at 256x256 (`models::style_net(16)`) against its
@@ -27,14 +27,20 @@ fn deploy(c: &mut Criterion) {
     for x in &calib {
         model.forward_train(x).expect("forward"); // BatchNorm statistics off their defaults
     }
-    let int8 = quantize_static(&model, calib, &PtqConfig::default()).expect("quantizes");
+    let int8 = quantize_static(&model, calib.clone(), &PtqConfig::default()).expect("quantizes");
+    let seven = PtqConfig::default().with_weight_bits(7);
+    let int8_w7 = quantize_static(&model, calib, &seven).expect("quantizes");
     let input = [1, 1, 28, 28];
     let x = tensor::uniform(&input, 0.0, 1.0, &mut rng);
     let f32_plan = model.freeze(&input).expect("freezes");
     let int8_plan = int8.freeze(&input).expect("freezes");
+    let int8_w7_plan = int8_w7.freeze(&input).expect("freezes");
     let mut g = c.benchmark_group("resnet_small_b1");
     g.bench_function("f32", |b| b.iter(|| f32_plan.run(&x).expect("runs")));
     g.bench_function("int8", |b| b.iter(|| int8_plan.run(&x).expect("runs")));
+    g.bench_function("int8_w7", |b| {
+        b.iter(|| int8_w7_plan.run(&x).expect("runs"))
+    });
     g.finish();
 
     let conv = Conv2dConfig::new(512, 512, 3)
