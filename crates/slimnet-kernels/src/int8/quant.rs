@@ -97,8 +97,8 @@ pub(crate) fn symmetric_max(bits: u32) -> Result<f32> {
 ///
 /// ```
 /// use slimnet_kernels::int8::quantize_weights_per_channel_bits;
-/// let (q, s) = quantize_weights_per_channel_bits(&[0.5, -1.0, 2.0, 1.0], 2, 7)?;
-/// assert_eq!(q, vec![32, -63, 63, 32]);
+/// let (q, s) = quantize_weights_per_channel_bits(&[0.25, -1.0, 2.0, 0.5], 2, 7)?;
+/// assert_eq!(q, vec![16, -63, 63, 16]);
 /// assert_eq!(s, vec![1.0 / 63.0, 2.0 / 63.0]);
 /// # Ok::<(), slimnet_kernels::KernelError>(())
 /// ```

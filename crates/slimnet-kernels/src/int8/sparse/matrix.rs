@@ -103,8 +103,8 @@ impl QCsrMatrix {
     ///
     /// ```
     /// use slimnet_kernels::int8::QCsrMatrix;
-    /// let w = QCsrMatrix::from_dense_bits(1, 3, &[0.0, 0.5, -1.0], None, 7)?;
-    /// assert_eq!(w.values(), &[32i8, -63][..]);
+    /// let w = QCsrMatrix::from_dense_bits(1, 3, &[0.0, 0.25, -1.0], None, 7)?;
+    /// assert_eq!(w.values(), &[16i8, -63][..]);
     /// assert!(w.is_narrow());
     /// # Ok::<(), slimnet_kernels::KernelError>(())
     /// ```
