@@ -303,10 +303,11 @@ pub(crate) fn pack_weights_tap_major(w: &QMatrix, taps: usize) -> Vec<u8> {
 
 /// int8 convolution of one image `[C, H, W]` into `acc [O, oh * ow]` (i32, zero point
 /// applied) without im2col: the image is padded and interleaved into channel quads
-/// (`[C / 4][(H + 2ph) * (W + 2pw) + 32][4]`), so that for every kernel tap, 16 consecutive
-/// output pixels of 4, 8 or 16 channel quads (a step of 16, 32 or 64 channels) form one tile,
-/// loaded straight from the image with the quad plane as row stride. Output pixels are computed on the padded width; the `kw - 1`
-/// columns per row that wrap into the next row are computed and dropped.
+/// ([`Quads`](super::direct::Quads)), so that for every kernel tap, 16 consecutive output
+/// pixels of 4, 8 or 16 channel quads (a step of 16, 32 or 64 channels) form one tile, loaded
+/// straight from the image with the quad plane as row stride. Output pixels are computed on
+/// the padded width; the `kw - 1` columns per row that wrap into the next row are computed and
+/// dropped.
 ///
 /// Needs `direct_fits(g)` and `Isa::Amx` supported; `wd` is `pack_weights_tap_major(w, taps)`.
 pub(crate) fn conv_direct(
@@ -318,31 +319,19 @@ pub(crate) fn conv_direct(
     acc: &mut [i32],
 ) {
     assert!(direct_fits(g) && crate::isa::Isa::Amx.is_supported());
-    let (c, h, wdt) = (g.in_channels, g.in_h, g.in_w);
-    let (hp, wp) = (h + 2 * g.padding.0, wdt + 2 * g.padding.1);
+    let c = g.in_channels;
     let (oh, ow) = (g.out_h(), g.out_w());
-    let taps = g.kernel_h * g.kernel_w;
-    assert!(image.len() >= c * h * wdt && acc.len() >= g.out_channels * oh * ow);
+    assert!(image.len() >= g.input_len() && acc.len() >= g.out_channels * oh * ow);
     assert!(wd.len() >= g.out_channels.div_ceil(BLOCK_ROWS) * BLOCK_ROWS * w.cols());
-    // one quad plane: the padded image plus the 32 pixels the last column block reads past it
-    let pl = hp * wp + 32;
-    let c4 = c / 4;
+    // the quad planes hold the 32 pixels the last column block reads past the padded image
+    let quads = super::direct::Quads::new(g);
+    let (pl, wp, c4) = (quads.pl, quads.wp, quads.c4);
     // virtual output columns j = oy * wp + ox, ox < wp
     let ncols = (oh - 1) * wp + ow;
-    let offs: Vec<usize> = (0..taps)
-        .map(|t| t / g.kernel_w * wp + t % g.kernel_w)
-        .collect();
+    let offs = quads.tap_offsets(g);
     crate::scratch::with(&crate::scratch::U8_B, |xb| {
-        let xb = crate::scratch::sized(xb, c4 * pl * 4);
-        xb.fill(za);
-        for q in 0..c4 {
-            for y in 0..h {
-                let rows: [&[u8]; 4] =
-                    std::array::from_fn(|t| &image[((4 * q + t) * h + y) * wdt..][..wdt]);
-                let d = (q * pl + (y + g.padding.0) * wp + g.padding.1) * 4;
-                super::gemm::interleave4(rows, &mut xb[d..d + 4 * wdt]);
-            }
-        }
+        let xb = crate::scratch::sized(xb, quads.len());
+        quads.fill(g, image, za, xb);
         // column sums of the virtual im2col matrix: per pixel over channels, then over taps
         let mut pix = vec![0i32; pl];
         // SAFETY: AVX-512 VNNI comes with `Isa::Amx` (asserted above); `xb` holds `c4` planes

@@ -186,6 +186,19 @@ impl QMatrix {
             .get_or_init(|| super::direct::pack_weight_pairs(self))
     }
 
+    /// The weights in the tap-major quad layout of the AVX2 direct convolution, packed on
+    /// first use (and kept for the `taps` of that use; another tap count gets a fresh copy).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn quad_taps(&self, taps: usize) -> std::borrow::Cow<'_, [i8]> {
+        let pack = || super::direct::pack_weight_quads(self, taps);
+        let (t, v) = self.layouts.quad_taps.get_or_init(|| (taps, pack()));
+        if *t == taps {
+            std::borrow::Cow::Borrowed(v)
+        } else {
+            std::borrow::Cow::Owned(pack())
+        }
+    }
+
     pub(crate) fn packed_block(&self, b: usize) -> &[i8] {
         let len = self.cols.div_ceil(4) * MR * 4;
         &self.packed[b * len..(b + 1) * len]
@@ -193,12 +206,13 @@ impl QMatrix {
 }
 
 /// Lazily made copies of a [`QMatrix`] in other kernels' layouts (the AMX kernels', the AVX2
-/// convolution's i16 pairs): not part of its value, so they are left out of comparisons and
+/// convolution's i16 pairs and channel quads): not part of its value, so they are left out of comparisons and
 /// debug output.
 #[derive(Clone, Default)]
 struct LazyLayouts {
     panel: std::sync::OnceLock<Vec<u8>>,
     tap_major: std::sync::OnceLock<(usize, Vec<u8>)>,
+    quad_taps: std::sync::OnceLock<(usize, Vec<i8>)>,
     pairs: std::sync::OnceLock<Vec<i16>>,
 }
 
@@ -439,12 +453,12 @@ pub(crate) fn gemm_u8i8_packed(
 }
 
 /// Splits rows (in multiples of `align`) across the configured threads.
-pub(crate) fn par_rows(
+pub(crate) fn par_rows<T: Send>(
     rows: usize,
     n: usize,
     align: usize,
-    c: &mut [i32],
-    f: impl Fn(usize, usize, &mut [i32]) + Sync,
+    c: &mut [T],
+    f: impl Fn(usize, usize, &mut [T]) + Sync,
 ) {
     let nt = threads::num_threads();
     let c = &mut c[..rows * n];

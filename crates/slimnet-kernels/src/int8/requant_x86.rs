@@ -137,8 +137,9 @@ pub(crate) unsafe fn row_avx512(
     }
 }
 
-/// The broadcast constants of one row, AVX2.
-struct Narrow {
+/// The broadcast constants of one row, AVX2 (also used by the fused epilogue of the AVX2
+/// direct convolution).
+pub(crate) struct Narrow {
     lo_a: __m256i,
     hi_a: __m256i,
     m: __m256i,
@@ -151,9 +152,10 @@ struct Narrow {
 }
 
 impl Narrow {
+    /// The constants of a row with `k`, zero point `zp` and lower clamp `lo`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn new(k: &RowConsts, zp: i32, lo: i32) -> Self {
+    pub(crate) fn new(k: &RowConsts, zp: i32, lo: i32) -> Self {
         Self {
             lo_a: _mm256_set1_epi32(k.lo_a),
             hi_a: _mm256_set1_epi32(k.hi_a),
@@ -170,7 +172,7 @@ impl Narrow {
     /// The quotients of 8 accumulators (already loaded); `FAST` as [`RowConsts::fast`] says.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn quotient<const FAST: bool>(&self, a: __m256i) -> __m256i {
+    pub(crate) fn quotient<const FAST: bool>(&self, a: __m256i) -> __m256i {
         if FAST {
             let even = _mm256_add_epi64(_mm256_mul_epi32(a, self.m), self.c);
             let odd = _mm256_mul_epi32(_mm256_srli_epi64::<32>(a), self.m);
@@ -198,6 +200,17 @@ impl Narrow {
         let b = _mm256_max_epu8(_mm256_packus_epi16(w01, w23), self.lo8);
         // 128-bit lane l holds dwords [q0 l, q1 l, q2 l, q3 l]
         _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+
+    /// 16 output bytes from two vectors of quotients, in order.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(crate) fn bytes16(&self, q: [__m256i; 2]) -> __m128i {
+        let w = _mm256_adds_epi16(_mm256_packs_epi32(q[0], q[1]), self.zp16);
+        let b = _mm256_max_epu8(_mm256_packus_epi16(w, w), self.lo8);
+        // 128-bit lane l holds dwords [q0 l, q1 l, q0 l, q1 l]
+        let b = _mm256_permutevar8x32_epi32(b, _mm256_setr_epi32(0, 4, 1, 5, 0, 4, 1, 5));
+        _mm256_castsi256_si128(b)
     }
 
     /// One row of `len` accumulators at `acc` into `len` bytes at `out`.

@@ -159,7 +159,8 @@ fn outputs(
 
 /// Every level, one and two threads, u8 outputs with and without ReLU and f32 outputs, against
 /// the definition, on the LeNet-5 layers, pointwise ones and 40 random ragged shapes (most of
-/// them stride 1, so through the padded copy; the others through the plain unfolding).
+/// them stride 1, so through the padded copy or, narrow at the AVX2 level, the channel quads;
+/// the others through the plain unfolding), with 8-bit and 7-bit weights.
 #[test]
 fn conv_levels_and_threads_bit_exact_on_random_shapes() {
     let mut rng = ChaCha8Rng::seed_from_u64(31);
@@ -180,12 +181,20 @@ fn conv_levels_and_threads_bit_exact_on_random_shapes() {
             .with_dilation(2, 2),
     ];
     shapes.extend((0..40).map(|_| random_geometry(&mut rng)));
-    for g in shapes {
+    // each shape with 8-bit and with narrow (7-bit) weights, the AVX2 level's other kernels
+    for (g, narrow) in shapes.into_iter().flat_map(|g| [(g, false), (g, true)]) {
         let kk = g.in_channels * g.kernel_h * g.kernel_w;
         let oc = g.out_channels;
-        let wv = i8s(&mut rng, oc * kk, 0.9);
+        let mut wv = i8s(&mut rng, oc * kk, 0.9);
+        if narrow {
+            wv.iter_mut().for_each(|v| *v /= 2);
+        }
         let scales: Vec<f32> = (0..oc).map(|_| rng.random_range(0.001..0.02)).collect();
         let w = QMatrix::new(oc, kk, wv.clone(), scales.clone()).unwrap();
+        assert_eq!(
+            w.is_narrow(),
+            narrow || wv.iter().all(|v| v.abs() <= NARROW_MAX)
+        );
         let xq = QuantParams {
             scale: 0.03,
             zero_point: rng.random(),

@@ -27,16 +27,16 @@ pub(crate) struct Epilogue<'a> {
     /// into the rounding constant (`c - za * row_sum * M`, wrapping: the sum it is added to
     /// fits, so the result is exact), for the others `corr` is subtracted from the
     /// accumulators first.
-    consts: Vec<RowConsts>,
+    pub(crate) consts: Vec<RowConsts>,
     /// `za * row_sum` per output channel.
-    corr: Vec<i32>,
+    pub(crate) corr: Vec<i32>,
     /// The multipliers and biases (for the tail's per-channel requantization).
     mult: &'a [Requant],
     bias: Option<&'a [i32]>,
     /// Output zero point.
-    zp: i32,
+    pub(crate) zp: i32,
     /// Lower clamp (the zero point with ReLU, else 0).
-    lo: i32,
+    pub(crate) lo: i32,
 }
 
 impl<'a> Epilogue<'a> {

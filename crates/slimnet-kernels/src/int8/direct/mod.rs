@@ -14,14 +14,18 @@
 //! ([`gemm_u8i8_packed`]); with VNNI and a u8 output the requantization is fused into the
 //! product (`fused_x86`), so no i32 accumulator goes through memory; without VNNI, the rows
 //! are packed as i16 pairs for an AVX2 kernel that widens nothing in its loop (`pairs_x86`),
-//! unless the weight is narrow (7-bit): then the AVX2 kernel multiplies the u8 quads of the
-//! packed panel with `vpmaddubsw`, exactly.
+//! unless the weight is narrow (7-bit): then a spatial layer with enough input channels skips
+//! the unfolding and the packing, its image interleaved into channel quads ([`Quads`]) that an
+//! AVX2 kernel multiplies with `vpmaddubsw`, exactly, requantizing in its epilogue with a u8
+//! output (`quads_x86`); the other narrow layers take the packed panel with `vpmaddubsw`.
 //! The sparse product reads the unfolded rows as they are.
 
 #[cfg(target_arch = "x86_64")]
 mod fused_x86;
 #[cfg(target_arch = "x86_64")]
 mod pairs_x86;
+#[cfg(target_arch = "x86_64")]
+mod quads_x86;
 #[cfg(test)]
 mod tests;
 #[cfg(target_arch = "x86_64")]
@@ -162,6 +166,90 @@ impl Padded {
                 }
             }
         }
+    }
+}
+
+/// Pixels after each quad plane of [`Quads`] that tiles may read (at most 16 past the padded
+/// image for the AVX2 kernel, 32 for the AMX one).
+const QUAD_SLACK: usize = 32;
+
+/// One image padded and interleaved into channel quads, the input of the direct convolutions
+/// (AMX, and AVX2 on narrow weights): `[C / 4 rounded up][pl][4]` bytes, the four channels of
+/// padded pixel `(y, x)` at pixel `y * wp + x` of their quad plane, so that for a kernel tap the
+/// quads of consecutive output pixels (computed on the padded width) are consecutive bytes.
+/// Padding, the slack after each plane and the channels past `C` hold the pad value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Quads {
+    /// Padded width.
+    pub wp: usize,
+    /// Pixels per quad plane (the padded image and [`QUAD_SLACK`]).
+    pub pl: usize,
+    /// Quad planes.
+    pub c4: usize,
+}
+
+impl Quads {
+    pub(crate) fn new(g: &ConvGeometry) -> Self {
+        let (wp, hp) = (g.in_w + 2 * g.padding.1, g.in_h + 2 * g.padding.0);
+        Self {
+            wp,
+            pl: hp * wp + QUAD_SLACK,
+            c4: g.in_channels.div_ceil(4),
+        }
+    }
+
+    /// Bytes of the quad image.
+    pub(crate) fn len(&self) -> usize {
+        self.c4 * self.pl * 4
+    }
+
+    /// The pixel offset of every kernel tap (row-major), for stride 1.
+    pub(crate) fn tap_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
+        let kw = g.kernel_w;
+        (0..g.kernel_h * kw)
+            .map(|t| t / kw * g.dilation.0 * self.wp + t % kw * g.dilation.1)
+            .collect()
+    }
+
+    /// Fills `out` (`len()` bytes) with one image `[C, H, W]`, padded with `pad`: each quad of
+    /// planes is interleaved whole, then its rows are copied into place.
+    pub(crate) fn fill(&self, g: &ConvGeometry, image: &[u8], pad: u8, out: &mut [u8]) {
+        let (c, h, w) = (g.in_channels, g.in_h, g.in_w);
+        let (ph, pw) = g.padding;
+        let hw = h * w;
+        let out = &mut out[..self.len()];
+        out.fill(pad);
+        if hw == 0 {
+            return;
+        }
+        let pads = if c % 4 == 0 {
+            Vec::new()
+        } else {
+            vec![pad; hw]
+        };
+        crate::scratch::with(&crate::scratch::U8_D, |stage| {
+            let stage = crate::scratch::sized(stage, 4 * hw);
+            for q in 0..self.c4 {
+                let planes: [&[u8]; 4] = std::array::from_fn(|t| {
+                    let ch = 4 * q + t;
+                    if ch < c {
+                        &image[ch * hw..(ch + 1) * hw]
+                    } else {
+                        &pads[..]
+                    }
+                });
+                let plane = &mut out[q * self.pl * 4..(q + 1) * self.pl * 4];
+                if ph == 0 && pw == 0 {
+                    super::gemm::interleave4(planes, &mut plane[..4 * hw]);
+                    continue;
+                }
+                super::gemm::interleave4(planes, stage);
+                for (y, row) in stage.chunks_exact(4 * w).enumerate() {
+                    let at = ((y + ph) * self.wp + pw) * 4;
+                    copy_run(row, &mut plane[at..at + 4 * w]);
+                }
+            }
+        });
     }
 }
 
@@ -331,6 +419,13 @@ pub(crate) fn conv_dense(
     let fused = vnni && matches!(out, QOutput::U8 { .. });
     #[cfg(target_arch = "x86_64")]
     let pairs = !vnni && isa.or_supported() >= Isa::Avx2 && !w.is_narrow();
+    #[cfg(target_arch = "x86_64")]
+    if !vnni && isa.or_supported() >= Isa::Avx2 && w.is_narrow() && quads_pay(g) {
+        if let QOutput::U8 { .. } = out {
+            conv_quads(g, input, xq.zero_point, w, mult, out);
+            return;
+        }
+    }
     crate::scratch::with(&crate::scratch::U8_A, |xp| {
         crate::scratch::with(&crate::scratch::U8_B, |ap| {
             crate::scratch::with(&crate::scratch::U8_C, |col| {
@@ -405,10 +500,79 @@ pub(crate) fn conv_dense(
     });
 }
 
+/// Whether the quad convolution (`quads_x86`) is expected to beat unfolding and packing: a
+/// spatial kernel (a pointwise layer is packed straight from its input, and its short inner
+/// loop does not pay for the fused epilogue: 1x1 layers of 16 and 32 channels at 28x28 and
+/// 16x16 measured 15-30% slower), and at most a quarter more products (every tap takes whole
+/// channel quads, zeros past the last channel; a one-channel 3x3 layer, three times the
+/// products of its packed unfolding, measured a third slower).
+#[cfg(target_arch = "x86_64")]
+fn quads_pay(g: &ConvGeometry) -> bool {
+    let taps = g.kernel_h * g.kernel_w;
+    taps > 1 && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4)
+}
+
+/// The convolution of every image straight from its quad image into the u8 output `out`, AVX2
+/// on narrow weights (see `quads_x86`), the output channels split across the configured
+/// threads.
+#[cfg(target_arch = "x86_64")]
+fn conv_quads(
+    g: &ConvGeometry,
+    input: &[u8],
+    za: u8,
+    w: &QMatrix,
+    mult: &[Requant],
+    out: &mut QOutput<'_>,
+) {
+    use super::gemm::{par_rows, MR};
+    let QOutput::U8 {
+        out,
+        params,
+        bias,
+        relu,
+    } = out
+    else {
+        unreachable!("the quad kernel writes u8 outputs");
+    };
+    assert!(w.is_narrow() && crate::isa::Isa::Avx2.is_supported());
+    let zp = params.zero_point as i32;
+    let lo = if *relu { zp } else { 0 };
+    let epi = fused_x86::Epilogue::new(w, za, mult, *bias, zp, lo);
+    let one = ConvGeometry { batch: 1, ..*g };
+    let q = Quads::new(g);
+    let offs = q.tap_offsets(g);
+    let wq = w.quad_taps(offs.len());
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (oc, plane) = (g.out_channels, oh * ow);
+    let in_img = g.in_channels * g.in_h * g.in_w;
+    crate::scratch::with(&crate::scratch::U8_A, |xb| {
+        let xb = crate::scratch::sized(xb, q.len());
+        for n in 0..g.batch {
+            q.fill(&one, &input[n * in_img..(n + 1) * in_img], za, xb);
+            let xb = &*xb;
+            let out = &mut out[n * oc * plane..(n + 1) * oc * plane];
+            par_rows(oc, plane, MR, out, |r0, r1, o| {
+                // SAFETY: AVX2 is available and `w` narrow (asserted above); `xb` is the quad
+                // image of this geometry (stride 1, the caller's precondition), `offs` its taps,
+                // `wq` the weights packed for them, `epi` made for `w`, `r0` a multiple of
+                // `MR` and `o` the `plane` outputs of channels `r0..r1`.
+                unsafe { quads_x86::conv_u8(&wq, xb, &q, &offs, (oh, ow), &epi, (r0, r1), o) }
+            });
+        }
+    });
+}
+
 /// The weights of `w` as i16 pairs for the AVX2 kernel (see `pairs_x86`).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn pack_weight_pairs(w: &QMatrix) -> Vec<i16> {
     pairs_x86::pack_weights(w)
+}
+
+/// The weights of `w` (a convolution with `taps` kernel taps) in the order of the quad
+/// convolution (see `quads_x86`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn pack_weight_quads(w: &QMatrix, taps: usize) -> Vec<i8> {
+    quads_x86::pack_weights(w, taps)
 }
 
 /// The product of one image's unfolded rows `col` (`[k, plane]`) on i16 pairs with AVX2 (the
