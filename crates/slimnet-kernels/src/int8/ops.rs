@@ -438,6 +438,12 @@ pub fn qconv2d_forward_with_isa(
         });
         return Ok(());
     }
+    // narrow weights at the AVX2 level: straight from the image in channel quads
+    #[cfg(target_arch = "x86_64")]
+    if super::direct::quads_apply(isa, g, w, &out) {
+        super::direct::conv_quads(g, input, xq.zero_point, w, mult, &mut out);
+        return Ok(());
+    }
     // stride-1 layers: unfolded from a padded copy, without per-row work
     if packed_kernel_fits(isa) && super::direct::preferred(isa, g) {
         super::direct::conv_dense(isa, g, input, xq, w, mult, &mut out);

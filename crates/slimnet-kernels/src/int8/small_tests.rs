@@ -175,6 +175,14 @@ fn conv_levels_and_threads_bit_exact_on_random_shapes() {
         ConvGeometry::new(1, 64, 7, 7, 37, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 9, 14, 14, 6, 3, 3).with_padding(1, 1),
         ConvGeometry::new(1, 5, 2, 2, 7, 3, 3).with_padding(1, 1),
+        // the ResNet downsampling layers (stride 2, through the phases of the quad image with
+        // narrow weights at the AVX2 level), and odd sizes, whose odd phases end in padding
+        ConvGeometry::new(1, 16, 28, 28, 32, 3, 3)
+            .with_stride(2, 2)
+            .with_padding(1, 1),
+        ConvGeometry::new(2, 12, 15, 13, 9, 3, 5)
+            .with_stride(2, 2)
+            .with_padding(2, 1),
         // windows wider than 128 bytes: the fused kernel on a packed panel
         ConvGeometry::new(1, 8, 10, 10, 9, 7, 7)
             .with_padding(6, 6)

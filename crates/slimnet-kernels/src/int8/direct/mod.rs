@@ -177,42 +177,60 @@ const QUAD_SLACK: usize = 32;
 /// (AMX, and AVX2 on narrow weights): `[C / 4 rounded up][pl][4]` bytes, the four channels of
 /// padded pixel `(y, x)` at pixel `y * wp + x` of their quad plane, so that for a kernel tap the
 /// quads of consecutive output pixels (computed on the padded width) are consecutive bytes.
-/// Padding, the slack after each plane and the channels past `C` hold the pad value.
+/// For stride 2 the padded image is split into its four phases (rows `py, py + 2, ..`, columns
+/// `px, px + 2, ..`), `[4][C / 4 rounded up][pl][4]` with `wp` the phase width, so that a tap
+/// reads one phase at an offset, as with stride 1. Padding, the slack after each plane and the
+/// channels past `C` hold the pad value.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Quads {
-    /// Padded width.
+    /// Padded width (of a phase, for stride 2).
     pub wp: usize,
-    /// Pixels per quad plane (the padded image and [`QUAD_SLACK`]).
+    /// Pixels per quad plane (the padded image or phase, and [`QUAD_SLACK`]).
     pub pl: usize,
-    /// Quad planes.
+    /// Quad planes (of a phase).
     pub c4: usize,
+    /// The stride, 1 or 2 both ways.
+    stride: usize,
 }
 
 impl Quads {
+    /// The layout for `g`, whose stride is 1 or 2 both ways (2 without dilation).
     pub(crate) fn new(g: &ConvGeometry) -> Self {
         let (wp, hp) = (g.in_w + 2 * g.padding.1, g.in_h + 2 * g.padding.0);
+        let stride = g.stride.0;
+        debug_assert!(
+            g.stride == (1, 1) || (g.stride == (2, 2) && g.dilation == (1, 1)),
+            "quad images take stride 1, or 2 without dilation"
+        );
+        let (wp, hp) = (wp.div_ceil(stride), hp.div_ceil(stride));
         Self {
             wp,
             pl: hp * wp + QUAD_SLACK,
             c4: g.in_channels.div_ceil(4),
+            stride,
         }
     }
 
     /// Bytes of the quad image.
     pub(crate) fn len(&self) -> usize {
-        self.c4 * self.pl * 4
+        self.stride * self.stride * self.c4 * self.pl * 4
     }
 
-    /// The pixel offset of every kernel tap (row-major), for stride 1.
+    /// The pixel offset of every kernel tap (row-major), from the start of the quad image.
     pub(crate) fn tap_offsets(&self, g: &ConvGeometry) -> Vec<usize> {
-        let kw = g.kernel_w;
+        let (kw, s) = (g.kernel_w, self.stride);
         (0..g.kernel_h * kw)
-            .map(|t| t / kw * g.dilation.0 * self.wp + t % kw * g.dilation.1)
+            .map(|t| {
+                let (i, j) = (t / kw * g.dilation.0, t % kw * g.dilation.1);
+                let phase = (i % s) * s + j % s;
+                phase * self.c4 * self.pl + i / s * self.wp + j / s
+            })
             .collect()
     }
 
     /// Fills `out` (`len()` bytes) with one image `[C, H, W]`, padded with `pad`: each quad of
-    /// planes is interleaved whole, then its rows are copied into place.
+    /// planes is interleaved whole, then its rows are copied into place (split by phase for
+    /// stride 2).
     pub(crate) fn fill(&self, g: &ConvGeometry, image: &[u8], pad: u8, out: &mut [u8]) {
         let (c, h, w) = (g.in_channels, g.in_h, g.in_w);
         let (ph, pw) = g.padding;
@@ -227,6 +245,7 @@ impl Quads {
         } else {
             vec![pad; hw]
         };
+        let phase_len = self.c4 * self.pl * 4;
         crate::scratch::with(&crate::scratch::U8_D, |stage| {
             let stage = crate::scratch::sized(stage, 4 * hw);
             for q in 0..self.c4 {
@@ -238,15 +257,26 @@ impl Quads {
                         &pads[..]
                     }
                 });
-                let plane = &mut out[q * self.pl * 4..(q + 1) * self.pl * 4];
-                if ph == 0 && pw == 0 {
-                    super::gemm::interleave4(planes, &mut plane[..4 * hw]);
+                let at_q = q * self.pl * 4;
+                if self.stride == 1 && ph == 0 && pw == 0 {
+                    super::gemm::interleave4(planes, &mut out[at_q..at_q + 4 * hw]);
                     continue;
                 }
                 super::gemm::interleave4(planes, stage);
                 for (y, row) in stage.chunks_exact(4 * w).enumerate() {
-                    let at = ((y + ph) * self.wp + pw) * 4;
-                    copy_run(row, &mut plane[at..at + 4 * w]);
+                    let yp = y + ph;
+                    if self.stride == 1 {
+                        let at = at_q + (yp * self.wp + pw) * 4;
+                        copy_run(row, &mut out[at..at + 4 * w]);
+                        continue;
+                    }
+                    // the row's pixels alternate between the two phases of its row parity
+                    let base = (yp % 2) * 2 * phase_len + at_q + yp / 2 * self.wp * 4;
+                    for (x, px) in row.chunks_exact(4).enumerate() {
+                        let xp = x + pw;
+                        let at = base + (xp % 2) * phase_len + xp / 2 * 4;
+                        out[at..at + 4].copy_from_slice(px);
+                    }
                 }
             }
         });
@@ -419,13 +449,6 @@ pub(crate) fn conv_dense(
     let fused = vnni && matches!(out, QOutput::U8 { .. });
     #[cfg(target_arch = "x86_64")]
     let pairs = !vnni && isa.or_supported() >= Isa::Avx2 && !w.is_narrow();
-    #[cfg(target_arch = "x86_64")]
-    if !vnni && isa.or_supported() >= Isa::Avx2 && w.is_narrow() && quads_pay(g) {
-        if let QOutput::U8 { .. } = out {
-            conv_quads(g, input, xq.zero_point, w, mult, out);
-            return;
-        }
-    }
     crate::scratch::with(&crate::scratch::U8_A, |xp| {
         crate::scratch::with(&crate::scratch::U8_B, |ap| {
             crate::scratch::with(&crate::scratch::U8_C, |col| {
@@ -500,23 +523,34 @@ pub(crate) fn conv_dense(
     });
 }
 
-/// Whether the quad convolution (`quads_x86`) is expected to beat unfolding and packing: a
-/// spatial kernel (a pointwise layer is packed straight from its input, and its short inner
-/// loop does not pay for the fused epilogue: 1x1 layers of 16 and 32 channels at 28x28 and
-/// 16x16 measured 15-30% slower), and at most a quarter more products (every tap takes whole
-/// channel quads, zeros past the last channel; a one-channel 3x3 layer, three times the
-/// products of its packed unfolding, measured a third slower).
+/// Whether [`conv_quads`] applies and is expected to beat unfolding and packing at level
+/// `isa`: AVX2 without VNNI, narrow weights, a u8 output, one group, stride 1 or 2 (2 without
+/// dilation), a spatial kernel (a pointwise layer is packed straight from its input, and its
+/// short inner loop does not pay for the fused epilogue: 1x1 layers of 16 and 32 channels at
+/// 28x28 and 16x16 measured 15-30% slower), and at most a quarter more products (every tap
+/// takes whole channel quads, zeros past the last channel; a one-channel 3x3 layer, three times
+/// the products of its packed unfolding, measured a third slower).
 #[cfg(target_arch = "x86_64")]
-fn quads_pay(g: &ConvGeometry) -> bool {
+pub(crate) fn quads_apply(isa: Isa, g: &ConvGeometry, w: &QMatrix, out: &QOutput<'_>) -> bool {
     let taps = g.kernel_h * g.kernel_w;
-    taps > 1 && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4)
+    let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
+    let strided = g.stride == (1, 1) || (g.stride == (2, 2) && g.dilation == (1, 1));
+    !vnni
+        && isa.or_supported() >= Isa::Avx2
+        && w.is_narrow()
+        && matches!(out, QOutput::U8 { .. })
+        && g.groups == 1
+        && strided
+        && g.out_h() * g.out_w() > 0
+        && taps > 1
+        && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4)
 }
 
 /// The convolution of every image straight from its quad image into the u8 output `out`, AVX2
 /// on narrow weights (see `quads_x86`), the output channels split across the configured
-/// threads.
+/// threads; needs [`quads_apply`].
 #[cfg(target_arch = "x86_64")]
-fn conv_quads(
+pub(crate) fn conv_quads(
     g: &ConvGeometry,
     input: &[u8],
     za: u8,
@@ -535,6 +569,7 @@ fn conv_quads(
         unreachable!("the quad kernel writes u8 outputs");
     };
     assert!(w.is_narrow() && crate::isa::Isa::Avx2.is_supported());
+    assert!(g.stride == (1, 1) || (g.stride == (2, 2) && g.dilation == (1, 1)));
     let zp = params.zero_point as i32;
     let lo = if *relu { zp } else { 0 };
     let epi = fused_x86::Epilogue::new(w, za, mult, *bias, zp, lo);
@@ -553,7 +588,7 @@ fn conv_quads(
             let out = &mut out[n * oc * plane..(n + 1) * oc * plane];
             par_rows(oc, plane, MR, out, |r0, r1, o| {
                 // SAFETY: AVX2 is available and `w` narrow (asserted above); `xb` is the quad
-                // image of this geometry (stride 1, the caller's precondition), `offs` its taps,
+                // image of this geometry (stride 1 or 2, asserted above), `offs` its taps,
                 // `wq` the weights packed for them, `epi` made for `w`, `r0` a multiple of
                 // `MR` and `o` the `plane` outputs of channels `r0..r1`.
                 unsafe { quads_x86::conv_u8(&wq, xb, &q, &offs, (oh, ow), &epi, (r0, r1), o) }

@@ -3,7 +3,8 @@
 //!
 //! The image is padded and interleaved into channel quads ([`Quads`]), so that for every kernel
 //! tap the four channels of 8 consecutive output pixels are 32 consecutive bytes (one AVX2
-//! register), at an offset of the tap, with no unfolding and no packing. Output pixels are
+//! register), at an offset of the tap, with no unfolding and no packing (for stride 2 the
+//! image is split into its four phases, and a tap reads one of them). Output pixels are
 //! numbered on the padded width (virtual column `j = y * wp + x`, `x < wp`): a run of 8 virtual
 //! columns starts at an output pixel and may take the padded columns at the end of its row
 //! (computed and dropped), but the next run starts at the next output pixel, so an 8x8 output
@@ -142,7 +143,7 @@ unsafe fn store_tile(
 ///
 /// # Safety
 /// AVX2 must be available; `xb` must hold `q.len()` bytes filled by [`Quads::fill`] for the
-/// geometry that gave `q`, `offs` and `(oh, ow)` (stride 1), `wq` the packed weights of `w` for
+/// geometry that gave `q`, `offs` and `(oh, ow)`, `wq` the packed weights of `w` for
 /// `offs.len()` taps, `epi` be made for `w`, `r1 <= w.rows()` and `out` hold
 /// `(r1 - r0) * oh * ow` bytes.
 #[allow(clippy::too_many_arguments)]
