@@ -438,10 +438,11 @@ pub fn qconv2d_forward_with_isa(
         });
         return Ok(());
     }
-    // narrow weights at the AVX2 level: straight from the image in channel quads
+    // straight from the image in channel quads: stride 2 with VNNI, narrow weights at the AVX2
+    // level
     #[cfg(target_arch = "x86_64")]
     if super::direct::quads_apply(isa, g, w, &out) {
-        super::direct::conv_quads(g, input, xq.zero_point, w, mult, &mut out);
+        super::direct::conv_quads(isa, g, input, xq.zero_point, w, mult, &mut out);
         return Ok(());
     }
     // stride-1 layers: unfolded from a padded copy, without per-row work

@@ -1,4 +1,5 @@
-//! Stride-1 int8 convolution of small layers: im2col from a padded copy, in fixed-size pieces.
+//! Int8 convolution of small layers from a padded copy of the image: im2col in fixed-size
+//! pieces (stride 1), or channel quads that need no unfolding (stride 1 and 2).
 //!
 //! The input is copied once into planes padded with the zero point, `[C][Hp][Wp]`. Kernel tap
 //! `(c, i, j)` of output pixel `(y, x)` then reads padded position
@@ -17,7 +18,9 @@
 //! unless the weight is narrow (7-bit): then a spatial layer with enough input channels skips
 //! the unfolding and the packing, its image interleaved into channel quads ([`Quads`]) that an
 //! AVX2 kernel multiplies with `vpmaddubsw`, exactly, requantizing in its epilogue with a u8
-//! output (`quads_x86`); the other narrow layers take the packed panel with `vpmaddubsw`.
+//! output (`quads_x86`); the other narrow layers take the packed panel with `vpmaddubsw`. The
+//! quad kernel also takes stride-2 layers, through the four phases of the quad image (with VNNI
+//! too, for weights of any width).
 //! The sparse product reads the unfolded rows as they are.
 
 #[cfg(target_arch = "x86_64")]
@@ -270,21 +273,67 @@ impl Quads {
                         copy_run(row, &mut out[at..at + 4 * w]);
                         continue;
                     }
-                    // the row's pixels alternate between the two phases of its row parity
+                    // the row's pixels alternate between the two phases of its row parity:
+                    // even ones from padded column pw on, odd ones from pw + 1 on
                     let base = (yp % 2) * 2 * phase_len + at_q + yp / 2 * self.wp * 4;
-                    for (x, px) in row.chunks_exact(4).enumerate() {
-                        let xp = x + pw;
-                        let at = base + (xp % 2) * phase_len + xp / 2 * 4;
-                        out[at..at + 4].copy_from_slice(px);
-                    }
+                    let at = |xp: usize| base + (xp % 2) * phase_len + xp / 2 * 4;
+                    let (ne, no) = (w.div_ceil(2), w / 2);
+                    let (e, o) = (at(pw), at(pw + 1));
+                    // the two phases' rows are `phase_len` apart, whichever comes first
+                    let (lo, hi) = out.split_at_mut(e.max(o));
+                    let (even, odd) = if e < o {
+                        (&mut lo[e..e + 4 * ne], &mut hi[..4 * no])
+                    } else {
+                        (&mut hi[..4 * ne], &mut lo[o..o + 4 * no])
+                    };
+                    split_pixels(row, even, odd);
                 }
             }
         });
     }
 }
 
-/// `dst.copy_from_slice(src)` in 8-byte pieces (the last overlapping the one before), for the
-/// short runs where a `memcpy` call costs more than the copy.
+/// Splits the 4-byte pixels of `row` by parity: the even ones into `even`, the odd ones into
+/// `odd` (AVX2 eight pixels a step where the CPU has it).
+fn split_pixels(row: &[u8], even: &mut [u8], odd: &mut [u8]) {
+    let n = row.len() / 4;
+    assert!(even.len() == 4 * n.div_ceil(2) && odd.len() == 4 * (n / 2));
+    let mut x = 0;
+    #[cfg(target_arch = "x86_64")]
+    if crate::isa::Isa::Avx2.is_supported() {
+        // SAFETY: AVX2 is available; every step reads 8 pixels at `x + 8 <= n` and writes 4 to
+        // each side at `x / 2`, inside their `n.div_ceil(2)` and `n / 2` pixels.
+        unsafe { x = split_pixels_avx2(row.as_ptr(), n, even.as_mut_ptr(), odd.as_mut_ptr()) };
+    }
+    for (i, px) in row.chunks_exact(4).enumerate().skip(x) {
+        let dst = if i % 2 == 0 { &mut *even } else { &mut *odd };
+        dst[i / 2 * 4..i / 2 * 4 + 4].copy_from_slice(px);
+    }
+}
+
+/// The body of [`split_pixels`] for the steps of 8 pixels; returns the pixels done.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn split_pixels_avx2(row: *const u8, n: usize, even: *mut u8, odd: *mut u8) -> usize {
+    use std::arch::x86_64::*;
+    let by_parity = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    let mut x = 0;
+    while x + 8 <= n {
+        let v = _mm256_loadu_si256(row.add(4 * x) as *const __m256i);
+        let v = _mm256_permutevar8x32_epi32(v, by_parity);
+        _mm_storeu_si128(even.add(2 * x) as *mut __m128i, _mm256_castsi256_si128(v));
+        _mm_storeu_si128(
+            odd.add(2 * x) as *mut __m128i,
+            _mm256_extracti128_si256::<1>(v),
+        );
+        x += 8;
+    }
+    x
+}
+
+/// `dst.copy_from_slice(src)` in 32-byte pieces from 32 bytes on, else 8-byte ones (the last
+/// overlapping the one before), for the short runs where a `memcpy` call costs more than the
+/// copy.
 #[inline(always)]
 fn copy_run(src: &[u8], dst: &mut [u8]) {
     let n = dst.len().min(src.len());
@@ -293,6 +342,14 @@ fn copy_run(src: &[u8], dst: &mut [u8]) {
         return;
     }
     let mut x = 0;
+    if n >= 32 {
+        while x + 32 < n {
+            dst[x..x + 32].copy_from_slice(&src[x..x + 32]);
+            x += 32;
+        }
+        dst[n - 32..n].copy_from_slice(&src[n - 32..n]);
+        return;
+    }
     while x + 8 < n {
         dst[x..x + 8].copy_from_slice(&src[x..x + 8]);
         x += 8;
@@ -523,34 +580,41 @@ pub(crate) fn conv_dense(
     });
 }
 
-/// Whether [`conv_quads`] applies and is expected to beat unfolding and packing at level
-/// `isa`: AVX2 without VNNI, narrow weights, a u8 output, one group, stride 1 or 2 (2 without
-/// dilation), a spatial kernel (a pointwise layer is packed straight from its input, and its
-/// short inner loop does not pay for the fused epilogue: 1x1 layers of 16 and 32 channels at
-/// 28x28 and 16x16 measured 15-30% slower), and at most a quarter more products (every tap
-/// takes whole channel quads, zeros past the last channel; a one-channel 3x3 layer, three times
-/// the products of its packed unfolding, measured a third slower).
+/// Whether [`conv_quads`] applies and is expected to beat the other paths at level `isa`: a u8
+/// output, one group, a spatial kernel, at most a quarter more products than the unfolding
+/// (every tap takes whole channel quads, zeros past the last channel: a one-channel 3x3 layer,
+/// three times the products of its packed unfolding, measured a third slower), and
+/// - with VNNI, stride 2 without dilation (the others have the windows and the AMX kernels),
+///   any weights;
+/// - at the AVX2 level, narrow weights, stride 1 or 2 (2 without dilation).
+///
+/// Pointwise layers are packed straight from their input: their short inner loop does not pay
+/// for the fused epilogue (1x1 layers of 16 and 32 channels at 28x28 and 16x16 measured 15-30%
+/// slower through the quads).
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn quads_apply(isa: Isa, g: &ConvGeometry, w: &QMatrix, out: &QOutput<'_>) -> bool {
     let taps = g.kernel_h * g.kernel_w;
     let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
-    let strided = g.stride == (1, 1) || (g.stride == (2, 2) && g.dilation == (1, 1));
-    !vnni
-        && isa.or_supported() >= Isa::Avx2
-        && w.is_narrow()
+    let stride2 = g.stride == (2, 2) && g.dilation == (1, 1);
+    let level = if vnni {
+        stride2
+    } else {
+        isa.or_supported() >= Isa::Avx2 && w.is_narrow() && (g.stride == (1, 1) || stride2)
+    };
+    level
         && matches!(out, QOutput::U8 { .. })
         && g.groups == 1
-        && strided
         && g.out_h() * g.out_w() > 0
         && taps > 1
         && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4)
 }
 
-/// The convolution of every image straight from its quad image into the u8 output `out`, AVX2
-/// on narrow weights (see `quads_x86`), the output channels split across the configured
-/// threads; needs [`quads_apply`].
+/// The convolution of every image straight from its quad image into the u8 output `out`, with
+/// VNNI or AVX2 on narrow weights (see `quads_x86`), the output channels split across the
+/// configured threads; needs [`quads_apply`] at level `isa`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn conv_quads(
+    isa: Isa,
     g: &ConvGeometry,
     input: &[u8],
     za: u8,
@@ -559,6 +623,7 @@ pub(crate) fn conv_quads(
     out: &mut QOutput<'_>,
 ) {
     use super::gemm::{par_rows, MR};
+    assert!(quads_apply(isa, g, w, out));
     let QOutput::U8 {
         out,
         params,
@@ -568,8 +633,7 @@ pub(crate) fn conv_quads(
     else {
         unreachable!("the quad kernel writes u8 outputs");
     };
-    assert!(w.is_narrow() && crate::isa::Isa::Avx2.is_supported());
-    assert!(g.stride == (1, 1) || (g.stride == (2, 2) && g.dilation == (1, 1)));
+    let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
     let zp = params.zero_point as i32;
     let lo = if *relu { zp } else { 0 };
     let epi = fused_x86::Epilogue::new(w, za, mult, *bias, zp, lo);
@@ -587,11 +651,18 @@ pub(crate) fn conv_quads(
             let xb = &*xb;
             let out = &mut out[n * oc * plane..(n + 1) * oc * plane];
             par_rows(oc, plane, MR, out, |r0, r1, o| {
-                // SAFETY: AVX2 is available and `w` narrow (asserted above); `xb` is the quad
-                // image of this geometry (stride 1 or 2, asserted above), `offs` its taps,
-                // `wq` the weights packed for them, `epi` made for `w`, `r0` a multiple of
-                // `MR` and `o` the `plane` outputs of channels `r0..r1`.
-                unsafe { quads_x86::conv_u8(&wq, xb, &q, &offs, (oh, ow), &epi, (r0, r1), o) }
+                let (sh, rows) = ((oh, ow), (r0, r1));
+                // SAFETY: `quads_apply` holds (asserted above): VNNI is available, or AVX2 and
+                // `w` is narrow; `xb` is the quad image of this geometry (stride 1 or 2), `offs`
+                // its taps, `wq` the weights packed for them, `epi` made for `w`, `r0` a
+                // multiple of `MR` and `o` the `plane` outputs of channels `r0..r1`.
+                unsafe {
+                    if vnni {
+                        quads_x86::conv_u8_vnni(&wq, xb, &q, &offs, sh, &epi, rows, o)
+                    } else {
+                        quads_x86::conv_u8(&wq, xb, &q, &offs, sh, &epi, rows, o)
+                    }
+                }
             });
         }
     });

@@ -1,5 +1,6 @@
-//! The AVX2 convolution of narrow (7-bit) weights straight from the image in channel quads,
-//! with the requantization fused into the tile's epilogue.
+//! The convolution straight from the image in channel quads, with the requantization fused
+//! into the tile's epilogue: AVX2 on narrow (7-bit) weights ([`conv_u8`]), and VNNI on any
+//! ([`conv_u8_vnni`], for the stride-2 layers, which the other VNNI paths unfold row by row).
 //!
 //! The image is padded and interleaved into channel quads ([`Quads`]), so that for every kernel
 //! tap the four channels of 8 consecutive output pixels are 32 consecutive bytes (one AVX2
@@ -21,7 +22,7 @@ use std::arch::x86_64::*;
 use super::fused_x86::Epilogue;
 use super::Quads;
 use crate::int8::gemm::{QMatrix, MR};
-use crate::int8::requant_x86::Narrow;
+use crate::int8::requant_x86::{Narrow, Wide};
 
 /// The weights of `w` (a convolution with `taps` kernel taps) in the order of the quad product:
 /// `[rows / MR][taps][C / 4][MR][4]`, element `(r, tap, q, t)` holding weight `(r, channel
@@ -42,9 +43,6 @@ pub(crate) fn pack_weights(w: &QMatrix, taps: usize) -> Vec<i8> {
     }
     out
 }
-
-/// Virtual columns of a run.
-const RUN: usize = 8;
 
 /// Where the runs of a convolution fall among its virtual columns.
 #[derive(Clone, Copy)]
@@ -67,7 +65,71 @@ impl Runs {
         };
         j.min(self.ncols)
     }
+
+    /// The starts of the runs of `len` virtual columns that cover every output pixel, in
+    /// order, grouped `N` to a tile (a last tile short of runs repeats its last one).
+    fn tiles<const N: usize>(&self, len: usize) -> Vec<[usize; N]> {
+        let mut starts = Vec::new();
+        let mut j = 0;
+        while j < self.ncols {
+            starts.push(j);
+            j = self.next(j + len);
+        }
+        starts
+            .chunks(N)
+            .map(|c| std::array::from_fn(|i| c[i.min(c.len() - 1)]))
+            .collect()
+    }
 }
+
+/// The product of output channels `r0..r1` over a quad image whose output has `(oh, ow)`
+/// pixels on virtual rows `wp` long, into `out` (`[r1 - r0][oh * ow]`): `tile(runs, rb, row, ld)`
+/// computes channels `rb..rb + MR` (up to `r1`) over the runs of `len` virtual columns starting
+/// at `runs` and stores each channel's bytes at the runs' virtual columns of its staging row
+/// (channel `rb`'s at `row`, the next ones `ld = ncols + len` apart); the output rows are then
+/// moved out of the staging rows.
+fn drive<const N: usize>(
+    (wp, oh, ow): (usize, usize, usize),
+    len: usize,
+    (r0, r1): (usize, usize),
+    out: &mut [u8],
+    mut tile: impl FnMut([usize; N], usize, *mut u8, usize),
+) {
+    let plane = oh * ow;
+    assert!(out.len() >= (r1 - r0) * plane);
+    if plane == 0 {
+        return;
+    }
+    // virtual columns: the last output row needs only its `ow` pixels
+    let runs = Runs {
+        wp,
+        ow,
+        ncols: (oh - 1) * wp + ow,
+    };
+    // a run's bytes may pass the last virtual column
+    let ld = runs.ncols + len;
+    crate::scratch::with(&crate::scratch::U8_D, |stage| {
+        let stage = crate::scratch::sized(stage, (r1 - r0) * ld);
+        let st = stage.as_mut_ptr();
+        for t in runs.tiles::<N>(len) {
+            for rb in (r0..r1).step_by(MR) {
+                tile(t, rb, st.wrapping_add((rb - r0) * ld), ld);
+            }
+        }
+        for (src, dst) in stage.chunks_exact(ld).zip(out.chunks_exact_mut(plane)) {
+            if wp == ow {
+                dst.copy_from_slice(&src[..plane]);
+                continue;
+            }
+            for (y, d) in dst.chunks_exact_mut(ow).enumerate() {
+                super::copy_run(&src[y * wp..y * wp + ow], d);
+            }
+        }
+    });
+}
+
+/// Runs of 8 virtual columns (one AVX2 register of quads) of the AVX2 product.
+const RUN: usize = 8;
 
 /// The raw accumulators of `MR` rows over the 16 columns of the tile of the runs at virtual
 /// columns `j` (8 each): per tap (pixel offset `offs[t]`) and channel quad, 32 bytes of the
@@ -137,14 +199,14 @@ unsafe fn store_tile(
 }
 
 /// Output channels `r0..r1` (`r0` a multiple of `MR`) of the convolution of the quad image `xb`
-/// (laid out as `q` says) with the weights `wq` ([`pack_weights`] of `w`), requantized as `epi`
-/// says, into `out` (`[r1 - r0][oh * ow]`). `offs` are the taps' pixel offsets
+/// (laid out as `q` says) with the narrow weights `wq` ([`pack_weights`] of `w`), requantized
+/// as `epi` says, into `out` (`[r1 - r0][oh * ow]`), AVX2. `offs` are the taps' pixel offsets
 /// ([`Quads::tap_offsets`]), `(oh, ow)` the output size.
 ///
 /// # Safety
-/// AVX2 must be available; `xb` must hold `q.len()` bytes filled by [`Quads::fill`] for the
-/// geometry that gave `q`, `offs` and `(oh, ow)`, `wq` the packed weights of `w` for
-/// `offs.len()` taps, `epi` be made for `w`, `r1 <= w.rows()` and `out` hold
+/// AVX2 must be available and `w` narrow; `xb` must hold `q.len()` bytes filled by
+/// [`Quads::fill`] for the geometry that gave `q`, `offs` and `(oh, ow)`, `wq` the packed
+/// weights of `w` for `offs.len()` taps, `epi` be made for `w`, `r1 <= w.rows()` and `out` hold
 /// `(r1 - r0) * oh * ow` bytes.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
@@ -158,19 +220,9 @@ pub(crate) unsafe fn conv_u8(
     (r0, r1): (usize, usize),
     out: &mut [u8],
 ) {
-    let plane = oh * ow;
-    assert!(out.len() >= (r1 - r0) * plane && xb.len() >= q.len());
+    assert!(xb.len() >= q.len());
     let block = offs.len() * q.c4 * MR * 4;
     assert!(wq.len() >= r1.div_ceil(MR) * block);
-    if plane == 0 {
-        return;
-    }
-    // virtual columns: the last output row needs only its `ow` pixels
-    let runs = Runs {
-        wp: q.wp,
-        ow,
-        ncols: (oh - 1) * q.wp + ow,
-    };
     let rows: Vec<Row> = (r0..r1)
         .map(|c| {
             let k = &epi.consts[c];
@@ -181,32 +233,129 @@ pub(crate) unsafe fn conv_u8(
             }
         })
         .collect();
-    // the rows staged on the virtual columns (a run's 8 bytes may pass the last one), then
-    // moved to the output rows
-    let ld = runs.ncols + RUN;
-    crate::scratch::with(&crate::scratch::U8_D, |stage| {
-        let stage = crate::scratch::sized(stage, (r1 - r0) * ld);
-        let st = stage.as_mut_ptr();
-        let mut j = 0;
-        while j < runs.ncols {
-            // two runs a tile; a lone last run is computed twice
-            let next = runs.next(j + RUN);
-            let pair = if next < runs.ncols { next } else { j };
-            for rb in (r0..r1).step_by(MR) {
-                let wb = wq.as_ptr().add(rb / MR * block);
-                let acc = accumulate(wb, xb.as_ptr(), q, offs, [j, pair]);
-                store_tile(&acc, &rows, (rb, r0), [j, pair], ld, st.add((rb - r0) * ld));
-            }
-            j = runs.next(pair + RUN);
-        }
-        for (src, dst) in stage.chunks_exact(ld).zip(out.chunks_exact_mut(plane)) {
-            if q.wp == ow {
-                dst.copy_from_slice(&src[..plane]);
-                continue;
-            }
-            for (y, d) in dst.chunks_exact_mut(ow).enumerate() {
-                super::copy_run(&src[y * q.wp..y * q.wp + ow], d);
-            }
+    drive::<2>((q.wp, oh, ow), RUN, (r0, r1), out, |j, rb, stage, ld| {
+        // SAFETY: AVX2 is available (the caller's contract); the runs start at output pixels,
+        // so with the slack of `q` every read stays in `xb`; `wb` is `rb`'s block of `wq`, and
+        // the staging rows hold `ld` bytes each for the rows of the block.
+        unsafe {
+            let wb = wq.as_ptr().add(rb / MR * block);
+            let acc = accumulate(wb, xb.as_ptr(), q, offs, j);
+            store_tile(&acc, &rows, (rb, r0), j, ld, stage);
         }
     });
+}
+
+/// Runs of 16 virtual columns (one AVX-512 register of quads) of the VNNI product.
+const RUN_VNNI: usize = 16;
+
+/// The raw accumulators of `MR` rows over the four runs at virtual columns `j` (16 each),
+/// VNNI: per tap and channel quad, 64 bytes of the quad plane a run.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn accumulate_vnni(
+    wb: *const i8,
+    xb: *const u8,
+    q: &Quads,
+    offs: &[usize],
+    j: [usize; 4],
+) -> [[__m512i; 4]; MR] {
+    let mut acc = [[_mm512_setzero_si512(); 4]; MR];
+    let mut wp = wb;
+    for &o in offs {
+        let mut p = j.map(|j| xb.add((j + o) * 4));
+        for _ in 0..q.c4 {
+            let a = p.map(|p| _mm512_loadu_si512(p as *const __m512i));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let w = _mm512_set1_epi32((wp.add(r * 4) as *const i32).read_unaligned());
+                for (x, a) in acc.iter_mut().zip(&a) {
+                    *x = _mm512_dpbusd_epi32(*x, *a, w);
+                }
+            }
+            wp = wp.add(MR * 4);
+            p = p.map(|p| p.add(q.pl * 4));
+        }
+    }
+    acc
+}
+
+/// Requantizes rows `rb..` (up to `r1`) of one VNNI tile and stores each run's 16 bytes at its
+/// virtual column of the staged rows: channel `rb`'s starts at `out`, the next ones `ld` apart.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+unsafe fn store_tile_vnni(
+    acc: &[[__m512i; 4]; MR],
+    epi: &Epilogue<'_>,
+    (rb, r1): (usize, usize),
+    j: [usize; 4],
+    ld: usize,
+    out: *mut u8,
+) {
+    for (r, acc) in acc.iter().enumerate().take((r1 - rb).min(MR)) {
+        let c = rb + r;
+        let k = &epi.consts[c];
+        let wide = Wide::new(k, epi.zp, epi.lo);
+        let qs = if k.fast {
+            acc.map(|x| wide.quotient_of::<true>(x, _mm512_srli_epi64::<32>(x)))
+        } else {
+            let corr = _mm512_set1_epi32(epi.corr[c]);
+            acc.map(|x| {
+                let x = _mm512_sub_epi32(x, corr);
+                wide.quotient_of::<false>(x, x)
+            })
+        };
+        let bytes = wide.bytes64(qs);
+        let row = out.add(r * ld);
+        // later runs first: a repeated last run is stored again, the same bytes
+        _mm_storeu_si128(
+            row.add(j[3]) as *mut __m128i,
+            _mm512_extracti32x4_epi32::<3>(bytes),
+        );
+        _mm_storeu_si128(
+            row.add(j[2]) as *mut __m128i,
+            _mm512_extracti32x4_epi32::<2>(bytes),
+        );
+        _mm_storeu_si128(
+            row.add(j[1]) as *mut __m128i,
+            _mm512_extracti32x4_epi32::<1>(bytes),
+        );
+        _mm_storeu_si128(row.add(j[0]) as *mut __m128i, _mm512_castsi512_si128(bytes));
+    }
+}
+
+/// [`conv_u8`] with VNNI, for weights of any width: four runs of 16 virtual columns a tile,
+/// requantized with `Wide` (as the fused epilogue of `fused_x86` does).
+///
+/// # Safety
+/// AVX-512 F/BW/VL and VNNI must be available; as [`conv_u8`] otherwise (any weights).
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(crate) unsafe fn conv_u8_vnni(
+    wq: &[i8],
+    xb: &[u8],
+    q: &Quads,
+    offs: &[usize],
+    (oh, ow): (usize, usize),
+    epi: &Epilogue<'_>,
+    (r0, r1): (usize, usize),
+    out: &mut [u8],
+) {
+    assert!(xb.len() >= q.len());
+    let block = offs.len() * q.c4 * MR * 4;
+    assert!(wq.len() >= r1.div_ceil(MR) * block);
+    drive::<4>(
+        (q.wp, oh, ow),
+        RUN_VNNI,
+        (r0, r1),
+        out,
+        |j, rb, stage, ld| {
+            // SAFETY: VNNI is available (the caller's contract); the runs start at output pixels,
+            // so with the slack of `q` every read stays in `xb`; `wb` is `rb`'s block of `wq`, and
+            // the staging rows hold `ld` bytes each for the rows of the block.
+            unsafe {
+                let wb = wq.as_ptr().add(rb / MR * block);
+                let acc = accumulate_vnni(wb, xb.as_ptr(), q, offs, j);
+                store_tile_vnni(&acc, epi, (rb, r1), j, ld, stage);
+            }
+        },
+    );
 }
