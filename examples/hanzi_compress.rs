@@ -42,7 +42,7 @@ fn main() {
 fn hanzi_compress() -> Res<()> {
     let mut args = Args::parse(USAGE)?;
     let classes = args.get("classes", 200usize)?;
-    let mac_ratio = args.get("mac-ratio", 0.25f64)?;
+    let mac_ratio = args.get("mac-ratio", 0.15f64)?;
     let sparsity = args.get("sparsity", 0.9f32)?;
     let prune_epochs = args.get("prune-epochs", 4usize)?;
     let distill = args.get("distill", 0.0f32)?;

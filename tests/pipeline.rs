@@ -317,7 +317,7 @@ fn the_hanzi_recipe_is_the_example() {
     assert_eq!((b.model.as_str(), b.seed), ("hanzi-200", 1));
     let tune = |epochs| FineTune::sgd(epochs, 0.005).with_weight_decay(5e-4);
     let example: Vec<Step> = vec![
-        Decompose::new(Method::Tucker2, Rank::MacRatio(0.25))
+        Decompose::new(Method::Tucker2, Rank::MacRatio(0.15))
             .with_layers(&["conv2", "conv3", "conv4"])
             .with_speed_check(1.05)
             .with_fine_tune(tune(1))
