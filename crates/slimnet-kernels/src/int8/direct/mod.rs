@@ -177,7 +177,7 @@ impl Padded {
 const QUAD_SLACK: usize = 32;
 
 /// One image padded and interleaved into channel quads, the input of the direct convolutions
-/// (AMX, and AVX2 on narrow weights): `[C / 4 rounded up][pl][4]` bytes, the four channels of
+/// (AMX; the quad kernels of `quads_x86`): `[C / 4 rounded up][pl][4]` bytes, the four channels of
 /// padded pixel `(y, x)` at pixel `y * wp + x` of their quad plane, so that for a kernel tap the
 /// quads of consecutive output pixels (computed on the padded width) are consecutive bytes.
 /// For stride 2 the padded image is split into its four phases (rows `py, py + 2, ..`, columns
