@@ -71,6 +71,26 @@ impl<'a> Epilogue<'a> {
     }
 }
 
+impl Epilogue<'_> {
+    /// The 64 output bytes of channel `c` from its four vectors of raw accumulators.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+    pub(crate) fn bytes64(&self, c: usize, acc: &[__m512i; 4]) -> __m512i {
+        // broadcasts from memory: loads, beside the arithmetic
+        let wide = Wide::new(&self.consts[c], self.zp, self.lo);
+        let q = if self.consts[c].fast {
+            acc.map(|x| wide.quotient_of::<true>(x, _mm512_srli_epi64::<32>(x)))
+        } else {
+            let corr = _mm512_set1_epi32(self.corr[c]);
+            acc.map(|x| {
+                let x = _mm512_sub_epi32(x, corr);
+                wide.quotient_of::<false>(x, x)
+            })
+        };
+        wide.bytes64(q)
+    }
+}
+
 /// Where the product finds its packed column tiles.
 pub(crate) enum Panel<'a> {
     /// The whole panel, packed as `gemm::pack_a` packs it (`npad` columns).
@@ -136,19 +156,8 @@ unsafe fn store_tile(
     let m = if width == 64 { !0 } else { (1u64 << width) - 1 };
     for (r, acc) in acc.iter().enumerate().take((r1 - rb).min(MR)) {
         let c = rb + r;
-        // broadcasts from memory: loads, beside the arithmetic
-        let wide = Wide::new(&epi.consts[c], epi.zp, epi.lo);
-        let q = if epi.consts[c].fast {
-            acc.map(|x| wide.quotient_of::<true>(x, _mm512_srli_epi64::<32>(x)))
-        } else {
-            let corr = _mm512_set1_epi32(epi.corr[c]);
-            acc.map(|x| {
-                let x = _mm512_sub_epi32(x, corr);
-                wide.quotient_of::<false>(x, x)
-            })
-        };
         let dst = out.add((c - r0) * ld) as *mut i8;
-        _mm512_mask_storeu_epi8(dst, m, wide.bytes64(q));
+        _mm512_mask_storeu_epi8(dst, m, epi.bytes64(c, acc));
     }
 }
 

@@ -22,7 +22,7 @@ use std::arch::x86_64::*;
 use super::fused_x86::Epilogue;
 use super::Quads;
 use crate::int8::gemm::{QMatrix, MR};
-use crate::int8::requant_x86::{Narrow, Wide};
+use crate::int8::requant_x86::Narrow;
 
 /// The weights of `w` (a convolution with `taps` kernel taps) in the order of the quad product:
 /// `[rows / MR][taps][C / 4][MR][4]`, element `(r, tap, q, t)` holding weight `(r, channel
@@ -291,19 +291,7 @@ unsafe fn store_tile_vnni(
     out: *mut u8,
 ) {
     for (r, acc) in acc.iter().enumerate().take((r1 - rb).min(MR)) {
-        let c = rb + r;
-        let k = &epi.consts[c];
-        let wide = Wide::new(k, epi.zp, epi.lo);
-        let qs = if k.fast {
-            acc.map(|x| wide.quotient_of::<true>(x, _mm512_srli_epi64::<32>(x)))
-        } else {
-            let corr = _mm512_set1_epi32(epi.corr[c]);
-            acc.map(|x| {
-                let x = _mm512_sub_epi32(x, corr);
-                wide.quotient_of::<false>(x, x)
-            })
-        };
-        let bytes = wide.bytes64(qs);
+        let bytes = epi.bytes64(rb + r, acc);
         let row = out.add(r * ld);
         // later runs first: a repeated last run is stored again, the same bytes
         _mm_storeu_si128(
@@ -323,7 +311,7 @@ unsafe fn store_tile_vnni(
 }
 
 /// [`conv_u8`] with VNNI, for weights of any width: four runs of 16 virtual columns a tile,
-/// requantized with `Wide` (as the fused epilogue of `fused_x86` does).
+/// requantized as the fused epilogue of `fused_x86` does.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL and VNNI must be available; as [`conv_u8`] otherwise (any weights).
