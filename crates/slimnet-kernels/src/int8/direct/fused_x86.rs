@@ -16,7 +16,7 @@ use std::arch::x86_64::*;
 use crate::int8::gemm::{QMatrix, MR, NT};
 use crate::int8::requant::RowConsts;
 use crate::int8::requant_x86::{channels_avx512, Wide};
-use crate::int8::Requant;
+use crate::int8::{QOutput, Requant};
 
 /// Columns past a multiple of 16 that the dot products take (at most).
 pub(crate) const MAX_TAIL: usize = 4;
@@ -71,7 +71,32 @@ impl<'a> Epilogue<'a> {
     }
 }
 
-impl Epilogue<'_> {
+impl<'a> Epilogue<'a> {
+    /// The epilogue of `w` (input zero point `za`, multipliers `mult`) writing the u8 output
+    /// `out` (its zero point, bias and ReLU), and that output's bytes.
+    ///
+    /// # Panics
+    /// When `out` is not a u8 output.
+    pub(crate) fn of_u8<'o, 'b: 'a>(
+        w: &QMatrix,
+        za: u8,
+        mult: &'a [Requant],
+        out: &'o mut QOutput<'b>,
+    ) -> (Self, &'o mut [u8]) {
+        let QOutput::U8 {
+            out,
+            params,
+            bias,
+            relu,
+        } = out
+        else {
+            panic!("the fused epilogues write u8 outputs");
+        };
+        let zp = params.zero_point as i32;
+        let lo = if *relu { zp } else { 0 };
+        (Self::new(w, za, mult, *bias, zp, lo), out)
+    }
+
     /// The 64 output bytes of channel `c` from its four vectors of raw accumulators.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vl")]

@@ -624,19 +624,8 @@ pub(crate) fn conv_quads(
 ) {
     use super::gemm::{par_rows, MR};
     assert!(quads_apply(isa, g, w, out));
-    let QOutput::U8 {
-        out,
-        params,
-        bias,
-        relu,
-    } = out
-    else {
-        unreachable!("the quad kernel writes u8 outputs");
-    };
     let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
-    let zp = params.zero_point as i32;
-    let lo = if *relu { zp } else { 0 };
-    let epi = fused_x86::Epilogue::new(w, za, mult, *bias, zp, lo);
+    let (epi, out) = fused_x86::Epilogue::of_u8(w, za, mult, out);
     let one = ConvGeometry { batch: 1, ..*g };
     let q = Quads::new(g);
     let offs = q.tap_offsets(g);
@@ -731,18 +720,7 @@ fn fused_u8(
     w: &QMatrix,
 ) {
     use super::gemm::MR;
-    let QOutput::U8 {
-        out,
-        params,
-        bias,
-        relu,
-    } = out
-    else {
-        unreachable!("the fused kernel writes u8 outputs");
-    };
-    let zp = params.zero_point as i32;
-    let lo = if *relu { zp } else { 0 };
-    let epi = fused_x86::Epilogue::new(w, za, mult, *bias, zp, lo);
+    let (epi, out) = fused_x86::Epilogue::of_u8(w, za, mult, out);
     let (oc, plane) = (g.out_channels, g.out_h() * g.out_w());
     let out = &mut out[base..base + oc * plane];
     let nt = crate::threads::num_threads();
