@@ -2,7 +2,7 @@
 //! LeNet-5's layers (conv1, the low-rank conv2 core dense and sparse, its 1x1 convolutions, the
 //! pruned fc1 whose input is half zero points after ReLU and max-pool), the 4096x4096 90%-sparse
 //! linear layer at batch 1 and 64, the ResNet 3x3 convolutions (padding 1), and resnet_small's
-//! 3x3 layers with 7-bit weights (`rs7_*`).
+//! 3x3 layers with 8-bit and 7-bit weights (`rs8_*`, `rs7_*`).
 //!
 //! The kernels run at the level `SLIMNET_ISA` allows (the best the CPU has by default):
 //!
@@ -109,27 +109,29 @@ fn convs(c: &mut Criterion, rng: &mut ChaCha8Rng) {
             });
         }
     }
-    // resnet_small's 3x3 layers with 7-bit weights, which the AVX2 level multiplies straight
-    // from the image in channel quads: (name, C, H, O, stride)
-    let seven: [(&str, usize, usize, usize, usize); 5] = [
-        ("rs7_16x28", 16, 28, 16, 1),
-        ("rs7_16to32_s2", 16, 28, 32, 2),
-        ("rs7_32x14", 32, 14, 32, 1),
-        ("rs7_32to64_s2", 32, 14, 64, 2),
-        ("rs7_64x7", 64, 7, 64, 1),
+    // resnet_small's 3x3 layers, which the levels without VNNI multiply straight from the
+    // image in channel quads, with 8-bit and 7-bit weights: (name, C, H, O, stride)
+    let layers: [(&str, usize, usize, usize, usize); 5] = [
+        ("16x28", 16, 28, 16, 1),
+        ("16to32_s2", 16, 28, 32, 2),
+        ("32x14", 32, 14, 32, 1),
+        ("32to64_s2", 32, 14, 64, 2),
+        ("64x7", 64, 7, 64, 1),
     ];
-    for (name, ci, h, co, s) in seven {
-        let geo = ConvGeometry::new(1, ci, h, h, co, 3, 3)
-            .with_padding(1, 1)
-            .with_stride(s, s);
-        let x = inputs(rng, geo.input_len(), 0.0);
-        let kk = ci * 9;
-        let w = QMatrix::quantize_bits(&weights(rng, co * kk, 1.0), co, kk, 7).unwrap();
-        let b = bias(rng, co);
-        let mut y = vec![0u8; geo.output_len()];
-        g.bench_function(name, |bch| {
-            bch.iter(|| qconv2d_forward(&geo, &x, XQ, &w, out(&mut y, &b)).unwrap())
-        });
+    for bits in [8, 7] {
+        for (name, ci, h, co, s) in layers {
+            let geo = ConvGeometry::new(1, ci, h, h, co, 3, 3)
+                .with_padding(1, 1)
+                .with_stride(s, s);
+            let x = inputs(rng, geo.input_len(), 0.0);
+            let kk = ci * 9;
+            let w = QMatrix::quantize_bits(&weights(rng, co * kk, 1.0), co, kk, bits).unwrap();
+            let b = bias(rng, co);
+            let mut y = vec![0u8; geo.output_len()];
+            g.bench_function(format!("rs{bits}_{name}"), |bch| {
+                bch.iter(|| qconv2d_forward(&geo, &x, XQ, &w, out(&mut y, &b)).unwrap())
+            });
+        }
     }
     g.finish();
 }
