@@ -186,17 +186,22 @@ impl QMatrix {
             .get_or_init(|| super::direct::pack_weight_pairs(self))
     }
 
-    /// The weights in the tap-major quad layout of the AVX2 direct convolution, packed on
-    /// first use (and kept for the `taps` of that use; another tap count gets a fresh copy).
+    /// The weights in the tap-major quad layout of the quad convolution, packed on first use
+    /// (and kept for the `taps` of that use; another tap count gets a fresh copy).
     #[cfg(target_arch = "x86_64")]
     pub(crate) fn quad_taps(&self, taps: usize) -> std::borrow::Cow<'_, [i8]> {
-        let pack = || super::direct::pack_weight_quads(self, taps);
-        let (t, v) = self.layouts.quad_taps.get_or_init(|| (taps, pack()));
-        if *t == taps {
-            std::borrow::Cow::Borrowed(v)
-        } else {
-            std::borrow::Cow::Owned(pack())
-        }
+        kept_for_taps(&self.layouts.quad_taps, taps, || {
+            super::direct::pack_weight_quads(self, taps)
+        })
+    }
+
+    /// [`quad_taps`](Self::quad_taps) as the i16 pairs of the quad convolution's exact
+    /// product, packed on first use (kept as `quad_taps` is).
+    #[cfg(target_arch = "x86_64")]
+    pub(crate) fn quad_pairs(&self, taps: usize) -> std::borrow::Cow<'_, [i16]> {
+        kept_for_taps(&self.layouts.quad_pairs, taps, || {
+            super::direct::pack_weight_quad_pairs(self, taps)
+        })
     }
 
     pub(crate) fn packed_block(&self, b: usize) -> &[i8] {
@@ -213,6 +218,7 @@ struct LazyLayouts {
     panel: std::sync::OnceLock<Vec<u8>>,
     tap_major: std::sync::OnceLock<(usize, Vec<u8>)>,
     quad_taps: std::sync::OnceLock<(usize, Vec<i8>)>,
+    quad_pairs: std::sync::OnceLock<(usize, Vec<i16>)>,
     pairs: std::sync::OnceLock<Vec<i16>>,
 }
 
@@ -225,6 +231,22 @@ impl PartialEq for LazyLayouts {
 impl std::fmt::Debug for LazyLayouts {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("..")
+    }
+}
+
+/// The layout in `cell`, made by `pack` for `taps` kernel taps on first use; a later use with
+/// another tap count gets a fresh copy (a weight serves one convolution).
+#[cfg(target_arch = "x86_64")]
+fn kept_for_taps<'a, T: Clone>(
+    cell: &'a std::sync::OnceLock<(usize, Vec<T>)>,
+    taps: usize,
+    pack: impl Fn() -> Vec<T>,
+) -> std::borrow::Cow<'a, [T]> {
+    let (t, v) = cell.get_or_init(|| (taps, pack()));
+    if *t == taps {
+        std::borrow::Cow::Borrowed(v)
+    } else {
+        std::borrow::Cow::Owned(pack())
     }
 }
 

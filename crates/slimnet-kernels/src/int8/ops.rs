@@ -438,8 +438,7 @@ pub fn qconv2d_forward_with_isa(
         });
         return Ok(());
     }
-    // straight from the image in channel quads: stride 2 with VNNI, narrow weights at the AVX2
-    // level
+    // straight from the image in channel quads: stride 2 with VNNI, strides 1 and 2 without
     #[cfg(target_arch = "x86_64")]
     if super::direct::quads_apply(isa, g, w, &out) {
         super::direct::conv_quads(isa, g, input, xq.zero_point, w, mult, &mut out);

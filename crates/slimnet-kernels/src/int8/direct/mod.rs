@@ -584,9 +584,11 @@ pub(crate) fn conv_dense(
 /// output, one group, a spatial kernel, at most a quarter more products than the unfolding
 /// (every tap takes whole channel quads, zeros past the last channel: a one-channel 3x3 layer,
 /// three times the products of its packed unfolding, measured a third slower), and
-/// - with VNNI, stride 2 without dilation (the others have the windows and the AMX kernels),
-///   any weights;
-/// - at the AVX2 level, narrow weights, stride 1 or 2 (2 without dilation).
+/// - with VNNI, stride 2 without dilation (the others have the windows and the AMX kernels);
+/// - at the AVX2 and AVX-512 levels without VNNI, stride 1 or 2 (2 without dilation); at the
+///   AVX2 level with 8-bit weights, at most 64 input channels (the i16 pairs of `pairs_x86`
+///   measured faster from 128: 256 channels at 14x14 1.87 against 2.05 ms, 512 at 7x7 2.39
+///   against 2.70; 64 at 56x56 2.08 against 1.76 the other way).
 ///
 /// Pointwise layers are packed straight from their input: their short inner loop does not pay
 /// for the fused epilogue (1x1 layers of 16 and 32 channels at 28x28 and 16x16 measured 15-30%
@@ -594,24 +596,69 @@ pub(crate) fn conv_dense(
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn quads_apply(isa: Isa, g: &ConvGeometry, w: &QMatrix, out: &QOutput<'_>) -> bool {
     let taps = g.kernel_h * g.kernel_w;
-    let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
     let stride2 = g.stride == (2, 2) && g.dilation == (1, 1);
-    let level = if vnni {
-        stride2
-    } else {
-        isa.or_supported() >= Isa::Avx2 && w.is_narrow() && (g.stride == (1, 1) || stride2)
-    };
-    level
-        && matches!(out, QOutput::U8 { .. })
+    let shape = matches!(out, QOutput::U8 { .. })
+        && (g.stride == (1, 1) || stride2)
         && g.groups == 1
         && g.out_h() * g.out_w() > 0
         && taps > 1
-        && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4)
+        && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4);
+    shape
+        && match quad_product(isa, g) {
+            Some(QuadProduct::Vnni) => stride2,
+            Some(QuadProduct::Zmm) => true,
+            Some(QuadProduct::Ymm) => w.is_narrow() || g.in_channels <= 64,
+            None => false,
+        }
 }
 
-/// The convolution of every image straight from its quad image into the u8 output `out`, with
-/// VNNI or AVX2 on narrow weights (see `quads_x86`), the output channels split across the
-/// configured threads; needs [`quads_apply`] at level `isa`.
+/// The registers and product of the quad convolution (for weights of any width; narrow weights
+/// take `vpmaddubsw` where the level has no VNNI).
+#[cfg(target_arch = "x86_64")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum QuadProduct {
+    /// AVX-512 with VNNI.
+    Vnni,
+    /// AVX-512 F/BW/VL without VNNI.
+    Zmm,
+    /// AVX2.
+    Ymm,
+}
+
+/// The quad product for `g` (stride 1 or 2) at level `isa`. Without VNNI, AVX-512 registers do a tile's
+/// products at about 1.3 times the AVX2 rate (the adds share the two ports of the products),
+/// but their tiles of four runs of 16 columns waste more of a small output (a 5x5 layer's
+/// 8x8 output on rows 12 wide: 128 columns against 64, 41 against 27-28 us): they are taken
+/// where they compute at most a quarter more columns (a 14x14 output on rows 16 wide, 256
+/// against 224: 32 channels 31.0 and 21.8 us with 8-bit and 7-bit weights against 35.4 and
+/// 26.4 on AVX2 registers).
+#[cfg(target_arch = "x86_64")]
+fn quad_product(isa: Isa, g: &ConvGeometry) -> Option<QuadProduct> {
+    let level = isa.or_supported();
+    if level >= Isa::Avx512 && crate::isa::features().avx512_vnni {
+        return Some(QuadProduct::Vnni);
+    }
+    if level < Isa::Avx2 {
+        return None;
+    }
+    if level < Isa::Avx512 {
+        return Some(QuadProduct::Ymm);
+    }
+    let shape = (Quads::new(g).wp, g.out_h(), g.out_w());
+    let (zmm, ymm) = (
+        quads_x86::tile_columns(shape, true),
+        quads_x86::tile_columns(shape, false),
+    );
+    Some(if 4 * zmm <= 5 * ymm {
+        QuadProduct::Zmm
+    } else {
+        QuadProduct::Ymm
+    })
+}
+
+/// The convolution of every image straight from its quad image into the u8 output `out` (see
+/// `quads_x86`), the output channels split across the configured threads; needs
+/// [`quads_apply`] at level `isa`.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn conv_quads(
     isa: Isa,
@@ -623,13 +670,24 @@ pub(crate) fn conv_quads(
     out: &mut QOutput<'_>,
 ) {
     use super::gemm::{par_rows, MR};
+    use quads_x86::Packed;
     assert!(quads_apply(isa, g, w, out));
-    let vnni = isa.or_supported() >= Isa::Avx512 && crate::isa::features().avx512_vnni;
+    let product = quad_product(isa, g).expect("quads_apply checked the level");
     let (epi, out) = fused_x86::Epilogue::of_u8(w, za, mult, out);
     let one = ConvGeometry { batch: 1, ..*g };
     let q = Quads::new(g);
     let offs = q.tap_offsets(g);
-    let wq = w.quad_taps(offs.len());
+    let (quads, pairs);
+    let packed = if product == QuadProduct::Vnni {
+        quads = w.quad_taps(offs.len());
+        Packed::Vnni(&quads)
+    } else if w.is_narrow() {
+        quads = w.quad_taps(offs.len());
+        Packed::Narrow(&quads)
+    } else {
+        pairs = w.quad_pairs(offs.len());
+        Packed::Pairs(&pairs)
+    };
     let (oh, ow) = (g.out_h(), g.out_w());
     let (oc, plane) = (g.out_channels, oh * ow);
     let in_img = g.in_channels * g.in_h * g.in_w;
@@ -641,15 +699,17 @@ pub(crate) fn conv_quads(
             let out = &mut out[n * oc * plane..(n + 1) * oc * plane];
             par_rows(oc, plane, MR, out, |r0, r1, o| {
                 let (sh, rows) = ((oh, ow), (r0, r1));
-                // SAFETY: `quads_apply` holds (asserted above): VNNI is available, or AVX2 and
-                // `w` is narrow; `xb` is the quad image of this geometry (stride 1 or 2), `offs`
-                // its taps, `wq` the weights packed for them, `epi` made for `w`, `r0` a
+                // SAFETY: the level has the registers of `product` (and VNNI for its VNNI form);
+                // narrow weights, and only they, are packed for the narrow product; `xb` is the
+                // quad image of this geometry (stride 1 or 2, `quads_apply` holds), `offs` its
+                // taps, `packed` the weights packed for them, `epi` made for `w`, `r0` a
                 // multiple of `MR` and `o` the `plane` outputs of channels `r0..r1`.
                 unsafe {
-                    if vnni {
-                        quads_x86::conv_u8_vnni(&wq, xb, &q, &offs, sh, &epi, rows, o)
-                    } else {
-                        quads_x86::conv_u8(&wq, xb, &q, &offs, sh, &epi, rows, o)
+                    match product {
+                        QuadProduct::Ymm => {
+                            quads_x86::conv_u8(packed, xb, &q, &offs, sh, &epi, rows, o)
+                        }
+                        _ => quads_x86::conv_u8_zmm(packed, xb, &q, &offs, sh, &epi, rows, o),
                     }
                 }
             });
@@ -668,6 +728,12 @@ pub(crate) fn pack_weight_pairs(w: &QMatrix) -> Vec<i16> {
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn pack_weight_quads(w: &QMatrix, taps: usize) -> Vec<i8> {
     quads_x86::pack_weights(w, taps)
+}
+
+/// [`pack_weight_quads`] as the i16 pairs of the quad convolution's exact product.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn pack_weight_quad_pairs(w: &QMatrix, taps: usize) -> Vec<i16> {
+    quads_x86::pack_pairs(w, taps)
 }
 
 /// The product of one image's unfolded rows `col` (`[k, plane]`) on i16 pairs with AVX2 (the

@@ -1,21 +1,27 @@
 //! The convolution straight from the image in channel quads, with the requantization fused
-//! into the tile's epilogue: AVX2 on narrow (7-bit) weights ([`conv_u8`]), and VNNI on any
-//! ([`conv_u8_vnni`], for the stride-2 layers, which the other VNNI paths unfold row by row).
+//! into the tile's epilogue, on AVX2 ([`conv_u8`]) and AVX-512 ([`conv_u8_zmm`]) registers, with
+//! one of three products ([`Packed`]): `vpmaddubsw` on 7-bit weights, VNNI on any weights, and
+//! the exact product of any weights on i16 pairs for the levels without VNNI.
 //!
 //! The image is padded and interleaved into channel quads ([`Quads`]), so that for every kernel
-//! tap the four channels of 8 consecutive output pixels are 32 consecutive bytes (one AVX2
-//! register), at an offset of the tap, with no unfolding and no packing (for stride 2 the
-//! image is split into its four phases, and a tap reads one of them). Output pixels are
-//! numbered on the padded width (virtual column `j = y * wp + x`, `x < wp`): a run of 8 virtual
-//! columns starts at an output pixel and may take the padded columns at the end of its row
-//! (computed and dropped), but the next run starts at the next output pixel, so an 8x8 output
-//! is 8 runs, not the 10 of its padded rows. A tile is two runs: a block of 4 output channels
-//! x 16 columns is accumulated in registers as `x86::avx2_tile_narrow` does (`vpmaddubsw` on
-//! the quads, exact on narrow weights, then `vpmaddwd` by ones) against the weights packed once
-//! in the matching order ([`pack_weights`]), then each channel's 16 values are requantized to
-//! bytes, stored 8 a run on the virtual columns of a staging row (no i32 accumulator goes
-//! through memory, and no store depends on where the output rows break), and the output rows
-//! are moved out of the staging rows at the end.
+//! tap the four channels of 8 (AVX2) or 16 (AVX-512) consecutive output pixels are one register
+//! at an offset of the tap, with no unfolding and no packing (for stride 2 the image is split
+//! into its four phases, and a tap reads one of them). Output pixels are numbered on the padded
+//! width (virtual column `j = y * wp + x`, `x < wp`): a run of a register's virtual columns
+//! starts at an output pixel and may take the padded columns at the end of its row (computed
+//! and dropped), but the next run starts at the next output pixel, so an 8x8 output is 8 runs
+//! of 8, not the 10 of its padded rows. A tile is two AVX2 runs or four AVX-512 runs: a block
+//! of 4 output channels x the tile's columns is accumulated in registers against the weights
+//! packed once in the matching order ([`pack_weights`], [`pack_pairs`]), then each channel's
+//! values are requantized to bytes, stored a run at a time on the virtual columns of a staging
+//! row (no i32 accumulator goes through memory, and no store depends on where the output rows
+//! break), and the output rows are moved out of the staging rows at the end.
+//!
+//! The exact product splits each register of quads into its even and its odd bytes (channels
+//! `4q` and `4q + 2`, `4q + 1` and `4q + 3`, zero-extended to i16: an `and` and a shift, shared
+//! by the tile's four rows) and multiplies each with the matching pair of i16 weights by
+//! `vpmaddwd`: two products and two adds a row where the narrow product takes two products and
+//! one add, and no saturation.
 
 use std::arch::x86_64::*;
 
@@ -42,6 +48,46 @@ pub(crate) fn pack_weights(w: &QMatrix, taps: usize) -> Vec<i8> {
         }
     }
     out
+}
+
+/// The weights of [`pack_weights`] as i16 pairs for the exact product: each quad
+/// `[w0, w1, w2, w3]` becomes `[w0, w2, w1, w3]`, the pair that meets the quads' even bytes,
+/// then the pair that meets their odd bytes.
+pub(crate) fn pack_pairs(w: &QMatrix, taps: usize) -> Vec<i16> {
+    pack_weights(w, taps)
+        .chunks_exact(4)
+        .flat_map(|q| [q[0], q[2], q[1], q[3]].map(i16::from))
+        .collect()
+}
+
+/// The packed weights of a quad product, which also say how it multiplies.
+#[derive(Clone, Copy)]
+pub(crate) enum Packed<'a> {
+    /// Narrow (7-bit) weights in [`pack_weights`]'s order: `vpmaddubsw` on the quads (exact on
+    /// narrow weights), then `vpmaddwd` by ones, as `x86::avx2_tile_narrow` does.
+    Narrow(&'a [i8]),
+    /// Any weights in [`pack_weights`]'s order: VNNI's `vpdpbusd` (AVX-512 only).
+    Vnni(&'a [i8]),
+    /// Any weights as [`pack_pairs`] gives them: `vpmaddwd` on the quads' even and odd bytes.
+    Pairs(&'a [i16]),
+}
+
+impl Packed<'_> {
+    /// The weights' start and bytes per row and channel quad.
+    fn base(&self) -> (*const u8, usize) {
+        match self {
+            Packed::Narrow(w) | Packed::Vnni(w) => (w.as_ptr() as *const u8, 4),
+            Packed::Pairs(w) => (w.as_ptr() as *const u8, 8),
+        }
+    }
+
+    /// Bytes held.
+    fn len(&self) -> usize {
+        match self {
+            Packed::Narrow(w) | Packed::Vnni(w) => w.len(),
+            Packed::Pairs(w) => 2 * w.len(),
+        }
+    }
 }
 
 /// Where the runs of a convolution fall among its virtual columns.
@@ -80,6 +126,27 @@ impl Runs {
             .map(|c| std::array::from_fn(|i| c[i.min(c.len() - 1)]))
             .collect()
     }
+}
+
+/// The virtual columns the AVX2 (`zmm` false) or AVX-512 product computes for an output of
+/// `(oh, ow)` pixels on virtual rows `wp` long, dropped ones included: whole tiles of runs.
+pub(crate) fn tile_columns((wp, oh, ow): (usize, usize, usize), zmm: bool) -> usize {
+    if oh * ow == 0 {
+        return 0;
+    }
+    let runs = Runs {
+        wp,
+        ow,
+        ncols: (oh - 1) * wp + ow,
+    };
+    let (len, n) = if zmm { (RUN_ZMM, 4) } else { (RUN, 2) };
+    let mut count = 0usize;
+    let mut j = 0;
+    while j < runs.ncols {
+        count += 1;
+        j = runs.next(j + len);
+    }
+    count.div_ceil(n) * n * len
 }
 
 /// The product of output channels `r0..r1` over a quad image whose output has `(oh, ow)`
@@ -133,30 +200,50 @@ const RUN: usize = 8;
 
 /// The raw accumulators of `MR` rows over the 16 columns of the tile of the runs at virtual
 /// columns `j` (8 each): per tap (pixel offset `offs[t]`) and channel quad, 32 bytes of the
-/// quad plane a run.
+/// quad plane a run against the block's weights at `wb`, narrow ([`Packed::Narrow`]) or i16
+/// pairs (`PAIRS`, [`Packed::Pairs`]).
 #[inline]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn accumulate(
-    wb: *const i8,
+unsafe fn accumulate<const PAIRS: bool>(
+    wb: *const u8,
     xb: *const u8,
     q: &Quads,
     offs: &[usize],
     j: [usize; 2],
 ) -> [[__m256i; 2]; MR] {
     let ones = _mm256_set1_epi16(1);
+    let even = _mm256_set1_epi16(0xff);
+    let step = if PAIRS { 8 } else { 4 };
     let mut acc = [[_mm256_setzero_si256(); 2]; MR];
     let mut wp = wb;
     for &o in offs {
         let mut p = [xb.add((j[0] + o) * 4), xb.add((j[1] + o) * 4)];
         for _ in 0..q.c4 {
             let a = p.map(|p| _mm256_loadu_si256(p as *const __m256i));
-            for (r, acc) in acc.iter_mut().enumerate() {
-                let w = _mm256_set1_epi32((wp.add(r * 4) as *const i32).read_unaligned());
-                for (x, a) in acc.iter_mut().zip(&a) {
-                    *x = _mm256_add_epi32(*x, _mm256_madd_epi16(_mm256_maddubs_epi16(*a, w), ones));
+            let w32 = |at: usize| _mm256_set1_epi32((wp.add(at) as *const i32).read_unaligned());
+            if PAIRS {
+                let lo = a.map(|a| _mm256_and_si256(a, even));
+                let hi = a.map(|a| _mm256_srli_epi16::<8>(a));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let (wl, wh) = (w32(r * 8), w32(r * 8 + 4));
+                    for ((x, lo), hi) in acc.iter_mut().zip(&lo).zip(&hi) {
+                        let prod = _mm256_add_epi32(
+                            _mm256_madd_epi16(*lo, wl),
+                            _mm256_madd_epi16(*hi, wh),
+                        );
+                        *x = _mm256_add_epi32(*x, prod);
+                    }
+                }
+            } else {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = w32(r * 4);
+                    for (x, a) in acc.iter_mut().zip(&a) {
+                        let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(*a, w), ones);
+                        *x = _mm256_add_epi32(*x, prod);
+                    }
                 }
             }
-            wp = wp.add(MR * 4);
+            wp = wp.add(MR * step);
             p = p.map(|p| p.add(q.pl * 4));
         }
     }
@@ -199,19 +286,23 @@ unsafe fn store_tile(
 }
 
 /// Output channels `r0..r1` (`r0` a multiple of `MR`) of the convolution of the quad image `xb`
-/// (laid out as `q` says) with the narrow weights `wq` ([`pack_weights`] of `w`), requantized
-/// as `epi` says, into `out` (`[r1 - r0][oh * ow]`), AVX2. `offs` are the taps' pixel offsets
+/// (laid out as `q` says) with the weights `w` (packed for `offs.len()` taps), requantized as
+/// `epi` says, into `out` (`[r1 - r0][oh * ow]`), AVX2. `offs` are the taps' pixel offsets
 /// ([`Quads::tap_offsets`]), `(oh, ow)` the output size.
 ///
 /// # Safety
-/// AVX2 must be available and `w` narrow; `xb` must hold `q.len()` bytes filled by
-/// [`Quads::fill`] for the geometry that gave `q`, `offs` and `(oh, ow)`, `wq` the packed
-/// weights of `w` for `offs.len()` taps, `epi` be made for `w`, `r1 <= w.rows()` and `out` hold
-/// `(r1 - r0) * oh * ow` bytes.
+/// AVX2 must be available, `w` be [`Packed::Narrow`] packed from narrow weights or
+/// [`Packed::Pairs`]; `xb` must hold `q.len()` bytes filled by [`Quads::fill`] for the geometry
+/// that gave `q`, `offs` and `(oh, ow)`, `w` hold the packed weights of at least `r1` rows for
+/// `offs.len()` taps, `epi` be made for those weights, and `out` hold `(r1 - r0) * oh * ow`
+/// bytes.
+///
+/// # Panics
+/// On [`Packed::Vnni`] weights.
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx2,fma")]
 pub(crate) unsafe fn conv_u8(
-    wq: &[i8],
+    w: Packed<'_>,
     xb: &[u8],
     q: &Quads,
     offs: &[usize],
@@ -221,8 +312,14 @@ pub(crate) unsafe fn conv_u8(
     out: &mut [u8],
 ) {
     assert!(xb.len() >= q.len());
-    let block = offs.len() * q.c4 * MR * 4;
-    assert!(wq.len() >= r1.div_ceil(MR) * block);
+    let (w0, step) = w.base();
+    let block = offs.len() * q.c4 * MR * step;
+    assert!(w.len() >= r1.div_ceil(MR) * block);
+    let pairs = match w {
+        Packed::Narrow(_) => false,
+        Packed::Pairs(_) => true,
+        Packed::Vnni(_) => panic!("the AVX2 quad product has no VNNI form"),
+    };
     let rows: Vec<Row> = (r0..r1)
         .map(|c| {
             let k = &epi.consts[c];
@@ -235,25 +332,29 @@ pub(crate) unsafe fn conv_u8(
         .collect();
     drive::<2>((q.wp, oh, ow), RUN, (r0, r1), out, |j, rb, stage, ld| {
         // SAFETY: AVX2 is available (the caller's contract); the runs start at output pixels,
-        // so with the slack of `q` every read stays in `xb`; `wb` is `rb`'s block of `wq`, and
+        // so with the slack of `q` every read stays in `xb`; `wb` is `rb`'s block of `w`, and
         // the staging rows hold `ld` bytes each for the rows of the block.
         unsafe {
-            let wb = wq.as_ptr().add(rb / MR * block);
-            let acc = accumulate(wb, xb.as_ptr(), q, offs, j);
+            let wb = w0.add(rb / MR * block);
+            let acc = if pairs {
+                accumulate::<true>(wb, xb.as_ptr(), q, offs, j)
+            } else {
+                accumulate::<false>(wb, xb.as_ptr(), q, offs, j)
+            };
             store_tile(&acc, &rows, (rb, r0), j, ld, stage);
         }
     });
 }
 
-/// Runs of 16 virtual columns (one AVX-512 register of quads) of the VNNI product.
-const RUN_VNNI: usize = 16;
+/// Runs of 16 virtual columns (one AVX-512 register of quads) of the AVX-512 products.
+const RUN_ZMM: usize = 16;
 
 /// The raw accumulators of `MR` rows over the four runs at virtual columns `j` (16 each),
 /// VNNI: per tap and channel quad, 64 bytes of the quad plane a run.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
 unsafe fn accumulate_vnni(
-    wb: *const i8,
+    wb: *const u8,
     xb: *const u8,
     q: &Quads,
     offs: &[usize],
@@ -278,11 +379,62 @@ unsafe fn accumulate_vnni(
     acc
 }
 
-/// Requantizes rows `rb..` (up to `r1`) of one VNNI tile and stores each run's 16 bytes at its
-/// virtual column of the staged rows: channel `rb`'s starts at `out`, the next ones `ld` apart.
+/// [`accumulate_vnni`] without VNNI: the narrow product, or the exact one on i16 pairs
+/// (`PAIRS`), as [`accumulate`] does on AVX2 registers.
 #[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-unsafe fn store_tile_vnni(
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn accumulate_zmm<const PAIRS: bool>(
+    wb: *const u8,
+    xb: *const u8,
+    q: &Quads,
+    offs: &[usize],
+    j: [usize; 4],
+) -> [[__m512i; 4]; MR] {
+    let ones = _mm512_set1_epi16(1);
+    let even = _mm512_set1_epi16(0xff);
+    let step = if PAIRS { 8 } else { 4 };
+    let mut acc = [[_mm512_setzero_si512(); 4]; MR];
+    let mut wp = wb;
+    for &o in offs {
+        let mut p = j.map(|j| xb.add((j + o) * 4));
+        for _ in 0..q.c4 {
+            let a = p.map(|p| _mm512_loadu_si512(p as *const __m512i));
+            let w32 = |at: usize| _mm512_set1_epi32((wp.add(at) as *const i32).read_unaligned());
+            if PAIRS {
+                let lo = a.map(|a| _mm512_and_si512(a, even));
+                let hi = a.map(|a| _mm512_srli_epi16::<8>(a));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let (wl, wh) = (w32(r * 8), w32(r * 8 + 4));
+                    for ((x, lo), hi) in acc.iter_mut().zip(&lo).zip(&hi) {
+                        let prod = _mm512_add_epi32(
+                            _mm512_madd_epi16(*lo, wl),
+                            _mm512_madd_epi16(*hi, wh),
+                        );
+                        *x = _mm512_add_epi32(*x, prod);
+                    }
+                }
+            } else {
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let w = w32(r * 4);
+                    for (x, a) in acc.iter_mut().zip(&a) {
+                        let prod = _mm512_madd_epi16(_mm512_maddubs_epi16(*a, w), ones);
+                        *x = _mm512_add_epi32(*x, prod);
+                    }
+                }
+            }
+            wp = wp.add(MR * step);
+            p = p.map(|p| p.add(q.pl * 4));
+        }
+    }
+    acc
+}
+
+/// Requantizes rows `rb..` (up to `r1`) of one AVX-512 tile and stores each run's 16 bytes at
+/// its virtual column of the staged rows: channel `rb`'s starts at `out`, the next ones `ld`
+/// apart.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn store_tile_zmm(
     acc: &[[__m512i; 4]; MR],
     epi: &Epilogue<'_>,
     (rb, r1): (usize, usize),
@@ -310,15 +462,16 @@ unsafe fn store_tile_vnni(
     }
 }
 
-/// [`conv_u8`] with VNNI, for weights of any width: four runs of 16 virtual columns a tile,
-/// requantized as the fused epilogue of `fused_x86` does.
+/// [`conv_u8`] on AVX-512 registers, with any of the three products: four runs of 16 virtual
+/// columns a tile, requantized as the fused epilogue of `fused_x86` does.
 ///
 /// # Safety
-/// AVX-512 F/BW/VL and VNNI must be available; as [`conv_u8`] otherwise (any weights).
+/// AVX-512 F/BW/VL must be available, and VNNI for [`Packed::Vnni`] weights; as [`conv_u8`]
+/// otherwise.
 #[allow(clippy::too_many_arguments)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni")]
-pub(crate) unsafe fn conv_u8_vnni(
-    wq: &[i8],
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub(crate) unsafe fn conv_u8_zmm(
+    w: Packed<'_>,
     xb: &[u8],
     q: &Quads,
     offs: &[usize],
@@ -328,21 +481,27 @@ pub(crate) unsafe fn conv_u8_vnni(
     out: &mut [u8],
 ) {
     assert!(xb.len() >= q.len());
-    let block = offs.len() * q.c4 * MR * 4;
-    assert!(wq.len() >= r1.div_ceil(MR) * block);
+    let (w0, step) = w.base();
+    let block = offs.len() * q.c4 * MR * step;
+    assert!(w.len() >= r1.div_ceil(MR) * block);
     drive::<4>(
         (q.wp, oh, ow),
-        RUN_VNNI,
+        RUN_ZMM,
         (r0, r1),
         out,
         |j, rb, stage, ld| {
-            // SAFETY: VNNI is available (the caller's contract); the runs start at output pixels,
-            // so with the slack of `q` every read stays in `xb`; `wb` is `rb`'s block of `wq`, and
-            // the staging rows hold `ld` bytes each for the rows of the block.
+            // SAFETY: AVX-512 (and VNNI for VNNI weights) is available (the caller's
+            // contract); the runs start at output pixels, so with the slack of `q` every read
+            // stays in `xb`; `wb` is `rb`'s block of `w`, and the staging rows hold `ld` bytes
+            // each for the rows of the block.
             unsafe {
-                let wb = wq.as_ptr().add(rb / MR * block);
-                let acc = accumulate_vnni(wb, xb.as_ptr(), q, offs, j);
-                store_tile_vnni(&acc, epi, (rb, r1), j, ld, stage);
+                let (wb, x) = (w0.add(rb / MR * block), xb.as_ptr());
+                let acc = match w {
+                    Packed::Vnni(_) => accumulate_vnni(wb, x, q, offs, j),
+                    Packed::Narrow(_) => accumulate_zmm::<false>(wb, x, q, offs, j),
+                    Packed::Pairs(_) => accumulate_zmm::<true>(wb, x, q, offs, j),
+                };
+                store_tile_zmm(&acc, epi, (rb, r1), j, ld, stage);
             }
         },
     );
