@@ -440,8 +440,8 @@ pub fn qconv2d_forward_with_isa(
     }
     // straight from the image in channel quads: stride 2 with VNNI, strides 1 and 2 without
     #[cfg(target_arch = "x86_64")]
-    if super::direct::quads_apply(isa, g, w, &out) {
-        super::direct::conv_quads(isa, g, input, xq.zero_point, w, mult, &mut out);
+    if let Some(plan) = super::direct::quads_plan(isa, g, w, &out) {
+        super::direct::conv_quads(plan, g, input, xq.zero_point, w, mult, &mut out);
         return Ok(());
     }
     // stride-1 layers: unfolded from a padded copy, without per-row work

@@ -580,37 +580,10 @@ pub(crate) fn conv_dense(
     });
 }
 
-/// Whether [`conv_quads`] applies and is expected to beat the other paths at level `isa`: a u8
-/// output, one group, a spatial kernel, at most a quarter more products than the unfolding
-/// (every tap takes whole channel quads, zeros past the last channel: a one-channel 3x3 layer,
-/// three times the products of its packed unfolding, measured a third slower), and
-/// - with VNNI, stride 2 without dilation (the others have the windows and the AMX kernels);
-/// - at the AVX2 and AVX-512 levels without VNNI, stride 1 or 2 (2 without dilation); at the
-///   AVX2 level with 8-bit weights, at most 64 input channels (the i16 pairs of `pairs_x86`
-///   measured faster from 128: 256 channels at 14x14 1.87 against 2.05 ms, 512 at 7x7 2.39
-///   against 2.70; 64 at 56x56 2.08 against 1.76 the other way).
-///
-/// Pointwise layers are packed straight from their input: their short inner loop does not pay
-/// for the fused epilogue (1x1 layers of 16 and 32 channels at 28x28 and 16x16 measured 15-30%
-/// slower through the quads).
+/// How [`conv_quads`] runs a convolution: made by [`quads_plan`] where it applies.
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn quads_apply(isa: Isa, g: &ConvGeometry, w: &QMatrix, out: &QOutput<'_>) -> bool {
-    let taps = g.kernel_h * g.kernel_w;
-    let stride2 = g.stride == (2, 2) && g.dilation == (1, 1);
-    let shape = matches!(out, QOutput::U8 { .. })
-        && (g.stride == (1, 1) || stride2)
-        && g.groups == 1
-        && g.out_h() * g.out_w() > 0
-        && taps > 1
-        && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4);
-    shape
-        && match quad_product(isa, g) {
-            Some(QuadProduct::Vnni) => stride2,
-            Some(QuadProduct::Zmm) => true,
-            Some(QuadProduct::Ymm) => w.is_narrow() || g.in_channels <= 64,
-            None => false,
-        }
-}
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct QuadConv(QuadProduct);
 
 /// The registers and product of the quad convolution (for weights of any width; narrow weights
 /// take `vpmaddubsw` where the level has no VNNI).
@@ -625,43 +598,74 @@ enum QuadProduct {
     Ymm,
 }
 
-/// The quad product for `g` (stride 1 or 2) at level `isa`. Without VNNI, AVX-512 registers do a tile's
-/// products at about 1.3 times the AVX2 rate (the adds share the two ports of the products),
-/// but their tiles of four runs of 16 columns waste more of a small output (a 5x5 layer's
-/// 8x8 output on rows 12 wide: 128 columns against 64, 41 against 27-28 us): they are taken
-/// where they compute at most a quarter more columns (a 14x14 output on rows 16 wide, 256
-/// against 224: 32 channels 31.0 and 21.8 us with 8-bit and 7-bit weights against 35.4 and
-/// 26.4 on AVX2 registers).
+/// Whether [`conv_quads`] applies and is expected to beat the other paths at level `isa`, and
+/// with which product: a u8 output, one group, a spatial kernel, at most a quarter more
+/// products than the unfolding (every tap takes whole channel quads, zeros past the last
+/// channel: a one-channel 3x3 layer, three times the products of its packed unfolding,
+/// measured a third slower), and
+/// - with VNNI, stride 2 without dilation (the others have the windows and the AMX kernels);
+/// - at the AVX2 and AVX-512 levels without VNNI, stride 1 or 2 (2 without dilation); on AVX2
+///   registers with 8-bit weights, at most 64 input channels (the i16 pairs of `pairs_x86`
+///   measured faster from 128: 256 channels at 14x14 1.87 against 2.05 ms, 512 at 7x7 2.39
+///   against 2.70; 64 at 56x56 2.08 against 1.76 the other way).
+///
+/// Without VNNI, AVX-512 registers do a tile's products at about 1.3 times the AVX2 rate (the
+/// adds share the two ports of the products), but their tiles of four runs of 16 columns waste
+/// more of a small output (a 5x5 layer's 8x8 output on rows 12 wide: 128 columns against 64,
+/// 41 against 27-28 us): they are taken where they compute at most a quarter more columns (a
+/// 14x14 output on rows 16 wide, 256 against 224: 32 channels 31.0 and 21.8 us with 8-bit and
+/// 7-bit weights against 35.4 and 26.4 on AVX2 registers).
+///
+/// Pointwise layers are packed straight from their input: their short inner loop does not pay
+/// for the fused epilogue (1x1 layers of 16 and 32 channels at 28x28 and 16x16 measured 15-30%
+/// slower through the quads).
 #[cfg(target_arch = "x86_64")]
-fn quad_product(isa: Isa, g: &ConvGeometry) -> Option<QuadProduct> {
+pub(crate) fn quads_plan(
+    isa: Isa,
+    g: &ConvGeometry,
+    w: &QMatrix,
+    out: &QOutput<'_>,
+) -> Option<QuadConv> {
+    let taps = g.kernel_h * g.kernel_w;
+    let stride2 = g.stride == (2, 2) && g.dilation == (1, 1);
     let level = isa.or_supported();
-    if level >= Isa::Avx512 && crate::isa::features().avx512_vnni {
-        return Some(QuadProduct::Vnni);
-    }
-    if level < Isa::Avx2 {
+    let applies = matches!(out, QOutput::U8 { .. })
+        && level >= Isa::Avx2
+        && (g.stride == (1, 1) || stride2)
+        && g.groups == 1
+        && g.out_h() * g.out_w() > 0
+        && taps > 1
+        && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4);
+    if !applies {
         return None;
     }
-    if level < Isa::Avx512 {
-        return Some(QuadProduct::Ymm);
-    }
-    let shape = (Quads::new(g).wp, g.out_h(), g.out_w());
-    let (zmm, ymm) = (
-        quads_x86::tile_columns(shape, true),
-        quads_x86::tile_columns(shape, false),
-    );
-    Some(if 4 * zmm <= 5 * ymm {
-        QuadProduct::Zmm
+    let product = if level >= Isa::Avx512 && crate::isa::features().avx512_vnni {
+        QuadProduct::Vnni
+    } else if level >= Isa::Avx512 {
+        let shape = (Quads::new(g).wp, g.out_h(), g.out_w());
+        let zmm = quads_x86::tile_columns(shape, true);
+        if 4 * zmm <= 5 * quads_x86::tile_columns(shape, false) {
+            QuadProduct::Zmm
+        } else {
+            QuadProduct::Ymm
+        }
     } else {
         QuadProduct::Ymm
-    })
+    };
+    let fits = match product {
+        QuadProduct::Vnni => stride2,
+        QuadProduct::Zmm => true,
+        QuadProduct::Ymm => w.is_narrow() || g.in_channels <= 64,
+    };
+    fits.then_some(QuadConv(product))
 }
 
 /// The convolution of every image straight from its quad image into the u8 output `out` (see
-/// `quads_x86`), the output channels split across the configured threads; needs
-/// [`quads_apply`] at level `isa`.
+/// `quads_x86`), as `plan` ([`quads_plan`] of these arguments) says, the output channels split
+/// across the configured threads.
 #[cfg(target_arch = "x86_64")]
 pub(crate) fn conv_quads(
-    isa: Isa,
+    plan: QuadConv,
     g: &ConvGeometry,
     input: &[u8],
     za: u8,
@@ -671,8 +675,15 @@ pub(crate) fn conv_quads(
 ) {
     use super::gemm::{par_rows, MR};
     use quads_x86::Packed;
-    assert!(quads_apply(isa, g, w, out));
-    let product = quad_product(isa, g).expect("quads_apply checked the level");
+    let QuadConv(product) = plan;
+    // what the plan's product relies on, which the plan of other arguments may not have checked
+    let level = match product {
+        QuadProduct::Vnni => Isa::Avx512.is_supported() && crate::isa::features().avx512_vnni,
+        QuadProduct::Zmm => Isa::Avx512.is_supported(),
+        QuadProduct::Ymm => Isa::Avx2.is_supported(),
+    };
+    let stride2 = g.stride == (2, 2) && g.dilation == (1, 1);
+    assert!(level && (g.stride == (1, 1) || stride2) && g.out_h() * g.out_w() > 0);
     let (epi, out) = fused_x86::Epilogue::of_u8(w, za, mult, out);
     let one = ConvGeometry { batch: 1, ..*g };
     let q = Quads::new(g);
@@ -699,11 +710,11 @@ pub(crate) fn conv_quads(
             let out = &mut out[n * oc * plane..(n + 1) * oc * plane];
             par_rows(oc, plane, MR, out, |r0, r1, o| {
                 let (sh, rows) = ((oh, ow), (r0, r1));
-                // SAFETY: the level has the registers of `product` (and VNNI for its VNNI form);
-                // narrow weights, and only they, are packed for the narrow product; `xb` is the
-                // quad image of this geometry (stride 1 or 2, `quads_apply` holds), `offs` its
-                // taps, `packed` the weights packed for them, `epi` made for `w`, `r0` a
-                // multiple of `MR` and `o` the `plane` outputs of channels `r0..r1`.
+                // SAFETY: the CPU has the registers of `product` (and VNNI for its VNNI form),
+                // asserted above; narrow weights, and only they, are packed for the narrow
+                // product; `xb` is the quad image of this geometry (stride 1 or 2, asserted),
+                // `offs` its taps, `packed` the weights packed for them, `epi` made for `w`,
+                // `r0` a multiple of `MR` and `o` the `plane` outputs of channels `r0..r1`.
                 unsafe {
                     match product {
                         QuadProduct::Ymm => {

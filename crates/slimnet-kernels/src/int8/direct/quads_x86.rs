@@ -102,25 +102,41 @@ struct Runs {
 }
 
 impl Runs {
-    /// The first output pixel at virtual column `j` or after (`ncols` when none is left).
-    fn next(&self, j: usize) -> usize {
-        let j = if j % self.wp >= self.ow {
-            (j / self.wp + 1) * self.wp
-        } else {
-            j
-        };
-        j.min(self.ncols)
+    /// The runs of `oh` output rows of `ow` pixels on virtual rows `wp` long.
+    fn new((wp, oh, ow): (usize, usize, usize)) -> Self {
+        // the last output row needs only its `ow` pixels
+        let ncols = if oh * ow == 0 { 0 } else { (oh - 1) * wp + ow };
+        Self { wp, ow, ncols }
     }
 
     /// The starts of the runs of `len` virtual columns that cover every output pixel, in
-    /// order, grouped `N` to a tile (a last tile short of runs repeats its last one).
+    /// order: each at an output pixel, the next `len` columns later or, when that is a padded
+    /// column, at the next row's first pixel.
+    fn starts(&self, len: usize) -> impl Iterator<Item = usize> + '_ {
+        // `x` is `j`'s column in its virtual row, kept without divisions
+        let (mut j, mut x) = (0, 0);
+        std::iter::from_fn(move || {
+            if j >= self.ncols {
+                return None;
+            }
+            let start = j;
+            j += len;
+            x += len;
+            while x >= self.wp {
+                x -= self.wp;
+            }
+            if x >= self.ow {
+                j += self.wp - x;
+                x = 0;
+            }
+            Some(start)
+        })
+    }
+
+    /// [`starts`](Self::starts) grouped `N` to a tile (a last tile short of runs repeats its
+    /// last one).
     fn tiles<const N: usize>(&self, len: usize) -> Vec<[usize; N]> {
-        let mut starts = Vec::new();
-        let mut j = 0;
-        while j < self.ncols {
-            starts.push(j);
-            j = self.next(j + len);
-        }
+        let starts: Vec<usize> = self.starts(len).collect();
         starts
             .chunks(N)
             .map(|c| std::array::from_fn(|i| c[i.min(c.len() - 1)]))
@@ -130,23 +146,9 @@ impl Runs {
 
 /// The virtual columns the AVX2 (`zmm` false) or AVX-512 product computes for an output of
 /// `(oh, ow)` pixels on virtual rows `wp` long, dropped ones included: whole tiles of runs.
-pub(crate) fn tile_columns((wp, oh, ow): (usize, usize, usize), zmm: bool) -> usize {
-    if oh * ow == 0 {
-        return 0;
-    }
-    let runs = Runs {
-        wp,
-        ow,
-        ncols: (oh - 1) * wp + ow,
-    };
+pub(crate) fn tile_columns(shape: (usize, usize, usize), zmm: bool) -> usize {
     let (len, n) = if zmm { (RUN_ZMM, 4) } else { (RUN, 2) };
-    let mut count = 0usize;
-    let mut j = 0;
-    while j < runs.ncols {
-        count += 1;
-        j = runs.next(j + len);
-    }
-    count.div_ceil(n) * n * len
+    Runs::new(shape).starts(len).count().div_ceil(n) * n * len
 }
 
 /// The product of output channels `r0..r1` over a quad image whose output has `(oh, ow)`
@@ -167,12 +169,7 @@ fn drive<const N: usize>(
     if plane == 0 {
         return;
     }
-    // virtual columns: the last output row needs only its `ow` pixels
-    let runs = Runs {
-        wp,
-        ow,
-        ncols: (oh - 1) * wp + ow,
-    };
+    let runs = Runs::new((wp, oh, ow));
     // a run's bytes may pass the last virtual column
     let ld = runs.ncols + len;
     crate::scratch::with(&crate::scratch::U8_D, |stage| {
