@@ -16,6 +16,8 @@ pub struct Args {
     pub threads: usize,
     pub batch: usize,
     pub runs: usize,
+    /// Runs of one model in a row before the other's turn.
+    pub block: usize,
     pub example: Vec<usize>,
     pub json: bool,
 }
@@ -39,6 +41,8 @@ struct Timing {
 struct Output {
     threads: usize,
     batch: usize,
+    /// Runs of one model in a row before the other's turn.
+    block: usize,
     input: Vec<usize>,
     models: Vec<Timing>,
     /// First model's median over the second's, when two were given.
@@ -69,13 +73,19 @@ pub fn run(a: Args) -> Result<(), CliError> {
                 std::hint::black_box(plan.forward(&x)?);
             }
         }
-        // interleaved, so both models see the same machine load
-        for _ in 0..a.runs {
+        // in alternating blocks, so both models see the same machine load
+        let block = a.block.max(1);
+        let mut done = 0;
+        while done < a.runs {
+            let n = block.min(a.runs - done);
             for (plan, t) in plans.iter().zip(times.iter_mut()) {
-                let start = Instant::now();
-                std::hint::black_box(plan.forward(&x)?);
-                t.push(start.elapsed().as_secs_f64() * 1e6);
+                for _ in 0..n {
+                    let start = Instant::now();
+                    std::hint::black_box(plan.forward(&x)?);
+                    t.push(start.elapsed().as_secs_f64() * 1e6);
+                }
             }
+            done += n;
         }
         Ok(())
     })?;
@@ -102,6 +112,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
     let out = Output {
         threads: a.threads,
         batch: a.batch,
+        block: a.block,
         input,
         models,
         speedup,
@@ -110,8 +121,8 @@ pub fn run(a: Args) -> Result<(), CliError> {
         return common::print_json(&out);
     }
     println!(
-        "input {:?}, {} thread(s), {} runs per model (interleaved), microseconds per batch",
-        out.input, out.threads, a.runs
+        "input {:?}, {} thread(s), {} runs per model (alternating in blocks of {}), microseconds per batch",
+        out.input, out.threads, a.runs, a.block
     );
     println!(
         "{:<40} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",

@@ -117,6 +117,12 @@ enum Command {
         /// Timed runs per model.
         #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..=1000000))]
         runs: u64,
+        /// Runs of one model in a row before the other model's turn: the two alternate in
+        /// blocks, so a change of machine load hits both, while each runs with its own weights
+        /// in cache as when served alone; 1 alternates call by call (each call then follows
+        /// the other model's, whose weights may have pushed this one's out of the cache).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000000))]
+        block: u64,
         /// Input shape of one example, without the batch.
         #[arg(long, value_delimiter = ',', default_value = "1,28,28")]
         example: Vec<usize>,
@@ -260,6 +266,7 @@ fn run(command: Command) -> Result<(), CliError> {
             threads,
             batch,
             runs,
+            block,
             example,
             json,
         } => bench::run(bench::Args {
@@ -268,6 +275,7 @@ fn run(command: Command) -> Result<(), CliError> {
             threads: threads as usize,
             batch: batch as usize,
             runs: runs as usize,
+            block: block as usize,
             example,
             json,
         }),

@@ -526,6 +526,7 @@ fn usage_errors() {
     fails(&d, &["compress"], USAGE, "--recipe");
     fails(&d, &["bench", &m, "--threads", "0"], USAGE, "--threads");
     fails(&d, &["bench", &m, "--batch", "0"], USAGE, "--batch");
+    fails(&d, &["bench", &m, "--block", "0"], USAGE, "--block");
     fails(&d, &["inspect", &m, "--input", "1,x,28"], USAGE, "--input");
     fails(
         &d,
@@ -633,6 +634,8 @@ fn commands_work() {
             &compressed,
             "--runs",
             "5",
+            "--block",
+            "3",
             "--batch",
             "2",
             "--json",
@@ -640,6 +643,11 @@ fn commands_work() {
     ))
     .unwrap();
     assert_eq!(json["models"].as_array().unwrap().len(), 2);
+    // blocks of 3 and a last one of 2: every run timed, no more
+    assert_eq!(json["block"], 3);
+    for m in json["models"].as_array().unwrap() {
+        assert_eq!(m["runs"], 5, "{m}");
+    }
     assert!(json["speedup"].as_f64().unwrap() > 0.0);
     let text = succeeds(&d, &["bench", &m, &compressed, "--runs", "5"]);
     assert!(text.contains("speedup"), "{text}");
