@@ -13,14 +13,15 @@
 //!
 //! The dense product packs the unfolded rows four at a time for the SIMD kernels
 //! ([`gemm_u8i8_packed`]); with VNNI and a u8 output the requantization is fused into the
-//! product (`fused_x86`), so no i32 accumulator goes through memory; without VNNI, the rows
-//! are packed as i16 pairs for an AVX2 kernel that widens nothing in its loop (`pairs_x86`),
-//! unless the weight is narrow (7-bit): then a spatial layer with enough input channels skips
-//! the unfolding and the packing, its image interleaved into channel quads ([`Quads`]) that an
-//! AVX2 kernel multiplies with `vpmaddubsw`, exactly, requantizing in its epilogue with a u8
-//! output (`quads_x86`); the other narrow layers take the packed panel with `vpmaddubsw`. The
-//! quad kernel also takes stride-2 layers, through the four phases of the quad image (with VNNI
-//! too, for weights of any width).
+//! product (`fused_x86`), so no i32 accumulator goes through memory. Without VNNI, a spatial
+//! layer with enough input channels and a u8 output skips the unfolding and the packing: its
+//! image is interleaved into channel quads ([`Quads`]) that the quad kernels multiply on AVX2
+//! or AVX-512 registers, with `vpmaddubsw` on narrow (7-bit) weights and on i16 pairs
+//! (`vpmaddwd` on the quads' even and odd bytes) on 8-bit ones, exactly, requantizing in their
+//! epilogue (`quads_x86`, chosen by [`quads_plan`]); the other layers are packed as i16 pairs
+//! for an AVX2 kernel that widens nothing in its loop (`pairs_x86`), or, narrow, take the
+//! packed panel with `vpmaddubsw`. The quad kernels take stride-2 layers through the four
+//! phases of the quad image (with VNNI too, for weights of any width).
 //! The sparse product reads the unfolded rows as they are.
 
 #[cfg(target_arch = "x86_64")]
@@ -583,7 +584,12 @@ pub(crate) fn conv_dense(
 /// How [`conv_quads`] runs a convolution: made by [`quads_plan`] where it applies.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) struct QuadConv(QuadProduct);
+pub(crate) struct QuadConv {
+    product: QuadProduct,
+    /// The quads are taken from the unfolded rows (as the channels of a 1x1 layer over the
+    /// output pixels) rather than from the padded image.
+    unfolded: bool,
+}
 
 /// The registers and product of the quad convolution (for weights of any width; narrow weights
 /// take `vpmaddubsw` where the level has no VNNI).
@@ -599,15 +605,22 @@ enum QuadProduct {
 }
 
 /// Whether [`conv_quads`] applies and is expected to beat the other paths at level `isa`, and
-/// with which product: a u8 output, one group, a spatial kernel, at most a quarter more
-/// products than the unfolding (every tap takes whole channel quads, zeros past the last
-/// channel: a one-channel 3x3 layer, three times the products of its packed unfolding,
-/// measured a third slower), and
-/// - with VNNI, stride 2 without dilation (the others have the windows and the AMX kernels);
-/// - at the AVX2 and AVX-512 levels without VNNI, stride 1 or 2 (2 without dilation); on AVX2
-///   registers with 8-bit weights, at most 64 input channels (the i16 pairs of `pairs_x86`
-///   measured faster from 128: 256 channels at 14x14 1.87 against 2.05 ms, 512 at 7x7 2.39
-///   against 2.70; 64 at 56x56 2.08 against 1.76 the other way).
+/// how: a u8 output, one group, a spatial kernel, and
+/// - with VNNI, stride 2 without dilation (the others have the windows and the AMX kernels),
+///   at most a quarter more products than the unfolding (every tap takes whole channel quads,
+///   zeros past the last channel);
+/// - at the AVX2 and AVX-512 levels without VNNI, stride 1 or 2 (2 without dilation) within
+///   that quarter; on AVX2 registers with 8-bit weights, at most 64 input channels (the i16
+///   pairs of `pairs_x86` measured faster from 128: 256 channels at 14x14 1.87 against 2.05
+///   ms, 512 at 7x7 2.39 against 2.70; 64 at 56x56 2.08 against 1.76 the other way);
+/// - on AVX-512 registers without VNNI, layers past that quarter (a one-channel 3x3 layer
+///   takes three times the products of its unfolding: measured a third slower through the
+///   image's quads) with at most 16 unfolded rows take their quads from the unfolded rows, as
+///   the channels of a 1x1 layer: the rows' quads of consecutive output pixels are consecutive
+///   bytes too, and the product and epilogue run unchanged (see [`unfolded`]). One channel,
+///   3x3, u8 output: 1 -> 32 channels at 32x32 10.3 against 15.3-16.7 us for the packed
+///   product, 1 -> 16 at 28x28 4.6 against 4.9; not taken on AVX2 registers (6.1 against 5.3,
+///   14.2 against 14.9) nor for a 5x5 kernel's 25 rows (1 -> 20 at 28x28 7.5 against 7.1).
 ///
 /// Without VNNI, AVX-512 registers do a tile's products at about 1.3 times the AVX2 rate (the
 /// adds share the two ports of the products), but their tiles of four runs of 16 columns waste
@@ -631,18 +644,28 @@ pub(crate) fn quads_plan(
     let level = isa.or_supported();
     let applies = matches!(out, QOutput::U8 { .. })
         && level >= Isa::Avx2
-        && (g.stride == (1, 1) || stride2)
         && g.groups == 1
         && g.out_h() * g.out_w() > 0
-        && taps > 1
-        && 4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4);
+        && taps > 1;
     if !applies {
         return None;
     }
-    let product = if level >= Isa::Avx512 && crate::isa::features().avx512_vnni {
-        QuadProduct::Vnni
-    } else if level >= Isa::Avx512 {
-        let shape = (Quads::new(g).wp, g.out_h(), g.out_w());
+    let vnni = level >= Isa::Avx512 && crate::isa::features().avx512_vnni;
+    let whole_quads =
+        4 * taps * g.in_channels.div_ceil(4) <= 5 * (taps * g.in_channels).div_ceil(4);
+    if vnni {
+        return (stride2 && whole_quads).then_some(QuadConv {
+            product: QuadProduct::Vnni,
+            unfolded: false,
+        });
+    }
+    // the unfolded rows take any stride; a quad image stride 1, or 2 without dilation
+    let unfolded = !whole_quads;
+    if !(unfolded || g.stride == (1, 1) || stride2) {
+        return None;
+    }
+    let product = if level >= Isa::Avx512 {
+        let shape = quad_shape(g, unfolded);
         let zmm = quads_x86::tile_columns(shape, true);
         if 4 * zmm <= 5 * quads_x86::tile_columns(shape, false) {
             QuadProduct::Zmm
@@ -652,12 +675,41 @@ pub(crate) fn quads_plan(
     } else {
         QuadProduct::Ymm
     };
-    let fits = match product {
-        QuadProduct::Vnni => stride2,
-        QuadProduct::Zmm => true,
-        QuadProduct::Ymm => w.is_narrow() || g.in_channels <= 64,
+    let fits = match (product, unfolded) {
+        (QuadProduct::Zmm, false) => true,
+        (QuadProduct::Zmm, true) => taps * g.in_channels <= 16,
+        (_, false) => w.is_narrow() || g.in_channels <= 64,
+        (_, true) => false,
     };
-    fits.then_some(QuadConv(product))
+    fits.then_some(QuadConv { product, unfolded })
+}
+
+/// The padded row length and output size the quad product of `g` runs on: the padded image's
+/// (or phase's), or with the `unfolded` rows one row per output row, not padded.
+#[cfg(target_arch = "x86_64")]
+fn quad_shape(g: &ConvGeometry, unfolded: bool) -> (usize, usize, usize) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    if unfolded {
+        (ow, oh, ow)
+    } else {
+        (Quads::new(g).wp, oh, ow)
+    }
+}
+
+/// The 1x1 layer over the output pixels of `g` whose input channels are the unfolded rows of
+/// `g` (`[C * kh * kw, out_h, out_w]`): its quad image is the unfolded rows' quads, its weights
+/// `g`'s as they are (one tap).
+#[cfg(target_arch = "x86_64")]
+fn unfolded(g: &ConvGeometry) -> ConvGeometry {
+    ConvGeometry::new(
+        1,
+        g.in_channels * g.kernel_h * g.kernel_w,
+        g.out_h(),
+        g.out_w(),
+        g.out_channels,
+        1,
+        1,
+    )
 }
 
 /// The convolution of every image straight from its quad image into the u8 output `out` (see
@@ -675,7 +727,7 @@ pub(crate) fn conv_quads(
 ) {
     use super::gemm::{par_rows, MR};
     use quads_x86::Packed;
-    let QuadConv(product) = plan;
+    let QuadConv { product, unfolded } = plan;
     // what the plan's product relies on, which the plan of other arguments may not have checked
     let level = match product {
         QuadProduct::Vnni => Isa::Avx512.is_supported() && crate::isa::features().avx512_vnni,
@@ -683,11 +735,13 @@ pub(crate) fn conv_quads(
         QuadProduct::Ymm => Isa::Avx2.is_supported(),
     };
     let stride2 = g.stride == (2, 2) && g.dilation == (1, 1);
-    assert!(level && (g.stride == (1, 1) || stride2) && g.out_h() * g.out_w() > 0);
+    assert!(level && (unfolded || g.stride == (1, 1) || stride2) && g.out_h() * g.out_w() > 0);
     let (epi, out) = fused_x86::Epilogue::of_u8(w, za, mult, out);
     let one = ConvGeometry { batch: 1, ..*g };
-    let q = Quads::new(g);
-    let offs = q.tap_offsets(g);
+    // the geometry whose quad image the product reads
+    let gq = if unfolded { self::unfolded(g) } else { one };
+    let q = Quads::new(&gq);
+    let offs = q.tap_offsets(&gq);
     let (quads, pairs);
     let packed = if product == QuadProduct::Vnni {
         quads = w.quad_taps(offs.len());
@@ -702,10 +756,20 @@ pub(crate) fn conv_quads(
     let (oh, ow) = (g.out_h(), g.out_w());
     let (oc, plane) = (g.out_channels, oh * ow);
     let in_img = g.in_channels * g.in_h * g.in_w;
+    let col_len = if unfolded { gq.input_len() } else { 0 };
     crate::scratch::with(&crate::scratch::U8_A, |xb| {
         let xb = crate::scratch::sized(xb, q.len());
         for n in 0..g.batch {
-            q.fill(&one, &input[n * in_img..(n + 1) * in_img], za, xb);
+            let image = &input[n * in_img..(n + 1) * in_img];
+            if unfolded {
+                crate::scratch::with(&crate::scratch::U8_C, |col| {
+                    let col = crate::scratch::sized(col, col_len);
+                    super::ops::im2col_u8(&one, image, za, col);
+                    q.fill(&gq, col, za, xb);
+                });
+            } else {
+                q.fill(&one, image, za, xb);
+            }
             let xb = &*xb;
             let out = &mut out[n * oc * plane..(n + 1) * oc * plane];
             par_rows(oc, plane, MR, out, |r0, r1, o| {
