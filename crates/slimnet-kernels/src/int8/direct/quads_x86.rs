@@ -195,57 +195,72 @@ fn drive<const N: usize>(
 /// Runs of 8 virtual columns (one AVX2 register of quads) of the AVX2 product.
 const RUN: usize = 8;
 
-/// The raw accumulators of `MR` rows over the 16 columns of the tile of the runs at virtual
-/// columns `j` (8 each): per tap (pixel offset `offs[t]`) and channel quad, 32 bytes of the
-/// quad plane a run against the block's weights at `wb`, narrow ([`Packed::Narrow`]) or i16
-/// pairs (`PAIRS`, [`Packed::Pairs`]).
-#[inline]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn accumulate<const PAIRS: bool>(
-    wb: *const u8,
-    xb: *const u8,
-    q: &Quads,
-    offs: &[usize],
-    j: [usize; 2],
-) -> [[__m256i; 2]; MR] {
-    let ones = _mm256_set1_epi16(1);
-    let even = _mm256_set1_epi16(0xff);
-    let step = if PAIRS { 8 } else { 4 };
-    let mut acc = [[_mm256_setzero_si256(); 2]; MR];
-    let mut wp = wb;
-    for &o in offs {
-        let mut p = [xb.add((j[0] + o) * 4), xb.add((j[1] + o) * 4)];
-        for _ in 0..q.c4 {
-            let a = p.map(|p| _mm256_loadu_si256(p as *const __m256i));
-            let w32 = |at: usize| _mm256_set1_epi32((wp.add(at) as *const i32).read_unaligned());
-            if PAIRS {
-                let lo = a.map(|a| _mm256_and_si256(a, even));
-                let hi = a.map(|a| _mm256_srli_epi16::<8>(a));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let (wl, wh) = (w32(r * 8), w32(r * 8 + 4));
-                    for ((x, lo), hi) in acc.iter_mut().zip(&lo).zip(&hi) {
-                        let prod = _mm256_add_epi32(
-                            _mm256_madd_epi16(*lo, wl),
-                            _mm256_madd_epi16(*hi, wh),
-                        );
-                        *x = _mm256_add_epi32(*x, prod);
+/// Defines `$name::<PAIRS>(wb, xb, q, offs, j)`: the raw accumulators of `MR` rows over the
+/// tile of the `$runs` runs at virtual columns `j` (one register each): per tap (pixel offset
+/// `offs[t]`) and channel quad, a register of the quad plane a run against the block's weights
+/// at `wb`, narrow ([`Packed::Narrow`]: `vpmaddubsw`, then `vpmaddwd` by ones) or i16 pairs
+/// (`PAIRS`, [`Packed::Pairs`]: `vpmaddwd` on the quads' even and odd bytes). One body for the
+/// AVX2 and the AVX-512 registers, whose intrinsics differ only in their names.
+macro_rules! quad_accumulate {
+    (
+        $(#[$doc:meta])* $name:ident, $features:literal, $reg:ty, $runs:literal,
+        $load:ident, $set1_32:ident, $set1_16:ident, $zero:ident,
+        $and:ident, $srli16:ident, $madd:ident, $maddubs:ident, $add:ident
+    ) => {
+        $(#[$doc])*
+        #[inline]
+        #[target_feature(enable = $features)]
+        unsafe fn $name<const PAIRS: bool>(
+            wb: *const u8,
+            xb: *const u8,
+            q: &Quads,
+            offs: &[usize],
+            j: [usize; $runs],
+        ) -> [[$reg; $runs]; MR] {
+            let ones = $set1_16(1);
+            let even = $set1_16(0xff);
+            let step = if PAIRS { 8 } else { 4 };
+            let mut acc = [[$zero(); $runs]; MR];
+            let mut wp = wb;
+            for &o in offs {
+                let mut p = j.map(|j| xb.add((j + o) * 4));
+                for _ in 0..q.c4 {
+                    let a = p.map(|p| $load(p as *const _));
+                    let w32 = |at: usize| $set1_32((wp.add(at) as *const i32).read_unaligned());
+                    if PAIRS {
+                        let lo = a.map(|a| $and(a, even));
+                        let hi = a.map(|a| $srli16::<8>(a));
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let (wl, wh) = (w32(r * 8), w32(r * 8 + 4));
+                            for ((x, lo), hi) in acc.iter_mut().zip(&lo).zip(&hi) {
+                                let prod = $add($madd(*lo, wl), $madd(*hi, wh));
+                                *x = $add(*x, prod);
+                            }
+                        }
+                    } else {
+                        for (r, acc) in acc.iter_mut().enumerate() {
+                            let w = w32(r * 4);
+                            for (x, a) in acc.iter_mut().zip(&a) {
+                                *x = $add(*x, $madd($maddubs(*a, w), ones));
+                            }
+                        }
                     }
-                }
-            } else {
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let w = w32(r * 4);
-                    for (x, a) in acc.iter_mut().zip(&a) {
-                        let prod = _mm256_madd_epi16(_mm256_maddubs_epi16(*a, w), ones);
-                        *x = _mm256_add_epi32(*x, prod);
-                    }
+                    wp = wp.add(MR * step);
+                    p = p.map(|p| p.add(q.pl * 4));
                 }
             }
-            wp = wp.add(MR * step);
-            p = p.map(|p| p.add(q.pl * 4));
+            acc
         }
-    }
-    acc
+    };
 }
+
+quad_accumulate!(
+    /// The accumulators of a tile of two runs of 8 columns on AVX2 registers.
+    accumulate, "avx2,fma", __m256i, 2,
+    _mm256_loadu_si256, _mm256_set1_epi32, _mm256_set1_epi16, _mm256_setzero_si256,
+    _mm256_and_si256, _mm256_srli_epi16, _mm256_madd_epi16, _mm256_maddubs_epi16,
+    _mm256_add_epi32
+);
 
 /// The requantization of one output channel, broadcast once per call.
 struct Row {
@@ -376,55 +391,14 @@ unsafe fn accumulate_vnni(
     acc
 }
 
-/// [`accumulate_vnni`] without VNNI: the narrow product, or the exact one on i16 pairs
-/// (`PAIRS`), as [`accumulate`] does on AVX2 registers.
-#[inline]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
-unsafe fn accumulate_zmm<const PAIRS: bool>(
-    wb: *const u8,
-    xb: *const u8,
-    q: &Quads,
-    offs: &[usize],
-    j: [usize; 4],
-) -> [[__m512i; 4]; MR] {
-    let ones = _mm512_set1_epi16(1);
-    let even = _mm512_set1_epi16(0xff);
-    let step = if PAIRS { 8 } else { 4 };
-    let mut acc = [[_mm512_setzero_si512(); 4]; MR];
-    let mut wp = wb;
-    for &o in offs {
-        let mut p = j.map(|j| xb.add((j + o) * 4));
-        for _ in 0..q.c4 {
-            let a = p.map(|p| _mm512_loadu_si512(p as *const __m512i));
-            let w32 = |at: usize| _mm512_set1_epi32((wp.add(at) as *const i32).read_unaligned());
-            if PAIRS {
-                let lo = a.map(|a| _mm512_and_si512(a, even));
-                let hi = a.map(|a| _mm512_srli_epi16::<8>(a));
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let (wl, wh) = (w32(r * 8), w32(r * 8 + 4));
-                    for ((x, lo), hi) in acc.iter_mut().zip(&lo).zip(&hi) {
-                        let prod = _mm512_add_epi32(
-                            _mm512_madd_epi16(*lo, wl),
-                            _mm512_madd_epi16(*hi, wh),
-                        );
-                        *x = _mm512_add_epi32(*x, prod);
-                    }
-                }
-            } else {
-                for (r, acc) in acc.iter_mut().enumerate() {
-                    let w = w32(r * 4);
-                    for (x, a) in acc.iter_mut().zip(&a) {
-                        let prod = _mm512_madd_epi16(_mm512_maddubs_epi16(*a, w), ones);
-                        *x = _mm512_add_epi32(*x, prod);
-                    }
-                }
-            }
-            wp = wp.add(MR * step);
-            p = p.map(|p| p.add(q.pl * 4));
-        }
-    }
-    acc
-}
+quad_accumulate!(
+    /// [`accumulate_vnni`] without VNNI: the tile of four runs of 16 columns on AVX-512
+    /// registers, as [`accumulate`] does on AVX2 registers.
+    accumulate_zmm, "avx512f,avx512bw,avx512vl", __m512i, 4,
+    _mm512_loadu_si512, _mm512_set1_epi32, _mm512_set1_epi16, _mm512_setzero_si512,
+    _mm512_and_si512, _mm512_srli_epi16, _mm512_madd_epi16, _mm512_maddubs_epi16,
+    _mm512_add_epi32
+);
 
 /// Requantizes rows `rb..` (up to `r1`) of one AVX-512 tile and stores each run's 16 bytes at
 /// its virtual column of the staged rows: channel `rb`'s starts at `out`, the next ones `ld`
