@@ -2,7 +2,8 @@
 //! LeNet-5's layers (conv1, the low-rank conv2 core dense and sparse, its 1x1 convolutions, the
 //! pruned fc1 whose input is half zero points after ReLU and max-pool), the 4096x4096 90%-sparse
 //! linear layer at batch 1 and 64, the ResNet 3x3 convolutions (padding 1), and resnet_small's
-//! 3x3 layers with 8-bit and 7-bit weights (`rs8_*`, `rs7_*`).
+//! 3x3 layers with 8-bit and 7-bit weights (`rs8_*`, `rs7_*`); one-channel 3x3 layers: its stem
+//! and the character CNN's conv1.
 //!
 //! The kernels run at the level `SLIMNET_ISA` allows (the best the CPU has by default):
 //!
@@ -80,8 +81,11 @@ fn convs(c: &mut Criterion, rng: &mut ChaCha8Rng) {
         usize,
         &'static [f64],
     );
-    let cases: [Case; 9] = [
+    let cases: [Case; 11] = [
         ("conv1_1x20_5x5_28", 1, 28, 20, 5, 0, &[]),
+        // one-channel 3x3 layers: resnet_small's stem, the character CNN's conv1
+        ("stem_1x16_3x3_28", 1, 28, 16, 3, 1, &[]),
+        ("hanzi_conv1_1x32_3x3_32", 1, 32, 32, 3, 1, &[]),
         ("conv2core_10x23_5x5_12", 10, 12, 23, 5, 0, &[0.1, 0.2, 0.3]),
         ("pw_20x10_12", 20, 12, 10, 1, 0, &[]),
         ("pw_23x50_8", 23, 8, 50, 1, 0, &[]),
