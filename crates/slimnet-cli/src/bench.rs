@@ -1,9 +1,10 @@
 //! `slimnet bench`: latency percentiles of one model, or two side by side.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
+use slimnet::core::timing::settle;
 use slimnet::core::{tensor, Layer};
 
 use crate::common;
@@ -18,6 +19,8 @@ pub struct Args {
     pub runs: usize,
     /// Runs of one model in a row before the other's turn.
     pub block: usize,
+    /// Least untimed time of a model at the start of each of its turns.
+    pub settle: Duration,
     pub example: Vec<usize>,
     pub json: bool,
 }
@@ -43,6 +46,8 @@ struct Output {
     batch: usize,
     /// Runs of one model in a row before the other's turn.
     block: usize,
+    /// Milliseconds each model ran untimed at the start of each turn (at least two runs).
+    settle_ms: u64,
     input: Vec<usize>,
     models: Vec<Timing>,
     /// First model's median over the second's, when two were given.
@@ -68,17 +73,20 @@ pub fn run(a: Args) -> Result<(), CliError> {
     let bar = common::spinner(a.json, format!("timing {} runs per model", a.runs));
     let mut times: Vec<Vec<f64>> = vec![Vec::with_capacity(a.runs); plans.len()];
     slimnet::kernels::threads::with(a.threads, || -> Result<(), CliError> {
-        for plan in &plans {
-            for _ in 0..3 {
-                std::hint::black_box(plan.forward(&x)?);
-            }
-        }
-        // in alternating blocks, so both models see the same machine load
+        // in alternating blocks, so both models see the same machine load, each block after
+        // untimed runs that bring the model's weights back into cache and let the clock settle
         let block = a.block.max(1);
         let mut done = 0;
         while done < a.runs {
             let n = block.min(a.runs - done);
             for (plan, t) in plans.iter().zip(times.iter_mut()) {
+                settle(
+                    || {
+                        std::hint::black_box(plan.forward(&x)?);
+                        Ok(())
+                    },
+                    a.settle,
+                )?;
                 for _ in 0..n {
                     let start = Instant::now();
                     std::hint::black_box(plan.forward(&x)?);
@@ -113,6 +121,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         threads: a.threads,
         batch: a.batch,
         block: a.block,
+        settle_ms: a.settle.as_millis() as u64,
         input,
         models,
         speedup,
@@ -121,8 +130,8 @@ pub fn run(a: Args) -> Result<(), CliError> {
         return common::print_json(&out);
     }
     println!(
-        "input {:?}, {} thread(s), {} runs per model (alternating in blocks of {}), microseconds per batch",
-        out.input, out.threads, a.runs, a.block
+        "input {:?}, {} thread(s), {} runs per model (alternating in blocks of {}, each after {} ms untimed), microseconds per batch",
+        out.input, out.threads, a.runs, a.block, out.settle_ms
     );
     println!(
         "{:<40} {:>10} {:>10} {:>10} {:>10} {:>10} {:>12}",

@@ -123,6 +123,12 @@ enum Command {
         /// the other model's, whose weights may have pushed this one's out of the cache).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1000000))]
         block: u64,
+        /// Milliseconds each model runs untimed at the start of each of its turns (at least
+        /// two runs), so its timed runs see it as when served alone: the first runs after the
+        /// other model's turn refill the cache and, after AVX-512 code, run at a lower clock
+        /// for a few milliseconds; 0 leaves two untimed runs.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=60000))]
+        settle_ms: u64,
         /// Input shape of one example, without the batch.
         #[arg(long, value_delimiter = ',', default_value = "1,28,28")]
         example: Vec<usize>,
@@ -267,6 +273,7 @@ fn run(command: Command) -> Result<(), CliError> {
             batch,
             runs,
             block,
+            settle_ms,
             example,
             json,
         } => bench::run(bench::Args {
@@ -276,6 +283,7 @@ fn run(command: Command) -> Result<(), CliError> {
             batch: batch as usize,
             runs: runs as usize,
             block: block as usize,
+            settle: std::time::Duration::from_millis(settle_ms),
             example,
             json,
         }),

@@ -527,6 +527,12 @@ fn usage_errors() {
     fails(&d, &["bench", &m, "--threads", "0"], USAGE, "--threads");
     fails(&d, &["bench", &m, "--batch", "0"], USAGE, "--batch");
     fails(&d, &["bench", &m, "--block", "0"], USAGE, "--block");
+    fails(
+        &d,
+        &["bench", &m, "--settle-ms", "soon"],
+        USAGE,
+        "--settle-ms",
+    );
     fails(&d, &["inspect", &m, "--input", "1,x,28"], USAGE, "--input");
     fails(
         &d,
@@ -636,6 +642,8 @@ fn commands_work() {
             "5",
             "--block",
             "3",
+            "--settle-ms",
+            "1",
             "--batch",
             "2",
             "--json",
@@ -645,6 +653,7 @@ fn commands_work() {
     assert_eq!(json["models"].as_array().unwrap().len(), 2);
     // blocks of 3 and a last one of 2: every run timed, no more
     assert_eq!(json["block"], 3);
+    assert_eq!(json["settle_ms"], 1);
     for m in json["models"].as_array().unwrap() {
         assert_eq!(m["runs"], 5, "{m}");
     }

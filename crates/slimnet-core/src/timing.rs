@@ -96,6 +96,40 @@ impl Latency {
     }
 }
 
+/// How long [`settle`] runs a model before timing it in an alternation with another model.
+///
+/// A model that takes its turn after another one runs slow at first: its first two calls
+/// refill the cache, and after a model whose kernels use AVX-512 registers the next ones run
+/// at a lower clock for a few milliseconds more (on an Intel Xeon with AMX, the character
+/// CNN's int8 model after ten runs of its dense f32 model at the AVX-512 level: 640 and 320
+/// us for the first two calls, 205-230 us for the next eight, 197-203 us from the tenth or
+/// so on, 2 ms in; at the AVX2 level 200 us from the third call).
+pub const SETTLE: Duration = Duration::from_millis(10);
+
+/// Runs `f` untimed at least twice and for at least `at_least`, so that the timed runs after
+/// it see the model as it runs when served alone (its weights in cache, the clock steady; see
+/// [`SETTLE`]). Returns the number of runs.
+///
+/// ```
+/// use std::time::Duration;
+/// use slimnet_core::timing::settle;
+/// let runs = settle(|| Ok(()), Duration::ZERO)?;
+/// assert_eq!(runs, 2);
+/// # Ok::<(), slimnet_core::Error>(())
+/// ```
+///
+/// # Errors
+/// The first error of `f`.
+pub fn settle(mut f: impl FnMut() -> Result<()>, at_least: Duration) -> Result<usize> {
+    let start = Instant::now();
+    let mut runs = 0;
+    while runs < 2 || start.elapsed() < at_least {
+        f()?;
+        runs += 1;
+    }
+    Ok(runs)
+}
+
 /// Times `f` as `cfg` says.
 ///
 /// # Errors
@@ -150,4 +184,50 @@ pub fn latency_on(layer: &dyn Layer, x: &Tensor, cfg: &TimingConfig) -> Result<L
         crate::buffers::recycle(y);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn settle_runs_twice_and_for_the_time_asked() {
+        let mut runs = 0;
+        let start = Instant::now();
+        let n = settle(
+            || {
+                runs += 1;
+                Ok(())
+            },
+            Duration::from_millis(5),
+        )
+        .unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(5));
+        assert_eq!(n, runs);
+        assert!(n > 2, "a no-op runs many times in 5 ms, ran {n}");
+        let slow = settle(
+            || {
+                std::thread::sleep(Duration::from_millis(3));
+                Ok(())
+            },
+            Duration::from_millis(1),
+        )
+        .unwrap();
+        assert_eq!(slow, 2);
+    }
+
+    #[test]
+    fn settle_stops_at_the_first_error() {
+        let mut runs = 0;
+        let r = settle(
+            || {
+                runs += 1;
+                Err(Error::Graph("no".into()))
+            },
+            Duration::from_secs(10),
+        );
+        assert!(r.is_err());
+        assert_eq!(runs, 1);
+    }
 }

@@ -1,15 +1,18 @@
 //! Batch-1 latency of whole models on real images, as the examples report speed-ups.
 
 use slimnet_core::data::Dataset;
-use slimnet_core::timing::Latency;
+use slimnet_core::timing::{settle, Latency, SETTLE};
 use slimnet_core::{Layer, Result};
 
 /// The batch-1 latency of each of `models` on the images of `images`, on one kernel thread.
 ///
-/// After one untimed pass per model, each of `rounds` rounds runs every model in turn over
-/// every image, one image per call, and records the model's mean microseconds per image; the
-/// statistics are over the rounds. Running the models in alternation lets a change of machine
-/// load hit them alike, and real images matter: sparse layers skip zero inputs at batch 1.
+/// Each of `rounds` rounds runs every model in turn over every image, one image per call, and
+/// records the model's mean microseconds per image; the statistics are over the rounds. Each
+/// turn starts with untimed calls on the images for [`SETTLE`] (at least two), which bring
+/// the model's weights back into cache and let the clock settle after the previous model's
+/// AVX-512 code, so each is timed as when served alone. Running the models in alternation
+/// lets a change of machine load hit them alike, and real images matter: sparse layers skip
+/// zero inputs at batch 1.
 ///
 /// ```
 /// use slimnet_core::{data::Dataset, models, tensor};
@@ -40,14 +43,17 @@ pub fn batch1_threads(
 ) -> Result<Vec<Latency>> {
     let xs: Vec<_> = (0..images.len()).map(|i| images.batch(&[i]).0).collect();
     slimnet_kernels::threads::with(threads, || {
-        for m in models {
-            for x in &xs {
-                m.forward(x)?;
-            }
-        }
         let mut times = vec![Vec::with_capacity(rounds); models.len()];
         for _ in 0..rounds.max(1) {
             for (m, t) in models.iter().zip(&mut times) {
+                let mut next = xs.iter().cycle();
+                settle(
+                    || match next.next() {
+                        Some(x) => m.forward(x).map(drop),
+                        None => Ok(()),
+                    },
+                    SETTLE,
+                )?;
                 let start = std::time::Instant::now();
                 for x in &xs {
                     std::hint::black_box(m.forward(x)?);
