@@ -19,7 +19,9 @@ slimnet's median latencies of the frozen plans. It then times ONNX Runtime on:
 - for the compressed model, the f32 export of the uncompressed network it came from.
 and prints one line per network, variant, batch and thread count:
     net <name> <variant>-b<batch>-t<threads> slimnet_ms=<f> ort_ms=<f> ratio=<ort_ms/slimnet_ms>
-A ratio above 1 means slimnet is faster. Times are medians; the whole comparison runs in
+`--isa` caps ONNX Runtime at the same level as slimnet for avx2, avx512 and vnni (see
+`isa_cap.py`; `--ort-native` leaves it at the CPU's own). A ratio above 1 means slimnet is
+faster. Times are medians; the whole comparison runs in
 `--rounds` rounds (default 3), slimnet's bench then ONNX Runtime in each, and each side keeps
 its fastest median of the rounds, as run.py does: on a shared machine a slow phase lasts long
 enough to fall on one side only.
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import time
 
+import isa_cap
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -104,6 +107,8 @@ def ort_int8(name):
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--isa", help="cap slimnet's kernels at this level (SLIMNET_ISA)")
+    p.add_argument("--ort-native", action="store_true",
+                   help="leave ONNX Runtime at the CPU's own level (default: the --isa level)")
     p.add_argument("--batches", default="1,16")
     p.add_argument("--threads", default="1,2")
     p.add_argument("--rounds", type=int, default=3,
@@ -111,13 +116,15 @@ def main():
     a = p.parse_args()
     if a.rounds < 1:
         p.error("--rounds must be at least 1")
-    env = dict(os.environ)
+    ort_level = "native" if a.ort_native else isa_cap.run_at(a.isa)
+    env = isa_cap.uncapped(os.environ)
     if a.isa:
         env["SLIMNET_ISA"] = a.isa
     cmd = ["cargo", "bench", "-q", "--bench", "networks", "--", "--out", OUT,
            "--batches", a.batches, "--threads", a.threads]
     print(f"# {cpu_name()}; slimnet kernels capped at {a.isa or 'the best level'}; "
-          f"onnxruntime {ort.__version__}; fastest of {a.rounds} rounds", flush=True)
+          f"onnxruntime {ort.__version__} at level {ort_level}; fastest of {a.rounds} rounds",
+          flush=True)
     # (name, label, batch, threads) -> [slimnet_ms, ort_ms], the fastest of the rounds
     best = {}
     for _ in range(a.rounds):

@@ -6,8 +6,10 @@ Run (from the workspace root):
     OMP_NUM_THREADS=1 python3 benches/peers/run.py [--isa scalar|avx2|avx512|vnni|amx] [CASE ...]
 
 `--isa` caps slimnet's kernels at that level (the `SLIMNET_ISA` variable; capped again at what
-the CPU has), so the comparison can be made at every level on one machine. The first line names
-the CPU, the level slimnet ran at and ONNX Runtime's version.
+the CPU has), and ONNX Runtime's at the same level for avx2, avx512 and vnni (the script runs
+again with `cpuid_cap.c` preloaded, see `isa_cap.py`; `--ort-native` leaves ONNX Runtime at the
+CPU's own level), so the comparison can be made at every level on one machine. The first line
+names the CPU, the level each side ran at and ONNX Runtime's version.
 
 The script builds `cargo build --release -p slimnet-kernels --example peer_cases`, then for
 each case, one after the other (so both sides see the same machine load), runs that example
@@ -16,7 +18,14 @@ exactly the same shape and layout (NCHW Conv, QLinearConv with per-channel int8 
 with transB=1 for `[out, in]` weights, MatMulInteger), times ONNX Runtime, and prints one line
 per case:
     peer <case> slimnet_ms=<f> ort_ms=<f> ratio=<ort_ms/slimnet_ms>
-A ratio above 1 means slimnet is faster. Sparse cases are compared with ORT's dense Gemm of
+A ratio above 1 means slimnet is faster.
+
+Without VNNI (the avx2 and avx512 levels), ONNX Runtime's int8 convolution multiplies u8
+activations by s8 weights with `vpmaddubsw`, whose pair sums saturate at 16 bits: on the
+`qconv_*` cases (8-bit weights) its output differs from the exact one on 39-63% of the codes,
+by up to 207 (`ort_exact.py --isa avx2` prints it), while slimnet's is exact at every level. Its quantizer's
+remedy is 7-bit weights (`reduce_range`); the `qconv7_*` cases time both sides on those, where
+both are exact. Sparse cases are compared with ORT's dense Gemm of
 the same shape (ORT has no sparse CPU kernel for this).
 
 Each case is timed in `--rounds` rounds (default 3), slimnet then ONNX Runtime in each, and
@@ -33,6 +42,7 @@ import subprocess
 import sys
 import time
 
+import isa_cap
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -93,8 +103,9 @@ def gemm(out_f, in_f, batch):
     return s, {"x": RNG.standard_normal((batch, in_f), dtype=np.float32)}
 
 
-def qconv(c, h):
-    w = RNG.integers(-127, 128, (c, c, 3, 3), dtype=np.int8)
+def qconv(c, h, bits=8):
+    top = 2 ** (bits - 1) - 1
+    w = RNG.integers(-top, top + 1, (c, c, 3, 3), dtype=np.int8)
     inits = [
         numpy_helper.from_array(np.array(0.02, np.float32), "xs"),
         numpy_helper.from_array(np.array(128, np.uint8), "xz"),
@@ -153,6 +164,11 @@ CASES = {
     "qconv_128x28": lambda: qconv(128, 28),
     "qconv_256x14": lambda: qconv(256, 14),
     "qconv_512x7": lambda: qconv(512, 7),
+    # 7-bit weights: exact on CPUs without VNNI in both (see the module's note)
+    "qconv7_64x56": lambda: qconv(64, 56, 7),
+    "qconv7_128x28": lambda: qconv(128, 28, 7),
+    "qconv7_256x14": lambda: qconv(256, 14, 7),
+    "qconv7_512x7": lambda: qconv(512, 7, 7),
     "qlinear_4096_b1": lambda: matmul_integer(4096),
 }
 
@@ -163,20 +179,24 @@ def main():
     ap.add_argument("--file", default=os.path.join(ROOT, "target", "peers", "slimnet.txt"))
     ap.add_argument("--isa", choices=["scalar", "avx2", "avx512", "vnni", "amx"],
                     help="cap slimnet's kernels at this level (SLIMNET_ISA)")
+    ap.add_argument("--ort-native", action="store_true",
+                    help="leave ONNX Runtime at the CPU's own level (default: the --isa level)")
     ap.add_argument("--rounds", type=int, default=3,
                     help="alternating rounds per case; each side keeps its fastest median")
     args = ap.parse_args()
     if args.rounds < 1:
         ap.error("--rounds must be at least 1")
-    env = dict(os.environ)
+    ort_level = "native" if args.ort_native else isa_cap.run_at(args.isa)
+    env = isa_cap.uncapped(os.environ)
     if args.isa:
         env["SLIMNET_ISA"] = args.isa
     subprocess.run(["cargo", "build", "--release", "-q", "-p", "slimnet-kernels", "--example",
-                    "peer_cases"], cwd=ROOT, check=True, stdout=sys.stderr)
+                    "peer_cases"], cwd=ROOT, check=True, stdout=sys.stderr, env=env)
     exe = os.path.join(ROOT, "target", "release", "examples", "peer_cases")
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo")
                 if l.startswith("model name")), "unknown CPU")
-    print(f"# {cpu}; slimnet level {args.isa or 'native'}; onnxruntime {ort.__version__}, "
+    print(f"# {cpu}; slimnet level {args.isa or 'native'}; onnxruntime {ort.__version__} "
+          f"at level {ort_level}, "
           f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, fastest of {args.rounds} rounds")
     threads = []
     for name in args.cases or CASES:

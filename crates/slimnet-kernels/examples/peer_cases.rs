@@ -164,11 +164,17 @@ fn main() {
         scale: 0.05,
         zero_point: 128,
     };
-    for (name, c, h) in [
-        ("qconv_64x56", 64, 56),
-        ("qconv_128x28", 128, 28),
-        ("qconv_256x14", 256, 14),
-        ("qconv_512x7", 512, 7),
+    // `qconv7_*`: 7-bit weights, the range whose u8 x i8 pair sums cannot saturate
+    // `vpmaddubsw` (what ONNX Runtime asks of its quantizer's weights on CPUs without VNNI)
+    for (name, c, h, bits) in [
+        ("qconv_64x56", 64, 56, 8),
+        ("qconv_128x28", 128, 28, 8),
+        ("qconv_256x14", 256, 14, 8),
+        ("qconv_512x7", 512, 7, 8),
+        ("qconv7_64x56", 64, 56, 7),
+        ("qconv7_128x28", 128, 28, 7),
+        ("qconv7_256x14", 256, 14, 7),
+        ("qconv7_512x7", 512, 7, 7),
     ] {
         if !want(name) {
             continue;
@@ -176,7 +182,7 @@ fn main() {
         let g = ConvGeometry::new(1, c, h, h, c, 3, 3).with_padding(1, 1);
         let x: Vec<u8> = (0..g.input_len()).map(|_| rng.random()).collect();
         let wf = randv(&mut rng, g.weight_len());
-        let w = QMatrix::quantize(&wf, c, c * 9).unwrap();
+        let w = QMatrix::quantize_bits(&wf, c, c * 9, bits).unwrap();
         let bias: Vec<i32> = (0..c).map(|_| rng.random_range(-1000..1000)).collect();
         let mut y = vec![0u8; g.output_len()];
         let ms = time_ms(|| {
