@@ -2,8 +2,10 @@
 //!
 //! For each network (LeNet-5, the small ResNet, and the compressed LeNet-5 that
 //! `cargo run --release --example compose_lenet` saves, when it has been run) this writes the
-//! ONNX files ONNX Runtime will run (`<name>-f32.onnx` and, for an int8 model,
-//! `<name>-int8.onnx`, with a symbolic batch) and the slimnet latencies of the frozen plans,
+//! ONNX files ONNX Runtime will run (`<name>-<variant>.onnx` for the variants `f32`, `int8` and
+//! `int8_w7` (7-bit weights, the range ONNX Runtime's quantizer keeps its weights to with
+//! `reduce_range`, for CPUs without VNNI), with a symbolic batch) and the slimnet latencies of
+//! the frozen plans,
 //! one line `<name> <variant> <batch> <threads> <median ms>` each, into `--out`
 //! (`target/peers/networks` by default).
 //!
@@ -30,11 +32,10 @@ const USAGE: &str = "usage: cargo bench --bench networks -- [--out DIR] [--batch
                      [--threads 1,2]";
 const MNIST: [usize; 3] = [1, 28, 28];
 
-/// One network to time: its f32 model and, when it has one, the int8 model of it.
+/// One network to time: its variants (`f32`, `int8`, `int8_w7`), as far as it has them.
 struct Network {
     name: &'static str,
-    f32: Option<Graph>,
-    int8: Option<Graph>,
+    variants: Vec<(&'static str, Graph)>,
     /// What the weights are (printed, so a reader knows what was timed).
     origin: String,
 }
@@ -55,15 +56,14 @@ fn networks() -> Res<()> {
     let mut lines = String::new();
     for net in [lenet5()?, resnet()?, compressed_lenet5()?] {
         println!("{}: {}", net.name, net.origin);
-        for (variant, model) in [("f32", &net.f32), ("int8", &net.int8)] {
-            let Some(model) = model else { continue };
+        for (variant, model) in &net.variants {
             let file = out.join(format!("{}-{variant}.onnx", net.name));
             slimnet::export_onnx(model, &shape(1), &file)?;
             for &b in &batches {
                 let plan = model.freeze(&shape(b))?;
                 for &t in &threads {
                     let ms = time_ms(&plan, &shape(b), t)?;
-                    println!("  {variant:<5} batch {b:>3} threads {t}: {ms:.4} ms");
+                    println!("  {variant:<7} batch {b:>3} threads {t}: {ms:.4} ms");
                     writeln!(lines, "{} {variant} {b} {t} {ms}", net.name)?;
                 }
             }
@@ -109,11 +109,9 @@ fn lenet5() -> Res<Network> {
         let origin = "initialized from seed 0 (no cached baseline)".to_string();
         (models::lenet5(&mut tensor::rng(0))?, origin)
     };
-    let int8 = quantize_static(&model, random_batches(8, 1), &PtqConfig::default())?;
     Ok(Network {
         name: "lenet5",
-        f32: Some(model),
-        int8: Some(int8),
+        variants: quantized(model, 1)?,
         origin,
     })
 }
@@ -123,27 +121,35 @@ fn resnet() -> Res<Network> {
     for x in random_batches(4, 2) {
         model.forward_train(&x)?; // batch-norm statistics off their defaults
     }
-    let int8 = quantize_static(&model, random_batches(8, 3), &PtqConfig::default())?;
     Ok(Network {
         name: "resnet_small",
-        f32: Some(model),
-        int8: Some(int8),
+        variants: quantized(model, 3)?,
         origin: "initialized from seed 0, calibrated on random images".into(),
     })
 }
 
 fn compressed_lenet5() -> Res<Network> {
     let file = Path::new("target/slimnet/compose_lenet5.safetensors");
-    let (int8, origin) = if file.exists() {
-        (Some(slimnet::load(file)?), format!("{}", file.display()))
+    let (variants, origin) = if file.exists() {
+        let origin = format!("{}", file.display());
+        (vec![("int8", slimnet::load(file)?)], origin)
     } else {
         let why = "not timed: run `cargo run --release --example compose_lenet` first";
-        (None, why.to_string())
+        (Vec::new(), why.to_string())
     };
     Ok(Network {
         name: "compose_lenet5",
-        f32: None,
-        int8,
+        variants,
         origin,
     })
+}
+
+/// `model` and its int8 models with 8-bit and 7-bit weights, calibrated on random images drawn
+/// from `seed`.
+fn quantized(model: Graph, seed: u64) -> Res<Vec<(&'static str, Graph)>> {
+    let calib = random_batches(8, seed);
+    let int8 = quantize_static(&model, calib.clone(), &PtqConfig::default())?;
+    let seven = PtqConfig::default().with_weight_bits(7);
+    let int8_w7 = quantize_static(&model, calib, &seven)?;
+    Ok(vec![("f32", model), ("int8", int8), ("int8_w7", int8_w7)])
 }

@@ -9,13 +9,16 @@ Run (from the workspace root):
 Run `cargo run --release --example compose_lenet` first to include the compressed LeNet-5.
 
 The script runs `cargo bench --bench networks` (see benches/networks.rs), which exports each
-network to ONNX (`target/peers/networks/<name>-f32.onnx`, `<name>-int8.onnx`) and writes
-slimnet's median latencies of the frozen plans. It then times ONNX Runtime on:
+network to ONNX (`target/peers/networks/<name>-f32.onnx`, `<name>-int8.onnx`,
+`<name>-int8_w7.onnx`) and writes slimnet's median latencies of the frozen plans. It then times ONNX Runtime on:
 - `f32`: the f32 export;
 - `int8`: ONNX Runtime's own int8 model, made by its static quantizer (QDQ, per-channel s8
   weights, u8 activations) from the f32 export, calibrated on the images slimnet uses
-  (random images in [0, 1));
-- `int8_export`: slimnet's int8 export (QLinearConv), timed by ONNX Runtime;
+  (random images in [0, 1)), against slimnet's int8 model;
+- `int8_w7`: the same with 7-bit weights (the quantizer's `reduce_range`, its remedy for the
+  16-bit saturation of its kernels on CPUs without VNNI), against slimnet's int8 model with
+  7-bit weights;
+- `int8_export`, `int8_w7_export`: slimnet's int8 exports (QLinearConv), timed by ONNX Runtime;
 - for the compressed model, the f32 export of the uncompressed network it came from.
 and prints one line per network, variant, batch and thread count:
     net <name> <variant>-b<batch>-t<threads> slimnet_ms=<f> ort_ms=<f> ratio=<ort_ms/slimnet_ms>
@@ -91,16 +94,17 @@ class RandomImages(CalibrationDataReader):
         return next(self.data, None)
 
 
-def ort_int8(name):
-    """ONNX Runtime's own int8 model of `<name>-f32.onnx` (made once, cached next to it)."""
+def ort_int8(name, seven=False):
+    """ONNX Runtime's own int8 model of `<name>-f32.onnx` (made once, cached next to it), with
+    7-bit weights (`reduce_range`) when `seven`."""
     src = os.path.join(OUT, f"{name}-f32.onnx")
-    dst = os.path.join(OUT, f"{name}-ort-int8.onnx")
+    dst = os.path.join(OUT, f"{name}-ort-int8{'_w7' if seven else ''}.onnx")
     if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
         inp = onnx.load(src).graph.input[0]
         shape = [16] + [d.dim_value for d in inp.type.tensor_type.shape.dim[1:]]
         quantize_static(src, dst, RandomImages(inp.name, shape), quant_format=QuantFormat.QDQ,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8)
+                        per_channel=True, reduce_range=seven,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
     return dst
 
 
@@ -141,8 +145,8 @@ def main():
             elif variant == "f32":
                 peers.append(("f32", os.path.join(OUT, f"{name}-f32.onnx")))
             else:
-                peers.append(("int8", ort_int8(name)))
-                peers.append(("int8_export", os.path.join(OUT, f"{name}-int8.onnx")))
+                peers.append((variant, ort_int8(name, variant == "int8_w7")))
+                peers.append((f"{variant}_export", os.path.join(OUT, f"{name}-{variant}.onnx")))
             for label, path in peers:
                 sess = session(path, threads)
                 shape = [batch] + [d.dim_value for d in
