@@ -1,12 +1,15 @@
-//! `slimnet inspect`: the cost table of a model with each layer's measured time.
+//! `slimnet inspect`: the cost table of a model with each layer's measured time, alone and as a
+//! step of the frozen plan.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Serialize;
-use slimnet::core::graph::Op;
+use slimnet::core::graph::{Op, Plan};
 use slimnet::core::io;
 use slimnet::core::summary::Summary;
-use slimnet::core::timing::{latency, TimingConfig};
+use slimnet::core::tensor;
+use slimnet::core::timing::{latency, Latency, TimingConfig};
 
 use crate::common;
 use crate::error::CliError;
@@ -22,6 +25,10 @@ struct Row {
     bytes: usize,
     /// Median time of the layer alone on a random input of its shape, one thread.
     time_us: Option<f64>,
+    /// Median time of the layer's step in the frozen plan (on the values the plan hands it,
+    /// their conversion included), one thread; none for a layer the plan folded or fused
+    /// into another.
+    plan_us: Option<f64>,
 }
 
 /// What `--json` prints.
@@ -64,11 +71,16 @@ pub fn run(path: &Path, input: &[usize], json: bool) -> Result<(), CliError> {
             macs: row.cost.macs,
             bytes: row.cost.bytes,
             time_us,
+            plan_us: None,
         });
     }
     let plan = model.freeze(input)?;
     let total =
         slimnet::kernels::threads::with(1, || latency(&plan, input, &TimingConfig::default()))?;
+    let steps = slimnet::kernels::threads::with(1, || step_times(&plan, input))?;
+    for r in &mut rows {
+        r.plan_us = steps.get(&r.name).copied();
+    }
     bar.finish_and_clear();
     let out = Output {
         model: path.display().to_string(),
@@ -84,19 +96,21 @@ pub fn run(path: &Path, input: &[usize], json: bool) -> Result<(), CliError> {
         return common::print_json(&out);
     }
     println!(
-        "{:<20} {:<16} {:<18} {:>10} {:>12} {:>10} {:>10}",
-        "layer", "kind", "output", "params", "MACs", "bytes", "time us"
+        "{:<20} {:<16} {:<18} {:>10} {:>12} {:>10} {:>10} {:>10}",
+        "layer", "kind", "output", "params", "MACs", "bytes", "alone us", "in plan us"
     );
+    let us = |t: Option<f64>| t.map_or("-".into(), |t| format!("{t:.1}"));
     for r in &out.layers {
         println!(
-            "{:<20} {:<16} {:<18} {:>10} {:>12} {:>10} {:>10}",
+            "{:<20} {:<16} {:<18} {:>10} {:>12} {:>10} {:>10} {:>10}",
             r.name,
             r.kind,
             format!("{:?}", r.output),
             r.params,
             r.macs,
             r.bytes,
-            r.time_us.map_or("-".into(), |t| format!("{t:.1}"))
+            us(r.time_us),
+            us(r.plan_us)
         );
     }
     println!(
@@ -105,4 +119,25 @@ pub fn run(path: &Path, input: &[usize], json: bool) -> Result<(), CliError> {
         out.params, out.macs, out.weight_bytes, out.file_bytes, out.latency_us, out.input
     );
     Ok(())
+}
+
+/// The median time of each step of `plan` over timed runs on a random input of `shape`, by
+/// node name.
+fn step_times(plan: &Plan, shape: &[usize]) -> Result<HashMap<String, f64>, CliError> {
+    let x = tensor::uniform(shape, 0.0, 1.0, &mut tensor::rng(0));
+    let mut times: HashMap<String, Vec<f64>> = HashMap::new();
+    for run in 0..53 {
+        let (_, steps) = plan.run_timed(&x)?;
+        // the first runs fill the caches and the buffer pool
+        if run >= 3 {
+            for (name, d) in steps {
+                let t = times.entry(name.to_string()).or_default();
+                t.push(d.as_secs_f64() * 1e6);
+            }
+        }
+    }
+    Ok(times
+        .into_iter()
+        .map(|(name, t)| (name, Latency::of(t).median_us))
+        .collect())
 }

@@ -50,7 +50,8 @@ sub-folder per class (or train/ and val/ folders of those), read batch by batch"
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Per-layer parameters, MACs, bytes and measured time of a model file.
+    /// Per-layer parameters, MACs, bytes and measured time (alone, and as a step of the frozen
+    /// plan) of a model file.
     Inspect {
         /// Model file (safetensors or ONNX).
         model: PathBuf,

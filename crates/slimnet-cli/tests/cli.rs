@@ -579,6 +579,10 @@ fn commands_work() {
         json["layers"][1]["time_us"].as_f64().unwrap() > 0.0,
         "{json}"
     );
+    // nothing to fold or fuse in LeNet-300: every layer is a step of the plan
+    for layer in json["layers"].as_array().unwrap() {
+        assert!(layer["plan_us"].as_f64().unwrap() > 0.0, "{layer}");
+    }
 
     // a small recipe: prune, sparse kernels, int8, on 512 MNIST images
     let r = recipe(&d, "tiny.toml", &format!("{PRUNE}{SPARSE}{QUANT}"));
