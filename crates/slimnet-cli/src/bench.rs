@@ -130,7 +130,7 @@ pub fn run(a: Args) -> Result<(), CliError> {
         return common::print_json(&out);
     }
     println!(
-        "input {:?}, {} thread(s), {} runs per model (alternating in blocks of {}, each after {} ms untimed), microseconds per batch",
+        "input {:?}, {} thread(s), {} runs per model (alternating in blocks of {}, each after at least 2 runs and {} ms untimed), microseconds per batch",
         out.input, out.threads, a.runs, a.block, out.settle_ms
     );
     println!(
