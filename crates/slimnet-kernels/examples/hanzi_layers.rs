@@ -3,11 +3,12 @@
 //! and fc2 at 10% density), so a level's share of the whole network can be read layer by layer.
 //!
 //! ```text
-//! cargo run --release -p slimnet-kernels --example hanzi_layers [-- CLASSES [BITS]]
+//! cargo run --release -p slimnet-kernels --example hanzi_layers [-- CLASSES [BITS [DENSITY]]]
 //! SLIMNET_ISA=avx2 cargo run --release -p slimnet-kernels --example hanzi_layers
 //! ```
 //! `CLASSES` (default 200) sets fc2's rows, `BITS` (default 8) the weights' bits (7: narrow
-//! weights, see `slimnet_kernels::int8::NARROW_MAX`). A line times fc1 and fc2 one after the other, as
+//! weights, see `slimnet_kernels::int8::NARROW_MAX`), `DENSITY` (default 0.1) the share of
+//! fc1's and fc2's weights kept. A line times fc1 and fc2 one after the other, as
 //! the network runs them: when the two no longer fit in a core's L2 together, that pair takes
 //! longer than the sum of the one-layer times.
 //! One thread; each time is the median of 400 calls on random codes and weights. Prints one
@@ -40,7 +41,10 @@ fn median_us(mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let usage = || -> ! {
-        eprintln!("usage: hanzi_layers [CLASSES [BITS]] (a positive number of classes, bits 2-8)");
+        eprintln!(
+            "usage: hanzi_layers [CLASSES [BITS [DENSITY]]] (a positive number of classes, \
+             bits 2-8, FC density in (0, 1])"
+        );
         std::process::exit(2);
     };
     let mut args = std::env::args().skip(1);
@@ -52,6 +56,11 @@ fn main() {
     let bits: u32 = match args.next().map(|a| a.parse()) {
         None => 8,
         Some(Ok(b)) if (2..=8).contains(&b) => b,
+        Some(_) => usage(),
+    };
+    let density: f64 = match args.next().map(|a| a.parse()) {
+        None => 0.1,
+        Some(Ok(d)) if d > 0.0 && d <= 1.0 => d,
         Some(_) => usage(),
     };
     set_num_threads(1);
@@ -100,7 +109,7 @@ fn main() {
     for (name, o, i) in [("fc1", 1024, 4096), ("fc2", classes, 1024)] {
         let dense: Vec<f32> = (0..o * i)
             .map(|_| {
-                if rng.random_bool(0.1) {
+                if rng.random_bool(density) {
                     rng.random_range(-1.0f32..1.0)
                 } else {
                     0.0
